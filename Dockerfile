@@ -1,0 +1,32 @@
+# Multi-stage build: the BPF object and the native addon are built in a
+# Debian bookworm image with the same toolchain as scripts/setup.sh, then
+# copied onto a Node 24 runtime image with only the shared libraries and
+# tools the daemon calls (libbpf, libelf, iproute2, nftables, ipvsadm).
+FROM node:24-bookworm-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends clang llvm libbpf-dev libelf-dev zlib1g-dev \
+      pkg-config make cmake g++ python3 \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json ./
+COPY bpf ./bpf
+COPY native ./native
+RUN npm ci --no-audit --no-fund \
+ && npm prune --omit=dev \
+ && rm -rf node_modules/node node_modules/.bin/node
+COPY src ./src
+COPY bin ./bin
+
+FROM node:24-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libbpf1 libelf1 zlib1g iproute2 nftables ipvsadm kmod \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/bpf/build ./bpf/build
+COPY --from=build /app/native/build/Release ./native/build/Release
+COPY --from=build /app/src ./src
+COPY --from=build /app/bin ./bin
+ENTRYPOINT ["/app/bin/switchyard"]
+CMD ["run", "--config=/etc/switchyard/config.yaml"]

@@ -1,0 +1,114 @@
+// Rig backend: one process serving every port of one pod.
+//
+//   node test/rig/backend.ts --name NAME --tcp PORT[,PORT] --udp PORT[,PORT]
+//
+// TCP: on each connection, write one protocol line (see protocol.ts) and end.
+// UDP: answer each datagram with the same line, sent to the datagram's source.
+// Prints `ready` on stdout once every socket listens; exits on SIGTERM.
+//
+// UDP and the local address: Node cannot read IP_PKTINFO, so a socket bound to
+// 0.0.0.0 does not know which address a datagram was sent to. We bind one
+// socket per local IPv4 address as well (SO_REUSEADDR on all of them; the
+// kernel delivers to the most specific bound socket), and the wildcard socket
+// reports 0.0.0.0: "reached on an address that is not one of mine", e.g. an
+// untranslated VIP. Replies leave from the bound address, as a real server's
+// would.
+
+import * as dgram from 'node:dgram';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import { parseArgs } from 'node:util';
+import { formatBackendLine, parsePorts, plainIPv4 } from './protocol.ts';
+
+function localIPv4s(): string[] {
+  const out: string[] = [];
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (a.family === 'IPv4') out.push(a.address);
+    }
+  }
+  return out;
+}
+
+function listenTcp(name: string, port: number): Promise<void> {
+  const server = net.createServer((sock) => {
+    sock.on('error', () => {});
+    sock.end(
+      formatBackendLine({
+        name,
+        client: { ip: plainIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 },
+        local: { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 },
+      }),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '0.0.0.0', port, backlog: 1024 }, () => resolve());
+  });
+}
+
+/**
+ * SO_REUSEADDR would also let a second backend bind the same port and split
+ * the traffic silently; a plain bind of the wildcard first fails with
+ * EADDRINUSE if anything holds the port.
+ */
+function probeUdpPortFree(port: number): Promise<void> {
+  const sock = dgram.createSocket('udp4');
+  return new Promise((resolve, reject) => {
+    sock.once('error', (err) => {
+      sock.close();
+      reject(err);
+    });
+    sock.bind({ address: '0.0.0.0', port }, () => sock.close(() => resolve()));
+  });
+}
+
+function bindUdp(name: string, address: string, port: number): Promise<void> {
+  const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
+  sock.on('message', (_msg, rinfo) => {
+    const line = formatBackendLine({ name, client: { ip: rinfo.address, port: rinfo.port }, local: { ip: address, port } });
+    sock.send(line, rinfo.port, rinfo.address);
+  });
+  return new Promise((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind({ address, port }, () => {
+      sock.off('error', reject);
+      sock.on('error', (err) => process.stderr.write(`udp ${address}:${port}: ${err.message}\n`));
+      resolve();
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      name: { type: 'string' },
+      tcp: { type: 'string' },
+      udp: { type: 'string' },
+    },
+    strict: true,
+  });
+  const name = values.name;
+  if (name === undefined || name === '' || /\s/.test(name)) throw new Error('--name NAME (no spaces) is required');
+  const tcp = parsePorts(values.tcp, '--tcp');
+  const udp = parsePorts(values.udp, '--udp');
+  if (tcp.length === 0 && udp.length === 0) throw new Error('at least one of --tcp, --udp is required');
+
+  const pending: Promise<void>[] = [];
+  for (const port of tcp) pending.push(listenTcp(name, port));
+  for (const port of udp) {
+    pending.push(
+      probeUdpPortFree(port).then(async () => {
+        await Promise.all([bindUdp(name, '0.0.0.0', port), ...localIPv4s().map((addr) => bindUdp(name, addr, port))]);
+      }),
+    );
+  }
+  await Promise.all(pending);
+  process.on('SIGTERM', () => process.exit(0));
+  process.stdout.write('ready\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`backend: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,182 @@
+// Rig load client: one process makes many requests, prints one JSON document.
+//
+//   node test/rig/client.ts --proto tcp|udp --target IP:PORT --count N
+//                           [--timeout-ms T] [--concurrency C]
+//
+// Output (stdout): ClientOutput from protocol.ts. Each result is one request:
+// TCP is one connection (`reply` = the connected peer, socket.remoteAddress);
+// UDP is one datagram from a NEW socket, hence a new source port, as a new
+// connection would be (`reply` = rinfo of the answer, so a test can assert the
+// answer came from ClusterIP:port and not from the backend's own address).
+// UDP sockets are not connected: a connected socket would silently drop an
+// answer from the wrong source, which is exactly what a test wants to see.
+// Failures are results, not exit codes: the process exits 0 unless its
+// arguments are wrong.
+
+import * as dgram from 'node:dgram';
+import * as net from 'node:net';
+import { parseArgs } from 'node:util';
+import { parseBackendLine, parseEndpoint, plainIPv4 } from './protocol.ts';
+import type { ClientOutput, Endpoint, Proto, RequestResult } from './protocol.ts';
+
+function errorCode(err: unknown): string {
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;
+  return err instanceof Error ? err.message : String(err);
+}
+
+function fillFromLine(r: RequestResult, text: string): void {
+  const line = parseBackendLine(text);
+  if (!line) {
+    r.ok = false;
+    r.error = 'bad-reply';
+    return;
+  }
+  r.ok = true;
+  r.backend = line.name;
+  r.seenClient = line.client;
+  r.seenLocal = line.local;
+}
+
+function tcpRequest(target: Endpoint, timeoutMs: number): Promise<RequestResult> {
+  const start = performance.now();
+  return new Promise((resolve) => {
+    const r: RequestResult = { ok: false, ms: 0 };
+    let data = '';
+    let done = false;
+    const sock = net.connect({ host: target.ip, port: target.port });
+    const finish = (error?: string): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (error !== undefined) {
+        r.ok = false;
+        r.error = error;
+      } else {
+        fillFromLine(r, data);
+      }
+      r.ms = Math.round(performance.now() - start);
+      resolve(r);
+    };
+    const timer = setTimeout(() => finish('timeout'), timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('connect', () => {
+      r.reply = { ip: plainIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 };
+      r.local = { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 };
+    });
+    sock.on('data', (chunk: string) => {
+      data += chunk;
+    });
+    sock.on('end', () => finish());
+    sock.on('error', (err) => finish(errorCode(err)));
+  });
+}
+
+/**
+ * The source address the kernel picks for `target`: connecting a UDP socket
+ * does the route lookup without sending anything. '' when there is no route.
+ */
+function sourceIpFor(target: Endpoint): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = dgram.createSocket('udp4');
+    sock.on('error', () => {
+      sock.close();
+      resolve('');
+    });
+    sock.connect(target.port, target.ip, () => {
+      const ip = sock.address().address;
+      sock.close();
+      resolve(ip);
+    });
+  });
+}
+
+function udpRequest(target: Endpoint, sourceIp: string, timeoutMs: number): Promise<RequestResult> {
+  const start = performance.now();
+  return new Promise((resolve) => {
+    const r: RequestResult = { ok: false, ms: 0 };
+    let done = false;
+    const sock = dgram.createSocket('udp4');
+    const finish = (error?: string, text?: string): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.close();
+      if (error !== undefined) {
+        r.ok = false;
+        r.error = error;
+      } else {
+        fillFromLine(r, text ?? '');
+      }
+      r.ms = Math.round(performance.now() - start);
+      resolve(r);
+    };
+    const timer = setTimeout(() => finish('timeout'), timeoutMs);
+    sock.on('error', (err) => finish(errorCode(err)));
+    sock.on('message', (msg, rinfo) => {
+      r.reply = { ip: rinfo.address, port: rinfo.port };
+      finish(undefined, msg.toString('utf8'));
+    });
+    sock.bind(0, () => {
+      r.local = { ip: sourceIp, port: sock.address().port };
+      sock.send('ping\n', target.port, target.ip, (err) => {
+        if (err) finish(errorCode(err));
+      });
+    });
+  });
+}
+
+async function runPool(count: number, concurrency: number, one: () => Promise<RequestResult>): Promise<RequestResult[]> {
+  const results: RequestResult[] = new Array<RequestResult>(count);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      results[i] = await one();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return results;
+}
+
+function positiveInt(s: string | undefined, flag: string, dflt: number): number {
+  if (s === undefined) return dflt;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive integer, got ${JSON.stringify(s)}`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      proto: { type: 'string' },
+      target: { type: 'string' },
+      count: { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      concurrency: { type: 'string' },
+    },
+    strict: true,
+  });
+  const proto = values.proto;
+  if (proto !== 'tcp' && proto !== 'udp') throw new Error('--proto tcp|udp is required');
+  const target = parseEndpoint(values.target ?? '');
+  if (!target) throw new Error('--target IP:PORT is required');
+  const count = positiveInt(values.count, '--count', 1);
+  const timeoutMs = positiveInt(values['timeout-ms'], '--timeout-ms', 1000);
+  const concurrency = positiveInt(values.concurrency, '--concurrency', 10);
+
+  let results: RequestResult[];
+  if (proto === 'tcp') {
+    results = await runPool(count, concurrency, () => tcpRequest(target, timeoutMs));
+  } else {
+    const sourceIp = await sourceIpFor(target);
+    results = await runPool(count, concurrency, () => udpRequest(target, sourceIp, timeoutMs));
+  }
+  const out: ClientOutput = { proto: proto satisfies Proto, target, results };
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`client: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(2);
+});

@@ -1,0 +1,90 @@
+// Wire format shared by the rig's backend server (backend.ts), its load
+// client (client.ts) and the in-process wrapper (cluster.ts).
+//
+// A backend answers every TCP connection and every UDP datagram with one line:
+//   NAME CLIENTIP:CLIENTPORT LOCALIP:LOCALPORT\n
+// where CLIENT is the peer address the backend saw (so a test can tell whether
+// the source was preserved or masqueraded) and LOCAL the address it was
+// reached on (so a test can tell that the destination was translated).
+// The client prints one JSON document, `ClientOutput`.
+
+export interface Endpoint {
+  ip: string;
+  port: number;
+}
+
+export type Proto = 'tcp' | 'udp';
+
+export interface RequestResult {
+  ok: boolean;
+  /** The NAME the backend reported. */
+  backend?: string;
+  /** The client address the backend saw. */
+  seenClient?: Endpoint;
+  /** The address the backend saw the request arrive on (UDP: 0.0.0.0 when not one of its own addresses, e.g. a VIP). */
+  seenLocal?: Endpoint;
+  /** TCP: the connected peer (socket.remoteAddress). UDP: rinfo of the reply. */
+  reply?: Endpoint;
+  /** The client's own source address for this request. */
+  local?: Endpoint;
+  /** Error code (ECONNREFUSED, EHOSTUNREACH, ...) or 'timeout' or 'bad-reply'. */
+  error?: string;
+  /** Wall time of this request in milliseconds. */
+  ms: number;
+}
+
+export interface ClientOutput {
+  proto: Proto;
+  target: Endpoint;
+  results: RequestResult[];
+}
+
+export interface BackendLine {
+  name: string;
+  client: Endpoint;
+  local: Endpoint;
+}
+
+export function formatEndpoint(e: Endpoint): string {
+  return `${e.ip}:${e.port}`;
+}
+
+/** Parses `IP:PORT` (IPv4 only; the rig is IPv4-only). */
+export function parseEndpoint(s: string): Endpoint | undefined {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(s);
+  if (!m || m[1] === undefined || m[2] === undefined) return undefined;
+  const port = Number(m[2]);
+  if (port > 65535) return undefined;
+  return { ip: m[1], port };
+}
+
+export function formatBackendLine(l: BackendLine): string {
+  return `${l.name} ${formatEndpoint(l.client)} ${formatEndpoint(l.local)}\n`;
+}
+
+export function parseBackendLine(s: string): BackendLine | undefined {
+  const parts = s.trim().split(' ');
+  if (parts.length !== 3 || parts[0] === undefined || parts[0] === '') return undefined;
+  const client = parseEndpoint(parts[1] ?? '');
+  const local = parseEndpoint(parts[2] ?? '');
+  if (!client || !local) return undefined;
+  return { name: parts[0], client, local };
+}
+
+/** Node reports IPv4 peers on dual-stack sockets as ::ffff:a.b.c.d. */
+export function plainIPv4(addr: string | undefined): string {
+  if (addr === undefined) return '';
+  return addr.startsWith('::ffff:') ? addr.slice(7) : addr;
+}
+
+/** Parses a comma-separated port list (`80,8080`); empty or missing is []. */
+export function parsePorts(s: string | undefined, flag: string): number[] {
+  if (s === undefined || s === '') return [];
+  return s.split(',').map((p) => {
+    const n = Number(p);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) {
+      throw new Error(`${flag}: bad port ${JSON.stringify(p)}`);
+    }
+    return n;
+  });
+}
