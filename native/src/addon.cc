@@ -1,0 +1,23 @@
+// addon.cc: module entry of switchyard_native. Installs the libbpf print
+// callback and lets each concern (object.cc, bpffs.cc, maps.cc, tc.cc)
+// register its functions. Mechanisms only: nothing here knows Kubernetes.
+#include <napi.h>
+
+#include "addon.h"
+#include "libbpf_log.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  sy::InstallLibbpfPrint();
+  env.SetInstanceData(new sy::AddonData());
+  sy::InitObject(env, exports);
+  sy::InitBpffs(env, exports);
+  sy::InitMaps(env, exports);
+  sy::InitTc(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(switchyard_native, Init)

@@ -1,0 +1,133 @@
+// binding.ts: loads native/build/Release/switchyard_native.node and states the
+// exact shape of what it exports (native/src/*.cc). Everything else in the
+// project reaches the addon through this interface, so a fake can stand in.
+//
+// Keys and values cross as Uint8Arrays holding `count` fixed-size records
+// back to back. For per-CPU maps one value record is `valueStride` bytes
+// (roundup(valueSize, 8) * numPossibleCpus()), for other maps `valueSize`.
+// Every failure is an Error with errno/code/syscall (see errors.ts).
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export type TcDirection = 'ingress' | 'egress';
+
+export interface NativeMapDesc {
+  name: string;
+  fd: number;
+  type: number; // enum bpf_map_type
+  keySize: number;
+  valueSize: number;
+  valueStride: number;
+  maxEntries: number;
+  pinPath: string | null; // set for maps declared with LIBBPF_PIN_BY_NAME
+}
+
+export interface NativeProgramDesc {
+  name: string;
+  section: string;
+  fd: number;
+  type: number; // enum bpf_prog_type
+}
+
+// A loaded BPF object. Its fds are valid until close(); pins stay.
+export interface NativeObject {
+  maps(): NativeMapDesc[];
+  programs(): NativeProgramDesc[];
+  close(): void;
+}
+
+export interface NativeMapInfo {
+  id: number;
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  valueStride: number;
+  maxEntries: number;
+  flags: number;
+}
+
+export interface MapLookupResult {
+  values: Buffer; // count * valueStride bytes; zeros where not found
+  found: Uint8Array; // 1 where the key was present
+}
+
+export interface MapDumpResult {
+  keys: Buffer;
+  values: Buffer;
+  count: number;
+}
+
+export interface TcFilter {
+  direction: TcDirection;
+  handle: number; // 1..2^32-1
+  priority: number; // 1..65535
+}
+
+export interface TcAttachOptions extends TcFilter {
+  replace?: boolean; // default true (BPF_TC_F_REPLACE)
+}
+
+export interface TcAttachResult {
+  progId: number;
+  handle: number;
+  priority: number;
+}
+
+export interface NativeBinding {
+  // Opens and loads an ELF object; LIBBPF_PIN_BY_NAME maps are reused from
+  // or pinned in pinRoot, which ensureBpffs() prepares first.
+  openObject(path: string, opts: { pinRoot: string }): Promise<NativeObject>;
+  // mkdir -p path, mounting a bpffs there unless it is already on one. True when it mounted.
+  ensureBpffs(path: string): boolean;
+  progIdFromFd(fd: number): number;
+
+  mapUpdate(fd: number, keys: Uint8Array, values: Uint8Array, keySize: number, valueSize: number, flags?: number): Promise<void>;
+  mapDelete(fd: number, keys: Uint8Array, keySize: number): Promise<void>; // absent keys are not an error
+  mapLookup(fd: number, keys: Uint8Array, keySize: number, valueSize: number): Promise<MapLookupResult>;
+  mapDump(fd: number, keySize: number, valueSize: number): Promise<MapDumpResult>;
+  mapInfo(fd: number): NativeMapInfo;
+  mapOpenPinned(path: string): number; // the caller owns the fd: closeFd() it
+  closeFd(fd: number): void;
+  numPossibleCpus(): number;
+
+  tcAttach(ifindex: number, progFd: number, opts: TcAttachOptions): TcAttachResult;
+  tcDetach(ifindex: number, filter: TcFilter): boolean; // false: nothing was attached there
+  tcQuery(ifindex: number, filter: TcFilter): { progId: number } | null;
+  // 'both' (default) removes the clsact qdisc; one direction flushes its filters. False: nothing there.
+  tcHookDestroy(ifindex: number, direction?: TcDirection | 'both'): boolean;
+
+  ifNameToIndex(name: string): number;
+  ifIndexToName(index: number): string;
+}
+
+// BPF_ANY / BPF_NOEXIST / BPF_EXIST for mapUpdate's flags (uapi linux/bpf.h).
+export const UpdateFlags = { any: 0, noExist: 1, exist: 2 } as const;
+
+const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
+  'openObject', 'ensureBpffs', 'progIdFromFd',
+  'mapUpdate', 'mapDelete', 'mapLookup', 'mapDump', 'mapInfo', 'mapOpenPinned', 'closeFd', 'numPossibleCpus',
+  'tcAttach', 'tcDetach', 'tcQuery', 'tcHookDestroy',
+  'ifNameToIndex', 'ifIndexToName',
+];
+
+// The build output, relative to this file: src/native/ -> repo root.
+export const defaultBindingPath = new URL('../../native/build/Release/switchyard_native.node', import.meta.url);
+
+// Loads the addon (Node caches it per process) and checks that it exports
+// every function declared above, so a stale build fails here by name.
+export function loadBinding(file: URL | string = defaultBindingPath): NativeBinding {
+  const require = createRequire(import.meta.url);
+  const path = typeof file === 'string' ? file : fileURLToPath(file);
+  let loaded: unknown;
+  try {
+    loaded = require(path);
+  } catch (e) {
+    throw new Error(`cannot load the native addon ${path} (build it with npm run build:native)`, { cause: e });
+  }
+  const missing = bindingFunctions.filter((name) => typeof (loaded as Record<string, unknown>)[name] !== 'function');
+  if (missing.length > 0) {
+    throw new Error(`native addon ${path} lacks ${missing.join(', ')}: rebuild it with npm run build:native`);
+  }
+  return loaded as NativeBinding;
+}
