@@ -3,7 +3,7 @@
  * sy_maps.h: the one definition of every map key and value shared between
  * the BPF program (bpf/), the native addon (native/) and the TypeScript
  * encoders (src/dataplane/bpf/layout.ts, checked against this object's BTF
- * by test/unit/layout-btf.test.ts).
+ * by test/unit/bpf-layout-btf.test.ts).
  *
  * Rules: explicit padding, explicit byte order (fields named *_be are in
  * network order, all others host order), a _Static_assert on every size.
@@ -93,7 +93,8 @@ struct sy_ct_value {
 	__be16 backend_port_be;
 	__be16 nat_port_be;
 	__u32  flags;
-	__u64  last_seen_ns;     /* bpf_ktime_get_ns() of the last packet */
+	__u32  pad;
+	__u64  last_seen_ns;     /* bpf_ktime_get_ns() when the flow was created */
 };
 _Static_assert(sizeof(struct sy_ct_value) == 32, "sy_ct_value size");
 

@@ -20,7 +20,10 @@ export interface EndpointInfo {
   readonly isLocal: boolean;
 }
 
-/** One port of one Service, the unit every dataplane programs. */
+/**
+ * One port of one Service, the unit every dataplane programs. Immutable; an
+ * unchanged ServicePort is the same object from one snapshot to the next.
+ */
 export interface ServicePortInfo {
   /** "namespace/name:portName/PROTOCOL" (portName may be empty). */
   readonly id: string;
@@ -31,9 +34,18 @@ export interface ServicePortInfo {
   /** spec.clusterIPs (or clusterIP), both families, in spec order. */
   readonly clusterIPs: readonly string[];
   readonly port: number;
-  /** Every usable endpoint for this port, sorted by ip then port. */
+  /**
+   * Every usable endpoint for this port, sorted by ip (string order) then
+   * port, one per ip:port. Only families the SnapshotBuilder is configured
+   * for (IPv4 by default): with dual-stack on, pair endpoints with
+   * clusterIPs of the same family.
+   */
   readonly endpoints: readonly EndpointInfo[];
-  /** The endpoints cluster traffic to a ClusterIP is sent to (kube-proxy's endpoint selection). */
+  /**
+   * The endpoints cluster traffic to a ClusterIP is sent to (kube-proxy's
+   * endpoint selection, src/model/topology.ts): the ready ones, or, when
+   * none is ready, the serving-and-terminating ones; decided per family.
+   */
   readonly clusterEndpoints: readonly EndpointInfo[];
 }
 
@@ -41,6 +53,10 @@ export interface ServicePortInfo {
 export interface ProxySnapshot {
   readonly nodeName: string;
   readonly servicePorts: ReadonlyMap<string, ServicePortInfo>;
-  /** ids of ServicePorts added, changed or removed since the previous snapshot; 'all' for a full resync. */
+  /**
+   * ids of ServicePorts added, changed or removed since the previous
+   * snapshot the dataplane accepted (SnapshotBuilder.commit, after a
+   * successful sync); 'all' for a full resync.
+   */
   readonly changed: ReadonlySet<string> | 'all';
 }

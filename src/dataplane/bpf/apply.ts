@@ -4,20 +4,12 @@
 // Service's new slots exist before its master flips to them, and nothing is
 // deleted while a master still points at it.
 
+import { encodeOpBatch, type OpBatch } from './layout.ts';
 import type { Op, Plan } from './state.ts';
-
-export type MapName = 'svc' | 'backend';
-
-/** Encodes one batch of ops for one map into back-to-back key (and value) records. */
-export interface OpEncoder {
-  updates(map: MapName, ops: readonly Op[]): { keys: Buffer; values: Buffer; count: number };
-  deletes(map: MapName, ops: readonly Op[]): { keys: Buffer; count: number };
-}
 
 /** Where batches go: the pinned maps in production, a fake store in unit tests. */
 export interface MapWriter {
-  update(map: MapName, keys: Buffer, values: Buffer, count: number): Promise<void>;
-  delete(map: MapName, keys: Buffer, count: number): Promise<void>;
+  write(batch: OpBatch): Promise<void>;
 }
 
 export interface ApplyStats {
@@ -26,7 +18,7 @@ export interface ApplyStats {
   readonly batches: number;
 }
 
-function mapOf(op: Op): MapName {
+function mapOf(op: Op): 'svc' | 'backend' {
   return op.kind === 'backend-update' || op.kind === 'backend-delete' ? 'backend' : 'svc';
 }
 
@@ -53,24 +45,22 @@ function runs(phase: readonly Op[]): Op[][] {
   return out;
 }
 
-export async function applyPlan(plan: Plan, enc: OpEncoder, maps: MapWriter): Promise<ApplyStats> {
+export async function applyPlan(plan: Plan, maps: MapWriter): Promise<ApplyStats> {
+  return applyOps(plan.phases, maps);
+}
+
+/** Writes phases of ops in order (a Plan's, or adoption's orphan cleanup). */
+export async function applyOps(phases: readonly (readonly Op[])[], maps: MapWriter): Promise<ApplyStats> {
   let updates = 0;
   let deletes = 0;
   let batches = 0;
-  for (const phase of plan.phases) {
+  for (const phase of phases) {
     for (const run of runs(phase)) {
-      const first = run[0];
-      if (!first) continue;
-      const map = mapOf(first);
-      if (isDelete(first)) {
-        const b = enc.deletes(map, run);
-        await maps.delete(map, b.keys, b.count);
-        deletes += b.count;
-      } else {
-        const b = enc.updates(map, run);
-        await maps.update(map, b.keys, b.values, b.count);
-        updates += b.count;
-      }
+      const batch = encodeOpBatch(run);
+      if (!batch) continue;
+      await maps.write(batch);
+      if (batch.action === 'delete') deletes += batch.count;
+      else updates += batch.count;
       batches++;
     }
   }

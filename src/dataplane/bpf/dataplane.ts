@@ -1,0 +1,170 @@
+// The BPF dataplane: owns the loaded tc program and its pinned maps on this
+// node. start() loads the object (adopting pinned maps a previous daemon
+// left), reads back what is programmed, and attaches the program to the
+// node's interface and to every pod interface as they come and go.
+// sync() runs the pipeline compile -> diff -> apply for one snapshot; only
+// apply touches the kernel. stop() releases handles and leaves the program
+// attached and the maps pinned, so traffic keeps flowing across restarts.
+
+import type { ProxySnapshot } from '../../model/types.ts';
+import type { Dataplane, SyncResult } from '../types.ts';
+import type { Logger } from '../../util/log.ts';
+import type { NativeBinding } from '../../native/binding.ts';
+import { BpfObject, Tc } from '../../native/index.ts';
+import { listLinks, globMatcher, LinkWatcher, type Link } from '../../host/links.ts';
+import { compile, compileChanged } from './compile.ts';
+import { diff } from './diff.ts';
+import { programmedFromDump } from './adopt.ts';
+import { applyOps, applyPlan, type MapWriter } from './apply.ts';
+import { MAPS, configCodec, encode, parseIPv4, u32Codec, type OpBatch } from './layout.ts';
+import type { DesiredState, ProgrammedState } from './state.ts';
+
+/** Where our tc filter sits on every interface (handle 0x5359 = "SY"). */
+export const TC_FILTER = { direction: 'ingress', handle: 0x5359, priority: 0x2000 } as const;
+export const PROGRAM_NAME = 'sy_ingress';
+
+export interface BpfDataplaneOptions {
+  readonly native: NativeBinding;
+  readonly log: Logger;
+  readonly objectPath: string;
+  readonly pinPath: string;
+  /** Masquerade source for hairpin traffic. */
+  readonly nodeAddress: string;
+  /** The interface holding the node address (external traffic, replies from remote backends). */
+  readonly nodeInterface: string | null;
+  /** Comma-separated globs naming the host side of pod interfaces. */
+  readonly podInterfaces: string;
+  readonly masqueradeAll: boolean;
+  /** Safety-net rescan of links, in addition to link events. */
+  readonly linkRescanMs?: number;
+}
+
+export class BpfDataplane implements Dataplane {
+  readonly name = 'bpf';
+  #o: BpfDataplaneOptions;
+  #obj: BpfObject | null = null;
+  #progFd = -1;
+  #tc: Tc;
+  #programmed: ProgrammedState | null = null;
+  #desired: DesiredState | null = null;
+  #attached = new Map<number, string>();
+  #watcher: LinkWatcher | null = null;
+  #isPodLink: (name: string) => boolean;
+
+  constructor(o: BpfDataplaneOptions) {
+    this.#o = o;
+    this.#tc = new Tc(o.native);
+    this.#isPodLink = globMatcher(o.podInterfaces);
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    const o = this.#o;
+    const obj = await BpfObject.open(o.objectPath, o.pinPath, o.native);
+    this.#obj = obj;
+    this.#progFd = obj.program(PROGRAM_NAME).fd;
+    await this.#writeConfig();
+    await this.#adopt();
+    this.#attachLinks();
+    this.#watcher = new LinkWatcher({ onChange: () => this.#attachLinks(), rescanMs: o.linkRescanMs ?? 2000 });
+    this.#watcher.start(signal);
+  }
+
+  async sync(snapshot: ProxySnapshot): Promise<SyncResult> {
+    const started = performance.now();
+    const opts = { masqueradeAll: this.#o.masqueradeAll };
+    const programmed = this.#programmed;
+    if (!programmed) throw new Error('bpf dataplane: sync before start');
+    const desired = this.#desired ? compileChanged(this.#desired, snapshot, opts) : compile(snapshot, opts);
+    const scope = this.#desired ? desired.changed : 'all';
+    const plan = diff(desired, programmed, scope);
+    try {
+      const stats = await applyPlan(plan, this.#writer());
+      this.#programmed = plan.next;
+      this.#desired = desired;
+      return {
+        frontendsChanged: plan.touched.length,
+        operations: stats.updates + stats.deletes,
+        problems: desired.problems,
+        durationMs: performance.now() - started,
+      };
+    } catch (err) {
+      // Part of the plan may have landed: read back what the kernel holds
+      // and reconcile everything on the next sync.
+      this.#desired = null;
+      await this.#adopt();
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#watcher?.stop();
+    this.#watcher = null;
+    this.#obj?.close();
+    this.#obj = null;
+  }
+
+  /** Interfaces the program is attached to now, by ifindex. */
+  get attached(): ReadonlyMap<number, string> {
+    return this.#attached;
+  }
+
+  #writer(): MapWriter {
+    const obj = this.#obj;
+    const native = this.#o.native;
+    if (!obj) throw new Error('bpf dataplane: not started');
+    return {
+      async write(b: OpBatch): Promise<void> {
+        const m = obj.map(b.map);
+        if (b.action === 'update') await native.mapUpdate(m.fd, b.keys, b.values ?? Buffer.alloc(0), m.keySize, m.valueSize);
+        else await native.mapDelete(m.fd, b.keys, m.keySize);
+      },
+    };
+  }
+
+  async #writeConfig(): Promise<void> {
+    const obj = this.#obj;
+    if (!obj) return;
+    const addr = parseIPv4(this.#o.nodeAddress);
+    if (addr < 0) throw new Error(`bpf dataplane: node address "${this.#o.nodeAddress}" is not an IPv4 address`);
+    const m = obj.map(MAPS.config.name);
+    await m.update([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: this.#o.nodeAddress, flags: 0 })]]);
+  }
+
+  async #adopt(): Promise<void> {
+    const obj = this.#obj;
+    if (!obj) return;
+    const svc = await obj.map(MAPS.svc.name).dump();
+    const backends = await obj.map(MAPS.backend.name).dump();
+    const adopted = programmedFromDump(svc, backends);
+    if (adopted.orphans.length > 0) {
+      this.#o.log.info('removing inconsistent entries left in pinned maps', { ops: adopted.orphans.length });
+      await applyOps([adopted.orphans], this.#writer());
+    }
+    this.#programmed = adopted.state;
+    this.#o.log.info('adopted pinned maps', { frontends: adopted.state.services.size, backends: adopted.state.backends.size });
+  }
+
+  #wanted(link: Link): boolean {
+    return link.name === this.#o.nodeInterface || this.#isPodLink(link.name);
+  }
+
+  /** Attaches to every wanted interface not attached yet; forgets ones that are gone. */
+  #attachLinks(): void {
+    if (this.#progFd < 0) return;
+    const present = new Set<number>();
+    for (const link of listLinks()) {
+      if (!this.#wanted(link)) continue;
+      present.add(link.ifindex);
+      if (this.#attached.get(link.ifindex) === link.name) continue;
+      try {
+        this.#tc.attach(link.ifindex, this.#progFd, { ...TC_FILTER, replace: true });
+        this.#attached.set(link.ifindex, link.name);
+        this.#o.log.info('attached', { interface: link.name, ifindex: link.ifindex });
+      } catch (err) {
+        // A link can vanish between listing and attaching; the next event retries others.
+        this.#o.log.warn('attach failed', { interface: link.name, error: (err as Error).message });
+      }
+    }
+    for (const ifindex of [...this.#attached.keys()]) if (!present.has(ifindex)) this.#attached.delete(ifindex);
+  }
+}

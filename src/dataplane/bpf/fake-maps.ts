@@ -1,0 +1,305 @@
+// An in-memory stand-in for the pinned BPF maps, for unit tests without
+// root: byte keys and values of the sizes in layout.ts's MAPS, kernel-like
+// errors, Plans applied op by op through the same batch encoder apply uses,
+// a canonical text dump for golden files, and checkConsistent(), the
+// invariant a packet relies on (every live slot of every master exists and
+// points at an existing backend).
+//
+// Kernel behaviour modelled (bpf(2), kernel/bpf/hashtab.c, arraymap.c):
+// - hash update of a new key in a full map: E2BIG (an LRU hash evicts the
+//   least recently used entry instead);
+// - key or value of the wrong size: EINVAL (the syscall copies exactly
+//   key_size/value_size bytes; libbpf's batch API takes counts, not sizes,
+//   so the addon must check lengths itself: we do it here);
+// - BPF_NOEXIST on an existing key: EEXIST; BPF_EXIST on a missing key: ENOENT;
+// - array maps: every index < max_entries exists (zeroed), update past the
+//   end is E2BIG, delete is EINVAL;
+// - batch update/delete run in order and stop at the first error, reporting
+//   how many records were done (generic_map_{update,delete}_batch).
+// Not modelled: per-CPU values (one value per map slot here).
+// Delete of a missing hash key: the kernel returns ENOENT (and a batch stops
+// there); this fake treats it as a no-op by default, which is what apply
+// must make of it (a missing key is already deleted). Construct with
+// { deleteMissing: 'enoent' } to get the kernel's answer.
+
+import { constants } from 'node:os';
+import { formatSvcKey } from './diff.ts';
+import { backendCodec, encodeOpBatch, formatIPv4, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from './layout.ts';
+import type { MapSpec, OpBatch } from './layout.ts';
+import { l4Key, PHASE_NAMES } from './state.ts';
+import type { Op, Plan, SvcKey } from './state.ts';
+
+export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
+export const BPF_EXIST = 2;
+
+type Errno = 'E2BIG' | 'EINVAL' | 'EEXIST' | 'ENOENT';
+
+/** Shaped like the native addon's errors: errno, code, syscall; plus the map and how far a batch got. */
+export class FakeMapError extends Error {
+  readonly errno: number;
+  readonly code: Errno;
+  readonly syscall: string;
+  readonly map: string;
+  /** Records of a batch applied before the failing one. */
+  readonly done: number;
+  constructor(code: Errno, syscall: string, map: string, message: string, done = 0) {
+    super(`${syscall} ${map}: ${code}: ${message}`);
+    this.name = 'FakeMapError';
+    this.errno = constants.errno[code];
+    this.code = code;
+    this.syscall = syscall;
+    this.map = map;
+    this.done = done;
+  }
+}
+
+export interface FakeMapOptions {
+  /** Capacity override (tests of E2BIG); default spec.maxEntries. */
+  readonly maxEntries?: number;
+  readonly deleteMissing?: 'noop' | 'enoent';
+}
+
+export class FakeMap {
+  readonly spec: MapSpec;
+  readonly maxEntries: number;
+  private readonly deleteMissing: 'noop' | 'enoent';
+  /** hex(key) -> [key, value]; insertion order doubles as LRU order. */
+  private readonly entries = new Map<string, [Buffer, Buffer]>();
+
+  constructor(spec: MapSpec, opts: FakeMapOptions = {}) {
+    this.spec = spec;
+    this.maxEntries = opts.maxEntries ?? spec.maxEntries;
+    this.deleteMissing = opts.deleteMissing ?? 'noop';
+  }
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get size(): number {
+    return this.isArray() ? this.maxEntries : this.entries.size;
+  }
+
+  lookup(key: Buffer): Buffer | undefined {
+    this.checkKey('bpf_map_lookup_elem', key);
+    const hex = key.toString('hex');
+    const e = this.entries.get(hex);
+    if (e !== undefined && this.spec.type === 'lru_hash') {
+      this.entries.delete(hex);
+      this.entries.set(hex, e);
+    }
+    if (e === undefined && this.isArray() && this.arrayIndex(key) < this.maxEntries) return Buffer.alloc(this.spec.value.size);
+    return e === undefined ? undefined : Buffer.from(e[1]);
+  }
+
+  update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
+    const call = 'bpf_map_update_elem';
+    this.checkKey(call, key);
+    if (value.length !== this.spec.value.size) throw this.err('EINVAL', call, `value is ${value.length} bytes, map value_size is ${this.spec.value.size}`);
+    const hex = key.toString('hex');
+    if (this.isArray()) {
+      if (this.arrayIndex(key) >= this.maxEntries) throw this.err('E2BIG', call, `index ${this.arrayIndex(key)} >= max_entries ${this.maxEntries}`);
+      if (flags === BPF_NOEXIST) throw this.err('EEXIST', call, 'array elements always exist');
+      this.entries.set(hex, [Buffer.from(key), Buffer.from(value)]);
+      return;
+    }
+    const exists = this.entries.has(hex);
+    if (flags === BPF_NOEXIST && exists) throw this.err('EEXIST', call, 'key exists (BPF_NOEXIST)');
+    if (flags === BPF_EXIST && !exists) throw this.err('ENOENT', call, 'key missing (BPF_EXIST)');
+    if (!exists && this.entries.size >= this.maxEntries) {
+      if (this.spec.type !== 'lru_hash') throw this.err('E2BIG', call, `map full (${this.maxEntries} entries)`);
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+    this.entries.delete(hex); // re-insert: most recently used
+    this.entries.set(hex, [Buffer.from(key), Buffer.from(value)]);
+  }
+
+  /** True if the key existed. */
+  delete(key: Buffer): boolean {
+    const call = 'bpf_map_delete_elem';
+    this.checkKey(call, key);
+    if (this.isArray()) throw this.err('EINVAL', call, 'array elements cannot be deleted');
+    const existed = this.entries.delete(key.toString('hex'));
+    if (!existed && this.deleteMissing === 'enoent') throw this.err('ENOENT', call, 'no such key');
+    return existed;
+  }
+
+  /** BPF_MAP_UPDATE_BATCH: in order, stops at the first error (its `done` says how many succeeded). */
+  updateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): void {
+    const ks = this.spec.key.size;
+    const vs = this.spec.value.size;
+    if (keys.length !== ks * count || values.length !== vs * count) {
+      throw this.err('EINVAL', 'bpf_map_update_batch', `buffers of ${keys.length}/${values.length} bytes for ${count} records`);
+    }
+    for (let i = 0; i < count; i++) {
+      try {
+        this.update(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs), flags);
+      } catch (e) {
+        throw this.batchErr(e, 'bpf_map_update_batch', i);
+      }
+    }
+  }
+
+  /** BPF_MAP_DELETE_BATCH: in order, stops at the first error. */
+  deleteBatch(keys: Buffer, count: number): void {
+    const ks = this.spec.key.size;
+    if (keys.length !== ks * count) throw this.err('EINVAL', 'bpf_map_delete_batch', `buffer of ${keys.length} bytes for ${count} records`);
+    for (let i = 0; i < count; i++) {
+      try {
+        this.delete(keys.subarray(i * ks, (i + 1) * ks));
+      } catch (e) {
+        throw this.batchErr(e, 'bpf_map_delete_batch', i);
+      }
+    }
+  }
+
+  /** Every entry (copies), as a map dump returns them. */
+  dump(): Array<[Buffer, Buffer]> {
+    return [...this.entries.values()].map(([k, v]) => [Buffer.from(k), Buffer.from(v)]);
+  }
+
+  private isArray(): boolean {
+    return this.spec.type === 'array' || this.spec.type === 'percpu_array';
+  }
+
+  private arrayIndex(key: Buffer): number {
+    return key.readUInt32LE(0);
+  }
+
+  private checkKey(call: string, key: Buffer): void {
+    if (key.length !== this.spec.key.size) throw this.err('EINVAL', call, `key is ${key.length} bytes, map key_size is ${this.spec.key.size}`);
+  }
+
+  private err(code: Errno, call: string, message: string, done = 0): FakeMapError {
+    return new FakeMapError(code, call, this.spec.name, message, done);
+  }
+
+  private batchErr(e: unknown, call: string, done: number): unknown {
+    return e instanceof FakeMapError ? new FakeMapError(e.code, call, e.map, `record ${done}: ${e.message}`, done) : e;
+  }
+}
+
+export class FakeMapStore {
+  readonly maps: ReadonlyMap<string, FakeMap>;
+
+  constructor(specs: readonly MapSpec[] = Object.values(MAPS), opts: Readonly<Record<string, FakeMapOptions>> = {}) {
+    this.maps = new Map(specs.map((s) => [s.name, new FakeMap(s, opts[s.name] ?? {})]));
+  }
+
+  map(name: string): FakeMap {
+    const m = this.maps.get(name);
+    if (m === undefined) throw new FakeMapError('ENOENT', 'bpf_obj_get', name, 'no such pinned map');
+    return m;
+  }
+
+  get svc(): FakeMap {
+    return this.map(MAPS.svc.name);
+  }
+
+  get backends(): FakeMap {
+    return this.map(MAPS.backend.name);
+  }
+
+  /** Applies one encoded batch, as apply does with the addon. */
+  applyBatch(batch: OpBatch): void {
+    const m = this.map(batch.map);
+    if (batch.action === 'update') m.updateBatch(batch.keys, batch.values ?? Buffer.alloc(0), batch.count);
+    else m.deleteBatch(batch.keys, batch.count);
+  }
+
+  /** Applies ops one at a time (each as a batch of one), calling `after` after each. */
+  applyOps(ops: readonly Op[], after?: (op: Op, index: number) => void): void {
+    ops.forEach((op, i) => {
+      const batch = encodeOpBatch([op]);
+      if (batch !== null) this.applyBatch(batch);
+      after?.(op, i);
+    });
+  }
+
+  /**
+   * Applies a plan phase by phase, one batch per phase. `afterOp`, when
+   * given, switches to one op at a time and runs after every op (to check
+   * invariants at every point the kernel could be observed); `afterPhase`
+   * runs after each phase.
+   */
+  applyPlan(plan: Plan, hooks: { afterOp?: (op: Op, phase: string) => void; afterPhase?: (phase: string) => void } = {}): void {
+    plan.phases.forEach((ops, i) => {
+      const phase = PHASE_NAMES[i] ?? String(i);
+      const afterOp = hooks.afterOp;
+      if (afterOp !== undefined) {
+        this.applyOps(ops, (op) => afterOp(op, phase));
+      } else {
+        const batch = encodeOpBatch(ops);
+        if (batch !== null) this.applyBatch(batch);
+      }
+      hooks.afterPhase?.(phase);
+    });
+  }
+
+  /** Sorted, decoded dump of every non-empty map, one entry per line. */
+  dumpCanonical(): string {
+    const lines: string[] = [];
+    const backends = this.backends.dump().map(([k, v]) => ({ id: u32Codec.decode(k), text: l4Key(backendCodec.decode(v)) }));
+    backends.sort((a, b) => a.id - b.id);
+    const svc = this.svc.dump().map(([k, v]) => ({ key: svcKeyCodec.decode(k), raw: k, v: svcValueCodec.decode(v) }));
+    svc.sort((a, b) => compareSvcKeys(a.key, b.key, a.raw, b.raw));
+    lines.push(`${MAPS.backend.name} (${backends.length}):`);
+    for (const b of backends) lines.push(`  ${b.id} = ${b.text}`);
+    lines.push(`${MAPS.svc.name} (${svc.length}):`);
+    for (const { key, v } of svc) {
+      const what = key.slot === 0 ? `count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}` : `backend ${v.backendId}`;
+      lines.push(`  ${formatSvcKey(key)} = ${what}`);
+    }
+    for (const m of this.maps.values()) {
+      if (m === this.svc || m === this.backends || m.spec.type === 'array' || m.spec.type === 'percpu_array' || m.size === 0) continue;
+      const entries = m.dump().map(([k, v]) => `  ${k.toString('hex')} = ${v.toString('hex')}`).sort();
+      lines.push(`${m.name} (${entries.length}):`, ...entries);
+    }
+    return lines.join('\n') + '\n';
+  }
+}
+
+/** Frontend address numerically, port, protocol, master before slots, gen, slot. */
+function compareSvcKeys(a: SvcKey, b: SvcKey, ra: Buffer, rb: Buffer): number {
+  return (
+    ra.readUInt32BE(0) - rb.readUInt32BE(0) ||
+    a.port - b.port ||
+    (a.proto < b.proto ? -1 : a.proto > b.proto ? 1 : 0) ||
+    Math.min(a.slot, 1) - Math.min(b.slot, 1) ||
+    a.gen - b.gen ||
+    a.slot - b.slot
+  );
+}
+
+/**
+ * The invariant a packet relies on: every master (slot 0, key gen 0) has
+ * its live generation's slots 1..count, each pointing at an existing
+ * backend. Returns the violations (empty when consistent). Entries no
+ * packet can reach (dead generations, slots beyond count) are not checked:
+ * adopt finds those.
+ */
+export function checkConsistent(store: FakeMapStore): string[] {
+  const problems: string[] = [];
+  for (const [k, v] of store.svc.dump()) {
+    const key = svcKeyCodec.decode(k);
+    if (key.slot !== 0 || key.gen !== 0) continue; // {slot 0, gen 1} is never looked up: garbage for adopt, not a master
+    const name = `${formatIPv4(k.readUInt32BE(0))}:${key.port}/${key.proto}`;
+    const master = svcValueCodec.decode(v);
+    for (let slot = 1; slot <= master.count; slot++) {
+      const sk = Buffer.alloc(svcKeyCodec.spec.size);
+      svcKeyCodec.encodeInto({ ...key, gen: master.gen, slot }, sk, 0);
+      const sv = store.svc.lookup(sk);
+      if (sv === undefined) {
+        problems.push(`${name}: gen ${master.gen} slot ${slot} of ${master.count} missing`);
+        continue;
+      }
+      const id = svcValueCodec.decode(sv).backendId;
+      const idKey = Buffer.alloc(4);
+      u32Codec.encodeInto(id, idKey, 0);
+      if (store.backends.lookup(idKey) === undefined) problems.push(`${name}: gen ${master.gen} slot ${slot} points at missing backend ${id}`);
+    }
+  }
+  return problems.sort();
+}

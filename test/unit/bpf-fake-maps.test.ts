@@ -1,0 +1,149 @@
+// The fake map store errs where the kernel errs: full hash maps (E2BIG),
+// wrong sizes (EINVAL), BPF_NOEXIST/BPF_EXIST, array maps, batches that stop
+// at the first failure; LRU maps evict. And a plan that fails half way
+// through a phase still leaves no Service half-written.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
+import { compile } from '../../src/dataplane/bpf/compile.ts';
+import { diff } from '../../src/dataplane/bpf/diff.ts';
+import { BPF_EXIST, BPF_NOEXIST, checkConsistent, FakeMap, FakeMapError, FakeMapStore } from '../../src/dataplane/bpf/fake-maps.ts';
+import { encode, encodeOpBatch, MAPS, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { emptyProgrammedState } from '../../src/dataplane/bpf/state.ts';
+
+const id = (n: number): Buffer => encode(u32Codec, n);
+const v8 = (n: number): Buffer => Buffer.alloc(8, n);
+
+function errCode(f: () => unknown, code: string, done?: number): void {
+  assert.throws(f, (e: unknown) => {
+    assert.ok(e instanceof FakeMapError, String(e));
+    assert.equal(e.code, code);
+    assert.ok(e.errno > 0);
+    assert.match(e.syscall, /^bpf_/);
+    if (done !== undefined) assert.equal(e.done, done);
+    return true;
+  });
+}
+
+test('hash map: E2BIG when full, updates of existing keys still fine', () => {
+  const m = new FakeMap(MAPS.backend, { maxEntries: 2 });
+  m.update(id(1), v8(1));
+  m.update(id(2), v8(2));
+  errCode(() => m.update(id(3), v8(3)), 'E2BIG');
+  m.update(id(2), v8(9));
+  assert.deepEqual(m.lookup(id(2)), v8(9));
+  assert.equal(m.size, 2);
+});
+
+test('sizes are checked: EINVAL', () => {
+  const m = new FakeMap(MAPS.backend);
+  errCode(() => m.update(Buffer.alloc(3), v8(1)), 'EINVAL');
+  errCode(() => m.update(id(1), Buffer.alloc(9)), 'EINVAL');
+  errCode(() => m.lookup(Buffer.alloc(12)), 'EINVAL');
+  errCode(() => m.delete(Buffer.alloc(8)), 'EINVAL');
+});
+
+test('update flags: BPF_NOEXIST and BPF_EXIST', () => {
+  const m = new FakeMap(MAPS.backend);
+  m.update(id(1), v8(1), BPF_NOEXIST);
+  errCode(() => m.update(id(1), v8(1), BPF_NOEXIST), 'EEXIST');
+  errCode(() => m.update(id(2), v8(1), BPF_EXIST), 'ENOENT');
+});
+
+test('delete of a missing key: a no-op (or ENOENT, as the kernel answers, on request)', () => {
+  const m = new FakeMap(MAPS.backend);
+  assert.equal(m.delete(id(1)), false);
+  const strict = new FakeMap(MAPS.backend, { deleteMissing: 'enoent' });
+  errCode(() => strict.delete(id(1)), 'ENOENT');
+  strict.update(id(1), v8(1));
+  strict.update(id(3), v8(3));
+  // The kernel's batch delete stops at the first missing key.
+  errCode(() => strict.deleteBatch(Buffer.concat([id(1), id(2), id(3)]), 3), 'ENOENT', 1);
+  assert.equal(strict.lookup(id(1)), undefined);
+  assert.deepEqual(strict.lookup(id(3)), v8(3));
+});
+
+test('batch update stops at the first error and says how far it got', () => {
+  const m = new FakeMap(MAPS.backend, { maxEntries: 2 });
+  errCode(() => m.updateBatch(Buffer.concat([id(1), id(2), id(3)]), Buffer.concat([v8(1), v8(2), v8(3)]), 3), 'E2BIG', 2);
+  assert.equal(m.size, 2);
+  errCode(() => m.updateBatch(id(1), v8(1), 2), 'EINVAL');
+});
+
+test('LRU hash maps evict the least recently used entry instead of failing', () => {
+  const m = new FakeMap(MAPS.ct, { maxEntries: 2 });
+  const k = (n: number): Buffer => Buffer.alloc(16, n);
+  const v = Buffer.alloc(32);
+  m.update(k(1), v);
+  m.update(k(2), v);
+  m.lookup(k(1)); // 2 is now the oldest
+  m.update(k(3), v);
+  assert.equal(m.lookup(k(2)), undefined);
+  assert.ok(m.lookup(k(1)) !== undefined && m.lookup(k(3)) !== undefined);
+});
+
+test('array maps: every index exists, E2BIG past the end, no deletes', () => {
+  const m = new FakeMap(MAPS.config);
+  assert.deepEqual(m.lookup(id(0)), Buffer.alloc(8));
+  assert.equal(m.lookup(id(1)), undefined);
+  m.update(id(0), v8(7));
+  assert.deepEqual(m.lookup(id(0)), v8(7));
+  errCode(() => m.update(id(1), v8(7)), 'E2BIG');
+  errCode(() => m.update(id(0), v8(7), BPF_NOEXIST), 'EEXIST');
+  errCode(() => m.delete(id(0)), 'EINVAL');
+});
+
+test('unknown map: ENOENT', () => {
+  errCode(() => new FakeMapStore().map('sy_nope_v1'), 'ENOENT');
+});
+
+function ep(ip: string): EndpointInfo {
+  return { ip, port: 8080, nodeName: null, zone: null, ready: true, serving: true, terminating: false, isLocal: false };
+}
+
+function bigSnapshot(services: number, endpoints: number): ProxySnapshot {
+  const m = new Map<string, ServicePortInfo>();
+  for (let s = 0; s < services; s++) {
+    const eps = Array.from({ length: endpoints }, (_, e) => ep(`10.244.${s}.${e + 1}`));
+    const spId = `ns/s${s}:/TCP`;
+    m.set(spId, { id: spId, namespace: 'ns', name: `s${s}`, portName: '', protocol: 'TCP', clusterIPs: [`10.96.0.${s + 1}`], port: 80, endpoints: eps, clusterEndpoints: eps });
+  }
+  return { nodeName: 'n', servicePorts: m, changed: 'all' };
+}
+
+test('a plan that hits E2BIG half way through leaves every Service whole', () => {
+  // Room for 2 Services' masters and slots, not 3: phase 2 (slots) fails part way.
+  const store = new FakeMapStore(undefined, { [MAPS.svc.name]: { maxEntries: 8 } });
+  const plan = diff(compile(bigSnapshot(3, 3), { masqueradeAll: false }), emptyProgrammedState());
+  let failed: FakeMapError | undefined;
+  for (const ops of plan.phases) {
+    const batch = encodeOpBatch(ops);
+    if (batch === null) continue;
+    try {
+      store.applyBatch(batch);
+    } catch (e) {
+      failed = e as FakeMapError;
+      break; // apply stops the plan at the failed phase
+    }
+    assert.deepEqual(checkConsistent(store), []);
+  }
+  assert.equal(failed?.code, 'E2BIG');
+  assert.equal(failed?.done, 8);
+  assert.deepEqual(checkConsistent(store), [], 'no master was written, so no packet sees the partial slots');
+  assert.match(store.dumpCanonical(), /sy_svc4_v1 \(8\):/);
+});
+
+test('dumpCanonical sorts addresses numerically and shows masters before slots', () => {
+  const store = new FakeMapStore();
+  const snap = bigSnapshot(10, 1);
+  const plan = diff(compile(snap, { masqueradeAll: false }), emptyProgrammedState());
+  store.applyPlan(plan);
+  const svcLines = store
+    .dumpCanonical()
+    .split('\n')
+    .filter((l) => l.includes(':80/TCP'));
+  assert.match(svcLines[0] ?? '', /^ {2}10\.96\.0\.1:80\/TCP master/);
+  assert.match(svcLines[1] ?? '', /^ {2}10\.96\.0\.1:80\/TCP gen 0 slot 1/);
+  assert.match(svcLines[svcLines.length - 1] ?? '', /^ {2}10\.96\.0\.10:80\/TCP gen 0 slot 1/);
+});

@@ -1,0 +1,376 @@
+// Golden tests of the BPF sync path: snapshot -> compile -> diff -> plan,
+// applied op by op to the fake maps. Each golden file holds, per step, the
+// plan and the canonical dump of the maps after it. Regenerate after a
+// deliberate change with
+//   UPDATE_GOLDEN=1 node --test test/unit/bpf-golden.test.ts
+// and review the diff of test/unit/golden/ before committing.
+//
+// Besides the goldens, every step checks (Rig.sync):
+// - after every single op and every phase, checkConsistent() holds (or,
+//   when the maps start damaged, finds nothing new), and every frontend
+//   resolves to exactly its old or its new set of backends (a packet never
+//   sees a half-written Service);
+// - adopting the dumped maps gives back plan.next, with no orphans.
+
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { test } from 'node:test';
+import type { EndpointInfo, Protocol, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
+import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
+import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
+import { diff, formatOp, formatPlan } from '../../src/dataplane/bpf/diff.ts';
+import { checkConsistent, FakeMapStore } from '../../src/dataplane/bpf/fake-maps.ts';
+import { backendCodec, encode, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { emptyProgrammedState, formatBackendKey, l4Key } from '../../src/dataplane/bpf/state.ts';
+import type { DesiredState, FrontendKey, Plan, ProgrammedState } from '../../src/dataplane/bpf/state.ts';
+
+/** Maps that answer a delete of a missing key with ENOENT, as the kernel does: no plan may issue one. */
+function strictStore(): FakeMapStore {
+  return new FakeMapStore(undefined, { [MAPS.svc.name]: { deleteMissing: 'enoent' }, [MAPS.backend.name]: { deleteMissing: 'enoent' } });
+}
+
+// ---------------------------------------------------------------------------
+// Input builders.
+
+function ep(ip: string, port: number): EndpointInfo {
+  return { ip, port, nodeName: 'node-a', zone: null, ready: true, serving: true, terminating: false, isLocal: false };
+}
+
+/** A ServicePort; id "ns/name:portName/PROTO" as the model builds it. */
+function sp(ns: string, name: string, portName: string, protocol: Protocol, clusterIPs: string[], port: number, eps: Array<[string, number]>): ServicePortInfo {
+  const endpoints = eps.map(([ip, p]) => ep(ip, p));
+  return { id: `${ns}/${name}:${portName}/${protocol}`, namespace: ns, name, portName, protocol, clusterIPs, port, endpoints, clusterEndpoints: endpoints };
+}
+
+function snapshot(sps: ServicePortInfo[], changed: ReadonlySet<string> | 'all' = 'all'): ProxySnapshot {
+  return { nodeName: 'node-a', servicePorts: new Map(sps.map((s) => [s.id, s])), changed };
+}
+
+// ---------------------------------------------------------------------------
+// Golden files.
+
+function golden(name: string, text: string): void {
+  const url = new URL(`golden/${name}.txt`, import.meta.url);
+  if (process.env.UPDATE_GOLDEN === '1') {
+    writeFileSync(url, text);
+    return;
+  }
+  let want: string;
+  try {
+    want = readFileSync(url, 'utf8');
+  } catch {
+    assert.fail(`golden file ${url.pathname} missing: run with UPDATE_GOLDEN=1 and review it`);
+  }
+  assert.equal(text, want, `${name}.txt differs: if the change is intended, rerun with UPDATE_GOLDEN=1 and review the diff`);
+}
+
+// ---------------------------------------------------------------------------
+// What a packet would see: per frontend master, the backends of its live slots.
+
+function packetView(store: FakeMapStore): Map<FrontendKey, string> {
+  const backends = new Map(store.backends.dump().map(([k, v]) => [u32Codec.decode(k), l4Key(backendCodec.decode(v))]));
+  const slots = new Map<string, number>();
+  const masters: Array<[FrontendKey, number, number, number]> = [];
+  for (const [k, v] of store.svc.dump()) {
+    const key = svcKeyCodec.decode(k);
+    const val = svcValueCodec.decode(v);
+    const fk = l4Key(key);
+    if (key.slot === 0 && key.gen === 0) masters.push([fk, val.gen, val.count, val.flags]);
+    else slots.set(`${fk} ${key.gen} ${key.slot}`, val.backendId);
+  }
+  const view = new Map<FrontendKey, string>();
+  for (const [fk, gen, count, flags] of masters) {
+    const seen: string[] = [];
+    for (let s = 1; s <= count; s++) {
+      const id = slots.get(`${fk} ${gen} ${s}`);
+      seen.push(id === undefined ? `slot ${s} missing` : (backends.get(id) ?? `backend ${id} missing`));
+    }
+    view.set(fk, `[${seen.join(', ')}] flags ${flags}`);
+  }
+  return view;
+}
+
+/** A ProgrammedState as plain sorted data, for deep comparison. */
+function plain(s: ProgrammedState): unknown {
+  return {
+    services: s.services.sortedKeys().map((k) => [k, s.services.get(k)]),
+    backends: s.backends.sortedKeys().map((k) => [formatBackendKey(k), s.backends.get(k)]),
+    backendsById: s.backendsById.sortedKeys().map((k) => [k, s.backendsById.get(k)]),
+    backendIds: s.backendIds.toArray(),
+    svcIds: s.svcIds.toArray(),
+    danglingRefs: [...s.danglingRefs].sort((a, b) => a[0] - b[0]),
+  };
+}
+
+class Rig {
+  readonly store = strictStore();
+  programmed: ProgrammedState = emptyProgrammedState();
+  desired: DesiredState | undefined;
+  private readonly out: string[] = [];
+
+  /**
+   * One sync: compile (incrementally when snap.changed is a set and there
+   * is a previous state), diff over `scope` (default: what compile says
+   * changed), apply op by op with the invariants checked.
+   */
+  sync(title: string, snap: ProxySnapshot, opts: { scope?: ReadonlySet<FrontendKey> | 'all'; masqueradeAll?: boolean } = {}): Plan {
+    const copts = { masqueradeAll: opts.masqueradeAll ?? false };
+    const desired = this.desired !== undefined && snap.changed !== 'all' ? compileChanged(this.desired, snap, copts) : compile(snap, copts);
+    const plan = diff(desired, this.programmed, opts.scope ?? desired.changed);
+    this.apply(plan);
+    this.programmed = plan.next;
+    this.desired = desired;
+    const problems = desired.problems.map((p) => `  ${p.owner} ${p.field}: ${p.message}`);
+    this.out.push(`## ${title}`, `touched: ${plan.touched.join(' ') || '-'}`, ...(problems.length > 0 ? ['problems:', ...problems] : []), formatPlan(plan).trimEnd(), this.store.dumpCanonical());
+    return plan;
+  }
+
+  /** Applies a plan op by op, checking what a packet can see after each. */
+  apply(plan: Plan): void {
+    const before = packetView(this.store);
+    const damage = new Set(checkConsistent(this.store)); // only adopt-damage tests start with any
+    const views: Array<[string, Map<FrontendKey, string>]> = [];
+    const check = (where: string): void => {
+      const fresh = checkConsistent(this.store).filter((v) => !damage.has(v));
+      assert.deepEqual(fresh, [], `inconsistent ${where}`);
+      views.push([where, packetView(this.store)]);
+    };
+    this.store.applyPlan(plan, { afterOp: (op, phase) => check(`after ${phase} op ${formatOp(op)}`), afterPhase: (phase) => check(`after phase ${phase}`) });
+    const after = packetView(this.store);
+    for (const [where, view] of views) {
+      for (const fk of new Set([...view.keys(), ...before.keys(), ...after.keys()])) {
+        const v = view.get(fk);
+        const ok = v === before.get(fk) || v === after.get(fk);
+        assert.ok(ok, `${fk} ${where}: sees ${v}, neither before (${before.get(fk)}) nor after (${after.get(fk)})`);
+      }
+    }
+    const adopted = programmedFromDump(this.store.svc.dump(), this.store.backends.dump());
+    assert.deepEqual(adopted.orphans, [], 'a finished plan leaves no orphans');
+    assert.deepEqual(plain(adopted.state), plain(plan.next), 'plan.next is what the maps hold');
+  }
+
+  note(line: string): void {
+    this.out.push(line);
+  }
+
+  text(): string {
+    return this.out.join('\n');
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios.
+
+const dnsPorts = (eps: Array<[string, number]>): ServicePortInfo[] => [
+  sp('kube-system', 'kube-dns', 'dns', 'UDP', ['10.96.0.10', 'fd00:10:96::a'], 53, eps),
+  sp('kube-system', 'kube-dns', 'dns-tcp', 'TCP', ['10.96.0.10', 'fd00:10:96::a'], 53, eps),
+  sp('kube-system', 'kube-dns', 'metrics', 'TCP', ['10.96.0.10', 'fd00:10:96::a'], 9153, eps.map(([ip]) => [ip, 9153])),
+];
+
+test('golden: one Service with several ports (TCP+UDP, named ports, dual-stack)', () => {
+  const rig = new Rig();
+  const eps: Array<[string, number]> = [
+    ['10.244.2.7', 53],
+    ['10.244.1.5', 53],
+    ['fd00:10:244:1::5', 53],
+  ];
+  const plan = rig.sync('kube-dns: 3 ports, 2 IPv4 endpoints (an IPv6 clusterIP and endpoint are skipped)', snapshot(dnsPorts(eps)));
+  assert.deepEqual(plan.touched, ['10.96.0.10:53/TCP', '10.96.0.10:53/UDP', '10.96.0.10:9153/TCP']);
+  assert.equal(plan.next.backends.size, 6, '(ip, port, proto) distinct: 53/UDP, 53/TCP, 9153/TCP per endpoint');
+  golden('bpf-multiport', rig.text());
+});
+
+test('golden: a backend shared by two Services is one id, refcounted', () => {
+  const rig = new Rig();
+  const a = sp('shop', 'front', 'http', 'TCP', ['10.96.0.20'], 80, [
+    ['10.244.1.10', 8080],
+    ['10.244.1.11', 8080],
+  ]);
+  const b = sp('shop', 'front-canary', 'http', 'TCP', ['10.96.0.21'], 80, [
+    ['10.244.1.10', 8080],
+    ['10.244.2.20', 8080],
+  ]);
+  const p1 = rig.sync('two Services share 10.244.1.10:8080', snapshot([a, b]));
+  const shared = p1.next.backends.get(p1.next.backends.sortedKeys()[0] as number);
+  assert.equal(shared?.backend.addr, '10.244.1.10');
+  assert.equal(shared?.refs, 2);
+  assert.equal(p1.phases[0]?.length, 3, 'three backends, not four');
+
+  const p2 = rig.sync('front-canary removed: its master first, then its slots; the shared backend stays', snapshot([a], new Set([b.id])));
+  assert.deepEqual(
+    p2.phases[4]?.map((op) => formatOp(op)),
+    ['backend-delete 3'],
+    'only the canary-only backend goes',
+  );
+  assert.equal(p2.next.backendsById.get(shared?.id ?? -1)?.refs, 1);
+  golden('bpf-shared-backend', rig.text());
+});
+
+test('golden: an endpoint removed flips the generation, deletes old slots and the backend', () => {
+  const rig = new Rig();
+  const eps: Array<[string, number]> = [
+    ['10.244.1.10', 8080],
+    ['10.244.1.11', 8080],
+    ['10.244.2.12', 8080],
+  ];
+  const web = (e: Array<[string, number]>) => sp('web', 'web', '', 'TCP', ['10.96.0.30'], 80, e);
+  rig.sync('web with 3 endpoints', snapshot([web(eps)]));
+  const p = rig.sync('10.244.1.11 removed', snapshot([web([eps[0], eps[2]] as Array<[string, number]>)], new Set(['web/web:/TCP'])));
+  assert.equal(p.next.services.get('10.96.0.30:80/TCP')?.gen, 1);
+  rig.sync('10.244.1.11 back: flips to gen 0, gets the lowest free id (2) again', snapshot([web(eps)], new Set(['web/web:/TCP'])));
+  golden('bpf-endpoint-removed', rig.text());
+});
+
+test('golden: a Service removed: master deleted first, then slots, then backends', () => {
+  const rig = new Rig();
+  const api = sp('api', 'api', 'grpc', 'TCP', ['10.96.0.40'], 9090, [
+    ['10.244.1.20', 9090],
+    ['10.244.1.21', 9090],
+  ]);
+  const keep = sp('api', 'other', '', 'UDP', ['10.96.0.41'], 5353, [['10.244.1.30', 5353]]);
+  rig.sync('api and other', snapshot([api, keep]));
+  const p = rig.sync('api removed', snapshot([keep], new Set([api.id])));
+  const deletes = p.phases[3] ?? [];
+  assert.equal(formatOp(deletes[0] as never), 'svc-delete 10.96.0.40:9090/TCP master');
+  assert.deepEqual(p.next.svcIds.toArray(), [2], 'svc id 1 freed');
+  golden('bpf-service-removed', rig.text());
+});
+
+test('golden: an unchanged Service produces no ops (incremental and full resync)', () => {
+  const rig = new Rig();
+  const s = sp('web', 'web', 'http', 'TCP', ['10.96.0.50'], 80, [
+    ['10.244.1.50', 8080],
+    ['10.244.1.51', 8080],
+  ]);
+  rig.sync('web', snapshot([s]));
+  const p1 = rig.sync('same snapshot, web listed as changed', snapshot([s], new Set([s.id])));
+  const p2 = rig.sync('full resync of the same snapshot', snapshot([s]));
+  const reordered = { ...s, clusterEndpoints: [...s.clusterEndpoints].reverse() };
+  const p3 = rig.sync('same endpoints in another order', snapshot([reordered], new Set([s.id])));
+  for (const p of [p1, p2, p3]) {
+    assert.equal(p.phases.flat().length, 0);
+    assert.deepEqual(p.touched, []);
+  }
+  golden('bpf-unchanged', rig.text());
+});
+
+test('golden: scope limits the ops to the changed Service', () => {
+  const rig = new Rig();
+  const a = (port: number) => sp('ns', 'a', '', 'TCP', ['10.96.0.60'], 80, [['10.244.1.60', port]]);
+  const b = (port: number) => sp('ns', 'b', '', 'TCP', ['10.96.0.61'], 80, [['10.244.1.61', port]]);
+  rig.sync('a and b', snapshot([a(8080), b(8080)]));
+  // Both changed in the snapshot, only a is in scope: b's entries stay untouched.
+  const p = rig.sync('a and b both change; diff scoped to a', snapshot([a(8081), b(8081)]), { scope: new Set(['10.96.0.60:80/TCP']) });
+  assert.deepEqual(p.touched, ['10.96.0.60:80/TCP']);
+  for (const op of p.phases.flat()) assert.ok(op.kind.startsWith('backend') || formatOp(op).includes('10.96.0.60:80/TCP'), formatOp(op));
+  // The incremental path: only b listed as changed, compileChanged scopes the diff itself.
+  const p2 = rig.sync('b listed as changed: compileChanged scopes the diff to b', snapshot([a(8081), b(8081)], new Set(['ns/b:/TCP'])));
+  assert.deepEqual(p2.touched, ['10.96.0.61:80/TCP']);
+  const p3 = rig.sync('full reconcile: nothing left to do', snapshot([a(8081), b(8081)]));
+  assert.equal(p3.phases.flat().length, 0);
+  golden('bpf-scope', rig.text());
+});
+
+test('golden: masqueradeAll flips flags on the master alone', () => {
+  const rig = new Rig();
+  const s = sp('web', 'web', '', 'TCP', ['10.96.0.70'], 80, [['10.244.1.70', 8080]]);
+  rig.sync('web', snapshot([s]));
+  const p = rig.sync('masqueradeAll on: same slots, new flags', snapshot([s]), { masqueradeAll: true });
+  assert.equal(p.phases.flat().length, 1);
+  golden('bpf-flags', rig.text());
+});
+
+test('golden: adopt after a restart: same desired state, zero ops', () => {
+  const rig = new Rig();
+  const web = sp('web', 'web', 'http', 'TCP', ['10.96.0.80'], 80, [
+    ['10.244.1.80', 8080],
+    ['10.244.1.81', 8080],
+  ]);
+  const dns = dnsPorts([['10.244.2.7', 53]]);
+  rig.sync('before the restart', snapshot([web, ...dns]));
+  rig.sync('web loses an endpoint: gen 1', snapshot([{ ...web, clusterEndpoints: web.clusterEndpoints.slice(1) }, ...dns], new Set([web.id])));
+
+  // "Restart": a new process knows nothing but the pinned maps.
+  const adopted = programmedFromDump(rig.store.svc.dump(), rig.store.backends.dump());
+  assert.deepEqual(adopted.orphans, []);
+  const desired = compile(snapshot([{ ...web, clusterEndpoints: web.clusterEndpoints.slice(1) }, ...dns]), { masqueradeAll: false });
+  const plan = diff(desired, adopted.state);
+  assert.equal(plan.phases.flat().length, 0, formatPlan(plan));
+  assert.deepEqual(plain(adopted.state), plain(rig.programmed));
+  const st = adopted.state;
+  rig.note('## restart: adopt the pinned maps, diff against the same desired state');
+  rig.note(`adopted: ${st.services.size} frontends, ${st.backendsById.size} backends, ${adopted.orphans.length} orphans`);
+  for (const k of st.services.sortedKeys()) {
+    const s = st.services.get(k);
+    rig.note(`  ${k} svc ${s?.svcId} gen ${s?.gen} flags ${s?.flags} backends [${s?.backendIds.join(', ')}]`);
+  }
+  rig.note(formatPlan(plan));
+  golden('bpf-adopt', rig.text());
+});
+
+test('golden: adopt after a crash in the middle of a plan', () => {
+  const rig = new Rig();
+  const web = (eps: Array<[string, number]>) => sp('web', 'web', '', 'TCP', ['10.96.0.90'], 80, eps);
+  const gone = sp('web', 'gone', '', 'TCP', ['10.96.0.91'], 80, [['10.244.1.99', 8080]]);
+  rig.sync('before', snapshot([web([['10.244.1.90', 8080]]), gone]));
+
+  // Older damage: a slot beyond count, and a master key with gen 1 (diff never writes one).
+  rig.store.applyOps([
+    { kind: 'svc-update', key: { addr: '10.96.0.90', port: 80, proto: 'TCP', gen: 0, slot: 5 }, value: { backendId: 1, count: 0, gen: 0, flags: 0, svcId: 0 } },
+    { kind: 'svc-update', key: { addr: '10.96.0.92', port: 80, proto: 'TCP', gen: 1, slot: 0 }, value: { backendId: 0, count: 0, gen: 0, flags: 0, svcId: 9 } },
+  ]);
+  // The next plan dies after phase 2 (new backends and gen-1 slots written, master not flipped)...
+  const next = snapshot([web([['10.244.1.91', 8080], ['10.244.1.92', 8080]])]);
+  const plan = diff(compile(next, { masqueradeAll: false }), rig.programmed);
+  for (const ops of plan.phases.slice(0, 2)) rig.store.applyOps(ops, () => assert.deepEqual(checkConsistent(rig.store), []));
+  // ...when the removal of `gone` had got as far as its master (phase 4 is master-first).
+  rig.store.applyOps([{ kind: 'svc-delete', key: { addr: '10.96.0.91', port: 80, proto: 'TCP', gen: 0, slot: 0 } }]);
+  const crashed = rig.store.dumpCanonical();
+
+  const adopted = programmedFromDump(rig.store.svc.dump(), rig.store.backends.dump());
+  rig.note('## crashed after phase 2 of the next plan and after deleting the master of 10.96.0.91; plus a slot beyond count and a gen-1 master key');
+  rig.note(crashed);
+  rig.note('## orphans found by adopt');
+  rig.note(adopted.orphans.map((op) => `  ${formatOp(op)}`).join('\n') + '\n');
+  rig.store.applyOps(adopted.orphans, () => assert.deepEqual(checkConsistent(rig.store), []));
+  rig.programmed = adopted.state;
+  rig.desired = undefined;
+  rig.sync('first sync after restart (full)', next);
+  assert.equal(rig.programmed.backendsById.size, 2);
+  assert.match(rig.store.dumpCanonical(), /^sy_backend4_v1 \(2\):\n {2}2 = 10\.244\.1\.91/);
+  golden('bpf-adopt-crash', rig.text());
+});
+
+test('golden: adopt a damaged frontend: a missing slot and a dangling backend id are repaired', () => {
+  const rig = new Rig();
+  const web = sp('web', 'web', '', 'TCP', ['10.96.0.100'], 80, [
+    ['10.244.1.100', 8080],
+    ['10.244.1.101', 8080],
+    ['10.244.1.102', 8080],
+  ]);
+  rig.sync('web with 3 endpoints', snapshot([web]));
+  // Damage no plan makes: slot 3 gone, and backend 1 (slot 1's) gone.
+  rig.store.svc.delete(encode(svcKeyCodec, { addr: '10.96.0.100', port: 80, proto: 'TCP', gen: 0, slot: 3 }));
+  rig.store.backends.delete(encode(u32Codec, 1));
+  assert.deepEqual(checkConsistent(rig.store), [
+    '10.96.0.100:80/TCP: gen 0 slot 1 points at missing backend 1',
+    '10.96.0.100:80/TCP: gen 0 slot 3 of 3 missing',
+  ]);
+  rig.note('## damaged: slot 3 deleted, backend 1 deleted');
+  rig.note(rig.store.dumpCanonical());
+  const adopted = programmedFromDump(rig.store.svc.dump(), rig.store.backends.dump());
+  // Slot 3 was the only reference to backend 3: an orphan now.
+  assert.deepEqual(adopted.orphans.map(formatOp), ['backend-delete 3']);
+  rig.note('## orphans found by adopt');
+  rig.note(adopted.orphans.map((op) => `  ${formatOp(op)}`).join('\n') + '\n');
+  rig.store.applyOps(adopted.orphans);
+  assert.deepEqual(adopted.state.services.get('10.96.0.100:80/TCP')?.backendIds, [1, 2, 0]);
+  assert.deepEqual(adopted.state.services.get('10.96.0.100:80/TCP')?.backendKeys.map((k) => k === -1), [true, false, true]);
+  rig.programmed = adopted.state;
+  rig.desired = undefined;
+  // The strict store answers ENOENT to a delete of a missing key: the plan must not issue one.
+  const p = rig.sync('first sync after adopting: rewritten in gen 1; the missing slot is not deleted', snapshot([web]));
+  assert.deepEqual(p.phases[3]?.map(formatOp), ['svc-delete 10.96.0.100:80/TCP gen 0 slot 1', 'svc-delete 10.96.0.100:80/TCP gen 0 slot 2']);
+  assert.deepEqual(checkConsistent(rig.store), [], 'repaired');
+  golden('bpf-adopt-damaged', rig.text());
+});
