@@ -1,0 +1,47 @@
+// `switchyard cleanup`: removes what `switchyard run` installed in this
+// network namespace: our tc filter on every interface (the clsact qdisc too
+// when nothing else uses it is left alone: other tools may share it), and the
+// pinned maps under the pin path. Safe to run when nothing is installed.
+
+import { readdirSync, rmSync, existsSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NativeBinding } from '../native/binding.ts';
+import { Tc } from '../native/index.ts';
+import { listLinks } from '../host/links.ts';
+import { TC_FILTER } from '../dataplane/bpf/dataplane.ts';
+import type { Logger } from '../util/log.ts';
+
+export interface CleanupResult {
+  readonly detached: string[];
+  readonly unpinned: string[];
+}
+
+/** Pinned objects of ours: every map name carries the sy_ prefix and a layout version. */
+const OUR_PIN = /^sy_[a-z0-9_]+_v\d+$/;
+
+export function cleanup(native: NativeBinding, pinPath: string, log: Logger): CleanupResult {
+  const tc = new Tc(native);
+  const detached: string[] = [];
+  for (const link of listLinks()) {
+    try {
+      if (tc.detach(link.ifindex, TC_FILTER)) detached.push(link.name);
+    } catch (err) {
+      log.warn('detach failed', { interface: link.name, error: (err as Error).message });
+    }
+  }
+  const unpinned: string[] = [];
+  if (existsSync(pinPath)) {
+    for (const name of readdirSync(pinPath)) {
+      if (!OUR_PIN.test(name)) continue;
+      rmSync(join(pinPath, name));
+      unpinned.push(name);
+    }
+    try {
+      rmdirSync(pinPath);
+    } catch {
+      // Not empty (someone else's pins) or a mount point: leave it.
+    }
+  }
+  log.info('cleanup done', { detached: detached.join(',') || '-', unpinned: unpinned.length });
+  return { detached, unpinned };
+}

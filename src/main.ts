@@ -1,0 +1,79 @@
+// Entry point: builds every command from its flags by passing dependencies
+// in; no module-level state. Commands: run, cleanup, demo, help.
+
+import { parseFlags, formatHelp, FlagError, str, type FlagSpec } from './cli/flags.ts';
+import { RUN_FLAGS, runConfig, run, DEFAULT_PIN_PATH } from './cli/run.ts';
+import { cleanup } from './cli/cleanup.ts';
+import { demo } from './cli/demo.ts';
+import { loadBinding } from './native/binding.ts';
+import { createLogger } from './util/log.ts';
+
+const CLEANUP_FLAGS: readonly FlagSpec[] = [
+  { name: 'bpf-pin-path', kind: 'string', default: DEFAULT_PIN_PATH, help: 'The pin directory `run` used.' },
+];
+
+interface Command {
+  readonly summary: string;
+  readonly flags: readonly FlagSpec[];
+  readonly main: (argv: readonly string[]) => Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  run: {
+    summary: 'Run the proxy: program Services into the dataplane and follow their changes.',
+    flags: RUN_FLAGS,
+    main: (argv) => run(runConfig(parseFlags(argv, RUN_FLAGS).values)),
+  },
+  cleanup: {
+    summary: 'Remove what `switchyard run` installed in this network namespace (tc filters, pinned maps).',
+    flags: CLEANUP_FLAGS,
+    main: async (argv) => {
+      const { values } = parseFlags(argv, CLEANUP_FLAGS);
+      cleanup(loadBinding(), str(values, 'bpf-pin-path') ?? DEFAULT_PIN_PATH, createLogger('cleanup'));
+      return 0;
+    },
+  },
+  demo: {
+    summary: 'Build a two-node cluster out of network namespaces, send traffic through a ClusterIP Service, report, tear down.',
+    flags: [],
+    main: async (argv) => {
+      parseFlags(argv, []);
+      return demo();
+    },
+  },
+};
+
+function usage(): string {
+  const lines = ['Usage: switchyard <command> [flags]', '', 'Commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(8)} ${c.summary}`);
+  lines.push('', 'Run `switchyard <command> --help` for its flags.');
+  return lines.join('\n');
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(usage() + '\n');
+    return name ? 0 : 2;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    process.stderr.write(`switchyard: unknown command "${name}"\n${usage()}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(formatHelp(name, cmd.summary, cmd.flags) + '\n');
+    return 0;
+  }
+  try {
+    return await cmd.main(rest);
+  } catch (err) {
+    if (err instanceof FlagError) {
+      process.stderr.write(`switchyard ${name}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
