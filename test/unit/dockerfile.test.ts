@@ -1,0 +1,74 @@
+// The image cannot be built on these machines (no Docker engine), so this
+// keeps the Dockerfile and the DaemonSet honest by reading them: every path
+// the build stage copies from the repository exists, every path the runtime
+// stage copies from the build stage is in the repository or is produced by
+// `npm ci` (the BPF object, the addon), and the DaemonSet runs the image's
+// entry point with flags `switchyard run` knows.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+import { RUN_FLAGS } from '../../src/cli/run.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+/** Outputs of `npm ci` (package.json "install" -> build:bpf, build:native). */
+const BUILD_OUTPUTS = ['bpf/build', 'native/build/Release'];
+
+interface Copy { from: string | null; srcs: string[]; dest: string }
+
+function copies(text: string): Copy[] {
+  const out: Copy[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^COPY\s+(?:--from=(\S+)\s+)?(.+)$/.exec(line.trim());
+    if (!m || m[2] === undefined) continue;
+    const parts = m[2].trim().split(/\s+/);
+    out.push({ from: m[1] ?? null, srcs: parts.slice(0, -1), dest: parts[parts.length - 1] ?? '' });
+  }
+  return out;
+}
+
+test('every COPY from the build context names a file or directory in the repository', () => {
+  const local = copies(dockerfile).filter((c) => c.from === null);
+  assert.ok(local.length >= 4, 'the build stage copies the sources');
+  for (const c of local) for (const s of c.srcs) assert.ok(existsSync(join(ROOT, s)), `Dockerfile copies ${s}, which does not exist`);
+});
+
+test('every COPY --from=build names something the build stage has: copied sources or npm ci outputs', () => {
+  const local = copies(dockerfile).filter((c) => c.from === null);
+  const inBuild = new Set(local.flatMap((c) => (c.srcs.length === 1 && c.dest.startsWith('./') && c.dest !== './' ? [c.dest.slice(2)] : c.srcs)));
+  inBuild.add('node_modules');
+  for (const o of BUILD_OUTPUTS) inBuild.add(o);
+  const fromBuild = copies(dockerfile).filter((c) => c.from === 'build');
+  assert.ok(fromBuild.length >= 4);
+  for (const c of fromBuild) {
+    for (const s of c.srcs) {
+      const rel = s.replace(/^\/app\//, '');
+      const ok = [...inBuild].some((p) => rel === p || rel.startsWith(p + '/'));
+      assert.ok(ok, `runtime stage copies ${s}, which the build stage neither copies nor builds`);
+    }
+  }
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  assert.match(pkg.scripts['build:bpf'] ?? '', /make -C bpf/);
+  assert.match(pkg.scripts['build:native'] ?? '', /cmake-js .*--out native\/build/);
+  assert.match(readFileSync(join(ROOT, 'bpf/Makefile'), 'utf8'), /OUT := build\/switchyard\.bpf\.o/);
+});
+
+test('the entry point exists and the DaemonSet runs it with flags switchyard run accepts', () => {
+  const entry = /^ENTRYPOINT \["\/app\/([^"]+)"\]/m.exec(dockerfile)?.[1];
+  assert.equal(entry, 'bin/switchyard');
+  assert.ok(existsSync(join(ROOT, entry)));
+  const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy/daemonset.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, unknown>);
+  const ds = docs.find((d) => d['kind'] === 'DaemonSet') as { spec: { template: { spec: { containers: { command: string[]; args: string[] }[] } } } };
+  const container = ds.spec.template.spec.containers[0];
+  assert.ok(container);
+  assert.deepEqual(container.command, ['/app/bin/switchyard']);
+  assert.equal(container.args[0], 'run');
+  const known = new Set(RUN_FLAGS.map((f) => f.name));
+  const unknown = container.args.slice(1).map((a) => a.replace(/^--/, '').split('=')[0] ?? '').filter((n) => !known.has(n));
+  // --config arrives with kube-proxy's configuration file support (issue 3).
+  assert.deepEqual(unknown.filter((n) => n !== 'config'), []);
+});
