@@ -65,7 +65,7 @@ test('sy_backend bytes and the backend id key', () => {
   assert.equal(u32Codec.decode(Buffer.from('ffffffff', 'hex')), 0xffffffff);
 });
 
-test('sy_ct_key, sy_ct_value (with its implicit hole), sy_rnat_value, sy_config', () => {
+test('sy_ct_key, sy_ct_value (padding zeroed), sy_rnat_value, sy_config', () => {
   const ck = { saddr: '10.0.0.1', daddr: '10.96.0.10', sport: 40000, dport: 80, proto: 'TCP' as const };
   assert.equal(hex(encodeDirty(ctKeyCodec, ck)), '0a000001' + '0a60000a' + '9c40' + '0050' + '06' + '000000');
   assert.deepEqual(ctKeyCodec.decode(encode(ctKeyCodec, ck)), ck);

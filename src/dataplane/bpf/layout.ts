@@ -532,6 +532,7 @@ export const ctValueCodec: Codec<CtValue> = {
     CV.backend_port_be.put(b, base, v.backendPort);
     CV.nat_port_be.put(b, base, v.natPort);
     CV.flags.put(b, base, v.flags);
+    CV.pad.put(b, base, 0);
     zeroPadding(SY_CT_VALUE, b, base);
     CV.last_seen_ns.putBig(b, base, v.lastSeenNs);
   },
