@@ -17,6 +17,7 @@ import type { ExecOptions, ExecResult, SpawnOptions } from './proc.ts';
 import type { ClientOutput, Proto, RequestResult } from './protocol.ts';
 import { planCluster } from './topology.ts';
 import type { ClusterNode, ClusterPlan, Host, Pod } from './topology.ts';
+import { scaled } from './timing.ts';
 
 export type { ClusterNode, ClusterPlan, Host, Pod } from './topology.ts';
 export type { Endpoint, Proto, RequestResult } from './protocol.ts';
@@ -55,7 +56,7 @@ export interface RequestOptions {
 const BACKEND = fileURLToPath(new URL('./backend.ts', import.meta.url));
 const CLIENT = fileURLToPath(new URL('./client.ts', import.meta.url));
 /** Node starts slowly under emulation: be generous with "ready". */
-const READY_TIMEOUT_MS = 60_000;
+const READY_TIMEOUT_MS = scaled(60_000);
 const NETNS_DIR = '/run/netns';
 const SETUP_CONCURRENCY = 16;
 
@@ -235,7 +236,7 @@ export class Cluster {
   /** Runs client.ts once from `from` and returns one result per request. */
   async request(from: Where, opts: RequestOptions): Promise<RequestResult[]> {
     const count = opts.count ?? 1;
-    const timeoutMs = opts.timeoutMs ?? 1000;
+    const timeoutMs = scaled(opts.timeoutMs ?? 1000);
     const concurrency = opts.concurrency ?? 10;
     const argv = [
       process.execPath, CLIENT,

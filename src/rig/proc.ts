@@ -10,6 +10,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { scaled } from './timing.ts';
 
 export interface ExecResult {
   stdout: string;
@@ -83,7 +84,7 @@ export function run(argv: readonly string[], opts: ExecOptions = {}): Promise<Ex
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout = append(stdout, c)));
     child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr = append(stderr, c)));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? scaled(30_000));
     child.on('error', (err) => {
       clearTimeout(timer);
       reject(err);
@@ -103,7 +104,7 @@ export function run(argv: readonly string[], opts: ExecOptions = {}): Promise<Ex
 export function runSync(argv: readonly string[], input = ''): ExecResult {
   const [file, ...args] = argv;
   if (file === undefined) throw new Error('runSync: empty argv');
-  const r = spawnSync(file, args, { input, encoding: 'utf8', timeout: 10_000, env: childEnv() });
+  const r = spawnSync(file, args, { input, encoding: 'utf8', timeout: scaled(10_000), env: childEnv() });
   return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.status, signal: r.signal };
 }
 
@@ -197,7 +198,7 @@ export class RigProcess {
    * Resolves with the first stdout line matching `pattern` (already printed or
    * printed later). Rejects if the process exits first or after `timeoutMs`.
    */
-  waitForLine(pattern: string | RegExp, timeoutMs = 10_000): Promise<string> {
+  waitForLine(pattern: string | RegExp, timeoutMs = scaled(10_000)): Promise<string> {
     const matches = (line: string): boolean =>
       typeof pattern === 'string' ? line === pattern : pattern.test(line);
     return new Promise((resolve, reject) => {

@@ -8,7 +8,7 @@ import { createCluster, type Cluster } from '../../src/rig/cluster.ts';
 import type { RigProcess } from '../../src/rig/proc.ts';
 import type { RequestResult } from '../../src/rig/protocol.ts';
 import {
-  isRoot, PinRoot, Manifests, startDaemon, eventually, countBy, failures, sleep, serviceYaml, sliceYaml,
+  isRoot, PinRoot, Manifests, startDaemon, eventually, countBy, failures, sleep, serviceYaml, sliceYaml, SETTLE_MS, scaled,
 } from './harness.ts';
 
 const VIP = '10.96.0.10';
@@ -21,8 +21,6 @@ const SLICE_PORTS = [
   { name: 'http', port: 8080, protocol: 'TCP' as const },
   { name: 'dns', port: 5353, protocol: 'UDP' as const },
 ];
-// Generous: under qemu TCG (the kernel matrix) everything is ~10x slower.
-const SETTLE_MS = Number(process.env.SY_E2E_SETTLE_MS ?? 30_000);
 
 const root = isRoot();
 if (!root) console.log('# skipping ClusterIP end-to-end tests: they need root (network namespaces, BPF, tc)');
@@ -105,7 +103,7 @@ test('removing an endpoint stops new connections to it within a second; the othe
   const removed = backendPods[3]!;
   const kept = backendPods.slice(0, 3);
   manifests.write('web.yaml', serviceYaml('web', VIP, WEB_PORTS) + '---\n' + webSlice(kept));
-  await sleep(1000);
+  await sleep(scaled(1000)); // "within a second" (scaled only inside the qemu VMs)
   for (const proto of ['tcp', 'udp'] as const) {
     for (const n of [1, 2]) {
       const results = await web(n, proto, 60);
@@ -120,7 +118,7 @@ test('removing an endpoint stops new connections to it within a second; the othe
 
 test('deleting the Service stops its translation', { skip: !root }, async () => {
   manifests.remove('web.yaml');
-  await sleep(1000);
+  await sleep(scaled(1000)); // "within a second" (scaled only inside the qemu VMs)
   for (const proto of ['tcp', 'udp'] as const) {
     const results = await web(1, proto, 5);
     assert.equal(results.filter((r) => r.ok).length, 0, `${proto}: nothing answers on the deleted ClusterIP (${JSON.stringify(results.map((r) => r.backend ?? r.error))})`);

@@ -23,3 +23,8 @@ export async function eventually(what: string, timeoutMs: number, probe: () => P
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${logs}`);
 }
 
+
+export { scaled, TIME_SCALE } from '../../src/rig/timing.ts';
+import { scaled as scaleMs } from '../../src/rig/timing.ts';
+/** How long a daemon may take to program a change; SY_E2E_SETTLE_MS overrides. */
+export const SETTLE_MS = Number(process.env['SY_E2E_SETTLE_MS'] ?? scaleMs(30_000));
