@@ -4,11 +4,14 @@
 //   the endpoint's port is that slice port's number (slice ports without a
 //   number are skipped);
 // - an endpoint uses its first address;
-// - the same ip:port appearing in several slices (endpoints move between
-//   slices during updates) is kept once: the first one seen wins, except that
-//   a later entry local to this node replaces it (kube-proxy's addEndpoints).
-//   Slices are visited in slice-name order so the outcome does not depend on
-//   the order they arrived in.
+// - the same ip:port appearing in several slices (an endpoint moving between
+//   slices, or a pod IP reused while the old pod terminates) is kept once,
+//   preferring a copy that is not terminating (kube-proxy's addEndpoints,
+//   v1.31+): the first non-terminating copy, else the first copy. Slices
+//   are visited in slice-name order so the outcome does not depend on the
+//   order they arrived in (kube-proxy's is map order: any non-terminating
+//   copy may win there).
+// - zone and node hints are carried along for topology.ts.
 // Validation (src/sources/objects.ts) already dropped endpoints without a
 // valid address of the slice's family.
 
@@ -56,6 +59,7 @@ export function sliceEndpointInfos(slice: EndpointSlice, port: number, nodeName:
       ip, port, nodeName: ep.nodeName, zone: ep.zone,
       ready: ep.ready, serving: ep.serving, terminating: ep.terminating,
       isLocal: nodeName !== '' && ep.nodeName === nodeName,
+      zoneHints: ep.zoneHints, nodeHints: ep.nodeHints,
     });
   }
   return out;
@@ -85,9 +89,8 @@ export class SliceEndpointsMemo {
 }
 
 /**
- * Keeps one entry per ip:port in a sorted list: the first seen, unless a
- * later one is local to this node (then the last local one, as kube-proxy's
- * "!exists || isLocal" overwrite gives).
+ * Keeps one entry per ip:port in a sorted list: the first one that is not
+ * terminating, else the first one.
  */
 function dropDuplicates(sorted: readonly EndpointInfo[]): readonly EndpointInfo[] {
   let out: EndpointInfo[] | null = null;
@@ -99,7 +102,7 @@ function dropDuplicates(sorted: readonly EndpointInfo[]): readonly EndpointInfo[
       continue;
     }
     out ??= sorted.slice(0, i);
-    if (cur.isLocal) out[out.length - 1] = cur;
+    if (out[out.length - 1]!.terminating && !cur.terminating) out[out.length - 1] = cur;
   }
   return out ?? sorted;
 }

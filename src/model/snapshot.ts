@@ -6,6 +6,11 @@
 // kept (same object) and left out of `changed`. build('all') rebuilds
 // everything and reports changed = 'all'.
 //
+// Topology: this node's zone (its Node's topology.kubernetes.io/zone label)
+// feeds endpoint selection. When it differs from the zone the committed
+// snapshot was built with, an incremental build rebuilds every Service (and
+// still reports only the ServicePorts that came out different).
+//
 // Two-phase, so a failed sync loses nothing: build() does not move the
 // baseline; commit(snapshot) does, once the dataplane has programmed that
 // snapshot. `changed` is therefore relative to the last committed snapshot,
@@ -17,7 +22,7 @@ import { servicePortEqual } from './equal.ts';
 import { buildServicePorts, type BuildContext } from './service-ports.ts';
 import type { IPFamily, ProxySnapshot, ServicePortInfo } from './types.ts';
 
-export const LABEL_TOPOLOGY_ZONE = 'topology.kubernetes.io/zone';
+export { LABEL_TOPOLOGY_ZONE } from '../sources/objects.ts';
 
 /** The part of ClusterCache the model reads. */
 export interface CacheView {
@@ -53,6 +58,8 @@ interface Built {
   /** Full build: the complete per-Service table. Incremental: the rebuilt Services only. */
   readonly byService: ByService;
   readonly full: boolean;
+  /** The node zone the build selected endpoints with. */
+  readonly zone: string | null;
 }
 
 export class SnapshotBuilder {
@@ -63,6 +70,8 @@ export class SnapshotBuilder {
   #byService: ByService = new Map();
   #servicePorts: ReadonlyMap<string, ServicePortInfo> = new Map();
   #generation = 0;
+  /** Zone of the committed build; undefined before the first commit. */
+  #zone: string | null | undefined = undefined;
   #committedSnapshot: ProxySnapshot | null = null;
   readonly #built = new WeakMap<ProxySnapshot, Built>();
 
@@ -85,9 +94,9 @@ export class SnapshotBuilder {
     const byService: ByService = new Map();
     let changed: Set<string> | 'all' = 'all';
     if (full) this.#buildAll(ctx, servicePorts, byService);
-    else changed = this.#buildChanged(changes, ctx, servicePorts, byService);
+    else changed = this.#buildChanged(this.#scope(changes, ctx), ctx, servicePorts, byService);
     const snapshot: ProxySnapshot = { nodeName: this.#nodeName, servicePorts, changed };
-    this.#built.set(snapshot, { baseGeneration: this.#generation, byService, full });
+    this.#built.set(snapshot, { baseGeneration: this.#generation, byService, full, zone: ctx.node.zone });
     return snapshot;
   }
 
@@ -112,13 +121,23 @@ export class SnapshotBuilder {
     }
     this.#built.delete(snapshot);
     this.#servicePorts = snapshot.servicePorts;
+    this.#zone = built.zone;
     this.#generation++;
     this.#committedSnapshot = snapshot;
   }
 
   #context(): BuildContext {
-    const zone = this.#cache.nodes.get(this.#nodeName)?.labels[LABEL_TOPOLOGY_ZONE] ?? null;
+    const zone = this.#cache.nodes.get(this.#nodeName)?.zone ?? null;
     return { nodeName: this.#nodeName, families: this.#families, memo: this.#memo, node: { name: this.#nodeName, zone } };
+  }
+
+  /** The Service keys an incremental build must rebuild: all of them when the node's zone changed. */
+  #scope(changes: ReadonlySet<string>, ctx: BuildContext): ReadonlySet<string> {
+    if (this.#zone === undefined || this.#zone === ctx.node.zone) return changes;
+    const all = new Set(changes);
+    for (const key of this.#byService.keys()) all.add(key);
+    for (const svc of this.#cache.services.values()) all.add(svc.key);
+    return all;
   }
 
   #portsOf(serviceKey: string, ctx: BuildContext): ServicePortInfo[] {

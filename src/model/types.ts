@@ -5,6 +5,22 @@
 
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export type IPFamily = 'IPv4' | 'IPv6';
+export const IP_FAMILIES: readonly IPFamily[] = ['IPv4', 'IPv6'];
+
+/**
+ * Which hints the cluster-policy endpoints were filtered by (kube-proxy's
+ * topologyModeFromHints): '' none, or only endpoints hinted for this node /
+ * this node's zone.
+ */
+export type TopologyMode = '' | 'PreferSameZone' | 'PreferSameNode';
+
+/** sessionAffinity ClientIP: a client IP sticks to one endpoint for this long after its last packet. */
+export interface SessionAffinity {
+  readonly timeoutSeconds: number;
+}
+
+/** One value per IP family (a family the builder does not use for endpoints reads as empty). */
+export type PerFamily<T> = Readonly<Record<IPFamily, T>>;
 
 /** One endpoint of one ServicePort, merged across the Service's EndpointSlices. */
 export interface EndpointInfo {
@@ -18,6 +34,10 @@ export interface EndpointInfo {
   readonly terminating: boolean;
   /** nodeName equals this node's name. */
   readonly isLocal: boolean;
+  /** hints.forZones names; absent or empty: no zone hint. */
+  readonly zoneHints?: readonly string[];
+  /** hints.forNodes names; absent or empty: no node hint. */
+  readonly nodeHints?: readonly string[];
 }
 
 /**
@@ -35,19 +55,77 @@ export interface ServicePortInfo {
   readonly clusterIPs: readonly string[];
   readonly port: number;
   /**
-   * Every usable endpoint for this port, sorted by ip (string order) then
-   * port, one per ip:port. Only families the SnapshotBuilder is configured
+   * Every endpoint of this port whatever its conditions, merged across the
+   * Service's slices, sorted by ip (string order) then port, one per ip:port. Only families the SnapshotBuilder is configured
    * for (IPv4 by default): with dual-stack on, pair endpoints with
    * clusterIPs of the same family.
    */
   readonly endpoints: readonly EndpointInfo[];
   /**
-   * The endpoints cluster traffic to a ClusterIP is sent to (kube-proxy's
-   * endpoint selection, src/model/topology.ts): the ready ones, or, when
-   * none is ready, the serving-and-terminating ones; decided per family.
+   * The endpoints internal traffic (to a ClusterIP) is sent to, decided per
+   * family: with internalTrafficPolicy Cluster kube-proxy's cluster-policy
+   * endpoints (clusterPolicyEndpoints: topology-aware, serving-terminating
+   * fallback), with Local the localEndpoints. Empty: see hasAnyEndpoints
+   * for whether that means REJECT or DROP (src/model/verdict.ts).
    */
   readonly clusterEndpoints: readonly EndpointInfo[];
+
+  // -------------------------------------------------------------------------
+  // Everything below is always set by the SnapshotBuilder. The fields are
+  // optional only so that hand-made ServicePortInfos (dataplane tests, from
+  // before they existed) still type-check; absent means what a ClusterIP
+  // Service with Cluster policies and no affinity has. Readers that need
+  // them call completeServicePort() (src/model/verdict.ts).
+
+  /** spec.ports[].nodePort; null: no NodePort. */
+  readonly nodePort?: number | null;
+  /** spec.externalIPs of the families the Service has a ClusterIP of, in spec order. */
+  readonly externalIPs?: readonly string[];
+  /** VIP-mode status.loadBalancer.ingress IPs (ipMode Proxy skipped), families with a ClusterIP only. */
+  readonly loadBalancerIPs?: readonly string[];
+  readonly sessionAffinity?: SessionAffinity | null;
+  /** externalTrafficPolicy Local on a Service reachable from outside (NodePort, LoadBalancer, or ExternalIPs). */
+  readonly externalPolicyLocal?: boolean;
+  /** internalTrafficPolicy Local. */
+  readonly internalPolicyLocal?: boolean;
+  /** Set only for LoadBalancer Services with externalTrafficPolicy Local. */
+  readonly healthCheckNodePort?: number | null;
+  /** Trimmed CIDRs, both families (a frontend uses those of its own family). */
+  readonly loadBalancerSourceRanges?: readonly string[];
+  /** spec.trafficDistribution, informational (selection follows the hints). */
+  readonly trafficDistribution?: string | null;
+
+  /**
+   * kube-proxy's CategorizeEndpoints results, computed per family and
+   * concatenated (IPv4 first), each family sorted by ip then port:
+   * clusterPolicyEndpoints: endpoints for Cluster policy (topology hints
+   *   applied, serving-terminating fallback); empty when the port never
+   *   uses Cluster policy (internalTrafficPolicy Local and not externally
+   *   reachable).
+   * localEndpoints: this node's ready endpoints, else its serving-
+   *   terminating ones (no topology); empty when no Local policy is in use.
+   * externalEndpoints: what traffic from outside the cluster to a NodePort,
+   *   ExternalIP or LoadBalancer IP reaches: localEndpoints with
+   *   externalTrafficPolicy Local, clusterPolicyEndpoints otherwise; empty
+   *   when the port is not externally reachable.
+   * allEndpoints: every endpoint reachable from this node under the port's
+   *   policies (union of the cluster-policy and local sets).
+   */
+  readonly clusterPolicyEndpoints?: readonly EndpointInfo[];
+  readonly localEndpoints?: readonly EndpointInfo[];
+  readonly externalEndpoints?: readonly EndpointInfo[];
+  readonly allEndpoints?: readonly EndpointInfo[];
+  /** Some usable endpoint exists anywhere in the cluster, per family: false means REJECT. */
+  readonly hasAnyEndpoints?: PerFamily<boolean>;
+  /** kube-proxy's UsesClusterEndpoints / UsesLocalEndpoints (true if so in any family). */
+  readonly usesClusterEndpoints?: boolean;
+  readonly usesLocalEndpoints?: boolean;
+  /** The hint filter applied to clusterPolicyEndpoints, per family. */
+  readonly topologyMode?: PerFamily<TopologyMode>;
 }
+
+/** A ServicePortInfo as the SnapshotBuilder makes it: every field present. */
+export type CompleteServicePortInfo = Required<ServicePortInfo>;
 
 /** What one sync programs: every ServicePort, and which of them changed since the last sync. */
 export interface ProxySnapshot {

@@ -6,8 +6,12 @@
 // through an API server. Objects kube-proxy does not proxy come back as
 // 'ignored' (not an error); malformed ones as 'invalid' with a
 // ValidationError naming the object and the field path.
-// To add NodePort/LoadBalancer/topology: extend the shapes and their
-// validator here, then read the new fields in src/model.
+// Service fields are kept as kube-proxy reads them (pkg/proxy/serviceport.go):
+// per-port nodePort, externalIPs, VIP-mode load-balancer ingress IPs,
+// session affinity, both traffic policies, healthCheckNodePort and the
+// loadBalancerSourceRanges (whitespace around a CIDR tolerated, as the API
+// server lets it through). EndpointSlices keep zone and node hints, Nodes
+// their zone label.
 
 import { isIP } from 'node:net';
 import type { IPFamily, Protocol } from '../model/types.ts';
@@ -19,12 +23,26 @@ export const LABEL_HEADLESS = 'service.kubernetes.io/headless';
 export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
 export type ObjectKind = 'Service' | 'EndpointSlice' | 'Node';
 
+export const LABEL_TOPOLOGY_ZONE = 'topology.kubernetes.io/zone';
+
+export type TrafficPolicy = 'Cluster' | 'Local';
+export type TrafficDistribution = 'PreferClose' | 'PreferSameZone' | 'PreferSameNode';
+
 export interface ServicePortSpec {
   readonly name: string;
   readonly protocol: Protocol;
   readonly port: number;
   /** Port number or named container port; unused by the model so far. */
   readonly targetPort: number | string;
+  /** null when unset (ClusterIP Services, or a manifest that left it to an allocator). */
+  readonly nodePort: number | null;
+}
+
+/** One status.loadBalancer.ingress entry that has an IP (hostname-only entries are dropped). */
+export interface LoadBalancerIngress {
+  readonly ip: string;
+  /** "VIP" when unset. kube-proxy programs only VIP-mode addresses. */
+  readonly ipMode: 'VIP' | 'Proxy';
 }
 
 export interface Service {
@@ -37,6 +55,21 @@ export interface Service {
   /** spec.clusterIPs (or [spec.clusterIP]); never empty, never "None". */
   readonly clusterIPs: readonly string[];
   readonly ports: readonly ServicePortSpec[];
+  /** spec.externalIPs, both families, in spec order. */
+  readonly externalIPs: readonly string[];
+  readonly loadBalancerIngress: readonly LoadBalancerIngress[];
+  /** spec.sessionAffinity ClientIP with its timeout (default 10800 s); null for None. */
+  readonly sessionAffinity: { readonly timeoutSeconds: number } | null;
+  /** Defaults to Cluster. */
+  readonly externalTrafficPolicy: TrafficPolicy;
+  /** Defaults to Cluster. */
+  readonly internalTrafficPolicy: TrafficPolicy;
+  /** Only kept for type LoadBalancer with externalTrafficPolicy Local (kube-proxy's NeedsHealthCheck). */
+  readonly healthCheckNodePort: number | null;
+  /** CIDRs with surrounding whitespace trimmed, both families, in spec order. */
+  readonly loadBalancerSourceRanges: readonly string[];
+  /** Informational: kube-proxy acts on the hints the EndpointSlice controller derives from it. */
+  readonly trafficDistribution: TrafficDistribution | null;
 }
 
 /** An EndpointSlice's endpoints are kept sorted by their first address. */
@@ -49,6 +82,10 @@ export interface SliceEndpoint {
   readonly terminating: boolean;
   readonly nodeName: string | null;
   readonly zone: string | null;
+  /** hints.forZones[].name; empty when there is no zone hint. */
+  readonly zoneHints: readonly string[];
+  /** hints.forNodes[].name; empty when there is no node hint. */
+  readonly nodeHints: readonly string[];
 }
 
 export interface SlicePort {
@@ -80,6 +117,8 @@ export interface Node {
   /** Nodes are cluster-scoped: the key is the name. */
   readonly key: string;
   readonly labels: Readonly<Record<string, string>>;
+  /** The topology.kubernetes.io/zone label; null when absent. */
+  readonly zone: string | null;
 }
 
 export type KubeObject = Service | EndpointSlice | Node;
@@ -160,9 +199,18 @@ function readService(ctx: Ctx, raw: Record<string, unknown>): ParseResult {
   const clusterIPs = readClusterIPs(ctx, spec);
   if (clusterIPs === 'None') return ctx.ignored('headless (clusterIP None)');
   if (clusterIPs.length === 0) return ctx.ignored('no clusterIP set');
-  const ports = readServicePorts(ctx, spec['ports']);
+  const ports = readServicePorts(ctx, spec['ports'], type);
+  const externalTrafficPolicy = readTrafficPolicy(ctx, spec['externalTrafficPolicy'], 'spec.externalTrafficPolicy');
   const object: Service = {
     kind: 'Service', namespace: meta.namespace, name: meta.name, key: ctx.key, type, clusterIPs, ports,
+    externalIPs: readIPList(ctx, spec['externalIPs'], 'spec.externalIPs'),
+    loadBalancerIngress: readLoadBalancerIngress(ctx, raw['status']),
+    sessionAffinity: readSessionAffinity(ctx, spec),
+    externalTrafficPolicy,
+    internalTrafficPolicy: readTrafficPolicy(ctx, spec['internalTrafficPolicy'], 'spec.internalTrafficPolicy'),
+    healthCheckNodePort: readHealthCheckNodePort(ctx, spec['healthCheckNodePort'], type, externalTrafficPolicy),
+    loadBalancerSourceRanges: readSourceRanges(ctx, spec['loadBalancerSourceRanges']),
+    trafficDistribution: readTrafficDistribution(ctx, spec['trafficDistribution']),
   };
   return { status: 'valid', object, warnings: ctx.warnings };
 }
@@ -204,22 +252,27 @@ function readClusterIPs(ctx: Ctx, spec: Record<string, unknown>): string[] | 'No
   return ips;
 }
 
-function readServicePorts(ctx: Ctx, v: unknown): ServicePortSpec[] {
+function readServicePorts(ctx: Ctx, v: unknown, type: ServiceType): ServicePortSpec[] {
   const list = ctx.array(v, 'spec.ports');
   if (list.length === 0) ctx.fail('spec.ports', 'must have at least one port');
-  const ports = list.map((p, i) => readServicePort(ctx, p, `spec.ports[${i}]`));
-  const seen = new Map<string, number>();
-  ports.forEach((p, i) => {
-    const first = seen.get(p.name);
-    if (first !== undefined) {
-      ctx.fail(`spec.ports[${i}].name`, `must be unique, ${describeValue(p.name)} is also used by spec.ports[${first}]`);
-    }
-    seen.set(p.name, i);
-  });
+  const ports = list.map((p, i) => readServicePort(ctx, p, `spec.ports[${i}]`, type));
+  expectUniquePorts(ctx, ports.map((p) => describeValue(p.name)), 'name');
+  expectUniquePorts(ctx, ports.map((p) => (p.nodePort === null ? null : `${p.nodePort}/${p.protocol}`)), 'nodePort');
   return ports;
 }
 
-function readServicePort(ctx: Ctx, v: unknown, path: string): ServicePortSpec {
+/** Fails on the first spec.ports[i].field value (null: skipped) an earlier port already uses. */
+function expectUniquePorts(ctx: Ctx, values: readonly (string | null)[], field: string): void {
+  const seen = new Map<string, number>();
+  values.forEach((v, i) => {
+    if (v === null) return;
+    const first = seen.get(v);
+    if (first !== undefined) ctx.fail(`spec.ports[${i}].${field}`, `must be unique, ${v} is also used by spec.ports[${first}]`);
+    seen.set(v, i);
+  });
+}
+
+function readServicePort(ctx: Ctx, v: unknown, path: string, type: ServiceType): ServicePortSpec {
   const p = ctx.record(v, path);
   const name = ctx.optString(p['name'], `${path}.name`) ?? '';
   if (name !== '' && !DNS1123_LABEL.test(name)) {
@@ -228,7 +281,112 @@ function readServicePort(ctx: Ctx, v: unknown, path: string): ServicePortSpec {
   const port = ctx.port(p['port'], `${path}.port`);
   const protocol = ctx.protocol(p['protocol'], `${path}.protocol`);
   const targetPort = readTargetPort(ctx, p['targetPort'], `${path}.targetPort`) ?? port;
-  return { name, protocol, port, targetPort };
+  return { name, protocol, port, targetPort, nodePort: readNodePort(ctx, p['nodePort'], `${path}.nodePort`, type) };
+}
+
+/** The API server forbids a nodePort on ClusterIP Services and allocates one otherwise; manifests get no allocator. */
+function readNodePort(ctx: Ctx, v: unknown, path: string, type: ServiceType): number | null {
+  if (v === undefined || v === null || v === 0) {
+    if (type === 'NodePort') ctx.warn(path, 'unset on a NodePort Service (manifests get no allocated nodePort); no NodePort is programmed');
+    return null;
+  }
+  if (type === 'ClusterIP') ctx.fail(path, 'may not be set when spec.type is ClusterIP');
+  return ctx.port(v, path);
+}
+
+function readIPList(ctx: Ctx, v: unknown, path: string): string[] {
+  return ctx.optArray(v, path).map((ip, i) => {
+    const s = ctx.string(ip, `${path}[${i}]`);
+    ctx.expectIP(s, `${path}[${i}]`, null);
+    return s;
+  });
+}
+
+/** status.loadBalancer.ingress: entries without an ip (hostname-only) are skipped, as kube-proxy does. */
+function readLoadBalancerIngress(ctx: Ctx, status: unknown): LoadBalancerIngress[] {
+  if (status === undefined || status === null) return [];
+  const lb = ctx.record(status, 'status')['loadBalancer'];
+  if (lb === undefined || lb === null) return [];
+  const list = ctx.optArray(ctx.record(lb, 'status.loadBalancer')['ingress'], 'status.loadBalancer.ingress');
+  const out: LoadBalancerIngress[] = [];
+  list.forEach((entry, i) => {
+    const path = `status.loadBalancer.ingress[${i}]`;
+    const ing = ctx.record(entry, path);
+    const ip = ctx.optString(ing['ip'], `${path}.ip`) ?? '';
+    const ipMode = readIPMode(ctx, ing['ipMode'], `${path}.ipMode`);
+    if (ip === '') return;
+    ctx.expectIP(ip, `${path}.ip`, null);
+    out.push({ ip, ipMode });
+  });
+  return out;
+}
+
+function readIPMode(ctx: Ctx, v: unknown, path: string): 'VIP' | 'Proxy' {
+  if (v === undefined || v === null) return 'VIP';
+  if (v === 'VIP' || v === 'Proxy') return v;
+  return ctx.fail(path, `must be VIP or Proxy, got ${describeValue(v)}`);
+}
+
+const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
+const MAX_AFFINITY_TIMEOUT_SECONDS = 86400;
+
+function readSessionAffinity(ctx: Ctx, spec: Record<string, unknown>): { timeoutSeconds: number } | null {
+  const v = spec['sessionAffinity'];
+  if (v === undefined || v === null || v === 'None') return null;
+  if (v !== 'ClientIP') ctx.fail('spec.sessionAffinity', `must be None or ClientIP, got ${describeValue(v)}`);
+  return { timeoutSeconds: readAffinityTimeout(ctx, spec['sessionAffinityConfig']) };
+}
+
+function readAffinityTimeout(ctx: Ctx, config: unknown): number {
+  const path = 'spec.sessionAffinityConfig.clientIP.timeoutSeconds';
+  if (config === undefined || config === null) return DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+  const clientIP = ctx.record(config, 'spec.sessionAffinityConfig')['clientIP'];
+  if (clientIP === undefined || clientIP === null) return DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+  const t = ctx.record(clientIP, 'spec.sessionAffinityConfig.clientIP')['timeoutSeconds'];
+  if (t === undefined || t === null) return DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+  if (typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= MAX_AFFINITY_TIMEOUT_SECONDS) return t;
+  return ctx.fail(path, `must be an integer 1-${MAX_AFFINITY_TIMEOUT_SECONDS}, got ${describeValue(t)}`);
+}
+
+function readTrafficPolicy(ctx: Ctx, v: unknown, path: string): TrafficPolicy {
+  if (v === undefined || v === null) return 'Cluster';
+  if (v === 'Cluster' || v === 'Local') return v;
+  return ctx.fail(path, `must be Cluster or Local, got ${describeValue(v)}`);
+}
+
+/** Kept only where kube-proxy serves it (NeedsHealthCheck: LoadBalancer with externalTrafficPolicy Local). */
+function readHealthCheckNodePort(ctx: Ctx, v: unknown, type: ServiceType, etp: TrafficPolicy): number | null {
+  const path = 'spec.healthCheckNodePort';
+  const needed = type === 'LoadBalancer' && etp === 'Local';
+  if (v === undefined || v === null || v === 0) {
+    if (needed) ctx.warn(path, 'unset on a LoadBalancer Service with externalTrafficPolicy Local; no health check is served');
+    return null;
+  }
+  const port = ctx.port(v, path);
+  if (!needed) {
+    ctx.warn(path, 'only used with type LoadBalancer and externalTrafficPolicy Local; ignored');
+    return null;
+  }
+  return port;
+}
+
+/** kube-proxy trims each range: API validation once let whitespace through and old objects keep it. */
+function readSourceRanges(ctx: Ctx, v: unknown): string[] {
+  return ctx.optArray(v, 'spec.loadBalancerSourceRanges').map((r, i) => {
+    const path = `spec.loadBalancerSourceRanges[${i}]`;
+    if (typeof r !== 'string') return ctx.fail(path, `must be a string, got ${describeValue(r)}`);
+    const cidr = r.trim();
+    if (!isValidCIDR(cidr)) ctx.fail(path, `${describeValue(r)} is not a CIDR`);
+    return cidr;
+  });
+}
+
+const TRAFFIC_DISTRIBUTIONS: readonly string[] = ['PreferClose', 'PreferSameZone', 'PreferSameNode'];
+
+function readTrafficDistribution(ctx: Ctx, v: unknown): TrafficDistribution | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'string' && TRAFFIC_DISTRIBUTIONS.includes(v)) return v as TrafficDistribution;
+  return ctx.fail('spec.trafficDistribution', `must be one of ${TRAFFIC_DISTRIBUTIONS.join(', ')}, got ${describeValue(v)}`);
 }
 
 function readTargetPort(ctx: Ctx, v: unknown, path: string): number | string | null {
@@ -284,6 +442,7 @@ function readSliceEndpoint(ctx: Ctx, v: unknown, path: string, family: IPFamily)
   const terminating = ctx.optBool(cond['terminating'], `${path}.conditions.terminating`) ?? false;
   const nodeName = ctx.optString(e['nodeName'], `${path}.nodeName`);
   const zone = ctx.optString(e['zone'], `${path}.zone`);
+  const { zoneHints, nodeHints } = readHints(ctx, e['hints'], `${path}.hints`);
   if (addresses.length === 0) {
     ctx.warn(`${path}.addresses`, 'must have at least one address; endpoint ignored');
     return null;
@@ -293,7 +452,25 @@ function readSliceEndpoint(ctx: Ctx, v: unknown, path: string, family: IPFamily)
     ctx.warn(`${path}.addresses[${bad}]`, `must be a valid ${family} address, got ${describeValue(addresses[bad])}; endpoint ignored`);
     return null;
   }
-  return { addresses, ready, serving, terminating, nodeName, zone };
+  return { addresses, ready, serving, terminating, nodeName, zone, zoneHints, nodeHints };
+}
+
+const NO_HINTS: readonly string[] = [];
+
+function readHints(ctx: Ctx, v: unknown, path: string): { zoneHints: readonly string[]; nodeHints: readonly string[] } {
+  if (v === undefined || v === null) return { zoneHints: NO_HINTS, nodeHints: NO_HINTS };
+  const h = ctx.record(v, path);
+  return {
+    zoneHints: readHintNames(ctx, h['forZones'], `${path}.forZones`),
+    nodeHints: readHintNames(ctx, h['forNodes'], `${path}.forNodes`),
+  };
+}
+
+/** forZones / forNodes: a list of { name }. */
+function readHintNames(ctx: Ctx, v: unknown, path: string): readonly string[] {
+  const list = ctx.optArray(v, path);
+  if (list.length === 0) return NO_HINTS;
+  return list.map((entry, i) => ctx.string(ctx.record(entry, `${path}[${i}]`)['name'], `${path}[${i}].name`));
 }
 
 function readSlicePort(ctx: Ctx, v: unknown, path: string): SlicePort {
@@ -309,7 +486,7 @@ function readSlicePort(ctx: Ctx, v: unknown, path: string): SlicePort {
 
 function readNode(ctx: Ctx, _raw: Record<string, unknown>): ParseResult {
   const meta = ctx.readMeta(false);
-  const object: Node = { kind: 'Node', name: meta.name, key: ctx.key, labels: meta.labels };
+  const object: Node = { kind: 'Node', name: meta.name, key: ctx.key, labels: meta.labels, zone: meta.labels[LABEL_TOPOLOGY_ZONE] ?? null };
   return { status: 'valid', object, warnings: ctx.warnings };
 }
 
@@ -461,6 +638,16 @@ export function isRecord(v: unknown): v is Record<string, unknown> {
 /** An IP as Kubernetes accepts it: no zone index, no leading zeros (node:net rejects those). */
 export function isValidIP(s: string): boolean {
   return isIP(s) !== 0 && !s.includes('%');
+}
+
+/** "address/prefix" with a valid address and a decimal prefix length that fits its family. */
+export function isValidCIDR(s: string): boolean {
+  const slash = s.indexOf('/');
+  if (slash < 0) return false;
+  const addr = s.slice(0, slash);
+  const prefix = s.slice(slash + 1);
+  if (!isValidIP(addr) || !/^(0|[1-9][0-9]{0,2})$/.test(prefix)) return false;
+  return Number(prefix) <= (familyOf(addr) === 'IPv4' ? 32 : 128);
 }
 
 export function familyOf(ip: string): IPFamily {

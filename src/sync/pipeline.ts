@@ -7,8 +7,8 @@
 //                                                   token and baseline untouched)
 //   builder.commit(snapshot); cache.changes.commit(token); latency recorded
 //
-// Node changes are committed but do not trigger rebuilds yet: nothing in the
-// ClusterIP model depends on Node objects (topology will).
+// A Node change triggers a build: the builder rebuilds everything when this
+// node's zone changed (topology hints depend on it) and nothing otherwise.
 
 import type { ChangeTracker } from '../sources/cache.ts';
 import type { SnapshotBuilder } from '../model/snapshot.ts';
@@ -45,7 +45,9 @@ export function createSnapshotSync<R>(options: SnapshotSyncOptions<R>): SyncFunc
   const log = options.logger ?? createLogger('sync');
   return async (request: SyncRequest) => {
     const token = changes.peek();
-    if (!request.full && token.services.size === 0) {
+    // A Node change alone can matter (this node's zone label drives topology
+    // hints): the builder decides whether it rebuilds anything.
+    if (!request.full && token.services.size === 0 && !token.nodes) {
       changes.commit(token);
       return;
     }

@@ -79,22 +79,25 @@ test('a slice port without a number is skipped; other families are not used for 
   assert.deepEqual(sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.endpoints, []);
 });
 
-test('an endpoint present in two slices is counted once; the local copy wins', () => {
+test('an endpoint present in two slices is counted once: a non-terminating copy wins, else the first by slice name', () => {
   const { cache, builder } = setup(
     service('web', [{ name: 'http', port: 80 }]),
     slice('web-1', 'web', [{ name: 'http', port: 8080 }], [
-      { addresses: ['10.0.0.1'], nodeName: 'node-b' }, { addresses: ['10.0.0.2'], nodeName: 'node-b', zone: 'z1' },
+      { addresses: ['10.0.0.1'], nodeName: 'node-b', conditions: { ready: false, serving: true, terminating: true } },
+      { addresses: ['10.0.0.2'], nodeName: 'node-b', zone: 'z1' },
+      { addresses: ['10.0.0.3'], nodeName: 'node-b', conditions: { ready: false, terminating: true } },
     ]),
     slice('web-2', 'web', [{ name: 'http', port: 8080 }], [
-      { addresses: ['10.0.0.1'], nodeName: 'node-a' }, { addresses: ['10.0.0.2'], nodeName: 'node-c', zone: 'z2' },
+      { addresses: ['10.0.0.1'], nodeName: 'node-a' },
+      { addresses: ['10.0.0.2'], nodeName: 'node-a', zone: 'z2' },
+      { addresses: ['10.0.0.3'], nodeName: 'node-c', conditions: { ready: false, terminating: true } },
     ]),
   );
   const eps = sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.endpoints;
-  assert.deepEqual(addrs(eps), ['10.0.0.1:8080', '10.0.0.2:8080']);
-  assert.equal(eps[0]!.nodeName, 'node-a', 'the copy local to this node replaces the one seen first');
-  assert.equal(eps[0]!.isLocal, true);
-  assert.equal(eps[1]!.zone, 'z1', 'otherwise the first slice (by name) wins');
-  assert.equal(eps[1]!.isLocal, false);
+  assert.deepEqual(addrs(eps), ['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.3:8080']);
+  assert.deepEqual([eps[0]!.nodeName, eps[0]!.terminating, eps[0]!.isLocal], ['node-a', false, true], 'the running copy replaces a terminating one (reused pod IP)');
+  assert.equal(eps[1]!.zone, 'z1', 'both running: the first slice (by name) wins, even over a local copy');
+  assert.equal(eps[2]!.nodeName, 'node-b', 'both terminating: the first slice wins');
 });
 
 test('the same address with two different port numbers is two endpoints', () => {

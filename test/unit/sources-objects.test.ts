@@ -37,7 +37,10 @@ test('a valid Service gets API defaults: type, protocol, targetPort', () => {
   const s = validService(parseObject(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }] }, { namespace: undefined })));
   assert.deepEqual(s, {
     kind: 'Service', namespace: 'default', name: 'web', key: 'default/web', type: 'ClusterIP',
-    clusterIPs: ['10.96.0.10'], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 80 }],
+    clusterIPs: ['10.96.0.10'], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 80, nodePort: null }],
+    externalIPs: [], loadBalancerIngress: [], sessionAffinity: null,
+    externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', healthCheckNodePort: null,
+    loadBalancerSourceRanges: [], trafficDistribution: null,
   });
 });
 
@@ -105,10 +108,10 @@ test('clusterIP alone (or with an empty clusterIPs) is the single ClusterIP', ()
 });
 
 test('NodePort and LoadBalancer Services keep their ClusterIP; dual-stack clusterIPs are kept in order', () => {
-  const s = validService(parseObject(svc({ type: 'NodePort', clusterIPs: ['fd00::10', '10.96.0.10'], ports: [{ name: 'dns', port: 53, protocol: 'UDP', targetPort: 'dns-udp' }] })));
+  const s = validService(parseObject(svc({ type: 'NodePort', clusterIPs: ['fd00::10', '10.96.0.10'], ports: [{ name: 'dns', port: 53, protocol: 'UDP', targetPort: 'dns-udp', nodePort: 30053 }] })));
   assert.equal(s.type, 'NodePort');
   assert.deepEqual(s.clusterIPs, ['fd00::10', '10.96.0.10']);
-  assert.deepEqual(s.ports[0], { name: 'dns', protocol: 'UDP', port: 53, targetPort: 'dns-udp' });
+  assert.deepEqual(s.ports[0], { name: 'dns', protocol: 'UDP', port: 53, targetPort: 'dns-udp', nodePort: 30053 });
 });
 
 test('EndpointSlice conditions follow the nil rules: ready nil=true, serving nil=true (as in kube-proxy), terminating nil=false', () => {
@@ -175,8 +178,107 @@ test('EndpointSlice validation errors and ignored cases', () => {
 test('Nodes, unsupported kinds and non-objects', () => {
   const n = parseObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1', labels: { 'topology.kubernetes.io/zone': 'a' } } });
   assert.equal(n.status, 'valid');
-  assert.deepEqual(n.status === 'valid' && n.object, { kind: 'Node', name: 'node-1', key: 'node-1', labels: { 'topology.kubernetes.io/zone': 'a' } });
+  assert.deepEqual(n.status === 'valid' && n.object, { kind: 'Node', name: 'node-1', key: 'node-1', labels: { 'topology.kubernetes.io/zone': 'a' }, zone: 'a' });
+  const unzoned = parseObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-2' } });
+  assert.equal(unzoned.status === 'valid' && unzoned.object.kind === 'Node' && unzoned.object.zone, null);
   assert.deepEqual(parseObject({ apiVersion: 'apps/v1', kind: 'Deployment' }), { status: 'unsupported', kind: 'Deployment' });
   assert.equal(errorOf(parseObject([1, 2])).message, '<object>: (document): must be a mapping, got a list');
   assert.equal(errorOf(parseObject({ metadata: {} })).message, '<object>: kind: must be a non-empty string, got nothing');
+});
+
+// ---------------------------------------------------------------------------
+// NodePort, ExternalIPs, LoadBalancer, affinity, traffic policies, topology
+
+const LB = { type: 'LoadBalancer', clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, nodePort: 30080 }] };
+
+test('LoadBalancer fields kube-proxy reads are kept, with defaults', () => {
+  const s = validService(parseObject({
+    ...svc({
+      ...LB, externalIPs: ['192.0.2.10', '2001:db8::10'], externalTrafficPolicy: 'Local', internalTrafficPolicy: 'Local',
+      healthCheckNodePort: 31000, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } },
+      loadBalancerSourceRanges: ['203.0.113.0/25', ' 198.51.100.0/24 ', '2001:db8::/32'], trafficDistribution: 'PreferClose',
+    }),
+    status: { loadBalancer: { ingress: [{ ip: '198.51.100.7' }, { hostname: 'lb.example.com' }, { ip: '198.51.100.8', ipMode: 'Proxy' }, { ip: '198.51.100.9', ipMode: 'VIP' }] } },
+  }));
+  assert.deepEqual(s.ports[0]!.nodePort, 30080);
+  assert.deepEqual(s.externalIPs, ['192.0.2.10', '2001:db8::10']);
+  assert.deepEqual(s.loadBalancerIngress, [
+    { ip: '198.51.100.7', ipMode: 'VIP' }, { ip: '198.51.100.8', ipMode: 'Proxy' }, { ip: '198.51.100.9', ipMode: 'VIP' },
+  ]);
+  assert.deepEqual(s.sessionAffinity, { timeoutSeconds: 60 });
+  assert.equal(s.externalTrafficPolicy, 'Local');
+  assert.equal(s.internalTrafficPolicy, 'Local');
+  assert.equal(s.healthCheckNodePort, 31000);
+  assert.deepEqual(s.loadBalancerSourceRanges, ['203.0.113.0/25', '198.51.100.0/24', '2001:db8::/32'], 'whitespace around a range is trimmed');
+  assert.equal(s.trafficDistribution, 'PreferClose');
+});
+
+test('ClientIP affinity defaults its timeout to 10800 s; None is null', () => {
+  const timeout = (spec: Record<string, unknown>) => validService(parseObject(svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }], ...spec }))).sessionAffinity;
+  assert.deepEqual(timeout({ sessionAffinity: 'ClientIP' }), { timeoutSeconds: 10800 });
+  assert.deepEqual(timeout({ sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: {} } }), { timeoutSeconds: 10800 });
+  assert.equal(timeout({ sessionAffinity: 'None', sessionAffinityConfig: { clientIP: { timeoutSeconds: 5 } } }), null);
+  assert.equal(timeout({}), null);
+});
+
+test('healthCheckNodePort is kept only for LoadBalancer + Local, with warnings otherwise', () => {
+  const r = parseObject(svc({ ...LB, healthCheckNodePort: 31000 }));
+  assert.equal(r.status === 'valid' && r.object.kind === 'Service' && r.object.healthCheckNodePort, null);
+  assert.deepEqual(r.status === 'valid' && r.warnings.map((w) => w.message), [
+    'Service default/web: spec.healthCheckNodePort: only used with type LoadBalancer and externalTrafficPolicy Local; ignored',
+  ]);
+  const missing = parseObject(svc({ ...LB, externalTrafficPolicy: 'Local' }));
+  assert.deepEqual(missing.status === 'valid' && missing.warnings.map((w) => w.field), ['spec.healthCheckNodePort']);
+});
+
+test('a NodePort Service port without nodePort warns (manifests get no allocator)', () => {
+  const r = parseObject(svc({ type: 'NodePort', clusterIP: '10.96.0.1', ports: [{ port: 80 }] }));
+  assert.equal(r.status, 'valid');
+  assert.deepEqual(r.status === 'valid' && r.warnings.map((w) => w.message), [
+    'Service default/web: spec.ports[0].nodePort: unset on a NodePort Service (manifests get no allocated nodePort); no NodePort is programmed',
+  ]);
+});
+
+test('validation messages for NodePort, LoadBalancer and policy fields', () => {
+  const base = { clusterIP: '10.96.0.1', ports: [{ port: 80 }] };
+  const cases: [Record<string, unknown>, string][] = [
+    [svc({ ...LB, loadBalancerSourceRanges: ['10.0.0.0/8', '10.0.0.0/33'] }), 'Service default/web: spec.loadBalancerSourceRanges[1]: "10.0.0.0/33" is not a CIDR'],
+    [svc({ ...LB, loadBalancerSourceRanges: ['10.0.0.1'] }), 'Service default/web: spec.loadBalancerSourceRanges[0]: "10.0.0.1" is not a CIDR'],
+    [svc({ ...LB, loadBalancerSourceRanges: ['2001:db8::/129'] }), 'Service default/web: spec.loadBalancerSourceRanges[0]: "2001:db8::/129" is not a CIDR'],
+    [svc({ ...LB, loadBalancerSourceRanges: ['10.0.0.0/08'] }), 'Service default/web: spec.loadBalancerSourceRanges[0]: "10.0.0.0/08" is not a CIDR'],
+    [svc({ ...LB, loadBalancerSourceRanges: [7] }), 'Service default/web: spec.loadBalancerSourceRanges[0]: must be a string, got 7'],
+    [svc({ ...base, ports: [{ port: 80, nodePort: 30080 }] }), 'Service default/web: spec.ports[0].nodePort: may not be set when spec.type is ClusterIP'],
+    [svc({ ...LB, ports: [{ name: 'a', port: 80, nodePort: 70000 }] }), 'Service default/web: spec.ports[0].nodePort: must be an integer 1-65535, got 70000'],
+    [svc({ ...LB, ports: [{ name: 'a', port: 80, nodePort: 30080 }, { name: 'b', port: 81, nodePort: 30080 }] }),
+      'Service default/web: spec.ports[1].nodePort: must be unique, 30080/TCP is also used by spec.ports[0]'],
+    [svc({ ...base, externalIPs: ['192.0.2.1', 'nope'] }), 'Service default/web: spec.externalIPs[1]: must be a valid IP address, got "nope"'],
+    [svc({ ...base, externalTrafficPolicy: 'Global' }), 'Service default/web: spec.externalTrafficPolicy: must be Cluster or Local, got "Global"'],
+    [svc({ ...base, internalTrafficPolicy: 'local' }), 'Service default/web: spec.internalTrafficPolicy: must be Cluster or Local, got "local"'],
+    [svc({ ...base, sessionAffinity: 'Cookie' }), 'Service default/web: spec.sessionAffinity: must be None or ClientIP, got "Cookie"'],
+    [svc({ ...base, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 86401 } } }),
+      'Service default/web: spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be an integer 1-86400, got 86401'],
+    [svc({ ...base, trafficDistribution: 'Nearby' }),
+      'Service default/web: spec.trafficDistribution: must be one of PreferClose, PreferSameZone, PreferSameNode, got "Nearby"'],
+    [{ ...svc(LB), status: { loadBalancer: { ingress: [{ ip: '1.2.3.4' }, { ip: '1.2.3.400' }] } } },
+      'Service default/web: status.loadBalancer.ingress[1].ip: must be a valid IP address, got "1.2.3.400"'],
+    [{ ...svc(LB), status: { loadBalancer: { ingress: [{ ip: '1.2.3.4', ipMode: 'Direct' }] } } },
+      'Service default/web: status.loadBalancer.ingress[0].ipMode: must be VIP or Proxy, got "Direct"'],
+    [{ ...svc(LB), status: { loadBalancer: { ingress: {} } } }, 'Service default/web: status.loadBalancer.ingress: must be a list, got a mapping'],
+  ];
+  for (const [raw, message] of cases) assert.equal(errorOf(parseObject(raw)).message, message);
+});
+
+test('EndpointSlice hints: forZones and forNodes names are kept; none is an empty list', () => {
+  const s = validSlice(parseObject(slice({
+    endpoints: [
+      { addresses: ['10.0.0.1'], hints: { forZones: [{ name: 'z1' }, { name: 'z2' }], forNodes: [{ name: 'node-a' }] } },
+      { addresses: ['10.0.0.2'], hints: {} },
+      { addresses: ['10.0.0.3'] },
+    ],
+  })));
+  assert.deepEqual(s.endpoints.map((e) => [e.zoneHints, e.nodeHints]), [[['z1', 'z2'], ['node-a']], [[], []], [[], []]]);
+  assert.equal(errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forZones: [{ name: '' }] } }] }))).message,
+    'EndpointSlice default/web-abc: endpoints[0].hints.forZones[0].name: must be a non-empty string, got ""');
+  assert.equal(errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forNodes: ['node-a'] } }] }))).message,
+    'EndpointSlice default/web-abc: endpoints[0].hints.forNodes[0]: must be a mapping, got "node-a"');
 });
