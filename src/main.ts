@@ -2,7 +2,8 @@
 // in; no module-level state. Commands: run, cleanup, demo, help.
 
 import { parseFlags, formatHelp, FlagError, str, type FlagSpec } from './cli/flags.ts';
-import { RUN_FLAGS, runConfig, run, DEFAULT_PIN_PATH } from './cli/run.ts';
+import { runConfig, run } from './cli/run.ts';
+import { loadConfig, ConfigError, formatRunHelp, DEFAULT_PIN_PATH } from './config/index.ts';
 import { cleanup } from './cli/cleanup.ts';
 import { demo } from './cli/demo.ts';
 import { loadBinding } from './native/binding.ts';
@@ -14,15 +15,20 @@ const CLEANUP_FLAGS: readonly FlagSpec[] = [
 
 interface Command {
   readonly summary: string;
-  readonly flags: readonly FlagSpec[];
+  /** Flags of this command; `run` has kube-proxy's whole set (src/config) and its own help. */
+  readonly flags: readonly FlagSpec[] | 'kube-proxy';
   readonly main: (argv: readonly string[]) => Promise<number>;
 }
 
 const COMMANDS: Record<string, Command> = {
   run: {
     summary: 'Run the proxy: program Services into the dataplane and follow their changes.',
-    flags: RUN_FLAGS,
-    main: (argv) => run(runConfig(parseFlags(argv, RUN_FLAGS).values)),
+    flags: 'kube-proxy',
+    main: async (argv) => {
+      const { config, warnings } = loadConfig(argv);
+      for (const w of warnings) process.stderr.write(`switchyard run: warning: ${w.message}\n`);
+      return run(runConfig(config));
+    },
   },
   cleanup: {
     summary: 'Remove what `switchyard run` installed in this network namespace (tc filters, pinned maps).',
@@ -62,13 +68,14 @@ async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(formatHelp(name, cmd.summary, cmd.flags) + '\n');
+    const help = cmd.flags === 'kube-proxy' ? formatRunHelp(cmd.summary) : formatHelp(name, cmd.summary, cmd.flags);
+    process.stdout.write(help + '\n');
     return 0;
   }
   try {
     return await cmd.main(rest);
   } catch (err) {
-    if (err instanceof FlagError) {
+    if (err instanceof FlagError || err instanceof ConfigError) {
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       return 2;
     }

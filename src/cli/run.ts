@@ -4,8 +4,7 @@
 // the maps pinned so traffic keeps flowing until the next daemon adopts them.
 
 import { hostname } from 'node:os';
-import { fileURLToPath } from 'node:url';
-import { type FlagSpec, type FlagValues, str, num, bool, FlagError } from './flags.ts';
+import { ConfigError, isUnspecifiedIP, type SwitchyardConfig } from '../config/index.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 import { loadBinding } from '../native/binding.ts';
 import { ClusterCache } from '../sources/cache.ts';
@@ -18,23 +17,6 @@ import { ProgrammingLatency } from '../sync/latency.ts';
 import { BpfDataplane } from '../dataplane/bpf/dataplane.ts';
 import type { SyncResult } from '../dataplane/types.ts';
 import { detectNodeAddress } from '../host/node-address.ts';
-
-export const DEFAULT_OBJECT = fileURLToPath(new URL('../../bpf/build/switchyard.bpf.o', import.meta.url));
-export const DEFAULT_PIN_PATH = '/sys/fs/bpf/switchyard';
-
-export const RUN_FLAGS: readonly FlagSpec[] = [
-  { name: 'proxy-mode', kind: 'string', default: 'bpf', choices: ['bpf', 'ipvs', 'auto'], help: 'Which dataplane programs Services: bpf (tc eBPF), ipvs, or auto (probe the kernel).' },
-  { name: 'manifests', kind: 'string', help: 'Read Services, EndpointSlices and Nodes from the *.yaml files in this directory and follow their changes.' },
-  { name: 'hostname-override', kind: 'string', help: "This node's name, as in Node objects and EndpointSlice nodeName (kube-proxy flag)." },
-  { name: 'bind-address', kind: 'string', help: "This node's primary IPv4 address (kube-proxy flag); default: the address of the interface with the default route." },
-  { name: 'masquerade-all', kind: 'bool', help: 'Masquerade all traffic sent to Service frontends (kube-proxy flag; not yet programmed by the bpf dataplane).' },
-  { name: 'min-sync-period', kind: 'duration', default: '1s', help: 'Least time between two syncs; bursts of changes coalesce (kube-proxy minSyncPeriod).' },
-  { name: 'sync-period', kind: 'duration', default: '30s', help: 'Longest time between two full reconciles (kube-proxy syncPeriod).' },
-  { name: 'bpf-pin-path', kind: 'string', default: DEFAULT_PIN_PATH, help: 'Directory on a bpffs for pinned maps (bpffs is mounted there when missing).' },
-  { name: 'bpf-object', kind: 'string', default: DEFAULT_OBJECT, help: 'The compiled tc program.' },
-  { name: 'pod-interfaces', kind: 'string', default: 'veth*', help: 'Comma-separated globs naming the host side of pod interfaces; the program is attached to each as it appears.' },
-  { name: 'v', kind: 'int', default: '0', help: 'Log verbosity: 0 info, 4 and up debug (kube-proxy flag).' },
-];
 
 interface RunConfig {
   readonly manifests: string;
@@ -49,22 +31,26 @@ interface RunConfig {
   readonly logLevel: 'info' | 'debug';
 }
 
-export function runConfig(values: FlagValues): RunConfig {
-  const mode = str(values, 'proxy-mode');
-  if (mode === 'ipvs') throw new FlagError('proxy-mode', 'ipvs is not implemented yet in this build; use bpf');
-  const manifests = str(values, 'manifests');
-  if (!manifests) throw new FlagError('manifests', 'is required: the Kubernetes API source is not implemented yet in this build');
+/** What `run` needs from the validated configuration; refuses what this build cannot do yet. */
+export function runConfig(c: SwitchyardConfig): RunConfig {
+  if (c.dataplane === 'ipvs') {
+    throw new ConfigError([{ field: 'mode', message: 'mode: "ipvs": the IPVS dataplane is not implemented yet in this build; use bpf or auto' }]);
+  }
+  const manifests = c.switchyard.manifests;
+  if (!manifests) {
+    throw new ConfigError([{ field: '--manifests', message: '--manifests: is required: the Kubernetes API source is not wired into this build yet' }]);
+  }
   return {
     manifests,
-    nodeName: str(values, 'hostname-override') ?? hostname(),
-    bindAddress: str(values, 'bind-address'),
-    masqueradeAll: bool(values, 'masquerade-all'),
-    minSyncPeriodMs: num(values, 'min-sync-period') ?? 1000,
-    syncPeriodMs: num(values, 'sync-period') ?? 30_000,
-    pinPath: str(values, 'bpf-pin-path') ?? DEFAULT_PIN_PATH,
-    objectPath: str(values, 'bpf-object') ?? DEFAULT_OBJECT,
-    podInterfaces: str(values, 'pod-interfaces') ?? 'veth*',
-    logLevel: (num(values, 'v') ?? 0) >= 4 ? 'debug' : 'info',
+    nodeName: c.hostnameOverride || hostname(),
+    bindAddress: isUnspecifiedIP(c.bindAddress) ? undefined : c.bindAddress,
+    masqueradeAll: c.masqueradeAll,
+    minSyncPeriodMs: c.minSyncPeriod,
+    syncPeriodMs: c.syncPeriod,
+    pinPath: c.switchyard.bpf.pinPath,
+    objectPath: c.switchyard.bpf.object,
+    podInterfaces: c.switchyard.bpf.podInterfaces.join(','),
+    logLevel: c.logging.verbosity >= 4 ? 'debug' : 'info',
   };
 }
 

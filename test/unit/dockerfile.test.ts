@@ -11,7 +11,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
-import { RUN_FLAGS } from '../../src/cli/run.ts';
+import { RUN_FLAGS } from '../../src/config/index.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
@@ -69,6 +69,5 @@ test('the entry point exists and the DaemonSet runs it with flags switchyard run
   assert.equal(container.args[0], 'run');
   const known = new Set(RUN_FLAGS.map((f) => f.name));
   const unknown = container.args.slice(1).map((a) => a.replace(/^--/, '').split('=')[0] ?? '').filter((n) => !known.has(n));
-  // --config arrives with kube-proxy's configuration file support (issue 3).
-  assert.deepEqual(unknown.filter((n) => n !== 'config'), []);
+  assert.deepEqual(unknown, []);
 });
