@@ -17,6 +17,7 @@ import { ProgrammingLatency } from '../sync/latency.ts';
 import { BpfDataplane } from '../dataplane/bpf/dataplane.ts';
 import type { SyncResult } from '../dataplane/types.ts';
 import { detectNodeAddress } from '../host/node-address.ts';
+import { ProblemLog } from '../util/problems.ts';
 
 interface RunConfig {
   readonly manifests: string;
@@ -54,12 +55,15 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
   };
 }
 
-function logResult(log: Logger, r: SyncResult): void {
-  for (const p of r.problems) log.warn('not programmed', { servicePort: p.owner, field: p.field, error: p.message });
+function logResult(log: Logger, problems: ProblemLog, r: SyncResult): void {
+  problems.report(r.problems);
   if (r.frontendsChanged > 0) {
     log.info('programmed', { frontends: r.frontendsChanged, operations: r.operations, ms: Math.round(r.durationMs * 10) / 10 });
   }
 }
+
+/** What the model decides that the bpf dataplane does not carry out yet (logged once at start). */
+export const BPF_NOT_YET = 'NodePort, ExternalIPs, LoadBalancer IPs, session affinity, SCTP, REJECT (dropped instead), masqueradeAll';
 
 export async function run(cfg: RunConfig): Promise<number> {
   const level = cfg.logLevel;
@@ -70,7 +74,8 @@ export async function run(cfg: RunConfig): Promise<number> {
     return 1;
   }
   log.info('starting', { mode: 'bpf', node: cfg.nodeName, address: node.address, interface: node.interface, pinPath: cfg.pinPath });
-  if (cfg.masqueradeAll) log.warn('--masquerade-all is accepted but not yet programmed by the bpf dataplane');
+  log.warn('the bpf dataplane programs ClusterIP frontends only so far; not programmed yet: ' + BPF_NOT_YET + ' (each affected Service is named when seen)');
+  const problems = new ProblemLog(log);
 
   const controller = new AbortController();
   const { signal } = controller;
@@ -92,7 +97,7 @@ export async function run(cfg: RunConfig): Promise<number> {
     sync: createSnapshotSync<SyncResult>({
       changes: cache.changes, builder, sink: dataplane, latency, clock,
       logger: createLogger('sync', { level }),
-      onSynced: (result) => logResult(log, result),
+      onSynced: (result) => logResult(log, problems, result),
     }),
     minSyncPeriodMs: cfg.minSyncPeriodMs,
     syncPeriodMs: cfg.syncPeriodMs,

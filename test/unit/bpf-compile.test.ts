@@ -160,3 +160,28 @@ test('problems follow incremental changes', () => {
   const d2 = compileChanged(d1, snap([], new Set([good.id])));
   assert.equal(d2.services.size, 0);
 });
+
+test('what the datapath does not carry out yet is reported per ServicePort, and its ClusterIP is still programmed', () => {
+  const base = sp('default/web:http', ['10.96.0.10'], 80, [['10.244.1.5', 8080]]);
+  const rich: ServicePortInfo = {
+    ...base,
+    nodePort: 30080,
+    externalIPs: ['198.18.1.10'],
+    loadBalancerIPs: ['198.18.2.10'],
+    sessionAffinity: { timeoutSeconds: 10800 },
+  };
+  const d = compile(snap([rich]), OFF);
+  assert.deepEqual(d.problems.map((p) => [p.owner, p.field]), [
+    ['default/web:http/TCP', 'externalIPs'],
+    ['default/web:http/TCP', 'loadBalancerIPs'],
+    ['default/web:http/TCP', 'nodePort'],
+    ['default/web:http/TCP', 'sessionAffinity'],
+  ]);
+  assert.match(d.problems.find((p) => p.field === 'nodePort')?.message ?? '', /NodePort 30080 is not programmed by the bpf dataplane yet/);
+  assert.deepEqual([...d.services.keys()], ['10.96.0.10:80/TCP']);
+
+  const plainClusterIP = compile(snap([base]), OFF);
+  assert.deepEqual(plainClusterIP.problems, [], 'a plain ClusterIP Service raises nothing');
+  const sctp = compile(snap([sp('default/s:x', ['10.96.0.11'], 9, [['10.244.1.5', 9]], 'SCTP')]), OFF);
+  assert.deepEqual(sctp.problems.map((p) => p.field), ['protocol']);
+});

@@ -175,6 +175,7 @@ function compileServicePort(sp: ServicePortInfo, opts: CompileOptions): Compiled
     bad('port', `port ${sp.port} is not in 1..65535`);
     return { keys: [], services: [], problems };
   }
+  notProgrammedYet(sp, bad);
   const keys: FrontendKey[] = [];
   const frontends: L4Addr[] = [];
   sp.clusterIPs.forEach((ip, i) => {
@@ -199,6 +200,23 @@ function compileServicePort(sp: ServicePortInfo, opts: CompileOptions): Compiled
     owner: sp.id,
   }));
   return { keys, services, problems };
+}
+
+/**
+ * What the model decided for this ServicePort that the BPF datapath does not
+ * carry out yet: reported as problems so nothing is silently ignored. The
+ * ClusterIP frontends are still programmed.
+ */
+function notProgrammedYet(sp: ServicePortInfo, bad: (field: string, message: string) => void): void {
+  const later = 'is not programmed by the bpf dataplane yet';
+  if (sp.protocol === 'SCTP') bad('protocol', `SCTP ${later} (the program translates TCP and UDP)`);
+  if (sp.nodePort) bad('nodePort', `NodePort ${sp.nodePort} ${later}`);
+  if (sp.externalIPs && sp.externalIPs.length > 0) bad('externalIPs', `externalIPs ${sp.externalIPs.join(',')} ${later}`);
+  if (sp.loadBalancerIPs && sp.loadBalancerIPs.length > 0) bad('loadBalancerIPs', `LoadBalancer IPs ${sp.loadBalancerIPs.join(',')} ${later}`);
+  if (sp.sessionAffinity) bad('sessionAffinity', `ClientIP affinity (${sp.sessionAffinity.timeoutSeconds}s) ${later}; connections are balanced without it`);
+  if (sp.hasAnyEndpoints && !sp.hasAnyEndpoints.IPv4 && sp.clusterIPs.some((ip) => !ip.includes(':'))) {
+    bad('endpoints', `no usable endpoints: kube-proxy REJECTs; the bpf dataplane drops until REJECT is programmed`);
+  }
 }
 
 function compileBackends(
