@@ -79,6 +79,10 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       return 2;
     }
+    if (err instanceof Error && (err as Error & { code?: unknown }).code === 'KUBECONFIG_INVALID') {
+      process.stderr.write(`switchyard ${name}: ${err.message}\n`);
+      return 1;
+    }
     throw err;
   }
 }

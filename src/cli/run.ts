@@ -20,7 +20,10 @@ import { detectNodeAddress } from '../host/node-address.ts';
 import { ProblemLog } from '../util/problems.ts';
 
 interface RunConfig {
-  readonly manifests: string;
+  /** Read objects from this directory; null = from the Kubernetes API. */
+  readonly manifests: string | null;
+  readonly kubeconfig: string | undefined;
+  readonly master: string | undefined;
   readonly nodeName: string;
   readonly bindAddress: string | undefined;
   readonly masqueradeAll: boolean;
@@ -37,12 +40,10 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
   if (c.dataplane === 'ipvs') {
     throw new ConfigError([{ field: 'mode', message: 'mode: "ipvs": the IPVS dataplane is not implemented yet in this build; use bpf or auto' }]);
   }
-  const manifests = c.switchyard.manifests;
-  if (!manifests) {
-    throw new ConfigError([{ field: '--manifests', message: '--manifests: is required: the Kubernetes API source is not wired into this build yet' }]);
-  }
   return {
-    manifests,
+    manifests: c.switchyard.manifests || null,
+    kubeconfig: c.clientConnection.kubeconfig || undefined,
+    master: c.command.master || undefined,
     nodeName: c.hostnameOverride || hostname(),
     bindAddress: isUnspecifiedIP(c.bindAddress) ? undefined : c.bindAddress,
     masqueradeAll: c.masqueradeAll,
@@ -64,6 +65,23 @@ function logResult(log: Logger, problems: ProblemLog, r: SyncResult): void {
 
 /** What the model decides that the bpf dataplane does not carry out yet (logged once at start). */
 export const BPF_NOT_YET = 'NodePort, ExternalIPs, LoadBalancer IPs, session affinity, SCTP, REJECT (dropped instead), masqueradeAll';
+
+interface Source {
+  start(signal: AbortSignal): Promise<void>;
+  stop(): void | Promise<void>;
+  readonly isSynced: boolean;
+}
+
+/** The manifests directory when given, else the Kubernetes API (kubeconfig, master, or in-cluster). */
+async function makeSource(cfg: RunConfig, cache: ClusterCache, onChange: () => void, level: 'info' | 'debug'): Promise<Source> {
+  if (cfg.manifests) return new ManifestsSource({ dir: cfg.manifests, cache, onChange, logger: createLogger('manifests', { level }) });
+  // Loaded on demand: the client library takes about a second to import.
+  const { KubeApiSource } = await import('../sources/kube-api.ts');
+  return new KubeApiSource({
+    kubeConfig: { kubeconfigPath: cfg.kubeconfig, master: cfg.master },
+    nodeName: cfg.nodeName, cache, onChange, logger: createLogger('kube-api', { level }),
+  });
+}
 
 export async function run(cfg: RunConfig): Promise<number> {
   const level = cfg.logLevel;
@@ -104,8 +122,7 @@ export async function run(cfg: RunConfig): Promise<number> {
     clock,
     logger: createLogger('sync', { level }),
   });
-  const source = new ManifestsSource({ dir: cfg.manifests, cache, onChange: () => runner.run(), logger: createLogger('manifests', { level }) });
-
+  const source = await makeSource(cfg, cache, () => runner.run(), level);
   const stopped = new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       log.info('stopping; the program stays attached and maps stay pinned', { signal: sig });
@@ -119,10 +136,11 @@ export async function run(cfg: RunConfig): Promise<number> {
   await dataplane.start(signal);
   runner.start(signal);
   await source.start(signal);
+  if (!source.isSynced) return 0; // stopped before the first list completed
   runner.run();
-  log.info('running', { manifests: cfg.manifests });
+  log.info('running', { source: cfg.manifests ? `manifests ${cfg.manifests}` : 'kubernetes api' });
   await stopped;
-  source.stop();
+  await source.stop();
   await runner.stop();
   await dataplane.stop();
   return 0;
