@@ -18,6 +18,8 @@ export interface PendingChanges {
   readonly services: ReadonlySet<string>;
   /** When each of those keys first changed since its last commit (clock ms). */
   readonly seenAt: ReadonlyMap<string, number>;
+  /** Earliest EndpointSlice last-change-trigger-time per key, where slices carried one (wall clock ms). */
+  readonly triggeredAt: ReadonlyMap<string, number>;
   /** Some Node changed (topology inputs; unused by the ClusterIP model so far). */
   readonly nodes: boolean;
   /** Sequence number covering everything above; pass back to commit(). */
@@ -27,6 +29,7 @@ export interface PendingChanges {
 interface PendingEntry {
   readonly seq: number;
   readonly seenAt: number;
+  readonly triggeredAt: number | null;
 }
 
 export class ChangeTracker {
@@ -39,10 +42,14 @@ export class ChangeTracker {
     this.#now = now;
   }
 
-  recordService(serviceKey: string): void {
+  /** `triggeredAt`: the change's trigger time from an EndpointSlice annotation, if any (earliest kept). */
+  recordService(serviceKey: string, triggeredAt: number | null = null): void {
     const seq = ++this.#seq;
-    const seenAt = this.#services.get(serviceKey)?.seenAt ?? this.#now();
-    this.#services.set(serviceKey, { seq, seenAt });
+    const prev = this.#services.get(serviceKey);
+    const seenAt = prev?.seenAt ?? this.#now();
+    const earlier = prev?.triggeredAt ?? null;
+    const trig = earlier === null ? triggeredAt : triggeredAt === null ? earlier : Math.min(earlier, triggeredAt);
+    this.#services.set(serviceKey, { seq, seenAt, triggeredAt: trig });
   }
 
   recordNodes(): void {
@@ -55,8 +62,12 @@ export class ChangeTracker {
 
   peek(): PendingChanges {
     const seenAt = new Map<string, number>();
-    for (const [key, entry] of this.#services) seenAt.set(key, entry.seenAt);
-    return { services: new Set(seenAt.keys()), seenAt, nodes: this.#nodesSeq > 0, seq: this.#seq };
+    const triggeredAt = new Map<string, number>();
+    for (const [key, entry] of this.#services) {
+      seenAt.set(key, entry.seenAt);
+      if (entry.triggeredAt !== null) triggeredAt.set(key, entry.triggeredAt);
+    }
+    return { services: new Set(seenAt.keys()), seenAt, triggeredAt, nodes: this.#nodesSeq > 0, seq: this.#seq };
   }
 
   /** Forgets the changes `token` covered; later changes to the same keys stay pending. */
@@ -155,7 +166,7 @@ export class EndpointSliceCache {
     let slices = this.#byService.get(slice.serviceKey);
     if (!slices) this.#byService.set(slice.serviceKey, (slices = new Map()));
     slices.set(slice.key, slice);
-    this.#tracker.recordService(slice.serviceKey);
+    this.#tracker.recordService(slice.serviceKey, slice.triggerTime);
   }
 
   #unindex(slice: EndpointSlice): void {

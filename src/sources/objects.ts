@@ -109,6 +109,8 @@ export interface EndpointSlice {
   readonly addressType: IPFamily;
   readonly endpoints: readonly SliceEndpoint[];
   readonly ports: readonly SlicePort[];
+  /** endpoints.kubernetes.io/last-change-trigger-time (wall clock ms), when set and valid. */
+  readonly triggerTime: number | null;
 }
 
 export interface Node {
@@ -417,8 +419,24 @@ function readEndpointSlice(ctx: Ctx, raw: Record<string, unknown>): ParseResult 
   const object: EndpointSlice = {
     kind: 'EndpointSlice', namespace: meta.namespace, name: meta.name, key: ctx.key,
     serviceName, serviceKey: `${meta.namespace}/${serviceName}`, addressType, endpoints, ports,
+    triggerTime: readTriggerTime(ctx, raw),
   };
   return { status: 'valid', object, warnings: ctx.warnings };
+}
+
+export const ANNOTATION_TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
+
+/** When the change behind this slice happened (kube-proxy's network programming latency starts there). */
+function readTriggerTime(ctx: Ctx, raw: Record<string, unknown>): number | null {
+  const meta = raw['metadata'];
+  const ann = isRecord(meta) && isRecord(meta['annotations']) ? meta['annotations'][ANNOTATION_TRIGGER_TIME] : undefined;
+  if (ann === undefined || ann === null) return null;
+  const t = typeof ann === 'string' ? Date.parse(ann) : NaN;
+  if (Number.isNaN(t)) {
+    ctx.warn(`metadata.annotations["${ANNOTATION_TRIGGER_TIME}"]`, `not an RFC 3339 time: ${describeValue(ann)}; latency not recorded`);
+    return null;
+  }
+  return t;
 }
 
 function readSliceEndpoints(ctx: Ctx, v: unknown, family: IPFamily): SliceEndpoint[] {

@@ -11,6 +11,12 @@ export interface LatencySample {
   readonly programmedAt: number;
   /** programmedAt - seenAt, in milliseconds. */
   readonly ms: number;
+  /**
+   * Wall-clock time from the EndpointSlice's last-change-trigger-time to
+   * programmed: kube-proxy's network_programming_duration_seconds. Absent when
+   * no changed slice of the Service carried the annotation.
+   */
+  readonly networkProgrammingMs?: number;
 }
 
 export interface ProgrammingLatencyOptions {
@@ -29,10 +35,18 @@ export class ProgrammingLatency {
     this.#maxServices = options.maxServices ?? 50_000;
   }
 
-  /** Records that the changes first seen at `seenAt` (per Service) were programmed at `programmedAt`. */
-  programmed(seenAt: ReadonlyMap<string, number>, programmedAt: number): void {
+  /**
+   * Records that the changes first seen at `seenAt` (per Service) were
+   * programmed at `programmedAt`; `triggered` (wall ms, from EndpointSlice
+   * annotations) and `wallNow` give the network programming duration.
+   */
+  programmed(seenAt: ReadonlyMap<string, number>, programmedAt: number, triggered?: ReadonlyMap<string, number>, wallNow: number = Date.now()): void {
     for (const [service, seen] of seenAt) {
-      const sample: LatencySample = { service, seenAt: seen, programmedAt, ms: Math.max(0, programmedAt - seen) };
+      const trig = triggered?.get(service);
+      const sample: LatencySample = {
+        service, seenAt: seen, programmedAt, ms: Math.max(0, programmedAt - seen),
+        ...(trig === undefined ? {} : { networkProgrammingMs: Math.max(0, wallNow - trig) }),
+      };
       this.#last.delete(service); // re-insert: Map order = least recently programmed first
       this.#last.set(service, sample);
       this.#onSample(sample);

@@ -57,7 +57,7 @@ export function createSnapshotSync<R>(options: SnapshotSyncOptions<R>): SyncFunc
     builder.commit(snapshot);
     changes.commit(token);
     const done = clock.now();
-    latency?.programmed(token.seenAt, done);
+    latency?.programmed(token.seenAt, done, token.triggeredAt);
     options.onSynced?.(result, snapshot, request);
     log.debug('synced', {
       full: request.full, reason: request.reason, services: token.services.size,

@@ -95,3 +95,29 @@ test('an incremental request with nothing pending does not call the dataplane', 
   assert.equal(h.received.length, 1);
   await h.runner.stop();
 });
+
+test("network programming latency starts at the EndpointSlice's last-change-trigger-time (earliest pending)", async () => {
+  const h = setup();
+  h.runner.start();
+  h.runner.run();
+  await h.clock.advance(2000);
+  const slice = (name: string, trigger: string): KubeObject => {
+    const r = parseObject({
+      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+      metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': 'a' }, annotations: { 'endpoints.kubernetes.io/last-change-trigger-time': trigger } },
+      addressType: 'IPv4', endpoints: [{ addresses: ['10.244.1.5'] }], ports: [{ name: 'http', port: 8080 }],
+    });
+    if (r.status !== 'valid') throw new Error(`fixture: ${r.status}`);
+    return r.object;
+  };
+  const wallBefore = Date.now();
+  h.cache.apply(service('a'));
+  h.cache.apply(slice('a-1', new Date(wallBefore - 3000).toISOString()));
+  h.cache.apply(slice('a-2', new Date(wallBefore - 1000).toISOString())); // later trigger: the earliest one counts
+  h.runner.run();
+  await h.clock.advance(1000);
+  const s = h.samples.find((x) => x.service === 'default/a');
+  assert.ok(s?.networkProgrammingMs !== undefined, 'a sample with network programming latency');
+  assert.ok(s.networkProgrammingMs >= 3000 && s.networkProgrammingMs < 3000 + (Date.now() - wallBefore) + 5, `latency ${s.networkProgrammingMs} ms from the earliest trigger`);
+  await h.runner.stop();
+});
