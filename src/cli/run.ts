@@ -92,7 +92,7 @@ export async function run(cfg: RunConfig): Promise<number> {
     return 1;
   }
   log.info('starting', { mode: 'bpf', node: cfg.nodeName, address: node.address, interface: node.interface, pinPath: cfg.pinPath });
-  log.warn('the bpf dataplane programs ClusterIP frontends only so far; not programmed yet: ' + BPF_NOT_YET + ' (each affected Service is named when seen)');
+  log.info('the bpf dataplane programs ClusterIP frontends only so far; not programmed yet: ' + BPF_NOT_YET + ' (each affected Service is named when seen)');
   const problems = new ProblemLog(log);
 
   const controller = new AbortController();
