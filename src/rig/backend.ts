@@ -1,8 +1,10 @@
 // Rig backend: one process serving every port of one pod.
 //
-//   node test/rig/backend.ts --name NAME --tcp PORT[,PORT] --udp PORT[,PORT]
+//   node src/rig/backend.ts --name NAME --tcp PORT[,PORT] --udp PORT[,PORT] [--echo PORT[,PORT]]
 //
 // TCP: on each connection, write one protocol line (see protocol.ts) and end.
+// Echo (TCP, long-lived): answer every line received with one protocol line,
+// until the client closes; for tests of connections that outlive an event.
 // UDP: answer each datagram with the same line, sent to the datagram's source.
 // Prints `ready` on stdout once every socket listens; exits on SIGTERM.
 //
@@ -40,6 +42,31 @@ function listenTcp(name: string, port: number): Promise<void> {
         local: { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 },
       }),
     );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '0.0.0.0', port, backlog: 1024 }, () => resolve());
+  });
+}
+
+function listenEcho(name: string, port: number): Promise<void> {
+  const server = net.createServer((sock) => {
+    sock.on('error', () => {});
+    let buf = '';
+    sock.on('data', (chunk: Buffer) => {
+      buf += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        buf = buf.slice(nl + 1);
+        sock.write(
+          formatBackendLine({
+            name,
+            client: { ip: plainIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 },
+            local: { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 },
+          }),
+        );
+      }
+    });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -85,6 +112,7 @@ async function main(): Promise<void> {
       name: { type: 'string' },
       tcp: { type: 'string' },
       udp: { type: 'string' },
+      echo: { type: 'string' },
     },
     strict: true,
   });
@@ -92,10 +120,12 @@ async function main(): Promise<void> {
   if (name === undefined || name === '' || /\s/.test(name)) throw new Error('--name NAME (no spaces) is required');
   const tcp = parsePorts(values.tcp, '--tcp');
   const udp = parsePorts(values.udp, '--udp');
-  if (tcp.length === 0 && udp.length === 0) throw new Error('at least one of --tcp, --udp is required');
+  const echo = parsePorts(values.echo, '--echo');
+  if (tcp.length + udp.length + echo.length === 0) throw new Error('at least one of --tcp, --udp, --echo is required');
 
   const pending: Promise<void>[] = [];
   for (const port of tcp) pending.push(listenTcp(name, port));
+  for (const port of echo) pending.push(listenEcho(name, port));
   for (const port of udp) {
     pending.push(
       probeUdpPortFree(port).then(async () => {

@@ -18,6 +18,7 @@ import type { ClientOutput, Proto, RequestResult } from './protocol.ts';
 import { planCluster } from './topology.ts';
 import type { ClusterNode, ClusterPlan, Host, Pod } from './topology.ts';
 import { scaled } from './timing.ts';
+import type { HolderOutput } from './holder.ts';
 
 export type { ClusterNode, ClusterPlan, Host, Pod } from './topology.ts';
 export type { Endpoint, Proto, RequestResult } from './protocol.ts';
@@ -38,8 +39,16 @@ export type Where = string | { readonly ns: string };
 export interface BackendOptions {
   tcp?: number[];
   udp?: number[];
+  /** Long-lived TCP ports: every line received is answered (see holder.ts). */
+  echo?: number[];
   /** The NAME the backend answers with; default the pod's (or host's) name. */
   name?: string;
+}
+
+/** One held TCP connection (holder.ts): wait for `result` after the event under test. */
+export interface Hold {
+  readonly proc: RigProcess;
+  readonly result: Promise<HolderOutput>;
 }
 
 export interface RequestOptions {
@@ -55,6 +64,7 @@ export interface RequestOptions {
 
 const BACKEND = fileURLToPath(new URL('./backend.ts', import.meta.url));
 const CLIENT = fileURLToPath(new URL('./client.ts', import.meta.url));
+const HOLDER = fileURLToPath(new URL('./holder.ts', import.meta.url));
 /** Node starts slowly under emulation: be generous with "ready". */
 const READY_TIMEOUT_MS = scaled(60_000);
 const NETNS_DIR = '/run/netns';
@@ -223,6 +233,7 @@ export class Cluster {
     const argv = [process.execPath, BACKEND, '--name', opts.name ?? where.name];
     if (opts.tcp && opts.tcp.length > 0) argv.push('--tcp', opts.tcp.join(','));
     if (opts.udp && opts.udp.length > 0) argv.push('--udp', opts.udp.join(','));
+    if (opts.echo && opts.echo.length > 0) argv.push('--echo', opts.echo.join(','));
     const proc = this.spawn(where, argv);
     try {
       await proc.waitForLine('ready', READY_TIMEOUT_MS);
@@ -231,6 +242,21 @@ export class Cluster {
       throw err;
     }
     return proc;
+  }
+
+  /**
+   * Opens one TCP connection from `from` to ip:port (a backend's echo port,
+   * usually through a Service) and keeps it busy for durationMs; resolves once
+   * connected. `result` settles when the holder ends.
+   */
+  async hold(from: Where, opts: { ip: string; port: number; durationMs: number; intervalMs?: number }): Promise<Hold> {
+    const proc = this.spawn(from, [
+      process.execPath, HOLDER, '--target', `${opts.ip}:${opts.port}`,
+      '--duration-ms', String(opts.durationMs), '--interval-ms', String(opts.intervalMs ?? 100),
+    ]);
+    await proc.waitForLine('connected', READY_TIMEOUT_MS);
+    const result = proc.waitForLine(/^\{/, opts.durationMs + READY_TIMEOUT_MS).then((line) => JSON.parse(line) as HolderOutput);
+    return { proc, result };
   }
 
   /** Runs client.ts once from `from` and returns one result per request. */
