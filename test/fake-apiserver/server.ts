@@ -1,7 +1,8 @@
 // A fake Kubernetes API server for the API source's tests: an in-memory store
 // of Services, EndpointSlices and Nodes behind the list/watch protocol, on
-// 127.0.0.1 and a port the OS picks. It speaks just enough of the real thing
-// to drive @kubernetes/client-node:
+// 127.0.0.1 (or a given host) and a port the OS picks; main.ts runs it as a
+// process of its own for the end-to-end tests. It speaks just enough of the
+// real thing to drive @kubernetes/client-node:
 // - one global resourceVersion counter; every write bumps it and is recorded
 //   in an event log that watches replay from their resourceVersion;
 // - LIST (`limit`/`continue` paging, labelSelector, fieldSelector) returns a
@@ -79,13 +80,16 @@ export class FakeApiServer {
     this.#server = createServer((req, res) => this.#handle(req, res));
   }
 
-  static async start(): Promise<FakeApiServer> {
+  /** Listens on `host` (default 127.0.0.1) and `port` (default 0: the OS picks). */
+  static async start(options: { host?: string; port?: number } = {}): Promise<FakeApiServer> {
+    const host = options.host ?? '127.0.0.1';
     const fake = new FakeApiServer();
     await new Promise<void>((resolve, reject) => {
       fake.#server.once('error', reject);
-      fake.#server.listen(0, '127.0.0.1', () => resolve());
+      fake.#server.listen(options.port ?? 0, host, () => resolve());
     });
-    fake.url = `http://127.0.0.1:${(fake.#server.address() as AddressInfo).port}`;
+    const hostPart = host.includes(':') ? `[${host}]` : host;
+    fake.url = `http://${hostPart}:${(fake.#server.address() as AddressInfo).port}`;
     return fake;
   }
 
