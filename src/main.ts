@@ -3,7 +3,10 @@
 
 import { parseFlags, formatHelp, FlagError, str, type FlagSpec } from './cli/flags.ts';
 import { runConfig, run } from './cli/run.ts';
-import { loadConfig, ConfigError, formatRunHelp, DEFAULT_PIN_PATH } from './config/index.ts';
+import { loadConfig, ConfigError, formatRunHelp, formatConfigFile, DEFAULT_PIN_PATH } from './config/index.ts';
+import { writeFileSync, readFileSync } from 'node:fs';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 import { cleanup } from './cli/cleanup.ts';
 import { demo } from './cli/demo.ts';
 import { loadBinding } from './native/binding.ts';
@@ -27,6 +30,20 @@ const COMMANDS: Record<string, Command> = {
     main: async (argv) => {
       const { config, warnings } = loadConfig(argv);
       for (const w of warnings) process.stderr.write(`switchyard run: warning: ${w.message}\n`);
+      const cmd = config.command;
+      if (cmd.version) {
+        process.stdout.write(`switchyard ${VERSION}\n`);
+        return 0;
+      }
+      if (cmd.writeConfigTo) {
+        writeFileSync(cmd.writeConfigTo, formatConfigFile(config));
+        return 0;
+      }
+      if (cmd.cleanup) {
+        // kube-proxy --cleanup: remove what the proxy installed, then exit.
+        cleanup(loadBinding(), config.switchyard.bpf.pinPath, createLogger('cleanup'));
+        return 0;
+      }
       return run(runConfig(config));
     },
   },
