@@ -22,7 +22,10 @@ import type { VmResult } from './vm.ts';
 import { runVm, running, shellQuote, workDirs } from './vm.ts';
 
 const REPO = resolve(import.meta.dirname, '..', '..');
-const DEFAULT_COMMAND = "node --test --test-concurrency=1 'test/privileged/**/*.test.ts'";
+/** The dataplane's end-to-end tests on each kernel: the addon against the kernel, and ClusterIP traffic. */
+const DEFAULT_COMMAND = 'node --test --test-concurrency=1 test/privileged/native.test.ts test/privileged/clusterip.test.ts';
+/** --all: every privileged test (~25 min per kernel under TCG on 2 cores). */
+const ALL_COMMAND = "node --test --test-concurrency=1 'test/privileged/**/*.test.ts'";
 
 function usage(): string {
   return `usage: node scripts/kernels/run.ts [options] [-- command...]
@@ -39,10 +42,12 @@ options:
   --jobs N         VMs run at the same time (default 1; env SY_KERNEL_JOBS)
   --refresh        ask the archive for newer kernels instead of using the cached ones
   --fetch-only     download and prepare the kernels, boot nothing
+  --all            run every privileged test (timeout default 3600 s per kernel)
   -h, --help
 
 command: the arguments after --, else env SY_KERNEL_TEST_CMD (a shell command line),
 else: ${DEFAULT_COMMAND}
+(--all: ${ALL_COMMAND})
 
 Inside the VM: PATH=/run/sy/bin:<repo>/node_modules/.bin:<usual>; HOME=TMPDIR=/tmp; CI=true;
 SY_VM=1, SY_KERNEL=<key>, SY_KERNEL_RELEASE=<uname -r>; the host's SY_* variables and
@@ -125,6 +130,7 @@ async function main(): Promise<number> {
     jobs: { type: 'string' },
     refresh: { type: 'boolean', default: false },
     'fetch-only': { type: 'boolean', default: false },
+    all: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   } as const;
   let parsed;
@@ -148,14 +154,14 @@ async function main(): Promise<number> {
   } catch (e) {
     fail((e as Error).message);
   }
-  const timeoutSec = intOption(values.timeout, 'SY_KERNEL_TIMEOUT', 1200, '--timeout');
+  const timeoutSec = intOption(values.timeout, 'SY_KERNEL_TIMEOUT', values.all ? 3600 : 1200, '--timeout');
   const memoryMiB = intOption(values.memory, 'SY_KERNEL_MEMORY', 2048, '--memory');
   const vcpus = intOption(values.cpus, 'SY_KERNEL_CPUS', Math.min(2, cpus().length), '--cpus');
   const jobs = intOption(values.jobs, 'SY_KERNEL_JOBS', 1, '--jobs');
   const command =
     positionals.length > 0
       ? positionals.map(shellQuote).join(' ')
-      : process.env.SY_KERNEL_TEST_CMD || DEFAULT_COMMAND;
+      : process.env.SY_KERNEL_TEST_CMD || (values.all ? ALL_COMMAND : DEFAULT_COMMAND);
   const cacheDir = resolve(process.env.SY_KERNEL_CACHE || join(REPO, '.cache', 'kernels'));
   const extra: ModuleWant[] = (process.env.SY_KERNEL_MODULES ?? '')
     .split(',')
