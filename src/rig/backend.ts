@@ -32,25 +32,33 @@ function localIPv4s(): string[] {
   return out;
 }
 
-function listenTcp(name: string, port: number): Promise<void> {
-  const server = net.createServer((sock) => {
-    sock.on('error', () => {});
-    sock.end(
-      formatBackendLine({
-        name,
-        client: { ip: plainIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 },
-        local: { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 },
-      }),
-    );
+/** The protocol line describing one TCP connection as this backend sees it. */
+function lineFor(name: string, sock: net.Socket): string {
+  return formatBackendLine({
+    name,
+    client: { ip: plainIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 },
+    local: { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 },
   });
+}
+
+function listen(server: net.Server, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host: '0.0.0.0', port, backlog: 1024 }, () => resolve());
   });
 }
 
+/** One line per connection, then close. */
+function listenTcp(name: string, port: number): Promise<void> {
+  return listen(net.createServer((sock) => {
+    sock.on('error', () => {});
+    sock.end(lineFor(name, sock));
+  }), port);
+}
+
+/** Long-lived: one line per line received, until the client closes. */
 function listenEcho(name: string, port: number): Promise<void> {
-  const server = net.createServer((sock) => {
+  return listen(net.createServer((sock) => {
     sock.on('error', () => {});
     let buf = '';
     sock.on('data', (chunk: Buffer) => {
@@ -58,20 +66,10 @@ function listenEcho(name: string, port: number): Promise<void> {
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         buf = buf.slice(nl + 1);
-        sock.write(
-          formatBackendLine({
-            name,
-            client: { ip: plainIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 },
-            local: { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 },
-          }),
-        );
+        sock.write(lineFor(name, sock));
       }
     });
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '0.0.0.0', port, backlog: 1024 }, () => resolve());
-  });
+  }), port);
 }
 
 /**
