@@ -83,7 +83,8 @@ async function makeSource(cfg: RunConfig, cache: ClusterCache, onChange: () => v
   });
 }
 
-export async function run(cfg: RunConfig): Promise<number> {
+/** Runs until `stop` aborts (SIGTERM/SIGINT, turned into a signal by the entry point). */
+export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   const level = cfg.logLevel;
   const log = createLogger('switchyard', { level });
   const node = detectNodeAddress(cfg.bindAddress);
@@ -97,6 +98,16 @@ export async function run(cfg: RunConfig): Promise<number> {
 
   const controller = new AbortController();
   const { signal } = controller;
+  // A stop during start-up is an orderly stop (exit 0) like one in steady state.
+  const stopped = new Promise<void>((resolve) => {
+    const onStop = (): void => {
+      log.info('stopping; the program stays attached and maps stay pinned', { signal: String(stop.reason) });
+      controller.abort();
+      resolve();
+    };
+    if (stop.aborted) onStop();
+    else stop.addEventListener('abort', onStop, { once: true });
+  });
   const clock = systemClock();
   const cache = new ClusterCache({ now: () => clock.now() });
   const builder = new SnapshotBuilder({ cache, nodeName: cfg.nodeName });
@@ -123,25 +134,21 @@ export async function run(cfg: RunConfig): Promise<number> {
     logger: createLogger('sync', { level }),
   });
   const source = await makeSource(cfg, cache, () => runner.run(), level);
-  const stopped = new Promise<void>((resolve) => {
-    const stop = (sig: string) => {
-      log.info('stopping; the program stays attached and maps stay pinned', { signal: sig });
-      controller.abort();
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
-
+  if (signal.aborted) return 0; // asked to stop before anything was touched
   await dataplane.start(signal);
+  if (signal.aborted) return shutdown();
   runner.start(signal);
   await source.start(signal);
-  if (!source.isSynced) return 0; // stopped before the first list completed
+  if (!source.isSynced || signal.aborted) return shutdown(); // stopped before the first list completed
   runner.run();
   log.info('running', { source: cfg.manifests ? `manifests ${cfg.manifests}` : 'kubernetes api' });
   await stopped;
-  await source.stop();
-  await runner.stop();
-  await dataplane.stop();
-  return 0;
+  return shutdown();
+
+  async function shutdown(): Promise<number> {
+    await source.stop();
+    await runner.stop();
+    await dataplane.stop();
+    return 0;
+  }
 }

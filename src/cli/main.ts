@@ -1,0 +1,107 @@
+// The commands: builds each from its flags by passing dependencies in; no
+// module-level state. Commands: run, cleanup, demo, help.
+
+import { parseFlags, formatHelp, FlagError, str, type FlagSpec } from './flags.ts';
+import { runConfig, run } from './run.ts';
+import { loadConfig, ConfigError, formatRunHelp, formatConfigFile, DEFAULT_PIN_PATH } from '../config/index.ts';
+import { writeFileSync, readFileSync } from 'node:fs';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+import { cleanup } from './cleanup.ts';
+import { demo } from './demo.ts';
+import { loadBinding } from '../native/binding.ts';
+import { createLogger } from '../util/log.ts';
+
+const CLEANUP_FLAGS: readonly FlagSpec[] = [
+  { name: 'bpf-pin-path', kind: 'string', default: DEFAULT_PIN_PATH, help: 'The pin directory `run` used.' },
+];
+
+interface Command {
+  readonly summary: string;
+  /** Flags of this command; `run` has kube-proxy's whole set (src/config) and its own help. */
+  readonly flags: readonly FlagSpec[] | 'kube-proxy';
+  readonly main: (argv: readonly string[], stop: AbortSignal) => Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  run: {
+    summary: 'Run the proxy: program Services into the dataplane and follow their changes.',
+    flags: 'kube-proxy',
+    main: async (argv, stop) => {
+      const { config, warnings } = loadConfig(argv);
+      for (const w of warnings) process.stderr.write(`switchyard run: warning: ${w.message}\n`);
+      const cmd = config.command;
+      if (cmd.version) {
+        process.stdout.write(`switchyard ${VERSION}\n`);
+        return 0;
+      }
+      if (cmd.writeConfigTo) {
+        writeFileSync(cmd.writeConfigTo, formatConfigFile(config));
+        return 0;
+      }
+      if (cmd.cleanup) {
+        // kube-proxy --cleanup: remove what the proxy installed, then exit.
+        cleanup(loadBinding(), config.switchyard.bpf.pinPath, createLogger('cleanup'));
+        return 0;
+      }
+      return run(runConfig(config), stop);
+    },
+  },
+  cleanup: {
+    summary: 'Remove what `switchyard run` installed in this network namespace (tc filters, pinned maps).',
+    flags: CLEANUP_FLAGS,
+    main: async (argv) => {
+      const { values } = parseFlags(argv, CLEANUP_FLAGS);
+      cleanup(loadBinding(), str(values, 'bpf-pin-path') ?? DEFAULT_PIN_PATH, createLogger('cleanup'));
+      return 0;
+    },
+  },
+  demo: {
+    summary: 'Build a two-node cluster out of network namespaces, send traffic through a ClusterIP Service, report, tear down.',
+    flags: [],
+    main: async (argv) => {
+      parseFlags(argv, []);
+      return demo();
+    },
+  },
+};
+
+function usage(): string {
+  const lines = ['Usage: switchyard <command> [flags]', '', 'Commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(8)} ${c.summary}`);
+  lines.push('', 'Run `switchyard <command> --help` for its flags.');
+  return lines.join('\n');
+}
+
+/** `stop` aborts (with the signal's name) when the process is asked to stop. */
+export async function main(argv: readonly string[], stop: AbortSignal): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(usage() + '\n');
+    return name ? 0 : 2;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    process.stderr.write(`switchyard: unknown command "${name}"\n${usage()}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    const help = cmd.flags === 'kube-proxy' ? formatRunHelp(cmd.summary) : formatHelp(name, cmd.summary, cmd.flags);
+    process.stdout.write(help + '\n');
+    return 0;
+  }
+  try {
+    return await cmd.main(rest, stop);
+  } catch (err) {
+    if (err instanceof FlagError || err instanceof ConfigError) {
+      process.stderr.write(`switchyard ${name}: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof Error && (err as Error & { code?: unknown }).code === 'KUBECONFIG_INVALID') {
+      process.stderr.write(`switchyard ${name}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
