@@ -64,7 +64,7 @@ function logResult(log: Logger, problems: ProblemLog, r: SyncResult): void {
 }
 
 /** What the model decides that the bpf dataplane does not carry out yet (logged once at start). */
-export const BPF_NOT_YET = 'NodePort, ExternalIPs, LoadBalancer IPs, session affinity, SCTP, REJECT (dropped instead), masqueradeAll';
+export const BPF_NOT_YET = 'NodePort, ExternalIPs, LoadBalancer IPs, session affinity, SCTP, REJECT (dropped instead), masqueradeAll and masquerading of off-cluster traffic to ClusterIPs, host-network clients';
 
 interface Source {
   start(signal: AbortSignal): Promise<void>;
