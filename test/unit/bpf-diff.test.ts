@@ -15,7 +15,7 @@ import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
 import { diff, formatOp, formatPlan, planOps } from '../../src/dataplane/bpf/diff.ts';
 import { checkConsistent, FakeMapStore } from '../../src/dataplane/bpf/fake-maps.ts';
 import { backendCodec, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
-import { CowMap, emptyProgrammedState, formatBackendKey, l4Key } from '../../src/dataplane/bpf/state.ts';
+import { programmedToPlain, CowMap, emptyProgrammedState, formatBackendKey, l4Key } from '../../src/dataplane/bpf/state.ts';
 import type { DesiredState, FrontendKey, Plan, ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 
 /** Maps that answer a delete of a missing key with ENOENT, as the kernel does: no plan may issue one. */
@@ -38,16 +38,7 @@ function snap(sps: ServicePortInfo[], changed: ReadonlySet<string> | 'all' = 'al
 
 const OFF = { masqueradeAll: false };
 
-function plainState(s: ProgrammedState): unknown {
-  return {
-    services: s.services.sortedKeys().map((k) => [k, s.services.get(k)]),
-    backends: s.backends.sortedKeys().map((k) => [formatBackendKey(k), s.backends.get(k)]),
-    backendsById: s.backendsById.sortedKeys().map((k) => [k, s.backendsById.get(k)]),
-    backendIds: s.backendIds.toArray(),
-    svcIds: s.svcIds.toArray(),
-    danglingRefs: [...s.danglingRefs].sort((a, b) => a[0] - b[0]),
-  };
-}
+const plainState = programmedToPlain;
 
 function plainDesired(d: DesiredState): unknown {
   return {

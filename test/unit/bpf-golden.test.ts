@@ -21,7 +21,7 @@ import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
 import { diff, formatOp, formatPlan } from '../../src/dataplane/bpf/diff.ts';
 import { checkConsistent, FakeMapStore } from '../../src/dataplane/bpf/fake-maps.ts';
 import { backendCodec, encode, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
-import { emptyProgrammedState, formatBackendKey, l4Key } from '../../src/dataplane/bpf/state.ts';
+import { programmedToPlain, emptyProgrammedState, formatBackendKey, l4Key } from '../../src/dataplane/bpf/state.ts';
 import type { DesiredState, FrontendKey, Plan, ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 
 /** Maps that answer a delete of a missing key with ENOENT, as the kernel does: no plan may issue one. */
@@ -90,17 +90,7 @@ function packetView(store: FakeMapStore): Map<FrontendKey, string> {
   return view;
 }
 
-/** A ProgrammedState as plain sorted data, for deep comparison. */
-function plain(s: ProgrammedState): unknown {
-  return {
-    services: s.services.sortedKeys().map((k) => [k, s.services.get(k)]),
-    backends: s.backends.sortedKeys().map((k) => [formatBackendKey(k), s.backends.get(k)]),
-    backendsById: s.backendsById.sortedKeys().map((k) => [k, s.backendsById.get(k)]),
-    backendIds: s.backendIds.toArray(),
-    svcIds: s.svcIds.toArray(),
-    danglingRefs: [...s.danglingRefs].sort((a, b) => a[0] - b[0]),
-  };
-}
+const plain = programmedToPlain;
 
 class Rig {
   readonly store = strictStore();
