@@ -121,18 +121,25 @@ Napi::Value TcAttach(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// Looks the filter up; false when it is not there. ENOENT: no such filter.
+// EINVAL: no clsact qdisc on the device at all (the kernel's "Parent Qdisc
+// doesn't exists"). Any other failure throws.
+static bool QueryFilter(const Filter& f, bpf_tc_opts* opts, LogCapture& log) {
+  bpf_tc_hook hook = Hook(f.ifindex, f.point);
+  *opts = Opts(f);
+  int err = bpf_tc_query(&hook, opts);
+  if (err == -ENOENT || err == -EINVAL) return false;
+  if (err != 0) throw SysError(-err, "bpf_tc_query", FilterObject(f), log.Detail());
+  return true;
+}
+
 // tcQuery(ifindex, {direction, handle, priority}) => {progId} | null
 Napi::Value TcQuery(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Filter f = ArgFilter(info, ArgIfindex(info, 0), 1);
   LogCapture log;
-  bpf_tc_hook hook = Hook(f.ifindex, f.point);
-  bpf_tc_opts opts = Opts(f);
-  int err = bpf_tc_query(&hook, &opts);
-  // ENOENT: no such filter. EINVAL: no clsact qdisc on the device at all
-  // (the kernel's "Parent Qdisc doesn't exists").
-  if (err == -ENOENT || err == -EINVAL) return env.Null();
-  if (err != 0) throw SysError(-err, "bpf_tc_query", FilterObject(f), log.Detail());
+  bpf_tc_opts opts;
+  if (!QueryFilter(f, &opts, log)) return env.Null();
   Napi::Object out = Napi::Object::New(env);
   out.Set("progId", opts.prog_id);
   return out;
@@ -143,13 +150,11 @@ Napi::Value TcDetach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Filter f = ArgFilter(info, ArgIfindex(info, 0), 1);
   LogCapture log;
+  bpf_tc_opts probe;
+  if (!QueryFilter(f, &probe, log)) return Napi::Boolean::New(env, false);
   bpf_tc_hook hook = Hook(f.ifindex, f.point);
-  bpf_tc_opts probe = Opts(f);
-  int err = bpf_tc_query(&hook, &probe);
-  if (err == -ENOENT || err == -EINVAL) return Napi::Boolean::New(env, false);  // see TcQuery
-  if (err != 0) throw SysError(-err, "bpf_tc_query", FilterObject(f), log.Detail());
   bpf_tc_opts opts = Opts(f);
-  err = bpf_tc_detach(&hook, &opts);
+  int err = bpf_tc_detach(&hook, &opts);
   if (err == -ENOENT) return Napi::Boolean::New(env, false);  // removed by someone else meanwhile
   if (err != 0) throw SysError(-err, "bpf_tc_detach", FilterObject(f), log.Detail());
   return Napi::Boolean::New(env, true);
