@@ -161,13 +161,7 @@ interface ChangeLoop {
  * Service, applied to the maps in turn. Each plan must touch exactly the
  * changed frontend.
  */
-async function changeLoop(
-  cluster: SyntheticCluster,
-  maps: BenchMaps,
-  native: NativeBinding,
-  start: FullSyncResult,
-  failures: string[],
-): Promise<ChangeLoop> {
+async function changeLoop(cluster: SyntheticCluster, maps: BenchMaps, native: NativeBinding, start: FullSyncResult, failures: string[]): Promise<ChangeLoop> {
   let desired = start.desired;
   let programmed = start.programmed;
   const timed: OneChange[] = [];
@@ -305,7 +299,9 @@ async function verifyFullSync(k: Kept, failures: string[]): Promise<Expected> {
       `${MAPS.backend.name} ${thousands(check.backendEntries)} (unique backends: ${thousands(expected.backends)}); ` +
       `read back frontend by frontend: ${check.failures.length === 0 ? 'matches the plan' : 'MISMATCH'}`,
   );
-  console.log(`  reading them back as a restarting daemon does: dump both maps ${fixed(check.dumpMs)} ms, adopt (rebuild the state) ${fixed(check.adoptMs)} ms`);
+  console.log(
+    `  reading them back as a restarting daemon does: dump both maps ${fixed(check.dumpMs)} ms, adopt (rebuild the state) ${fixed(check.adoptMs)} ms`,
+  );
   return expected;
 }
 
@@ -413,7 +409,9 @@ function printFullSyncs(results: readonly SizeResult[]): void {
 function printChanges(n: number, loop: ChangeLoop, mapsOk: boolean): void {
   const t = loop.timed;
   const row = (name: string, pick: (c: OneChange) => number): string[] => [name, fixed(median(t.map(pick)), 3), fixed(quantile(t.map(pick), 0.95), 3)];
-  console.log(`\nOne-Service change on the ${thousands(n)}-Service state: remove one endpoint, add one (${t.length} changes, each a different Service, after ${WARMUP_CHANGES} untimed)`);
+  console.log(
+    `\nOne-Service change on the ${thousands(n)}-Service state: remove one endpoint, add one (${t.length} changes, each a different Service, after ${WARMUP_CHANGES} untimed)`,
+  );
   console.log(
     table(
       ['step', 'median ms', 'p95 ms'],
@@ -436,9 +434,24 @@ function printRatios(results: readonly SizeResult[], changes: readonly OneChange
   const oneChange = median(changes.map((c) => c.totalMs));
   console.log(`\nRatios, measured side by side in this run (medians; noise only adds time, so the fastest-run ratio is shown too)`);
   console.log(
-    `  scaling    total(${thousands(big.n)}) / total(${thousands(small.n)}) = ${fixed(ratio((r) => r.totalMs), 1)}  ` +
-      `(${fixed(scale, 0)} = linear; fastest runs ${fixed(best(big.runs) / best(small.runs), 1)}, CPU time ${fixed(ratio((r) => r.cpuMs), 1)}; ` +
-      `compile ${fixed(ratio((r) => r.compileMs), 1)}, diff ${fixed(ratio((r) => r.diffMs), 1)}, apply ${fixed(ratio((r) => r.applyMs), 1)})`,
+    `  scaling    total(${thousands(big.n)}) / total(${thousands(small.n)}) = ${fixed(
+      ratio((r) => r.totalMs),
+      1,
+    )}  ` +
+      `(${fixed(scale, 0)} = linear; fastest runs ${fixed(best(big.runs) / best(small.runs), 1)}, CPU time ${fixed(
+        ratio((r) => r.cpuMs),
+        1,
+      )}; ` +
+      `compile ${fixed(
+        ratio((r) => r.compileMs),
+        1,
+      )}, diff ${fixed(
+        ratio((r) => r.diffMs),
+        1,
+      )}, apply ${fixed(
+        ratio((r) => r.applyMs),
+        1,
+      )})`,
   );
   console.log(`  full sync(${thousands(big.n)}) / one change(${thousands(big.n)}) = ${fixed(med(big.runs, (r) => r.totalMs) / oneChange, 0)}`);
 }

@@ -26,7 +26,7 @@ static __always_inline __be32 node_addr(void)
 
 /* A new flow to a frontend: choose its backend and masquerading. */
 static __always_inline int new_flow(const struct pkt *p, const struct sy_svc_value *master,
-				    struct sy_ct_value *ct)
+                                    struct sy_ct_value *ct)
 {
 	struct sy_backend *be;
 	__u32 id = 0;
@@ -65,7 +65,7 @@ static __always_inline int new_flow(const struct pkt *p, const struct sy_svc_val
 }
 
 static __always_inline int to_service(struct __sk_buff *skb, struct pkt *p,
-				      const struct sy_svc_value *master)
+                                      const struct sy_svc_value *master)
 {
 	struct sy_ct_key fk = {};
 	struct sy_ct_value *found;

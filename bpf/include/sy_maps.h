@@ -19,9 +19,9 @@
 
 /* Map capacities. Services: one master entry per frontend plus one slot per
  * backend per generation, so 10k Services x 10 backends x 2 generations fits. */
-#define SY_SVC_MAX      262144
-#define SY_BACKEND_MAX  131072
-#define SY_CT_MAX       65536
+#define SY_SVC_MAX     262144
+#define SY_BACKEND_MAX 131072
+#define SY_CT_MAX      65536
 
 /*
  * sy_svc4_v1 (hash): frontend -> master entry (slot 0) or backend slot.
@@ -34,23 +34,23 @@
  * sees one whole version of the Service.
  */
 struct sy_svc_key {
-	__be32 addr_be;   /* frontend IPv4 address */
-	__be16 port_be;   /* frontend port */
-	__u8   proto;     /* IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP */
-	__u8   gen;       /* slot generation 0/1; always 0 for the master */
-	__u16  slot;      /* 0 = master, 1..count = backend slot */
-	__u16  pad;
+	__be32 addr_be; /* frontend IPv4 address */
+	__be16 port_be; /* frontend port */
+	__u8 proto;     /* IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP */
+	__u8 gen;       /* slot generation 0/1; always 0 for the master */
+	__u16 slot;     /* 0 = master, 1..count = backend slot */
+	__u16 pad;
 };
 _Static_assert(sizeof(struct sy_svc_key) == 12, "sy_svc_key size");
 
 /* sy_svc_value.flags */
-#define SY_SVC_F_MASQ_ALL  0x01  /* masquerade every connection (masqueradeAll) */
+#define SY_SVC_F_MASQ_ALL 0x01 /* masquerade every connection (masqueradeAll) */
 
 struct sy_svc_value {
 	__u32 backend_id; /* slot: backend id in sy_backend4_v1; master: 0 */
 	__u16 count;      /* master: number of live slots */
-	__u8  gen;        /* master: generation of the live slots */
-	__u8  flags;      /* master: SY_SVC_F_* */
+	__u8 gen;         /* master: generation of the live slots */
+	__u8 flags;       /* master: SY_SVC_F_* */
 	__u32 svc_id;     /* master: stable id of this frontend (stats, status) */
 	__u32 pad;
 };
@@ -61,8 +61,8 @@ _Static_assert(sizeof(struct sy_svc_value) == 16, "sy_svc_value size");
 struct sy_backend {
 	__be32 addr_be;
 	__be16 port_be;
-	__u8   proto;
-	__u8   flags;
+	__u8 proto;
+	__u8 flags;
 };
 _Static_assert(sizeof(struct sy_backend) == 8, "sy_backend size");
 
@@ -77,50 +77,50 @@ struct sy_ct_key {
 	__be32 daddr_be;
 	__be16 sport_be;
 	__be16 dport_be;
-	__u8   proto;
-	__u8   pad[3];
+	__u8 proto;
+	__u8 pad[3];
 };
 _Static_assert(sizeof(struct sy_ct_key) == 16, "sy_ct_key size");
 
 /* sy_ct_value.flags and sy_rnat_value.flags */
-#define SY_CT_F_SNAT     0x01  /* source was masqueraded to nat_addr:nat_port */
-#define SY_CT_F_HAIRPIN  0x02  /* backend is the client itself (same interface) */
+#define SY_CT_F_SNAT    0x01 /* source was masqueraded to nat_addr:nat_port */
+#define SY_CT_F_HAIRPIN 0x02 /* backend is the client itself (same interface) */
 
 struct sy_ct_value {
-	__u32  backend_id;
+	__u32 backend_id;
 	__be32 backend_addr_be;
-	__be32 nat_addr_be;      /* masquerade source, when SY_CT_F_SNAT */
+	__be32 nat_addr_be; /* masquerade source, when SY_CT_F_SNAT */
 	__be16 backend_port_be;
 	__be16 nat_port_be;
-	__u32  flags;
-	__u32  pad;
-	__u64  last_seen_ns;     /* bpf_ktime_get_ns() when the flow was created */
+	__u32 flags;
+	__u32 pad;
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() when the flow was created */
 };
 _Static_assert(sizeof(struct sy_ct_value) == 32, "sy_ct_value size");
 
 struct sy_rnat_value {
-	__be32 front_addr_be;    /* reply source becomes the frontend */
-	__be32 client_addr_be;   /* reply destination, restored when SNATed */
+	__be32 front_addr_be;  /* reply source becomes the frontend */
+	__be32 client_addr_be; /* reply destination, restored when SNATed */
 	__be16 front_port_be;
 	__be16 client_port_be;
-	__u32  flags;
-	__u64  last_seen_ns;
+	__u32 flags;
+	__u64 last_seen_ns;
 };
 _Static_assert(sizeof(struct sy_rnat_value) == 24, "sy_rnat_value size");
 
 /* sy_config_v1 (array, 1 entry): per-node settings written by the daemon. */
 struct sy_config {
-	__be32 node_addr_be;     /* masquerade source address; 0 = not set yet */
-	__u32  flags;
+	__be32 node_addr_be; /* masquerade source address; 0 = not set yet */
+	__u32 flags;
 };
 _Static_assert(sizeof(struct sy_config) == 8, "sy_config size");
 
 /* sy_stats_v1 (per-CPU array): packet counters, indexed by SY_STAT_*. */
-#define SY_STAT_SVC_HIT     0  /* packet matched a Service frontend */
-#define SY_STAT_CT_NEW      1  /* new connection, backend chosen */
-#define SY_STAT_NO_BACKEND  2  /* frontend with no backends */
-#define SY_STAT_RNAT        3  /* reply reverse-translated */
-#define SY_STAT_SNAT_FAIL   4  /* no free masquerade port */
-#define SY_STAT_MAX         8
+#define SY_STAT_SVC_HIT    0 /* packet matched a Service frontend */
+#define SY_STAT_CT_NEW     1 /* new connection, backend chosen */
+#define SY_STAT_NO_BACKEND 2 /* frontend with no backends */
+#define SY_STAT_RNAT       3 /* reply reverse-translated */
+#define SY_STAT_SNAT_FAIL  4 /* no free masquerade port */
+#define SY_STAT_MAX        8
 
 #endif /* SY_MAPS_H */

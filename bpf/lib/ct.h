@@ -13,7 +13,7 @@
 #include "pkt.h"
 
 #define SY_NAT_PORT_MIN   32768
-#define SY_NAT_PORT_SPAN  28232   /* 32768..60999, Linux's default ephemeral range */
+#define SY_NAT_PORT_SPAN  28232 /* 32768..60999, Linux's default ephemeral range */
 #define SY_NAT_PORT_TRIES 8
 
 static __always_inline void ct_key_fwd(struct sy_ct_key *k, const struct pkt *p)
@@ -44,13 +44,13 @@ static __always_inline int ct_usable(const struct sy_ct_value *ct, const struct 
  * tuple is free or already ours, otherwise a random one in the ephemeral
  * range. Returns 0 when every try collided. */
 static __always_inline __be16 ct_nat_port(const struct pkt *p, __be32 backend_addr,
-					  __be16 backend_port, __be32 nat_addr)
+                                          __be16 backend_port, __be32 nat_addr)
 {
 	struct sy_ct_key rk = {
-		.saddr_be = backend_addr,
-		.daddr_be = nat_addr,
-		.sport_be = backend_port,
-		.proto = p->proto,
+	        .saddr_be = backend_addr,
+	        .daddr_be = nat_addr,
+	        .sport_be = backend_port,
+	        .proto = p->proto,
 	};
 	__be16 port = p->sport;
 	int i;
@@ -62,7 +62,7 @@ static __always_inline __be16 ct_nat_port(const struct pkt *p, __be32 backend_ad
 		rk.dport_be = port;
 		r = bpf_map_lookup_elem(&sy_rnat4_v1, &rk);
 		if (!r || (r->client_addr_be == p->saddr && r->client_port_be == p->sport &&
-			   r->front_addr_be == p->daddr && r->front_port_be == p->dport))
+		           r->front_addr_be == p->daddr && r->front_port_be == p->dport))
 			return port;
 		port = bpf_htons(SY_NAT_PORT_MIN + bpf_get_prandom_u32() % SY_NAT_PORT_SPAN);
 	}
@@ -74,17 +74,17 @@ static __always_inline int ct_create(const struct pkt *p, const struct sy_ct_val
 {
 	struct sy_ct_key fk = {};
 	struct sy_ct_key rk = {
-		.saddr_be = ct->backend_addr_be,
-		.sport_be = ct->backend_port_be,
-		.proto = p->proto,
+	        .saddr_be = ct->backend_addr_be,
+	        .sport_be = ct->backend_port_be,
+	        .proto = p->proto,
 	};
 	struct sy_rnat_value rv = {
-		.front_addr_be = p->daddr,
-		.front_port_be = p->dport,
-		.client_addr_be = p->saddr,
-		.client_port_be = p->sport,
-		.flags = ct->flags,
-		.last_seen_ns = ct->last_seen_ns,
+	        .front_addr_be = p->daddr,
+	        .front_port_be = p->dport,
+	        .client_addr_be = p->saddr,
+	        .client_port_be = p->sport,
+	        .flags = ct->flags,
+	        .last_seen_ns = ct->last_seen_ns,
 	};
 
 	if (ct->flags & SY_CT_F_SNAT) {

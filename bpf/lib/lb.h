@@ -14,9 +14,9 @@
 static __always_inline struct sy_svc_value *lb_lookup_master(const struct pkt *p)
 {
 	struct sy_svc_key key = {
-		.addr_be = p->daddr,
-		.port_be = p->dport,
-		.proto = p->proto,
+	        .addr_be = p->daddr,
+	        .port_be = p->dport,
+	        .proto = p->proto,
 	};
 
 	return bpf_map_lookup_elem(&sy_svc4_v1, &key);
@@ -25,15 +25,15 @@ static __always_inline struct sy_svc_value *lb_lookup_master(const struct pkt *p
 /* Pick a backend among the live slots. The master's count and gen are read
  * once: an update replaces the whole hash element, so they belong together. */
 static __always_inline struct sy_backend *lb_pick(const struct pkt *p,
-						  const struct sy_svc_value *master,
-						  __u32 *backend_id)
+                                                  const struct sy_svc_value *master,
+                                                  __u32 *backend_id)
 {
 	__u16 count = master->count;
 	struct sy_svc_key key = {
-		.addr_be = p->daddr,
-		.port_be = p->dport,
-		.proto = p->proto,
-		.gen = master->gen,
+	        .addr_be = p->daddr,
+	        .port_be = p->dport,
+	        .proto = p->proto,
+	        .gen = master->gen,
 	};
 	struct sy_svc_value *slot;
 

@@ -17,17 +17,17 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define IP_MF      0x2000
-#define IP_OFFSET  0x1fff
+#define IP_MF     0x2000
+#define IP_OFFSET 0x1fff
 
 struct pkt {
 	__be32 saddr;
 	__be32 daddr;
 	__be16 sport;
 	__be16 dport;
-	__u8   proto;
-	__u8   tcp_flags;  /* byte 13 of the TCP header; 0 for UDP */
-	__u16  l4_off;     /* offset of the L4 header from the start of the frame */
+	__u8 proto;
+	__u8 tcp_flags; /* byte 13 of the TCP header; 0 for UDP */
+	__u16 l4_off;   /* offset of the L4 header from the start of the frame */
 };
 
 #define TCP_FLAG_SYN 0x02
@@ -79,7 +79,7 @@ static __always_inline int pkt_parse(struct __sk_buff *skb, struct pkt *p)
 static __always_inline __u32 l4_csum_off(const struct pkt *p)
 {
 	return p->l4_off + (p->proto == IPPROTO_TCP ? offsetof(struct tcphdr, check)
-						   : offsetof(struct udphdr, check));
+	                                            : offsetof(struct udphdr, check));
 }
 
 /* A UDP checksum of zero means "none" and must stay zero. */
@@ -90,10 +90,10 @@ static __always_inline __u64 l4_csum_flags(const struct pkt *p)
 
 /* Rewrite the source (is_src) or destination address and port. */
 static __always_inline int pkt_rewrite(struct __sk_buff *skb, struct pkt *p, int is_src,
-				       __be32 addr, __be16 port)
+                                       __be32 addr, __be16 port)
 {
-	__u32 addr_off = ETH_HLEN + (is_src ? offsetof(struct iphdr, saddr)
-					    : offsetof(struct iphdr, daddr));
+	__u32 addr_off =
+	        ETH_HLEN + (is_src ? offsetof(struct iphdr, saddr) : offsetof(struct iphdr, daddr));
 	__u32 port_off = p->l4_off + (is_src ? 0 : 2);
 	__be32 old_addr = is_src ? p->saddr : p->daddr;
 	__be16 old_port = is_src ? p->sport : p->dport;
@@ -102,10 +102,10 @@ static __always_inline int pkt_rewrite(struct __sk_buff *skb, struct pkt *p, int
 
 	if (old_addr != addr) {
 		if (bpf_l4_csum_replace(skb, csum_off, old_addr, addr,
-					fl | BPF_F_PSEUDO_HDR | sizeof(addr)) < 0)
+		                        fl | BPF_F_PSEUDO_HDR | sizeof(addr)) < 0)
 			return -1;
-		if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check),
-					old_addr, addr, sizeof(addr)) < 0)
+		if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), old_addr,
+		                        addr, sizeof(addr)) < 0)
 			return -1;
 		if (bpf_skb_store_bytes(skb, addr_off, &addr, sizeof(addr), 0) < 0)
 			return -1;

@@ -1,9 +1,10 @@
 // addon.cc: module entry of switchyard_native. Installs the libbpf print
 // callback and lets each concern (object.cc, bpffs.cc, maps.cc, tc.cc)
 // register its functions. Mechanisms only: nothing here knows Kubernetes.
+#include "addon.h"
+
 #include <napi.h>
 
-#include "addon.h"
 #include "libbpf_log.h"
 
 namespace {

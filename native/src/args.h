@@ -11,8 +11,7 @@
 
 namespace sy {
 
-inline double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name, double min,
-                        double max) {
+inline double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name, double min, double max) {
   Napi::Value v = info[i];
   if (!v.IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();

@@ -70,14 +70,14 @@ struct Layout {
 Layout CheckLayout(const char* op, int fd, uint32_t key_size, uint32_t value_size, bool with_values = true) {
   bpf_map_info info = ReadMapInfo(fd);
   if (key_size == 0 || key_size != info.key_size) {
-    throw SysError::Invalid(op, MapObject(fd) + " (" + info.name + ")",
-                            "key size " + std::to_string(key_size) + " does not match the map's " +
-                                std::to_string(info.key_size));
+    throw SysError::Invalid(
+        op, MapObject(fd) + " (" + info.name + ")",
+        "key size " + std::to_string(key_size) + " does not match the map's " + std::to_string(info.key_size));
   }
   if (with_values && value_size != info.value_size) {
-    throw SysError::Invalid(op, MapObject(fd) + " (" + info.name + ")",
-                            "value size " + std::to_string(value_size) + " does not match the map's " +
-                                std::to_string(info.value_size));
+    throw SysError::Invalid(
+        op, MapObject(fd) + " (" + info.name + ")",
+        "value size " + std::to_string(value_size) + " does not match the map's " + std::to_string(info.value_size));
   }
   return {key_size, ValueStride(info.type, info.value_size), info.max_entries};
 }
@@ -100,8 +100,12 @@ class UpdateWorker : public PromiseWorker {
   UpdateWorker(Napi::Env env, int fd, std::vector<uint8_t> keys, std::vector<uint8_t> values, uint32_t key_size,
                uint32_t value_size, uint64_t flags)
       : PromiseWorker(env, "switchyard:mapUpdate"),
-        fd_(fd), keys_(std::move(keys)), values_(std::move(values)),
-        key_size_(key_size), value_size_(value_size), flags_(flags) {}
+        fd_(fd),
+        keys_(std::move(keys)),
+        values_(std::move(values)),
+        key_size_(key_size),
+        value_size_(value_size),
+        flags_(flags) {}
 
  private:
   void Run() override {
@@ -201,7 +205,10 @@ class LookupWorker : public PromiseWorker {
  public:
   LookupWorker(Napi::Env env, int fd, std::vector<uint8_t> keys, uint32_t key_size, uint32_t value_size)
       : PromiseWorker(env, "switchyard:mapLookup"),
-        fd_(fd), keys_(std::move(keys)), key_size_(key_size), value_size_(value_size) {}
+        fd_(fd),
+        keys_(std::move(keys)),
+        key_size_(key_size),
+        value_size_(value_size) {}
 
  private:
   void Run() override {
@@ -290,7 +297,8 @@ Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
   auto values = ArgBytes(info, 2, "values");
   uint32_t key_size = ArgU32(info, 3, "keySize");
   uint32_t value_size = ArgU32(info, 4, "valueSize");
-  uint64_t flags = info[5].IsUndefined() ? static_cast<uint64_t>(BPF_ANY) : static_cast<uint64_t>(ArgNumber(info, 5, "flags", 0, UINT32_MAX));
+  uint64_t flags = info[5].IsUndefined() ? static_cast<uint64_t>(BPF_ANY)
+                                         : static_cast<uint64_t>(ArgNumber(info, 5, "flags", 0, UINT32_MAX));
   return (new UpdateWorker(info.Env(), fd, std::move(keys), std::move(values), key_size, value_size, flags))->Start();
 }
 

@@ -68,8 +68,8 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
       m.Set("keySize", bpf_map__key_size(map));
       m.Set("valueSize", bpf_map__value_size(map));
       m.Set("maxEntries", bpf_map__max_entries(map));
-      m.Set("valueStride", Napi::Number::New(env, static_cast<double>(ValueStride(bpf_map__type(map),
-                                                                                  bpf_map__value_size(map)))));
+      m.Set("valueStride",
+            Napi::Number::New(env, static_cast<double>(ValueStride(bpf_map__type(map), bpf_map__value_size(map)))));
       const char* pin = bpf_map__pin_path(map);
       m.Set("pinPath", pin != nullptr ? Napi::Value(Napi::String::New(env, pin)) : env.Null());
       out.Set(i++, m);

@@ -50,8 +50,8 @@ bpf_tc_attach_point ParsePoint(Napi::Env env, Napi::Value v, bool allow_both) {
   if (s == "ingress") return BPF_TC_INGRESS;
   if (s == "egress") return BPF_TC_EGRESS;
   if (allow_both && s == "both") return static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
-  throw Napi::TypeError::New(env, allow_both ? "direction must be 'ingress', 'egress' or 'both'"
-                                             : "direction must be 'ingress' or 'egress'");
+  throw Napi::TypeError::New(
+      env, allow_both ? "direction must be 'ingress', 'egress' or 'both'" : "direction must be 'ingress' or 'egress'");
 }
 
 uint32_t OptU32(Napi::Env env, Napi::Object o, const char* name, uint32_t max) {
@@ -102,7 +102,8 @@ Napi::Value TcAttach(const Napi::CallbackInfo& info) {
 
   bpf_tc_hook hook = Hook(f.ifindex, f.point);
   int err = bpf_tc_hook_create(&hook);
-  if (err != 0 && err != -EEXIST) throw SysError(-err, "bpf_tc_hook_create", HookObject(f.ifindex, f.point), log.Detail());
+  if (err != 0 && err != -EEXIST)
+    throw SysError(-err, "bpf_tc_hook_create", HookObject(f.ifindex, f.point), log.Detail());
   log.Clear();  // the kernel's note on EEXIST ("Exclusivity flag on") is not news
 
   bpf_tc_opts opts = Opts(f);
@@ -112,7 +113,8 @@ Napi::Value TcAttach(const Napi::CallbackInfo& info) {
   // libbpf reads the program's id first; that command says EBADFD for an fd
   // that is not open, where every other bpf command says EBADF.
   if (err == -EBADFD) err = -EBADF;
-  if (err != 0) throw SysError(-err, "bpf_tc_attach", FilterObject(f) + " (prog fd " + std::to_string(prog_fd) + ")", log.Detail());
+  if (err != 0)
+    throw SysError(-err, "bpf_tc_attach", FilterObject(f) + " (prog fd " + std::to_string(prog_fd) + ")", log.Detail());
 
   Napi::Object out = Napi::Object::New(env);
   out.Set("progId", opts.prog_id);
@@ -185,7 +187,8 @@ Napi::Value IfNameToIndex(const Napi::CallbackInfo& info) {
 Napi::Value IfIndexToName(const Napi::CallbackInfo& info) {
   int index = ArgIfindex(info, 0);
   char name[IF_NAMESIZE] = {0};
-  if (if_indextoname(index, name) == nullptr) throw SysError(errno, "if_indextoname", "ifindex " + std::to_string(index));
+  if (if_indextoname(index, name) == nullptr)
+    throw SysError(errno, "if_indextoname", "ifindex " + std::to_string(index));
   return Napi::String::New(info.Env(), name);
 }
 

@@ -83,9 +83,7 @@ export function systemMirrors(): Mirrors {
   if (!main && security) main = security.replace(/\/debian-security$/, '/debian');
   if (!security && main) security = main.replace(/\/debian$/, '/debian-security');
   if (!main) {
-    throw new Error(
-      'no Debian mirror found in /etc/apt/sources.list{,.d}; set SY_KERNEL_MIRROR (and SY_KERNEL_SECURITY_MIRROR)',
-    );
+    throw new Error('no Debian mirror found in /etc/apt/sources.list{,.d}; set SY_KERNEL_MIRROR (and SY_KERNEL_SECURITY_MIRROR)');
   }
   return { main, security };
 }
@@ -132,10 +130,8 @@ class PrivateApt {
     if (!existsSync(join(d, 'state', 'status'))) await writeFile(join(d, 'state', 'status'), '');
     const mirrors = systemMirrors();
     const opts = existsSync(KEYRING) ? `[arch=amd64 signed-by=${KEYRING}]` : '[arch=amd64 trusted=yes]';
-    const lines = this.spec.suites.map(
-      (s) => `deb ${opts} ${s.endsWith('-security') ? mirrors.security : mirrors.main} ${s} main`,
-    );
-    await writeFile(join(d, 'sources.list'), lines.join('\n') + '\n');
+    const lines = this.spec.suites.map((s) => `deb ${opts} ${s.endsWith('-security') ? mirrors.security : mirrors.main} ${s} main`);
+    await writeFile(join(d, 'sources.list'), `${lines.join('\n')}\n`);
   }
 
   async update(): Promise<void> {
@@ -208,9 +204,7 @@ function locate(root: string, release: string): { vmlinuz: string; modulesDir: s
     join(root, 'usr', 'lib', 'modules', release, 'vmlinuz'),
     join(root, 'lib', 'modules', release, 'vmlinuz'),
   ].find((p) => existsSync(p));
-  const modulesDir = [join(root, 'usr', 'lib', 'modules', release), join(root, 'lib', 'modules', release)].find(
-    (p) => existsSync(join(p, 'modules.dep')),
-  );
+  const modulesDir = [join(root, 'usr', 'lib', 'modules', release), join(root, 'lib', 'modules', release)].find((p) => existsSync(join(p, 'modules.dep')));
   if (!vmlinuz || !modulesDir) throw new Error(`incomplete kernel tree under ${root}`);
   return { vmlinuz, modulesDir };
 }
@@ -260,9 +254,7 @@ export async function fetchKernel(spec: KernelSpec, opts: FetchOptions): Promise
   const apt = new PrivateApt(opts.cacheDir, spec);
   let replaced: string | undefined;
   if (!r) {
-    const previous = existsSync(resolvedFile)
-      ? (JSON.parse(await readFile(resolvedFile, 'utf8')) as Resolved).release
-      : undefined;
+    const previous = existsSync(resolvedFile) ? (JSON.parse(await readFile(resolvedFile, 'utf8')) as Resolved).release : undefined;
     await apt.setup();
     opts.log(`apt-get update (${spec.suites.join(', ')})`);
     await apt.update();
@@ -283,7 +275,7 @@ export async function fetchKernel(spec: KernelSpec, opts: FetchOptions): Promise
     await rm(kernelDir(opts.cacheDir, replaced), { recursive: true, force: true });
   }
   await mkdir(join(opts.cacheDir, 'resolved'), { recursive: true });
-  await writeFile(`${resolvedFile}.tmp-${process.pid}`, JSON.stringify(r, null, 2) + '\n');
+  await writeFile(`${resolvedFile}.tmp-${process.pid}`, `${JSON.stringify(r, null, 2)}\n`);
   await rename(`${resolvedFile}.tmp-${process.pid}`, resolvedFile);
   const { vmlinuz, modulesDir } = locate(root, r.release);
   return { ...r, root, vmlinuz, modulesDir };

@@ -61,7 +61,10 @@ export const MODULES: ModuleWant[] = [
   { names: ['ip_vs_sh'] },
 ];
 
-export const modName = (file: string) => basename(file).replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
+export const modName = (file: string) =>
+  basename(file)
+    .replace(/\.ko(\.(xz|zst|gz))?$/, '')
+    .replace(/-/g, '_');
 
 interface ModuleIndex {
   /** name → path relative to the modules dir, and direct+indirect dependencies' names. */
@@ -86,9 +89,7 @@ function readIndex(modulesDir: string): ModuleIndex {
   }
   const builtinFile = join(modulesDir, 'modules.builtin');
   const haveBuiltinList = existsSync(builtinFile);
-  const builtin = new Set(
-    haveBuiltinList ? readFileSync(builtinFile, 'utf8').split('\n').filter(Boolean).map(modName) : [],
-  );
+  const builtin = new Set(haveBuiltinList ? readFileSync(builtinFile, 'utf8').split('\n').filter(Boolean).map(modName) : []);
   return { files, builtin, haveBuiltinList };
 }
 
@@ -231,7 +232,7 @@ async function walk(dir: string, rel = ''): Promise<string[]> {
 
 /** `cpio -o -H newc` of a directory, gzipped, written atomically to `out`. */
 export async function writeCpioGz(stageDir: string, out: string): Promise<void> {
-  const list = (await walk(stageDir)).sort().join('\n') + '\n';
+  const list = `${(await walk(stageDir)).sort().join('\n')}\n`;
   const cpio = spawn('cpio', ['-o', '-H', 'newc', '-R', '0:0', '--quiet'], {
     cwd: stageDir,
     stdio: ['pipe', 'pipe', 'inherit'],
@@ -323,10 +324,7 @@ export async function buildBaseInitrd(kernel: Kernel, wants: ModuleWant[], cache
     for (const m of plan.load) {
       await writeFile(join(stage, 'lib', 'sy', `${m.name}.ko`), await decompressModule(join(kernel.modulesDir, m.path)));
     }
-    await writeFile(
-      join(stage, 'etc', 'sy', 'modules'),
-      plan.load.map((m) => `${m.name} ${m.required ? 'req' : 'opt'}\n`).join(''),
-    );
+    await writeFile(join(stage, 'etc', 'sy', 'modules'), plan.load.map((m) => `${m.name} ${m.required ? 'req' : 'opt'}\n`).join(''));
     await mkdir(dirname(path), { recursive: true });
     await writeCpioGz(stage, path);
   } finally {

@@ -133,7 +133,7 @@ async function main(): Promise<number> {
     all: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   } as const;
-  let parsed;
+  let parsed: ReturnType<typeof parseArgs<{ allowPositionals: true; options: typeof options }>>;
   try {
     parsed = parseArgs({ allowPositionals: true, options });
   } catch (e) {
@@ -159,9 +159,7 @@ async function main(): Promise<number> {
   const vcpus = intOption(values.cpus, 'SY_KERNEL_CPUS', Math.min(2, cpus().length), '--cpus');
   const jobs = intOption(values.jobs, 'SY_KERNEL_JOBS', 1, '--jobs');
   const command =
-    positionals.length > 0
-      ? positionals.map(shellQuote).join(' ')
-      : process.env.SY_KERNEL_TEST_CMD || (values.all ? ALL_COMMAND : DEFAULT_COMMAND);
+    positionals.length > 0 ? positionals.map(shellQuote).join(' ') : process.env.SY_KERNEL_TEST_CMD || (values.all ? ALL_COMMAND : DEFAULT_COMMAND);
   const cacheDir = resolve(process.env.SY_KERNEL_CACHE || join(REPO, '.cache', 'kernels'));
   const extra: ModuleWant[] = (process.env.SY_KERNEL_MODULES ?? '')
     .split(',')
@@ -256,8 +254,7 @@ async function main(): Promise<number> {
     const v = 'totalSeconds' in r ? r : undefined;
     const res = r.ok ? 'PASS' : `FAIL (${r.reason})`;
     process.stdout.write(
-      `${spec.key.padEnd(7)} ${release} ${fmt(v?.bootSeconds).padEnd(8)} ${fmt(v?.commandSeconds).padEnd(8)} ` +
-        `${fmt(v?.totalSeconds).padEnd(8)} ${res}\n`,
+      `${spec.key.padEnd(7)} ${release} ${fmt(v?.bootSeconds).padEnd(8)} ${fmt(v?.commandSeconds).padEnd(8)} ` + `${fmt(v?.totalSeconds).padEnd(8)} ${res}\n`,
     );
     if (r.ok) passed++;
     else failed++;

@@ -147,6 +147,7 @@ export async function runVm(o: VmOptions): Promise<VmResult> {
       const startRe = new RegExp(`SY-START ${nonce}\\b`);
       const resultRe = new RegExp(`SY-RESULT ${nonce} rc=(\\d+)(.*)`);
       const line = (raw: string) => {
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: strips the VM console's ANSI escapes
         const l = raw.replace(/\r/g, '').replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
         last.push(l);
         if (last.length > 50) last.shift();

@@ -14,7 +14,7 @@ const VIP = '10.96.0.10';
 const REQUESTS = 200;
 
 function say(line: string): void {
-  process.stdout.write(line + '\n');
+  process.stdout.write(`${line}\n`);
 }
 
 async function waitReady(c: Cluster, daemons: RigProcess[]): Promise<void> {
@@ -68,15 +68,22 @@ export async function demo(): Promise<number> {
         backends.push({ name: pod.name, ip: pod.ip, node: c.node(n).name });
       }
     }
-    manifests.write('web.yaml',
+    manifests.write(
+      'web.yaml',
       serviceYaml('web', VIP, [
         { name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' },
         { name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP' },
-      ]) + '---\n' +
-      sliceYaml('web', backends.map((b) => ({ ip: b.ip, node: b.node })), [
-        { name: 'http', port: 8080, protocol: 'TCP' },
-        { name: 'dns', port: 5353, protocol: 'UDP' },
-      ]));
+      ]) +
+        '---\n' +
+        sliceYaml(
+          'web',
+          backends.map((b) => ({ ip: b.ip, node: b.node })),
+          [
+            { name: 'http', port: 8080, protocol: 'TCP' },
+            { name: 'dns', port: 5353, protocol: 'UDP' },
+          ],
+        ),
+    );
     for (const n of c.nodes) say(`  ${n.name}: ${n.addr}, pods ${n.pods.map((p) => `${p.name}=${p.ip}`).join(' ')}`);
     say(`  Service default/web: ClusterIP ${VIP} tcp/80 -> 8080, udp/53 -> 5353; endpoints ${backends.map((b) => b.name).join(', ')}`);
     const daemons = c.nodes.map((n) => startDaemon(c, n, manifests, pins));

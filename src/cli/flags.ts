@@ -80,7 +80,7 @@ export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]):
     const name = eq >= 0 ? body.slice(0, eq) : body;
     const spec = byName.get(name);
     if (!spec) {
-      throw new FlagError(name, `unknown flag; known flags: ${specs.map((s) => '--' + s.name).join(' ')}`);
+      throw new FlagError(name, `unknown flag; known flags: ${specs.map((s) => `--${s.name}`).join(' ')}`);
     }
     let raw: string;
     if (eq >= 0) raw = body.slice(eq + 1);
@@ -104,7 +104,7 @@ export function formatHelp(command: string, summary: string, specs: readonly Fla
   for (const s of specs) {
     const def = s.default !== undefined ? ` (default ${s.default})` : '';
     const choices = s.choices ? ` [${s.choices.join('|')}]` : '';
-    lines.push(`  --${s.name}${s.kind === 'bool' ? '' : '=' + s.kind.toUpperCase()}${choices}`);
+    lines.push(`  --${s.name}${s.kind === 'bool' ? '' : `=${s.kind.toUpperCase()}`}${choices}`);
     lines.push(`      ${s.help}${def}`);
   }
   return lines.join('\n');

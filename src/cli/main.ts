@@ -12,9 +12,7 @@ import { demo } from './demo.ts';
 import { loadBinding } from '../native/binding.ts';
 import { createLogger } from '../util/log.ts';
 
-const CLEANUP_FLAGS: readonly FlagSpec[] = [
-  { name: 'bpf-pin-path', kind: 'string', default: DEFAULT_PIN_PATH, help: 'The pin directory `run` used.' },
-];
+const CLEANUP_FLAGS: readonly FlagSpec[] = [{ name: 'bpf-pin-path', kind: 'string', default: DEFAULT_PIN_PATH, help: 'The pin directory `run` used.' }];
 
 interface Command {
   readonly summary: string;
@@ -77,7 +75,7 @@ function usage(): string {
 export async function main(argv: readonly string[], stop: AbortSignal): Promise<number> {
   const [name, ...rest] = argv;
   if (!name || name === 'help' || name === '--help' || name === '-h') {
-    process.stdout.write(usage() + '\n');
+    process.stdout.write(`${usage()}\n`);
     return name ? 0 : 2;
   }
   const cmd = COMMANDS[name];
@@ -87,7 +85,7 @@ export async function main(argv: readonly string[], stop: AbortSignal): Promise<
   }
   if (rest.includes('--help') || rest.includes('-h')) {
     const help = cmd.flags === 'kube-proxy' ? formatRunHelp(cmd.summary) : formatHelp(name, cmd.summary, cmd.flags);
-    process.stdout.write(help + '\n');
+    process.stdout.write(`${help}\n`);
     return 0;
   }
   try {
@@ -104,4 +102,3 @@ export async function main(argv: readonly string[], stop: AbortSignal): Promise<
     throw err;
   }
 }
-

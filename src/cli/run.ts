@@ -64,7 +64,8 @@ function logResult(log: Logger, problems: ProblemLog, r: SyncResult): void {
 }
 
 /** What the model decides that the bpf dataplane does not carry out yet (logged once at start). */
-export const BPF_NOT_YET = 'NodePort, ExternalIPs, LoadBalancer IPs, session affinity, SCTP, REJECT (dropped instead), masqueradeAll and masquerading of off-cluster traffic to ClusterIPs, host-network clients';
+export const BPF_NOT_YET =
+  'NodePort, ExternalIPs, LoadBalancer IPs, session affinity, SCTP, REJECT (dropped instead), masqueradeAll and masquerading of off-cluster traffic to ClusterIPs, host-network clients';
 
 interface Source {
   start(signal: AbortSignal): Promise<void>;
@@ -79,7 +80,10 @@ async function makeSource(cfg: RunConfig, cache: ClusterCache, onChange: () => v
   const { KubeApiSource } = await import('../sources/kube-api.ts');
   return new KubeApiSource({
     kubeConfig: { kubeconfigPath: cfg.kubeconfig, master: cfg.master },
-    nodeName: cfg.nodeName, cache, onChange, logger: createLogger('kube-api', { level }),
+    nodeName: cfg.nodeName,
+    cache,
+    onChange,
+    logger: createLogger('kube-api', { level }),
   });
 }
 
@@ -93,7 +97,7 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
     return 1;
   }
   log.info('starting', { mode: 'bpf', node: cfg.nodeName, address: node.address, interface: node.interface, pinPath: cfg.pinPath });
-  log.info('the bpf dataplane programs ClusterIP frontends only so far; not programmed yet: ' + BPF_NOT_YET + ' (each affected Service is named when seen)');
+  log.info(`the bpf dataplane programs ClusterIP frontends only so far; not programmed yet: ${BPF_NOT_YET} (each affected Service is named when seen)`);
   const problems = new ProblemLog(log);
 
   const controller = new AbortController();
@@ -124,7 +128,11 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   const latency = new ProgrammingLatency();
   const runner = new SyncRunner({
     sync: createSnapshotSync<SyncResult>({
-      changes: cache.changes, builder, sink: dataplane, latency, clock,
+      changes: cache.changes,
+      builder,
+      sink: dataplane,
+      latency,
+      clock,
       logger: createLogger('sync', { level }),
       onSynced: (result) => logResult(log, problems, result),
     }),

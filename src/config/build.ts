@@ -18,8 +18,16 @@
 import { appendPortIfNeeded, ipFamily } from './net.ts';
 import { SettingsReader, type Settings } from './settings.ts';
 import {
-  DEFAULT_BPF_OBJECT, DEFAULT_PIN_PATH, DEFAULT_POD_INTERFACES, LOCAL_MODES, PROXY_MODES,
-  type Dataplane, type LocalMode, type LogStreamOptions, type ProxyMode, type SwitchyardConfig,
+  DEFAULT_BPF_OBJECT,
+  DEFAULT_PIN_PATH,
+  DEFAULT_POD_INTERFACES,
+  LOCAL_MODES,
+  PROXY_MODES,
+  type Dataplane,
+  type LocalMode,
+  type LogStreamOptions,
+  type ProxyMode,
+  type SwitchyardConfig,
 } from './types.ts';
 
 const HEALTHZ_PORT = 10256;

@@ -6,8 +6,8 @@
 const NS_PER: Readonly<Record<string, number>> = {
   ns: 1,
   us: 1e3,
-  'µs': 1e3, // U+00B5 micro sign
-  'μs': 1e3, // U+03BC Greek mu
+  µs: 1e3, // U+00B5 micro sign
+  μs: 1e3, // U+03BC Greek mu
   ms: 1e6,
   s: 1e9,
   m: 60e9,
@@ -42,7 +42,8 @@ export function parseGoDuration(text: string): DurationResult {
     ns += Number(`${whole || '0'}.${frac || '0'}`) * scale;
     at = re.lastIndex;
   }
-  if (ns > 9_223_372_036_854_775_807) return { ok: false, reason: 'is too large' };
+  // Go's time.Duration is an int64 of nanoseconds: at most 2^63 - 1.
+  if (ns >= 2 ** 63) return { ok: false, reason: 'is too large' };
   const ms = ns / 1e6;
   return { ok: true, ms: neg ? -ms : ms };
 }

@@ -45,10 +45,23 @@ export const KUBE_PROXY_SCHEMA: ObjectSchema = {
   enableProfiling: 'bool',
   showHiddenMetricsForVersion: 'string',
   mode: 'string',
-  iptables: { masqueradeBit: 'int32', masqueradeAll: 'bool', localhostNodePorts: 'bool', snatNodeInternalIP: 'bool', syncPeriod: 'duration', minSyncPeriod: 'duration' },
+  iptables: {
+    masqueradeBit: 'int32',
+    masqueradeAll: 'bool',
+    localhostNodePorts: 'bool',
+    snatNodeInternalIP: 'bool',
+    syncPeriod: 'duration',
+    minSyncPeriod: 'duration',
+  },
   ipvs: {
-    syncPeriod: 'duration', minSyncPeriod: 'duration', scheduler: 'string', excludeCIDRs: 'stringList', strictARP: 'bool',
-    tcpTimeout: 'duration', tcpFinTimeout: 'duration', udpTimeout: 'duration',
+    syncPeriod: 'duration',
+    minSyncPeriod: 'duration',
+    scheduler: 'string',
+    excludeCIDRs: 'stringList',
+    strictARP: 'bool',
+    tcpTimeout: 'duration',
+    tcpFinTimeout: 'duration',
+    udpTimeout: 'duration',
   },
   nftables: { masqueradeBit: 'int32', masqueradeAll: 'bool', syncPeriod: 'duration', minSyncPeriod: 'duration' },
   winkernel: { networkName: 'string', sourceVip: 'string', enableDSR: 'bool', rootHnsEndpointName: 'string', forwardHealthCheckVip: 'bool' },
@@ -58,8 +71,13 @@ export const KUBE_PROXY_SCHEMA: ObjectSchema = {
   nodePortAddresses: 'stringList',
   oomScoreAdj: 'int32',
   conntrack: {
-    maxPerCore: 'int32', min: 'int32', tcpEstablishedTimeout: 'duration', tcpCloseWaitTimeout: 'duration', tcpBeLiberal: 'bool',
-    udpTimeout: 'duration', udpStreamTimeout: 'duration',
+    maxPerCore: 'int32',
+    min: 'int32',
+    tcpEstablishedTimeout: 'duration',
+    tcpCloseWaitTimeout: 'duration',
+    tcpBeLiberal: 'bool',
+    udpTimeout: 'duration',
+    udpStreamTimeout: 'duration',
   },
   configSyncPeriod: 'duration',
   portRange: 'string',
@@ -108,7 +126,12 @@ export function parseConfigFile(text: string, file: string): ParsedFile {
       for (const e of doc.errors) {
         const line = e.linePos?.[0].line;
         const msg = e.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? e.message;
-        out.problems.push({ field: 'file', file, ...(line === undefined ? {} : { line }), message: `${line === undefined ? file : `${file}:${line}`}: not valid YAML: ${msg}` });
+        out.problems.push({
+          field: 'file',
+          file,
+          ...(line === undefined ? {} : { line }),
+          message: `${line === undefined ? file : `${file}:${line}`}: not valid YAML: ${msg}`,
+        });
       }
       continue;
     }
@@ -117,7 +140,13 @@ export function parseConfigFile(text: string, file: string): ParsedFile {
     any = true;
     const line = lineOf(lines, contents);
     if (!isMap(contents)) {
-      out.problems.push(problem({ kind: 'file', file, line, field: `document ${i + 1}` }, undefined, `must be a mapping with apiVersion and kind (${KUBE_PROXY_KIND} or ${SWITCHYARD_KIND})`));
+      out.problems.push(
+        problem(
+          { kind: 'file', file, line, field: `document ${i + 1}` },
+          undefined,
+          `must be a mapping with apiVersion and kind (${KUBE_PROXY_KIND} or ${SWITCHYARD_KIND})`,
+        ),
+      );
       continue;
     }
     const at = (field: string): Origin => ({ kind: 'file', file, line: keyLine(doc, lines, contents, field) ?? line, field });
@@ -275,7 +304,9 @@ export const QUANTITY = /^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[kMGTPE]|[KMGTPE]
 export function fromYaml(kind: LeafKind, raw: unknown): Converted {
   switch (kind) {
     case 'string':
-      return typeof raw === 'string' ? { ok: true, value: raw } : { ok: false, reason: `must be a string${typeof raw === 'number' || typeof raw === 'boolean' ? ` (quote it: "${String(raw)}")` : ''}` };
+      return typeof raw === 'string'
+        ? { ok: true, value: raw }
+        : { ok: false, reason: `must be a string${typeof raw === 'number' || typeof raw === 'boolean' ? ` (quote it: "${String(raw)}")` : ''}` };
     case 'bool':
       return typeof raw === 'boolean' ? { ok: true, value: raw } : { ok: false, reason: 'must be true or false' };
     case 'int32':
@@ -330,7 +361,8 @@ function vmoduleFromYaml(raw: unknown): Converted {
     if (extra !== undefined) return { ok: false, reason: `${shape}; item ${i} has an unknown field "${extra}"` };
     const { filePattern, verbosity } = item as { filePattern?: unknown; verbosity?: unknown };
     if (typeof filePattern !== 'string') return { ok: false, reason: `${shape}; item ${i} has no string filePattern` };
-    if (verbosity !== undefined && (!Number.isInteger(verbosity) || (verbosity as number) < 0)) return { ok: false, reason: `${shape}; item ${i} has a bad verbosity` };
+    if (verbosity !== undefined && (!Number.isInteger(verbosity) || (verbosity as number) < 0))
+      return { ok: false, reason: `${shape}; item ${i} has a bad verbosity` };
     items.push({ filePattern, verbosity: (verbosity as number | undefined) ?? 0 });
   }
   return { ok: true, value: items };
@@ -352,9 +384,13 @@ export function formatConfigFile(c: SwitchyardConfig): string {
     clusterCIDR: c.clusterCIDR,
     configSyncPeriod: d(c.configSyncPeriod),
     conntrack: {
-      maxPerCore: c.conntrack.maxPerCore, min: c.conntrack.min, tcpBeLiberal: c.conntrack.tcpBeLiberal,
-      tcpCloseWaitTimeout: d(c.conntrack.tcpCloseWaitTimeout), tcpEstablishedTimeout: d(c.conntrack.tcpEstablishedTimeout),
-      udpStreamTimeout: d(c.conntrack.udpStreamTimeout), udpTimeout: d(c.conntrack.udpTimeout),
+      maxPerCore: c.conntrack.maxPerCore,
+      min: c.conntrack.min,
+      tcpBeLiberal: c.conntrack.tcpBeLiberal,
+      tcpCloseWaitTimeout: d(c.conntrack.tcpCloseWaitTimeout),
+      tcpEstablishedTimeout: d(c.conntrack.tcpEstablishedTimeout),
+      udpStreamTimeout: d(c.conntrack.udpStreamTimeout),
+      udpTimeout: d(c.conntrack.udpTimeout),
     },
     detectLocal: { ...c.detectLocal },
     detectLocalMode: c.detectLocalMode,
@@ -363,23 +399,37 @@ export function formatConfigFile(c: SwitchyardConfig): string {
     healthzBindAddress: c.healthzBindAddress,
     hostnameOverride: c.hostnameOverride,
     iptables: {
-      localhostNodePorts: c.iptables.localhostNodePorts, masqueradeAll: c.iptables.masqueradeAll, masqueradeBit: c.iptables.masqueradeBit,
-      minSyncPeriod: d(c.iptables.minSyncPeriod), snatNodeInternalIP: c.iptables.snatNodeInternalIP, syncPeriod: d(c.iptables.syncPeriod),
+      localhostNodePorts: c.iptables.localhostNodePorts,
+      masqueradeAll: c.iptables.masqueradeAll,
+      masqueradeBit: c.iptables.masqueradeBit,
+      minSyncPeriod: d(c.iptables.minSyncPeriod),
+      snatNodeInternalIP: c.iptables.snatNodeInternalIP,
+      syncPeriod: d(c.iptables.syncPeriod),
     },
     ipvs: {
-      excludeCIDRs: [...c.ipvs.excludeCIDRs], minSyncPeriod: d(c.ipvs.minSyncPeriod), scheduler: c.ipvs.scheduler, strictARP: c.ipvs.strictARP,
-      syncPeriod: d(c.ipvs.syncPeriod), tcpFinTimeout: d(c.ipvs.tcpFinTimeout), tcpTimeout: d(c.ipvs.tcpTimeout), udpTimeout: d(c.ipvs.udpTimeout),
+      excludeCIDRs: [...c.ipvs.excludeCIDRs],
+      minSyncPeriod: d(c.ipvs.minSyncPeriod),
+      scheduler: c.ipvs.scheduler,
+      strictARP: c.ipvs.strictARP,
+      syncPeriod: d(c.ipvs.syncPeriod),
+      tcpFinTimeout: d(c.ipvs.tcpFinTimeout),
+      tcpTimeout: d(c.ipvs.tcpTimeout),
+      udpTimeout: d(c.ipvs.udpTimeout),
     },
     logging: {
-      flushFrequency: d(c.logging.flushFrequency), format: c.logging.format,
+      flushFrequency: d(c.logging.flushFrequency),
+      format: c.logging.format,
       options: { json: { ...c.logging.options.json }, text: { ...c.logging.options.text } },
-      verbosity: c.logging.verbosity, vmodule: c.logging.vmodule.map((v) => ({ ...v })),
+      verbosity: c.logging.verbosity,
+      vmodule: c.logging.vmodule.map((v) => ({ ...v })),
     },
     metricsBindAddress: c.metricsBindAddress,
     mode: c.mode,
     nftables: {
-      masqueradeAll: c.nftables.masqueradeAll, masqueradeBit: c.nftables.masqueradeBit,
-      minSyncPeriod: d(c.nftables.minSyncPeriod), syncPeriod: d(c.nftables.syncPeriod),
+      masqueradeAll: c.nftables.masqueradeAll,
+      masqueradeBit: c.nftables.masqueradeBit,
+      minSyncPeriod: d(c.nftables.minSyncPeriod),
+      syncPeriod: d(c.nftables.syncPeriod),
     },
     nodePortAddresses: [...c.nodePortAddresses],
     oomScoreAdj: c.oomScoreAdj,

@@ -18,7 +18,19 @@ import type { Setting, SettingValue } from './settings.ts';
 import { DEFAULT_PIN_PATH, DEFAULT_POD_INTERFACES, IPVS_SCHEDULERS, type VModuleItem } from './types.ts';
 
 export type FlagKind =
-  | 'string' | 'bool' | 'int32' | 'uint32' | 'float' | 'duration' | 'stringSlice' | 'boolMap' | 'vmodule' | 'quantity' | 'ip' | 'ipPort' | 'version';
+  | 'string'
+  | 'bool'
+  | 'int32'
+  | 'uint32'
+  | 'float'
+  | 'duration'
+  | 'stringSlice'
+  | 'boolMap'
+  | 'vmodule'
+  | 'quantity'
+  | 'ip'
+  | 'ipPort'
+  | 'version';
 
 export type FlagSection = 'kube-proxy' | 'logging' | 'switchyard';
 
@@ -53,137 +65,461 @@ const IGNORED_WINDOWS_OR_GONE = 'Switchyard has no use for it';
 
 export const RUN_FLAGS: readonly RunFlag[] = [
   // --- kube-proxy's flags, in the order of its --help ---
-  kp({ name: 'bind-address', kind: 'ip', paths: ['bindAddress'], arg: 'IP', default: '0.0.0.0',
-    help: "Overrides the proxy's idea of this node's primary IP (the name is historical: nothing binds to it). 0.0.0.0 or :: means: detect it." }),
-  kp({ name: 'bind-address-hard-fail', kind: 'bool', paths: ['bindAddressHardFail'],
-    help: 'Exit when the health or metrics server cannot bind its port, instead of logging and carrying on.' }),
-  kp({ name: 'cleanup', kind: 'bool', paths: ['command.cleanup'], keptWithConfig: true,
-    help: 'Remove the rules, programs and maps the proxy installed, then exit.' }),
-  kp({ name: 'cluster-cidr', kind: 'string', paths: ['clusterCIDR'], arg: 'CIDR[,CIDR]',
-    help: 'The pods\' CIDR range (for dual-stack, a comma-separated pair, one per family). With --detect-local-mode=ClusterCIDR, traffic from it counts as local.' }),
-  kp({ name: 'config', kind: 'string', paths: ['command.configFile'], arg: 'FILE', keptWithConfig: true,
-    help: 'A configuration file: a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1), optionally followed by a SwitchyardConfiguration (switchyard.io/v1alpha1) after ---. Flags given on the command line override its values.' }),
-  kp({ name: 'config-sync-period', kind: 'duration', paths: ['configSyncPeriod'], default: '15m0s',
-    help: 'How often the Service, EndpointSlice and Node caches re-list from the API server. Must be greater than 0.' }),
-  kp({ name: 'conntrack-max-per-core', kind: 'int32', paths: ['conntrack.maxPerCore'], arg: 'N', default: '32768',
-    help: 'Most NAT connections to track per CPU core (nf_conntrack_max = this x CPUs, at least --conntrack-min); 0 leaves the limit as it is.' }),
-  kp({ name: 'conntrack-min', kind: 'int32', paths: ['conntrack.min'], arg: 'N', default: '131072',
-    help: 'Least conntrack table size to set, whatever --conntrack-max-per-core gives.' }),
-  kp({ name: 'conntrack-tcp-be-liberal', kind: 'bool', paths: ['conntrack.tcpBeLiberal'],
-    help: 'Set nf_conntrack_tcp_be_liberal=1, so out-of-window TCP packets are not marked INVALID.' }),
-  kp({ name: 'conntrack-tcp-timeout-close-wait', kind: 'duration', paths: ['conntrack.tcpCloseWaitTimeout'], default: '1h0m0s',
-    help: 'Conntrack timeout for TCP connections in CLOSE_WAIT; 0 leaves it as it is.' }),
-  kp({ name: 'conntrack-tcp-timeout-established', kind: 'duration', paths: ['conntrack.tcpEstablishedTimeout'], default: '24h0m0s',
-    help: 'Conntrack timeout for idle established TCP connections; 0 leaves it as it is.' }),
-  kp({ name: 'conntrack-udp-timeout', kind: 'duration', paths: ['conntrack.udpTimeout'], default: '0s',
-    help: 'Conntrack timeout for UNREPLIED UDP flows; 0 leaves it as it is.' }),
-  kp({ name: 'conntrack-udp-timeout-stream', kind: 'duration', paths: ['conntrack.udpStreamTimeout'], default: '0s',
-    help: 'Conntrack timeout for ASSURED UDP flows; 0 leaves it as it is.' }),
-  kp({ name: 'detect-local-mode', kind: 'string', paths: ['detectLocalMode'], arg: 'MODE', default: 'ClusterCIDR',
-    help: 'How traffic from this node\'s pods is recognised: ClusterCIDR (source in --cluster-cidr), NodeCIDR (source in the Node\'s podCIDRs), BridgeInterface (arrives on --pod-bridge-interface) or InterfaceNamePrefix (arrives on an interface named --pod-interface-name-prefix*).' }),
-  kp({ name: 'feature-gates', kind: 'boolMap', paths: ['featureGates'], arg: 'NAME=BOOL,...',
-    help: "Kubernetes feature gates, name=true|false pairs.", ignored: 'Switchyard has no feature gates' }),
-  kp({ name: 'healthz-bind-address', kind: 'ipPort', paths: ['healthzBindAddress'], arg: 'IP[:PORT]', default: '0.0.0.0:10256',
-    help: 'Where the health server (/healthz, /livez) listens; a bare IP gets port 10256; empty disables it.' }),
-  kp({ name: 'healthz-port', kind: 'int32', paths: ['deprecated.healthzPort'], arg: 'PORT', default: '10256', deprecated: 'use --healthz-bind-address',
-    help: 'The health server\'s port; 0 disables it. As in kube-proxy, it only fills in the port of an address given without one.' }),
+  kp({
+    name: 'bind-address',
+    kind: 'ip',
+    paths: ['bindAddress'],
+    arg: 'IP',
+    default: '0.0.0.0',
+    help: "Overrides the proxy's idea of this node's primary IP (the name is historical: nothing binds to it). 0.0.0.0 or :: means: detect it.",
+  }),
+  kp({
+    name: 'bind-address-hard-fail',
+    kind: 'bool',
+    paths: ['bindAddressHardFail'],
+    help: 'Exit when the health or metrics server cannot bind its port, instead of logging and carrying on.',
+  }),
+  kp({
+    name: 'cleanup',
+    kind: 'bool',
+    paths: ['command.cleanup'],
+    keptWithConfig: true,
+    help: 'Remove the rules, programs and maps the proxy installed, then exit.',
+  }),
+  kp({
+    name: 'cluster-cidr',
+    kind: 'string',
+    paths: ['clusterCIDR'],
+    arg: 'CIDR[,CIDR]',
+    help: "The pods' CIDR range (for dual-stack, a comma-separated pair, one per family). With --detect-local-mode=ClusterCIDR, traffic from it counts as local.",
+  }),
+  kp({
+    name: 'config',
+    kind: 'string',
+    paths: ['command.configFile'],
+    arg: 'FILE',
+    keptWithConfig: true,
+    help: 'A configuration file: a KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1), optionally followed by a SwitchyardConfiguration (switchyard.io/v1alpha1) after ---. Flags given on the command line override its values.',
+  }),
+  kp({
+    name: 'config-sync-period',
+    kind: 'duration',
+    paths: ['configSyncPeriod'],
+    default: '15m0s',
+    help: 'How often the Service, EndpointSlice and Node caches re-list from the API server. Must be greater than 0.',
+  }),
+  kp({
+    name: 'conntrack-max-per-core',
+    kind: 'int32',
+    paths: ['conntrack.maxPerCore'],
+    arg: 'N',
+    default: '32768',
+    help: 'Most NAT connections to track per CPU core (nf_conntrack_max = this x CPUs, at least --conntrack-min); 0 leaves the limit as it is.',
+  }),
+  kp({
+    name: 'conntrack-min',
+    kind: 'int32',
+    paths: ['conntrack.min'],
+    arg: 'N',
+    default: '131072',
+    help: 'Least conntrack table size to set, whatever --conntrack-max-per-core gives.',
+  }),
+  kp({
+    name: 'conntrack-tcp-be-liberal',
+    kind: 'bool',
+    paths: ['conntrack.tcpBeLiberal'],
+    help: 'Set nf_conntrack_tcp_be_liberal=1, so out-of-window TCP packets are not marked INVALID.',
+  }),
+  kp({
+    name: 'conntrack-tcp-timeout-close-wait',
+    kind: 'duration',
+    paths: ['conntrack.tcpCloseWaitTimeout'],
+    default: '1h0m0s',
+    help: 'Conntrack timeout for TCP connections in CLOSE_WAIT; 0 leaves it as it is.',
+  }),
+  kp({
+    name: 'conntrack-tcp-timeout-established',
+    kind: 'duration',
+    paths: ['conntrack.tcpEstablishedTimeout'],
+    default: '24h0m0s',
+    help: 'Conntrack timeout for idle established TCP connections; 0 leaves it as it is.',
+  }),
+  kp({
+    name: 'conntrack-udp-timeout',
+    kind: 'duration',
+    paths: ['conntrack.udpTimeout'],
+    default: '0s',
+    help: 'Conntrack timeout for UNREPLIED UDP flows; 0 leaves it as it is.',
+  }),
+  kp({
+    name: 'conntrack-udp-timeout-stream',
+    kind: 'duration',
+    paths: ['conntrack.udpStreamTimeout'],
+    default: '0s',
+    help: 'Conntrack timeout for ASSURED UDP flows; 0 leaves it as it is.',
+  }),
+  kp({
+    name: 'detect-local-mode',
+    kind: 'string',
+    paths: ['detectLocalMode'],
+    arg: 'MODE',
+    default: 'ClusterCIDR',
+    help: "How traffic from this node's pods is recognised: ClusterCIDR (source in --cluster-cidr), NodeCIDR (source in the Node's podCIDRs), BridgeInterface (arrives on --pod-bridge-interface) or InterfaceNamePrefix (arrives on an interface named --pod-interface-name-prefix*).",
+  }),
+  kp({
+    name: 'feature-gates',
+    kind: 'boolMap',
+    paths: ['featureGates'],
+    arg: 'NAME=BOOL,...',
+    help: 'Kubernetes feature gates, name=true|false pairs.',
+    ignored: 'Switchyard has no feature gates',
+  }),
+  kp({
+    name: 'healthz-bind-address',
+    kind: 'ipPort',
+    paths: ['healthzBindAddress'],
+    arg: 'IP[:PORT]',
+    default: '0.0.0.0:10256',
+    help: 'Where the health server (/healthz, /livez) listens; a bare IP gets port 10256; empty disables it.',
+  }),
+  kp({
+    name: 'healthz-port',
+    kind: 'int32',
+    paths: ['deprecated.healthzPort'],
+    arg: 'PORT',
+    default: '10256',
+    deprecated: 'use --healthz-bind-address',
+    help: "The health server's port; 0 disables it. As in kube-proxy, it only fills in the port of an address given without one.",
+  }),
   kp({ name: 'help', short: 'h', kind: 'bool', paths: ['command.help'], keptWithConfig: true, help: 'Print this help and exit.' }),
-  kp({ name: 'hostname-override', kind: 'string', paths: ['hostnameOverride'], arg: 'NAME', keptWithConfig: true,
-    help: "This node's name, as in its Node object and EndpointSlice nodeName (trimmed, lower-cased); default: the host's name. Overrides the config file, as in kube-proxy." }),
-  kp({ name: 'init-only', kind: 'bool', paths: ['command.initOnly'], keptWithConfig: true,
-    help: 'Do the initialisation that needs full root privileges, then exit.' }),
-  kp({ name: 'iptables-localhost-nodeports', kind: 'bool', paths: ['iptables.localhostNodePorts'], default: 'true',
-    help: 'kube-proxy\'s iptables mode answers NodePorts on 127.0.0.1 (IPv4) unless this is false.' }),
-  kp({ name: 'iptables-masquerade-bit', kind: 'int32', paths: ['iptables.masqueradeBit'], arg: 'BIT', default: '14',
-    help: 'The fwmark bit marking packets to masquerade, 0 to 31.' }),
-  kp({ name: 'iptables-min-sync-period', kind: 'duration', paths: ['iptables.minSyncPeriod', 'nftables.minSyncPeriod'], default: '1s',
-    help: 'Least time between two syncs (changes within it are coalesced); 0 syncs on every change. Applies in every mode except ipvs.' }),
-  kp({ name: 'iptables-sync-period', kind: 'duration', paths: ['iptables.syncPeriod', 'nftables.syncPeriod'], default: '30s',
-    help: 'Longest time between two full resyncs; must be greater than 0. Applies in every mode except ipvs.' }),
-  kp({ name: 'ipvs-exclude-cidrs', kind: 'stringSlice', paths: ['ipvs.excludeCIDRs'], arg: 'CIDR,...',
-    help: 'IPVS virtual services in these CIDRs are never removed by cleanup.' }),
-  kp({ name: 'ipvs-min-sync-period', kind: 'duration', paths: ['ipvs.minSyncPeriod'], default: '0s',
-    help: 'Least time between two syncs in ipvs mode; 0 syncs on every change.' }),
-  kp({ name: 'ipvs-scheduler', kind: 'string', paths: ['ipvs.scheduler'], arg: 'NAME',
-    help: `The IPVS scheduler: ${IPVS_SCHEDULERS.join(', ')}; empty means rr.` }),
-  kp({ name: 'ipvs-strict-arp', kind: 'bool', paths: ['ipvs.strictARP'],
-    help: 'Set arp_ignore=1 and arp_announce=2, so the node does not answer ARP for the Service IPs on kube-ipvs0.' }),
-  kp({ name: 'ipvs-sync-period', kind: 'duration', paths: ['ipvs.syncPeriod'], default: '30s',
-    help: 'Longest time between two full resyncs in ipvs mode; must be greater than 0.' }),
-  kp({ name: 'ipvs-tcp-timeout', kind: 'duration', paths: ['ipvs.tcpTimeout'], default: '0s',
-    help: 'IPVS timeout for idle TCP connections; 0 leaves the kernel\'s.' }),
-  kp({ name: 'ipvs-tcpfin-timeout', kind: 'duration', paths: ['ipvs.tcpFinTimeout'], default: '0s',
-    help: 'IPVS timeout for TCP connections after a FIN; 0 leaves the kernel\'s.' }),
-  kp({ name: 'ipvs-udp-timeout', kind: 'duration', paths: ['ipvs.udpTimeout'], default: '0s',
-    help: 'IPVS timeout for UDP; 0 leaves the kernel\'s.' }),
-  kp({ name: 'kube-api-burst', kind: 'int32', paths: ['clientConnection.burst'], arg: 'N', default: '10',
-    help: 'Burst of requests allowed to the API server.' }),
-  kp({ name: 'kube-api-content-type', kind: 'string', paths: ['clientConnection.contentType'], arg: 'TYPE', default: 'application/vnd.kubernetes.protobuf',
-    help: 'Content type of requests sent to the API server.' }),
-  kp({ name: 'kube-api-qps', kind: 'float', paths: ['clientConnection.qps'], arg: 'QPS', default: '5',
-    help: 'Queries per second allowed to the API server.' }),
-  kp({ name: 'kubeconfig', kind: 'string', paths: ['clientConnection.kubeconfig'], arg: 'FILE',
-    help: 'A kubeconfig file with the API server\'s address and credentials (--master overrides the address). With neither, the in-cluster configuration is used.' }),
-  kp({ name: 'masquerade-all', kind: 'bool', paths: ['iptables.masqueradeAll', 'nftables.masqueradeAll'],
-    help: 'Masquerade (SNAT) all traffic sent to Service cluster IPs; some CNI plugins need it.' }),
-  kp({ name: 'master', kind: 'string', paths: ['command.master'], arg: 'URL', keptWithConfig: true,
-    help: 'The API server\'s address; overrides the kubeconfig\'s.' }),
-  kp({ name: 'metrics-bind-address', kind: 'ipPort', paths: ['metricsBindAddress'], arg: 'IP[:PORT]', default: '127.0.0.1:10249',
-    help: 'Where /metrics is served; a bare IP gets port 10249; 0.0.0.0:10249 or [::]:10249 for every interface; empty disables it.' }),
-  kp({ name: 'metrics-port', kind: 'int32', paths: ['deprecated.metricsPort'], arg: 'PORT', default: '10249', deprecated: 'use --metrics-bind-address',
-    help: 'The metrics server\'s port; 0 disables it. As in kube-proxy, it only fills in the port of an address given without one.' }),
-  kp({ name: 'nodeport-addresses', kind: 'stringSlice', paths: ['nodePortAddresses'], arg: 'CIDR,...|primary',
-    help: 'The node IPs NodePorts answer on: CIDRs, or the single word primary (the node\'s primary IPs, from its Node object). Default: every local IP (with kube-proxy\'s nftables mode, primary).' }),
-  kp({ name: 'oom-score-adj', kind: 'int32', paths: ['oomScoreAdj'], arg: 'N', default: '-999',
-    help: 'The proxy process\'s oom_score_adj, -1000 to 1000.' }),
-  kp({ name: 'pod-bridge-interface', kind: 'string', paths: ['detectLocal.bridgeInterface'], arg: 'NAME',
-    help: 'With --detect-local-mode=BridgeInterface: traffic arriving on this bridge is local.' }),
-  kp({ name: 'pod-interface-name-prefix', kind: 'string', paths: ['detectLocal.interfaceNamePrefix'], arg: 'PREFIX',
-    help: 'With --detect-local-mode=InterfaceNamePrefix: traffic arriving on interfaces with this prefix is local.' }),
-  kp({ name: 'profiling', kind: 'bool', paths: ['enableProfiling'],
-    help: 'kube-proxy serves Go\'s /debug/pprof on the metrics server.', ignored: 'there is no Go runtime to profile' }),
-  kp({ name: 'proxy-mode', kind: 'string', paths: ['mode'], arg: 'MODE', default: 'auto',
-    help: 'Which dataplane programs Services: bpf (tc eBPF), ipvs, or auto (probe the kernel: bpf where it can run, else ipvs). kube-proxy\'s iptables and nftables are accepted and mean auto.' }),
-  kp({ name: 'proxy-port-range', kind: 'string', paths: ['portRange'], arg: 'BEGIN-END', deprecated: 'it has had no effect since the userspace proxier was removed',
-    help: 'Host ports the userspace proxier used.', ignored: IGNORED_WINDOWS_OR_GONE }),
-  kp({ name: 'show-hidden-metrics-for-version', kind: 'string', paths: ['showHiddenMetricsForVersion'], arg: 'MAJOR.MINOR',
-    help: 'The previous minor version (e.g. 1.33) whose deprecated, now hidden, metrics to show again.' }),
-  kp({ name: 'version', kind: 'version', paths: ['command.version'], arg: 'true|raw', keptWithConfig: true,
-    help: 'Print the version and exit; --version=raw prints the build details.' }),
-  kp({ name: 'write-config-to', kind: 'string', paths: ['command.writeConfigTo'], arg: 'FILE', keptWithConfig: true,
-    help: 'Write the effective configuration (defaults, file and flags merged) to this file as a --config file, then exit.' }),
-  kp({ name: 'boot-id-file', kind: 'string', paths: ['ignored.bootIdFile'], arg: 'FILES', keptWithConfig: true,
-    help: 'cAdvisor\'s flag, which the kube-proxy binary carries.', ignored: IGNORED_WINDOWS_OR_GONE }),
-  kp({ name: 'machine-id-file', kind: 'string', paths: ['ignored.machineIdFile'], arg: 'FILES', keptWithConfig: true,
-    help: 'cAdvisor\'s flag, which the kube-proxy binary carries.', ignored: IGNORED_WINDOWS_OR_GONE }),
+  kp({
+    name: 'hostname-override',
+    kind: 'string',
+    paths: ['hostnameOverride'],
+    arg: 'NAME',
+    keptWithConfig: true,
+    help: "This node's name, as in its Node object and EndpointSlice nodeName (trimmed, lower-cased); default: the host's name. Overrides the config file, as in kube-proxy.",
+  }),
+  kp({
+    name: 'init-only',
+    kind: 'bool',
+    paths: ['command.initOnly'],
+    keptWithConfig: true,
+    help: 'Do the initialisation that needs full root privileges, then exit.',
+  }),
+  kp({
+    name: 'iptables-localhost-nodeports',
+    kind: 'bool',
+    paths: ['iptables.localhostNodePorts'],
+    default: 'true',
+    help: "kube-proxy's iptables mode answers NodePorts on 127.0.0.1 (IPv4) unless this is false.",
+  }),
+  kp({
+    name: 'iptables-masquerade-bit',
+    kind: 'int32',
+    paths: ['iptables.masqueradeBit'],
+    arg: 'BIT',
+    default: '14',
+    help: 'The fwmark bit marking packets to masquerade, 0 to 31.',
+  }),
+  kp({
+    name: 'iptables-min-sync-period',
+    kind: 'duration',
+    paths: ['iptables.minSyncPeriod', 'nftables.minSyncPeriod'],
+    default: '1s',
+    help: 'Least time between two syncs (changes within it are coalesced); 0 syncs on every change. Applies in every mode except ipvs.',
+  }),
+  kp({
+    name: 'iptables-sync-period',
+    kind: 'duration',
+    paths: ['iptables.syncPeriod', 'nftables.syncPeriod'],
+    default: '30s',
+    help: 'Longest time between two full resyncs; must be greater than 0. Applies in every mode except ipvs.',
+  }),
+  kp({
+    name: 'ipvs-exclude-cidrs',
+    kind: 'stringSlice',
+    paths: ['ipvs.excludeCIDRs'],
+    arg: 'CIDR,...',
+    help: 'IPVS virtual services in these CIDRs are never removed by cleanup.',
+  }),
+  kp({
+    name: 'ipvs-min-sync-period',
+    kind: 'duration',
+    paths: ['ipvs.minSyncPeriod'],
+    default: '0s',
+    help: 'Least time between two syncs in ipvs mode; 0 syncs on every change.',
+  }),
+  kp({
+    name: 'ipvs-scheduler',
+    kind: 'string',
+    paths: ['ipvs.scheduler'],
+    arg: 'NAME',
+    help: `The IPVS scheduler: ${IPVS_SCHEDULERS.join(', ')}; empty means rr.`,
+  }),
+  kp({
+    name: 'ipvs-strict-arp',
+    kind: 'bool',
+    paths: ['ipvs.strictARP'],
+    help: 'Set arp_ignore=1 and arp_announce=2, so the node does not answer ARP for the Service IPs on kube-ipvs0.',
+  }),
+  kp({
+    name: 'ipvs-sync-period',
+    kind: 'duration',
+    paths: ['ipvs.syncPeriod'],
+    default: '30s',
+    help: 'Longest time between two full resyncs in ipvs mode; must be greater than 0.',
+  }),
+  kp({
+    name: 'ipvs-tcp-timeout',
+    kind: 'duration',
+    paths: ['ipvs.tcpTimeout'],
+    default: '0s',
+    help: "IPVS timeout for idle TCP connections; 0 leaves the kernel's.",
+  }),
+  kp({
+    name: 'ipvs-tcpfin-timeout',
+    kind: 'duration',
+    paths: ['ipvs.tcpFinTimeout'],
+    default: '0s',
+    help: "IPVS timeout for TCP connections after a FIN; 0 leaves the kernel's.",
+  }),
+  kp({ name: 'ipvs-udp-timeout', kind: 'duration', paths: ['ipvs.udpTimeout'], default: '0s', help: "IPVS timeout for UDP; 0 leaves the kernel's." }),
+  kp({
+    name: 'kube-api-burst',
+    kind: 'int32',
+    paths: ['clientConnection.burst'],
+    arg: 'N',
+    default: '10',
+    help: 'Burst of requests allowed to the API server.',
+  }),
+  kp({
+    name: 'kube-api-content-type',
+    kind: 'string',
+    paths: ['clientConnection.contentType'],
+    arg: 'TYPE',
+    default: 'application/vnd.kubernetes.protobuf',
+    help: 'Content type of requests sent to the API server.',
+  }),
+  kp({ name: 'kube-api-qps', kind: 'float', paths: ['clientConnection.qps'], arg: 'QPS', default: '5', help: 'Queries per second allowed to the API server.' }),
+  kp({
+    name: 'kubeconfig',
+    kind: 'string',
+    paths: ['clientConnection.kubeconfig'],
+    arg: 'FILE',
+    help: "A kubeconfig file with the API server's address and credentials (--master overrides the address). With neither, the in-cluster configuration is used.",
+  }),
+  kp({
+    name: 'masquerade-all',
+    kind: 'bool',
+    paths: ['iptables.masqueradeAll', 'nftables.masqueradeAll'],
+    help: 'Masquerade (SNAT) all traffic sent to Service cluster IPs; some CNI plugins need it.',
+  }),
+  kp({
+    name: 'master',
+    kind: 'string',
+    paths: ['command.master'],
+    arg: 'URL',
+    keptWithConfig: true,
+    help: "The API server's address; overrides the kubeconfig's.",
+  }),
+  kp({
+    name: 'metrics-bind-address',
+    kind: 'ipPort',
+    paths: ['metricsBindAddress'],
+    arg: 'IP[:PORT]',
+    default: '127.0.0.1:10249',
+    help: 'Where /metrics is served; a bare IP gets port 10249; 0.0.0.0:10249 or [::]:10249 for every interface; empty disables it.',
+  }),
+  kp({
+    name: 'metrics-port',
+    kind: 'int32',
+    paths: ['deprecated.metricsPort'],
+    arg: 'PORT',
+    default: '10249',
+    deprecated: 'use --metrics-bind-address',
+    help: "The metrics server's port; 0 disables it. As in kube-proxy, it only fills in the port of an address given without one.",
+  }),
+  kp({
+    name: 'nodeport-addresses',
+    kind: 'stringSlice',
+    paths: ['nodePortAddresses'],
+    arg: 'CIDR,...|primary',
+    help: "The node IPs NodePorts answer on: CIDRs, or the single word primary (the node's primary IPs, from its Node object). Default: every local IP (with kube-proxy's nftables mode, primary).",
+  }),
+  kp({ name: 'oom-score-adj', kind: 'int32', paths: ['oomScoreAdj'], arg: 'N', default: '-999', help: "The proxy process's oom_score_adj, -1000 to 1000." }),
+  kp({
+    name: 'pod-bridge-interface',
+    kind: 'string',
+    paths: ['detectLocal.bridgeInterface'],
+    arg: 'NAME',
+    help: 'With --detect-local-mode=BridgeInterface: traffic arriving on this bridge is local.',
+  }),
+  kp({
+    name: 'pod-interface-name-prefix',
+    kind: 'string',
+    paths: ['detectLocal.interfaceNamePrefix'],
+    arg: 'PREFIX',
+    help: 'With --detect-local-mode=InterfaceNamePrefix: traffic arriving on interfaces with this prefix is local.',
+  }),
+  kp({
+    name: 'profiling',
+    kind: 'bool',
+    paths: ['enableProfiling'],
+    help: "kube-proxy serves Go's /debug/pprof on the metrics server.",
+    ignored: 'there is no Go runtime to profile',
+  }),
+  kp({
+    name: 'proxy-mode',
+    kind: 'string',
+    paths: ['mode'],
+    arg: 'MODE',
+    default: 'auto',
+    help: "Which dataplane programs Services: bpf (tc eBPF), ipvs, or auto (probe the kernel: bpf where it can run, else ipvs). kube-proxy's iptables and nftables are accepted and mean auto.",
+  }),
+  kp({
+    name: 'proxy-port-range',
+    kind: 'string',
+    paths: ['portRange'],
+    arg: 'BEGIN-END',
+    deprecated: 'it has had no effect since the userspace proxier was removed',
+    help: 'Host ports the userspace proxier used.',
+    ignored: IGNORED_WINDOWS_OR_GONE,
+  }),
+  kp({
+    name: 'show-hidden-metrics-for-version',
+    kind: 'string',
+    paths: ['showHiddenMetricsForVersion'],
+    arg: 'MAJOR.MINOR',
+    help: 'The previous minor version (e.g. 1.33) whose deprecated, now hidden, metrics to show again.',
+  }),
+  kp({
+    name: 'version',
+    kind: 'version',
+    paths: ['command.version'],
+    arg: 'true|raw',
+    keptWithConfig: true,
+    help: 'Print the version and exit; --version=raw prints the build details.',
+  }),
+  kp({
+    name: 'write-config-to',
+    kind: 'string',
+    paths: ['command.writeConfigTo'],
+    arg: 'FILE',
+    keptWithConfig: true,
+    help: 'Write the effective configuration (defaults, file and flags merged) to this file as a --config file, then exit.',
+  }),
+  kp({
+    name: 'boot-id-file',
+    kind: 'string',
+    paths: ['ignored.bootIdFile'],
+    arg: 'FILES',
+    keptWithConfig: true,
+    help: "cAdvisor's flag, which the kube-proxy binary carries.",
+    ignored: IGNORED_WINDOWS_OR_GONE,
+  }),
+  kp({
+    name: 'machine-id-file',
+    kind: 'string',
+    paths: ['ignored.machineIdFile'],
+    arg: 'FILES',
+    keptWithConfig: true,
+    help: "cAdvisor's flag, which the kube-proxy binary carries.",
+    ignored: IGNORED_WINDOWS_OR_GONE,
+  }),
 
   // --- kube-proxy's logging flags (k8s.io/component-base/logs) ---
-  log({ name: 'v', short: 'v', kind: 'uint32', paths: ['logging.verbosity'], arg: 'N', default: '0',
-    help: 'Log verbosity: 0 logs info and above, 4 and up adds debug.' }),
-  log({ name: 'vmodule', kind: 'vmodule', paths: ['logging.vmodule'], arg: 'PATTERN=N,...',
-    help: 'Per-file verbosity, for the text format.', ignored: "Switchyard's logger has one level per component" }),
-  log({ name: 'logging-format', kind: 'string', paths: ['logging.format'], arg: 'FORMAT', default: 'text',
-    help: 'Log format: text or json.' }),
-  log({ name: 'log-flush-frequency', kind: 'duration', paths: ['logging.flushFrequency'], default: '5s',
-    help: 'Longest time between log flushes.', ignored: 'Switchyard writes each line unbuffered' }),
-  log({ name: 'log-json-info-buffer-size', kind: 'quantity', paths: ['logging.options.json.infoBufferSize'], arg: 'SIZE', default: '0',
-    help: 'JSON format with split streams: buffer for info messages.', ignored: 'Switchyard writes every line to stderr, unbuffered' }),
-  log({ name: 'log-json-split-stream', kind: 'bool', paths: ['logging.options.json.splitStream'],
-    help: 'JSON format: errors to stderr, info to stdout.', ignored: 'Switchyard writes every line to stderr' }),
-  log({ name: 'log-text-info-buffer-size', kind: 'quantity', paths: ['logging.options.text.infoBufferSize'], arg: 'SIZE', default: '0',
-    help: 'Text format with split streams: buffer for info messages.', ignored: 'Switchyard writes every line to stderr, unbuffered' }),
-  log({ name: 'log-text-split-stream', kind: 'bool', paths: ['logging.options.text.splitStream'],
-    help: 'Text format: errors to stderr, info to stdout.', ignored: 'Switchyard writes every line to stderr' }),
+  log({
+    name: 'v',
+    short: 'v',
+    kind: 'uint32',
+    paths: ['logging.verbosity'],
+    arg: 'N',
+    default: '0',
+    help: 'Log verbosity: 0 logs info and above, 4 and up adds debug.',
+  }),
+  log({
+    name: 'vmodule',
+    kind: 'vmodule',
+    paths: ['logging.vmodule'],
+    arg: 'PATTERN=N,...',
+    help: 'Per-file verbosity, for the text format.',
+    ignored: "Switchyard's logger has one level per component",
+  }),
+  log({ name: 'logging-format', kind: 'string', paths: ['logging.format'], arg: 'FORMAT', default: 'text', help: 'Log format: text or json.' }),
+  log({
+    name: 'log-flush-frequency',
+    kind: 'duration',
+    paths: ['logging.flushFrequency'],
+    default: '5s',
+    help: 'Longest time between log flushes.',
+    ignored: 'Switchyard writes each line unbuffered',
+  }),
+  log({
+    name: 'log-json-info-buffer-size',
+    kind: 'quantity',
+    paths: ['logging.options.json.infoBufferSize'],
+    arg: 'SIZE',
+    default: '0',
+    help: 'JSON format with split streams: buffer for info messages.',
+    ignored: 'Switchyard writes every line to stderr, unbuffered',
+  }),
+  log({
+    name: 'log-json-split-stream',
+    kind: 'bool',
+    paths: ['logging.options.json.splitStream'],
+    help: 'JSON format: errors to stderr, info to stdout.',
+    ignored: 'Switchyard writes every line to stderr',
+  }),
+  log({
+    name: 'log-text-info-buffer-size',
+    kind: 'quantity',
+    paths: ['logging.options.text.infoBufferSize'],
+    arg: 'SIZE',
+    default: '0',
+    help: 'Text format with split streams: buffer for info messages.',
+    ignored: 'Switchyard writes every line to stderr, unbuffered',
+  }),
+  log({
+    name: 'log-text-split-stream',
+    kind: 'bool',
+    paths: ['logging.options.text.splitStream'],
+    help: 'Text format: errors to stderr, info to stdout.',
+    ignored: 'Switchyard writes every line to stderr',
+  }),
 
   // --- Switchyard's own ---
-  sy({ name: 'manifests', kind: 'string', paths: ['switchyard.manifests'], arg: 'DIR',
-    help: 'Read Services, EndpointSlices and Nodes from the *.yaml files in this directory and follow their changes.' }),
-  sy({ name: 'bpf-pin-path', kind: 'string', paths: ['switchyard.bpf.pinPath'], arg: 'DIR', default: DEFAULT_PIN_PATH,
-    help: 'Directory on a bpffs where the maps are pinned (bpffs is mounted there when missing); a restarted daemon adopts them.' }),
-  sy({ name: 'bpf-object', kind: 'string', paths: ['switchyard.bpf.object'], arg: 'FILE', default: '<install dir>/bpf/build/switchyard.bpf.o',
-    help: 'The compiled tc program.' }),
-  sy({ name: 'pod-interfaces', kind: 'stringSlice', paths: ['switchyard.bpf.podInterfaces'], arg: 'GLOB,...', default: DEFAULT_POD_INTERFACES.join(','),
-    help: 'Globs naming the host side of pod interfaces; the program is attached to each as it appears.' }),
+  sy({
+    name: 'manifests',
+    kind: 'string',
+    paths: ['switchyard.manifests'],
+    arg: 'DIR',
+    help: 'Read Services, EndpointSlices and Nodes from the *.yaml files in this directory and follow their changes.',
+  }),
+  sy({
+    name: 'bpf-pin-path',
+    kind: 'string',
+    paths: ['switchyard.bpf.pinPath'],
+    arg: 'DIR',
+    default: DEFAULT_PIN_PATH,
+    help: 'Directory on a bpffs where the maps are pinned (bpffs is mounted there when missing); a restarted daemon adopts them.',
+  }),
+  sy({
+    name: 'bpf-object',
+    kind: 'string',
+    paths: ['switchyard.bpf.object'],
+    arg: 'FILE',
+    default: '<install dir>/bpf/build/switchyard.bpf.o',
+    help: 'The compiled tc program.',
+  }),
+  sy({
+    name: 'pod-interfaces',
+    kind: 'stringSlice',
+    paths: ['switchyard.bpf.podInterfaces'],
+    arg: 'GLOB,...',
+    default: DEFAULT_POD_INTERFACES.join(','),
+    help: 'Globs naming the host side of pod interfaces; the program is attached to each as it appears.',
+  }),
 ];
 
 const BY_NAME = new Map(RUN_FLAGS.map((f) => [f.name, f]));
@@ -230,7 +566,10 @@ export function parseRunFlags(argv: readonly string[]): ParsedFlags {
       name = flag?.name ?? name;
     }
     if (flag === undefined) {
-      const near = nearest(name, RUN_FLAGS.map((f) => f.name));
+      const near = nearest(
+        name,
+        RUN_FLAGS.map((f) => f.name),
+      );
       bad(name, undefined, `unknown flag${near ? ` (did you mean --${near}?)` : ''}; \`switchyard run --help\` lists them`);
       continue;
     }
@@ -310,7 +649,9 @@ export function fromFlagText(kind: FlagKind, text: string): Converted {
         ? { ok: true, value: Number(text) }
         : { ok: false, reason: 'must be an integer from -2147483648 to 2147483647' };
     case 'uint32':
-      return /^\+?\d+$/.test(text) && Number(text) <= 4294967295 ? { ok: true, value: Number(text) } : { ok: false, reason: 'must be an integer from 0 to 4294967295' };
+      return /^\+?\d+$/.test(text) && Number(text) <= 4294967295
+        ? { ok: true, value: Number(text) }
+        : { ok: false, reason: 'must be an integer from 0 to 4294967295' };
     case 'float':
       return /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text) ? { ok: true, value: Number(text) } : { ok: false, reason: 'must be a number' };
     case 'duration': {
@@ -333,7 +674,8 @@ export function fromFlagText(kind: FlagKind, text: string): Converted {
       const items: VModuleItem[] = [];
       for (const item of list(text)) {
         const m = /^([^=]+)=(\d+)$/.exec(item);
-        if (!m || m[1] === undefined || m[2] === undefined) return { ok: false, reason: `must be pattern=N pairs separated by commas, and ${JSON.stringify(item)} is not one` };
+        if (!m || m[1] === undefined || m[2] === undefined)
+          return { ok: false, reason: `must be pattern=N pairs separated by commas, and ${JSON.stringify(item)} is not one` };
         items.push({ filePattern: m[1], verbosity: Number(m[2]) });
       }
       return { ok: true, value: items };
@@ -347,7 +689,8 @@ export function fromFlagText(kind: FlagKind, text: string): Converted {
       const hp = splitHostPort(text);
       if (!hp.ok) return { ok: false, reason: `must be IP or IP:port (${hp.reason})` };
       if (ipFamily(hp.host) === null) return { ok: false, reason: `must be IP or IP:port, and ${JSON.stringify(hp.host)} is not an IP address` };
-      if (!/^\d{1,5}$/.test(hp.port) || Number(hp.port) > 65535) return { ok: false, reason: `must be IP or IP:port, and ${JSON.stringify(hp.port)} is not a port` };
+      if (!/^\d{1,5}$/.test(hp.port) || Number(hp.port) > 65535)
+        return { ok: false, reason: `must be IP or IP:port, and ${JSON.stringify(hp.port)} is not a port` };
       return { ok: true, value: text };
     }
   }
@@ -359,7 +702,7 @@ export function fromFlagText(kind: FlagKind, text: string): Converted {
 const SECTION_TITLES: Readonly<Record<FlagSection, string>> = {
   'kube-proxy': "kube-proxy's options (same names, syntax and defaults):",
   logging: "kube-proxy's logging options:",
-  switchyard: 'Switchyard options (not kube-proxy\'s; in a file, they go in a SwitchyardConfiguration document):',
+  switchyard: "Switchyard options (not kube-proxy's; in a file, they go in a SwitchyardConfiguration document):",
 };
 
 function wrap(text: string, width: number, indent: string): string[] {
@@ -379,8 +722,19 @@ function argName(f: RunFlag): string {
   if (f.kind === 'bool') return '';
   if (f.kind === 'version') return '[=true|raw]';
   const fallback: Record<FlagKind, string> = {
-    string: 'STRING', bool: '', int32: 'N', uint32: 'N', float: 'NUMBER', duration: 'DURATION', stringSlice: 'LIST',
-    boolMap: 'NAME=BOOL,...', vmodule: 'PATTERN=N,...', quantity: 'SIZE', ip: 'IP', ipPort: 'IP[:PORT]', version: '',
+    string: 'STRING',
+    bool: '',
+    int32: 'N',
+    uint32: 'N',
+    float: 'NUMBER',
+    duration: 'DURATION',
+    stringSlice: 'LIST',
+    boolMap: 'NAME=BOOL,...',
+    vmodule: 'PATTERN=N,...',
+    quantity: 'SIZE',
+    ip: 'IP',
+    ipPort: 'IP[:PORT]',
+    version: '',
   };
   return `=${f.arg ?? fallback[f.kind]}`;
 }
@@ -393,11 +747,13 @@ export function formatRunHelp(summary: string): string {
     ...wrap(summary, 100, ''),
     '',
     ...wrap(
-      'Switchyard takes kube-proxy\'s command line and configuration file. With --config, the file is read first and every flag given on the ' +
-      'command line overrides the value it sets; flags not given leave the file\'s values alone. (kube-proxy itself applies only ' +
-      '--hostname-override and the logging flags over its --config file and ignores the rest; Switchyard applies them all and logs a warning for each ' +
-      'that kube-proxy would have ignored.) Unknown flags, unknown file fields and bad values are errors that name the option and what it accepts.',
-      100, ''),
+      "Switchyard takes kube-proxy's command line and configuration file. With --config, the file is read first and every flag given on the " +
+        "command line overrides the value it sets; flags not given leave the file's values alone. (kube-proxy itself applies only " +
+        '--hostname-override and the logging flags over its --config file and ignores the rest; Switchyard applies them all and logs a warning for each ' +
+        'that kube-proxy would have ignored.) Unknown flags, unknown file fields and bad values are errors that name the option and what it accepts.',
+      100,
+      '',
+    ),
     '',
   ];
   for (const section of ['kube-proxy', 'logging', 'switchyard'] as const) {
@@ -417,9 +773,9 @@ export function formatRunHelp(summary: string): string {
     'Config file (--config FILE), YAML or JSON:',
     '  apiVersion: kubeproxy.config.k8s.io/v1alpha1',
     '  kind: KubeProxyConfiguration',
-    '  mode: ipvs                    # any field of kube-proxy\'s v1alpha1 format',
+    "  mode: ipvs                    # any field of kube-proxy's v1alpha1 format",
     '  ipvs: { scheduler: wrr }',
-    '  ---                           # optional: Switchyard\'s own options',
+    "  ---                           # optional: Switchyard's own options",
     '  apiVersion: switchyard.io/v1alpha1',
     '  kind: SwitchyardConfiguration',
     '  manifests: /etc/switchyard/manifests',

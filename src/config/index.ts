@@ -101,9 +101,7 @@ function overrideWarnings(flags: ParsedFlags, file: ParsedFile, configFile: stri
     if (flag.keptWithConfig) continue;
     const shown = flags.settings.get(flag.paths[0] ?? '')?.shown ?? '';
     const under = flag.paths.map((p) => file.settings.get(p)).find((s) => s !== undefined);
-    const what = under && under.origin.kind === 'file'
-      ? `overrides ${under.origin.field}: ${under.shown} from ${configFile}`
-      : `is applied over ${configFile}`;
+    const what = under && under.origin.kind === 'file' ? `overrides ${under.origin.field}: ${under.shown} from ${configFile}` : `is applied over ${configFile}`;
     out.push({ field: `--${flag.name}`, message: `--${flag.name}: ${shown}: ${what} (kube-proxy would ignore this flag because --config is given)` });
   }
   return out;

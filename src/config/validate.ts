@@ -18,17 +18,14 @@ import { formatGoDuration } from './duration.ts';
 import { RUN_FLAGS, type RunFlag } from './flags.ts';
 import { hostPortProblem, ipFamily, parseCidr } from './net.ts';
 import type { Settings } from './settings.ts';
-import {
-  IPVS_SCHEDULERS, LOCAL_MODES, NODE_PORT_ADDRESSES_PRIMARY, PROXY_MODES,
-  type ConfigWarning, type SwitchyardConfig,
-} from './types.ts';
+import { IPVS_SCHEDULERS, LOCAL_MODES, NODE_PORT_ADDRESSES_PRIMARY, PROXY_MODES, type ConfigWarning, type SwitchyardConfig } from './types.ts';
 
 export interface Validation {
   readonly problems: ConfigProblem[];
   readonly warnings: ConfigWarning[];
 }
 
-const MODES_ALLOWED = 'must be one of bpf, ipvs, auto (Switchyard\'s dataplanes), iptables or nftables (kube-proxy\'s, which mean auto here), or empty (auto)';
+const MODES_ALLOWED = "must be one of bpf, ipvs, auto (Switchyard's dataplanes), iptables or nftables (kube-proxy's, which mean auto here), or empty (auto)";
 const CIDR_EXAMPLE = 'such as 10.244.0.0/16 or fd00:10:244::/56';
 
 /** Reads origins and written values of settings, for messages. */
@@ -90,7 +87,10 @@ function validateMode(f: Fields, c: SwitchyardConfig): void {
     return;
   }
   if (c.mode === 'iptables' || c.mode === 'nftables') {
-    f.warn('mode', `${JSON.stringify(c.mode)} is a kube-proxy mode Switchyard does not implement; it picks its dataplane as for auto (bpf where the kernel can run it, else ipvs)`);
+    f.warn(
+      'mode',
+      `${JSON.stringify(c.mode)} is a kube-proxy mode Switchyard does not implement; it picks its dataplane as for auto (bpf where the kernel can run it, else ipvs)`,
+    );
   }
 }
 
@@ -117,7 +117,7 @@ function validateSyncPeriods(f: Fields, c: SwitchyardConfig): void {
 }
 
 function validateAddresses(f: Fields, c: SwitchyardConfig): void {
-  if (ipFamily(c.bindAddress) === null) f.fail('bindAddress', c.bindAddress, 'must be an IP address (0.0.0.0 or :: to detect the node\'s)');
+  if (ipFamily(c.bindAddress) === null) f.fail('bindAddress', c.bindAddress, "must be an IP address (0.0.0.0 or :: to detect the node's)");
   for (const path of ['healthzBindAddress', 'metricsBindAddress'] as const) {
     const v = c[path];
     const why = v === '' ? null : hostPortProblem(v);
@@ -127,7 +127,8 @@ function validateAddresses(f: Fields, c: SwitchyardConfig): void {
   const origin = f.origin('nodePortAddresses');
   npa.forEach((a, i) => {
     if (a === NODE_PORT_ADDRESSES_PRIMARY) {
-      if (npa.length !== 1) f.problems.push(problem(item(origin, i), JSON.stringify(a), 'can\'t be combined with CIDRs: give either "primary" alone or a list of CIDRs'));
+      if (npa.length !== 1)
+        f.problems.push(problem(item(origin, i), JSON.stringify(a), 'can\'t be combined with CIDRs: give either "primary" alone or a list of CIDRs'));
     } else if (parseCidr(a) === null) {
       f.problems.push(problem(item(origin, i), JSON.stringify(a), `must be a CIDR ${CIDR_EXAMPLE}, or "primary" alone`));
     }
@@ -155,10 +156,12 @@ function validateDetectLocal(f: Fields, c: SwitchyardConfig): void {
   }
   switch (c.detectLocalMode) {
     case 'BridgeInterface':
-      if (c.detectLocal.bridgeInterface === '') f.fail('detectLocalMode', c.detectLocalMode, 'needs the bridge\'s name in detectLocal.bridgeInterface (--pod-bridge-interface)');
+      if (c.detectLocal.bridgeInterface === '')
+        f.fail('detectLocalMode', c.detectLocalMode, "needs the bridge's name in detectLocal.bridgeInterface (--pod-bridge-interface)");
       break;
     case 'InterfaceNamePrefix':
-      if (c.detectLocal.interfaceNamePrefix === '') f.fail('detectLocalMode', c.detectLocalMode, 'needs the interface name prefix in detectLocal.interfaceNamePrefix (--pod-interface-name-prefix)');
+      if (c.detectLocal.interfaceNamePrefix === '')
+        f.fail('detectLocalMode', c.detectLocalMode, 'needs the interface name prefix in detectLocal.interfaceNamePrefix (--pod-interface-name-prefix)');
       break;
     case 'ClusterCIDR':
       validateClusterCIDR(f, c);
@@ -172,7 +175,8 @@ function validateClusterCIDR(f: Fields, c: SwitchyardConfig): void {
   const cidrs = c.clusterCIDRs;
   if (cidrs.length === 0) {
     // kube-proxy logs this and carries on; worth a warning only when the mode was chosen, not defaulted.
-    if (f.given('detectLocalMode')) f.warn('detectLocalMode', '"ClusterCIDR" with no clusterCIDR (--cluster-cidr): no traffic is recognised as coming from local pods');
+    if (f.given('detectLocalMode'))
+      f.warn('detectLocalMode', '"ClusterCIDR" with no clusterCIDR (--cluster-cidr): no traffic is recognised as coming from local pods');
     return;
   }
   if (cidrs.length > 2) {
@@ -180,7 +184,7 @@ function validateClusterCIDR(f: Fields, c: SwitchyardConfig): void {
     return;
   }
   const parsed = cidrs.map(parseCidr);
-  const badAt = parsed.findIndex((p) => p === null);
+  const badAt = parsed.indexOf(null);
   if (badAt >= 0) {
     f.fail('clusterCIDR', c.clusterCIDR, `must be a CIDR ${CIDR_EXAMPLE} (or a dual-stack pair of them), and ${JSON.stringify(cidrs[badAt])} is not one`);
     return;
@@ -207,7 +211,7 @@ function validateIPVS(f: Fields, c: SwitchyardConfig): void {
     f.fail('ipvs.scheduler', s, `must be one of ${IPVS_SCHEDULERS.join(', ')}, or empty (rr)${hint}`);
   }
   for (const t of ['tcpTimeout', 'tcpFinTimeout', 'udpTimeout'] as const) {
-    if (c.ipvs[t] < 0) f.fail(`ipvs.${t}`, formatGoDuration(c.ipvs[t]), 'must be greater than or equal to 0 (0 leaves the kernel\'s)');
+    if (c.ipvs[t] < 0) f.fail(`ipvs.${t}`, formatGoDuration(c.ipvs[t]), "must be greater than or equal to 0 (0 leaves the kernel's)");
   }
   const origin = f.origin('ipvs.excludeCIDRs');
   c.ipvs.excludeCIDRs.forEach((cidr, i) => {
@@ -236,13 +240,15 @@ function validateLinux(f: Fields, c: SwitchyardConfig): void {
 function validateLogging(f: Fields, c: SwitchyardConfig): void {
   const l = c.logging;
   if (l.format !== 'text' && l.format !== 'json') f.fail('logging.format', l.format, 'must be text or json');
-  else if (l.format === 'json') f.warn('logging.format', 'json is accepted, but Switchyard\'s logger writes text lines');
+  else if (l.format === 'json') f.warn('logging.format', "json is accepted, but Switchyard's logger writes text lines");
   if (l.verbosity > 2147483647) f.fail('logging.verbosity', l.verbosity, 'must be at most 2147483647');
   const origin = f.origin('logging.vmodule');
-  if (l.vmodule.length > 0 && l.format !== 'text') f.fail('logging.vmodule', l.vmodule.map((v) => `${v.filePattern}=${v.verbosity}`).join(','), 'only works with the text log format');
+  if (l.vmodule.length > 0 && l.format !== 'text')
+    f.fail('logging.vmodule', l.vmodule.map((v) => `${v.filePattern}=${v.verbosity}`).join(','), 'only works with the text log format');
   l.vmodule.forEach((v, i) => {
     if (v.filePattern === '') f.problems.push(problem(item(origin, i), '""', 'the file pattern must not be empty'));
-    else if (/[=,]/.test(v.filePattern)) f.problems.push(problem(item(origin, i), JSON.stringify(v.filePattern), 'the file pattern must not contain "=" or ","'));
+    else if (/[=,]/.test(v.filePattern))
+      f.problems.push(problem(item(origin, i), JSON.stringify(v.filePattern), 'the file pattern must not contain "=" or ","'));
     if (v.verbosity > 2147483647) f.problems.push(problem(item(origin, i), String(v.verbosity), 'the verbosity must be at most 2147483647'));
   });
 }
@@ -250,7 +256,8 @@ function validateLogging(f: Fields, c: SwitchyardConfig): void {
 function validateSwitchyard(f: Fields, c: SwitchyardConfig): void {
   const sy = c.switchyard;
   if (sy.manifests === '') f.fail('switchyard.manifests', '', 'must name a directory');
-  if (!sy.bpf.pinPath.startsWith('/')) f.fail('switchyard.bpf.pinPath', sy.bpf.pinPath, 'must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)');
+  if (!sy.bpf.pinPath.startsWith('/'))
+    f.fail('switchyard.bpf.pinPath', sy.bpf.pinPath, 'must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)');
   if (sy.bpf.object === '') f.fail('switchyard.bpf.object', '', 'must name the compiled BPF object');
   if (sy.bpf.podInterfaces.length === 0 || sy.bpf.podInterfaces.some((g) => g === '')) {
     f.fail('switchyard.bpf.podInterfaces', sy.bpf.podInterfaces, 'must be one or more non-empty globs, such as veth* or cali*');
@@ -259,7 +266,9 @@ function validateSwitchyard(f: Fields, c: SwitchyardConfig): void {
 
 /** Options kube-proxy has that Switchyard accepts and ignores, by setting path. */
 const IGNORED_PATHS: ReadonlyMap<string, string> = new Map([
-  ...RUN_FLAGS.filter((fl): fl is RunFlag & { ignored: string } => fl.ignored !== undefined).flatMap((fl) => fl.paths.map((p): [string, string] => [p, fl.ignored])),
+  ...RUN_FLAGS.filter((fl): fl is RunFlag & { ignored: string } => fl.ignored !== undefined).flatMap((fl) =>
+    fl.paths.map((p): [string, string] => [p, fl.ignored]),
+  ),
   ['windowsRunAsService', 'Switchyard runs on Linux only'],
   ['winkernel.networkName', 'Switchyard runs on Linux only'],
   ['winkernel.sourceVip', 'Switchyard runs on Linux only'],
@@ -297,11 +306,17 @@ function warnModeMismatches(f: Fields, c: SwitchyardConfig): void {
     }
   }
   if (c.mode === 'ipvs') {
-    for (const [path, instead] of [['iptables.syncPeriod', '--ipvs-sync-period'], ['iptables.minSyncPeriod', '--ipvs-min-sync-period']] as const) {
+    for (const [path, instead] of [
+      ['iptables.syncPeriod', '--ipvs-sync-period'],
+      ['iptables.minSyncPeriod', '--ipvs-min-sync-period'],
+    ] as const) {
       if (fromFlag(path)) f.warn(path, `has no effect in ipvs mode; use ${instead}`);
     }
   } else {
-    for (const [path, instead] of [['ipvs.syncPeriod', '--iptables-sync-period'], ['ipvs.minSyncPeriod', '--iptables-min-sync-period']] as const) {
+    for (const [path, instead] of [
+      ['ipvs.syncPeriod', '--iptables-sync-period'],
+      ['ipvs.minSyncPeriod', '--iptables-min-sync-period'],
+    ] as const) {
       if (fromFlag(path)) f.warn(path, `has no effect unless mode is ipvs (mode is ${mode}); use ${instead}`);
     }
   }

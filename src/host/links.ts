@@ -41,7 +41,17 @@ export function globMatcher(patterns: string): (name: string) => boolean {
     .split(',')
     .map((p) => p.trim())
     .filter((p) => p.length > 0)
-    .map((p) => new RegExp('^' + p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$'));
+    .map(
+      (p) =>
+        new RegExp(
+          '^' +
+            p
+              .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+              .replace(/\*/g, '.*')
+              .replace(/\?/g, '.') +
+            '$',
+        ),
+    );
   return (name) => res.some((re) => re.test(name));
 }
 
@@ -65,7 +75,9 @@ export class LinkWatcher {
     const spawnMonitor = this.#opts.spawnMonitor ?? (() => spawn('ip', ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] }));
     try {
       this.#monitor = spawnMonitor();
-      this.#monitor.on('error', () => { this.#monitor = null; });
+      this.#monitor.on('error', () => {
+        this.#monitor = null;
+      });
       this.#monitor.stdout?.on('data', () => this.#opts.onChange());
     } catch {
       this.#monitor = null; // the periodic rescan still finds new links

@@ -27,12 +27,7 @@ export interface MergeContext {
 }
 
 /** `slices` must be sorted by name (see sortSlices). Result sorted by ip, then port. */
-export function mergeEndpoints(
-  slices: readonly EndpointSlice[],
-  portName: string,
-  protocol: Protocol,
-  ctx: MergeContext,
-): readonly EndpointInfo[] {
+export function mergeEndpoints(slices: readonly EndpointSlice[], portName: string, protocol: Protocol, ctx: MergeContext): readonly EndpointInfo[] {
   const sources: (readonly EndpointInfo[])[] = [];
   for (const slice of slices) {
     if (!ctx.families.has(slice.addressType)) continue;
@@ -56,10 +51,16 @@ export function sliceEndpointInfos(slice: EndpointSlice, port: number, nodeName:
     const ip = ep.addresses[0];
     if (ip === undefined) continue;
     out.push({
-      ip, port, nodeName: ep.nodeName, zone: ep.zone,
-      ready: ep.ready, serving: ep.serving, terminating: ep.terminating,
+      ip,
+      port,
+      nodeName: ep.nodeName,
+      zone: ep.zone,
+      ready: ep.ready,
+      serving: ep.serving,
+      terminating: ep.terminating,
       isLocal: nodeName !== '' && ep.nodeName === nodeName,
-      zoneHints: ep.zoneHints, nodeHints: ep.nodeHints,
+      zoneHints: ep.zoneHints,
+      nodeHints: ep.nodeHints,
     });
   }
   return out;

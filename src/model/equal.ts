@@ -6,41 +6,47 @@
 import type { EndpointInfo, PerFamily, ServicePortInfo } from './types.ts';
 
 export function servicePortEqual(a: ServicePortInfo, b: ServicePortInfo): boolean {
-  return a.id === b.id
-    && a.namespace === b.namespace
-    && a.name === b.name
-    && a.portName === b.portName
-    && a.protocol === b.protocol
-    && a.port === b.port
-    && stringsEqual(a.clusterIPs, b.clusterIPs)
-    && endpointsEqual(a.endpoints, b.endpoints)
-    && endpointsEqual(a.clusterEndpoints, b.clusterEndpoints)
-    && serviceFieldsEqual(a, b)
-    && endpointSetsEqual(a, b);
+  return (
+    a.id === b.id &&
+    a.namespace === b.namespace &&
+    a.name === b.name &&
+    a.portName === b.portName &&
+    a.protocol === b.protocol &&
+    a.port === b.port &&
+    stringsEqual(a.clusterIPs, b.clusterIPs) &&
+    endpointsEqual(a.endpoints, b.endpoints) &&
+    endpointsEqual(a.clusterEndpoints, b.clusterEndpoints) &&
+    serviceFieldsEqual(a, b) &&
+    endpointSetsEqual(a, b)
+  );
 }
 
 function serviceFieldsEqual(a: ServicePortInfo, b: ServicePortInfo): boolean {
-  return a.nodePort === b.nodePort
-    && optional(a.externalIPs, b.externalIPs, stringsEqual)
-    && optional(a.loadBalancerIPs, b.loadBalancerIPs, stringsEqual)
-    && a.sessionAffinity?.timeoutSeconds === b.sessionAffinity?.timeoutSeconds
-    && (a.sessionAffinity === null) === (b.sessionAffinity === null)
-    && a.externalPolicyLocal === b.externalPolicyLocal
-    && a.internalPolicyLocal === b.internalPolicyLocal
-    && a.healthCheckNodePort === b.healthCheckNodePort
-    && optional(a.loadBalancerSourceRanges, b.loadBalancerSourceRanges, stringsEqual)
-    && a.trafficDistribution === b.trafficDistribution;
+  return (
+    a.nodePort === b.nodePort &&
+    optional(a.externalIPs, b.externalIPs, stringsEqual) &&
+    optional(a.loadBalancerIPs, b.loadBalancerIPs, stringsEqual) &&
+    a.sessionAffinity?.timeoutSeconds === b.sessionAffinity?.timeoutSeconds &&
+    (a.sessionAffinity === null) === (b.sessionAffinity === null) &&
+    a.externalPolicyLocal === b.externalPolicyLocal &&
+    a.internalPolicyLocal === b.internalPolicyLocal &&
+    a.healthCheckNodePort === b.healthCheckNodePort &&
+    optional(a.loadBalancerSourceRanges, b.loadBalancerSourceRanges, stringsEqual) &&
+    a.trafficDistribution === b.trafficDistribution
+  );
 }
 
 function endpointSetsEqual(a: ServicePortInfo, b: ServicePortInfo): boolean {
-  return optional(a.clusterPolicyEndpoints, b.clusterPolicyEndpoints, endpointsEqual)
-    && optional(a.localEndpoints, b.localEndpoints, endpointsEqual)
-    && optional(a.externalEndpoints, b.externalEndpoints, endpointsEqual)
-    && optional(a.allEndpoints, b.allEndpoints, endpointsEqual)
-    && optional(a.hasAnyEndpoints, b.hasAnyEndpoints, perFamilyEqual)
-    && a.usesClusterEndpoints === b.usesClusterEndpoints
-    && a.usesLocalEndpoints === b.usesLocalEndpoints
-    && optional(a.topologyMode, b.topologyMode, perFamilyEqual);
+  return (
+    optional(a.clusterPolicyEndpoints, b.clusterPolicyEndpoints, endpointsEqual) &&
+    optional(a.localEndpoints, b.localEndpoints, endpointsEqual) &&
+    optional(a.externalEndpoints, b.externalEndpoints, endpointsEqual) &&
+    optional(a.allEndpoints, b.allEndpoints, endpointsEqual) &&
+    optional(a.hasAnyEndpoints, b.hasAnyEndpoints, perFamilyEqual) &&
+    a.usesClusterEndpoints === b.usesClusterEndpoints &&
+    a.usesLocalEndpoints === b.usesLocalEndpoints &&
+    optional(a.topologyMode, b.topologyMode, perFamilyEqual)
+  );
 }
 
 function optional<T>(a: T | undefined, b: T | undefined, eq: (x: T, y: T) => boolean): boolean {
@@ -67,14 +73,17 @@ function endpointsEqual(a: readonly EndpointInfo[], b: readonly EndpointInfo[]):
 }
 
 export function endpointEqual(a: EndpointInfo, b: EndpointInfo): boolean {
-  return a === b || (a.ip === b.ip
-    && a.port === b.port
-    && a.nodeName === b.nodeName
-    && a.zone === b.zone
-    && a.ready === b.ready
-    && a.serving === b.serving
-    && a.terminating === b.terminating
-    && a.isLocal === b.isLocal
-    && optional(a.zoneHints, b.zoneHints, stringsEqual)
-    && optional(a.nodeHints, b.nodeHints, stringsEqual));
+  return (
+    a === b ||
+    (a.ip === b.ip &&
+      a.port === b.port &&
+      a.nodeName === b.nodeName &&
+      a.zone === b.zone &&
+      a.ready === b.ready &&
+      a.serving === b.serving &&
+      a.terminating === b.terminating &&
+      a.isLocal === b.isLocal &&
+      optional(a.zoneHints, b.zoneHints, stringsEqual) &&
+      optional(a.nodeHints, b.nodeHints, stringsEqual))
+  );
 }

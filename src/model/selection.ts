@@ -5,9 +5,7 @@
 // made by hand (without those fields) so every reader sees one shape.
 
 import { categorizeEndpoints, type Categorized, type NodeContext, type PolicyUse } from './topology.ts';
-import type {
-  CompleteServicePortInfo, EndpointInfo, IPFamily, PerFamily, ServicePortInfo, TopologyMode,
-} from './types.ts';
+import type { CompleteServicePortInfo, EndpointInfo, IPFamily, PerFamily, ServicePortInfo, TopologyMode } from './types.ts';
 
 /** The parts of a ServicePort that decide which endpoint sets it uses. */
 export interface PortPolicy {
@@ -19,15 +17,24 @@ export interface PortPolicy {
   readonly loadBalancerIPs: readonly string[];
 }
 
-export type EndpointSets = Pick<CompleteServicePortInfo,
-  | 'clusterEndpoints' | 'clusterPolicyEndpoints' | 'localEndpoints' | 'externalEndpoints' | 'allEndpoints'
-  | 'hasAnyEndpoints' | 'usesClusterEndpoints' | 'usesLocalEndpoints' | 'topologyMode'>;
+export type EndpointSets = Pick<
+  CompleteServicePortInfo,
+  | 'clusterEndpoints'
+  | 'clusterPolicyEndpoints'
+  | 'localEndpoints'
+  | 'externalEndpoints'
+  | 'allEndpoints'
+  | 'hasAnyEndpoints'
+  | 'usesClusterEndpoints'
+  | 'usesLocalEndpoints'
+  | 'topologyMode'
+>;
 
 /** kube-proxy's ServicePort.ExternallyAccessible, for one family's proxier. */
 export function externallyAccessible(policy: PortPolicy, family: IPFamily): boolean {
-  return policy.nodePort !== null
-    || policy.externalIPs.some((ip) => familyOfIP(ip) === family)
-    || policy.loadBalancerIPs.some((ip) => familyOfIP(ip) === family);
+  return (
+    policy.nodePort !== null || policy.externalIPs.some((ip) => familyOfIP(ip) === family) || policy.loadBalancerIPs.some((ip) => familyOfIP(ip) === family)
+  );
 }
 
 /** kube-proxy's UsesClusterEndpoints / UsesLocalEndpoints for one family. */
@@ -93,17 +100,33 @@ export function completeServicePort(sp: ServicePortInfo, node: NodeContext): Com
   const sets = selectEndpointSets(sp.endpoints, policy, node);
   return {
     ...policy,
-    sessionAffinity: null, healthCheckNodePort: null, loadBalancerSourceRanges: NO_IPS, trafficDistribution: null,
+    sessionAffinity: null,
+    healthCheckNodePort: null,
+    loadBalancerSourceRanges: NO_IPS,
+    trafficDistribution: null,
     ...sets,
     ...definedFields(sp),
   } as CompleteServicePortInfo;
 }
 
 const REQUIRED_KEYS = [
-  'nodePort', 'externalIPs', 'loadBalancerIPs', 'sessionAffinity', 'externalPolicyLocal', 'internalPolicyLocal',
-  'healthCheckNodePort', 'loadBalancerSourceRanges', 'trafficDistribution', 'clusterPolicyEndpoints',
-  'localEndpoints', 'externalEndpoints', 'allEndpoints', 'hasAnyEndpoints', 'usesClusterEndpoints',
-  'usesLocalEndpoints', 'topologyMode',
+  'nodePort',
+  'externalIPs',
+  'loadBalancerIPs',
+  'sessionAffinity',
+  'externalPolicyLocal',
+  'internalPolicyLocal',
+  'healthCheckNodePort',
+  'loadBalancerSourceRanges',
+  'trafficDistribution',
+  'clusterPolicyEndpoints',
+  'localEndpoints',
+  'externalEndpoints',
+  'allEndpoints',
+  'hasAnyEndpoints',
+  'usesClusterEndpoints',
+  'usesLocalEndpoints',
+  'topologyMode',
 ] as const satisfies readonly (keyof ServicePortInfo)[];
 
 function isComplete(sp: ServicePortInfo): sp is CompleteServicePortInfo {
@@ -140,8 +163,10 @@ function concat(a: readonly EndpointInfo[], b: readonly EndpointInfo[]): readonl
 }
 
 const BOOLS: readonly PerFamily<boolean>[] = [
-  Object.freeze({ IPv4: false, IPv6: false }), Object.freeze({ IPv4: true, IPv6: false }),
-  Object.freeze({ IPv4: false, IPv6: true }), Object.freeze({ IPv4: true, IPv6: true }),
+  Object.freeze({ IPv4: false, IPv6: false }),
+  Object.freeze({ IPv4: true, IPv6: false }),
+  Object.freeze({ IPv4: false, IPv6: true }),
+  Object.freeze({ IPv4: true, IPv6: true }),
 ];
 
 function perFamilyBool(v4: boolean, v6: boolean): PerFamily<boolean> {

@@ -23,11 +23,7 @@ export function servicePortId(namespace: string, name: string, portName: string,
   return `${namespace}/${name}:${portName}/${protocol}`;
 }
 
-export function buildServicePorts(
-  svc: Service,
-  slices: readonly EndpointSlice[],
-  ctx: BuildContext,
-): ServicePortInfo[] {
+export function buildServicePorts(svc: Service, slices: readonly EndpointSlice[], ctx: BuildContext): ServicePortInfo[] {
   const shared = serviceLevel(svc);
   return svc.ports.map((port) => buildServicePort(svc, shared, port, slices, ctx));
 }
@@ -40,17 +36,14 @@ interface ServiceLevel {
   readonly internalPolicyLocal: boolean;
 }
 
-function buildServicePort(
-  svc: Service,
-  shared: ServiceLevel,
-  port: ServicePortSpec,
-  slices: readonly EndpointSlice[],
-  ctx: BuildContext,
-): ServicePortInfo {
+function buildServicePort(svc: Service, shared: ServiceLevel, port: ServicePortSpec, slices: readonly EndpointSlice[], ctx: BuildContext): ServicePortInfo {
   const endpoints = mergeEndpoints(slices, port.name, port.protocol, ctx);
   const policy: PortPolicy = {
-    internalPolicyLocal: shared.internalPolicyLocal, externalPolicyLocal: shared.externalPolicyLocal,
-    nodePort: port.nodePort, externalIPs: shared.externalIPs, loadBalancerIPs: shared.loadBalancerIPs,
+    internalPolicyLocal: shared.internalPolicyLocal,
+    externalPolicyLocal: shared.externalPolicyLocal,
+    nodePort: port.nodePort,
+    externalIPs: shared.externalIPs,
+    loadBalancerIPs: shared.loadBalancerIPs,
   };
   const sets = selectEndpointSets(endpoints, policy, ctx.node);
   // Spelled out rather than spread: one object shape for every ServicePortInfo.

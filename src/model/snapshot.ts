@@ -154,12 +154,7 @@ export class SnapshotBuilder {
     }
   }
 
-  #buildChanged(
-    changes: ReadonlySet<string>,
-    ctx: BuildContext,
-    servicePorts: Map<string, ServicePortInfo>,
-    byService: ByService,
-  ): Set<string> {
+  #buildChanged(changes: ReadonlySet<string>, ctx: BuildContext, servicePorts: Map<string, ServicePortInfo>, byService: ByService): Set<string> {
     const changed = new Set<string>();
     for (const key of changes) {
       const previous = this.#byService.get(key) ?? [];

@@ -105,10 +105,23 @@ export interface NativeBinding {
 export const UpdateFlags = { any: 0, noExist: 1, exist: 2 } as const;
 
 const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
-  'openObject', 'ensureBpffs', 'progIdFromFd',
-  'mapUpdate', 'mapDelete', 'mapLookup', 'mapDump', 'mapInfo', 'mapOpenPinned', 'closeFd', 'numPossibleCpus',
-  'tcAttach', 'tcDetach', 'tcQuery', 'tcHookDestroy',
-  'ifNameToIndex', 'ifIndexToName',
+  'openObject',
+  'ensureBpffs',
+  'progIdFromFd',
+  'mapUpdate',
+  'mapDelete',
+  'mapLookup',
+  'mapDump',
+  'mapInfo',
+  'mapOpenPinned',
+  'closeFd',
+  'numPossibleCpus',
+  'tcAttach',
+  'tcDetach',
+  'tcQuery',
+  'tcHookDestroy',
+  'ifNameToIndex',
+  'ifIndexToName',
 ];
 
 // The build output, relative to this file: src/native/ -> repo root.

@@ -67,8 +67,16 @@ export class BpfMap {
 
   // One batch, applied in order.
   async update(records: ReadonlyArray<readonly [Uint8Array, Uint8Array]>, flags?: number): Promise<void> {
-    const keys = this.#concat(records.map((r) => r[0]), this.keySize, 'key');
-    const values = this.#concat(records.map((r) => r[1]), this.valueStride, 'value');
+    const keys = this.#concat(
+      records.map((r) => r[0]),
+      this.keySize,
+      'key',
+    );
+    const values = this.#concat(
+      records.map((r) => r[1]),
+      this.valueStride,
+      'value',
+    );
     await this.#native.mapUpdate(this.fd, keys, values, this.keySize, this.valueSize, flags);
   }
 

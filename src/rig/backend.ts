@@ -50,26 +50,32 @@ function listen(server: net.Server, port: number): Promise<void> {
 
 /** One line per connection, then close. */
 function listenTcp(name: string, port: number): Promise<void> {
-  return listen(net.createServer((sock) => {
-    sock.on('error', () => {});
-    sock.end(lineFor(name, sock));
-  }), port);
+  return listen(
+    net.createServer((sock) => {
+      sock.on('error', () => {});
+      sock.end(lineFor(name, sock));
+    }),
+    port,
+  );
 }
 
 /** Long-lived: one line per line received, until the client closes. */
 function listenEcho(name: string, port: number): Promise<void> {
-  return listen(net.createServer((sock) => {
-    sock.on('error', () => {});
-    let buf = '';
-    sock.on('data', (chunk: Buffer) => {
-      buf += chunk.toString('utf8');
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        buf = buf.slice(nl + 1);
-        sock.write(lineFor(name, sock));
-      }
-    });
-  }), port);
+  return listen(
+    net.createServer((sock) => {
+      sock.on('error', () => {});
+      let buf = '';
+      sock.on('data', (chunk: Buffer) => {
+        buf += chunk.toString('utf8');
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          buf = buf.slice(nl + 1);
+          sock.write(lineFor(name, sock));
+        }
+      });
+    }),
+    port,
+  );
 }
 
 /**

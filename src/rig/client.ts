@@ -173,7 +173,7 @@ async function main(): Promise<void> {
     results = await runPool(count, concurrency, () => udpRequest(target, sourceIp, timeoutMs));
   }
   const out: ClientOutput = { proto: proto satisfies Proto, target, results };
-  process.stdout.write(JSON.stringify(out) + '\n');
+  process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
 main().catch((err: unknown) => {

@@ -251,8 +251,14 @@ export class Cluster {
    */
   async hold(from: Where, opts: { ip: string; port: number; durationMs: number; intervalMs?: number }): Promise<Hold> {
     const proc = this.spawn(from, [
-      process.execPath, HOLDER, '--target', `${opts.ip}:${opts.port}`,
-      '--duration-ms', String(opts.durationMs), '--interval-ms', String(opts.intervalMs ?? 100),
+      process.execPath,
+      HOLDER,
+      '--target',
+      `${opts.ip}:${opts.port}`,
+      '--duration-ms',
+      String(opts.durationMs),
+      '--interval-ms',
+      String(opts.intervalMs ?? 100),
     ]);
     await proc.waitForLine('connected', READY_TIMEOUT_MS);
     const result = proc.waitForLine(/^\{/, opts.durationMs + READY_TIMEOUT_MS).then((line) => JSON.parse(line) as HolderOutput);
@@ -265,12 +271,18 @@ export class Cluster {
     const timeoutMs = scaled(opts.timeoutMs ?? 1000);
     const concurrency = opts.concurrency ?? 10;
     const argv = [
-      process.execPath, CLIENT,
-      '--proto', opts.proto,
-      '--target', `${opts.ip}:${opts.port}`,
-      '--count', String(count),
-      '--timeout-ms', String(timeoutMs),
-      '--concurrency', String(concurrency),
+      process.execPath,
+      CLIENT,
+      '--proto',
+      opts.proto,
+      '--target',
+      `${opts.ip}:${opts.port}`,
+      '--count',
+      String(count),
+      '--timeout-ms',
+      String(timeoutMs),
+      '--concurrency',
+      String(concurrency),
     ];
     const budget = Math.ceil(count / concurrency) * timeoutMs + READY_TIMEOUT_MS;
     const r = await this.exec(from, argv, { timeoutMs: budget, check: true });
@@ -351,9 +363,7 @@ export class Cluster {
  * before the error is thrown.
  */
 export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
-  return createClusterFromPlan(
-    planCluster({ nodes: opts.nodes, podsPerNode: opts.podsPerNode, prefix: opts.prefix ?? defaultPrefix() }),
-  );
+  return createClusterFromPlan(planCluster({ nodes: opts.nodes, podsPerNode: opts.podsPerNode, prefix: opts.prefix ?? defaultPrefix() }));
 }
 
 /** createCluster for a plan from planCluster (tests use it to inject a failing step). */

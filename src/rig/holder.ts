@@ -21,7 +21,7 @@ export interface HolderOutput {
 }
 
 function finish(out: HolderOutput): never {
-  process.stdout.write(JSON.stringify(out) + '\n');
+  process.stdout.write(`${JSON.stringify(out)}\n`);
   process.exit(0);
 }
 

@@ -125,7 +125,6 @@ export class RigProcess {
   readonly pid: number;
   /** Resolves (never rejects) when the process has exited. */
   readonly exited: Promise<ExitStatus>;
-  #child: ChildProcess;
   #stdout = '';
   #stderr = '';
   #status: ExitStatus | undefined;
@@ -145,7 +144,6 @@ export class RigProcess {
   constructor(ns: string, argv: readonly string[], child: ChildProcess) {
     this.ns = ns;
     this.argv = argv;
-    this.#child = child;
     // pid is undefined only when spawn itself failed (ENOENT); 'error' follows.
     this.pid = child.pid ?? -1;
     child.stdout?.setEncoding('utf8').on('data', (c: string) => {
@@ -199,8 +197,7 @@ export class RigProcess {
    * printed later). Rejects if the process exits first or after `timeoutMs`.
    */
   waitForLine(pattern: string | RegExp, timeoutMs = scaled(10_000)): Promise<string> {
-    const matches = (line: string): boolean =>
-      typeof pattern === 'string' ? line === pattern : pattern.test(line);
+    const matches = (line: string): boolean => (typeof pattern === 'string' ? line === pattern : pattern.test(line));
     return new Promise((resolve, reject) => {
       const check = (): void => {
         const lines = this.#stdout.split('\n');
@@ -211,7 +208,11 @@ export class RigProcess {
           resolve(hit);
         } else if (this.#status) {
           cleanup();
-          reject(new Error(`${this.describe()} exited (${JSON.stringify(this.#status)}) before printing ${String(pattern)}; stderr: ${this.#stderr.trim().slice(-2000)}`));
+          reject(
+            new Error(
+              `${this.describe()} exited (${JSON.stringify(this.#status)}) before printing ${String(pattern)}; stderr: ${this.#stderr.trim().slice(-2000)}`,
+            ),
+          );
         }
       };
       const timer = setTimeout(() => {

@@ -30,7 +30,11 @@ export class PinRoot {
     return join(this.path, node.name);
   }
   unmount(): void {
-    try { execFileSync('umount', ['-l', this.path]); } catch { /* not mounted */ }
+    try {
+      execFileSync('umount', ['-l', this.path]);
+    } catch {
+      /* not mounted */
+    }
     rmSync(this.path, { recursive: true, force: true });
   }
 }
@@ -57,8 +61,13 @@ export class Manifests {
 
 export function startDaemon(c: Cluster, node: ClusterNode, manifests: Manifests, pins: PinRoot, extra: string[] = []): RigProcess {
   return c.spawn(node.ns, [
-    SWITCHYARD, 'run', '--proxy-mode=bpf', `--manifests=${manifests.dir}`,
-    `--hostname-override=${node.name}`, `--bpf-pin-path=${pins.dirFor(node)}`, ...extra,
+    SWITCHYARD,
+    'run',
+    '--proxy-mode=bpf',
+    `--manifests=${manifests.dir}`,
+    `--hostname-override=${node.name}`,
+    `--bpf-pin-path=${pins.dirFor(node)}`,
+    ...extra,
   ]);
 }
 
@@ -79,8 +88,15 @@ export function serviceYaml(name: string, clusterIP: string, ports: { name: stri
 }
 
 /** An EndpointSlice for `service` with ready endpoints. */
-export function sliceYaml(service: string, endpoints: { ip: string; node: string }[], ports: { name: string; port: number; protocol: 'TCP' | 'UDP' }[], sliceName = `${service}-abc`): string {
-  const eps = endpoints.map((e) => `  - addresses: [${e.ip}]\n    conditions: {ready: true, serving: true, terminating: false}\n    nodeName: ${e.node}`).join('\n');
+export function sliceYaml(
+  service: string,
+  endpoints: { ip: string; node: string }[],
+  ports: { name: string; port: number; protocol: 'TCP' | 'UDP' }[],
+  sliceName = `${service}-abc`,
+): string {
+  const eps = endpoints
+    .map((e) => `  - addresses: [${e.ip}]\n    conditions: {ready: true, serving: true, terminating: false}\n    nodeName: ${e.node}`)
+    .join('\n');
   const p = ports.map((x) => `  - name: ${x.name}\n    port: ${x.port}\n    protocol: ${x.protocol}`).join('\n');
   return `apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: ${sliceName}\n  namespace: default\n  labels:\n    kubernetes.io/service-name: ${service}\naddressType: IPv4\nendpoints:\n${eps.length ? eps : '  []'}\nports:\n${p}\n`;
 }

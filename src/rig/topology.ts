@@ -197,12 +197,7 @@ export function planCluster(o: PlanOptions): ClusterPlan {
     {
       ns: ext.ns,
       script: sysctlScript(0),
-      batch: [
-        'link set lo up',
-        `addr add ${ext.addr}/${NODE_PREFIX_LEN} dev eth0`,
-        'link set eth0 up',
-        `route add default via ${fabric.addr} dev eth0`,
-      ],
+      batch: ['link set lo up', `addr add ${ext.addr}/${NODE_PREFIX_LEN} dev eth0`, 'link set eth0 up', `route add default via ${fabric.addr} dev eth0`],
     },
   ];
   for (const n of nodes) {

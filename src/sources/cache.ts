@@ -223,25 +223,34 @@ export class ClusterCache {
 
   apply(obj: KubeObject): boolean {
     switch (obj.kind) {
-      case 'Service': return this.services.apply(obj);
-      case 'EndpointSlice': return this.endpointSlices.apply(obj);
-      case 'Node': return this.nodes.apply(obj);
+      case 'Service':
+        return this.services.apply(obj);
+      case 'EndpointSlice':
+        return this.endpointSlices.apply(obj);
+      case 'Node':
+        return this.nodes.apply(obj);
     }
   }
 
   delete(ref: ObjectRef): boolean {
     switch (ref.kind) {
-      case 'Service': return this.services.delete(ref.key);
-      case 'EndpointSlice': return this.endpointSlices.delete(ref.key);
-      case 'Node': return this.nodes.delete(ref.key);
+      case 'Service':
+        return this.services.delete(ref.key);
+      case 'EndpointSlice':
+        return this.endpointSlices.delete(ref.key);
+      case 'Node':
+        return this.nodes.delete(ref.key);
     }
   }
 
   has(ref: ObjectRef): boolean {
     switch (ref.kind) {
-      case 'Service': return this.services.get(ref.key) !== undefined;
-      case 'EndpointSlice': return this.endpointSlices.get(ref.key) !== undefined;
-      case 'Node': return this.nodes.get(ref.key) !== undefined;
+      case 'Service':
+        return this.services.get(ref.key) !== undefined;
+      case 'EndpointSlice':
+        return this.endpointSlices.get(ref.key) !== undefined;
+      case 'Node':
+        return this.nodes.get(ref.key) !== undefined;
     }
   }
 

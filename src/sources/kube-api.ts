@@ -31,15 +31,7 @@
 // client's pieces are still used: KubeConfig for connection and credentials,
 // CoreV1Api/DiscoveryV1Api for LIST, Watch for the watch stream.
 
-import {
-  CoreV1Api,
-  DiscoveryV1Api,
-  KubeConfig,
-  Observable,
-  Watch,
-  type ConfigurationOptions,
-  type ObservableMiddleware,
-} from '@kubernetes/client-node';
+import { CoreV1Api, DiscoveryV1Api, KubeConfig, Observable, Watch, type ConfigurationOptions, type ObservableMiddleware } from '@kubernetes/client-node';
 // Not re-exported from the package root; the typed list results are turned
 // back into plain JSON (ISO date strings, JSON field names) with it.
 import { ObjectSerializer } from '@kubernetes/client-node/dist/serializer.js';
@@ -47,15 +39,7 @@ import { createLogger, type Logger } from '../util/log.ts';
 import type { ObjectSink } from './manifests.ts';
 import { LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME, parseObject, type ObjectKind, type ObjectRef } from './objects.ts';
 import { loadKubeConfig, serverOf, type KubeConfigOptions } from './kube-config.ts';
-import {
-  Reflector,
-  type BackoffOptions,
-  type ListFunction,
-  type ListPage,
-  type RawObject,
-  type ReflectorSink,
-  type WatchFunction,
-} from './kube-reflector.ts';
+import { Reflector, type BackoffOptions, type ListFunction, type ListPage, type RawObject, type ReflectorSink, type WatchFunction } from './kube-reflector.ts';
 
 export type { KubeConfigOptions } from './kube-config.ts';
 export type { BackoffOptions } from './kube-reflector.ts';
@@ -97,8 +81,11 @@ interface ResourceSpec {
 
 const SERVICES: ResourceSpec = { kind: 'Service', apiVersion: 'v1', resource: 'services', path: '/api/v1/services', model: 'V1Service' };
 const SLICES: ResourceSpec = {
-  kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1', resource: 'endpointslices',
-  path: '/apis/discovery.k8s.io/v1/endpointslices', model: 'V1EndpointSlice',
+  kind: 'EndpointSlice',
+  apiVersion: 'discovery.k8s.io/v1',
+  resource: 'endpointslices',
+  path: '/apis/discovery.k8s.io/v1/endpointslices',
+  model: 'V1EndpointSlice',
 };
 const NODES: ResourceSpec = { kind: 'Node', apiVersion: 'v1', resource: 'nodes', path: '/api/v1/nodes', model: 'V1Node' };
 
@@ -158,12 +145,19 @@ export class KubeApiSource {
     const discovery = kc.makeApiClient(DiscoveryV1Api);
     const watch = watchFunction(kc);
     const node = `metadata.name=${this.#options.nodeName}`;
-    this.#addReflector(SERVICES, watch, (req, sig) =>
-      core.listServiceForAllNamespaces(listParams(req), abortable(sig)).then((l) => toPage(l, SERVICES)), PROXY_LABEL_SELECTOR);
-    this.#addReflector(SLICES, watch, (req, sig) =>
-      discovery.listEndpointSliceForAllNamespaces(listParams(req), abortable(sig)).then((l) => toPage(l, SLICES)), PROXY_LABEL_SELECTOR);
-    this.#addReflector(NODES, watch, (req, sig) =>
-      core.listNode(listParams(req), abortable(sig)).then((l) => toPage(l, NODES)), undefined, node);
+    this.#addReflector(
+      SERVICES,
+      watch,
+      (req, sig) => core.listServiceForAllNamespaces(listParams(req), abortable(sig)).then((l) => toPage(l, SERVICES)),
+      PROXY_LABEL_SELECTOR,
+    );
+    this.#addReflector(
+      SLICES,
+      watch,
+      (req, sig) => discovery.listEndpointSliceForAllNamespaces(listParams(req), abortable(sig)).then((l) => toPage(l, SLICES)),
+      PROXY_LABEL_SELECTOR,
+    );
+    this.#addReflector(NODES, watch, (req, sig) => core.listNode(listParams(req), abortable(sig)).then((l) => toPage(l, NODES)), undefined, node);
     const stopSignal = this.#controller.signal;
     this.#running = Promise.all([...this.#reflectors.values()].map((r) => r.run(stopSignal)));
     await Promise.race([this.synced, this.#stopped]);
@@ -178,12 +172,23 @@ export class KubeApiSource {
 
   #addReflector(spec: ResourceSpec, watch: WatchFunction, list: ListFunction, labelSelector?: string, fieldSelector?: string): void {
     const o = this.#options;
-    this.#reflectors.set(spec.kind, new Reflector({
-      resource: spec.resource, path: spec.path, list, watch, labelSelector, fieldSelector,
-      sink: this.#sink(spec), logger: this.#log, backoff: o.backoff, pageSize: o.pageSize,
-      listTimeoutMs: o.listTimeoutMs,
-      watchTimeoutSeconds: o.watchTimeoutSeconds === undefined ? undefined : () => o.watchTimeoutSeconds!,
-    }));
+    this.#reflectors.set(
+      spec.kind,
+      new Reflector({
+        resource: spec.resource,
+        path: spec.path,
+        list,
+        watch,
+        labelSelector,
+        fieldSelector,
+        sink: this.#sink(spec),
+        logger: this.#log,
+        backoff: o.backoff,
+        pageSize: o.pageSize,
+        listTimeoutMs: o.listTimeoutMs,
+        watchTimeoutSeconds: o.watchTimeoutSeconds === undefined ? undefined : () => o.watchTimeoutSeconds!,
+      }),
+    );
   }
 
   // -------------------------------------------------------------------------
@@ -243,7 +248,8 @@ export class KubeApiSource {
     if (!this.#isSynced && this.#listed.has('Service') && this.#listed.has('EndpointSlice')) {
       this.#isSynced = true;
       this.#log.info('synced', {
-        services: this.#reflectors.get('Service')?.size, endpointSlices: this.#reflectors.get('EndpointSlice')?.size,
+        services: this.#reflectors.get('Service')?.size,
+        endpointSlices: this.#reflectors.get('EndpointSlice')?.size,
         node: this.#reflectors.get('Node')?.size === 1 ? this.#options.nodeName : undefined,
       });
       this.#markSynced();

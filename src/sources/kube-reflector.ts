@@ -302,21 +302,15 @@ export class Reflector {
         else if (failure !== 'skipped') finish({ ...failure, events, ms: ms() });
       };
       const onDone = (err: unknown) => finish(classifyEnd(err, events, ms()));
-      this.#o.watch(this.#o.path, query, onEvent, onDone).then(
-        (c) => {
-          controller = c;
-          if (ended || signal.aborted) c.abort();
-        },
-        onDone,
-      );
+      this.#o.watch(this.#o.path, query, onEvent, onDone).then((c) => {
+        controller = c;
+        if (ended || signal.aborted) c.abort();
+      }, onDone);
     });
   }
 
   /** Applies one watch event; null when it counts as progress, else why the watch must end. */
-  #handleEvent(
-    type: string,
-    object: unknown,
-  ): null | 'skipped' | { kind: 'expired'; detail: string } | { kind: 'error'; error: unknown } {
+  #handleEvent(type: string, object: unknown): null | 'skipped' | { kind: 'expired'; detail: string } | { kind: 'error'; error: unknown } {
     if (!isRecord(object)) {
       this.#log.warn('skipping watch event without an object', { resource: this.#o.resource, type });
       return 'skipped';

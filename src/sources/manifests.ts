@@ -297,7 +297,9 @@ export class ManifestsSource {
       if (this.#reportedDuplicates.has(id)) continue;
       const winner = desired.get(id)!;
       this.#log.warn('object defined more than once; using the last definition', {
-        object: refLabel(winner.entry.ref!), file: winner.file, doc: winner.entry.doc,
+        object: refLabel(winner.entry.ref!),
+        file: winner.file,
+        doc: winner.entry.doc,
       });
     }
     this.#reportedDuplicates = duplicates;
@@ -400,23 +402,21 @@ function partialRef(doc: YamlDoc): ObjectRef | null {
   }
 }
 
-function entry(
-  doc: number,
-  item: number | null,
-  result: DocResult,
-  hint: ObjectRef | null,
-  before: ReadonlyMap<string, ObjectRef>,
-): Entry {
+function entry(doc: number, item: number | null, result: DocResult, hint: ObjectRef | null, before: ReadonlyMap<string, ObjectRef>): Entry {
   const pos = item === null ? `doc=${doc}` : `doc=${doc} item=${item}`;
   return { pos, doc, item, result, ref: ownRef(result) ?? hint ?? before.get(pos) ?? null, fresh: true };
 }
 
 function ownRef(result: DocResult): ObjectRef | null {
   switch (result.status) {
-    case 'valid': return { kind: result.object.kind, key: result.object.key };
-    case 'ignored': return result.ref;
-    case 'invalid': return result.ref;
-    default: return null;
+    case 'valid':
+      return { kind: result.object.kind, key: result.object.key };
+    case 'ignored':
+      return result.ref;
+    case 'invalid':
+      return result.ref;
+    default:
+      return null;
   }
 }
 

@@ -204,7 +204,13 @@ function readService(ctx: Ctx, raw: Record<string, unknown>): ParseResult {
   const ports = readServicePorts(ctx, spec['ports'], type);
   const externalTrafficPolicy = readTrafficPolicy(ctx, spec['externalTrafficPolicy'], 'spec.externalTrafficPolicy');
   const object: Service = {
-    kind: 'Service', namespace: meta.namespace, name: meta.name, key: ctx.key, type, clusterIPs, ports,
+    kind: 'Service',
+    namespace: meta.namespace,
+    name: meta.name,
+    key: ctx.key,
+    type,
+    clusterIPs,
+    ports,
     externalIPs: readIPList(ctx, spec['externalIPs'], 'spec.externalIPs'),
     loadBalancerIngress: readLoadBalancerIngress(ctx, raw['status']),
     sessionAffinity: readSessionAffinity(ctx, spec),
@@ -258,8 +264,16 @@ function readServicePorts(ctx: Ctx, v: unknown, type: ServiceType): ServicePortS
   const list = ctx.array(v, 'spec.ports');
   if (list.length === 0) ctx.fail('spec.ports', 'must have at least one port');
   const ports = list.map((p, i) => readServicePort(ctx, p, `spec.ports[${i}]`, type));
-  expectUniquePorts(ctx, ports.map((p) => describeValue(p.name)), 'name');
-  expectUniquePorts(ctx, ports.map((p) => (p.nodePort === null ? null : `${p.nodePort}/${p.protocol}`)), 'nodePort');
+  expectUniquePorts(
+    ctx,
+    ports.map((p) => describeValue(p.name)),
+    'name',
+  );
+  expectUniquePorts(
+    ctx,
+    ports.map((p) => (p.nodePort === null ? null : `${p.nodePort}/${p.protocol}`)),
+    'nodePort',
+  );
   return ports;
 }
 
@@ -417,8 +431,15 @@ function readEndpointSlice(ctx: Ctx, raw: Record<string, unknown>): ParseResult 
   const endpoints = readSliceEndpoints(ctx, raw['endpoints'], addressType);
   const ports = ctx.optArray(raw['ports'], 'ports').map((p, i) => readSlicePort(ctx, p, `ports[${i}]`));
   const object: EndpointSlice = {
-    kind: 'EndpointSlice', namespace: meta.namespace, name: meta.name, key: ctx.key,
-    serviceName, serviceKey: `${meta.namespace}/${serviceName}`, addressType, endpoints, ports,
+    kind: 'EndpointSlice',
+    namespace: meta.namespace,
+    name: meta.name,
+    key: ctx.key,
+    serviceName,
+    serviceKey: `${meta.namespace}/${serviceName}`,
+    addressType,
+    endpoints,
+    ports,
     triggerTime: readTriggerTime(ctx, raw),
   };
   return { status: 'valid', object, warnings: ctx.warnings };
@@ -632,9 +653,7 @@ class Ctx {
 }
 
 function nameRuleText(kind: ObjectKind): string {
-  return kind === 'Service'
-    ? "DNS-1035 label (lowercase letters, digits, '-', starting with a letter)"
-    : "DNS subdomain (lowercase letters, digits, '-', '.')";
+  return kind === 'Service' ? "DNS-1035 label (lowercase letters, digits, '-', starting with a letter)" : "DNS subdomain (lowercase letters, digits, '-', '.')";
 }
 
 /** Best-effort name for messages before metadata has been validated. */
@@ -675,7 +694,7 @@ export function familyOf(ip: string): IPFamily {
 /** A short description of a value for error messages: strings quoted, containers named. */
 export function describeValue(v: unknown): string {
   if (v === undefined) return 'nothing';
-  if (typeof v === 'string') return JSON.stringify(v.length > 64 ? v.slice(0, 61) + '...' : v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 64 ? `${v.slice(0, 61)}...` : v);
   if (Array.isArray(v)) return 'a list';
   if (isRecord(v)) return 'a mapping';
   return String(v);

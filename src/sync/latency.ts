@@ -44,7 +44,10 @@ export class ProgrammingLatency {
     for (const [service, seen] of seenAt) {
       const trig = triggered?.get(service);
       const sample: LatencySample = {
-        service, seenAt: seen, programmedAt, ms: Math.max(0, programmedAt - seen),
+        service,
+        seenAt: seen,
+        programmedAt,
+        ms: Math.max(0, programmedAt - seen),
         ...(trig === undefined ? {} : { networkProgrammingMs: Math.max(0, wallNow - trig) }),
       };
       this.#last.delete(service); // re-insert: Map order = least recently programmed first

@@ -60,8 +60,12 @@ export function createSnapshotSync<R>(options: SnapshotSyncOptions<R>): SyncFunc
     latency?.programmed(token.seenAt, done, token.triggeredAt);
     options.onSynced?.(result, snapshot, request);
     log.debug('synced', {
-      full: request.full, reason: request.reason, services: token.services.size,
-      servicePorts: snapshot.servicePorts.size, changed: changedCount(snapshot), ms: Math.round(done - started),
+      full: request.full,
+      reason: request.reason,
+      services: token.services.size,
+      servicePorts: snapshot.servicePorts.size,
+      changed: changedCount(snapshot),
+      ms: Math.round(done - started),
     });
   };
 }

@@ -26,7 +26,7 @@ const RANK: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn: 30
 
 export function createLogger(component: string, options: LoggerOptions = {}): Logger {
   const min = RANK[options.level ?? 'info'];
-  const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
+  const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const now = options.now ?? (() => new Date());
   const emit = (level: LogLevel) => (msg: string, fields?: LogFields) => {
     if (RANK[level] < min) return;

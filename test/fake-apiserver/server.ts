@@ -335,7 +335,7 @@ export class FakeApiServer {
   }
 
   #send(w: OpenWatch, event: { type: string; object: unknown }): void {
-    if (!w.res.writableEnded && !w.res.destroyed) w.res.write(JSON.stringify(event) + '\n');
+    if (!w.res.writableEnded && !w.res.destroyed) w.res.write(`${JSON.stringify(event)}\n`);
   }
 
   #endWatch(w: OpenWatch): void {
@@ -412,5 +412,8 @@ export function selectorMatcher(labelSelector: string | undefined, fieldSelector
 }
 
 function splitTerms(s: string | undefined): string[] {
-  return (s ?? '').split(',').map((t) => t.trim()).filter((t) => t !== '');
+  return (s ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
 }

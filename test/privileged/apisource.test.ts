@@ -12,9 +12,19 @@ import { createCluster, type Cluster } from '../../src/rig/cluster.ts';
 import type { RigProcess } from '../../src/rig/proc.ts';
 import type { RequestResult } from '../../src/rig/protocol.ts';
 import {
-  isRoot, PinRoot, eventually, countBy, failures, SETTLE_MS,
-  FakeApiProcess, startApiDaemon, serviceObject, sliceObject, nodeObject,
-  type ApiServicePort, type ApiSlicePort,
+  isRoot,
+  PinRoot,
+  eventually,
+  countBy,
+  failures,
+  SETTLE_MS,
+  FakeApiProcess,
+  startApiDaemon,
+  serviceObject,
+  sliceObject,
+  nodeObject,
+  type ApiServicePort,
+  type ApiSlicePort,
 } from './harness.ts';
 
 const WEB_VIP = '10.96.0.30';
@@ -30,12 +40,21 @@ const WEB_SLICE_PORTS: ApiSlicePort[] = [
 const LOCAL_PORTS: ApiServicePort[] = [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }];
 const LOCAL_SLICE_PORTS: ApiSlicePort[] = [{ name: 'http', port: 8080, protocol: 'TCP' }];
 /** Every (protocol, client node) pair `web` is checked from. */
-const EVERY_CLIENT = [['tcp', 1], ['tcp', 2], ['udp', 1], ['udp', 2]] as const;
+const EVERY_CLIENT = [
+  ['tcp', 1],
+  ['tcp', 2],
+  ['udp', 1],
+  ['udp', 2],
+] as const;
 
 const root = isRoot();
 if (!root) console.log('# skipping API source end-to-end tests: they need root (network namespaces, BPF, tc)');
 
-interface Backend { name: string; ip: string; node: string }
+interface Backend {
+  name: string;
+  ip: string;
+  node: string;
+}
 
 let c: Cluster;
 let pins: PinRoot;
@@ -58,7 +77,11 @@ function web(fromNode: number, proto: 'tcp' | 'udp', count: number, timeoutMs?: 
 }
 
 function webSlice(eps: readonly Backend[]): Record<string, unknown> {
-  return sliceObject('web', eps.map((e) => ({ ip: e.ip, node: e.node })), WEB_SLICE_PORTS);
+  return sliceObject(
+    'web',
+    eps.map((e) => ({ ip: e.ip, node: e.node })),
+    WEB_SLICE_PORTS,
+  );
 }
 
 function names(bs: readonly Backend[]): string[] {
@@ -82,15 +105,23 @@ before(async () => {
     serviceObject('web', WEB_VIP, WEB_PORTS),
     webSlice(backends),
     serviceObject('local', LOCAL_VIP, LOCAL_PORTS, { internalTrafficPolicy: 'Local' }),
-    sliceObject('local', backends.map((b) => ({ ip: b.ip, node: b.node })), LOCAL_SLICE_PORTS),
+    sliceObject(
+      'local',
+      backends.map((b) => ({ ip: b.ip, node: b.node })),
+      LOCAL_SLICE_PORTS,
+    ),
   );
   daemons = c.nodes.map((n) => startApiDaemon(c, n, api.url, pins));
   // While the daemons start, and all at once: node starts slowly in the qemu VMs.
   await Promise.all(pods.map((pod) => c.startBackend(pod, { tcp: [8080], udp: [5353] })));
   for (const n of [1, 2]) {
     await eventually(`ClusterIP ${WEB_VIP}:80 from node ${n}`, SETTLE_MS, async () => (await web(n, 'tcp', 1, 1000))[0]?.ok === true, watched());
-    await eventually(`ClusterIP ${LOCAL_VIP}:80 from node ${n}`, SETTLE_MS,
-      async () => (await request(n, 'tcp', LOCAL_VIP, 1, 1000))[0]?.ok === true, watched());
+    await eventually(
+      `ClusterIP ${LOCAL_VIP}:80 from node ${n}`,
+      SETTLE_MS,
+      async () => (await request(n, 'tcp', LOCAL_VIP, 1, 1000))[0]?.ok === true,
+      watched(),
+    );
   }
 });
 
@@ -116,7 +147,11 @@ for (const proto of ['tcp', 'udp'] as const) {
   test(`${proto}: reachable from a pod on either node, every backend used, source preserved, reply from the ClusterIP`, { skip: !root }, async () => {
     for (const n of [1, 2]) {
       const results = await web(n, proto, 200);
-      assert.deepEqual(failures(results).map((r) => r.error), [], `node ${n}: every request answered`);
+      assert.deepEqual(
+        failures(results).map((r) => r.error),
+        [],
+        `node ${n}: every request answered`,
+      );
       const counts = countBy(results);
       assert.deepEqual([...counts.keys()].sort(), names(backends), `node ${n}: all backends answered (${JSON.stringify([...counts])})`);
       const client = c.pod(n, 0).ip;
@@ -134,10 +169,15 @@ test('internalTrafficPolicy Local: a pod reaches only the endpoints on its own n
     const node = c.node(n).name;
     const local = backends.filter((b) => b.node === node);
     const results = await request(n, 'tcp', LOCAL_VIP, 60);
-    assert.deepEqual(failures(results).map((r) => r.error), [], `node ${n}: every request answered`);
+    assert.deepEqual(
+      failures(results).map((r) => r.error),
+      [],
+      `node ${n}: every request answered`,
+    );
     const counts = countBy(results);
     const nodeOf = new Map(backends.map((b) => [b.name, b.node]));
-    for (const name of counts.keys()) assert.equal(nodeOf.get(name), node, `node ${n}: ${name} answered, but it is not on ${node} (${JSON.stringify([...counts])})`);
+    for (const name of counts.keys())
+      assert.equal(nodeOf.get(name), node, `node ${n}: ${name} answered, but it is not on ${node} (${JSON.stringify([...counts])})`);
     assert.deepEqual([...counts.keys()].sort(), names(local), `node ${n}: both local endpoints used (${JSON.stringify([...counts])})`);
     const client = c.pod(n, 0).ip;
     for (const r of results) {
@@ -159,7 +199,11 @@ test('an EndpointSlice update through the API stops new connections to the remov
   for (const proto of ['tcp', 'udp'] as const) {
     for (const n of [1, 2]) {
       const results = await web(n, proto, 60);
-      assert.deepEqual(failures(results).map((r) => r.error), [], `${proto} node ${n}: every request answered`);
+      assert.deepEqual(
+        failures(results).map((r) => r.error),
+        [],
+        `${proto} node ${n}: every request answered`,
+      );
       const counts = countBy(results);
       assert.equal(counts.get(removed.name), undefined, `${proto} node ${n}: ${removed.name} got no new connection`);
       assert.deepEqual([...counts.keys()].sort(), names(kept), `${proto} node ${n}: the remaining endpoints all answer`);
@@ -182,7 +226,11 @@ test('deleting the Service through the API stops its translation; the other Serv
   });
   for (const n of [1, 2]) {
     const results = await request(n, 'tcp', LOCAL_VIP, 10);
-    assert.deepEqual(failures(results).map((r) => r.error), [], `node ${n}: ${LOCAL_VIP} still answers`);
+    assert.deepEqual(
+      failures(results).map((r) => r.error),
+      [],
+      `node ${n}: ${LOCAL_VIP} still answers`,
+    );
     const node = c.node(n).name;
     for (const r of results) assert.equal(backends.find((b) => b.name === r.backend)?.node, node, `node ${n}: still only local endpoints`);
   }

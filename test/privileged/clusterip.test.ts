@@ -7,9 +7,7 @@ import assert from 'node:assert/strict';
 import { createCluster, type Cluster } from '../../src/rig/cluster.ts';
 import type { RigProcess } from '../../src/rig/proc.ts';
 import type { RequestResult } from '../../src/rig/protocol.ts';
-import {
-  isRoot, PinRoot, Manifests, startDaemon, eventually, countBy, failures, sleep, serviceYaml, sliceYaml, SETTLE_MS, scaled,
-} from './harness.ts';
+import { isRoot, PinRoot, Manifests, startDaemon, eventually, countBy, failures, sleep, serviceYaml, sliceYaml, SETTLE_MS, scaled } from './harness.ts';
 
 const VIP = '10.96.0.10';
 const SELF_VIP = '10.96.0.11';
@@ -32,7 +30,11 @@ let daemons: RigProcess[] = [];
 let backendPods: { name: string; ip: string; node: string }[] = [];
 
 function webSlice(eps: typeof backendPods): string {
-  return sliceYaml('web', eps.map((e) => ({ ip: e.ip, node: e.node })), SLICE_PORTS);
+  return sliceYaml(
+    'web',
+    eps.map((e) => ({ ip: e.ip, node: e.node })),
+    SLICE_PORTS,
+  );
 }
 
 async function web(fromNode: number, proto: 'tcp' | 'udp', count: number): Promise<RequestResult[]> {
@@ -54,10 +56,13 @@ before(async () => {
   }
   const self = c.pod(1, 0);
   await c.startBackend(self, { tcp: [9090] });
-  manifests.write('web.yaml', serviceYaml('web', VIP, WEB_PORTS) + '---\n' + webSlice(backendPods));
-  manifests.write('self.yaml',
-    serviceYaml('self', SELF_VIP, [{ name: 'http', port: 90, targetPort: 9090, protocol: 'TCP' }]) + '---\n' +
-    sliceYaml('self', [{ ip: self.ip, node: c.node(1).name }], [{ name: 'http', port: 9090, protocol: 'TCP' }]));
+  manifests.write('web.yaml', `${serviceYaml('web', VIP, WEB_PORTS)}---\n${webSlice(backendPods)}`);
+  manifests.write(
+    'self.yaml',
+    serviceYaml('self', SELF_VIP, [{ name: 'http', port: 90, targetPort: 9090, protocol: 'TCP' }]) +
+      '---\n' +
+      sliceYaml('self', [{ ip: self.ip, node: c.node(1).name }], [{ name: 'http', port: 9090, protocol: 'TCP' }]),
+  );
   daemons = c.nodes.map((n) => startDaemon(c, n, manifests, pins));
   for (const n of [1, 2]) {
     await eventually(`ClusterIP ${VIP}:80 from node ${n}`, SETTLE_MS, async () => (await web(n, 'tcp', 1))[0]?.ok === true, daemons);
@@ -75,7 +80,11 @@ for (const proto of ['tcp', 'udp'] as const) {
   test(`${proto}: reachable from a pod on either node, every backend used, source preserved, reply from the ClusterIP`, { skip: !root }, async () => {
     for (const n of [1, 2]) {
       const results = await web(n, proto, 200);
-      assert.deepEqual(failures(results).map((r) => r.error), [], `node ${n}: every request answered`);
+      assert.deepEqual(
+        failures(results).map((r) => r.error),
+        [],
+        `node ${n}: every request answered`,
+      );
       const counts = countBy(results);
       assert.deepEqual([...counts.keys()].sort(), backendPods.map((b) => b.name).sort(), `node ${n}: all backends answered (${JSON.stringify([...counts])})`);
       const client = c.pod(n, 0).ip;
@@ -91,7 +100,10 @@ for (const proto of ['tcp', 'udp'] as const) {
 test('a pod reaches itself through its own Service (hairpin, masqueraded to the node)', { skip: !root }, async () => {
   const self = c.pod(1, 0);
   const results = await c.request(self, { proto: 'tcp', ip: SELF_VIP, port: 90, count: 20, timeoutMs: 2000 });
-  assert.deepEqual(failures(results).map((r) => r.error), []);
+  assert.deepEqual(
+    failures(results).map((r) => r.error),
+    [],
+  );
   for (const r of results) {
     assert.equal(r.backend, self.name);
     assert.equal(r.seenClient?.ip, c.node(1).addr, 'hairpin traffic is masqueraded to the node address');
@@ -102,12 +114,16 @@ test('a pod reaches itself through its own Service (hairpin, masqueraded to the 
 test('removing an endpoint stops new connections to it within a second; the others keep working', { skip: !root }, async () => {
   const removed = backendPods[3]!;
   const kept = backendPods.slice(0, 3);
-  manifests.write('web.yaml', serviceYaml('web', VIP, WEB_PORTS) + '---\n' + webSlice(kept));
+  manifests.write('web.yaml', `${serviceYaml('web', VIP, WEB_PORTS)}---\n${webSlice(kept)}`);
   await sleep(scaled(1000)); // "within a second" (scaled only inside the qemu VMs)
   for (const proto of ['tcp', 'udp'] as const) {
     for (const n of [1, 2]) {
       const results = await web(n, proto, 60);
-      assert.deepEqual(failures(results).map((r) => r.error), [], `${proto} node ${n}: every request answered`);
+      assert.deepEqual(
+        failures(results).map((r) => r.error),
+        [],
+        `${proto} node ${n}: every request answered`,
+      );
       const counts = countBy(results);
       assert.equal(counts.get(removed.name), undefined, `${proto} node ${n}: ${removed.name} got no new connection`);
       assert.deepEqual([...counts.keys()].sort(), kept.map((b) => b.name).sort());
@@ -121,8 +137,16 @@ test('deleting the Service stops its translation', { skip: !root }, async () => 
   await sleep(scaled(1000)); // "within a second" (scaled only inside the qemu VMs)
   for (const proto of ['tcp', 'udp'] as const) {
     const results = await web(1, proto, 5);
-    assert.equal(results.filter((r) => r.ok).length, 0, `${proto}: nothing answers on the deleted ClusterIP (${JSON.stringify(results.map((r) => r.backend ?? r.error))})`);
+    assert.equal(
+      results.filter((r) => r.ok).length,
+      0,
+      `${proto}: nothing answers on the deleted ClusterIP (${JSON.stringify(results.map((r) => r.backend ?? r.error))})`,
+    );
   }
   const self = await c.request(c.pod(2, 0), { proto: 'tcp', ip: SELF_VIP, port: 90, count: 5, timeoutMs: 2000 });
-  assert.deepEqual(failures(self).map((r) => r.error), [], 'the other Service keeps working');
+  assert.deepEqual(
+    failures(self).map((r) => r.error),
+    [],
+    'the other Service keeps working',
+  );
 });

@@ -23,7 +23,6 @@ export async function eventually(what: string, timeoutMs: number, probe: () => P
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${logs}`);
 }
 
-
 export { scaled, TIME_SCALE } from '../../src/rig/timing.ts';
 import { scaled as scaleMs } from '../../src/rig/timing.ts';
 /** How long a daemon may take to program a change; SY_E2E_SETTLE_MS overrides. */
@@ -130,31 +129,54 @@ export class FakeApiProcess {
 /** startDaemon for the API source: `switchyard run --master=URL`, no --manifests. */
 export function startApiDaemon(c: Cluster, node: ClusterNode, master: string, pins: PinRoot, extra: string[] = []): RigProcess {
   return c.spawn(node.ns, [
-    SWITCHYARD, 'run', '--proxy-mode=bpf', `--master=${master}`,
-    `--hostname-override=${node.name}`, `--bpf-pin-path=${pins.dirFor(node)}`, ...extra,
+    SWITCHYARD,
+    'run',
+    '--proxy-mode=bpf',
+    `--master=${master}`,
+    `--hostname-override=${node.name}`,
+    `--bpf-pin-path=${pins.dirFor(node)}`,
+    ...extra,
   ]);
 }
 
-export interface ApiServicePort { name: string; port: number; targetPort: number; protocol: 'TCP' | 'UDP' }
-export interface ApiSlicePort { name: string; port: number; protocol: 'TCP' | 'UDP' }
+export interface ApiServicePort {
+  name: string;
+  port: number;
+  targetPort: number;
+  protocol: 'TCP' | 'UDP';
+}
+export interface ApiSlicePort {
+  name: string;
+  port: number;
+  protocol: 'TCP' | 'UDP';
+}
 
 /** A v1 Service (ClusterIP) as the API serves it; `spec` adds or overrides fields. */
 export function serviceObject(name: string, clusterIP: string, ports: ApiServicePort[], spec: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    apiVersion: 'v1', kind: 'Service',
+    apiVersion: 'v1',
+    kind: 'Service',
     metadata: { name, namespace: 'default' },
     spec: { type: 'ClusterIP', clusterIP, clusterIPs: [clusterIP], ipFamilies: ['IPv4'], ports, ...spec },
   };
 }
 
 /** A discovery.k8s.io/v1 EndpointSlice for `service` with ready endpoints. */
-export function sliceObject(service: string, endpoints: { ip: string; node: string }[], ports: ApiSlicePort[], sliceName = `${service}-abc`): Record<string, unknown> {
+export function sliceObject(
+  service: string,
+  endpoints: { ip: string; node: string }[],
+  ports: ApiSlicePort[],
+  sliceName = `${service}-abc`,
+): Record<string, unknown> {
   return {
-    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
     metadata: { name: sliceName, namespace: 'default', labels: { 'kubernetes.io/service-name': service } },
     addressType: 'IPv4',
     endpoints: endpoints.map((e) => ({
-      addresses: [e.ip], conditions: { ready: true, serving: true, terminating: false }, nodeName: e.node,
+      addresses: [e.ip],
+      conditions: { ready: true, serving: true, terminating: false },
+      nodeName: e.node,
     })),
     ports,
   };
@@ -163,8 +185,14 @@ export function sliceObject(service: string, endpoints: { ip: string; node: stri
 /** A v1 Node with its InternalIP. */
 export function nodeObject(name: string, internalIP: string): Record<string, unknown> {
   return {
-    apiVersion: 'v1', kind: 'Node',
+    apiVersion: 'v1',
+    kind: 'Node',
     metadata: { name, labels: { 'kubernetes.io/hostname': name } },
-    status: { addresses: [{ type: 'InternalIP', address: internalIP }, { type: 'Hostname', address: name }] },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: internalIP },
+        { type: 'Hostname', address: name },
+      ],
+    },
   };
 }

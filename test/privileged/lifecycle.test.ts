@@ -14,7 +14,19 @@ import { createCluster, type Cluster } from '../../src/rig/cluster.ts';
 import type { ExitStatus, RigProcess } from '../../src/rig/proc.ts';
 import type { RequestResult } from '../../src/rig/protocol.ts';
 import {
-  isRoot, PinRoot, Manifests, startDaemon, eventually, countBy, failures, sleep, serviceYaml, sliceYaml, SWITCHYARD, SETTLE_MS, scaled,
+  isRoot,
+  PinRoot,
+  Manifests,
+  startDaemon,
+  eventually,
+  countBy,
+  failures,
+  sleep,
+  serviceYaml,
+  sliceYaml,
+  SWITCHYARD,
+  SETTLE_MS,
+  scaled,
 } from './harness.ts';
 
 const VIP = '10.96.0.20';
@@ -52,18 +64,32 @@ let daemons: RigProcess[] = [];
 let backendPods: { name: string; ip: string; node: string }[] = [];
 
 function webSlice(eps: typeof backendPods): string {
-  return sliceYaml('web', eps.map((e) => ({ ip: e.ip, node: e.node })), SLICE_PORTS);
+  return sliceYaml(
+    'web',
+    eps.map((e) => ({ ip: e.ip, node: e.node })),
+    SLICE_PORTS,
+  );
 }
 
 function goneYaml(): string {
   const gone = backendPods[0]!;
-  return serviceYaml('gone', GONE_VIP, [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }]) + '---\n' +
-    sliceYaml('gone', [{ ip: gone.ip, node: gone.node }], [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+  return (
+    serviceYaml('gone', GONE_VIP, [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }]) +
+    '---\n' +
+    sliceYaml('gone', [{ ip: gone.ip, node: gone.node }], [{ name: 'http', port: 8080, protocol: 'TCP' }])
+  );
 }
 
 function holdYaml(): string {
-  return serviceYaml('hold', HOLD_VIP, [{ name: 'echo', port: HOLD_PORT, targetPort: ECHO_PORT, protocol: 'TCP' }]) + '---\n' +
-    sliceYaml('hold', backendPods.map((e) => ({ ip: e.ip, node: e.node })), [{ name: 'echo', port: ECHO_PORT, protocol: 'TCP' }]);
+  return (
+    serviceYaml('hold', HOLD_VIP, [{ name: 'echo', port: HOLD_PORT, targetPort: ECHO_PORT, protocol: 'TCP' }]) +
+    '---\n' +
+    sliceYaml(
+      'hold',
+      backendPods.map((e) => ({ ip: e.ip, node: e.node })),
+      [{ name: 'echo', port: ECHO_PORT, protocol: 'TCP' }],
+    )
+  );
 }
 
 async function web(fromNode: number, proto: 'tcp' | 'udp', count: number, ip = VIP, concurrency = 10): Promise<RequestResult[]> {
@@ -72,14 +98,20 @@ async function web(fromNode: number, proto: 'tcp' | 'udp', count: number, ip = V
 
 /** `count` requests per protocol from a pod on each node, concurrently. */
 async function webEverywhere(count: number, concurrency = 10): Promise<{ what: string; results: RequestResult[] }[]> {
-  const runs = [1, 2].flatMap((n) => (['tcp', 'udp'] as const).map(async (proto) => ({ what: `${proto} from node ${n}`, results: await web(n, proto, count, VIP, concurrency) })));
+  const runs = [1, 2].flatMap((n) =>
+    (['tcp', 'udp'] as const).map(async (proto) => ({ what: `${proto} from node ${n}`, results: await web(n, proto, count, VIP, concurrency) })),
+  );
   return Promise.all(runs);
 }
 
 /** Every request answered, each by one of `expected` (all of them when `all`). */
 function assertServed(runs: { what: string; results: RequestResult[] }[], expected: readonly string[], all: boolean): void {
   for (const { what, results } of runs) {
-    assert.deepEqual(failures(results).map((r) => r.error), [], `${what}: every request answered`);
+    assert.deepEqual(
+      failures(results).map((r) => r.error),
+      [],
+      `${what}: every request answered`,
+    );
     const counts = countBy(results);
     for (const name of counts.keys()) assert.ok(expected.includes(name), `${what}: answered by ${name}, expected one of ${expected.join(', ')}`);
     if (all) assert.deepEqual([...counts.keys()].sort(), [...expected].sort(), `${what}: every backend answered (${JSON.stringify([...counts])})`);
@@ -99,10 +131,12 @@ function start(): RigProcess[] {
 /** SIGTERM every daemon; each must exit on its own, code 0, within STOP_MS. */
 async function stopAll(): Promise<void> {
   const t0 = Date.now();
-  const stopped: [RigProcess, ExitStatus, number][] = await Promise.all(daemons.map(async (d) => {
-    const status = await d.stop(STOP_MS); // SIGKILL after STOP_MS: then signal is SIGKILL, not a clean exit
-    return [d, status, Date.now() - t0] as [RigProcess, ExitStatus, number];
-  }));
+  const stopped: [RigProcess, ExitStatus, number][] = await Promise.all(
+    daemons.map(async (d) => {
+      const status = await d.stop(STOP_MS); // SIGKILL after STOP_MS: then signal is SIGKILL, not a clean exit
+      return [d, status, Date.now() - t0] as [RigProcess, ExitStatus, number];
+    }),
+  );
   for (const [d, status, ms] of stopped) {
     assert.deepEqual(status, { code: 0, signal: null }, `${d.ns}: exits 0 on SIGTERM within ${STOP_MS} ms (took ${ms} ms)\n${d.stderr.slice(-2000)}`);
     assert.match(d.stderr, /stopping; the program stays attached and maps stay pinned/, `${d.ns}: logs its orderly stop`);
@@ -136,7 +170,11 @@ function adoptedFrontends(d: RigProcess): number | null {
 /** Names of `sy_*` pins left in a node's pin directory ([] when the directory is gone). */
 function pinsOf(nodeIndex: number): string[] {
   const dir = pins.dirFor(c.node(nodeIndex));
-  return existsSync(dir) ? readdirSync(dir).filter((n) => n.startsWith('sy_')).sort() : [];
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((n) => n.startsWith('sy_'))
+        .sort()
+    : [];
 }
 
 /** `tc filter show dev IF ingress` in a node's namespace, for eth0 and every pod interface. */
@@ -163,7 +201,7 @@ before(async () => {
       backendPods.push({ name: pod.name, ip: pod.ip, node: c.node(n).name });
     }
   }
-  manifests.write('web.yaml', serviceYaml('web', VIP, WEB_PORTS) + '---\n' + webSlice(backendPods));
+  manifests.write('web.yaml', `${serviceYaml('web', VIP, WEB_PORTS)}---\n${webSlice(backendPods)}`);
   manifests.write('gone.yaml', goneYaml());
   manifests.write('hold.yaml', holdYaml());
   daemons = start();
@@ -187,8 +225,7 @@ test('an established TCP connection keeps working while the daemons stop, stay d
   // every interval and exits, printing why, as soon as one goes unanswered or
   // the connection breaks: while it runs, the connection is intact.
   const intervalMs = scaled(100);
-  const holds = await Promise.all([1, 2].map((n) =>
-    c.hold(c.pod(n, 0), { ip: HOLD_VIP, port: HOLD_PORT, durationMs: 20 * SETTLE_MS, intervalMs })));
+  const holds = await Promise.all([1, 2].map((n) => c.hold(c.pod(n, 0), { ip: HOLD_VIP, port: HOLD_PORT, durationMs: 20 * SETTLE_MS, intervalMs })));
   for (const h of holds) h.result.catch(() => {}); // stopped below, before it prints a result
   const assertIntact = (when: string): void => {
     for (const h of holds) assert.equal(h.proc.running, true, `${h.proc.ns}: the held connection is intact ${when}: ${h.proc.stdout}${h.proc.stderr}`);
@@ -217,8 +254,17 @@ test('SIGTERM: every daemon exits 0 promptly; the Service keeps serving new TCP 
     }
   }
   const [runs, gone] = await Promise.all([webEverywhere(60), Promise.all([1, 2].map((n) => web(n, 'tcp', 10, GONE_VIP)))]);
-  assertServed(runs, backendPods.map((b) => b.name), true);
-  for (const rs of gone) assert.deepEqual(failures(rs).map((r) => r.error), [], `${GONE_VIP} keeps serving too`);
+  assertServed(
+    runs,
+    backendPods.map((b) => b.name),
+    true,
+  );
+  for (const rs of gone)
+    assert.deepEqual(
+      failures(rs).map((r) => r.error),
+      [],
+      `${GONE_VIP} keeps serving too`,
+    );
 });
 
 test('restart: new daemons adopt the pinned maps, serve without interruption, then apply an EndpointSlice change', { skip: !root }, async () => {
@@ -236,15 +282,21 @@ test('restart: new daemons adopt the pinned maps, serve without interruption, th
     const runs = await webEverywhere(ROUND, 5);
     windows.push([started, Date.now()]);
     if (!wasRunning) roundsBeforeRunning++;
-    assertServed(runs, backendPods.map((b) => b.name), false);
+    assertServed(
+      runs,
+      backendPods.map((b) => b.name),
+      false,
+    );
     for (const d of daemons) assert.equal(d.running, true, `${d.ns}: daemon still running\n${d.stderr.slice(-2000)}`);
     if (wasRunning) break;
     assert.ok(Date.now() - t0 < SETTLE_MS, `daemons running within ${SETTLE_MS} ms\n${daemons.map((d) => d.stderr.slice(-2000)).join('\n')}`);
   }
   const attachedAt = daemons.map((d) => logTime(d, /info bpf attached interface=eth0 /));
   const covered = attachedAt.filter((t) => t !== null && windows.some(([a, b]) => a <= t && t <= b)).length;
-  console.log(`# restart: ${windows.length} rounds of ${4 * ROUND} requests, ${roundsBeforeRunning} started before both daemons were running, ` +
-    `all answered; the program was re-attached during a round on ${covered} of ${daemons.length} nodes`);
+  console.log(
+    `# restart: ${windows.length} rounds of ${4 * ROUND} requests, ${roundsBeforeRunning} started before both daemons were running, ` +
+      `all answered; the program was re-attached during a round on ${covered} of ${daemons.length} nodes`,
+  );
   assert.ok(roundsBeforeRunning >= 1, 'at least one round ran while the daemons were starting');
   for (const d of daemons) {
     assert.equal(adoptedFrontends(d), FRONTENDS, `${d.ns}: logs "adopted pinned maps frontends=${FRONTENDS}"\n${d.stderr.slice(-2000)}`);
@@ -254,17 +306,26 @@ test('restart: new daemons adopt the pinned maps, serve without interruption, th
   const removed = backendPods[3]!;
   const kept = backendPods.slice(0, 3);
   const t1 = Date.now();
-  manifests.write('web.yaml', serviceYaml('web', VIP, WEB_PORTS) + '---\n' + webSlice(kept));
-  await eventually(`${removed.name} gets no new connections`, scaled(1000) + SETTLE_MS, async () => {
-    const runs = await webEverywhere(20);
-    return runs.every(({ results }) => failures(results).length === 0 && !countBy(results).has(removed.name));
-  }, daemons);
+  manifests.write('web.yaml', `${serviceYaml('web', VIP, WEB_PORTS)}---\n${webSlice(kept)}`);
+  await eventually(
+    `${removed.name} gets no new connections`,
+    scaled(1000) + SETTLE_MS,
+    async () => {
+      const runs = await webEverywhere(20);
+      return runs.every(({ results }) => failures(results).length === 0 && !countBy(results).has(removed.name));
+    },
+    daemons,
+  );
   console.log(`# restart: endpoint removal applied within ${Date.now() - t1} ms`);
   for (const d of daemons) {
     // Adoption matched the kernel exactly: the first sync that changed anything is this one, for web's 2 frontends only.
     assert.equal(firstProgrammed(d), 2, `${d.ns}: the first change after the restart rewrites web's 2 frontends only\n${d.stderr.slice(-2000)}`);
   }
-  assertServed(await webEverywhere(60), kept.map((b) => b.name), true);
+  assertServed(
+    await webEverywhere(60),
+    kept.map((b) => b.name),
+    true,
+  );
   backendPods = kept;
 });
 
@@ -273,7 +334,11 @@ test('restart after a change made while down: the stale frontend is removed by t
   manifests.remove('gone.yaml');
   // Nothing runs to notice: the pinned state still serves the removed Service.
   const stale = await web(1, 'tcp', 5, GONE_VIP);
-  assert.deepEqual(failures(stale).map((r) => r.error), [], `${GONE_VIP} still served while no daemon runs`);
+  assert.deepEqual(
+    failures(stale).map((r) => r.error),
+    [],
+    `${GONE_VIP} still served while no daemon runs`,
+  );
 
   const t0 = Date.now();
   daemons = start();
@@ -286,7 +351,11 @@ test('restart after a change made while down: the stale frontend is removed by t
   const removedAt = Math.max(...daemons.map((d) => logTime(d, / info switchyard programmed /) ?? NaN));
   console.log(`# stale frontend removed by the first sync, ${removedAt - t0} ms after the daemons were started`);
   await eventually(`${GONE_VIP} stops answering`, SETTLE_MS, () => silent(GONE_VIP, ['tcp']), daemons);
-  assertServed(await webEverywhere(40), backendPods.map((b) => b.name), true);
+  assertServed(
+    await webEverywhere(40),
+    backendPods.map((b) => b.name),
+    true,
+  );
 });
 
 test('cleanup removes the tc filters and the pinned maps; traffic is no longer translated; a second cleanup is a no-op', { skip: !root }, async () => {

@@ -10,9 +10,7 @@ import assert from 'node:assert/strict';
 import { createCluster, type Cluster } from '../../src/rig/cluster.ts';
 import { run, type ExecResult, type RigProcess } from '../../src/rig/proc.ts';
 import type { RequestResult } from '../../src/rig/protocol.ts';
-import {
-  isRoot, PinRoot, Manifests, startDaemon, eventually, countBy, failures, serviceYaml, sliceYaml, SWITCHYARD, SETTLE_MS, scaled,
-} from './harness.ts';
+import { isRoot, PinRoot, Manifests, startDaemon, eventually, countBy, failures, serviceYaml, sliceYaml, SWITCHYARD, SETTLE_MS, scaled } from './harness.ts';
 
 const VIP = '10.96.0.30';
 const BROKEN_VIP = '10.96.0.31';
@@ -42,7 +40,11 @@ let daemons: RigProcess[] = [];
 let backendPods: { name: string; ip: string; node: string }[] = [];
 
 function webSlice(eps: typeof backendPods): string {
-  return sliceYaml('web', eps.map((e) => ({ ip: e.ip, node: e.node })), SLICE_PORTS);
+  return sliceYaml(
+    'web',
+    eps.map((e) => ({ ip: e.ip, node: e.node })),
+    SLICE_PORTS,
+  );
 }
 
 async function request(fromNode: number, proto: 'tcp' | 'udp', count: number, ip = VIP): Promise<RequestResult[]> {
@@ -51,25 +53,39 @@ async function request(fromNode: number, proto: 'tcp' | 'udp', count: number, ip
 
 /** `count` requests per protocol to the web Service from a pod on each node, concurrently. */
 async function webEverywhere(count: number): Promise<{ what: string; results: RequestResult[] }[]> {
-  return Promise.all([1, 2].flatMap((n) => (['tcp', 'udp'] as const).map(async (proto) => ({ what: `${proto} from node ${n}`, results: await request(n, proto, count) }))));
+  return Promise.all(
+    [1, 2].flatMap((n) => (['tcp', 'udp'] as const).map(async (proto) => ({ what: `${proto} from node ${n}`, results: await request(n, proto, count) }))),
+  );
 }
 
 /** Every request answered, by the `expected` backends and all of them. */
 function assertServed(runs: { what: string; results: RequestResult[] }[], expected: readonly string[]): void {
   for (const { what, results } of runs) {
-    assert.deepEqual(failures(results).map((r) => r.error), [], `${what}: every request answered`);
+    assert.deepEqual(
+      failures(results).map((r) => r.error),
+      [],
+      `${what}: every request answered`,
+    );
     assert.deepEqual([...countBy(results).keys()].sort(), [...expected].sort(), `${what}: answered by exactly the expected backends`);
   }
 }
 
 /** The first stderr line of `d` containing every one of `parts`, or undefined. */
 function logLine(d: RigProcess, parts: readonly string[], from = 0): string | undefined {
-  return d.stderr.slice(from).split('\n').find((l) => parts.every((p) => l.includes(p)));
+  return d.stderr
+    .slice(from)
+    .split('\n')
+    .find((l) => parts.every((p) => l.includes(p)));
 }
 
 /** Waits until every daemon has logged a line (after offset `from[i]`) containing all of `parts`; returns them. */
 async function logged(parts: readonly string[], from: readonly number[] = []): Promise<string[]> {
-  await eventually(`every daemon logs ${JSON.stringify(parts)}`, SETTLE_MS, async () => daemons.every((d, i) => logLine(d, parts, from[i] ?? 0) !== undefined), daemons);
+  await eventually(
+    `every daemon logs ${JSON.stringify(parts)}`,
+    SETTLE_MS,
+    async () => daemons.every((d, i) => logLine(d, parts, from[i] ?? 0) !== undefined),
+    daemons,
+  );
   return daemons.map((d, i) => logLine(d, parts, from[i] ?? 0)!);
 }
 
@@ -94,7 +110,7 @@ describe('a daemon per node fed malformed manifests', { skip: !root }, () => {
         backendPods.push({ name: pod.name, ip: pod.ip, node: c.node(n).name });
       }
     }
-    manifests.write('web.yaml', serviceYaml('web', VIP, WEB_PORTS) + '---\n' + webSlice(backendPods));
+    manifests.write('web.yaml', `${serviceYaml('web', VIP, WEB_PORTS)}---\n${webSlice(backendPods)}`);
     daemons = c.nodes.map((n) => startDaemon(c, n, manifests, pins));
     for (const n of [1, 2]) {
       for (const proto of ['tcp', 'udp'] as const) {
@@ -111,16 +127,20 @@ describe('a daemon per node fed malformed manifests', { skip: !root }, () => {
 
   test('a malformed Service and a bad endpoint address in another file: named in the log, skipped alone; the good Service keeps working', async () => {
     const extraBackend = backendPods[2]!; // pod-2-1
-    const broken = serviceYaml('broken', BROKEN_VIP, [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }])
-      .replace('port: 80\n', 'port: "http"\n');
+    const broken = serviceYaml('broken', BROKEN_VIP, [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }]).replace('port: 80\n', 'port: "http"\n');
     assert.match(broken, /port: "http"/);
-    const extraSlice = sliceYaml('extra', [{ ip: '10.244.1.300', node: c.node(1).name }, { ip: extraBackend.ip, node: extraBackend.node }],
-      [{ name: 'http', port: 8080, protocol: 'TCP' }]);
-    manifests.write('more.yaml', [
-      broken,
-      serviceYaml('extra', EXTRA_VIP, [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }]),
-      extraSlice,
-    ].join('---\n'));
+    const extraSlice = sliceYaml(
+      'extra',
+      [
+        { ip: '10.244.1.300', node: c.node(1).name },
+        { ip: extraBackend.ip, node: extraBackend.node },
+      ],
+      [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    );
+    manifests.write(
+      'more.yaml',
+      [broken, serviceYaml('extra', EXTRA_VIP, [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }]), extraSlice].join('---\n'),
+    );
 
     for (const line of await logged(['Service default/broken', 'spec.ports[0].port'])) {
       assert.match(line, / warn /, line);
@@ -135,12 +155,19 @@ describe('a daemon per node fed malformed manifests', { skip: !root }, () => {
     for (const n of [1, 2]) {
       await eventually(`ClusterIP ${EXTRA_VIP} from node ${n}`, SETTLE_MS, async () => (await request(n, 'tcp', 1, EXTRA_VIP))[0]?.ok === true, daemons);
       const results = await request(n, 'tcp', 20, EXTRA_VIP);
-      assert.deepEqual(failures(results).map((r) => r.error), [], `${EXTRA_VIP} from node ${n}`);
+      assert.deepEqual(
+        failures(results).map((r) => r.error),
+        [],
+        `${EXTRA_VIP} from node ${n}`,
+      );
       assert.deepEqual([...countBy(results).keys()], [extraBackend.name], `${EXTRA_VIP}: only the valid endpoint is used`);
     }
     const [brokenResults, runs] = await Promise.all([Promise.all([1, 2].map((n) => request(n, 'tcp', 2, BROKEN_VIP))), webEverywhere(60)]);
     assert.equal(brokenResults.flat().filter((r) => r.ok).length, 0, `nothing answers on the malformed Service's ${BROKEN_VIP}`);
-    assertServed(runs, backendPods.map((b) => b.name));
+    assertServed(
+      runs,
+      backendPods.map((b) => b.name),
+    );
     for (const d of daemons) assert.equal(d.running, true, `${d.ns}: daemon still running`);
   });
 
@@ -150,7 +177,7 @@ describe('a daemon per node fed malformed manifests', { skip: !root }, () => {
 
     // An invalid port: the object is named, the last good version kept.
     let from = daemons.map((d) => d.stderr.length);
-    manifests.write('web.yaml', good.replace('port: 80\n', 'port: 70000\n') + '---\n' + webSlice(backendPods));
+    manifests.write('web.yaml', `${good.replace('port: 80\n', 'port: 70000\n')}---\n${webSlice(backendPods)}`);
     for (const line of await logged(['Service default/web', 'spec.ports[0].port'], from)) {
       assert.match(line, /got 70000/, `shows the bad value: ${line}`);
       assert.match(line, /kept=/, `says the last good version is kept: ${line}`);
@@ -159,7 +186,7 @@ describe('a daemon per node fed malformed manifests', { skip: !root }, () => {
 
     // Not even YAML any more: same, the document is matched to the Service it was.
     from = daemons.map((d) => d.stderr.length);
-    manifests.write('web.yaml', good.replace('  ports:\n', '  ports: [\n') + '---\n' + webSlice(backendPods));
+    manifests.write('web.yaml', `${good.replace('  ports:\n', '  ports: [\n')}---\n${webSlice(backendPods)}`);
     for (const line of await logged(['unparsable', 'file=web.yaml'], from)) {
       assert.match(line, /Service default\/web/, `says which object is kept: ${line}`);
     }
@@ -171,13 +198,21 @@ describe('a daemon per node fed malformed manifests', { skip: !root }, () => {
     const removed = backendPods[1]!;
     const kept = backendPods.filter((b) => b !== removed);
     const t0 = Date.now();
-    manifests.write('web.yaml', serviceYaml('web', VIP, WEB_PORTS) + '---\n' + webSlice(kept));
-    await eventually(`${removed.name} gets no new connections`, scaled(1000) + SETTLE_MS, async () => {
-      const runs = await webEverywhere(20);
-      return runs.every(({ results }) => failures(results).length === 0 && !countBy(results).has(removed.name));
-    }, daemons);
+    manifests.write('web.yaml', `${serviceYaml('web', VIP, WEB_PORTS)}---\n${webSlice(kept)}`);
+    await eventually(
+      `${removed.name} gets no new connections`,
+      scaled(1000) + SETTLE_MS,
+      async () => {
+        const runs = await webEverywhere(20);
+        return runs.every(({ results }) => failures(results).length === 0 && !countBy(results).has(removed.name));
+      },
+      daemons,
+    );
     console.log(`# endpoint change after the fix applied within ${Date.now() - t0} ms`);
-    assertServed(await webEverywhere(60), kept.map((b) => b.name));
+    assertServed(
+      await webEverywhere(60),
+      kept.map((b) => b.name),
+    );
     backendPods = kept;
   });
 });

@@ -135,7 +135,11 @@ describe('native addon (privileged)', { skip: skipReason, concurrency: false }, 
   test('a later record in the same batch wins (order is preserved)', async () => {
     assert.ok(obj);
     const hash = obj.map('sy_fixture_hash');
-    await hash.update([[key(2000), value(1)], [key(2000), value(2)], [key(2000), value(3)]]);
+    await hash.update([
+      [key(2000), value(1)],
+      [key(2000), value(2)],
+      [key(2000), value(3)],
+    ]);
     assert.deepEqual(await hash.lookup([key(2000)]), [value(3)]);
     await hash.delete([key(2000)]);
   });
@@ -203,7 +207,15 @@ describe('native addon (privileged)', { skip: skipReason, concurrency: false }, 
     assert.match(badFd.message, /^bpf_\w+ on map fd 1000000: Bad file descriptor/);
 
     // The kernel's batch update takes no BPF_NOEXIST: these go one by one.
-    const exists = await rejection(hash.update([[key(100_001), value(1)], [key(1), value(1)]], UpdateFlags.noExist));
+    const exists = await rejection(
+      hash.update(
+        [
+          [key(100_001), value(1)],
+          [key(1), value(1)],
+        ],
+        UpdateFlags.noExist,
+      ),
+    );
     assert.deepEqual([exists.code, exists.errno, exists.syscall], ['EEXIST', 17, 'bpf_map_update_elem']);
     assert.match(exists.message, /^bpf_map_update_elem on map fd \d+: File exists \(record 1 of 2\)$/);
     assert.equal(exists.done, 1);
@@ -267,7 +279,7 @@ describe('native addon (privileged)', { skip: skipReason, concurrency: false }, 
     assert.match(
       (r.noReplace as { message: string }).message,
       /^bpf_tc_attach on lo \(ifindex 1\) ingress handle 1 priority 1 \(prog fd \d+\): File exists\nlibbpf: Kernel error message: Filter already exists$/,
-      'names the filter and carries the kernel\'s extended ack',
+      "names the filter and carries the kernel's extended ack",
     );
     assert.equal(r.queryAfterNoReplace, r.idA, 'replace: false left the filter alone');
     assert.deepEqual(r.replace, { progId: r.idB, handle: 1, priority: 1 });

@@ -4,14 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  CLUSTER_POD_CIDR,
-  createCluster,
-  createClusterFromPlan,
-  listNamespaces,
-  planCluster,
-  withCluster,
-} from '../../src/rig/cluster.ts';
+import { CLUSTER_POD_CIDR, createCluster, createClusterFromPlan, listNamespaces, planCluster, withCluster } from '../../src/rig/cluster.ts';
 import type { Cluster, Pod, RequestResult } from '../../src/rig/cluster.ts';
 
 const notRoot = process.getuid?.() === 0 ? false : 'requires root: the rig creates network namespaces';
@@ -29,7 +22,10 @@ function assertAllOk(results: RequestResult[], count: number, what: string): voi
 
 /** Direct pod-to-pod traffic: right backend, no NAT in either direction. */
 async function assertDirect(c: Cluster, from: Pod, to: Pod): Promise<void> {
-  for (const [proto, port] of [['tcp', 8080], ['udp', 5353]] as const) {
+  for (const [proto, port] of [
+    ['tcp', 8080],
+    ['udp', 5353],
+  ] as const) {
     const what = `${from.name} -> ${to.name} ${proto}`;
     const results = await c.request(from, { proto, ip: to.ip, port, count: 5 });
     assertAllOk(results, 5, what);
@@ -61,12 +57,15 @@ test('plan: names fit the kernel and addresses follow the plan', () => {
   assert.ok(node2);
   assert.equal(node2.addr, '198.18.0.2');
   assert.equal(node2.podCidr, '10.244.2.0/24');
-  assert.deepEqual(node2.pods.map((p) => [p.name, p.ip, p.hostIf]), [
-    ['pod-2-0', '10.244.2.10', 'veth0'],
-    ['pod-2-1', '10.244.2.11', 'veth1'],
-    ['pod-2-2', '10.244.2.12', 'veth2'],
-    ['pod-2-3', '10.244.2.13', 'veth3'],
-  ]);
+  assert.deepEqual(
+    node2.pods.map((p) => [p.name, p.ip, p.hostIf]),
+    [
+      ['pod-2-0', '10.244.2.10', 'veth0'],
+      ['pod-2-1', '10.244.2.11', 'veth1'],
+      ['pod-2-2', '10.244.2.12', 'veth2'],
+      ['pod-2-3', '10.244.2.13', 'veth3'],
+    ],
+  );
   assert.ok(CLUSTER_POD_CIDR.startsWith('10.244.'));
   assert.throws(() => planCluster({ nodes: 100, podsPerNode: 1, prefix: 'sy1' }), RangeError);
   assert.throws(() => planCluster({ nodes: 1, podsPerNode: 1, prefix: 'Bad-Prefix' }), RangeError);
@@ -80,10 +79,7 @@ test('2 nodes x 2 pods carry real traffic and leave nothing behind', { skip: not
   try {
     assert.deepEqual((await leftovers(c.prefix)).sort(), [...c.namespaces].sort(), 'every namespace exists');
     const t1 = performance.now();
-    await Promise.all([
-      ...c.pods.map((p) => c.startBackend(p, { tcp: [8080], udp: [5353] })),
-      c.startBackend(c.node(1), { tcp: [9090] }),
-    ]);
+    await Promise.all([...c.pods.map((p) => c.startBackend(p, { tcp: [8080], udp: [5353] })), c.startBackend(c.node(1), { tcp: [9090] })]);
     t.diagnostic(`backends: ${Math.round(performance.now() - t1)} ms`);
 
     await t.test('pod to pod on another node, by pod IP', () => assertDirect(c, c.pod(1, 0), c.pod(2, 1)));

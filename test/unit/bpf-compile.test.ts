@@ -17,7 +17,17 @@ function ep(ip: string, port: number): EndpointInfo {
 function sp(id: string, clusterIPs: string[], port: number, eps: Array<[string, number]>, protocol: Protocol = 'TCP'): ServicePortInfo {
   const [ns = '', rest = ''] = id.split('/');
   const endpoints = eps.map(([ip, p]) => ep(ip, p));
-  return { id: `${id}/${protocol}`, namespace: ns, name: rest.split(':')[0] ?? '', portName: rest.split(':')[1] ?? '', protocol, clusterIPs, port, endpoints, clusterEndpoints: endpoints };
+  return {
+    id: `${id}/${protocol}`,
+    namespace: ns,
+    name: rest.split(':')[0] ?? '',
+    portName: rest.split(':')[1] ?? '',
+    protocol,
+    clusterIPs,
+    port,
+    endpoints,
+    clusterEndpoints: endpoints,
+  };
 }
 
 function snap(sps: ServicePortInfo[], changed: ReadonlySet<string> | 'all' = 'all'): ProxySnapshot {
@@ -171,17 +181,23 @@ test('what the datapath does not carry out yet is reported per ServicePort, and 
     sessionAffinity: { timeoutSeconds: 10800 },
   };
   const d = compile(snap([rich]), OFF);
-  assert.deepEqual(d.problems.map((p) => [p.owner, p.field]), [
-    ['default/web:http/TCP', 'externalIPs'],
-    ['default/web:http/TCP', 'loadBalancerIPs'],
-    ['default/web:http/TCP', 'nodePort'],
-    ['default/web:http/TCP', 'sessionAffinity'],
-  ]);
+  assert.deepEqual(
+    d.problems.map((p) => [p.owner, p.field]),
+    [
+      ['default/web:http/TCP', 'externalIPs'],
+      ['default/web:http/TCP', 'loadBalancerIPs'],
+      ['default/web:http/TCP', 'nodePort'],
+      ['default/web:http/TCP', 'sessionAffinity'],
+    ],
+  );
   assert.match(d.problems.find((p) => p.field === 'nodePort')?.message ?? '', /NodePort 30080 is not programmed by the bpf dataplane yet/);
   assert.deepEqual([...d.services.keys()], ['10.96.0.10:80/TCP']);
 
   const plainClusterIP = compile(snap([base]), OFF);
   assert.deepEqual(plainClusterIP.problems, [], 'a plain ClusterIP Service raises nothing');
   const sctp = compile(snap([sp('default/s:x', ['10.96.0.11'], 9, [['10.244.1.5', 9]], 'SCTP')]), OFF);
-  assert.deepEqual(sctp.problems.map((p) => p.field), ['protocol']);
+  assert.deepEqual(
+    sctp.problems.map((p) => p.field),
+    ['protocol'],
+  );
 });

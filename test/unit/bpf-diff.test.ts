@@ -15,7 +15,7 @@ import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
 import { diff, formatOp, formatPlan, planOps } from '../../src/dataplane/bpf/diff.ts';
 import { checkConsistent, FakeMapStore } from '../../src/dataplane/bpf/fake-maps.ts';
 import { backendCodec, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
-import { programmedToPlain, CowMap, emptyProgrammedState, formatBackendKey, l4Key } from '../../src/dataplane/bpf/state.ts';
+import { programmedToPlain, CowMap, emptyProgrammedState, l4Key } from '../../src/dataplane/bpf/state.ts';
 import type { DesiredState, FrontendKey, Plan, ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 
 /** Maps that answer a delete of a missing key with ENOENT, as the kernel does: no plan may issue one. */
@@ -63,7 +63,18 @@ test('ids freed by a plan are not reused within it; the next plan reuses the low
     'svc-delete 10.96.0.1:80/TCP gen 0 slot 1',
     'backend-delete 1',
   ]);
-  const p3 = diff(compile(snap([sp('a', ['10.96.0.1'], 80, [['10.244.0.2', 80], ['10.244.0.3', 80]])]), OFF), p2.next);
+  const p3 = diff(
+    compile(
+      snap([
+        sp('a', ['10.96.0.1'], 80, [
+          ['10.244.0.2', 80],
+          ['10.244.0.3', 80],
+        ]),
+      ]),
+      OFF,
+    ),
+    p2.next,
+  );
   assert.deepEqual(p3.phases[0]?.map(formatOp), ['backend-update 1 = 10.244.0.3:80/TCP']);
 });
 
@@ -106,7 +117,10 @@ test('diff is pure: current is not modified, and the same inputs give the same p
 });
 
 test('scope: out-of-scope frontends are untouched, in-scope removals happen, unknown keys are ignored', () => {
-  const p1 = diff(compile(snap([sp('a', ['10.96.0.1'], 80, [['10.244.0.1', 80]]), sp('b', ['10.96.0.2'], 80, [['10.244.0.2', 80]])]), OFF), emptyProgrammedState());
+  const p1 = diff(
+    compile(snap([sp('a', ['10.96.0.1'], 80, [['10.244.0.1', 80]]), sp('b', ['10.96.0.2'], 80, [['10.244.0.2', 80]])]), OFF),
+    emptyProgrammedState(),
+  );
   const none = compile(snap([]), OFF);
   const p2 = diff(none, p1.next, new Set(['10.96.0.2:80/TCP', '10.99.9.9:1/TCP']));
   assert.deepEqual(p2.touched, ['10.96.0.2:80/TCP']);

@@ -107,7 +107,17 @@ function bigSnapshot(services: number, endpoints: number): ProxySnapshot {
   for (let s = 0; s < services; s++) {
     const eps = Array.from({ length: endpoints }, (_, e) => ep(`10.244.${s}.${e + 1}`));
     const spId = `ns/s${s}:/TCP`;
-    m.set(spId, { id: spId, namespace: 'ns', name: `s${s}`, portName: '', protocol: 'TCP', clusterIPs: [`10.96.0.${s + 1}`], port: 80, endpoints: eps, clusterEndpoints: eps });
+    m.set(spId, {
+      id: spId,
+      namespace: 'ns',
+      name: `s${s}`,
+      portName: '',
+      protocol: 'TCP',
+      clusterIPs: [`10.96.0.${s + 1}`],
+      port: 80,
+      endpoints: eps,
+      clusterEndpoints: eps,
+    });
   }
   return { nodeName: 'n', servicePorts: m, changed: 'all' };
 }

@@ -21,7 +21,7 @@ import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
 import { diff, formatOp, formatPlan } from '../../src/dataplane/bpf/diff.ts';
 import { checkConsistent, FakeMapStore } from '../../src/dataplane/bpf/fake-maps.ts';
 import { backendCodec, encode, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
-import { programmedToPlain, emptyProgrammedState, formatBackendKey, l4Key } from '../../src/dataplane/bpf/state.ts';
+import { programmedToPlain, emptyProgrammedState, l4Key } from '../../src/dataplane/bpf/state.ts';
 import type { DesiredState, FrontendKey, Plan, ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 
 /** Maps that answer a delete of a missing key with ENOENT, as the kernel does: no plan may issue one. */
@@ -111,7 +111,13 @@ class Rig {
     this.programmed = plan.next;
     this.desired = desired;
     const problems = desired.problems.map((p) => `  ${p.owner} ${p.field}: ${p.message}`);
-    this.out.push(`## ${title}`, `touched: ${plan.touched.join(' ') || '-'}`, ...(problems.length > 0 ? ['problems:', ...problems] : []), formatPlan(plan).trimEnd(), this.store.dumpCanonical());
+    this.out.push(
+      `## ${title}`,
+      `touched: ${plan.touched.join(' ') || '-'}`,
+      ...(problems.length > 0 ? ['problems:', ...problems] : []),
+      formatPlan(plan).trimEnd(),
+      this.store.dumpCanonical(),
+    );
     return plan;
   }
 
@@ -154,7 +160,15 @@ class Rig {
 const dnsPorts = (eps: Array<[string, number]>): ServicePortInfo[] => [
   sp('kube-system', 'kube-dns', 'dns', 'UDP', ['10.96.0.10', 'fd00:10:96::a'], 53, eps),
   sp('kube-system', 'kube-dns', 'dns-tcp', 'TCP', ['10.96.0.10', 'fd00:10:96::a'], 53, eps),
-  sp('kube-system', 'kube-dns', 'metrics', 'TCP', ['10.96.0.10', 'fd00:10:96::a'], 9153, eps.map(([ip]) => [ip, 9153])),
+  sp(
+    'kube-system',
+    'kube-dns',
+    'metrics',
+    'TCP',
+    ['10.96.0.10', 'fd00:10:96::a'],
+    9153,
+    eps.map(([ip]) => [ip, 9153]),
+  ),
 ];
 
 test('golden: one Service with several ports (TCP+UDP, named ports, dual-stack)', () => {
@@ -310,7 +324,12 @@ test('golden: adopt after a crash in the middle of a plan', () => {
     { kind: 'svc-update', key: { addr: '10.96.0.92', port: 80, proto: 'TCP', gen: 1, slot: 0 }, value: { backendId: 0, count: 0, gen: 0, flags: 0, svcId: 9 } },
   ]);
   // The next plan dies after phase 2 (new backends and gen-1 slots written, master not flipped)...
-  const next = snapshot([web([['10.244.1.91', 8080], ['10.244.1.92', 8080]])]);
+  const next = snapshot([
+    web([
+      ['10.244.1.91', 8080],
+      ['10.244.1.92', 8080],
+    ]),
+  ]);
   const plan = diff(compile(next, { masqueradeAll: false }), rig.programmed);
   for (const ops of plan.phases.slice(0, 2)) rig.store.applyOps(ops, () => assert.deepEqual(checkConsistent(rig.store), []));
   // ...when the removal of `gone` had got as far as its master (phase 4 is master-first).
@@ -321,7 +340,7 @@ test('golden: adopt after a crash in the middle of a plan', () => {
   rig.note('## crashed after phase 2 of the next plan and after deleting the master of 10.96.0.91; plus a slot beyond count and a gen-1 master key');
   rig.note(crashed);
   rig.note('## orphans found by adopt');
-  rig.note(adopted.orphans.map((op) => `  ${formatOp(op)}`).join('\n') + '\n');
+  rig.note(`${adopted.orphans.map((op) => `  ${formatOp(op)}`).join('\n')}\n`);
   rig.store.applyOps(adopted.orphans, () => assert.deepEqual(checkConsistent(rig.store), []));
   rig.programmed = adopted.state;
   rig.desired = undefined;
@@ -352,10 +371,13 @@ test('golden: adopt a damaged frontend: a missing slot and a dangling backend id
   // Slot 3 was the only reference to backend 3: an orphan now.
   assert.deepEqual(adopted.orphans.map(formatOp), ['backend-delete 3']);
   rig.note('## orphans found by adopt');
-  rig.note(adopted.orphans.map((op) => `  ${formatOp(op)}`).join('\n') + '\n');
+  rig.note(`${adopted.orphans.map((op) => `  ${formatOp(op)}`).join('\n')}\n`);
   rig.store.applyOps(adopted.orphans);
   assert.deepEqual(adopted.state.services.get('10.96.0.100:80/TCP')?.backendIds, [1, 2, 0]);
-  assert.deepEqual(adopted.state.services.get('10.96.0.100:80/TCP')?.backendKeys.map((k) => k === -1), [true, false, true]);
+  assert.deepEqual(
+    adopted.state.services.get('10.96.0.100:80/TCP')?.backendKeys.map((k) => k === -1),
+    [true, false, true],
+  );
   rig.programmed = adopted.state;
   rig.desired = undefined;
   // The strict store answers ENOENT to a delete of a missing key: the plan must not issue one.

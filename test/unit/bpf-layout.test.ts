@@ -71,10 +71,7 @@ test('sy_ct_key, sy_ct_value (padding zeroed), sy_rnat_value, sy_config', () => 
   assert.deepEqual(ctKeyCodec.decode(encode(ctKeyCodec, ck)), ck);
 
   const cv = { backendId: 9, backendAddr: '10.244.1.5', backendPort: 8080, natAddr: '198.18.0.1', natPort: 32768, flags: 3, lastSeenNs: 0x0102030405060708n };
-  assert.equal(
-    hex(encodeDirty(ctValueCodec, cv)),
-    '09000000' + '0af40105' + 'c6120001' + '1f90' + '8000' + '03000000' + '00000000' + '0807060504030201',
-  );
+  assert.equal(hex(encodeDirty(ctValueCodec, cv)), '09000000' + '0af40105' + 'c6120001' + '1f90' + '8000' + '03000000' + '00000000' + '0807060504030201');
   assert.deepEqual(ctValueCodec.decode(encode(ctValueCodec, cv)), cv);
 
   const rv = { frontAddr: '10.96.0.10', frontPort: 80, clientAddr: '10.244.2.9', clientPort: 51000, flags: 1, lastSeenNs: 2n ** 63n };
@@ -96,7 +93,13 @@ test('per-CPU counters: one 8-byte slot per CPU', () => {
 });
 
 test('batch encoders: one buffer, records back to back, same bytes as one by one', () => {
-  const keys: SvcKey[] = Array.from({ length: 50 }, (_, i) => ({ addr: `10.96.0.${i}`, port: 80 + i, proto: i % 2 ? 'UDP' : 'TCP', gen: (i % 2) as 0 | 1, slot: i }));
+  const keys: SvcKey[] = Array.from({ length: 50 }, (_, i) => ({
+    addr: `10.96.0.${i}`,
+    port: 80 + i,
+    proto: i % 2 ? 'UDP' : 'TCP',
+    gen: (i % 2) as 0 | 1,
+    slot: i,
+  }));
   const values: SvcValue[] = keys.map((_, i) => ({ backendId: i, count: i, gen: 0, flags: 0, svcId: i * 3 }));
   const kb = encodeSvcKeys(keys);
   assert.equal(kb.length, 50 * 12);
@@ -123,7 +126,10 @@ test('encodeOpBatch: one phase -> one batch; refuses mixed kinds', () => {
   assert.equal(b.count, 2);
   assert.deepEqual(b.keys, encodeSvcKeys(ops.map((o) => (o.kind === 'svc-update' ? o.key : key))));
   assert.equal(b.values?.length, 32);
-  const del = encodeOpBatch([{ kind: 'backend-delete', id: 3 }, { kind: 'backend-delete', id: 4 }]);
+  const del = encodeOpBatch([
+    { kind: 'backend-delete', id: 3 },
+    { kind: 'backend-delete', id: 4 },
+  ]);
   assert.equal(del?.map, MAPS.backend.name);
   assert.equal(del?.values, null);
   assert.equal(hex(del?.keys ?? Buffer.alloc(0)), '0300000004000000');

@@ -34,7 +34,7 @@ function refused(text: string, ...flags: string[]): ConfigError {
 
 const HEAD = 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n';
 
-test('kubeadm\'s all-zero config.conf reads as kube-proxy\'s defaults', () => {
+test("kubeadm's all-zero config.conf reads as kube-proxy's defaults", () => {
   const { config, warnings } = fromFixture('kubeadm-iptables.yaml');
   const defaults = loadConfig([]).config;
   assert.deepEqual(warnings, []);
@@ -42,23 +42,47 @@ test('kubeadm\'s all-zero config.conf reads as kube-proxy\'s defaults', () => {
   assert.equal(config.clusterCIDR, '10.244.0.0/16');
   assert.deepEqual(config.clusterCIDRs, ['10.244.0.0/16']);
   // Everything else is exactly what no file at all gives.
-  const strip = (c: SwitchyardConfig) => ({ ...c, clientConnection: { ...c.clientConnection, kubeconfig: '' }, clusterCIDR: '', clusterCIDRs: [], command: { ...c.command, configFile: '' } });
+  const strip = (c: SwitchyardConfig) => ({
+    ...c,
+    clientConnection: { ...c.clientConnection, kubeconfig: '' },
+    clusterCIDR: '',
+    clusterCIDRs: [],
+    command: { ...c.command, configFile: '' },
+  });
   assert.deepEqual(strip(config), strip(defaults));
   // ... and those are kube-proxy's defaults.
   assert.equal(defaults.healthzBindAddress, '0.0.0.0:10256');
   assert.equal(defaults.metricsBindAddress, '127.0.0.1:10249');
   assert.equal(defaults.bindAddress, '0.0.0.0');
   assert.equal(defaults.oomScoreAdj, -999);
-  assert.deepEqual(defaults.iptables, { masqueradeAll: false, masqueradeBit: 14, localhostNodePorts: true, snatNodeInternalIP: false, syncPeriod: 30_000, minSyncPeriod: 1000 });
+  assert.deepEqual(defaults.iptables, {
+    masqueradeAll: false,
+    masqueradeBit: 14,
+    localhostNodePorts: true,
+    snatNodeInternalIP: false,
+    syncPeriod: 30_000,
+    minSyncPeriod: 1000,
+  });
   assert.equal(defaults.ipvs.syncPeriod, 30_000);
   assert.equal(defaults.ipvs.minSyncPeriod, 0, 'kube-proxy does not default ipvs.minSyncPeriod');
   assert.deepEqual(defaults.nftables, { masqueradeAll: false, masqueradeBit: 14, syncPeriod: 30_000, minSyncPeriod: 1000 });
   assert.deepEqual(defaults.conntrack, {
-    maxPerCore: 32768, min: 131072, tcpEstablishedTimeout: 24 * 3600_000, tcpCloseWaitTimeout: 3600_000,
-    tcpBeLiberal: false, udpTimeout: 0, udpStreamTimeout: 0,
+    maxPerCore: 32768,
+    min: 131072,
+    tcpEstablishedTimeout: 24 * 3600_000,
+    tcpCloseWaitTimeout: 3600_000,
+    tcpBeLiberal: false,
+    udpTimeout: 0,
+    udpStreamTimeout: 0,
   });
   assert.equal(defaults.configSyncPeriod, 15 * 60_000);
-  assert.deepEqual(defaults.clientConnection, { kubeconfig: '', acceptContentTypes: '', contentType: 'application/vnd.kubernetes.protobuf', qps: 5, burst: 10 });
+  assert.deepEqual(defaults.clientConnection, {
+    kubeconfig: '',
+    acceptContentTypes: '',
+    contentType: 'application/vnd.kubernetes.protobuf',
+    qps: 5,
+    burst: 10,
+  });
   assert.equal(defaults.logging.format, 'text');
   assert.equal(defaults.logging.flushFrequency, 5000);
   assert.equal(defaults.detectLocalMode, 'ClusterCIDR');
@@ -74,8 +98,14 @@ test('an ipvs config with scheduler, strictARP, excludeCIDRs and timeouts', () =
   assert.equal(config.mode, 'ipvs');
   assert.equal(config.dataplane, 'ipvs');
   assert.deepEqual(config.ipvs, {
-    syncPeriod: 15_000, minSyncPeriod: 2000, scheduler: 'wrr', excludeCIDRs: ['10.10.0.0/24', '192.168.100.0/22'],
-    strictARP: true, tcpTimeout: 15 * 60_000, tcpFinTimeout: 120_000, udpTimeout: 300_000,
+    syncPeriod: 15_000,
+    minSyncPeriod: 2000,
+    scheduler: 'wrr',
+    excludeCIDRs: ['10.10.0.0/24', '192.168.100.0/22'],
+    strictARP: true,
+    tcpTimeout: 15 * 60_000,
+    tcpFinTimeout: 120_000,
+    udpTimeout: 300_000,
   });
   // ipvs mode takes its sync periods from the ipvs section.
   assert.equal(config.syncPeriod, 15_000);
@@ -100,12 +130,15 @@ test('an nftables dual-stack config: nftables section, primary NodePorts, mapped
   assert.equal(config.conntrack.tcpBeLiberal, true);
   assert.deepEqual({ qps: config.clientConnection.qps, burst: config.clientConnection.burst }, { qps: 50, burst: 100 });
   assert.equal(config.logging.verbosity, 2);
-  assert.deepEqual(warnings.map((w) => w.message), [
-    `${FIXTURES}nftables-dualstack.yaml:5: mode: "nftables" is a kube-proxy mode Switchyard does not implement; it picks its dataplane as for auto (bpf where the kernel can run it, else ipvs)`,
-  ]);
+  assert.deepEqual(
+    warnings.map((w) => w.message),
+    [
+      `${FIXTURES}nftables-dualstack.yaml:5: mode: "nftables" is a kube-proxy mode Switchyard does not implement; it picks its dataplane as for auto (bpf where the kernel can run it, else ipvs)`,
+    ],
+  );
 });
 
-test('kind\'s iptables config: conntrack left alone, masqueradeAll, primary NodePorts', () => {
+test("kind's iptables config: conntrack left alone, masqueradeAll, primary NodePorts", () => {
   const { config, warnings } = fromFixture('kind-iptables.yaml');
   assert.equal(config.mode, 'iptables');
   assert.equal(config.dataplane, 'auto');
@@ -119,7 +152,7 @@ test('kind\'s iptables config: conntrack left alone, masqueradeAll, primary Node
   assert.match(warnings[0]?.message ?? '', /mode: "iptables" is a kube-proxy mode Switchyard does not implement/);
 });
 
-test('a SwitchyardConfiguration document after --- sets Switchyard\'s options', () => {
+test("a SwitchyardConfiguration document after --- sets Switchyard's options", () => {
   const { config, warnings } = fromFixture('with-switchyard.yaml');
   assert.deepEqual(config.switchyard, {
     manifests: '/etc/switchyard/manifests',
@@ -135,17 +168,18 @@ test('a JSON config file is read too', () => {
   assert.equal(config.ipvs.scheduler, 'lc');
   assert.equal(config.syncPeriod, 10_000);
   assert.deepEqual(config.featureGates, { TopologyAwareHints: true });
-  assert.deepEqual(warnings.map((w) => w.message), [
-    `${FIXTURES}kubeadm.json:7: featureGates: {"TopologyAwareHints":true}: accepted for compatibility and ignored: Switchyard has no feature gates`,
-  ]);
+  assert.deepEqual(
+    warnings.map((w) => w.message),
+    [`${FIXTURES}kubeadm.json:7: featureGates: {"TopologyAwareHints":true}: accepted for compatibility and ignored: Switchyard has no feature gates`],
+  );
 });
 
-test('the shipped ConfigMap\'s config is accepted', () => {
+test("the shipped ConfigMap's config is accepted", () => {
   const { config } = fromText(`${HEAD}mode: ""\nclusterCIDR: 10.244.0.0/16\n`);
   assert.equal(config.dataplane, 'auto');
 });
 
-test('YAML 1.1 booleans and null read as kube-proxy\'s decoder reads them', () => {
+test("YAML 1.1 booleans and null read as kube-proxy's decoder reads them", () => {
   const { config } = fromText(`${HEAD}ipvs:\n  strictARP: yes\niptables:\n  masqueradeAll: on\nmode: ~\nconntrack:\n  min:\n`);
   assert.equal(config.ipvs.strictARP, true);
   assert.equal(config.iptables.masqueradeAll, true);
@@ -164,13 +198,16 @@ test('hostnameOverride is trimmed and lower-cased, as kube-proxy does with the n
   assert.equal(fromText(`${HEAD}hostnameOverride: " Worker-1 "\n`).config.hostnameOverride, 'worker-1');
 });
 
-test('fields removed from v1alpha1 long ago are ignored with a warning, as kube-proxy\'s lenient decoding does', () => {
+test("fields removed from v1alpha1 long ago are ignored with a warning, as kube-proxy's lenient decoding does", () => {
   const { warnings } = fromText(`${HEAD}udpIdleTimeout: 250ms\nresourceContainer: /kube-proxy\nconntrack:\n  max: 0\n`);
-  assert.deepEqual(warnings.map((w) => w.message), [
-    `${CONF}:3: udpIdleTimeout: ignored: applied only to the userspace proxier, removed in Kubernetes 1.26`,
-    `${CONF}:4: resourceContainer: ignored: removed from kube-proxy in Kubernetes 1.16`,
-    `${CONF}:6: conntrack.max: ignored: removed in Kubernetes 1.19; use conntrack.maxPerCore and conntrack.min`,
-  ]);
+  assert.deepEqual(
+    warnings.map((w) => w.message),
+    [
+      `${CONF}:3: udpIdleTimeout: ignored: applied only to the userspace proxier, removed in Kubernetes 1.26`,
+      `${CONF}:4: resourceContainer: ignored: removed from kube-proxy in Kubernetes 1.16`,
+      `${CONF}:6: conntrack.max: ignored: removed in Kubernetes 1.19; use conntrack.maxPerCore and conntrack.min`,
+    ],
+  );
 });
 
 // --- refused ---------------------------------------------------------------
@@ -188,73 +225,110 @@ test('a field named like an Object property is just unknown', () => {
   assert.match(refused(`${HEAD}iptables:\n  syncPeriod: 1constructor\n`).message, /has an unknown unit "constructor"$/);
 });
 
-test('field names are case-sensitive, as kube-proxy\'s decoder is', () => {
+test("field names are case-sensitive, as kube-proxy's decoder is", () => {
   assert.equal(refused(`${HEAD}Mode: ipvs\n`).message, `${CONF}:3: Mode: unknown field (did you mean "mode"?)`);
 });
 
 test('an unknown field with no near name lists what the section has', () => {
-  assert.equal(refused(`${HEAD}ipvs:\n  weights: true\n`).message,
-    `${CONF}:4: ipvs.weights: unknown field; ipvs has syncPeriod, minSyncPeriod, scheduler, excludeCIDRs, strictARP, tcpTimeout, tcpFinTimeout, udpTimeout`);
+  assert.equal(
+    refused(`${HEAD}ipvs:\n  weights: true\n`).message,
+    `${CONF}:4: ipvs.weights: unknown field; ipvs has syncPeriod, minSyncPeriod, scheduler, excludeCIDRs, strictARP, tcpTimeout, tcpFinTimeout, udpTimeout`,
+  );
 });
 
-test('Switchyard\'s options inside KubeProxyConfiguration are refused: they belong in their own document', () => {
-  assert.match(refused(`${HEAD}manifests: /etc/m\n`).message, /^\/var\/lib\/kube-proxy\/config\.conf:3: manifests: unknown field; KubeProxyConfiguration has featureGates, /);
+test("Switchyard's options inside KubeProxyConfiguration are refused: they belong in their own document", () => {
+  assert.match(
+    refused(`${HEAD}manifests: /etc/m\n`).message,
+    /^\/var\/lib\/kube-proxy\/config\.conf:3: manifests: unknown field; KubeProxyConfiguration has featureGates, /,
+  );
 });
 
 test('a bad duration names the field and the syntax', () => {
-  assert.equal(refused(`${HEAD}iptables:\n  syncPeriod: 30 seconds\n`).message,
-    `${CONF}:4: iptables.syncPeriod: "30 seconds": must be a duration such as "30s", "1m0s" or "500ms" (units ns, us, ms, s, m, h); this one has an unknown unit " seconds"`);
-  assert.equal(refused(`${HEAD}configSyncPeriod: 30\n`).message,
-    `${CONF}:3: configSyncPeriod: 30: must be a duration such as "30s", "1m0s" or "500ms" (units ns, us, ms, s, m, h); a bare number has no unit: write "30s" for 30 seconds`);
+  assert.equal(
+    refused(`${HEAD}iptables:\n  syncPeriod: 30 seconds\n`).message,
+    `${CONF}:4: iptables.syncPeriod: "30 seconds": must be a duration such as "30s", "1m0s" or "500ms" (units ns, us, ms, s, m, h); this one has an unknown unit " seconds"`,
+  );
+  assert.equal(
+    refused(`${HEAD}configSyncPeriod: 30\n`).message,
+    `${CONF}:3: configSyncPeriod: 30: must be a duration such as "30s", "1m0s" or "500ms" (units ns, us, ms, s, m, h); a bare number has no unit: write "30s" for 30 seconds`,
+  );
 });
 
 test('a bad IPVS scheduler is refused with the list', () => {
-  assert.equal(refused(`${HEAD}mode: ipvs\nipvs:\n  scheduler: round-robin\n`).message,
-    `${CONF}:5: ipvs.scheduler: "round-robin": must be one of rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh, or empty (rr)`);
+  assert.equal(
+    refused(`${HEAD}mode: ipvs\nipvs:\n  scheduler: round-robin\n`).message,
+    `${CONF}:5: ipvs.scheduler: "round-robin": must be one of rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh, or empty (rr)`,
+  );
   assert.match(refused(`${HEAD}mode: ipvs\nipvs:\n  scheduler: WRR\n`).message, /\(did you mean "wrr"\?\)$/);
 });
 
 test('minSyncPeriod greater than syncPeriod is refused in the section the mode uses', () => {
-  assert.equal(refused(`${HEAD}mode: ipvs\nipvs:\n  syncPeriod: 10s\n  minSyncPeriod: 1m\n`).message,
-    `${CONF}:6: ipvs.minSyncPeriod: "1m": must be less than or equal to ipvs.syncPeriod ("10s")`);
-  assert.equal(refused(`${HEAD}iptables:\n  syncPeriod: 500ms\n`).message,
-    `${CONF}:4: iptables.syncPeriod: "500ms": must be greater than or equal to iptables.minSyncPeriod ("1s")`);
+  assert.equal(
+    refused(`${HEAD}mode: ipvs\nipvs:\n  syncPeriod: 10s\n  minSyncPeriod: 1m\n`).message,
+    `${CONF}:6: ipvs.minSyncPeriod: "1m": must be less than or equal to ipvs.syncPeriod ("10s")`,
+  );
+  assert.equal(
+    refused(`${HEAD}iptables:\n  syncPeriod: 500ms\n`).message,
+    `${CONF}:4: iptables.syncPeriod: "500ms": must be greater than or equal to iptables.minSyncPeriod ("1s")`,
+  );
   // kube-proxy checks only the section of its mode; so do we.
   assert.doesNotThrow(() => fromText(`${HEAD}mode: ipvs\niptables:\n  syncPeriod: 500ms\n`));
 });
 
 test('bad CIDRs are refused with the entry that is wrong', () => {
-  assert.equal(refused(`${HEAD}clusterCIDR: 10.244.0.0/33\n`).message,
-    `${CONF}:3: clusterCIDR: "10.244.0.0/33": must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56 (or a dual-stack pair of them), and "10.244.0.0/33" is not one`);
-  assert.equal(refused(`${HEAD}clusterCIDR: 10.244.0.0/16,10.245.0.0/16\n`).message,
-    `${CONF}:3: clusterCIDR: "10.244.0.0/16,10.245.0.0/16": a pair must be dual-stack: one IPv4 and one IPv6 CIDR`);
-  assert.equal(refused(`${HEAD}mode: ipvs\nipvs:\n  excludeCIDRs: [10.0.0.0/8, 10.1.2.3]\n`).message,
-    `${CONF}:5: ipvs.excludeCIDRs[1]: "10.1.2.3": must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56`);
-  assert.equal(refused(`${HEAD}nodePortAddresses: [primary, 10.0.0.0/8]\n`).message,
-    `${CONF}:3: nodePortAddresses[0]: "primary": can't be combined with CIDRs: give either "primary" alone or a list of CIDRs`);
+  assert.equal(
+    refused(`${HEAD}clusterCIDR: 10.244.0.0/33\n`).message,
+    `${CONF}:3: clusterCIDR: "10.244.0.0/33": must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56 (or a dual-stack pair of them), and "10.244.0.0/33" is not one`,
+  );
+  assert.equal(
+    refused(`${HEAD}clusterCIDR: 10.244.0.0/16,10.245.0.0/16\n`).message,
+    `${CONF}:3: clusterCIDR: "10.244.0.0/16,10.245.0.0/16": a pair must be dual-stack: one IPv4 and one IPv6 CIDR`,
+  );
+  assert.equal(
+    refused(`${HEAD}mode: ipvs\nipvs:\n  excludeCIDRs: [10.0.0.0/8, 10.1.2.3]\n`).message,
+    `${CONF}:5: ipvs.excludeCIDRs[1]: "10.1.2.3": must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56`,
+  );
+  assert.equal(
+    refused(`${HEAD}nodePortAddresses: [primary, 10.0.0.0/8]\n`).message,
+    `${CONF}:3: nodePortAddresses[0]: "primary": can't be combined with CIDRs: give either "primary" alone or a list of CIDRs`,
+  );
 });
 
 test('a wrong apiVersion, a wrong kind or none are refused', () => {
-  assert.equal(refused('apiVersion: kubeproxy.config.k8s.io/v1beta1\nkind: KubeProxyConfiguration\n').message,
-    `${CONF}:1: apiVersion: "kubeproxy.config.k8s.io/v1beta1": must be kubeproxy.config.k8s.io/v1alpha1 for kind KubeProxyConfiguration (the only version Switchyard reads)`);
-  assert.equal(refused('kind: KubeProxyConfiguration\nmode: ipvs\n').message,
-    `${CONF}:1: apiVersion: missing: must be kubeproxy.config.k8s.io/v1alpha1 for kind KubeProxyConfiguration (the only version Switchyard reads)`);
-  assert.equal(refused('apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n').message,
-    `${CONF}:2: kind: "KubeletConfiguration": must be KubeProxyConfiguration (apiVersion kubeproxy.config.k8s.io/v1alpha1) or SwitchyardConfiguration (apiVersion switchyard.io/v1alpha1)`);
-  assert.equal(refused('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nmode: ipvs\n').message,
-    `${CONF}:1: kind: missing: must be KubeProxyConfiguration (apiVersion kubeproxy.config.k8s.io/v1alpha1) or SwitchyardConfiguration (apiVersion switchyard.io/v1alpha1)`);
-  assert.equal(refused(`${HEAD}---\napiVersion: switchyard.io/v1beta1\nkind: SwitchyardConfiguration\n`).message,
-    `${CONF}:4: apiVersion: "switchyard.io/v1beta1": must be switchyard.io/v1alpha1 for kind SwitchyardConfiguration (the only version Switchyard reads)`);
+  assert.equal(
+    refused('apiVersion: kubeproxy.config.k8s.io/v1beta1\nkind: KubeProxyConfiguration\n').message,
+    `${CONF}:1: apiVersion: "kubeproxy.config.k8s.io/v1beta1": must be kubeproxy.config.k8s.io/v1alpha1 for kind KubeProxyConfiguration (the only version Switchyard reads)`,
+  );
+  assert.equal(
+    refused('kind: KubeProxyConfiguration\nmode: ipvs\n').message,
+    `${CONF}:1: apiVersion: missing: must be kubeproxy.config.k8s.io/v1alpha1 for kind KubeProxyConfiguration (the only version Switchyard reads)`,
+  );
+  assert.equal(
+    refused('apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n').message,
+    `${CONF}:2: kind: "KubeletConfiguration": must be KubeProxyConfiguration (apiVersion kubeproxy.config.k8s.io/v1alpha1) or SwitchyardConfiguration (apiVersion switchyard.io/v1alpha1)`,
+  );
+  assert.equal(
+    refused('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nmode: ipvs\n').message,
+    `${CONF}:1: kind: missing: must be KubeProxyConfiguration (apiVersion kubeproxy.config.k8s.io/v1alpha1) or SwitchyardConfiguration (apiVersion switchyard.io/v1alpha1)`,
+  );
+  assert.equal(
+    refused(`${HEAD}---\napiVersion: switchyard.io/v1beta1\nkind: SwitchyardConfiguration\n`).message,
+    `${CONF}:4: apiVersion: "switchyard.io/v1beta1": must be switchyard.io/v1alpha1 for kind SwitchyardConfiguration (the only version Switchyard reads)`,
+  );
 });
 
-test('values of the wrong type are refused as Go\'s strict decoder would', () => {
-  assert.equal(refused(`${HEAD}iptables:\n  masqueradeBit: "14"\n`).message,
-    `${CONF}:4: iptables.masqueradeBit: "14": must be an integer from -2147483648 to 2147483647`);
+test("values of the wrong type are refused as Go's strict decoder would", () => {
+  assert.equal(
+    refused(`${HEAD}iptables:\n  masqueradeBit: "14"\n`).message,
+    `${CONF}:4: iptables.masqueradeBit: "14": must be an integer from -2147483648 to 2147483647`,
+  );
   assert.equal(refused(`${HEAD}ipvs:\n  strictARP: "yes please"\n`).message, `${CONF}:4: ipvs.strictARP: "yes please": must be true or false`);
   assert.equal(refused(`${HEAD}hostnameOverride: 1234\n`).message, `${CONF}:3: hostnameOverride: 1234: must be a string (quote it: "1234")`);
   assert.equal(refused(`${HEAD}nodePortAddresses: 10.0.0.0/8\n`).message, `${CONF}:3: nodePortAddresses: "10.0.0.0/8": must be a list of strings`);
-  assert.equal(refused(`${HEAD}ipvs: wrr\n`).message,
-    `${CONF}:3: ipvs: "wrr": must be a mapping with the fields syncPeriod, minSyncPeriod, scheduler, excludeCIDRs, strictARP, tcpTimeout, tcpFinTimeout, udpTimeout`);
+  assert.equal(
+    refused(`${HEAD}ipvs: wrr\n`).message,
+    `${CONF}:3: ipvs: "wrr": must be a mapping with the fields syncPeriod, minSyncPeriod, scheduler, excludeCIDRs, strictARP, tcpTimeout, tcpFinTimeout, udpTimeout`,
+  );
 });
 
 test('broken YAML, duplicate keys and an empty file are refused with the line', () => {
@@ -264,13 +338,19 @@ test('broken YAML, duplicate keys and an empty file are refused with the line', 
 });
 
 test('a second KubeProxyConfiguration document is refused', () => {
-  assert.equal(refused(`${HEAD}---\n${HEAD}`).message, `${CONF}:5: kind: "KubeProxyConfiguration": a second KubeProxyConfiguration document; the file may hold one of each kind`);
+  assert.equal(
+    refused(`${HEAD}---\n${HEAD}`).message,
+    `${CONF}:5: kind: "KubeProxyConfiguration": a second KubeProxyConfiguration document; the file may hold one of each kind`,
+  );
 });
 
 test('every problem in the file is reported at once', () => {
   const err = refused(`${HEAD}ipvs:\n  schedular: wrr\n  syncPeriod: soon\nmasqueradeAll: true\n`);
-  assert.deepEqual(err.problems.map((p) => p.field), ['ipvs.schedular', 'ipvs.syncPeriod', 'masqueradeAll']);
-  assert.match(err.message, /^3 problems:\n  \/var\/lib\/kube-proxy\/config\.conf:4: ipvs\.schedular: /);
+  assert.deepEqual(
+    err.problems.map((p) => p.field),
+    ['ipvs.schedular', 'ipvs.syncPeriod', 'masqueradeAll'],
+  );
+  assert.match(err.message, /^3 problems:\n {2}\/var\/lib\/kube-proxy\/config\.conf:4: ipvs\.schedular: /);
   assert.match(err.problems[2]?.message ?? '', /masqueradeAll: unknown field; KubeProxyConfiguration has /);
 });
 

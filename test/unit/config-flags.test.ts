@@ -28,30 +28,83 @@ function refused(...argv: string[]): ConfigError {
  * cAdvisor flags its binary carries), plus the since-removed --proxy-port-range.
  */
 const KUBE_PROXY_FLAGS = [
-  'bind-address', 'bind-address-hard-fail', 'cleanup', 'cluster-cidr', 'config', 'config-sync-period', 'conntrack-max-per-core',
-  'conntrack-min', 'conntrack-tcp-be-liberal', 'conntrack-tcp-timeout-close-wait', 'conntrack-tcp-timeout-established',
-  'conntrack-udp-timeout', 'conntrack-udp-timeout-stream', 'detect-local-mode', 'feature-gates', 'healthz-bind-address', 'healthz-port',
-  'hostname-override', 'init-only', 'iptables-localhost-nodeports', 'iptables-masquerade-bit', 'iptables-min-sync-period',
-  'iptables-sync-period', 'ipvs-exclude-cidrs', 'ipvs-min-sync-period', 'ipvs-scheduler', 'ipvs-strict-arp', 'ipvs-sync-period',
-  'ipvs-tcp-timeout', 'ipvs-tcpfin-timeout', 'ipvs-udp-timeout', 'kube-api-burst', 'kube-api-content-type', 'kube-api-qps', 'kubeconfig',
-  'masquerade-all', 'master', 'metrics-bind-address', 'metrics-port', 'nodeport-addresses', 'oom-score-adj', 'pod-bridge-interface',
-  'pod-interface-name-prefix', 'profiling', 'proxy-mode', 'proxy-port-range', 'show-hidden-metrics-for-version', 'write-config-to',
-  'v', 'vmodule', 'logging-format', 'log-flush-frequency', 'log-json-info-buffer-size', 'log-json-split-stream',
-  'log-text-info-buffer-size', 'log-text-split-stream', 'version', 'help', 'boot-id-file', 'machine-id-file',
+  'bind-address',
+  'bind-address-hard-fail',
+  'cleanup',
+  'cluster-cidr',
+  'config',
+  'config-sync-period',
+  'conntrack-max-per-core',
+  'conntrack-min',
+  'conntrack-tcp-be-liberal',
+  'conntrack-tcp-timeout-close-wait',
+  'conntrack-tcp-timeout-established',
+  'conntrack-udp-timeout',
+  'conntrack-udp-timeout-stream',
+  'detect-local-mode',
+  'feature-gates',
+  'healthz-bind-address',
+  'healthz-port',
+  'hostname-override',
+  'init-only',
+  'iptables-localhost-nodeports',
+  'iptables-masquerade-bit',
+  'iptables-min-sync-period',
+  'iptables-sync-period',
+  'ipvs-exclude-cidrs',
+  'ipvs-min-sync-period',
+  'ipvs-scheduler',
+  'ipvs-strict-arp',
+  'ipvs-sync-period',
+  'ipvs-tcp-timeout',
+  'ipvs-tcpfin-timeout',
+  'ipvs-udp-timeout',
+  'kube-api-burst',
+  'kube-api-content-type',
+  'kube-api-qps',
+  'kubeconfig',
+  'masquerade-all',
+  'master',
+  'metrics-bind-address',
+  'metrics-port',
+  'nodeport-addresses',
+  'oom-score-adj',
+  'pod-bridge-interface',
+  'pod-interface-name-prefix',
+  'profiling',
+  'proxy-mode',
+  'proxy-port-range',
+  'show-hidden-metrics-for-version',
+  'write-config-to',
+  'v',
+  'vmodule',
+  'logging-format',
+  'log-flush-frequency',
+  'log-json-info-buffer-size',
+  'log-json-split-stream',
+  'log-text-info-buffer-size',
+  'log-text-split-stream',
+  'version',
+  'help',
+  'boot-id-file',
+  'machine-id-file',
 ];
 
 /** A flag's entry in --help, with its lines joined. */
 function entry(help: string, name: string): string {
   const at = help.search(new RegExp(`--${name}(=|\\n)`));
   const next = help.slice(at + 2).search(/\n {2}(-\w, | {4})--|\n\n/);
-  return help.slice(at, at + 2 + next).replace(/\s+/g, ' ').trim();
+  return help
+    .slice(at, at + 2 + next)
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 function leafPaths(schema: ObjectSchema, prefix = ''): string[] {
   return Object.entries(schema).flatMap(([k, v]) => (typeof v === 'string' ? [prefix + k] : leafPaths(v, `${prefix}${k}.`)));
 }
 
-test('the table has every kube-proxy flag, and Switchyard\'s own apart', () => {
+test("the table has every kube-proxy flag, and Switchyard's own apart", () => {
   const names = RUN_FLAGS.map((f) => f.name);
   assert.equal(new Set(names).size, names.length, 'no flag twice');
   for (const name of KUBE_PROXY_FLAGS) assert.ok(names.includes(name), `--${name} is missing`);
@@ -70,7 +123,7 @@ test('every flag writes a field of the file (or a command option), so flags and 
   }
 });
 
-test('--help documents every flag, marks the ignored ones, and puts Switchyard\'s options in their own section', () => {
+test("--help documents every flag, marks the ignored ones, and puts Switchyard's options in their own section", () => {
   const help = formatRunHelp('Run the proxy.');
   for (const f of RUN_FLAGS) assert.match(help, new RegExp(`--${f.name}\\b`), `--${f.name} is not in --help`);
   const kubeProxyAt = help.indexOf("kube-proxy's options");
@@ -110,8 +163,17 @@ test('-v in its short forms, and underscores read as dashes', () => {
 });
 
 test('lists are comma-separated and a repeated list flag appends; a repeated scalar flag keeps the last', () => {
-  const { config } = flags('--proxy-mode=ipvs', '--ipvs-exclude-cidrs=10.0.0.0/8,192.168.0.0/16', '--ipvs-exclude-cidrs', '172.16.0.0/12',
-    '--ipvs-scheduler=rr', '--ipvs-scheduler=sh', '--feature-gates=A=true,B=false', '--feature-gates=B=true', '--vmodule=proxier=4');
+  const { config } = flags(
+    '--proxy-mode=ipvs',
+    '--ipvs-exclude-cidrs=10.0.0.0/8,192.168.0.0/16',
+    '--ipvs-exclude-cidrs',
+    '172.16.0.0/12',
+    '--ipvs-scheduler=rr',
+    '--ipvs-scheduler=sh',
+    '--feature-gates=A=true,B=false',
+    '--feature-gates=B=true',
+    '--vmodule=proxier=4',
+  );
   assert.deepEqual(config.ipvs.excludeCIDRs, ['10.0.0.0/8', '192.168.0.0/16', '172.16.0.0/12']);
   assert.equal(config.ipvs.scheduler, 'sh');
   assert.deepEqual(config.featureGates, { A: true, B: true });
@@ -121,10 +183,14 @@ test('lists are comma-separated and a repeated list flag appends; a repeated sca
 test('--nodeport-addresses takes CIDRs or primary', () => {
   assert.deepEqual(flags('--nodeport-addresses=primary').config.nodePortAddresses, ['primary']);
   assert.deepEqual(flags('--nodeport-addresses', '10.0.0.0/8,fd00::/64').config.nodePortAddresses, ['10.0.0.0/8', 'fd00::/64']);
-  assert.equal(refused('--nodeport-addresses=primary,10.0.0.0/8').message,
-    '--nodeport-addresses: "primary": can\'t be combined with CIDRs: give either "primary" alone or a list of CIDRs');
-  assert.equal(refused('--nodeport-addresses=10.0.0.0/8,eth0').message,
-    '--nodeport-addresses: "eth0": must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56, or "primary" alone');
+  assert.equal(
+    refused('--nodeport-addresses=primary,10.0.0.0/8').message,
+    '--nodeport-addresses: "primary": can\'t be combined with CIDRs: give either "primary" alone or a list of CIDRs',
+  );
+  assert.equal(
+    refused('--nodeport-addresses=10.0.0.0/8,eth0').message,
+    '--nodeport-addresses: "eth0": must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56, or "primary" alone',
+  );
 });
 
 test('the health and metrics addresses: a bare IP gets the default port, empty disables, the deprecated ports', () => {
@@ -137,8 +203,10 @@ test('the health and metrics addresses: a bare IP gets the default port, empty d
   assert.equal(flags('--healthz-port=1234').config.healthzBindAddress, '0.0.0.0:10256');
   assert.equal(flags('--healthz-bind-address=10.0.0.1', '--healthz-port=1234').config.healthzBindAddress, '10.0.0.1:1234');
   assert.equal(flags('--bind-address=fd00::1').config.healthzBindAddress, '[::]:10256');
-  assert.equal(refused('--metrics-bind-address=localhost:10249').message,
-    '--metrics-bind-address: "localhost:10249": must be IP or IP:port, and "localhost" is not an IP address');
+  assert.equal(
+    refused('--metrics-bind-address=localhost:10249').message,
+    '--metrics-bind-address: "localhost:10249": must be IP or IP:port, and "localhost" is not an IP address',
+  );
   assert.equal(refused('--bind-address=node-1').message, '--bind-address: "node-1": must be an IP address');
 });
 
@@ -147,17 +215,27 @@ test('--hostname-override is trimmed and lower-cased; a blank one is refused', (
   assert.equal(refused('--hostname-override=   ').message, '--hostname-override: "   ": must not be blank');
 });
 
-test('Switchyard\'s flags', () => {
+test("Switchyard's flags", () => {
   const { config } = flags('--manifests=/etc/m', '--bpf-pin-path=/run/sy', '--bpf-object=/opt/sy.o', '--pod-interfaces=veth*,cali*');
   assert.deepEqual(config.switchyard, { manifests: '/etc/m', bpf: { pinPath: '/run/sy', object: '/opt/sy.o', podInterfaces: ['veth*', 'cali*'] } });
-  assert.equal(refused('--bpf-pin-path=sys/fs/bpf').message,
-    '--bpf-pin-path: "sys/fs/bpf": must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)');
+  assert.equal(
+    refused('--bpf-pin-path=sys/fs/bpf').message,
+    '--bpf-pin-path: "sys/fs/bpf": must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)',
+  );
   assert.deepEqual(flags().config.switchyard.bpf.podInterfaces, ['veth*']);
 });
 
 test('command options: --cleanup, --master, --write-config-to, --version', () => {
   const { config } = flags('--cleanup', '--master=https://10.0.0.1:6443', '--write-config-to=/tmp/c.yaml', '--init-only');
-  assert.deepEqual(config.command, { configFile: '', cleanup: true, initOnly: true, writeConfigTo: '/tmp/c.yaml', master: 'https://10.0.0.1:6443', help: false, version: false });
+  assert.deepEqual(config.command, {
+    configFile: '',
+    cleanup: true,
+    initOnly: true,
+    writeConfigTo: '/tmp/c.yaml',
+    master: 'https://10.0.0.1:6443',
+    help: false,
+    version: false,
+  });
   assert.equal(flags('--version').config.command.version, true);
   assert.equal(flags('--version=raw').config.command.version, 'raw');
 });
@@ -179,22 +257,40 @@ test('an unknown flag is refused, naming it and the nearest known one', () => {
 
 test('--proxy-mode with an unknown mode names the allowed ones', () => {
   const err = refused('--proxy-mode=foo');
-  assert.equal(err.message, '--proxy-mode: "foo": must be one of bpf, ipvs, auto (Switchyard\'s dataplanes), iptables or nftables (kube-proxy\'s, which mean auto here), or empty (auto)');
+  assert.equal(
+    err.message,
+    '--proxy-mode: "foo": must be one of bpf, ipvs, auto (Switchyard\'s dataplanes), iptables or nftables (kube-proxy\'s, which mean auto here), or empty (auto)',
+  );
   assert.match(refused('--proxy-mode=kernelspace').message, /^--proxy-mode: "kernelspace": is kube-proxy's Windows mode; on Linux, mode must be one of bpf, /);
 });
 
 test('bad values name the flag, the value and what is allowed', () => {
   const cases: [string[], string][] = [
-    [['--ipvs-sync-period=30'], '--ipvs-sync-period: "30": must be a duration such as "30s", "1m0s" or "500ms" (units ns, us, ms, s, m, h); this one has a number without a unit'],
+    [
+      ['--ipvs-sync-period=30'],
+      '--ipvs-sync-period: "30": must be a duration such as "30s", "1m0s" or "500ms" (units ns, us, ms, s, m, h); this one has a number without a unit',
+    ],
     [['--masquerade-all=yes'], '--masquerade-all: "yes": must be true or false'],
     [['--iptables-masquerade-bit=32'], '--iptables-masquerade-bit: "32": must be from 0 to 31'],
     [['--oom-score-adj=-1001'], '--oom-score-adj: "-1001": must be from -1000 to 1000'],
     [['--kube-api-burst=-1'], '--kube-api-burst: "-1": must be greater than or equal to 0'],
-    [['--proxy-mode=ipvs', '--ipvs-scheduler=fastest'], '--ipvs-scheduler: "fastest": must be one of rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh, or empty (rr)'],
+    [
+      ['--proxy-mode=ipvs', '--ipvs-scheduler=fastest'],
+      '--ipvs-scheduler: "fastest": must be one of rr, wrr, lc, wlc, lblc, lblcr, sh, dh, sed, nq, mh, or empty (rr)',
+    ],
     [['--proxy-mode=ipvs', '--ipvs-tcp-timeout=-5s'], '--ipvs-tcp-timeout: "-5s": must be greater than or equal to 0 (0 leaves the kernel\'s)'],
-    [['--cluster-cidr=10.244.0.0/16,fd00::/64,10.1.0.0/16'], '--cluster-cidr: "10.244.0.0/16,fd00::/64,10.1.0.0/16": must be one CIDR or a dual-stack pair, one IPv4 and one IPv6 (such as 10.244.0.0/16,fd00:10:244::/56)'],
-    [['--detect-local-mode=PodCIDR'], '--detect-local-mode: "PodCIDR": must be one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix, or empty (ClusterCIDR)'],
-    [['--detect-local-mode=BridgeInterface'], '--detect-local-mode: "BridgeInterface": needs the bridge\'s name in detectLocal.bridgeInterface (--pod-bridge-interface)'],
+    [
+      ['--cluster-cidr=10.244.0.0/16,fd00::/64,10.1.0.0/16'],
+      '--cluster-cidr: "10.244.0.0/16,fd00::/64,10.1.0.0/16": must be one CIDR or a dual-stack pair, one IPv4 and one IPv6 (such as 10.244.0.0/16,fd00:10:244::/56)',
+    ],
+    [
+      ['--detect-local-mode=PodCIDR'],
+      '--detect-local-mode: "PodCIDR": must be one of ClusterCIDR, NodeCIDR, BridgeInterface, InterfaceNamePrefix, or empty (ClusterCIDR)',
+    ],
+    [
+      ['--detect-local-mode=BridgeInterface'],
+      '--detect-local-mode: "BridgeInterface": needs the bridge\'s name in detectLocal.bridgeInterface (--pod-bridge-interface)',
+    ],
     [['--feature-gates=Foo'], '--feature-gates: "Foo": must be name=true|false pairs separated by commas, and "Foo" is not one'],
     [['--vmodule=proxier'], '--vmodule: "proxier": must be pattern=N pairs separated by commas, and "proxier" is not one'],
     [['--logging-format=xml'], '--logging-format: "xml": must be text or json'],
@@ -208,23 +304,31 @@ test('bad values name the flag, the value and what is allowed', () => {
 test('a missing value, a value that is a flag, and positional arguments', () => {
   assert.equal(refused('--proxy-mode').message, '--proxy-mode: needs a value (MODE)');
   assert.equal(refused('--hostname-override', '--cleanup').message, '--hostname-override: needs a value (NAME), but the next argument is the flag --cleanup');
-  assert.equal(refused('--masquerade-all', 'false').message,
-    '"false": unexpected argument: switchyard run takes flags only (a boolean flag takes its value after "=": --masquerade-all=false)');
+  assert.equal(
+    refused('--masquerade-all', 'false').message,
+    '"false": unexpected argument: switchyard run takes flags only (a boolean flag takes its value after "=": --masquerade-all=false)',
+  );
   assert.equal(refused('--', '--cleanup').message, '"--cleanup": unexpected argument: switchyard run takes flags only');
 });
 
 test('every flag problem is reported at once', () => {
   const err = refused('--bogus', '--masquerade-all=maybe', 'extra');
-  assert.deepEqual(err.problems.map((p) => p.field), ['--bogus', '--masquerade-all', 'extra']);
+  assert.deepEqual(
+    err.problems.map((p) => p.field),
+    ['--bogus', '--masquerade-all', 'extra'],
+  );
   assert.match(err.message, /^3 problems:\n {2}--bogus: unknown flag/);
 });
 
 test('ignored and deprecated options are accepted with a warning', () => {
   const { warnings } = flags('--profiling', '--healthz-port=10256', '--proxy-port-range=30000-32767');
-  assert.deepEqual(warnings.map((w) => w.message), [
-    '--profiling: "true": accepted for compatibility and ignored: there is no Go runtime to profile',
-    '--proxy-port-range: "30000-32767": accepted for compatibility and ignored: Switchyard has no use for it',
-    '--healthz-port: is deprecated: use --healthz-bind-address',
-  ]);
+  assert.deepEqual(
+    warnings.map((w) => w.message),
+    [
+      '--profiling: "true": accepted for compatibility and ignored: there is no Go runtime to profile',
+      '--proxy-port-range: "30000-32767": accepted for compatibility and ignored: Switchyard has no use for it',
+      '--healthz-port: is deprecated: use --healthz-bind-address',
+    ],
+  );
   assert.deepEqual(flags('--profiling=false').warnings, [], 'an ignored option left at its default says nothing');
 });

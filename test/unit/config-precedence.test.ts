@@ -44,9 +44,17 @@ function load(file: string, ...flags: string[]) {
 }
 
 test('flags override the file', () => {
-  const { config } = load(IPVS_FILE,
-    '--ipvs-scheduler=sh', '--masquerade-all=false', '--cluster-cidr=10.250.0.0/16', '--ipvs-sync-period=1m',
-    '--healthz-bind-address=127.0.0.1:10256', '--kubeconfig=/etc/other.conf', '--bpf-pin-path=/sys/fs/bpf/sy', '--manifests=/tmp/m');
+  const { config } = load(
+    IPVS_FILE,
+    '--ipvs-scheduler=sh',
+    '--masquerade-all=false',
+    '--cluster-cidr=10.250.0.0/16',
+    '--ipvs-sync-period=1m',
+    '--healthz-bind-address=127.0.0.1:10256',
+    '--kubeconfig=/etc/other.conf',
+    '--bpf-pin-path=/sys/fs/bpf/sy',
+    '--manifests=/tmp/m',
+  );
   assert.equal(config.ipvs.scheduler, 'sh');
   assert.equal(config.masqueradeAll, false);
   assert.equal(config.iptables.masqueradeAll, false);
@@ -58,7 +66,7 @@ test('flags override the file', () => {
   assert.equal(config.switchyard.manifests, '/tmp/m');
 });
 
-test('flags not given leave the file\'s values alone (flag defaults never reset them)', () => {
+test("flags not given leave the file's values alone (flag defaults never reset them)", () => {
   const { config } = load(IPVS_FILE, '--hostname-override=node-1');
   assert.equal(config.hostnameOverride, 'node-1');
   assert.equal(config.dataplane, 'ipvs');
@@ -84,7 +92,7 @@ test('--proxy-mode over the file switches the section the sync periods come from
   assert.equal(config.ipvs.syncPeriod, 15_000, 'the ipvs section itself is kept');
 });
 
-test('the per-mode sync flags apply to the mode\'s section only, with a warning otherwise', () => {
+test("the per-mode sync flags apply to the mode's section only, with a warning otherwise", () => {
   const nft = `apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\nnftables:\n  syncPeriod: 20s\n`;
   // kube-proxy: --iptables-sync-period sets the sync period in every mode but ipvs.
   assert.equal(load(nft, '--iptables-sync-period=45s').config.syncPeriod, 45_000);
@@ -93,13 +101,16 @@ test('the per-mode sync flags apply to the mode\'s section only, with a warning 
   assert.ok(ipvs.warnings.some((w) => w.message === '--iptables-sync-period: has no effect in ipvs mode; use --ipvs-sync-period'));
   assert.ok(ipvs.warnings.some((w) => w.message === '--iptables-min-sync-period: has no effect in ipvs mode; use --ipvs-min-sync-period'));
   const bpf = loadConfig(['--proxy-mode=bpf', '--ipvs-min-sync-period=5s', '--ipvs-scheduler=wrr']);
-  assert.deepEqual(bpf.warnings.map((w) => w.message), [
-    '--ipvs-scheduler: has no effect with mode bpf: the IPVS dataplane does not run',
-    '--ipvs-min-sync-period: has no effect unless mode is ipvs (mode is bpf); use --iptables-min-sync-period',
-  ]);
+  assert.deepEqual(
+    bpf.warnings.map((w) => w.message),
+    [
+      '--ipvs-scheduler: has no effect with mode bpf: the IPVS dataplane does not run',
+      '--ipvs-min-sync-period: has no effect unless mode is ipvs (mode is bpf); use --iptables-min-sync-period',
+    ],
+  );
 });
 
-test('a flag\'s zero is kept while a file\'s zero means the default, as kube-proxy defaults before applying flags', () => {
+test("a flag's zero is kept while a file's zero means the default, as kube-proxy defaults before applying flags", () => {
   const file = `apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\niptables:\n  minSyncPeriod: 0s\n  syncPeriod: 10s\n`;
   assert.equal(load(file).config.minSyncPeriod, 1000);
   assert.equal(load(file, '--iptables-min-sync-period=0').config.minSyncPeriod, 0);
@@ -107,22 +118,39 @@ test('a flag\'s zero is kept while a file\'s zero means the default, as kube-pro
 });
 
 test('each flag kube-proxy would ignore under --config gets a warning; --hostname-override and logging flags do not', () => {
-  const { warnings } = load(IPVS_FILE, '--ipvs-scheduler=sh', '--conntrack-min=0', '--hostname-override=node-1', '-v=4', '--cleanup', '--bpf-pin-path=/sys/fs/bpf/sy');
+  const { warnings } = load(
+    IPVS_FILE,
+    '--ipvs-scheduler=sh',
+    '--conntrack-min=0',
+    '--hostname-override=node-1',
+    '-v=4',
+    '--cleanup',
+    '--bpf-pin-path=/sys/fs/bpf/sy',
+  );
   const overrides = warnings.filter((w) => w.message.includes('kube-proxy would ignore'));
-  assert.deepEqual(overrides.map((w) => w.message), [
-    `--ipvs-scheduler: "sh": overrides ipvs.scheduler: "wrr" from ${CONF} (kube-proxy would ignore this flag because --config is given)`,
-    `--conntrack-min: "0": is applied over ${CONF} (kube-proxy would ignore this flag because --config is given)`,
-  ]);
-  assert.deepEqual(overrides.map((w) => w.field), ['--ipvs-scheduler', '--conntrack-min']);
+  assert.deepEqual(
+    overrides.map((w) => w.message),
+    [
+      `--ipvs-scheduler: "sh": overrides ipvs.scheduler: "wrr" from ${CONF} (kube-proxy would ignore this flag because --config is given)`,
+      `--conntrack-min: "0": is applied over ${CONF} (kube-proxy would ignore this flag because --config is given)`,
+    ],
+  );
+  assert.deepEqual(
+    overrides.map((w) => w.field),
+    ['--ipvs-scheduler', '--conntrack-min'],
+  );
 });
 
-test('logging flags override the file; --vmodule entries come before the file\'s, as kube-proxy joins them', () => {
+test("logging flags override the file; --vmodule entries come before the file's, as kube-proxy joins them", () => {
   const { config } = load(IPVS_FILE, '-v=4', '--vmodule=runner=6');
   assert.equal(config.logging.verbosity, 4);
-  assert.deepEqual(config.logging.vmodule, [{ filePattern: 'runner', verbosity: 6 }, { filePattern: 'proxier', verbosity: 5 }]);
+  assert.deepEqual(config.logging.vmodule, [
+    { filePattern: 'runner', verbosity: 6 },
+    { filePattern: 'proxier', verbosity: 5 },
+  ]);
 });
 
-test('--feature-gates joins the file\'s gates, a flag\'s key winning', () => {
+test("--feature-gates joins the file's gates, a flag's key winning", () => {
   assert.deepEqual(load(IPVS_FILE, '--feature-gates=B=false,C=true').config.featureGates, { A: true, B: false, C: true });
 });
 

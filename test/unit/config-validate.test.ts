@@ -25,11 +25,13 @@ function refused(text: string, ...flags: string[]): ConfigError {
   assert.fail('the configuration was accepted');
 }
 
-test('mode: Switchyard\'s bpf and auto are accepted in the file too; each mode maps to a dataplane', () => {
+test("mode: Switchyard's bpf and auto are accepted in the file too; each mode maps to a dataplane", () => {
   const dataplane = (mode: string) => load(`${HEAD}mode: ${JSON.stringify(mode)}\n`).config.dataplane;
   assert.deepEqual(['', 'auto', 'bpf', 'ipvs', 'iptables', 'nftables'].map(dataplane), ['auto', 'auto', 'bpf', 'ipvs', 'auto', 'auto']);
-  assert.equal(refused(`${HEAD}mode: userspace\n`).message,
-    `${CONF}:3: mode: "userspace": must be one of bpf, ipvs, auto (Switchyard's dataplanes), iptables or nftables (kube-proxy's, which mean auto here), or empty (auto)`);
+  assert.equal(
+    refused(`${HEAD}mode: userspace\n`).message,
+    `${CONF}:3: mode: "userspace": must be one of bpf, ipvs, auto (Switchyard's dataplanes), iptables or nftables (kube-proxy's, which mean auto here), or empty (auto)`,
+  );
 });
 
 test('the IPVS section is checked whenever the IPVS dataplane may run (ipvs, auto), not with bpf', () => {
@@ -45,13 +47,18 @@ test('nftables.masqueradeBit is checked in nftables mode only, iptables.masquera
 });
 
 test('detectLocalMode and its companions', () => {
-  assert.equal(refused(`${HEAD}detectLocalMode: InterfaceNamePrefix\n`).message,
-    `${CONF}:3: detectLocalMode: "InterfaceNamePrefix": needs the interface name prefix in detectLocal.interfaceNamePrefix (--pod-interface-name-prefix)`);
+  assert.equal(
+    refused(`${HEAD}detectLocalMode: InterfaceNamePrefix\n`).message,
+    `${CONF}:3: detectLocalMode: "InterfaceNamePrefix": needs the interface name prefix in detectLocal.interfaceNamePrefix (--pod-interface-name-prefix)`,
+  );
   assert.doesNotThrow(() => load(`${HEAD}detectLocalMode: BridgeInterface\ndetectLocal:\n  bridgeInterface: cbr0\n`));
   assert.doesNotThrow(() => load(`${HEAD}detectLocalMode: NodeCIDR\n`));
   // ClusterCIDR without a clusterCIDR: kube-proxy carries on; we warn when the mode was asked for.
   const { warnings } = load(`${HEAD}detectLocalMode: ClusterCIDR\n`);
-  assert.deepEqual(warnings.map((w) => w.message), [`${CONF}:3: detectLocalMode: "ClusterCIDR" with no clusterCIDR (--cluster-cidr): no traffic is recognised as coming from local pods`]);
+  assert.deepEqual(
+    warnings.map((w) => w.message),
+    [`${CONF}:3: detectLocalMode: "ClusterCIDR" with no clusterCIDR (--cluster-cidr): no traffic is recognised as coming from local pods`],
+  );
   assert.deepEqual(load(HEAD).warnings, [], 'not when the mode is only the default');
   // The clusterCIDR is only looked at in ClusterCIDR mode, as in kube-proxy.
   assert.doesNotThrow(() => load(`${HEAD}detectLocalMode: NodeCIDR\nclusterCIDR: nonsense\n`));
@@ -73,54 +80,101 @@ test('addresses, conntrack, oomScoreAdj, burst', () => {
 });
 
 test('logging: format, vmodule', () => {
-  assert.equal(refused(`${HEAD}logging:\n  format: json\n  vmodule:\n  - filePattern: proxier\n    verbosity: 4\n`).message,
-    `${CONF}:5: logging.vmodule: [{"filePattern":"proxier","verbosity":4}]: only works with the text log format`);
-  assert.equal(refused(`${HEAD}logging:\n  vmodule:\n  - filePattern: "a=b"\n    verbosity: 4\n`).message,
-    `${CONF}:4: logging.vmodule[0]: "a=b": the file pattern must not contain "=" or ","`);
-  assert.equal(refused(`${HEAD}logging:\n  vmodule:\n  - file: x\n`).message,
-    `${CONF}:4: logging.vmodule: [{"file":"x"}]: must be a list of {filePattern: string, verbosity: integer}; item 0 has an unknown field "file"`);
+  assert.equal(
+    refused(`${HEAD}logging:\n  format: json\n  vmodule:\n  - filePattern: proxier\n    verbosity: 4\n`).message,
+    `${CONF}:5: logging.vmodule: [{"filePattern":"proxier","verbosity":4}]: only works with the text log format`,
+  );
+  assert.equal(
+    refused(`${HEAD}logging:\n  vmodule:\n  - filePattern: "a=b"\n    verbosity: 4\n`).message,
+    `${CONF}:4: logging.vmodule[0]: "a=b": the file pattern must not contain "=" or ","`,
+  );
+  assert.equal(
+    refused(`${HEAD}logging:\n  vmodule:\n  - file: x\n`).message,
+    `${CONF}:4: logging.vmodule: [{"file":"x"}]: must be a list of {filePattern: string, verbosity: integer}; item 0 has an unknown field "file"`,
+  );
   const { config, warnings } = load(`${HEAD}logging:\n  format: json\n  flushFrequency: 2000000000\n`);
   assert.equal(config.logging.flushFrequency, 2000, 'an integer flushFrequency is nanoseconds');
-  assert.deepEqual(warnings.map((w) => w.message), [
-    `${CONF}:4: logging.format: json is accepted, but Switchyard's logger writes text lines`,
-    `${CONF}:5: logging.flushFrequency: 2000000000: accepted for compatibility and ignored: Switchyard writes each line unbuffered`,
-  ]);
+  assert.deepEqual(
+    warnings.map((w) => w.message),
+    [
+      `${CONF}:4: logging.format: json is accepted, but Switchyard's logger writes text lines`,
+      `${CONF}:5: logging.flushFrequency: 2000000000: accepted for compatibility and ignored: Switchyard writes each line unbuffered`,
+    ],
+  );
 });
 
 test('SwitchyardConfiguration fields are checked like flags, named as written', () => {
   const sy = (body: string) => `${HEAD}---\napiVersion: switchyard.io/v1alpha1\nkind: SwitchyardConfiguration\n${body}`;
-  assert.equal(refused(sy('bpf:\n  pinPath: relative/dir\n')).message,
-    `${CONF}:7: bpf.pinPath: "relative/dir": must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)`);
-  assert.equal(refused(sy('bpf:\n  podInterfaces: []\n')).message,
-    `${CONF}:7: bpf.podInterfaces: []: must be one or more non-empty globs, such as veth* or cali*`);
+  assert.equal(
+    refused(sy('bpf:\n  pinPath: relative/dir\n')).message,
+    `${CONF}:7: bpf.pinPath: "relative/dir": must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)`,
+  );
+  assert.equal(
+    refused(sy('bpf:\n  podInterfaces: []\n')).message,
+    `${CONF}:7: bpf.podInterfaces: []: must be one or more non-empty globs, such as veth* or cali*`,
+  );
   assert.equal(refused(sy('bpf:\n  pinpath: /x\n')).message, `${CONF}:7: bpf.pinpath: unknown field (did you mean "pinPath"?)`);
   assert.equal(refused(sy('mode: bpf\n')).message, `${CONF}:6: mode: unknown field; SwitchyardConfiguration has manifests, bpf`);
 });
 
 test('Windows-only and removed options are accepted and reported as ignored', () => {
   const { warnings } = load(`${HEAD}winkernel:\n  networkName: l2bridge\nwindowsRunAsService: true\niptables:\n  snatNodeInternalIP: true\n`);
-  assert.deepEqual(warnings.map((w) => w.message), [
-    `${CONF}:4: winkernel.networkName: "l2bridge": accepted for compatibility and ignored: Switchyard runs on Linux only`,
-    `${CONF}:5: windowsRunAsService: true: accepted for compatibility and ignored: Switchyard runs on Linux only`,
-    `${CONF}:7: iptables.snatNodeInternalIP: true: accepted for compatibility and ignored: Switchyard masquerades to the address of the node it picked (bindAddress, or the detected one)`,
-  ]);
+  assert.deepEqual(
+    warnings.map((w) => w.message),
+    [
+      `${CONF}:4: winkernel.networkName: "l2bridge": accepted for compatibility and ignored: Switchyard runs on Linux only`,
+      `${CONF}:5: windowsRunAsService: true: accepted for compatibility and ignored: Switchyard runs on Linux only`,
+      `${CONF}:7: iptables.snatNodeInternalIP: true: accepted for compatibility and ignored: Switchyard masquerades to the address of the node it picked (bindAddress, or the detected one)`,
+    ],
+  );
 });
 
 // --- value syntax ----------------------------------------------------------
 
 test('Go durations parse and format as Go does', () => {
   const ok: [string, number][] = [
-    ['0', 0], ['30s', 30_000], ['1m0s', 60_000], ['1m30s', 90_000], ['1h', 3_600_000], ['2h45m', 9_900_000], ['1.5h', 5_400_000],
-    ['500ms', 500], ['250us', 0.25], ['250µs', 0.25], ['100ns', 0.0001], ['-1s', -1000], ['+5s', 5000], ['.5s', 500], ['1.s', 1000],
+    ['0', 0],
+    ['30s', 30_000],
+    ['1m0s', 60_000],
+    ['1m30s', 90_000],
+    ['1h', 3_600_000],
+    ['2h45m', 9_900_000],
+    ['1.5h', 5_400_000],
+    ['500ms', 500],
+    ['250us', 0.25],
+    ['250µs', 0.25],
+    ['100ns', 0.0001],
+    ['-1s', -1000],
+    ['+5s', 5000],
+    ['.5s', 500],
+    ['1.s', 1000],
   ];
   for (const [text, ms] of ok) {
     const d = parseGoDuration(text);
     assert.ok(d.ok, text);
     assert.ok(Math.abs(d.ms - ms) < 1e-9, `${text}: ${d.ms} != ${ms}`);
   }
-  const bad: [string, string][] = [['', 'is empty'], ['30', 'has a number without a unit'], ['5 s', 'has an unknown unit " s"'], ['1d', 'has an unknown unit "d"'], ['s', 'is not a number followed by a unit'], ['1..5s', 'has a number without a unit']];
+  const bad: [string, string][] = [
+    ['', 'is empty'],
+    ['30', 'has a number without a unit'],
+    ['5 s', 'has an unknown unit " s"'],
+    ['1d', 'has an unknown unit "d"'],
+    ['s', 'is not a number followed by a unit'],
+    ['1..5s', 'has a number without a unit'],
+  ];
   for (const [text, reason] of bad) assert.deepEqual(parseGoDuration(text), { ok: false, reason }, text);
-  const formats: [number, string][] = [[0, '0s'], [500, '500ms'], [1000, '1s'], [1500, '1.5s'], [60_000, '1m0s'], [90_000, '1m30s'], [3_600_000, '1h0m0s'], [86_400_000, '24h0m0s'], [0.25, '250µs'], [-2000, '-2s']];
+  const formats: [number, string][] = [
+    [0, '0s'],
+    [500, '500ms'],
+    [1000, '1s'],
+    [1500, '1.5s'],
+    [60_000, '1m0s'],
+    [90_000, '1m30s'],
+    [3_600_000, '1h0m0s'],
+    [86_400_000, '24h0m0s'],
+    [0.25, '250µs'],
+    [-2000, '-2s'],
+  ];
   for (const [ms, text] of formats) assert.equal(formatGoDuration(ms), text, String(ms));
 });
 

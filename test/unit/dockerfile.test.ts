@@ -18,7 +18,11 @@ const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
 /** Outputs of `npm ci` (package.json "install" -> build:bpf, build:native). */
 const BUILD_OUTPUTS = ['bpf/build', 'native/build/Release'];
 
-interface Copy { from: string | null; srcs: string[]; dest: string }
+interface Copy {
+  from: string | null;
+  srcs: string[];
+  dest: string;
+}
 
 function copies(text: string): Copy[] {
   const out: Copy[] = [];
@@ -47,7 +51,7 @@ test('every COPY --from=build names something the build stage has: copied source
   for (const c of fromBuild) {
     for (const s of c.srcs) {
       const rel = s.replace(/^\/app\//, '');
-      const ok = [...inBuild].some((p) => rel === p || rel.startsWith(p + '/'));
+      const ok = [...inBuild].some((p) => rel === p || rel.startsWith(`${p}/`));
       assert.ok(ok, `runtime stage copies ${s}, which the build stage neither copies nor builds`);
     }
   }
@@ -68,6 +72,9 @@ test('the entry point exists and the DaemonSet runs it with flags switchyard run
   assert.deepEqual(container.command, ['/app/bin/switchyard']);
   assert.equal(container.args[0], 'run');
   const known = new Set(RUN_FLAGS.map((f) => f.name));
-  const unknown = container.args.slice(1).map((a) => a.replace(/^--/, '').split('=')[0] ?? '').filter((n) => !known.has(n));
+  const unknown = container.args
+    .slice(1)
+    .map((a) => a.replace(/^--/, '').split('=')[0] ?? '')
+    .filter((n) => !known.has(n));
   assert.deepEqual(unknown, []);
 });

@@ -51,21 +51,24 @@ const cases: Case[] = [
   {
     name: 'with no ready endpoint, serving+terminating endpoints take the traffic',
     from: 'topology_test "Cluster traffic policy, PTE enabled, all endpoints are terminating"',
-    objects: [service(), slice('web-1', [
-      ep('10.244.1.1', { ...A, ...TERMINATING }),
-      ep('10.244.2.1', { ...B, ready: false, serving: false, terminating: true }),
-      ep('10.244.3.1', { ...C, ready: false }),
-    ])],
+    objects: [
+      service(),
+      slice('web-1', [
+        ep('10.244.1.1', { ...A, ...TERMINATING }),
+        ep('10.244.2.1', { ...B, ready: false, serving: false, terminating: true }),
+        ep('10.244.3.1', { ...C, ready: false }),
+      ]),
+    ],
     sets: clusterOnly(a1),
     verdicts: { [CIP]: clusterIP(a1) },
   },
   {
     name: 'no usable endpoint (not ready, not serving) rejects',
     from: 'topology_test "Cluster traffic policy, endpoints not Ready"; nftables proxier.go (no endpoints: reject-chain)',
-    objects: [service(), slice('web-1', [
-      ep('10.244.1.1', { ...A, ready: false }),
-      ep('10.244.2.1', { ...B, ready: false, serving: false, terminating: true }),
-    ])],
+    objects: [
+      service(),
+      slice('web-1', [ep('10.244.1.1', { ...A, ready: false }), ep('10.244.2.1', { ...B, ready: false, serving: false, terminating: true })]),
+    ],
     sets: clusterOnly(''),
     verdicts: { [CIP]: every('reject') },
   },
@@ -79,26 +82,34 @@ const cases: Case[] = [
 
   // -- Zone hints ----------------------------------------------------------
   {
-    name: 'zone hints: only endpoints hinted for this node\'s zone',
+    name: "zone hints: only endpoints hinted for this node's zone",
     from: 'topology_test "normal endpoint filtering"; topology.go topologyModeFromHints',
-    objects: [node('z1'), service(), slice('web-1', [
-      ep('10.244.1.1', { ...A, zones: ['z1'] }), ep('10.244.2.1', { ...B, zones: ['z2'] }),
-      ep('10.244.3.1', { ...C, zones: ['z3'] }), ep('10.244.1.2', { ...A, zones: ['z1'] }),
-    ])],
+    objects: [
+      node('z1'),
+      service(),
+      slice('web-1', [
+        ep('10.244.1.1', { ...A, zones: ['z1'] }),
+        ep('10.244.2.1', { ...B, zones: ['z2'] }),
+        ep('10.244.3.1', { ...C, zones: ['z3'] }),
+        ep('10.244.1.2', { ...A, zones: ['z1'] }),
+      ]),
+    ],
     sets: { ...clusterOnly(`${a1} ${a2}`), topology: 'PreferSameZone' },
     verdicts: { [CIP]: clusterIP(`${a1} ${a2}`) },
   },
   {
     name: 'zone hints are ignored when one ready endpoint has none',
     from: 'topology_test "missing hints, no filtering applied"',
-    objects: [node('z1'), service(), slice('web-1', [
-      ep('10.244.1.1', { ...A, zones: ['z1'] }), ep('10.244.2.1', B), ep('10.244.3.1', { ...C, zones: ['z3'] }),
-    ])],
+    objects: [
+      node('z1'),
+      service(),
+      slice('web-1', [ep('10.244.1.1', { ...A, zones: ['z1'] }), ep('10.244.2.1', B), ep('10.244.3.1', { ...C, zones: ['z3'] })]),
+    ],
     sets: clusterOnly(`${a1} ${b1} ${c1}`),
     verdicts: { [CIP]: clusterIP(`${a1} ${b1} ${c1}`) },
   },
   {
-    name: 'zone hints are ignored when none names this node\'s zone',
+    name: "zone hints are ignored when none names this node's zone",
     from: 'topology_test "node in different zone, no endpoint filtering"',
     objects: [node('z2'), service(), slice('web-1', [ep('10.244.1.1', { ...A, zones: ['z1'] }), ep('10.244.3.1', { ...C, zones: ['z3'] })])],
     sets: clusterOnly(`${a1} ${c1}`),
@@ -121,38 +132,53 @@ const cases: Case[] = [
   {
     name: 'hints of unready endpoints do not count: no ready endpoint for this zone, no filtering',
     from: 'topology_test "only unready endpoints in same zone (should not filter)"',
-    objects: [node('z1'), service(), slice('web-1', [
-      ep('10.244.1.1', { ...A, ready: false, zones: ['z1'] }), ep('10.244.2.1', { ...B, zones: ['z2'] }),
-      ep('10.244.3.1', { ...C, zones: ['z3'] }),
-    ])],
+    objects: [
+      node('z1'),
+      service(),
+      slice('web-1', [
+        ep('10.244.1.1', { ...A, ready: false, zones: ['z1'] }),
+        ep('10.244.2.1', { ...B, zones: ['z2'] }),
+        ep('10.244.3.1', { ...C, zones: ['z3'] }),
+      ]),
+    ],
     sets: clusterOnly(`${b1} ${c1}`),
     verdicts: { [CIP]: clusterIP(`${b1} ${c1}`) },
   },
   {
     name: 'an unready endpoint without hints does not disable them',
     from: 'topology_test "unready endpoint"',
-    objects: [node('z1'), service(), slice('web-1', [
-      ep('10.244.1.1', { ...A, zones: ['z1'] }), ep('10.244.2.1', { ...B, zones: ['z2'] }), ep('10.244.3.1', { ...C, ready: false }),
-    ])],
+    objects: [
+      node('z1'),
+      service(),
+      slice('web-1', [ep('10.244.1.1', { ...A, zones: ['z1'] }), ep('10.244.2.1', { ...B, zones: ['z2'] }), ep('10.244.3.1', { ...C, ready: false })]),
+    ],
     sets: { ...clusterOnly(a1), topology: 'PreferSameZone' },
     verdicts: { [CIP]: clusterIP(a1) },
   },
   {
     name: 'an endpoint hinted for several zones serves each of them',
     from: 'topology_test "multiple hints per endpoint, filtering includes any endpoint with zone included"',
-    objects: [node('z3'), service(), slice('web-1', [
-      ep('10.244.1.1', { ...A, zones: ['z1', 'z2', 'z3'] }), ep('10.244.2.1', { ...B, zones: ['z2', 'z3'] }),
-      ep('10.244.3.1', { ...C, zones: ['z2', 'z4'] }), ep('10.244.1.2', { ...A, zones: ['z3'] }),
-    ])],
+    objects: [
+      node('z3'),
+      service(),
+      slice('web-1', [
+        ep('10.244.1.1', { ...A, zones: ['z1', 'z2', 'z3'] }),
+        ep('10.244.2.1', { ...B, zones: ['z2', 'z3'] }),
+        ep('10.244.3.1', { ...C, zones: ['z2', 'z4'] }),
+        ep('10.244.1.2', { ...A, zones: ['z3'] }),
+      ]),
+    ],
     sets: { ...clusterOnly(`${a1} ${a2} ${b1}`), topology: 'PreferSameZone' },
     verdicts: { [CIP]: clusterIP(`${a1} ${a2} ${b1}`) },
   },
   {
     name: 'hinted endpoints all terminating: no topology, fall back to every serving+terminating one',
     from: 'topology.go CategorizeEndpoints (hints only consider ready endpoints; fallback ignores topology)',
-    objects: [node('z1'), service(), slice('web-1', [
-      ep('10.244.1.1', { ...A, ...TERMINATING, zones: ['z1'] }), ep('10.244.2.1', { ...B, ...TERMINATING, zones: ['z2'] }),
-    ])],
+    objects: [
+      node('z1'),
+      service(),
+      slice('web-1', [ep('10.244.1.1', { ...A, ...TERMINATING, zones: ['z1'] }), ep('10.244.2.1', { ...B, ...TERMINATING, zones: ['z2'] })]),
+    ],
     sets: clusterOnly(`${a1} ${b1}`),
     verdicts: { [CIP]: clusterIP(`${a1} ${b1}`) },
   },
@@ -161,30 +187,45 @@ const cases: Case[] = [
   {
     name: 'node hints: only the endpoint hinted for this node',
     from: 'topology.go topologyModeFromHints (PreferSameTrafficDistribution)',
-    objects: [node('z1'), service({ trafficDistribution: 'PreferSameNode' }), slice('web-1', [
-      ep('10.244.1.1', { ...A, nodes: ['node-a'], zones: ['z1'] }), ep('10.244.2.1', { ...B, nodes: ['node-b'], zones: ['z1'] }),
-      ep('10.244.3.1', { ...C, nodes: ['node-c'], zones: ['z2'] }),
-    ])],
+    objects: [
+      node('z1'),
+      service({ trafficDistribution: 'PreferSameNode' }),
+      slice('web-1', [
+        ep('10.244.1.1', { ...A, nodes: ['node-a'], zones: ['z1'] }),
+        ep('10.244.2.1', { ...B, nodes: ['node-b'], zones: ['z1'] }),
+        ep('10.244.3.1', { ...C, nodes: ['node-c'], zones: ['z2'] }),
+      ]),
+    ],
     sets: { ...clusterOnly(a1), topology: 'PreferSameNode' },
     verdicts: { [CIP]: clusterIP(a1) },
   },
   {
     name: 'node hints naming other nodes only: zone hints apply',
     from: 'topology.go topologyModeFromHints ("no hints were provided for node")',
-    objects: [node('z1'), service({ trafficDistribution: 'PreferSameNode' }), slice('web-1', [
-      ep('10.244.1.1', { ...A, nodes: ['node-d'], zones: ['z1'] }), ep('10.244.2.1', { ...B, nodes: ['node-b'], zones: ['z1'] }),
-      ep('10.244.3.1', { ...C, nodes: ['node-c'], zones: ['z2'] }),
-    ])],
+    objects: [
+      node('z1'),
+      service({ trafficDistribution: 'PreferSameNode' }),
+      slice('web-1', [
+        ep('10.244.1.1', { ...A, nodes: ['node-d'], zones: ['z1'] }),
+        ep('10.244.2.1', { ...B, nodes: ['node-b'], zones: ['z1'] }),
+        ep('10.244.3.1', { ...C, nodes: ['node-c'], zones: ['z2'] }),
+      ]),
+    ],
     sets: { ...clusterOnly(`${a1} ${b1}`), topology: 'PreferSameZone' },
     verdicts: { [CIP]: clusterIP(`${a1} ${b1}`) },
   },
   {
     name: 'a ready endpoint without a node hint: zone hints apply',
     from: 'topology.go topologyModeFromHints ("one or more endpoints is missing a node hint")',
-    objects: [node('z1'), service(), slice('web-1', [
-      ep('10.244.1.1', { ...A, nodes: ['node-a'], zones: ['z1'] }), ep('10.244.2.1', { ...B, zones: ['z1'] }),
-      ep('10.244.3.1', { ...C, nodes: ['node-c'], zones: ['z2'] }),
-    ])],
+    objects: [
+      node('z1'),
+      service(),
+      slice('web-1', [
+        ep('10.244.1.1', { ...A, nodes: ['node-a'], zones: ['z1'] }),
+        ep('10.244.2.1', { ...B, zones: ['z1'] }),
+        ep('10.244.3.1', { ...C, nodes: ['node-c'], zones: ['z2'] }),
+      ]),
+    ],
     sets: { ...clusterOnly(`${a1} ${b1}`), topology: 'PreferSameZone' },
     verdicts: { [CIP]: clusterIP(`${a1} ${b1}`) },
   },
@@ -193,11 +234,25 @@ const cases: Case[] = [
   {
     name: 'externalTrafficPolicy Local: hints filter the cluster set, never the local set',
     from: 'topology_test "externalTrafficPolicy: Local, topology ignored for Local endpoints", "conflicting topology and localness require merging allEndpoints"',
-    objects: [node('z1'), service({ type: 'NodePort', etp: 'Local' }), slice('web-1', [
-      ep('10.244.1.1', { ...A, zones: ['z1'] }), ep('10.244.1.2', { ...A, zones: ['z2'] }),
-      ep('10.244.2.1', { ...B, zones: ['z3'] }), ep('10.244.3.1', { ...C, zones: ['z1'] }),
-    ])],
-    sets: { cluster: `${a1} ${c1}`, clusterPolicy: `${a1} ${c1}`, local: `${a1} ${a2}`, external: `${a1} ${a2}`, all: `${a1} ${a2} ${c1}`, hasAny: true, topology: 'PreferSameZone' },
+    objects: [
+      node('z1'),
+      service({ type: 'NodePort', etp: 'Local' }),
+      slice('web-1', [
+        ep('10.244.1.1', { ...A, zones: ['z1'] }),
+        ep('10.244.1.2', { ...A, zones: ['z2'] }),
+        ep('10.244.2.1', { ...B, zones: ['z3'] }),
+        ep('10.244.3.1', { ...C, zones: ['z1'] }),
+      ]),
+    ],
+    sets: {
+      cluster: `${a1} ${c1}`,
+      clusterPolicy: `${a1} ${c1}`,
+      local: `${a1} ${a2}`,
+      external: `${a1} ${a2}`,
+      all: `${a1} ${a2} ${c1}`,
+      hasAny: true,
+      topology: 'PreferSameZone',
+    },
     verdicts: {
       [CIP]: clusterIP(`${a1} ${c1}`),
       [NP]: { pod: `dnat ${a1} ${c1}`, node: `masq ${a1} ${c1}`, external: `dnat ${a1} ${a2}` },
@@ -206,11 +261,25 @@ const cases: Case[] = [
   {
     name: 'internalTrafficPolicy Local: ClusterIP to local endpoints (no hints), NodePort to the cluster set',
     from: 'topology_test "internalTrafficPolicy: Local, topology ignored for Local endpoints"',
-    objects: [node('z1'), service({ type: 'NodePort', itp: 'Local' }), slice('web-1', [
-      ep('10.244.1.1', { ...A, zones: ['z1'] }), ep('10.244.1.2', { ...A, zones: ['z2'] }),
-      ep('10.244.2.1', { ...B, zones: ['z3'] }), ep('10.244.3.1', { ...C, zones: ['z1'] }),
-    ])],
-    sets: { cluster: `${a1} ${a2}`, clusterPolicy: `${a1} ${c1}`, local: `${a1} ${a2}`, external: `${a1} ${c1}`, all: `${a1} ${a2} ${c1}`, hasAny: true, topology: 'PreferSameZone' },
+    objects: [
+      node('z1'),
+      service({ type: 'NodePort', itp: 'Local' }),
+      slice('web-1', [
+        ep('10.244.1.1', { ...A, zones: ['z1'] }),
+        ep('10.244.1.2', { ...A, zones: ['z2'] }),
+        ep('10.244.2.1', { ...B, zones: ['z3'] }),
+        ep('10.244.3.1', { ...C, zones: ['z1'] }),
+      ]),
+    ],
+    sets: {
+      cluster: `${a1} ${a2}`,
+      clusterPolicy: `${a1} ${c1}`,
+      local: `${a1} ${a2}`,
+      external: `${a1} ${c1}`,
+      all: `${a1} ${a2} ${c1}`,
+      hasAny: true,
+      topology: 'PreferSameZone',
+    },
     verdicts: {
       [CIP]: clusterIP(`${a1} ${a2}`),
       [NP]: every(`masq ${a1} ${c1}`),
@@ -240,9 +309,10 @@ const cases: Case[] = [
   {
     name: 'both policies Local, only remote terminating endpoints: internal drops, pods and the node short-circuit',
     from: 'topology_test "iTP: Local, eTP: Local, PTE enabled, all endpoints remote and terminating"',
-    objects: [service({ type: 'NodePort', itp: 'Local', etp: 'Local' }), slice('web-1', [
-      ep('10.244.2.1', { ...B, ...TERMINATING }), ep('10.244.3.1', { ...C, ...TERMINATING }),
-    ])],
+    objects: [
+      service({ type: 'NodePort', itp: 'Local', etp: 'Local' }),
+      slice('web-1', [ep('10.244.2.1', { ...B, ...TERMINATING }), ep('10.244.3.1', { ...C, ...TERMINATING })]),
+    ],
     sets: { cluster: '', clusterPolicy: `${b1} ${c1}`, local: '', external: '', all: `${b1} ${c1}`, hasAny: true },
     verdicts: {
       [CIP]: every('drop'),
@@ -250,14 +320,17 @@ const cases: Case[] = [
     },
   },
   {
-    name: 'externalTrafficPolicy Local falls back to this node\'s serving+terminating endpoints',
+    name: "externalTrafficPolicy Local falls back to this node's serving+terminating endpoints",
     from: 'topology_test "iTP: Cluster, eTP: Local, PTE enabled, with terminating endpoints"',
-    objects: [service({ type: 'NodePort', etp: 'Local' }), slice('web-1', [
-      ep('10.244.2.1', B),
-      ep('10.244.1.1', { ...A, ready: false, serving: false }),
-      ep('10.244.1.2', { ...A, ...TERMINATING }),
-      ep('10.244.3.1', { ...C, ...TERMINATING }),
-    ])],
+    objects: [
+      service({ type: 'NodePort', etp: 'Local' }),
+      slice('web-1', [
+        ep('10.244.2.1', B),
+        ep('10.244.1.1', { ...A, ready: false, serving: false }),
+        ep('10.244.1.2', { ...A, ...TERMINATING }),
+        ep('10.244.3.1', { ...C, ...TERMINATING }),
+      ]),
+    ],
     sets: { cluster: b1, clusterPolicy: b1, local: a2, external: a2, all: `${a2} ${b1}`, hasAny: true },
     verdicts: {
       [CIP]: clusterIP(b1),
@@ -267,9 +340,10 @@ const cases: Case[] = [
   {
     name: 'a local endpoint that is terminating but not serving is not a fallback: external traffic drops',
     from: 'topology.go CategorizeEndpoints (IsServing && IsTerminating)',
-    objects: [service({ type: 'NodePort', etp: 'Local' }), slice('web-1', [
-      ep('10.244.2.1', B), ep('10.244.1.1', { ...A, ready: false, serving: false, terminating: true }),
-    ])],
+    objects: [
+      service({ type: 'NodePort', etp: 'Local' }),
+      slice('web-1', [ep('10.244.2.1', B), ep('10.244.1.1', { ...A, ready: false, serving: false, terminating: true })]),
+    ],
     sets: { cluster: b1, clusterPolicy: b1, local: '', external: '', all: b1, hasAny: true },
     verdicts: {
       [CIP]: clusterIP(b1),
@@ -306,7 +380,7 @@ for (const c of cases) test(`${c.name} [${c.from}]`, () => runCase(c));
 
 test('the table covers at least 25 rows', () => assert.ok(cases.length >= 25, `${cases.length} rows`));
 
-test('a change of this node\'s zone label reselects endpoints on the next incremental build', () => {
+test("a change of this node's zone label reselects endpoints on the next incremental build", () => {
   const cache = new ClusterCache();
   for (const raw of [node('z1'), service(), slice('web-1', [ep('10.244.1.1', { ...A, zones: ['z1'] }), ep('10.244.2.1', { ...B, zones: ['z2'] })])]) {
     cache.apply(parse(raw));

@@ -66,8 +66,11 @@ export function service(spec: SvcSpec = {}, name = 'web'): Record<string, unknow
   }
   const ingress = (spec.lb ?? []).map((e) => (e.endsWith('/Proxy') ? { ip: e.slice(0, -6), ipMode: 'Proxy' } : { ip: e }));
   return {
-    apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default', labels: spec.labels ?? {} },
-    spec: s, status: { loadBalancer: { ingress } },
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: 'default', labels: spec.labels ?? {} },
+    spec: s,
+    status: { loadBalancer: { ingress } },
   };
 }
 
@@ -112,7 +115,8 @@ export function slice(
   opts: { service?: string; ports?: Record<string, unknown>[]; addressType?: IPFamily } = {},
 ): Record<string, unknown> {
   return {
-    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
     metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': opts.service ?? 'web' } },
     addressType: opts.addressType ?? 'IPv4',
     ports: opts.ports ?? [{ name: 'http', port: 8080 }],

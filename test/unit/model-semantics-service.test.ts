@@ -21,14 +21,33 @@ interface Row {
   frontends: string[];
 }
 
-type Fields = Pick<Required<ServicePortInfo>,
-  | 'nodePort' | 'externalIPs' | 'loadBalancerIPs' | 'sessionAffinity' | 'externalPolicyLocal' | 'internalPolicyLocal'
-  | 'healthCheckNodePort' | 'loadBalancerSourceRanges' | 'trafficDistribution' | 'usesClusterEndpoints' | 'usesLocalEndpoints'>;
+type Fields = Pick<
+  Required<ServicePortInfo>,
+  | 'nodePort'
+  | 'externalIPs'
+  | 'loadBalancerIPs'
+  | 'sessionAffinity'
+  | 'externalPolicyLocal'
+  | 'internalPolicyLocal'
+  | 'healthCheckNodePort'
+  | 'loadBalancerSourceRanges'
+  | 'trafficDistribution'
+  | 'usesClusterEndpoints'
+  | 'usesLocalEndpoints'
+>;
 
 const DEFAULTS: Fields = {
-  nodePort: null, externalIPs: [], loadBalancerIPs: [], sessionAffinity: null, externalPolicyLocal: false,
-  internalPolicyLocal: false, healthCheckNodePort: null, loadBalancerSourceRanges: [], trafficDistribution: null,
-  usesClusterEndpoints: true, usesLocalEndpoints: false,
+  nodePort: null,
+  externalIPs: [],
+  loadBalancerIPs: [],
+  sessionAffinity: null,
+  externalPolicyLocal: false,
+  internalPolicyLocal: false,
+  healthCheckNodePort: null,
+  loadBalancerSourceRanges: [],
+  trafficDistribution: null,
+  usesClusterEndpoints: true,
+  usesLocalEndpoints: false,
 };
 
 const CIP = 'clusterIP 10.96.0.10:80/TCP';
@@ -38,17 +57,23 @@ const rows: Row[] = [
   {
     name: 'ClusterIP: one frontend, Cluster policies, no affinity',
     from: 'serviceport.go newBaseServiceInfo',
-    svc: {}, want: {}, frontends: [CIP],
+    svc: {},
+    want: {},
+    frontends: [CIP],
   },
   {
     name: 'NodePort: the nodePort on any node address',
     from: 'serviceport.go NodePort()',
-    svc: { type: 'NodePort' }, want: { nodePort: 30080 }, frontends: [CIP, NP],
+    svc: { type: 'NodePort' },
+    want: { nodePort: 30080 },
+    frontends: [CIP, NP],
   },
   {
     name: 'NodePort without a nodePort in the manifest: no NodePort frontend',
     from: 'serviceport.go (NodePort() 0 means none)',
-    svc: { type: 'NodePort', ports: [{ name: 'http', port: 80 }] }, want: {}, frontends: [CIP],
+    svc: { type: 'NodePort', ports: [{ name: 'http', port: 80 }] },
+    want: {},
+    frontends: [CIP],
   },
   {
     name: 'LoadBalancer: VIP ingress IPs in status order, ipMode Proxy skipped',
@@ -65,7 +90,7 @@ const rows: Row[] = [
     frontends: [CIP, 'loadBalancer 198.51.100.1:80/TCP'],
   },
   {
-    name: 'ExternalIPs of the Service\'s family only',
+    name: "ExternalIPs of the Service's family only",
     from: 'serviceport.go newBaseServiceInfo (MapIPsByIPFamily)',
     svc: { externalIPs: ['192.0.2.10', '2001:db8::10', '192.0.2.11'] },
     want: { externalIPs: ['192.0.2.10', '192.0.2.11'] },
@@ -74,22 +99,37 @@ const rows: Row[] = [
   {
     name: 'dual-stack: frontends for each family, in clusterIPs order',
     from: 'servicechangetracker.go serviceToServiceMap (one map per family)',
-    svc: { type: 'LoadBalancer', clusterIPs: ['fd00:10:96::a', '10.96.0.10'], externalIPs: ['192.0.2.10', '2001:db8::10'], lb: ['198.51.100.1', '2001:db8:1::1'] },
+    svc: {
+      type: 'LoadBalancer',
+      clusterIPs: ['fd00:10:96::a', '10.96.0.10'],
+      externalIPs: ['192.0.2.10', '2001:db8::10'],
+      lb: ['198.51.100.1', '2001:db8:1::1'],
+    },
     want: { nodePort: 30080, externalIPs: ['192.0.2.10', '2001:db8::10'], loadBalancerIPs: ['198.51.100.1', '2001:db8:1::1'] },
     frontends: [
-      'clusterIP [fd00:10:96::a]:80/TCP', 'nodePort [*]:30080/TCP', 'externalIP [2001:db8::10]:80/TCP', 'loadBalancer [2001:db8:1::1]:80/TCP',
-      CIP, NP, 'externalIP 192.0.2.10:80/TCP', 'loadBalancer 198.51.100.1:80/TCP',
+      'clusterIP [fd00:10:96::a]:80/TCP',
+      'nodePort [*]:30080/TCP',
+      'externalIP [2001:db8::10]:80/TCP',
+      'loadBalancer [2001:db8:1::1]:80/TCP',
+      CIP,
+      NP,
+      'externalIP 192.0.2.10:80/TCP',
+      'loadBalancer 198.51.100.1:80/TCP',
     ],
   },
   {
     name: 'sessionAffinity ClientIP with the default timeout of 10800 s',
     from: 'serviceport.go StickyMaxAgeSeconds (API default 10800)',
-    svc: { affinity: 'default' }, want: { sessionAffinity: { timeoutSeconds: 10800 } }, frontends: [CIP],
+    svc: { affinity: 'default' },
+    want: { sessionAffinity: { timeoutSeconds: 10800 } },
+    frontends: [CIP],
   },
   {
     name: 'sessionAffinity ClientIP with its own timeout',
     from: 'serviceport.go StickyMaxAgeSeconds',
-    svc: { type: 'NodePort', affinity: 30 }, want: { nodePort: 30080, sessionAffinity: { timeoutSeconds: 30 } }, frontends: [CIP, NP],
+    svc: { type: 'NodePort', affinity: 30 },
+    want: { nodePort: 30080, sessionAffinity: { timeoutSeconds: 30 } },
+    frontends: [CIP, NP],
   },
   {
     name: 'externalTrafficPolicy Local on a LoadBalancer, with its healthCheckNodePort',
@@ -108,18 +148,23 @@ const rows: Row[] = [
   {
     name: 'externalTrafficPolicy Local on a ClusterIP Service without ExternalIPs means nothing',
     from: 'pkg/api/v1/service ExternalPolicyLocal (ExternallyAccessible false)',
-    svc: { etp: 'Local' }, want: {}, frontends: [CIP],
+    svc: { etp: 'Local' },
+    want: {},
+    frontends: [CIP],
   },
   {
     name: 'internalTrafficPolicy Local on an internal-only Service uses no cluster endpoints',
     from: 'serviceport.go UsesClusterEndpoints / UsesLocalEndpoints',
-    svc: { itp: 'Local' }, want: { internalPolicyLocal: true, usesClusterEndpoints: false, usesLocalEndpoints: true }, frontends: [CIP],
+    svc: { itp: 'Local' },
+    want: { internalPolicyLocal: true, usesClusterEndpoints: false, usesLocalEndpoints: true },
+    frontends: [CIP],
   },
   {
     name: 'internalTrafficPolicy Local on a NodePort still needs cluster endpoints for external traffic',
     from: 'serviceport.go UsesClusterEndpoints ("or if it accepts external traffic at all")',
     svc: { type: 'NodePort', itp: 'Local' },
-    want: { nodePort: 30080, internalPolicyLocal: true, usesLocalEndpoints: true }, frontends: [CIP, NP],
+    want: { nodePort: 30080, internalPolicyLocal: true, usesLocalEndpoints: true },
+    frontends: [CIP, NP],
   },
   {
     name: 'loadBalancerSourceRanges: whitespace trimmed, both families kept',
@@ -131,7 +176,9 @@ const rows: Row[] = [
   {
     name: 'trafficDistribution is carried for information',
     from: 'kube-proxy reads the hints the EndpointSlice controller derives from it (topology.go)',
-    svc: { trafficDistribution: 'PreferSameZone' }, want: { trafficDistribution: 'PreferSameZone' }, frontends: [CIP],
+    svc: { trafficDistribution: 'PreferSameZone' },
+    want: { trafficDistribution: 'PreferSameZone' },
+    frontends: [CIP],
   },
 ];
 
@@ -160,10 +207,23 @@ for (const [what, raw] of ignored) {
 }
 
 test('each port of a Service is its own ServicePort with its own nodePort and endpoints', () => {
-  const ports = build({ objects: [
-    service({ type: 'NodePort', ports: [{ name: 'http', port: 80, nodePort: 30080 }, { name: 'https', port: 443, nodePort: 30443 }] }),
-    slice('web-1', [ep('10.244.1.1')], { ports: [{ name: 'http', port: 8080 }, { name: 'https', port: 8443 }] }),
-  ] });
+  const ports = build({
+    objects: [
+      service({
+        type: 'NodePort',
+        ports: [
+          { name: 'http', port: 80, nodePort: 30080 },
+          { name: 'https', port: 443, nodePort: 30443 },
+        ],
+      }),
+      slice('web-1', [ep('10.244.1.1')], {
+        ports: [
+          { name: 'http', port: 8080 },
+          { name: 'https', port: 8443 },
+        ],
+      }),
+    ],
+  });
   const http = ports.get('default/web:http/TCP')!;
   const https = ports.get('default/web:https/TCP')!;
   assert.deepEqual([http.nodePort, https.nodePort], [30080, 30443]);
@@ -172,16 +232,30 @@ test('each port of a Service is its own ServicePort with its own nodePort and en
 });
 
 test('every new field takes part in change detection: a changed field is reported, an unchanged rebuild is not', () => {
-  const base: SvcSpec = { type: 'LoadBalancer', etp: 'Local', lb: ['198.51.100.1'], sourceRanges: ['203.0.113.0/25'], affinity: 60, healthCheckNodePort: 31000 };
+  const base: SvcSpec = {
+    type: 'LoadBalancer',
+    etp: 'Local',
+    lb: ['198.51.100.1'],
+    sourceRanges: ['203.0.113.0/25'],
+    affinity: 60,
+    healthCheckNodePort: 31000,
+  };
   const cache = new ClusterCache();
   cache.apply(parse(service(base)));
   cache.apply(parse(slice('web-1', [ep('10.244.1.1', { node: 'node-a', zones: ['z1'] }), ep('10.244.2.1', { node: 'node-b', zones: ['z1'] })])));
   const builder = new SnapshotBuilder({ cache, nodeName: 'node-a' });
   builder.commit(builder.build('all'));
   const variants: SvcSpec[] = [
-    { ...base, sourceRanges: ['203.0.113.0/26'] }, { ...base, affinity: 61 }, { ...base, affinity: undefined },
-    { ...base, lb: ['198.51.100.2'] }, { ...base, lb: ['198.51.100.1/Proxy'] }, { ...base, etp: 'Cluster' }, { ...base, itp: 'Local' },
-    { ...base, healthCheckNodePort: 31001 }, { ...base, externalIPs: ['192.0.2.10'] }, { ...base, trafficDistribution: 'PreferClose' },
+    { ...base, sourceRanges: ['203.0.113.0/26'] },
+    { ...base, affinity: 61 },
+    { ...base, affinity: undefined },
+    { ...base, lb: ['198.51.100.2'] },
+    { ...base, lb: ['198.51.100.1/Proxy'] },
+    { ...base, etp: 'Cluster' },
+    { ...base, itp: 'Local' },
+    { ...base, healthCheckNodePort: 31001 },
+    { ...base, externalIPs: ['192.0.2.10'] },
+    { ...base, trafficDistribution: 'PreferClose' },
     { ...base, ports: [{ name: 'http', port: 80, nodePort: 30081 }] },
   ];
   for (const v of [...variants, base]) {

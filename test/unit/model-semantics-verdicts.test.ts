@@ -152,11 +152,13 @@ const cases: Case[] = [
   },
   {
     name: 'an ExternalIP or LoadBalancer IP of a family the Service has no ClusterIP of is not a frontend',
-    from: 'serviceport.go newBaseServiceInfo (ExternalIPs and LB IPs filtered to the proxier\'s family)',
+    from: "serviceport.go newBaseServiceInfo (ExternalIPs and LB IPs filtered to the proxier's family)",
     objects: [service({ type: 'LoadBalancer', externalIPs: ['2001:db8::10', '192.0.2.10'], lb: ['2001:db8:1::1', '198.51.100.1'] }), localAndRemote()],
     verdicts: {
       [CIP]: { pod: `dnat ${AB}`, node: `masq ${AB}`, external: `masq ${AB}` },
-      [NP]: every(`masq ${AB}`), [EIP]: every(`masq ${AB}`), [LB1]: every(`masq ${AB}`),
+      [NP]: every(`masq ${AB}`),
+      [EIP]: every(`masq ${AB}`),
+      [LB1]: every(`masq ${AB}`),
     },
   },
 
@@ -167,7 +169,9 @@ const cases: Case[] = [
     objects: [service({ type: 'LoadBalancer', externalIPs: ['192.0.2.10'], lb: ['198.51.100.1'] }), localAndRemote()],
     verdicts: {
       [CIP]: { pod: `dnat ${AB}`, node: `masq ${AB}`, external: `masq ${AB}` },
-      [NP]: every(`masq ${AB}`), [EIP]: every(`masq ${AB}`), [LB1]: every(`masq ${AB}`),
+      [NP]: every(`masq ${AB}`),
+      [EIP]: every(`masq ${AB}`),
+      [LB1]: every(`masq ${AB}`),
     },
   },
   {
@@ -201,10 +205,14 @@ const cases: Case[] = [
   {
     name: 'ingress with ipMode Proxy and hostname-only ingress are not frontends',
     from: 'serviceport.go newBaseServiceInfo (IsVIPMode; ing.IP == "" skipped)',
-    objects: [withIngress(service({ type: 'LoadBalancer' }), [{ ip: '198.51.100.1' }, { ip: '198.51.100.9', ipMode: 'Proxy' }, { hostname: 'lb.example.com' }]), localAndRemote()],
+    objects: [
+      withIngress(service({ type: 'LoadBalancer' }), [{ ip: '198.51.100.1' }, { ip: '198.51.100.9', ipMode: 'Proxy' }, { hostname: 'lb.example.com' }]),
+      localAndRemote(),
+    ],
     verdicts: {
       [CIP]: { pod: `dnat ${AB}`, node: `masq ${AB}`, external: `masq ${AB}` },
-      [NP]: every(`masq ${AB}`), [LB1]: every(`masq ${AB}`),
+      [NP]: every(`masq ${AB}`),
+      [LB1]: every(`masq ${AB}`),
     },
   },
   {
@@ -218,16 +226,20 @@ const cases: Case[] = [
       [CIP]: { pod: `dnat ${b1}`, node: `masq ${b1}`, external: `masq ${b1}` },
       [NP]: { pod: `masq ${b1}`, node: `masq ${b1}`, external: `masq ${b1}`, 'external@203.0.113.130': `masq ${b1}` },
       [LB1]: {
-        pod: `masq ${b1}`, node: `masq ${b1}`, external: `masq ${b1}`,
-        'external@203.0.113.2': `masq ${b1}`, 'external@203.0.113.130': 'drop:source',
-        'pod@10.244.1.9': 'drop:source', 'node@198.18.0.1': `masq ${b1}`,
+        pod: `masq ${b1}`,
+        node: `masq ${b1}`,
+        external: `masq ${b1}`,
+        'external@203.0.113.2': `masq ${b1}`,
+        'external@203.0.113.130': 'drop:source',
+        'pod@10.244.1.9': 'drop:source',
+        'node@198.18.0.1': `masq ${b1}`,
         'node@198.51.100.1': `masq ${b1}`, // the node SNATed to its own VIP: allowed because a range holds the node IP
       },
       [LB2]: { pod: `masq ${b1}`, node: `masq ${b1}`, external: `masq ${b1}`, 'external@203.0.113.130': 'drop:source', 'node@198.51.100.2': `masq ${b1}` },
     },
   },
   {
-    name: 'loadBalancerSourceRanges without the node\'s address: the node and its VIPs as sources are dropped',
+    name: "loadBalancerSourceRanges without the node's address: the node and its VIPs as sources are dropped",
     from: 'nftables proxier.go firewall chain (allowFromNode only when a range contains the node IP)',
     objects: [service({ type: 'LoadBalancer', lb: ['198.51.100.1'], sourceRanges: ['203.0.113.0/25'] }), slice('web-1', [ep('10.244.2.1', B)])],
     verdicts: {
@@ -241,7 +253,8 @@ const cases: Case[] = [
     from: 'nftables proxier.go (firewall-check runs in filter-prerouting-pre-dnat, reject in filter-input/forward)',
     objects: [service({ type: 'LoadBalancer', lb: ['198.51.100.1'], sourceRanges: ['203.0.113.0/25'] })],
     verdicts: {
-      [CIP]: every('reject'), [NP]: every('reject'),
+      [CIP]: every('reject'),
+      [NP]: every('reject'),
       [LB1]: { ...every('reject'), 'external@203.0.113.2': 'reject', 'external@203.0.113.130': 'drop:source' },
     },
   },
@@ -263,8 +276,12 @@ const cases: Case[] = [
       [CIP]: { pod: `dnat ${AB}`, node: `masq ${AB}`, external: `masq ${AB}` },
       [NP]: { pod: `dnat ${AB}`, node: `masq ${AB}`, external: `dnat ${a1}` },
       [LB1]: {
-        pod: `dnat ${AB}`, node: `masq ${AB}`, external: `dnat ${a1}`,
-        'external@203.0.113.2': `dnat ${a1}`, 'external@203.0.113.200': 'drop:source', 'pod@10.244.1.9': 'drop:source',
+        pod: `dnat ${AB}`,
+        node: `masq ${AB}`,
+        external: `dnat ${a1}`,
+        'external@203.0.113.2': `dnat ${a1}`,
+        'external@203.0.113.200': 'drop:source',
+        'pod@10.244.1.9': 'drop:source',
       },
     },
   },
@@ -273,7 +290,11 @@ const cases: Case[] = [
   {
     name: 'zone hints apply to external traffic under Cluster policy too',
     from: 'topology.go (clusterEndpoints are shared by the internal and external chains)',
-    objects: [node('z1'), service({ type: 'NodePort' }), slice('web-1', [ep('10.244.2.1', { ...B, zones: ['z1'] }), ep('10.244.3.1', { ...C, zones: ['z2'] })])],
+    objects: [
+      node('z1'),
+      service({ type: 'NodePort' }),
+      slice('web-1', [ep('10.244.2.1', { ...B, zones: ['z1'] }), ep('10.244.3.1', { ...C, zones: ['z2'] })]),
+    ],
     verdicts: { [CIP]: { pod: `dnat ${b1}`, node: `masq ${b1}`, external: `masq ${b1}` }, [NP]: every(`masq ${b1}`) },
   },
 
@@ -283,13 +304,25 @@ const cases: Case[] = [
     from: 'proxier_test TestClusterIPGeneral "clusterIP with TCP, UDP, and SCTP on same port"',
     port: 'default/dns:dns-udp/UDP',
     objects: [
-      service({ type: 'NodePort', ports: [
-        { name: 'dns-udp', port: 53, protocol: 'UDP', nodePort: 30053 }, { name: 'dns-tcp', port: 53, protocol: 'TCP', nodePort: 30053 },
-        { name: 'dns-sctp', port: 53, protocol: 'SCTP' },
-      ] }, 'dns'),
-      slice('dns-1', [ep('10.244.2.1', B)], { service: 'dns', ports: [
-        { name: 'dns-udp', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 5353, protocol: 'TCP' }, { name: 'dns-sctp', port: 53, protocol: 'SCTP' },
-      ] }),
+      service(
+        {
+          type: 'NodePort',
+          ports: [
+            { name: 'dns-udp', port: 53, protocol: 'UDP', nodePort: 30053 },
+            { name: 'dns-tcp', port: 53, protocol: 'TCP', nodePort: 30053 },
+            { name: 'dns-sctp', port: 53, protocol: 'SCTP' },
+          ],
+        },
+        'dns',
+      ),
+      slice('dns-1', [ep('10.244.2.1', B)], {
+        service: 'dns',
+        ports: [
+          { name: 'dns-udp', port: 53, protocol: 'UDP' },
+          { name: 'dns-tcp', port: 5353, protocol: 'TCP' },
+          { name: 'dns-sctp', port: 53, protocol: 'SCTP' },
+        ],
+      }),
     ],
     verdicts: {
       'clusterIP 10.96.0.10:53/UDP': { pod: 'dnat 10.244.2.1:53', node: 'masq 10.244.2.1:53', external: 'masq 10.244.2.1:53' },
@@ -301,8 +334,22 @@ const cases: Case[] = [
     from: 'proxier_test TestClusterIPGeneral (SCTP); serviceport.go (NodePort() 0: none)',
     port: 'default/dns:dns-sctp/SCTP',
     objects: [
-      service({ ports: [{ name: 'dns-udp', port: 53, protocol: 'UDP' }, { name: 'dns-sctp', port: 53, protocol: 'SCTP' }] }, 'dns'),
-      slice('dns-1', [ep('10.244.2.1', B)], { service: 'dns', ports: [{ name: 'dns-udp', port: 53, protocol: 'UDP' }, { name: 'dns-sctp', port: 5353, protocol: 'SCTP' }] }),
+      service(
+        {
+          ports: [
+            { name: 'dns-udp', port: 53, protocol: 'UDP' },
+            { name: 'dns-sctp', port: 53, protocol: 'SCTP' },
+          ],
+        },
+        'dns',
+      ),
+      slice('dns-1', [ep('10.244.2.1', B)], {
+        service: 'dns',
+        ports: [
+          { name: 'dns-udp', port: 53, protocol: 'UDP' },
+          { name: 'dns-sctp', port: 5353, protocol: 'SCTP' },
+        ],
+      }),
     ],
     verdicts: { 'clusterIP 10.96.0.10:53/SCTP': { pod: 'dnat 10.244.2.1:5353', node: 'masq 10.244.2.1:5353', external: 'masq 10.244.2.1:5353' } },
   },
@@ -343,13 +390,28 @@ test('the table covers at least 25 rows', () => assert.ok(cases.length >= 25, `$
 
 // -- Outside the table ---------------------------------------------------------
 
-const endpoint = (ip: string, isLocal = false): EndpointInfo =>
-  ({ ip, port: 8080, nodeName: isLocal ? 'node-a' : 'node-b', zone: null, ready: true, serving: true, terminating: false, isLocal });
+const endpoint = (ip: string, isLocal = false): EndpointInfo => ({
+  ip,
+  port: 8080,
+  nodeName: isLocal ? 'node-a' : 'node-b',
+  zone: null,
+  ready: true,
+  serving: true,
+  terminating: false,
+  isLocal,
+});
 
 test('hairpin: a pod reaching itself through its Service is masqueraded even where the verdict is not', () => {
   const sp: ServicePortInfo = {
-    id: 'default/web:http/TCP', namespace: 'default', name: 'web', portName: 'http', protocol: 'TCP',
-    clusterIPs: ['10.96.0.10'], port: 80, endpoints: [endpoint('10.244.1.1', true)], clusterEndpoints: [endpoint('10.244.1.1', true)],
+    id: 'default/web:http/TCP',
+    namespace: 'default',
+    name: 'web',
+    portName: 'http',
+    protocol: 'TCP',
+    clusterIPs: ['10.96.0.10'],
+    port: 80,
+    endpoints: [endpoint('10.244.1.1', true)],
+    clusterEndpoints: [endpoint('10.244.1.1', true)],
   };
   const [frontend] = frontendsOf(sp);
   const v = decide(sp, frontend!, 'pod', options());
@@ -361,22 +423,38 @@ test('hairpin: a pod reaching itself through its Service is masqueraded even whe
 
 test('a hand-made ServicePortInfo (fields from before this model) reads as a ClusterIP Service with Cluster policy', () => {
   const sp: ServicePortInfo = {
-    id: 'ns/s:/TCP', namespace: 'ns', name: 's', portName: '', protocol: 'TCP', clusterIPs: ['10.96.0.1'], port: 80,
-    endpoints: [endpoint('10.244.1.1', true), endpoint('10.244.2.1')], clusterEndpoints: [endpoint('10.244.1.1', true), endpoint('10.244.2.1')],
+    id: 'ns/s:/TCP',
+    namespace: 'ns',
+    name: 's',
+    portName: '',
+    protocol: 'TCP',
+    clusterIPs: ['10.96.0.1'],
+    port: 80,
+    endpoints: [endpoint('10.244.1.1', true), endpoint('10.244.2.1')],
+    clusterEndpoints: [endpoint('10.244.1.1', true), endpoint('10.244.2.1')],
   };
   const table = verdicts(sp, options());
-  assert.deepEqual(table.map((r) => [r.frontend.kind, r.allowedSources, showVerdict(r.pod), showVerdict(r.node)]), [
-    ['clusterIP', null, 'dnat 10.244.1.1:8080 10.244.2.1:8080', 'masq 10.244.1.1:8080 10.244.2.1:8080'],
-  ]);
+  assert.deepEqual(
+    table.map((r) => [r.frontend.kind, r.allowedSources, showVerdict(r.pod), showVerdict(r.node)]),
+    [['clusterIP', null, 'dnat 10.244.1.1:8080 10.244.2.1:8080', 'masq 10.244.1.1:8080 10.244.2.1:8080']],
+  );
   const empty: ServicePortInfo = { ...sp, endpoints: [], clusterEndpoints: [] };
   assert.equal(showVerdict(decide(empty, frontendsOf(empty)[0]!, 'pod', options())), 'reject');
 });
 
 test('allowedSources lists the ranges of the frontend family, plus the VIPs when a range holds a node address', () => {
   const sp = {
-    id: 'default/web:http/TCP', namespace: 'default', name: 'web', portName: 'http', protocol: 'TCP' as const,
-    clusterIPs: ['10.96.0.10'], port: 80, endpoints: [], clusterEndpoints: [],
-    loadBalancerIPs: ['198.51.100.1'], loadBalancerSourceRanges: ['198.18.0.0/15', '2001:db8::/32'],
+    id: 'default/web:http/TCP',
+    namespace: 'default',
+    name: 'web',
+    portName: 'http',
+    protocol: 'TCP' as const,
+    clusterIPs: ['10.96.0.10'],
+    port: 80,
+    endpoints: [],
+    clusterEndpoints: [],
+    loadBalancerIPs: ['198.51.100.1'],
+    loadBalancerSourceRanges: ['198.18.0.0/15', '2001:db8::/32'],
   };
   const [, lb] = verdicts(sp, options());
   assert.equal(lb?.frontend.kind, 'loadBalancer');

@@ -20,9 +20,12 @@ function service(name: string, ports: Port[], clusterIPs: string[] = ['10.96.0.1
 
 function slice(name: string, serviceName: string, ports: Port[], endpoints: Record<string, unknown>[], addressType = 'IPv4'): KubeObject {
   return obj({
-    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
     metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': serviceName } },
-    addressType, ports, endpoints,
+    addressType,
+    ports,
+    endpoints,
   });
 }
 
@@ -44,7 +47,16 @@ function sync(cache: ClusterCache, builder: SnapshotBuilder, full = false): Prox
 const addrs = (eps: readonly EndpointInfo[]) => eps.map((e) => `${e.ip}:${e.port}`);
 
 test('one ServicePortInfo per spec port with id namespace/name:portName/PROTO', () => {
-  const { cache, builder } = setup(service('dns', [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'dns-tcp', port: 53 }], ['10.96.0.10', 'fd00::a']));
+  const { cache, builder } = setup(
+    service(
+      'dns',
+      [
+        { name: 'dns', port: 53, protocol: 'UDP' },
+        { name: 'dns-tcp', port: 53 },
+      ],
+      ['10.96.0.10', 'fd00::a'],
+    ),
+  );
   const snap = sync(cache, builder, true);
   assert.deepEqual([...snap.servicePorts.keys()].sort(), ['default/dns:dns-tcp/TCP', 'default/dns:dns/UDP']);
   const sp = snap.servicePorts.get('default/dns:dns/UDP')!;
@@ -58,11 +70,29 @@ test('one ServicePortInfo per spec port with id namespace/name:portName/PROTO', 
 
 test('slice ports match ServicePorts by name and protocol, across two slices', () => {
   const { cache, builder } = setup(
-    service('web', [{ name: 'http', port: 80 }, { name: 'dns', port: 53, protocol: 'UDP' }]),
-    slice('web-1', 'web', [{ name: 'http', port: 8080 }, { name: 'dns', port: 5353, protocol: 'TCP' }],
-      [{ addresses: ['10.0.0.1'] }]),
-    slice('web-2', 'web', [{ name: 'http', port: 9090 }, { name: 'dns', port: 5353, protocol: 'UDP' }, { name: 'other', port: 1 }],
-      [{ addresses: ['10.0.0.2'] }]),
+    service('web', [
+      { name: 'http', port: 80 },
+      { name: 'dns', port: 53, protocol: 'UDP' },
+    ]),
+    slice(
+      'web-1',
+      'web',
+      [
+        { name: 'http', port: 8080 },
+        { name: 'dns', port: 5353, protocol: 'TCP' },
+      ],
+      [{ addresses: ['10.0.0.1'] }],
+    ),
+    slice(
+      'web-2',
+      'web',
+      [
+        { name: 'http', port: 9090 },
+        { name: 'dns', port: 5353, protocol: 'UDP' },
+        { name: 'other', port: 1 },
+      ],
+      [{ addresses: ['10.0.0.2'] }],
+    ),
   );
   const snap = sync(cache, builder, true);
   assert.deepEqual(addrs(snap.servicePorts.get('default/web:http/TCP')!.endpoints), ['10.0.0.1:8080', '10.0.0.2:9090']);
@@ -82,20 +112,34 @@ test('a slice port without a number is skipped; other families are not used for 
 test('an endpoint present in two slices is counted once: a non-terminating copy wins, else the first by slice name', () => {
   const { cache, builder } = setup(
     service('web', [{ name: 'http', port: 80 }]),
-    slice('web-1', 'web', [{ name: 'http', port: 8080 }], [
-      { addresses: ['10.0.0.1'], nodeName: 'node-b', conditions: { ready: false, serving: true, terminating: true } },
-      { addresses: ['10.0.0.2'], nodeName: 'node-b', zone: 'z1' },
-      { addresses: ['10.0.0.3'], nodeName: 'node-b', conditions: { ready: false, terminating: true } },
-    ]),
-    slice('web-2', 'web', [{ name: 'http', port: 8080 }], [
-      { addresses: ['10.0.0.1'], nodeName: 'node-a' },
-      { addresses: ['10.0.0.2'], nodeName: 'node-a', zone: 'z2' },
-      { addresses: ['10.0.0.3'], nodeName: 'node-c', conditions: { ready: false, terminating: true } },
-    ]),
+    slice(
+      'web-1',
+      'web',
+      [{ name: 'http', port: 8080 }],
+      [
+        { addresses: ['10.0.0.1'], nodeName: 'node-b', conditions: { ready: false, serving: true, terminating: true } },
+        { addresses: ['10.0.0.2'], nodeName: 'node-b', zone: 'z1' },
+        { addresses: ['10.0.0.3'], nodeName: 'node-b', conditions: { ready: false, terminating: true } },
+      ],
+    ),
+    slice(
+      'web-2',
+      'web',
+      [{ name: 'http', port: 8080 }],
+      [
+        { addresses: ['10.0.0.1'], nodeName: 'node-a' },
+        { addresses: ['10.0.0.2'], nodeName: 'node-a', zone: 'z2' },
+        { addresses: ['10.0.0.3'], nodeName: 'node-c', conditions: { ready: false, terminating: true } },
+      ],
+    ),
   );
   const eps = sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.endpoints;
   assert.deepEqual(addrs(eps), ['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.3:8080']);
-  assert.deepEqual([eps[0]!.nodeName, eps[0]!.terminating, eps[0]!.isLocal], ['node-a', false, true], 'the running copy replaces a terminating one (reused pod IP)');
+  assert.deepEqual(
+    [eps[0]!.nodeName, eps[0]!.terminating, eps[0]!.isLocal],
+    ['node-a', false, true],
+    'the running copy replaces a terminating one (reused pod IP)',
+  );
   assert.equal(eps[1]!.zone, 'z1', 'both running: the first slice (by name) wins, even over a local copy');
   assert.equal(eps[2]!.nodeName, 'node-b', 'both terminating: the first slice wins');
 });
@@ -116,29 +160,45 @@ test('endpoints are sorted by ip then port and carry nil-defaulted conditions', 
     slice('a', 'web', [{ name: 'http', port: 80 }], [{ addresses: ['10.0.0.2'], conditions: { ready: false, serving: true, terminating: true } }]),
   );
   const sp = sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!;
-  assert.deepEqual(sp.endpoints.map((e) => [e.ip, e.ready, e.serving, e.terminating]), [
-    ['10.0.0.1', false, true, false],
-    ['10.0.0.2', false, true, true],
-    ['10.0.0.3', true, true, false],
-  ]);
+  assert.deepEqual(
+    sp.endpoints.map((e) => [e.ip, e.ready, e.serving, e.terminating]),
+    [
+      ['10.0.0.1', false, true, false],
+      ['10.0.0.2', false, true, true],
+      ['10.0.0.3', true, true, false],
+    ],
+  );
   assert.deepEqual(addrs(sp.clusterEndpoints), ['10.0.0.3:80'], 'not-ready endpoints are excluded');
 });
 
 test('with no ready endpoint, cluster traffic falls back to serving+terminating ones', () => {
   const { cache, builder } = setup(
     service('web', [{ name: 'http', port: 80 }]),
-    slice('s', 'web', [{ name: 'http', port: 80 }], [
-      { addresses: ['10.0.0.1'], conditions: { ready: false, serving: true, terminating: true } },
-      { addresses: ['10.0.0.2'], conditions: { ready: false, serving: false, terminating: true } },
-      { addresses: ['10.0.0.3'], conditions: { ready: false } },
-    ]),
+    slice(
+      's',
+      'web',
+      [{ name: 'http', port: 80 }],
+      [
+        { addresses: ['10.0.0.1'], conditions: { ready: false, serving: true, terminating: true } },
+        { addresses: ['10.0.0.2'], conditions: { ready: false, serving: false, terminating: true } },
+        { addresses: ['10.0.0.3'], conditions: { ready: false } },
+      ],
+    ),
   );
   assert.deepEqual(addrs(sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.clusterEndpoints), ['10.0.0.1:80']);
 });
 
 test('selectClusterEndpoints: ready first, fallback only when nothing is ready, empty otherwise', () => {
-  const ep = (ip: string, ready: boolean, serving: boolean, terminating: boolean): EndpointInfo =>
-    ({ ip, port: 80, nodeName: null, zone: null, ready, serving, terminating, isLocal: false });
+  const ep = (ip: string, ready: boolean, serving: boolean, terminating: boolean): EndpointInfo => ({
+    ip,
+    port: 80,
+    nodeName: null,
+    zone: null,
+    ready,
+    serving,
+    terminating,
+    isLocal: false,
+  });
   const node = { name: 'n', zone: null };
   assert.deepEqual(addrs(selectClusterEndpoints([ep('1.1.1.1', true, true, false), ep('1.1.1.2', false, true, true)], node)), ['1.1.1.1:80']);
   assert.deepEqual(addrs(selectClusterEndpoints([ep('1.1.1.2', false, true, true)], node)), ['1.1.1.2:80']);
@@ -148,13 +208,34 @@ test('selectClusterEndpoints: ready first, fallback only when nothing is ready, 
 test('incremental build: only the changed Service is rebuilt and listed; others keep their objects', () => {
   const { cache, builder } = setup(
     service('a', [{ name: 'http', port: 80 }]),
-    service('b', [{ name: 'http', port: 80 }, { name: 'https', port: 443 }]),
-    slice('b-1', 'b', [{ name: 'http', port: 8080 }, { name: 'https', port: 8443 }], [{ addresses: ['10.0.0.1'] }]),
+    service('b', [
+      { name: 'http', port: 80 },
+      { name: 'https', port: 443 },
+    ]),
+    slice(
+      'b-1',
+      'b',
+      [
+        { name: 'http', port: 8080 },
+        { name: 'https', port: 8443 },
+      ],
+      [{ addresses: ['10.0.0.1'] }],
+    ),
   );
   const first = sync(cache, builder);
   assert.deepEqual(first.changed, new Set(['default/a:http/TCP', 'default/b:http/TCP', 'default/b:https/TCP']));
 
-  cache.apply(slice('b-1', 'b', [{ name: 'http', port: 8080 }, { name: 'https', port: 8443 }], [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2'] }]));
+  cache.apply(
+    slice(
+      'b-1',
+      'b',
+      [
+        { name: 'http', port: 8080 },
+        { name: 'https', port: 8443 },
+      ],
+      [{ addresses: ['10.0.0.1'] }, { addresses: ['10.0.0.2'] }],
+    ),
+  );
   const second = sync(cache, builder);
   assert.deepEqual(second.changed, new Set(['default/b:http/TCP', 'default/b:https/TCP']));
   assert.equal(second.servicePorts.get('default/a:http/TCP'), first.servicePorts.get('default/a:http/TCP'), 'unchanged Service: same object');
@@ -175,7 +256,10 @@ test('a change that rebuilds to the same ports is not reported, and keeps the sa
 test('removed Services and removed ports are in changed and absent from servicePorts', () => {
   const { cache, builder } = setup(
     service('a', [{ name: 'http', port: 80 }]),
-    service('b', [{ name: 'http', port: 80 }, { name: 'admin', port: 8081 }]),
+    service('b', [
+      { name: 'http', port: 80 },
+      { name: 'admin', port: 8081 },
+    ]),
   );
   sync(cache, builder);
   cache.delete({ kind: 'Service', key: 'default/a' });
@@ -212,9 +296,20 @@ test('commit rejects snapshots it did not build or built from an older baseline'
 test('isLocal follows this node name', () => {
   const { cache, builder } = setup(
     service('web', [{ name: 'http', port: 80 }]),
-    slice('s', 'web', [{ name: 'http', port: 80 }], [{ addresses: ['10.0.0.1'], nodeName: 'node-a' }, { addresses: ['10.0.0.2'], nodeName: 'node-b' }, { addresses: ['10.0.0.3'] }]),
+    slice(
+      's',
+      'web',
+      [{ name: 'http', port: 80 }],
+      [{ addresses: ['10.0.0.1'], nodeName: 'node-a' }, { addresses: ['10.0.0.2'], nodeName: 'node-b' }, { addresses: ['10.0.0.3'] }],
+    ),
   );
   const eps = sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.endpoints;
-  assert.deepEqual(eps.map((e) => e.isLocal), [true, false, false]);
-  assert.deepEqual(eps.map((e) => e.nodeName), ['node-a', 'node-b', null]);
+  assert.deepEqual(
+    eps.map((e) => e.isLocal),
+    [true, false, false],
+  );
+  assert.deepEqual(
+    eps.map((e) => e.nodeName),
+    ['node-a', 'node-b', null],
+  );
 });

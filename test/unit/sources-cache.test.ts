@@ -15,9 +15,12 @@ function service(name: string, ns = 'default', port = 80): KubeObject {
 
 function slice(name: string, serviceName: string, ips: string[], ns = 'default'): KubeObject {
   return obj({
-    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
     metadata: { name, namespace: ns, labels: { 'kubernetes.io/service-name': serviceName } },
-    addressType: 'IPv4', endpoints: ips.map((ip) => ({ addresses: [ip] })), ports: [{ port: 8080 }],
+    addressType: 'IPv4',
+    endpoints: ips.map((ip) => ({ addresses: [ip] })),
+    ports: [{ port: 8080 }],
   });
 }
 
@@ -67,7 +70,13 @@ test('peek/commit: a change made after the peek survives the commit of that peek
   cache.apply(service('b'));
   const token = cache.changes.peek();
   assert.deepEqual(token.services, new Set(['default/a', 'default/b']));
-  assert.deepEqual(token.seenAt, new Map([['default/a', 1000], ['default/b', 2000]]));
+  assert.deepEqual(
+    token.seenAt,
+    new Map([
+      ['default/a', 1000],
+      ['default/b', 2000],
+    ]),
+  );
   now = 3000;
   cache.apply(service('b', 'default', 99)); // changed again while "syncing"
   cache.changes.commit(token);

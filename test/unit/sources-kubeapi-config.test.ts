@@ -76,12 +76,15 @@ test('in-cluster is the default, and needs the service environment', () => {
   };
   try {
     setEnv(undefined, undefined);
-    assert.throws(() => loadKubeConfig({}), (err: unknown) => {
-      assert.ok(err instanceof KubeConfigError);
-      assert.equal(err.code, 'KUBECONFIG_INVALID');
-      assert.match(err.message, /KUBERNETES_SERVICE_HOST/);
-      return true;
-    });
+    assert.throws(
+      () => loadKubeConfig({}),
+      (err: unknown) => {
+        assert.ok(err instanceof KubeConfigError);
+        assert.equal(err.code, 'KUBECONFIG_INVALID');
+        assert.match(err.message, /KUBERNETES_SERVICE_HOST/);
+        return true;
+      },
+    );
     setEnv('10.96.0.1', '443');
     const kc = loadKubeConfig({});
     assert.equal(kc.getCurrentCluster()?.server, 'https://10.96.0.1:443');
@@ -93,12 +96,21 @@ test('in-cluster is the default, and needs the service environment', () => {
 });
 
 test('bad settings are typed errors naming the flag', async () => {
-  assert.throws(() => loadKubeConfig({ kubeconfigPath: '/nonexistent/kubeconfig' }), (err: unknown) =>
-    err instanceof KubeConfigError && err.field === '--kubeconfig' && /cannot load \/nonexistent\/kubeconfig/.test(err.message));
-  assert.throws(() => loadKubeConfig({ master: 'api.example:6443' }), (err: unknown) =>
-    err instanceof KubeConfigError && err.field === '--master');
+  assert.throws(
+    () => loadKubeConfig({ kubeconfigPath: '/nonexistent/kubeconfig' }),
+    (err: unknown) => err instanceof KubeConfigError && err.field === '--kubeconfig' && /cannot load \/nonexistent\/kubeconfig/.test(err.message),
+  );
+  assert.throws(
+    () => loadKubeConfig({ master: 'api.example:6443' }),
+    (err: unknown) => err instanceof KubeConfigError && err.field === '--master',
+  );
   assert.throws(() => loadKubeConfig({ master: 'ftp://api.example' }), /must be an http:\/\/ or https:\/\/ URL/);
-  const source = new KubeApiSource({ kubeConfig: { kubeconfigPath: '/nonexistent/kubeconfig' }, nodeName: 'n', cache: new ClusterCache(), logger: nullLogger() });
+  const source = new KubeApiSource({
+    kubeConfig: { kubeconfigPath: '/nonexistent/kubeconfig' },
+    nodeName: 'n',
+    cache: new ClusterCache(),
+    logger: nullLogger(),
+  });
   await assert.rejects(source.start(), KubeConfigError);
 });
 
@@ -112,13 +124,16 @@ test('the source syncs from --master and from a kubeconfig file', async () => {
     await a.stop();
     assert.ok(viaMaster.services.get('default/web'));
 
-    await withKubeconfig(KUBECONFIG('https://unused.invalid:6443', '\n    insecure-skip-tls-verify: true').replace(/certificate-authority-data: \S+/, ''), async (path) => {
-      const viaFile = new ClusterCache();
-      const b = new KubeApiSource({ kubeConfig: { kubeconfigPath: path, master: fake.url }, nodeName: 'n', cache: viaFile, logger: nullLogger() });
-      await b.start();
-      await b.stop();
-      assert.ok(viaFile.services.get('default/web'));
-    });
+    await withKubeconfig(
+      KUBECONFIG('https://unused.invalid:6443', '\n    insecure-skip-tls-verify: true').replace(/certificate-authority-data: \S+/, ''),
+      async (path) => {
+        const viaFile = new ClusterCache();
+        const b = new KubeApiSource({ kubeConfig: { kubeconfigPath: path, master: fake.url }, nodeName: 'n', cache: viaFile, logger: nullLogger() });
+        await b.start();
+        await b.stop();
+        assert.ok(viaFile.services.get('default/web'));
+      },
+    );
     assert.ok(fake.requests.length >= 4);
   } finally {
     await fake.close();
@@ -127,24 +142,36 @@ test('the source syncs from --master and from a kubeconfig file', async () => {
 
 test('backoff doubles up to its cap, with jitter on top, and resets', () => {
   const b = new Backoff({ initialMs: 100, maxMs: 1000, jitter: 0 });
-  assert.deepEqual([1, 2, 3, 4, 5, 6].map(() => b.next()), [100, 200, 400, 800, 1000, 1000]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6].map(() => b.next()),
+    [100, 200, 400, 800, 1000, 1000],
+  );
   b.reset();
   assert.equal(b.next(), 100);
   const jittered = new Backoff({ initialMs: 100, maxMs: 1000, jitter: 0.5 }, () => 1);
-  assert.deepEqual([1, 2, 3, 4, 5].map(() => jittered.next()), [150, 300, 600, 1000, 1000]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5].map(() => jittered.next()),
+    [150, 300, 600, 1000, 1000],
+  );
   const defaults = new Backoff({}, () => 0);
-  assert.deepEqual([1, 2, 3, 4, 5, 6, 7].map(() => defaults.next()), [1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5, 6, 7].map(() => defaults.next()),
+    [1000, 2000, 4000, 8000, 16000, 30000, 30000],
+  );
 });
 
 test('errors are described in one line with their HTTP status', () => {
   const apiException = Object.assign(new Error('HTTP-Code: 403\nMessage: Unknown API Status Code!\nBody: ...'), {
-    code: 403, body: { kind: 'Status', message: 'services is forbidden: User "system:anonymous" cannot list' },
+    code: 403,
+    body: { kind: 'Status', message: 'services is forbidden: User "system:anonymous" cannot list' },
   });
   assert.equal(statusCodeOf(apiException), 403);
   assert.equal(describeError(apiException), 'HTTP 403: services is forbidden: User "system:anonymous" cannot list');
   assert.equal(describeError(Object.assign(new Error('Gone'), { statusCode: 410 })), 'HTTP 410: Gone');
-  assert.equal(describeError(new TypeError('fetch failed', { cause: new Error('connect ECONNREFUSED 127.0.0.1:1') })),
-    'fetch failed: connect ECONNREFUSED 127.0.0.1:1');
+  assert.equal(
+    describeError(new TypeError('fetch failed', { cause: new Error('connect ECONNREFUSED 127.0.0.1:1') })),
+    'fetch failed: connect ECONNREFUSED 127.0.0.1:1',
+  );
   assert.equal(statusCodeOf(Object.assign(new Error('x'), { code: 'ECONNRESET' })), undefined);
   assert.equal(objectKey({ metadata: { name: 'a', namespace: 'ns' } }), 'ns/a');
   assert.equal(objectKey({ metadata: { name: 'node-1' } }), 'node-1');

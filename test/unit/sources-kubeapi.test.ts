@@ -13,10 +13,13 @@ const NODE = 'node-1';
 
 function svc(name: string, opts: { port?: number | string; ip?: string; labels?: Record<string, string>; type?: string } = {}) {
   return {
-    apiVersion: 'v1', kind: 'Service',
+    apiVersion: 'v1',
+    kind: 'Service',
     metadata: { name, namespace: 'default', ...(opts.labels ? { labels: opts.labels } : {}) },
     spec: {
-      type: opts.type ?? 'ClusterIP', clusterIP: opts.ip ?? '10.96.0.10', clusterIPs: [opts.ip ?? '10.96.0.10'],
+      type: opts.type ?? 'ClusterIP',
+      clusterIP: opts.ip ?? '10.96.0.10',
+      clusterIPs: [opts.ip ?? '10.96.0.10'],
       ports: [{ name: 'http', port: opts.port ?? 80, targetPort: 8080, protocol: 'TCP' }],
     },
   };
@@ -24,7 +27,8 @@ function svc(name: string, opts: { port?: number | string; ip?: string; labels?:
 
 function slice(name: string, service: string, ips: string[], extraLabels: Record<string, string> = {}) {
   return {
-    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
     metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': service, ...extraLabels } },
     addressType: 'IPv4',
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
@@ -63,14 +67,20 @@ async function harness(options: Partial<KubeApiSourceOptions> = {}, seed: (fake:
   const lines: string[] = [];
   const changes = { count: 0 };
   const source = new KubeApiSource({
-    kubeConfig: kubeConfigFor(fake.url), nodeName: NODE, cache,
+    kubeConfig: kubeConfigFor(fake.url),
+    nodeName: NODE,
+    cache,
     logger: createLogger('kube-api', { level: 'debug', write: (l) => lines.push(l) }),
     onChange: () => changes.count++,
     backoff: { initialMs: 20, maxMs: 200 },
     ...options,
   });
   return {
-    fake, cache, source, lines, changes,
+    fake,
+    cache,
+    source,
+    lines,
+    changes,
     done: async () => {
       await source.stop();
       await fake.close();
@@ -117,7 +127,10 @@ test('the initial list fills the cache; start waits until Services and EndpointS
     assert.deepEqual(serviceKeys(h), ['default/web']);
     const slices = h.cache.endpointSlices.forService('default/web');
     assert.deepEqual([...(slices?.keys() ?? [])].sort(), ['default/web-a', 'default/web-b'], 'slices indexed by their Service');
-    assert.deepEqual(slices?.get('default/web-b')?.endpoints.map((e) => e.addresses[0]), ['10.0.0.2', '10.0.0.3']);
+    assert.deepEqual(
+      slices?.get('default/web-b')?.endpoints.map((e) => e.addresses[0]),
+      ['10.0.0.2', '10.0.0.3'],
+    );
     await until(h, 'the Node', () => h.cache.nodes.get(NODE) !== undefined);
     assert.equal(h.cache.nodes.get(NODE)?.labels['topology.kubernetes.io/zone'], 'z1');
 
@@ -175,7 +188,12 @@ test("objects kube-proxy doesn't proxy are excluded: label-selected ones by the 
     fake.put(svc('web'));
     fake.put(svc('other-proxy', { labels: { 'service.kubernetes.io/service-proxy-name': 'cilium' } }));
     fake.put(svc('marked-headless', { labels: { 'service.kubernetes.io/headless': '' } }));
-    fake.put({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'ext', namespace: 'default' }, spec: { type: 'ExternalName', externalName: 'example.com' } });
+    fake.put({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'ext', namespace: 'default' },
+      spec: { type: 'ExternalName', externalName: 'example.com' },
+    });
     fake.put({ ...svc('headless'), spec: { clusterIP: 'None', clusterIPs: ['None'], ports: [{ port: 80 }] } });
     fake.put(slice('web-a', 'web', ['10.0.0.1']));
     fake.put(slice('hl-a', 'headless', ['10.0.0.5'], { 'service.kubernetes.io/headless': '' }));
@@ -184,7 +202,10 @@ test("objects kube-proxy doesn't proxy are excluded: label-selected ones by the 
     await h.source.start();
     assert.deepEqual(serviceKeys(h), ['default/web']);
     assert.equal(h.cache.endpointSlices.get('default/hl-a'), undefined);
-    assert.ok(h.lines.some((l) => l.includes('ignoring object') && l.includes('reason="type ExternalName"')), h.lines.join('\n'));
+    assert.ok(
+      h.lines.some((l) => l.includes('ignoring object') && l.includes('reason="type ExternalName"')),
+      h.lines.join('\n'),
+    );
 
     // Gaining the label: the server now filters it out and says DELETED.
     h.fake.put(svc('web', { labels: { 'service.kubernetes.io/service-proxy-name': 'cilium' } }));
@@ -253,14 +274,16 @@ for (const how of ['ERROR event', 'HTTP 410'] as const) {
       h.fake.compact();
 
       await until(h, 'the relist', () => lists(h, 'services') === 2 && lists(h, 'endpointslices') === 2);
-      await until(h, 'the relisted cache', () =>
-        serviceKeys(h).join() === 'default/a,default/c' && h.cache.endpointSlices.get('default/b-1') === undefined);
+      await until(h, 'the relisted cache', () => serviceKeys(h).join() === 'default/a,default/c' && h.cache.endpointSlices.get('default/b-1') === undefined);
       assert.equal(h.cache.services.get('default/a')?.ports[0]?.port, 443);
       assert.equal(h.cache.endpointSlices.get('default/b-1'), undefined);
       assert.ok(h.cache.endpointSlices.get('default/a-1'));
       assert.deepEqual(h.cache.takeChanges(), new Set(['default/a', 'default/b', 'default/c']), 'unchanged objects are not re-applied');
       assert.ok(h.changes.count > changesBefore);
-      assert.ok(h.lines.some((l) => l.includes('watch expired (410 Gone); relisting') && l.includes('resource=services')), h.lines.join('\n'));
+      assert.ok(
+        h.lines.some((l) => l.includes('watch expired (410 Gone); relisting') && l.includes('resource=services')),
+        h.lines.join('\n'),
+      );
       // After the relist the watch resumes from the new list's resourceVersion.
       await until(h, 'the watch after the relist', () => h.fake.openWatches('services') === 1);
       assert.equal(watches(h, 'services').at(-1)?.query['resourceVersion'], h.fake.resourceVersion);
@@ -299,7 +322,10 @@ test('dropped and failing watches reconnect with growing backoff; events made me
     // Delays 40 (after the drop), then 80, 160, 320 ms between the attempts.
     assert.ok(gaps[0]! >= 75 && gaps[1]! >= 155 && gaps[2]! >= 315, `gaps ${gaps.map(Math.round).join(', ')}`);
     assert.equal(lists(h, 'services'), 1, 'a resumable watch needs no relist');
-    assert.ok(h.lines.some((l) => l.includes('watch failed; resuming') && l.includes('HTTP 500')), h.lines.join('\n'));
+    assert.ok(
+      h.lines.some((l) => l.includes('watch failed; resuming') && l.includes('HTTP 500')),
+      h.lines.join('\n'),
+    );
   } finally {
     await h.done();
   }
@@ -322,8 +348,11 @@ test('a watch the server ends (timeoutSeconds) or fails with an ERROR event resu
     await until(h, 'the resumed watch', () => h.fake.openWatches('services') === 1);
     const n = watches(h, 'services').length;
     assert.equal(h.fake.errorWatches('services'), 1);
-    await until(h, 'a resume after the ERROR event', () =>
-      watches(h, 'services').length > n && h.lines.some((l) => l.includes('watch failed; resuming') && l.includes('injected watch error')));
+    await until(
+      h,
+      'a resume after the ERROR event',
+      () => watches(h, 'services').length > n && h.lines.some((l) => l.includes('watch failed; resuming') && l.includes('injected watch error')),
+    );
     assert.equal(watches(h, 'services').at(-1)?.query['resourceVersion'], rv);
     assert.equal(lists(h, 'services'), 1);
   } finally {
@@ -371,7 +400,11 @@ test('malformed objects are logged with name and field and skipped; a good earli
   try {
     await h.source.start();
     assert.deepEqual(serviceKeys(h), ['default/odd-date', 'default/web']);
-    const listWarn = (re: RegExp) => assert.ok(h.lines.some((l) => re.test(l)), `${re}\n${h.lines.join('\n')}`);
+    const listWarn = (re: RegExp) =>
+      assert.ok(
+        h.lines.some((l) => re.test(l)),
+        `${re}\n${h.lines.join('\n')}`,
+      );
     listWarn(/warn kube-api skipping invalid object object="Service default\/bad-listed" field=spec.clusterIP/);
     listWarn(/warn kube-api skipping invalid object object="Service default\/bad-port-listed" field=spec.ports\[0\].port/);
     await until(h, 'all three watches', () => h.fake.openWatches() === 3);
@@ -426,7 +459,10 @@ test('lists are paged; an expired continue token restarts the list unpaged', asy
     h.fake.compact();
     await until(h, 'the unpaged relist', () => h.fake.requestsFor('services', false).some((r, i) => i >= 3 && r.query['limit'] === undefined));
     await until(h, 's3 gone', () => serviceKeys(h).length === 4);
-    assert.ok(h.lines.some((l) => l.includes('list continue token expired')), h.lines.join('\n'));
+    assert.ok(
+      h.lines.some((l) => l.includes('list continue token expired')),
+      h.lines.join('\n'),
+    );
   } finally {
     await h.done();
   }
@@ -457,8 +493,11 @@ test('an unreachable API server is retried; stop() ends a start() that is still 
   await fake.close();
   const lines: string[] = [];
   const source = new KubeApiSource({
-    kubeConfig: kubeConfigFor(url), nodeName: NODE, cache: new ClusterCache(),
-    logger: createLogger('kube-api', { write: (l) => lines.push(l) }), backoff: { initialMs: 10, maxMs: 20 },
+    kubeConfig: kubeConfigFor(url),
+    nodeName: NODE,
+    cache: new ClusterCache(),
+    logger: createLogger('kube-api', { write: (l) => lines.push(l) }),
+    backoff: { initialMs: 10, maxMs: 20 },
   });
   const ac = new AbortController();
   const starting = source.start(ac.signal);
@@ -467,7 +506,10 @@ test('an unreachable API server is retried; stop() ends a start() that is still 
     assert.ok(performance.now() < deadline, lines.join('\n'));
     await delay(5);
   }
-  assert.ok(lines.some((l) => /list failed; retrying resource=services error=".*ECONNREFUSED/.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => /list failed; retrying resource=services error=".*ECONNREFUSED/.test(l)),
+    lines.join('\n'),
+  );
   ac.abort();
   await starting;
   await source.stop();

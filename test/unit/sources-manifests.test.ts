@@ -52,7 +52,11 @@ async function harness(options: { rescanMs?: number; debounceMs?: number } = {})
   const changes = { count: 0 };
   const source = new ManifestsSource({ dir, cache, logger, onChange: () => changes.count++, ...options });
   return {
-    dir, cache, source, lines, changes,
+    dir,
+    cache,
+    source,
+    lines,
+    changes,
     // write + rename, as the source asks writers to do
     write: async (name, text) => {
       await writeFile(join(dir, `.${name}.tmp`), text);
@@ -68,8 +72,14 @@ async function harness(options: { rescanMs?: number; debounceMs?: number } = {})
 test('reads multi-document files and Lists, skipping other files and kinds', async () => {
   const h = await harness();
   try {
-    await h.write('a.yaml', `${SVC('web')}---\n${SLICE('web-1', 'web', ['10.0.0.1', '10.0.0.2'])}---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n`);
-    await h.write('b.yml', `apiVersion: v1\nkind: List\nitems:\n- ${SVC('api').split('\n').join('\n  ')}\n- apiVersion: v1\n  kind: Node\n  metadata: {name: node-1}\n`);
+    await h.write(
+      'a.yaml',
+      `${SVC('web')}---\n${SLICE('web-1', 'web', ['10.0.0.1', '10.0.0.2'])}---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n`,
+    );
+    await h.write(
+      'b.yml',
+      `apiVersion: v1\nkind: List\nitems:\n- ${SVC('api').split('\n').join('\n  ')}\n- apiVersion: v1\n  kind: Node\n  metadata: {name: node-1}\n`,
+    );
     await h.write('notes.txt', SVC('ignored-txt'));
     assert.equal(h.source.isSynced, false);
     await h.source.start();
@@ -104,7 +114,10 @@ test('an edited file is picked up, a deleted file deletes its objects', async ()
     assert.equal(h.cache.services.get('default/web'), undefined);
     assert.equal(h.cache.endpointSlices.get('default/web-1'), undefined);
     assert.ok(h.cache.services.get('default/db'));
-    assert.ok(h.lines.some((l) => / info manifests object deleted: no longer in any manifest object="Service default\/web"/.test(l)), h.lines.join('\n'));
+    assert.ok(
+      h.lines.some((l) => / info manifests object deleted: no longer in any manifest object="Service default\/web"/.test(l)),
+      h.lines.join('\n'),
+    );
   } finally {
     await h.done();
   }
@@ -117,7 +130,10 @@ test('an object removed from a file is deleted; one that becomes headless too', 
     await h.source.start();
     await h.write('all.yaml', `${SVC('a')}---\n${SVC('c', 80, 'None')}`);
     await h.source.rescan();
-    assert.deepEqual([...h.cache.services.values()].map((s) => s.key), ['default/a']);
+    assert.deepEqual(
+      [...h.cache.services.values()].map((s) => s.key),
+      ['default/a'],
+    );
     assert.ok(h.lines.some((l) => l.includes('object deleted: now ignored') && l.includes('reason="headless (clusterIP None)"')));
   } finally {
     await h.done();
@@ -133,7 +149,10 @@ test('a malformed object is reported and skipped, the rest of the file loads, an
     h.lines.length = 0;
 
     const broken = SVC('web').replace('port: 80', 'port: http');
-    await h.write('svc.yaml', `${broken}---\n${SVC('api', 9090)}---\n${SVC('new').replace('clusterIP: 10.96.0.10', 'clusterIP: 10.96.0.999')}---\n${SVC('fresh')}`);
+    await h.write(
+      'svc.yaml',
+      `${broken}---\n${SVC('api', 9090)}---\n${SVC('new').replace('clusterIP: 10.96.0.10', 'clusterIP: 10.96.0.999')}---\n${SVC('fresh')}`,
+    );
     await h.source.rescan();
 
     assert.equal(h.cache.services.get('default/web')?.ports[0]?.port, 80, 'last good version kept');
@@ -142,8 +161,14 @@ test('a malformed object is reported and skipped, the rest of the file loads, an
     assert.equal(h.cache.services.get('default/new'), undefined, 'never valid: nothing to keep');
     const warns = h.lines.filter((l) => l.includes(' warn '));
     assert.equal(warns.length, 2, warns.join('\n'));
-    assert.match(warns[0]!, / warn manifests skipping invalid object file=svc\.yaml doc=0 object="Service default\/web" field=spec\.ports\[0\]\.port error="must be an integer 1-65535, got \\"http\\"" kept="Service default\/web"$/);
-    assert.match(warns[1]!, /file=svc\.yaml doc=2 object="Service default\/new" field=spec\.clusterIP error="must be a valid IP address, got \\"10\.96\.0\.999\\""$/);
+    assert.match(
+      warns[0]!,
+      / warn manifests skipping invalid object file=svc\.yaml doc=0 object="Service default\/web" field=spec\.ports\[0\]\.port error="must be an integer 1-65535, got \\"http\\"" kept="Service default\/web"$/,
+    );
+    assert.match(
+      warns[1]!,
+      /file=svc\.yaml doc=2 object="Service default\/new" field=spec\.clusterIP error="must be a valid IP address, got \\"10\.96\.0\.999\\""$/,
+    );
     assert.doesNotMatch(warns[1]!, /kept=/);
     assert.deepEqual(h.cache.takeChanges(), new Set(['default/api', 'default/fresh']));
 
@@ -245,7 +270,11 @@ test('a ConfigMap-style mount (files symlinked through an atomically swapped ..d
 });
 
 test('start rejects when the directory does not exist', async () => {
-  const source = new ManifestsSource({ dir: join(tmpdir(), 'switchyard-does-not-exist-xyz'), cache: new ClusterCache(), logger: createLogger('t', { write: () => {} }) });
+  const source = new ManifestsSource({
+    dir: join(tmpdir(), 'switchyard-does-not-exist-xyz'),
+    cache: new ClusterCache(),
+    logger: createLogger('t', { write: () => {} }),
+  });
   await assert.rejects(source.start(), { code: 'ENOENT' });
   source.stop();
 });

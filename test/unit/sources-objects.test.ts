@@ -8,9 +8,11 @@ function svc(spec: Record<string, unknown>, meta: Record<string, unknown> = {}):
 
 function slice(body: Record<string, unknown>, labels: Record<string, unknown> = { 'kubernetes.io/service-name': 'web' }) {
   return {
-    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
     metadata: { name: 'web-abc', namespace: 'default', labels },
-    addressType: 'IPv4', ...body,
+    addressType: 'IPv4',
+    ...body,
   };
 }
 
@@ -36,16 +38,36 @@ function validSlice(r: ParseResult): EndpointSlice {
 test('a valid Service gets API defaults: type, protocol, targetPort', () => {
   const s = validService(parseObject(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }] }, { namespace: undefined })));
   assert.deepEqual(s, {
-    kind: 'Service', namespace: 'default', name: 'web', key: 'default/web', type: 'ClusterIP',
-    clusterIPs: ['10.96.0.10'], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 80, nodePort: null }],
-    externalIPs: [], loadBalancerIngress: [], sessionAffinity: null,
-    externalTrafficPolicy: 'Cluster', internalTrafficPolicy: 'Cluster', healthCheckNodePort: null,
-    loadBalancerSourceRanges: [], trafficDistribution: null,
+    kind: 'Service',
+    namespace: 'default',
+    name: 'web',
+    key: 'default/web',
+    type: 'ClusterIP',
+    clusterIPs: ['10.96.0.10'],
+    ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 80, nodePort: null }],
+    externalIPs: [],
+    loadBalancerIngress: [],
+    sessionAffinity: null,
+    externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster',
+    healthCheckNodePort: null,
+    loadBalancerSourceRanges: [],
+    trafficDistribution: null,
   });
 });
 
 test('a bad port names the object and the field path', () => {
-  const e = errorOf(parseObject(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'a', port: 80 }, { name: 'b', port: 'http' }] })));
+  const e = errorOf(
+    parseObject(
+      svc({
+        clusterIP: '10.96.0.10',
+        ports: [
+          { name: 'a', port: 80 },
+          { name: 'b', port: 'http' },
+        ],
+      }),
+    ),
+  );
   assert.equal(e.message, 'Service default/web: spec.ports[1].port: must be an integer 1-65535, got "http"');
   assert.equal(e.object, 'Service default/web');
   assert.equal(e.field, 'spec.ports[1].port');
@@ -55,15 +77,33 @@ test('a bad port names the object and the field path', () => {
 test('validation messages for other Service fields', () => {
   const cases: [Record<string, unknown>, string][] = [
     [svc({ clusterIP: '10.96.0.300', ports: [{ port: 80 }] }), 'Service default/web: spec.clusterIP: must be a valid IP address, got "10.96.0.300"'],
-    [svc({ clusterIPs: ['10.96.0.1', 'fd00::zz'], ports: [{ port: 80 }] }), 'Service default/web: spec.clusterIPs[1]: must be a valid IP address, got "fd00::zz"'],
-    [svc({ clusterIP: '10.96.0.1', clusterIPs: ['10.96.0.2'], ports: [{ port: 80 }] }), 'Service default/web: spec.clusterIPs[0]: must equal spec.clusterIP "10.96.0.1", got "10.96.0.2"'],
-    [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80, protocol: 'ICMP' }] }), 'Service default/web: spec.ports[0].protocol: must be TCP, UDP or SCTP, got "ICMP"'],
+    [
+      svc({ clusterIPs: ['10.96.0.1', 'fd00::zz'], ports: [{ port: 80 }] }),
+      'Service default/web: spec.clusterIPs[1]: must be a valid IP address, got "fd00::zz"',
+    ],
+    [
+      svc({ clusterIP: '10.96.0.1', clusterIPs: ['10.96.0.2'], ports: [{ port: 80 }] }),
+      'Service default/web: spec.clusterIPs[0]: must equal spec.clusterIP "10.96.0.1", got "10.96.0.2"',
+    ],
+    [
+      svc({ clusterIP: '10.96.0.1', ports: [{ port: 80, protocol: 'ICMP' }] }),
+      'Service default/web: spec.ports[0].protocol: must be TCP, UDP or SCTP, got "ICMP"',
+    ],
     [svc({ clusterIP: '10.96.0.1', ports: [{ port: 70000 }] }), 'Service default/web: spec.ports[0].port: must be an integer 1-65535, got 70000'],
-    [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }, { port: 81 }] }), 'Service default/web: spec.ports[1].name: must be unique, "" is also used by spec.ports[0]'],
+    [
+      svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }, { port: 81 }] }),
+      'Service default/web: spec.ports[1].name: must be unique, "" is also used by spec.ports[0]',
+    ],
     [svc({ clusterIP: '10.96.0.1', ports: [] }), 'Service default/web: spec.ports: must have at least one port'],
     [svc({ clusterIP: '10.96.0.1', ports: {} }), 'Service default/web: spec.ports: must be a list, got a mapping'],
-    [svc({ type: 'Magic', clusterIP: '10.96.0.1', ports: [{ port: 80 }] }), 'Service default/web: spec.type: must be one of ClusterIP, NodePort, LoadBalancer, ExternalName, got "Magic"'],
-    [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { name: 'Web' }), 'Service default/Web: metadata.name: must be a DNS-1035 label (lowercase letters, digits, \'-\', starting with a letter), got "Web"'],
+    [
+      svc({ type: 'Magic', clusterIP: '10.96.0.1', ports: [{ port: 80 }] }),
+      'Service default/web: spec.type: must be one of ClusterIP, NodePort, LoadBalancer, ExternalName, got "Magic"',
+    ],
+    [
+      svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { name: 'Web' }),
+      'Service default/Web: metadata.name: must be a DNS-1035 label (lowercase letters, digits, \'-\', starting with a letter), got "Web"',
+    ],
     [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { name: undefined }), 'Service default/<unnamed>: metadata.name: required'],
     [{ ...svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }), apiVersion: 'v2' }, 'Service default/web: apiVersion: must be "v1", got "v2"'],
     [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { labels: { app: 5 } }), 'Service default/web: metadata.labels["app"]: must be a string, got 5'],
@@ -85,12 +125,12 @@ test('headless, ExternalName, unset clusterIP and proxy-name/headless labels are
     [svc({ clusterIPs: ['None'] }), 'headless (clusterIP None)'],
     [svc({ type: 'ExternalName', externalName: 'example.com', clusterIP: '10.96.0.1' }), 'type ExternalName'],
     [svc({ ports: [{ port: 80 }] }), 'no clusterIP set'],
-    [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { labels: { 'service.kubernetes.io/service-proxy-name': 'other' } }),
-      'labelled service.kubernetes.io/service-proxy-name'],
-    [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { labels: { 'service.kubernetes.io/headless': '' } }),
-      'labelled service.kubernetes.io/headless'],
-    [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { labels: { 'service.kubernetes.io/headless': null } }),
-      'labelled service.kubernetes.io/headless'],
+    [
+      svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { labels: { 'service.kubernetes.io/service-proxy-name': 'other' } }),
+      'labelled service.kubernetes.io/service-proxy-name',
+    ],
+    [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { labels: { 'service.kubernetes.io/headless': '' } }), 'labelled service.kubernetes.io/headless'],
+    [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { labels: { 'service.kubernetes.io/headless': null } }), 'labelled service.kubernetes.io/headless'],
   ];
   for (const [raw, reason] of cases) {
     const r = parseObject(raw);
@@ -102,28 +142,45 @@ test('headless, ExternalName, unset clusterIP and proxy-name/headless labels are
 
 test('clusterIP alone (or with an empty clusterIPs) is the single ClusterIP', () => {
   assert.deepEqual(validService(parseObject(svc({ clusterIP: '10.96.0.7', clusterIPs: [], ports: [{ port: 80 }] }))).clusterIPs, ['10.96.0.7']);
-  assert.deepEqual(validService(parseObject(svc({ clusterIP: '10.96.0.7', clusterIPs: ['10.96.0.7', 'fd00::7'], ports: [{ port: 80 }] }))).clusterIPs, ['10.96.0.7', 'fd00::7']);
-  assert.equal(errorOf(parseObject(svc({ clusterIPs: ['10.96.0.7', '10.96.0.8'], ports: [{ port: 80 }] }))).message,
-    'Service default/web: spec.clusterIPs[1]: must be of the other IP family than "10.96.0.7", got "10.96.0.8"');
+  assert.deepEqual(validService(parseObject(svc({ clusterIP: '10.96.0.7', clusterIPs: ['10.96.0.7', 'fd00::7'], ports: [{ port: 80 }] }))).clusterIPs, [
+    '10.96.0.7',
+    'fd00::7',
+  ]);
+  assert.equal(
+    errorOf(parseObject(svc({ clusterIPs: ['10.96.0.7', '10.96.0.8'], ports: [{ port: 80 }] }))).message,
+    'Service default/web: spec.clusterIPs[1]: must be of the other IP family than "10.96.0.7", got "10.96.0.8"',
+  );
 });
 
 test('NodePort and LoadBalancer Services keep their ClusterIP; dual-stack clusterIPs are kept in order', () => {
-  const s = validService(parseObject(svc({ type: 'NodePort', clusterIPs: ['fd00::10', '10.96.0.10'], ports: [{ name: 'dns', port: 53, protocol: 'UDP', targetPort: 'dns-udp', nodePort: 30053 }] })));
+  const s = validService(
+    parseObject(
+      svc({
+        type: 'NodePort',
+        clusterIPs: ['fd00::10', '10.96.0.10'],
+        ports: [{ name: 'dns', port: 53, protocol: 'UDP', targetPort: 'dns-udp', nodePort: 30053 }],
+      }),
+    ),
+  );
   assert.equal(s.type, 'NodePort');
   assert.deepEqual(s.clusterIPs, ['fd00::10', '10.96.0.10']);
   assert.deepEqual(s.ports[0], { name: 'dns', protocol: 'UDP', port: 53, targetPort: 'dns-udp', nodePort: 30053 });
 });
 
 test('EndpointSlice conditions follow the nil rules: ready nil=true, serving nil=true (as in kube-proxy), terminating nil=false', () => {
-  const s = validSlice(parseObject(slice({
-    endpoints: [
-      { addresses: ['10.0.0.1'] },
-      { addresses: ['10.0.0.2'], conditions: { ready: false } },
-      { addresses: ['10.0.0.3'], conditions: { ready: false, serving: true, terminating: true } },
-      { addresses: ['10.0.0.4'], conditions: { ready: null, serving: null, terminating: null } },
-    ],
-    ports: [{ name: 'http', port: 8080 }],
-  })));
+  const s = validSlice(
+    parseObject(
+      slice({
+        endpoints: [
+          { addresses: ['10.0.0.1'] },
+          { addresses: ['10.0.0.2'], conditions: { ready: false } },
+          { addresses: ['10.0.0.3'], conditions: { ready: false, serving: true, terminating: true } },
+          { addresses: ['10.0.0.4'], conditions: { ready: null, serving: null, terminating: null } },
+        ],
+        ports: [{ name: 'http', port: 8080 }],
+      }),
+    ),
+  );
   const conds = s.endpoints.map((e) => [e.addresses[0], e.ready, e.serving, e.terminating]);
   assert.deepEqual(conds, [
     ['10.0.0.1', true, true, false],
@@ -136,39 +193,65 @@ test('EndpointSlice conditions follow the nil rules: ready nil=true, serving nil
 });
 
 test('EndpointSlice: unnamed and portless ports are kept as "" and null; endpoints sorted by address', () => {
-  const s = validSlice(parseObject(slice({
-    endpoints: [{ addresses: ['10.0.0.9'], nodeName: 'n1', zone: 'z1' }, { addresses: ['10.0.0.10'] }],
-    ports: [{ port: 80 }, { name: 'x' }],
-  })));
-  assert.deepEqual(s.ports, [{ name: '', port: 80, protocol: 'TCP' }, { name: 'x', port: null, protocol: 'TCP' }]);
-  assert.deepEqual(s.endpoints.map((e) => e.addresses[0]), ['10.0.0.10', '10.0.0.9']);
+  const s = validSlice(
+    parseObject(
+      slice({
+        endpoints: [{ addresses: ['10.0.0.9'], nodeName: 'n1', zone: 'z1' }, { addresses: ['10.0.0.10'] }],
+        ports: [{ port: 80 }, { name: 'x' }],
+      }),
+    ),
+  );
+  assert.deepEqual(s.ports, [
+    { name: '', port: 80, protocol: 'TCP' },
+    { name: 'x', port: null, protocol: 'TCP' },
+  ]);
+  assert.deepEqual(
+    s.endpoints.map((e) => e.addresses[0]),
+    ['10.0.0.10', '10.0.0.9'],
+  );
   assert.equal(s.endpoints[1]!.nodeName, 'n1');
   assert.equal(s.endpoints[1]!.zone, 'z1');
 });
 
 test('EndpointSlice: endpoints with a bad or wrong-family address are dropped with a warning', () => {
-  const r = parseObject(slice({
-    endpoints: [{ addresses: ['10.0.0.1'] }, { addresses: ['fd00::1'] }, { addresses: [] }, { addresses: ['10.0.0.256'] }],
-  }));
+  const r = parseObject(
+    slice({
+      endpoints: [{ addresses: ['10.0.0.1'] }, { addresses: ['fd00::1'] }, { addresses: [] }, { addresses: ['10.0.0.256'] }],
+    }),
+  );
   assert.equal(r.status, 'valid');
   if (r.status !== 'valid' || r.object.kind !== 'EndpointSlice') return;
-  assert.deepEqual(r.object.endpoints.map((e) => e.addresses[0]), ['10.0.0.1']);
-  assert.deepEqual(r.warnings.map((w) => w.message), [
-    'EndpointSlice default/web-abc: endpoints[1].addresses[0]: must be a valid IPv4 address, got "fd00::1"; endpoint ignored',
-    'EndpointSlice default/web-abc: endpoints[2].addresses: must have at least one address; endpoint ignored',
-    'EndpointSlice default/web-abc: endpoints[3].addresses[0]: must be a valid IPv4 address, got "10.0.0.256"; endpoint ignored',
-  ]);
+  assert.deepEqual(
+    r.object.endpoints.map((e) => e.addresses[0]),
+    ['10.0.0.1'],
+  );
+  assert.deepEqual(
+    r.warnings.map((w) => w.message),
+    [
+      'EndpointSlice default/web-abc: endpoints[1].addresses[0]: must be a valid IPv4 address, got "fd00::1"; endpoint ignored',
+      'EndpointSlice default/web-abc: endpoints[2].addresses: must have at least one address; endpoint ignored',
+      'EndpointSlice default/web-abc: endpoints[3].addresses[0]: must be a valid IPv4 address, got "10.0.0.256"; endpoint ignored',
+    ],
+  );
 });
 
 test('EndpointSlice validation errors and ignored cases', () => {
-  assert.equal(errorOf(parseObject(slice({}, {}))).message,
-    'EndpointSlice default/web-abc: metadata.labels["kubernetes.io/service-name"]: required: names the Service this slice belongs to');
-  assert.equal(errorOf(parseObject(slice({ addressType: 'IPv5' }))).message,
-    'EndpointSlice default/web-abc: addressType: must be IPv4, IPv6 or FQDN, got "IPv5"');
-  assert.equal(errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: 'yes' } }] }))).message,
-    'EndpointSlice default/web-abc: endpoints[0].conditions.ready: must be true or false, got "yes"');
-  assert.equal(errorOf(parseObject(slice({ ports: [{ name: 'http', port: 0 }] }))).message,
-    'EndpointSlice default/web-abc: ports[0].port: must be an integer 1-65535, got 0');
+  assert.equal(
+    errorOf(parseObject(slice({}, {}))).message,
+    'EndpointSlice default/web-abc: metadata.labels["kubernetes.io/service-name"]: required: names the Service this slice belongs to',
+  );
+  assert.equal(
+    errorOf(parseObject(slice({ addressType: 'IPv5' }))).message,
+    'EndpointSlice default/web-abc: addressType: must be IPv4, IPv6 or FQDN, got "IPv5"',
+  );
+  assert.equal(
+    errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: 'yes' } }] }))).message,
+    'EndpointSlice default/web-abc: endpoints[0].conditions.ready: must be true or false, got "yes"',
+  );
+  assert.equal(
+    errorOf(parseObject(slice({ ports: [{ name: 'http', port: 0 }] }))).message,
+    'EndpointSlice default/web-abc: ports[0].port: must be an integer 1-65535, got 0',
+  );
   const fqdn = parseObject(slice({ addressType: 'FQDN' }));
   assert.equal(fqdn.status === 'ignored' && fqdn.reason, 'addressType FQDN');
   const proxied = parseObject(slice({}, { 'kubernetes.io/service-name': 'web', 'service.kubernetes.io/service-proxy-name': 'x' }));
@@ -178,7 +261,13 @@ test('EndpointSlice validation errors and ignored cases', () => {
 test('Nodes, unsupported kinds and non-objects', () => {
   const n = parseObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1', labels: { 'topology.kubernetes.io/zone': 'a' } } });
   assert.equal(n.status, 'valid');
-  assert.deepEqual(n.status === 'valid' && n.object, { kind: 'Node', name: 'node-1', key: 'node-1', labels: { 'topology.kubernetes.io/zone': 'a' }, zone: 'a' });
+  assert.deepEqual(n.status === 'valid' && n.object, {
+    kind: 'Node',
+    name: 'node-1',
+    key: 'node-1',
+    labels: { 'topology.kubernetes.io/zone': 'a' },
+    zone: 'a',
+  });
   const unzoned = parseObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-2' } });
   assert.equal(unzoned.status === 'valid' && unzoned.object.kind === 'Node' && unzoned.object.zone, null);
   assert.deepEqual(parseObject({ apiVersion: 'apps/v1', kind: 'Deployment' }), { status: 'unsupported', kind: 'Deployment' });
@@ -192,18 +281,32 @@ test('Nodes, unsupported kinds and non-objects', () => {
 const LB = { type: 'LoadBalancer', clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80, nodePort: 30080 }] };
 
 test('LoadBalancer fields kube-proxy reads are kept, with defaults', () => {
-  const s = validService(parseObject({
-    ...svc({
-      ...LB, externalIPs: ['192.0.2.10', '2001:db8::10'], externalTrafficPolicy: 'Local', internalTrafficPolicy: 'Local',
-      healthCheckNodePort: 31000, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } },
-      loadBalancerSourceRanges: ['203.0.113.0/25', ' 198.51.100.0/24 ', '2001:db8::/32'], trafficDistribution: 'PreferClose',
+  const s = validService(
+    parseObject({
+      ...svc({
+        ...LB,
+        externalIPs: ['192.0.2.10', '2001:db8::10'],
+        externalTrafficPolicy: 'Local',
+        internalTrafficPolicy: 'Local',
+        healthCheckNodePort: 31000,
+        sessionAffinity: 'ClientIP',
+        sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } },
+        loadBalancerSourceRanges: ['203.0.113.0/25', ' 198.51.100.0/24 ', '2001:db8::/32'],
+        trafficDistribution: 'PreferClose',
+      }),
+      status: {
+        loadBalancer: {
+          ingress: [{ ip: '198.51.100.7' }, { hostname: 'lb.example.com' }, { ip: '198.51.100.8', ipMode: 'Proxy' }, { ip: '198.51.100.9', ipMode: 'VIP' }],
+        },
+      },
     }),
-    status: { loadBalancer: { ingress: [{ ip: '198.51.100.7' }, { hostname: 'lb.example.com' }, { ip: '198.51.100.8', ipMode: 'Proxy' }, { ip: '198.51.100.9', ipMode: 'VIP' }] } },
-  }));
+  );
   assert.deepEqual(s.ports[0]!.nodePort, 30080);
   assert.deepEqual(s.externalIPs, ['192.0.2.10', '2001:db8::10']);
   assert.deepEqual(s.loadBalancerIngress, [
-    { ip: '198.51.100.7', ipMode: 'VIP' }, { ip: '198.51.100.8', ipMode: 'Proxy' }, { ip: '198.51.100.9', ipMode: 'VIP' },
+    { ip: '198.51.100.7', ipMode: 'VIP' },
+    { ip: '198.51.100.8', ipMode: 'Proxy' },
+    { ip: '198.51.100.9', ipMode: 'VIP' },
   ]);
   assert.deepEqual(s.sessionAffinity, { timeoutSeconds: 60 });
   assert.equal(s.externalTrafficPolicy, 'Local');
@@ -242,43 +345,77 @@ test('a NodePort Service port without nodePort warns (manifests get no allocator
 test('validation messages for NodePort, LoadBalancer and policy fields', () => {
   const base = { clusterIP: '10.96.0.1', ports: [{ port: 80 }] };
   const cases: [Record<string, unknown>, string][] = [
-    [svc({ ...LB, loadBalancerSourceRanges: ['10.0.0.0/8', '10.0.0.0/33'] }), 'Service default/web: spec.loadBalancerSourceRanges[1]: "10.0.0.0/33" is not a CIDR'],
+    [
+      svc({ ...LB, loadBalancerSourceRanges: ['10.0.0.0/8', '10.0.0.0/33'] }),
+      'Service default/web: spec.loadBalancerSourceRanges[1]: "10.0.0.0/33" is not a CIDR',
+    ],
     [svc({ ...LB, loadBalancerSourceRanges: ['10.0.0.1'] }), 'Service default/web: spec.loadBalancerSourceRanges[0]: "10.0.0.1" is not a CIDR'],
     [svc({ ...LB, loadBalancerSourceRanges: ['2001:db8::/129'] }), 'Service default/web: spec.loadBalancerSourceRanges[0]: "2001:db8::/129" is not a CIDR'],
     [svc({ ...LB, loadBalancerSourceRanges: ['10.0.0.0/08'] }), 'Service default/web: spec.loadBalancerSourceRanges[0]: "10.0.0.0/08" is not a CIDR'],
     [svc({ ...LB, loadBalancerSourceRanges: [7] }), 'Service default/web: spec.loadBalancerSourceRanges[0]: must be a string, got 7'],
     [svc({ ...base, ports: [{ port: 80, nodePort: 30080 }] }), 'Service default/web: spec.ports[0].nodePort: may not be set when spec.type is ClusterIP'],
     [svc({ ...LB, ports: [{ name: 'a', port: 80, nodePort: 70000 }] }), 'Service default/web: spec.ports[0].nodePort: must be an integer 1-65535, got 70000'],
-    [svc({ ...LB, ports: [{ name: 'a', port: 80, nodePort: 30080 }, { name: 'b', port: 81, nodePort: 30080 }] }),
-      'Service default/web: spec.ports[1].nodePort: must be unique, 30080/TCP is also used by spec.ports[0]'],
+    [
+      svc({
+        ...LB,
+        ports: [
+          { name: 'a', port: 80, nodePort: 30080 },
+          { name: 'b', port: 81, nodePort: 30080 },
+        ],
+      }),
+      'Service default/web: spec.ports[1].nodePort: must be unique, 30080/TCP is also used by spec.ports[0]',
+    ],
     [svc({ ...base, externalIPs: ['192.0.2.1', 'nope'] }), 'Service default/web: spec.externalIPs[1]: must be a valid IP address, got "nope"'],
     [svc({ ...base, externalTrafficPolicy: 'Global' }), 'Service default/web: spec.externalTrafficPolicy: must be Cluster or Local, got "Global"'],
     [svc({ ...base, internalTrafficPolicy: 'local' }), 'Service default/web: spec.internalTrafficPolicy: must be Cluster or Local, got "local"'],
     [svc({ ...base, sessionAffinity: 'Cookie' }), 'Service default/web: spec.sessionAffinity: must be None or ClientIP, got "Cookie"'],
-    [svc({ ...base, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 86401 } } }),
-      'Service default/web: spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be an integer 1-86400, got 86401'],
-    [svc({ ...base, trafficDistribution: 'Nearby' }),
-      'Service default/web: spec.trafficDistribution: must be one of PreferClose, PreferSameZone, PreferSameNode, got "Nearby"'],
-    [{ ...svc(LB), status: { loadBalancer: { ingress: [{ ip: '1.2.3.4' }, { ip: '1.2.3.400' }] } } },
-      'Service default/web: status.loadBalancer.ingress[1].ip: must be a valid IP address, got "1.2.3.400"'],
-    [{ ...svc(LB), status: { loadBalancer: { ingress: [{ ip: '1.2.3.4', ipMode: 'Direct' }] } } },
-      'Service default/web: status.loadBalancer.ingress[0].ipMode: must be VIP or Proxy, got "Direct"'],
+    [
+      svc({ ...base, sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 86401 } } }),
+      'Service default/web: spec.sessionAffinityConfig.clientIP.timeoutSeconds: must be an integer 1-86400, got 86401',
+    ],
+    [
+      svc({ ...base, trafficDistribution: 'Nearby' }),
+      'Service default/web: spec.trafficDistribution: must be one of PreferClose, PreferSameZone, PreferSameNode, got "Nearby"',
+    ],
+    [
+      { ...svc(LB), status: { loadBalancer: { ingress: [{ ip: '1.2.3.4' }, { ip: '1.2.3.400' }] } } },
+      'Service default/web: status.loadBalancer.ingress[1].ip: must be a valid IP address, got "1.2.3.400"',
+    ],
+    [
+      { ...svc(LB), status: { loadBalancer: { ingress: [{ ip: '1.2.3.4', ipMode: 'Direct' }] } } },
+      'Service default/web: status.loadBalancer.ingress[0].ipMode: must be VIP or Proxy, got "Direct"',
+    ],
     [{ ...svc(LB), status: { loadBalancer: { ingress: {} } } }, 'Service default/web: status.loadBalancer.ingress: must be a list, got a mapping'],
   ];
   for (const [raw, message] of cases) assert.equal(errorOf(parseObject(raw)).message, message);
 });
 
 test('EndpointSlice hints: forZones and forNodes names are kept; none is an empty list', () => {
-  const s = validSlice(parseObject(slice({
-    endpoints: [
-      { addresses: ['10.0.0.1'], hints: { forZones: [{ name: 'z1' }, { name: 'z2' }], forNodes: [{ name: 'node-a' }] } },
-      { addresses: ['10.0.0.2'], hints: {} },
-      { addresses: ['10.0.0.3'] },
+  const s = validSlice(
+    parseObject(
+      slice({
+        endpoints: [
+          { addresses: ['10.0.0.1'], hints: { forZones: [{ name: 'z1' }, { name: 'z2' }], forNodes: [{ name: 'node-a' }] } },
+          { addresses: ['10.0.0.2'], hints: {} },
+          { addresses: ['10.0.0.3'] },
+        ],
+      }),
+    ),
+  );
+  assert.deepEqual(
+    s.endpoints.map((e) => [e.zoneHints, e.nodeHints]),
+    [
+      [['z1', 'z2'], ['node-a']],
+      [[], []],
+      [[], []],
     ],
-  })));
-  assert.deepEqual(s.endpoints.map((e) => [e.zoneHints, e.nodeHints]), [[['z1', 'z2'], ['node-a']], [[], []], [[], []]]);
-  assert.equal(errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forZones: [{ name: '' }] } }] }))).message,
-    'EndpointSlice default/web-abc: endpoints[0].hints.forZones[0].name: must be a non-empty string, got ""');
-  assert.equal(errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forNodes: ['node-a'] } }] }))).message,
-    'EndpointSlice default/web-abc: endpoints[0].hints.forNodes[0]: must be a mapping, got "node-a"');
+  );
+  assert.equal(
+    errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forZones: [{ name: '' }] } }] }))).message,
+    'EndpointSlice default/web-abc: endpoints[0].hints.forZones[0].name: must be a non-empty string, got ""',
+  );
+  assert.equal(
+    errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forNodes: ['node-a'] } }] }))).message,
+    'EndpointSlice default/web-abc: endpoints[0].hints.forNodes[0]: must be a mapping, got "node-a"',
+  );
 });

@@ -103,9 +103,17 @@ test("network programming latency starts at the EndpointSlice's last-change-trig
   await h.clock.advance(2000);
   const slice = (name: string, trigger: string): KubeObject => {
     const r = parseObject({
-      apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
-      metadata: { name, namespace: 'default', labels: { 'kubernetes.io/service-name': 'a' }, annotations: { 'endpoints.kubernetes.io/last-change-trigger-time': trigger } },
-      addressType: 'IPv4', endpoints: [{ addresses: ['10.244.1.5'] }], ports: [{ name: 'http', port: 8080 }],
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name,
+        namespace: 'default',
+        labels: { 'kubernetes.io/service-name': 'a' },
+        annotations: { 'endpoints.kubernetes.io/last-change-trigger-time': trigger },
+      },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['10.244.1.5'] }],
+      ports: [{ name: 'http', port: 8080 }],
     });
     if (r.status !== 'valid') throw new Error(`fixture: ${r.status}`);
     return r.object;
@@ -118,6 +126,9 @@ test("network programming latency starts at the EndpointSlice's last-change-trig
   await h.clock.advance(1000);
   const s = h.samples.find((x) => x.service === 'default/a');
   assert.ok(s?.networkProgrammingMs !== undefined, 'a sample with network programming latency');
-  assert.ok(s.networkProgrammingMs >= 3000 && s.networkProgrammingMs < 3000 + (Date.now() - wallBefore) + 5, `latency ${s.networkProgrammingMs} ms from the earliest trigger`);
+  assert.ok(
+    s.networkProgrammingMs >= 3000 && s.networkProgrammingMs < 3000 + (Date.now() - wallBefore) + 5,
+    `latency ${s.networkProgrammingMs} ms from the earliest trigger`,
+  );
   await h.runner.stop();
 });

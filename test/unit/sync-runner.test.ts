@@ -77,7 +77,10 @@ test('a request arriving during a slow sync runs once after it, minSyncPeriod af
   await clock.advance(1199); // t=1299
   assert.equal(calls.length, 1);
   await clock.advance(1); // t=1300 = end (300) + min period
-  assert.deepEqual(calls.map((c) => c.at), [0, 1300]);
+  assert.deepEqual(
+    calls.map((c) => c.at),
+    [0, 1300],
+  );
   const stopping = runner.stop(); // the second sync is still in flight until t=1600
   await clock.advance(300);
   await stopping;
@@ -97,7 +100,10 @@ test('a full sync happens at least every syncPeriod, even while incremental sync
   assert.equal(fulls[0], 0);
   for (let i = 1; i < fulls.length; i++) assert.ok(fulls[i]! - fulls[i - 1]! <= 10_000, `full syncs ${fulls.join(',')}`);
   assert.ok(fulls.length >= 3, `full syncs ${fulls.join(',')}`);
-  assert.ok(calls.some((c) => !c.full), 'requested syncs in between are incremental');
+  assert.ok(
+    calls.some((c) => !c.full),
+    'requested syncs in between are incremental',
+  );
   await runner.stop();
 });
 
@@ -121,10 +127,22 @@ test('a failed sync is retried with a doubling backoff, capped; success resets i
   fail(4);
   runner.run();
   await clock.advance(20_000);
-  assert.deepEqual(calls.map((c) => c.at), [0, 2000, 6000, 11_000, 16_000]); // +2s, +4s, +5s (cap), +5s
-  assert.deepEqual(calls.map((c) => c.reason), ['requested', 'retry', 'retry', 'retry', 'retry']);
-  assert.ok(calls.every((c) => c.full), 'a failed full sync is retried as a full sync');
-  assert.deepEqual(results.map((r) => r.failures), [1, 2, 3, 4, 0]);
+  assert.deepEqual(
+    calls.map((c) => c.at),
+    [0, 2000, 6000, 11_000, 16_000],
+  ); // +2s, +4s, +5s (cap), +5s
+  assert.deepEqual(
+    calls.map((c) => c.reason),
+    ['requested', 'retry', 'retry', 'retry', 'retry'],
+  );
+  assert.ok(
+    calls.every((c) => c.full),
+    'a failed full sync is retried as a full sync',
+  );
+  assert.deepEqual(
+    results.map((r) => r.failures),
+    [1, 2, 3, 4, 0],
+  );
   assert.equal(runner.failures, 0);
   assert.match(String((results[0]!.error as Error).message), /dataplane says no/);
   await runner.stop();
@@ -142,7 +160,14 @@ test('a failed incremental sync is retried incremental; a request during backoff
   await clock.advance(1500);
   runner.run(); // kube-proxy: any trigger runs sooner than the retry
   await clock.advance(0);
-  assert.deepEqual(calls.map((c) => [c.at, c.full]), [[0, true], [2000, false], [3500, false]]);
+  assert.deepEqual(
+    calls.map((c) => [c.at, c.full]),
+    [
+      [0, true],
+      [2000, false],
+      [3500, false],
+    ],
+  );
   await clock.advance(20_000);
   assert.equal(calls.length, 3, 'the success cancelled the pending retry');
   await runner.stop();

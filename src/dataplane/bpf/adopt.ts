@@ -58,10 +58,7 @@ export function programmedFromDump(svcEntries: ReadonlyArray<readonly [Buffer, B
   const state = programmedState(services, backends);
   const deadBackends = [...backends.keys()].filter((id) => !state.backendsById.has(id)).sort((a, b) => a - b);
   slotOrphans.sort(compareKeys);
-  const orphans: Op[] = [
-    ...slotOrphans.map((key): Op => ({ kind: 'svc-delete', key })),
-    ...deadBackends.map((id): Op => ({ kind: 'backend-delete', id })),
-  ];
+  const orphans: Op[] = [...slotOrphans.map((key): Op => ({ kind: 'svc-delete', key })), ...deadBackends.map((id): Op => ({ kind: 'backend-delete', id }))];
   return { state, orphans };
 }
 

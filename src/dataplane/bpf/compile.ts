@@ -142,7 +142,11 @@ function allProblems(index: CompileIndex): Problem[] {
   for (const list of index.inputProblems.values()) out.push(...list);
   for (const [key, owners] of index.losers) {
     for (const owner of owners) {
-      out.push({ owner, field: 'clusterIPs', message: `frontend ${key} is also claimed by another ServicePort with a lower id; that one is programmed, this one is not` });
+      out.push({
+        owner,
+        field: 'clusterIPs',
+        message: `frontend ${key} is also claimed by another ServicePort with a lower id; that one is programmed, this one is not`,
+      });
     }
   }
   return out.sort((a, b) => cmp(a.owner, b.owner) || cmp(a.field, b.field) || cmp(a.message, b.message));
@@ -191,14 +195,16 @@ function compileServicePort(sp: ServicePortInfo, opts: CompileOptions): Compiled
 
   const { backends, backendKeys } = compileBackends(sp, bad);
   const flags = opts.masqueradeAll ? SY_SVC_F_MASQ_ALL : 0;
-  const services = frontends.map((frontend, i): DesiredService => ({
-    key: keys[i] as FrontendKey,
-    frontend,
-    backends,
-    backendKeys,
-    flags,
-    owner: sp.id,
-  }));
+  const services = frontends.map(
+    (frontend, i): DesiredService => ({
+      key: keys[i] as FrontendKey,
+      frontend,
+      backends,
+      backendKeys,
+      flags,
+      owner: sp.id,
+    }),
+  );
   return { keys, services, problems };
 }
 

@@ -15,15 +15,7 @@
 // later plans, never within the same one (the old slots still point at them
 // until phase 4).
 
-import {
-  l4Key,
-  PHASE_BACKEND_DELETE,
-  PHASE_BACKEND_UPDATE,
-  PHASE_MASTER_UPDATE,
-  PHASE_NAMES,
-  PHASE_SLOT_UPDATE,
-  PHASE_SVC_DELETE,
-} from './state.ts';
+import { l4Key, PHASE_BACKEND_DELETE, PHASE_BACKEND_UPDATE, PHASE_MASTER_UPDATE, PHASE_NAMES, PHASE_SLOT_UPDATE, PHASE_SVC_DELETE } from './state.ts';
 import type {
   BackendKey,
   CowMapEditor,
@@ -269,9 +261,7 @@ export function formatOp(op: Op): string {
     case 'svc-update': {
       const v = op.value;
       const what =
-        op.key.slot === 0
-          ? `count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}`
-          : `backend ${v.backendId}`;
+        op.key.slot === 0 ? `count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}` : `backend ${v.backendId}`;
       return `svc-update ${formatSvcKey(op.key)} = ${what}`;
     }
     case 'svc-delete':
@@ -288,7 +278,7 @@ export function formatPlan(plan: Plan): string {
     for (const op of ops) lines.push(`  ${formatOp(op)}`);
   });
   if (lines.length === 0) lines.push('(no ops)');
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /** Every op of a plan, in the order they reach the kernel. */

@@ -254,10 +254,13 @@ export class FakeMapStore {
     }
     for (const m of this.maps.values()) {
       if (m === this.svc || m === this.backends || m.spec.type === 'array' || m.spec.type === 'percpu_array' || m.size === 0) continue;
-      const entries = m.dump().map(([k, v]) => `  ${k.toString('hex')} = ${v.toString('hex')}`).sort();
+      const entries = m
+        .dump()
+        .map(([k, v]) => `  ${k.toString('hex')} = ${v.toString('hex')}`)
+        .sort();
       lines.push(`${m.name} (${entries.length}):`, ...entries);
     }
-    return lines.join('\n') + '\n';
+    return `${lines.join('\n')}\n`;
   }
 }
 

@@ -1,0 +1,45 @@
+// Two projects. `unit`: pure tests, no root, run in parallel. `privileged`:
+// tests that load the native addon and the BPF object into this kernel and
+// build network namespaces; one file at a time, each in a forked process
+// (the addon and the rig's processes must not share a worker).
+//
+// With CI set or SY_REQUIRE_PRIVILEGED=1 a skipped test fails the run
+// (test/support/require-skip-reporter.ts): under CI nothing may skip.
+import { defineConfig } from 'vitest/config';
+import { requirePrivileged } from './test/support/requirements.ts';
+
+const reporters = requirePrivileged() ? ['default', './test/support/no-skip-reporter.ts'] : ['default'];
+
+export default defineConfig({
+  test: {
+    reporters,
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          pool: 'threads',
+          testTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: 'privileged',
+          include: ['test/privileged/**/*.test.ts'],
+          pool: 'forks',
+          fileParallelism: false,
+          maxWorkers: 1,
+          testTimeout: 600_000,
+          hookTimeout: 600_000,
+        },
+      },
+    ],
+    coverage: {
+      provider: 'v8',
+      include: ['src/**/*.ts'],
+      exclude: ['src/rig/**'],
+      reporter: ['text', 'json-summary'],
+      reportsDirectory: '.cache/coverage',
+    },
+  },
+});
