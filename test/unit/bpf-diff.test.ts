@@ -7,8 +7,7 @@
 //   - the maps then hold exactly the desired state, adopt() reads back plan.next,
 //     a full reconcile finds nothing left to do, and new ids are the lowest unused.
 
-import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { expect, test } from 'vitest';
 import type { EndpointInfo, Protocol, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
 import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
 import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
@@ -56,7 +55,7 @@ function plainDesired(d: DesiredState): unknown {
 test('ids freed by a plan are not reused within it; the next plan reuses the lowest', () => {
   const p1 = diff(compile(snap([sp('a', ['10.96.0.1'], 80, [['10.244.0.1', 80]])]), OFF), emptyProgrammedState());
   const p2 = diff(compile(snap([sp('a', ['10.96.0.1'], 80, [['10.244.0.2', 80]])]), OFF), p1.next);
-  assert.deepEqual(planOps(p2).map(formatOp), [
+  expect(planOps(p2).map(formatOp)).toStrictEqual([
     'backend-update 2 = 10.244.0.2:80/TCP',
     'svc-update 10.96.0.1:80/TCP gen 1 slot 1 = backend 2',
     'svc-update 10.96.0.1:80/TCP master = count 1 gen 1 flags 0x00 svc 1',
@@ -75,7 +74,7 @@ test('ids freed by a plan are not reused within it; the next plan reuses the low
     ),
     p2.next,
   );
-  assert.deepEqual(p3.phases[0]?.map(formatOp), ['backend-update 1 = 10.244.0.3:80/TCP']);
+  expect(p3.phases[0]?.map(formatOp)).toStrictEqual(['backend-update 1 = 10.244.0.3:80/TCP']);
 });
 
 test('a backend moving from one Service to another in one plan is neither deleted nor re-created', () => {
@@ -83,22 +82,19 @@ test('a backend moving from one Service to another in one plan is neither delete
   const after = snap([sp('a', ['10.96.0.1'], 80, []), sp('b', ['10.96.0.2'], 80, [['10.244.0.1', 80]])]);
   const p1 = diff(compile(before, OFF), emptyProgrammedState());
   const p2 = diff(compile(after, OFF), p1.next);
-  assert.deepEqual(p2.phases[0], []);
-  assert.deepEqual(p2.phases[4], []);
-  assert.equal(p2.next.backendsById.get(1)?.refs, 1);
+  expect(p2.phases[0]).toStrictEqual([]);
+  expect(p2.phases[4]).toStrictEqual([]);
+  expect(p2.next.backendsById.get(1)?.refs).toBe(1);
 });
 
 test('svc ids: stable per frontend, lowest unused for new ones', () => {
   const three = ['a', 'b', 'c'].map((n, i) => sp(n, [`10.96.0.${i + 1}`], 80, []));
   const p1 = diff(compile(snap(three), OFF), emptyProgrammedState());
-  assert.deepEqual(
-    p1.next.services.sortedKeys().map((k) => p1.next.services.get(k)?.svcId),
-    [1, 2, 3],
-  );
+  expect(p1.next.services.sortedKeys().map((k) => p1.next.services.get(k)?.svcId)).toStrictEqual([1, 2, 3]);
   const p2 = diff(compile(snap([three[0], three[2]] as ServicePortInfo[]), OFF), p1.next);
   const p3 = diff(compile(snap([...three.slice(0, 1), three[2] as ServicePortInfo, sp('d', ['10.96.0.9'], 80, [])]), OFF), p2.next);
-  assert.equal(p3.next.services.get('10.96.0.9:80/TCP')?.svcId, 2);
-  assert.equal(p3.next.services.get('10.96.0.3:80/TCP')?.svcId, 3);
+  expect(p3.next.services.get('10.96.0.9:80/TCP')?.svcId).toBe(2);
+  expect(p3.next.services.get('10.96.0.3:80/TCP')?.svcId).toBe(3);
 });
 
 test('diff is pure: current is not modified, and the same inputs give the same plan', () => {
@@ -108,12 +104,12 @@ test('diff is pure: current is not modified, and the same inputs give the same p
   const d2 = compile(snap([sp('b', ['10.96.0.2'], 80, [['10.244.0.2', 80]])]), OFF);
   const a = diff(d2, p1.next);
   const b = diff(d2, p1.next);
-  assert.equal(JSON.stringify(plainState(p1.next)), frozen);
-  assert.deepEqual(a.phases, b.phases);
-  assert.deepEqual(plainState(a.next), plainState(b.next));
+  expect(JSON.stringify(plainState(p1.next))).toBe(frozen);
+  expect(a.phases).toStrictEqual(b.phases);
+  expect(plainState(a.next)).toStrictEqual(plainState(b.next));
   // Insertion order of the desired map does not matter.
   const reversed: DesiredState = { ...d2, services: CowMap.from([...d2.services].reverse()) };
-  assert.deepEqual(diff(reversed, p1.next).phases, a.phases);
+  expect(diff(reversed, p1.next).phases).toStrictEqual(a.phases);
 });
 
 test('scope: out-of-scope frontends are untouched, in-scope removals happen, unknown keys are ignored', () => {
@@ -123,18 +119,18 @@ test('scope: out-of-scope frontends are untouched, in-scope removals happen, unk
   );
   const none = compile(snap([]), OFF);
   const p2 = diff(none, p1.next, new Set(['10.96.0.2:80/TCP', '10.99.9.9:1/TCP']));
-  assert.deepEqual(p2.touched, ['10.96.0.2:80/TCP']);
-  assert.deepEqual(p2.next.services.sortedKeys(), ['10.96.0.1:80/TCP']);
-  assert.deepEqual(p2.phases[4]?.map(formatOp), ['backend-delete 2']);
+  expect(p2.touched).toStrictEqual(['10.96.0.2:80/TCP']);
+  expect(p2.next.services.sortedKeys()).toStrictEqual(['10.96.0.1:80/TCP']);
+  expect(p2.phases[4]?.map(formatOp)).toStrictEqual(['backend-delete 2']);
   const p3 = diff(none, p2.next, new Set());
-  assert.equal(planOps(p3).length, 0);
-  assert.equal(diff(none, p2.next).touched.length, 1, 'full reconcile removes the rest');
+  expect(planOps(p3).length).toBe(0);
+  expect(diff(none, p2.next).touched.length, 'full reconcile removes the rest').toBe(1);
 });
 
 test('plans always have the five phases, in order', () => {
   const p = diff(compile(snap([]), OFF), emptyProgrammedState());
-  assert.equal(p.phases.length, 5);
-  assert.match(formatPlan(p), /\(no ops\)/);
+  expect(p.phases.length).toBe(5);
+  expect(formatPlan(p)).toMatch(/\(no ops\)/);
 });
 
 // ---------------------------------------------------------------------------
@@ -199,7 +195,7 @@ function applyChecked(store: FakeMapStore, plan: Plan, ctx: string): void {
   const seen: Array<[string, Map<FrontendKey, string>]> = [];
   store.applyPlan(plan, {
     afterOp: (op, phase) => {
-      assert.deepEqual(checkConsistent(store), [], `${ctx}: after ${phase} ${formatOp(op)}`);
+      expect(checkConsistent(store), `${ctx}: after ${phase} ${formatOp(op)}`).toStrictEqual([]);
       seen.push([`${phase} ${formatOp(op)}`, packetView(store)]);
     },
   });
@@ -207,7 +203,7 @@ function applyChecked(store: FakeMapStore, plan: Plan, ctx: string): void {
   for (const [where, view] of seen) {
     for (const fk of new Set([...before.keys(), ...after.keys(), ...view.keys()])) {
       const v = view.get(fk);
-      assert.ok(v === before.get(fk) || v === after.get(fk), `${ctx}: ${fk} after ${where} sees ${v}`);
+      expect(v === before.get(fk) || v === after.get(fk), `${ctx}: ${fk} after ${where} sees ${v}`).toBeTruthy();
     }
   }
 }
@@ -217,7 +213,7 @@ function assertLowestIds(plan: Plan, current: ProgrammedState, ctx: string): voi
   const allocated = (plan.phases[0] ?? []).map((op) => (op.kind === 'backend-update' ? op.id : -1));
   const expected: number[] = [];
   for (let id = 1; expected.length < allocated.length; id++) if (!current.backendIds.has(id)) expected.push(id);
-  assert.deepEqual(allocated, expected, `${ctx}: backend ids`);
+  expect(allocated, `${ctx}: backend ids`).toStrictEqual(expected);
 }
 
 test('random walk: incremental compile + scoped diff + apply stays correct at every op', () => {
@@ -248,25 +244,25 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
 
       const next: DesiredState = desired === undefined ? compile(snapshot, opts) : compileChanged(desired, snapshot, opts);
       const reference = compile(snapshot, opts);
-      assert.deepEqual(plainDesired(next), plainDesired(reference), `${ctx}: compileChanged == compile`);
+      expect(plainDesired(next), `${ctx}: compileChanged == compile`).toStrictEqual(plainDesired(reference));
       if (desired !== undefined && next.changed !== 'all') {
         for (const k of new Set([...desired.services.keys(), ...next.services.keys()])) {
           const same = JSON.stringify(desired.services.get(k)) === JSON.stringify(next.services.get(k));
-          assert.ok(same || next.changed.has(k), `${ctx}: ${k} changed but is not in desired.changed`);
+          expect(same || next.changed.has(k), `${ctx}: ${k} changed but is not in desired.changed`).toBeTruthy();
         }
       }
 
       const plan = diff(next, programmed, next.changed);
-      assert.deepEqual(plan.phases, diff(next, programmed, next.changed).phases, `${ctx}: deterministic`);
+      expect(plan.phases, `${ctx}: deterministic`).toStrictEqual(diff(next, programmed, next.changed).phases);
       assertLowestIds(plan, programmed, ctx);
       applyChecked(store, plan, ctx);
 
-      assert.deepEqual(packetView(store), desiredView(next), `${ctx}: maps hold the desired state`);
+      expect(packetView(store), `${ctx}: maps hold the desired state`).toStrictEqual(desiredView(next));
       const adopted = programmedFromDump(store.svc.dump(), store.backends.dump());
-      assert.deepEqual(adopted.orphans, [], `${ctx}: no orphans`);
-      assert.deepEqual(plainState(adopted.state), plainState(plan.next), `${ctx}: adopt == plan.next`);
-      assert.equal(planOps(diff(next, plan.next)).length, 0, `${ctx}: nothing left for a full reconcile`);
-      for (const b of plan.next.backendsById.values()) assert.ok(b.refs >= 1, `${ctx}: backend ${b.id} unreferenced`);
+      expect(adopted.orphans, `${ctx}: no orphans`).toStrictEqual([]);
+      expect(plainState(adopted.state), `${ctx}: adopt == plan.next`).toStrictEqual(plainState(plan.next));
+      expect(planOps(diff(next, plan.next)).length, `${ctx}: nothing left for a full reconcile`).toBe(0);
+      for (const b of plan.next.backendsById.values()) expect(b.refs, `${ctx}: backend ${b.id} unreferenced`).toBeGreaterThanOrEqual(1);
 
       seen.conflicts += next.problems.filter((p) => p.field === 'clusterIPs').length;
       seen.problems += next.problems.length;
@@ -287,6 +283,6 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
     }
   }
   // The walk must have exercised every interesting case, not just passed vacuously.
-  for (const [what, n] of Object.entries(seen)) assert.ok(n > 0, `random walk never saw: ${what}`);
+  for (const [what, n] of Object.entries(seen)) expect(n, `random walk never saw: ${what}`).toBeGreaterThan(0);
   console.log(`# random walk: ${JSON.stringify(seen)}`);
 });

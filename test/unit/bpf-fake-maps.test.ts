@@ -3,27 +3,24 @@
 // at the first failure; LRU maps evict. And a plan that fails half way
 // through a phase still leaves no Service half-written.
 
-import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { expect, test } from 'vitest';
 import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
 import { compile } from '../../src/dataplane/bpf/compile.ts';
 import { diff } from '../../src/dataplane/bpf/diff.ts';
 import { BPF_EXIST, BPF_NOEXIST, checkConsistent, FakeMap, FakeMapError, FakeMapStore } from '../../src/dataplane/bpf/fake-maps.ts';
 import { encode, encodeOpBatch, MAPS, u32Codec } from '../../src/dataplane/bpf/layout.ts';
 import { emptyProgrammedState } from '../../src/dataplane/bpf/state.ts';
+import { thrownBy } from '../support/thrown.ts';
 
 const id = (n: number): Buffer => encode(u32Codec, n);
 const v8 = (n: number): Buffer => Buffer.alloc(8, n);
 
 function errCode(f: () => unknown, code: string, done?: number): void {
-  assert.throws(f, (e: unknown) => {
-    assert.ok(e instanceof FakeMapError, String(e));
-    assert.equal(e.code, code);
-    assert.ok(e.errno > 0);
-    assert.match(e.syscall, /^bpf_/);
-    if (done !== undefined) assert.equal(e.done, done);
-    return true;
-  });
+  const e = thrownBy(f, FakeMapError);
+  expect(e.code).toBe(code);
+  expect(e.errno).toBeGreaterThan(0);
+  expect(e.syscall).toMatch(/^bpf_/);
+  if (done !== undefined) expect(e.done).toBe(done);
 }
 
 test('hash map: E2BIG when full, updates of existing keys still fine', () => {
@@ -32,8 +29,8 @@ test('hash map: E2BIG when full, updates of existing keys still fine', () => {
   m.update(id(2), v8(2));
   errCode(() => m.update(id(3), v8(3)), 'E2BIG');
   m.update(id(2), v8(9));
-  assert.deepEqual(m.lookup(id(2)), v8(9));
-  assert.equal(m.size, 2);
+  expect(m.lookup(id(2))).toStrictEqual(v8(9));
+  expect(m.size).toBe(2);
 });
 
 test('sizes are checked: EINVAL', () => {
@@ -53,21 +50,21 @@ test('update flags: BPF_NOEXIST and BPF_EXIST', () => {
 
 test('delete of a missing key: a no-op (or ENOENT, as the kernel answers, on request)', () => {
   const m = new FakeMap(MAPS.backend);
-  assert.equal(m.delete(id(1)), false);
+  expect(m.delete(id(1))).toBe(false);
   const strict = new FakeMap(MAPS.backend, { deleteMissing: 'enoent' });
   errCode(() => strict.delete(id(1)), 'ENOENT');
   strict.update(id(1), v8(1));
   strict.update(id(3), v8(3));
   // The kernel's batch delete stops at the first missing key.
   errCode(() => strict.deleteBatch(Buffer.concat([id(1), id(2), id(3)]), 3), 'ENOENT', 1);
-  assert.equal(strict.lookup(id(1)), undefined);
-  assert.deepEqual(strict.lookup(id(3)), v8(3));
+  expect(strict.lookup(id(1))).toBe(undefined);
+  expect(strict.lookup(id(3))).toStrictEqual(v8(3));
 });
 
 test('batch update stops at the first error and says how far it got', () => {
   const m = new FakeMap(MAPS.backend, { maxEntries: 2 });
   errCode(() => m.updateBatch(Buffer.concat([id(1), id(2), id(3)]), Buffer.concat([v8(1), v8(2), v8(3)]), 3), 'E2BIG', 2);
-  assert.equal(m.size, 2);
+  expect(m.size).toBe(2);
   errCode(() => m.updateBatch(id(1), v8(1), 2), 'EINVAL');
 });
 
@@ -79,16 +76,17 @@ test('LRU hash maps evict the least recently used entry instead of failing', () 
   m.update(k(2), v);
   m.lookup(k(1)); // 2 is now the oldest
   m.update(k(3), v);
-  assert.equal(m.lookup(k(2)), undefined);
-  assert.ok(m.lookup(k(1)) !== undefined && m.lookup(k(3)) !== undefined);
+  expect(m.lookup(k(2))).toBe(undefined);
+  expect(m.lookup(k(1))).toBeDefined();
+  expect(m.lookup(k(3))).toBeDefined();
 });
 
 test('array maps: every index exists, E2BIG past the end, no deletes', () => {
   const m = new FakeMap(MAPS.config);
-  assert.deepEqual(m.lookup(id(0)), Buffer.alloc(8));
-  assert.equal(m.lookup(id(1)), undefined);
+  expect(m.lookup(id(0))).toStrictEqual(Buffer.alloc(8));
+  expect(m.lookup(id(1))).toBe(undefined);
   m.update(id(0), v8(7));
-  assert.deepEqual(m.lookup(id(0)), v8(7));
+  expect(m.lookup(id(0))).toStrictEqual(v8(7));
   errCode(() => m.update(id(1), v8(7)), 'E2BIG');
   errCode(() => m.update(id(0), v8(7), BPF_NOEXIST), 'EEXIST');
   errCode(() => m.delete(id(0)), 'EINVAL');
@@ -136,12 +134,12 @@ test('a plan that hits E2BIG half way through leaves every Service whole', () =>
       failed = e as FakeMapError;
       break; // apply stops the plan at the failed phase
     }
-    assert.deepEqual(checkConsistent(store), []);
+    expect(checkConsistent(store)).toStrictEqual([]);
   }
-  assert.equal(failed?.code, 'E2BIG');
-  assert.equal(failed?.done, 8);
-  assert.deepEqual(checkConsistent(store), [], 'no master was written, so no packet sees the partial slots');
-  assert.match(store.dumpCanonical(), /sy_svc4_v1 \(8\):/);
+  expect(failed?.code).toBe('E2BIG');
+  expect(failed?.done).toBe(8);
+  expect(checkConsistent(store), 'no master was written, so no packet sees the partial slots').toStrictEqual([]);
+  expect(store.dumpCanonical()).toMatch(/sy_svc4_v1 \(8\):/);
 });
 
 test('dumpCanonical sorts addresses numerically and shows masters before slots', () => {
@@ -153,7 +151,7 @@ test('dumpCanonical sorts addresses numerically and shows masters before slots',
     .dumpCanonical()
     .split('\n')
     .filter((l) => l.includes(':80/TCP'));
-  assert.match(svcLines[0] ?? '', /^ {2}10\.96\.0\.1:80\/TCP master/);
-  assert.match(svcLines[1] ?? '', /^ {2}10\.96\.0\.1:80\/TCP gen 0 slot 1/);
-  assert.match(svcLines[svcLines.length - 1] ?? '', /^ {2}10\.96\.0\.10:80\/TCP gen 0 slot 1/);
+  expect(svcLines[0] ?? '').toMatch(/^ {2}10\.96\.0\.1:80\/TCP master/);
+  expect(svcLines[1] ?? '').toMatch(/^ {2}10\.96\.0\.1:80\/TCP gen 0 slot 1/);
+  expect(svcLines[svcLines.length - 1] ?? '').toMatch(/^ {2}10\.96\.0\.10:80\/TCP gen 0 slot 1/);
 });
