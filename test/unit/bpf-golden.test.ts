@@ -1,8 +1,8 @@
 // Golden tests of the BPF sync path: snapshot -> compile -> diff -> plan,
 // applied op by op to the fake maps. Each golden file holds, per step, the
-// plan and the canonical dump of the maps after it. Regenerate after a
-// deliberate change with
-//   UPDATE_GOLDEN=1 node --test test/unit/bpf-golden.test.ts
+// plan and the canonical dump of the maps after it (vitest file snapshots).
+// Regenerate after a deliberate change with
+//   npx vitest run --project unit -u test/unit/bpf-golden.test.ts
 // and review the diff of test/unit/golden/ before committing.
 //
 // Besides the goldens, every step checks (Rig.sync):
@@ -12,9 +12,7 @@
 //   sees a half-written Service);
 // - adopting the dumped maps gives back plan.next, with no orphans.
 
-import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { test } from 'node:test';
+import { expect, test } from 'vitest';
 import type { EndpointInfo, Protocol, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
 import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
 import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
@@ -44,24 +42,6 @@ function sp(ns: string, name: string, portName: string, protocol: Protocol, clus
 
 function snapshot(sps: ServicePortInfo[], changed: ReadonlySet<string> | 'all' = 'all'): ProxySnapshot {
   return { nodeName: 'node-a', servicePorts: new Map(sps.map((s) => [s.id, s])), changed };
-}
-
-// ---------------------------------------------------------------------------
-// Golden files.
-
-function golden(name: string, text: string): void {
-  const url = new URL(`golden/${name}.txt`, import.meta.url);
-  if (process.env.UPDATE_GOLDEN === '1') {
-    writeFileSync(url, text);
-    return;
-  }
-  let want: string;
-  try {
-    want = readFileSync(url, 'utf8');
-  } catch {
-    assert.fail(`golden file ${url.pathname} missing: run with UPDATE_GOLDEN=1 and review it`);
-  }
-  assert.equal(text, want, `${name}.txt differs: if the change is intended, rerun with UPDATE_GOLDEN=1 and review the diff`);
 }
 
 // ---------------------------------------------------------------------------
@@ -128,7 +108,7 @@ class Rig {
     const views: Array<[string, Map<FrontendKey, string>]> = [];
     const check = (where: string): void => {
       const fresh = checkConsistent(this.store).filter((v) => !damage.has(v));
-      assert.deepEqual(fresh, [], `inconsistent ${where}`);
+      expect(fresh, `inconsistent ${where}`).toStrictEqual([]);
       views.push([where, packetView(this.store)]);
     };
     this.store.applyPlan(plan, { afterOp: (op, phase) => check(`after ${phase} op ${formatOp(op)}`), afterPhase: (phase) => check(`after phase ${phase}`) });
@@ -137,12 +117,12 @@ class Rig {
       for (const fk of new Set([...view.keys(), ...before.keys(), ...after.keys()])) {
         const v = view.get(fk);
         const ok = v === before.get(fk) || v === after.get(fk);
-        assert.ok(ok, `${fk} ${where}: sees ${v}, neither before (${before.get(fk)}) nor after (${after.get(fk)})`);
+        expect(ok, `${fk} ${where}: sees ${v}, neither before (${before.get(fk)}) nor after (${after.get(fk)})`).toBe(true);
       }
     }
     const adopted = programmedFromDump(this.store.svc.dump(), this.store.backends.dump());
-    assert.deepEqual(adopted.orphans, [], 'a finished plan leaves no orphans');
-    assert.deepEqual(plain(adopted.state), plain(plan.next), 'plan.next is what the maps hold');
+    expect(adopted.orphans, 'a finished plan leaves no orphans').toStrictEqual([]);
+    expect(plain(adopted.state), 'plan.next is what the maps hold').toStrictEqual(plain(plan.next));
   }
 
   note(line: string): void {
@@ -171,7 +151,7 @@ const dnsPorts = (eps: Array<[string, number]>): ServicePortInfo[] => [
   ),
 ];
 
-test('golden: one Service with several ports (TCP+UDP, named ports, dual-stack)', () => {
+test('golden: one Service with several ports (TCP+UDP, named ports, dual-stack)', async () => {
   const rig = new Rig();
   const eps: Array<[string, number]> = [
     ['10.244.2.7', 53],
@@ -179,12 +159,12 @@ test('golden: one Service with several ports (TCP+UDP, named ports, dual-stack)'
     ['fd00:10:244:1::5', 53],
   ];
   const plan = rig.sync('kube-dns: 3 ports, 2 IPv4 endpoints (an IPv6 clusterIP and endpoint are skipped)', snapshot(dnsPorts(eps)));
-  assert.deepEqual(plan.touched, ['10.96.0.10:53/TCP', '10.96.0.10:53/UDP', '10.96.0.10:9153/TCP']);
-  assert.equal(plan.next.backends.size, 6, '(ip, port, proto) distinct: 53/UDP, 53/TCP, 9153/TCP per endpoint');
-  golden('bpf-multiport', rig.text());
+  expect(plan.touched).toStrictEqual(['10.96.0.10:53/TCP', '10.96.0.10:53/UDP', '10.96.0.10:9153/TCP']);
+  expect(plan.next.backends.size, '(ip, port, proto) distinct: 53/UDP, 53/TCP, 9153/TCP per endpoint').toBe(6);
+  await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-multiport.txt');
 });
 
-test('golden: a backend shared by two Services is one id, refcounted', () => {
+test('golden: a backend shared by two Services is one id, refcounted', async () => {
   const rig = new Rig();
   const a = sp('shop', 'front', 'http', 'TCP', ['10.96.0.20'], 80, [
     ['10.244.1.10', 8080],
@@ -196,21 +176,20 @@ test('golden: a backend shared by two Services is one id, refcounted', () => {
   ]);
   const p1 = rig.sync('two Services share 10.244.1.10:8080', snapshot([a, b]));
   const shared = p1.next.backends.get(p1.next.backends.sortedKeys()[0] as number);
-  assert.equal(shared?.backend.addr, '10.244.1.10');
-  assert.equal(shared?.refs, 2);
-  assert.equal(p1.phases[0]?.length, 3, 'three backends, not four');
+  expect(shared?.backend.addr).toBe('10.244.1.10');
+  expect(shared?.refs).toBe(2);
+  expect(p1.phases[0]?.length, 'three backends, not four').toBe(3);
 
   const p2 = rig.sync('front-canary removed: its master first, then its slots; the shared backend stays', snapshot([a], new Set([b.id])));
-  assert.deepEqual(
+  expect(
     p2.phases[4]?.map((op) => formatOp(op)),
-    ['backend-delete 3'],
     'only the canary-only backend goes',
-  );
-  assert.equal(p2.next.backendsById.get(shared?.id ?? -1)?.refs, 1);
-  golden('bpf-shared-backend', rig.text());
+  ).toStrictEqual(['backend-delete 3']);
+  expect(p2.next.backendsById.get(shared?.id ?? -1)?.refs).toBe(1);
+  await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-shared-backend.txt');
 });
 
-test('golden: an endpoint removed flips the generation, deletes old slots and the backend', () => {
+test('golden: an endpoint removed flips the generation, deletes old slots and the backend', async () => {
   const rig = new Rig();
   const eps: Array<[string, number]> = [
     ['10.244.1.10', 8080],
@@ -220,12 +199,12 @@ test('golden: an endpoint removed flips the generation, deletes old slots and th
   const web = (e: Array<[string, number]>) => sp('web', 'web', '', 'TCP', ['10.96.0.30'], 80, e);
   rig.sync('web with 3 endpoints', snapshot([web(eps)]));
   const p = rig.sync('10.244.1.11 removed', snapshot([web([eps[0], eps[2]] as Array<[string, number]>)], new Set(['web/web:/TCP'])));
-  assert.equal(p.next.services.get('10.96.0.30:80/TCP')?.gen, 1);
+  expect(p.next.services.get('10.96.0.30:80/TCP')?.gen).toBe(1);
   rig.sync('10.244.1.11 back: flips to gen 0, gets the lowest free id (2) again', snapshot([web(eps)], new Set(['web/web:/TCP'])));
-  golden('bpf-endpoint-removed', rig.text());
+  await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-endpoint-removed.txt');
 });
 
-test('golden: a Service removed: master deleted first, then slots, then backends', () => {
+test('golden: a Service removed: master deleted first, then slots, then backends', async () => {
   const rig = new Rig();
   const api = sp('api', 'api', 'grpc', 'TCP', ['10.96.0.40'], 9090, [
     ['10.244.1.20', 9090],
@@ -235,12 +214,12 @@ test('golden: a Service removed: master deleted first, then slots, then backends
   rig.sync('api and other', snapshot([api, keep]));
   const p = rig.sync('api removed', snapshot([keep], new Set([api.id])));
   const deletes = p.phases[3] ?? [];
-  assert.equal(formatOp(deletes[0] as never), 'svc-delete 10.96.0.40:9090/TCP master');
-  assert.deepEqual(p.next.svcIds.toArray(), [2], 'svc id 1 freed');
-  golden('bpf-service-removed', rig.text());
+  expect(formatOp(deletes[0] as never)).toBe('svc-delete 10.96.0.40:9090/TCP master');
+  expect(p.next.svcIds.toArray(), 'svc id 1 freed').toStrictEqual([2]);
+  await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-service-removed.txt');
 });
 
-test('golden: an unchanged Service produces no ops (incremental and full resync)', () => {
+test('golden: an unchanged Service produces no ops (incremental and full resync)', async () => {
   const rig = new Rig();
   const s = sp('web', 'web', 'http', 'TCP', ['10.96.0.50'], 80, [
     ['10.244.1.50', 8080],
@@ -252,39 +231,39 @@ test('golden: an unchanged Service produces no ops (incremental and full resync)
   const reordered = { ...s, clusterEndpoints: [...s.clusterEndpoints].reverse() };
   const p3 = rig.sync('same endpoints in another order', snapshot([reordered], new Set([s.id])));
   for (const p of [p1, p2, p3]) {
-    assert.equal(p.phases.flat().length, 0);
-    assert.deepEqual(p.touched, []);
+    expect(p.phases.flat().length).toBe(0);
+    expect(p.touched).toStrictEqual([]);
   }
-  golden('bpf-unchanged', rig.text());
+  await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-unchanged.txt');
 });
 
-test('golden: scope limits the ops to the changed Service', () => {
+test('golden: scope limits the ops to the changed Service', async () => {
   const rig = new Rig();
   const a = (port: number) => sp('ns', 'a', '', 'TCP', ['10.96.0.60'], 80, [['10.244.1.60', port]]);
   const b = (port: number) => sp('ns', 'b', '', 'TCP', ['10.96.0.61'], 80, [['10.244.1.61', port]]);
   rig.sync('a and b', snapshot([a(8080), b(8080)]));
   // Both changed in the snapshot, only a is in scope: b's entries stay untouched.
   const p = rig.sync('a and b both change; diff scoped to a', snapshot([a(8081), b(8081)]), { scope: new Set(['10.96.0.60:80/TCP']) });
-  assert.deepEqual(p.touched, ['10.96.0.60:80/TCP']);
-  for (const op of p.phases.flat()) assert.ok(op.kind.startsWith('backend') || formatOp(op).includes('10.96.0.60:80/TCP'), formatOp(op));
+  expect(p.touched).toStrictEqual(['10.96.0.60:80/TCP']);
+  for (const op of p.phases.flat()) expect(op.kind.startsWith('backend') || formatOp(op).includes('10.96.0.60:80/TCP'), formatOp(op)).toBe(true);
   // The incremental path: only b listed as changed, compileChanged scopes the diff itself.
   const p2 = rig.sync('b listed as changed: compileChanged scopes the diff to b', snapshot([a(8081), b(8081)], new Set(['ns/b:/TCP'])));
-  assert.deepEqual(p2.touched, ['10.96.0.61:80/TCP']);
+  expect(p2.touched).toStrictEqual(['10.96.0.61:80/TCP']);
   const p3 = rig.sync('full reconcile: nothing left to do', snapshot([a(8081), b(8081)]));
-  assert.equal(p3.phases.flat().length, 0);
-  golden('bpf-scope', rig.text());
+  expect(p3.phases.flat().length).toBe(0);
+  await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-scope.txt');
 });
 
-test('golden: masqueradeAll flips flags on the master alone', () => {
+test('golden: masqueradeAll flips flags on the master alone', async () => {
   const rig = new Rig();
   const s = sp('web', 'web', '', 'TCP', ['10.96.0.70'], 80, [['10.244.1.70', 8080]]);
   rig.sync('web', snapshot([s]));
   const p = rig.sync('masqueradeAll on: same slots, new flags', snapshot([s]), { masqueradeAll: true });
-  assert.equal(p.phases.flat().length, 1);
-  golden('bpf-flags', rig.text());
+  expect(p.phases.flat().length).toBe(1);
+  await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-flags.txt');
 });
 
-test('golden: adopt after a restart: same desired state, zero ops', () => {
+test('golden: adopt after a restart: same desired state, zero ops', async () => {
   const rig = new Rig();
   const web = sp('web', 'web', 'http', 'TCP', ['10.96.0.80'], 80, [
     ['10.244.1.80', 8080],
@@ -296,11 +275,11 @@ test('golden: adopt after a restart: same desired state, zero ops', () => {
 
   // "Restart": a new process knows nothing but the pinned maps.
   const adopted = programmedFromDump(rig.store.svc.dump(), rig.store.backends.dump());
-  assert.deepEqual(adopted.orphans, []);
+  expect(adopted.orphans).toStrictEqual([]);
   const desired = compile(snapshot([{ ...web, clusterEndpoints: web.clusterEndpoints.slice(1) }, ...dns]), { masqueradeAll: false });
   const plan = diff(desired, adopted.state);
-  assert.equal(plan.phases.flat().length, 0, formatPlan(plan));
-  assert.deepEqual(plain(adopted.state), plain(rig.programmed));
+  expect(plan.phases.flat().length, formatPlan(plan)).toBe(0);
+  expect(plain(adopted.state)).toStrictEqual(plain(rig.programmed));
   const st = adopted.state;
   rig.note('## restart: adopt the pinned maps, diff against the same desired state');
   rig.note(`adopted: ${st.services.size} frontends, ${st.backendsById.size} backends, ${adopted.orphans.length} orphans`);
@@ -309,10 +288,10 @@ test('golden: adopt after a restart: same desired state, zero ops', () => {
     rig.note(`  ${k} svc ${s?.svcId} gen ${s?.gen} flags ${s?.flags} backends [${s?.backendIds.join(', ')}]`);
   }
   rig.note(formatPlan(plan));
-  golden('bpf-adopt', rig.text());
+  await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-adopt.txt');
 });
 
-test('golden: adopt after a crash in the middle of a plan', () => {
+test('golden: adopt after a crash in the middle of a plan', async () => {
   const rig = new Rig();
   const web = (eps: Array<[string, number]>) => sp('web', 'web', '', 'TCP', ['10.96.0.90'], 80, eps);
   const gone = sp('web', 'gone', '', 'TCP', ['10.96.0.91'], 80, [['10.244.1.99', 8080]]);
@@ -331,7 +310,7 @@ test('golden: adopt after a crash in the middle of a plan', () => {
     ]),
   ]);
   const plan = diff(compile(next, { masqueradeAll: false }), rig.programmed);
-  for (const ops of plan.phases.slice(0, 2)) rig.store.applyOps(ops, () => assert.deepEqual(checkConsistent(rig.store), []));
+  for (const ops of plan.phases.slice(0, 2)) rig.store.applyOps(ops, () => expect(checkConsistent(rig.store)).toStrictEqual([]));
   // ...when the removal of `gone` had got as far as its master (phase 4 is master-first).
   rig.store.applyOps([{ kind: 'svc-delete', key: { addr: '10.96.0.91', port: 80, proto: 'TCP', gen: 0, slot: 0 } }]);
   const crashed = rig.store.dumpCanonical();
@@ -341,16 +320,16 @@ test('golden: adopt after a crash in the middle of a plan', () => {
   rig.note(crashed);
   rig.note('## orphans found by adopt');
   rig.note(`${adopted.orphans.map((op) => `  ${formatOp(op)}`).join('\n')}\n`);
-  rig.store.applyOps(adopted.orphans, () => assert.deepEqual(checkConsistent(rig.store), []));
+  rig.store.applyOps(adopted.orphans, () => expect(checkConsistent(rig.store)).toStrictEqual([]));
   rig.programmed = adopted.state;
   rig.desired = undefined;
   rig.sync('first sync after restart (full)', next);
-  assert.equal(rig.programmed.backendsById.size, 2);
-  assert.match(rig.store.dumpCanonical(), /^sy_backend4_v1 \(2\):\n {2}2 = 10\.244\.1\.91/);
-  golden('bpf-adopt-crash', rig.text());
+  expect(rig.programmed.backendsById.size).toBe(2);
+  expect(rig.store.dumpCanonical()).toMatch(/^sy_backend4_v1 \(2\):\n {2}2 = 10\.244\.1\.91/);
+  await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-adopt-crash.txt');
 });
 
-test('golden: adopt a damaged frontend: a missing slot and a dangling backend id are repaired', () => {
+test('golden: adopt a damaged frontend: a missing slot and a dangling backend id are repaired', async () => {
   const rig = new Rig();
   const web = sp('web', 'web', '', 'TCP', ['10.96.0.100'], 80, [
     ['10.244.1.100', 8080],
@@ -361,7 +340,7 @@ test('golden: adopt a damaged frontend: a missing slot and a dangling backend id
   // Damage no plan makes: slot 3 gone, and backend 1 (slot 1's) gone.
   rig.store.svc.delete(encode(svcKeyCodec, { addr: '10.96.0.100', port: 80, proto: 'TCP', gen: 0, slot: 3 }));
   rig.store.backends.delete(encode(u32Codec, 1));
-  assert.deepEqual(checkConsistent(rig.store), [
+  expect(checkConsistent(rig.store)).toStrictEqual([
     '10.96.0.100:80/TCP: gen 0 slot 1 points at missing backend 1',
     '10.96.0.100:80/TCP: gen 0 slot 3 of 3 missing',
   ]);
@@ -369,20 +348,17 @@ test('golden: adopt a damaged frontend: a missing slot and a dangling backend id
   rig.note(rig.store.dumpCanonical());
   const adopted = programmedFromDump(rig.store.svc.dump(), rig.store.backends.dump());
   // Slot 3 was the only reference to backend 3: an orphan now.
-  assert.deepEqual(adopted.orphans.map(formatOp), ['backend-delete 3']);
+  expect(adopted.orphans.map(formatOp)).toStrictEqual(['backend-delete 3']);
   rig.note('## orphans found by adopt');
   rig.note(`${adopted.orphans.map((op) => `  ${formatOp(op)}`).join('\n')}\n`);
   rig.store.applyOps(adopted.orphans);
-  assert.deepEqual(adopted.state.services.get('10.96.0.100:80/TCP')?.backendIds, [1, 2, 0]);
-  assert.deepEqual(
-    adopted.state.services.get('10.96.0.100:80/TCP')?.backendKeys.map((k) => k === -1),
-    [true, false, true],
-  );
+  expect(adopted.state.services.get('10.96.0.100:80/TCP')?.backendIds).toStrictEqual([1, 2, 0]);
+  expect(adopted.state.services.get('10.96.0.100:80/TCP')?.backendKeys.map((k) => k === -1)).toStrictEqual([true, false, true]);
   rig.programmed = adopted.state;
   rig.desired = undefined;
   // The strict store answers ENOENT to a delete of a missing key: the plan must not issue one.
   const p = rig.sync('first sync after adopting: rewritten in gen 1; the missing slot is not deleted', snapshot([web]));
-  assert.deepEqual(p.phases[3]?.map(formatOp), ['svc-delete 10.96.0.100:80/TCP gen 0 slot 1', 'svc-delete 10.96.0.100:80/TCP gen 0 slot 2']);
-  assert.deepEqual(checkConsistent(rig.store), [], 'repaired');
-  golden('bpf-adopt-damaged', rig.text());
+  expect(p.phases[3]?.map(formatOp)).toStrictEqual(['svc-delete 10.96.0.100:80/TCP gen 0 slot 1', 'svc-delete 10.96.0.100:80/TCP gen 0 slot 2']);
+  expect(checkConsistent(rig.store), 'repaired').toStrictEqual([]);
+  await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-adopt-damaged.txt');
 });
