@@ -1,98 +1,28 @@
-// layout.ts against the truth: the BTF of a BPF object built from
-// bpf/include/sy_maps.h. Every struct of the header must be in STRUCTS with
-// the same size and the same members (name, byte offset, size, C type
-// including __be16/__be32 byte order); every #define SY_* must equal
-// HEADER_DEFINES; and every map in MAPS must be declared in .maps with that
-// type, key, value, max_entries and map_flags, pinned by name.
+// layout.ts against the truth: the BTF of the BPF object the build makes
+// from bpf/include/sy_maps.h (bpf/build/switchyard.bpf.o, `npm run build:bpf`).
+// Every struct of the header must be in STRUCTS with the same size and the
+// same members (name, byte offset, size, C type including __be16/__be32 byte
+// order); every #define SY_* must equal HEADER_DEFINES; and every map in MAPS
+// must be declared in .maps with that type, key, value, max_entries and
+// map_flags, pinned by name.
 //
-// Object used: bpf/build/switchyard.bpf.o when it exists (make -C bpf);
-// otherwise a fixture compiled here from the header (each struct as a
-// global, maps declared as the header's comments describe them), with a
-// note in the output (SY_BTF_FIXTURE=1 forces the fixture). Needs clang and
-// bpftool; skips with a note without.
+// The BTF checks need bpftool and the built object, the #define check needs
+// clang (test/support/requirements.ts): without them they skip and say why;
+// under CI or SY_REQUIRE_PRIVILEGED=1 the file fails naming what is missing.
 
-import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { HEADER_DEFINES, MAPS, STRUCTS, SY_CT_VALUE, SY_SVC_KEY } from '../../src/dataplane/bpf/layout.ts';
 import type { FieldKind, MapSpec, MapType, StructSpec } from '../../src/dataplane/bpf/layout.ts';
+import { BPF_OBJECT, needs, REPO } from '../support/requirements.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const HEADER_DIR = join(ROOT, 'bpf/include');
-const HEADER = join(HEADER_DIR, 'sy_maps.h');
-const REAL_OBJECT = join(ROOT, 'bpf/build/switchyard.bpf.o');
+const HEADER = join(REPO, 'bpf/include/sy_maps.h');
 const SYS_INCLUDE = '/usr/include/x86_64-linux-gnu';
 
-function have(cmd: string, args: string[]): boolean {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const CLANG = ['clang', 'clang-14'].find((c) => have(c, ['--version']));
-const BPFTOOL = have('bpftool', ['version']) ? 'bpftool' : undefined;
-
-// ---------------------------------------------------------------------------
-// The fixture: the header's structs and maps, as the BPF program will have them.
-
-const FIXTURE_C = `
-#include <linux/bpf.h>
-#include <bpf/bpf_helpers.h>
-#include "sy_maps.h"
-
-struct sy_svc_key    fx_svc_key;
-struct sy_svc_value  fx_svc_value;
-struct sy_backend    fx_backend;
-struct sy_ct_key     fx_ct_key;
-struct sy_ct_value   fx_ct_value;
-struct sy_rnat_value fx_rnat_value;
-struct sy_config     fx_config;
-
-#define PINNED __uint(pinning, LIBBPF_PIN_BY_NAME)
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, SY_SVC_MAX); __uint(map_flags, BPF_F_NO_PREALLOC);
-         __type(key, struct sy_svc_key); __type(value, struct sy_svc_value); PINNED; } sy_svc4_v1 SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, SY_BACKEND_MAX); __uint(map_flags, BPF_F_NO_PREALLOC);
-         __type(key, __u32); __type(value, struct sy_backend); PINNED; } sy_backend4_v1 SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_LRU_HASH); __uint(max_entries, SY_CT_MAX);
-         __type(key, struct sy_ct_key); __type(value, struct sy_ct_value); PINNED; } sy_ct4_v1 SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_LRU_HASH); __uint(max_entries, SY_CT_MAX);
-         __type(key, struct sy_ct_key); __type(value, struct sy_rnat_value); PINNED; } sy_rnat4_v1 SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1);
-         __type(key, __u32); __type(value, struct sy_config); PINNED; } sy_config_v1 SEC(".maps");
-struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, SY_STAT_MAX);
-         __type(key, __u32); __type(value, __u64); PINNED; } sy_stats_v1 SEC(".maps");
-
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
-`;
-
-let tmp: string | undefined;
-after(() => {
-  if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
-});
-
-let built: { path: string; real: boolean } | undefined;
-
-function objectUnderTest(): { path: string; real: boolean } {
-  built ??= buildObject();
-  return built;
-}
-
-function buildObject(): { path: string; real: boolean } {
-  if (existsSync(REAL_OBJECT) && process.env.SY_BTF_FIXTURE !== '1') return { path: REAL_OBJECT, real: true };
-  tmp = mkdtempSync(join(tmpdir(), 'sy-btf-'));
-  const src = join(tmp, 'fixture.bpf.c');
-  const obj = join(tmp, 'fixture.bpf.o');
-  writeFileSync(src, FIXTURE_C);
-  execFileSync(CLANG as string, ['-O2', '-g', '-target', 'bpf', `-I${SYS_INCLUDE}`, `-I${HEADER_DIR}`, '-c', src, '-o', obj]);
-  return { path: obj, real: false };
-}
+const withoutBtf = needs('BTF layout test', ['bpftool', 'bpf-object']);
+const withoutClang = needs("sy_maps.h's #define test", ['clang']);
 
 // ---------------------------------------------------------------------------
 // BTF, as bpftool -j btf dump file X prints it.
@@ -122,13 +52,13 @@ class Btf {
     for (const t of types) this.byId.set(t.id, t);
   }
   static load(path: string): Btf {
-    const out = execFileSync(BPFTOOL as string, ['-j', 'btf', 'dump', 'file', path], { maxBuffer: 64 << 20 }).toString();
+    const out = execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', path], { maxBuffer: 64 << 20 }).toString();
     return new Btf((JSON.parse(out) as { types: BtfType[] }).types);
   }
   get(id: number): BtfType {
     const t = this.byId.get(id);
-    assert.ok(t !== undefined, `BTF type id ${id} missing`);
-    return t;
+    expect(t, `BTF type id ${id} missing`).toBeDefined();
+    return t!;
   }
   struct(name: string): BtfType | undefined {
     return this.types.find((t) => t.kind === 'STRUCT' && t.name === name);
@@ -148,8 +78,8 @@ class Btf {
   sizeOf(id: number): number {
     const t = this.resolve(id);
     if (t.kind === 'ARRAY') return (t.nr_elems as number) * this.sizeOf(t.type_id as number);
-    assert.ok(t.size !== undefined, `BTF type ${t.id} (${t.kind}) has no size`);
-    return t.size;
+    expect(t.size, `BTF type ${t.id} (${t.kind}) has no size`).toBeDefined();
+    return t.size!;
   }
   /** "__be32", "__u8[3]", "struct sy_svc_key", "int": the C spelling of a member's type. */
   spell(id: number): string {
@@ -239,60 +169,58 @@ function mapDrift(btf: Btf, spec: MapSpec): string[] {
 
 // ---------------------------------------------------------------------------
 
-const skip = CLANG === undefined || BPFTOOL === undefined ? 'needs clang and bpftool' : false;
+describe.skipIf(withoutBtf)('the BTF of bpf/build/switchyard.bpf.o', () => {
+  let btf: Btf;
+  beforeAll(() => {
+    btf = Btf.load(BPF_OBJECT);
+  });
 
-test('layout.ts matches the BTF of the BPF object', { skip }, (t) => {
-  const obj = objectUnderTest();
-  const note = obj.real
-    ? `checking the real object ${obj.path}`
-    : `NOTE: ${REAL_OBJECT} not used (not built: make -C bpf; or SY_BTF_FIXTURE=1); checking a fixture compiled from sy_maps.h instead`;
-  t.diagnostic(note);
-  console.log(`# ${note}`);
-  const btf = Btf.load(obj.path);
+  test('layout.ts matches the BTF of the BPF object', () => {
+    const drift = STRUCTS.flatMap((s) => structDrift(btf, s));
+    expect(drift, `layout.ts has drifted from sy_maps.h:\n${drift.join('\n')}`).toStrictEqual([]);
 
-  const drift = STRUCTS.flatMap((s) => structDrift(btf, s));
-  assert.deepEqual(drift, [], `layout.ts has drifted from sy_maps.h:\n${drift.join('\n')}`);
+    const mapDrifts = Object.values(MAPS).flatMap((m) => mapDrift(btf, m));
+    expect(mapDrifts, `MAPS has drifted from the object's map definitions:\n${mapDrifts.join('\n')}`).toStrictEqual([]);
+  });
 
-  const mapDrifts = Object.values(MAPS).flatMap((m) => mapDrift(btf, m));
-  assert.deepEqual(mapDrifts, [], `MAPS has drifted from the object's map definitions:\n${mapDrifts.join('\n')}`);
+  test('the BTF check notices drift', () => {
+    const swapped = SY_SVC_KEY.fields.map((f) => (f.name === 'port_be' ? { ...f, kind: 'u16' as const } : f.name === 'slot' ? { ...f, offset: 9 } : f));
+    expect(structDrift(btf, { ...SY_SVC_KEY, size: 16, fields: swapped })).toStrictEqual([
+      'struct sy_svc_key: size 12 in BTF, 16 in layout.ts',
+      'sy_svc_key.port_be: type __be16 in BTF, __u16 (u16) in layout.ts',
+      'sy_svc_key.slot: offset 8 in BTF, 9 in layout.ts',
+    ]);
+    const renamed = SY_CT_VALUE.fields.map((f) => (f.name === 'pad' ? { ...f, name: 'pad2' } : f));
+    expect(structDrift(btf, { ...SY_CT_VALUE, fields: renamed })).toStrictEqual([
+      'sy_ct_value.pad: in BTF, missing from layout.ts',
+      'sy_ct_value.pad2: in layout.ts, not in BTF',
+    ]);
+    expect(mapDrift(btf, { ...MAPS.backend, key: SY_SVC_KEY, maxEntries: 7 })).toStrictEqual([
+      'map sy_backend4_v1: max_entries is 131072 in BTF, 7 in layout.ts',
+      'map sy_backend4_v1: key is int:4 in BTF, struct sy_svc_key in layout.ts',
+    ]);
+  });
 });
 
 test('every struct in sy_maps.h has a table in layout.ts', () => {
   const header = readFileSync(HEADER, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
   const declared = [...header.matchAll(/^\s*struct\s+(\w+)\s*\{/gm)].map((m) => m[1]).sort();
-  assert.deepEqual(declared, STRUCTS.map((s) => s.name).sort());
+  expect(declared).toStrictEqual(STRUCTS.map((s) => s.name).sort());
 });
 
-test("sy_maps.h's #defines equal HEADER_DEFINES", { skip: CLANG === undefined ? 'needs clang' : false }, () => {
-  const out = execFileSync(CLANG as string, ['-E', '-dM', '-target', 'bpf', `-I${SYS_INCLUDE}`, HEADER]).toString();
-  const defines: Record<string, number> = {};
-  for (const m of out.matchAll(/^#define (SY_\w+) (.+)$/gm)) {
-    const [, name, value] = m as unknown as [string, string, string];
-    if (name === 'SY_MAPS_H') continue;
-    defines[name] = Number(value.trim());
-  }
-  assert.deepEqual(defines, { ...HEADER_DEFINES });
+describe.skipIf(withoutClang)('the header through the C preprocessor', () => {
+  test("sy_maps.h's #defines equal HEADER_DEFINES", () => {
+    const out = execFileSync('clang', ['-E', '-dM', '-target', 'bpf', `-I${SYS_INCLUDE}`, HEADER]).toString();
+    const defines: Record<string, number> = {};
+    for (const m of out.matchAll(/^#define (SY_\w+) (.+)$/gm)) {
+      const [, name, value] = m as unknown as [string, string, string];
+      if (name === 'SY_MAPS_H') continue;
+      defines[name] = Number(value.trim());
+    }
+    expect(defines).toStrictEqual({ ...HEADER_DEFINES });
+  });
 });
 
 test('map names carry the layout version', () => {
-  for (const m of Object.values(MAPS)) assert.match(m.name, new RegExp(`_v${HEADER_DEFINES.SY_LAYOUT_VERSION}$`), m.name);
-});
-
-test('the BTF check notices drift', { skip }, () => {
-  const btf = Btf.load(objectUnderTest().path);
-  const swapped = SY_SVC_KEY.fields.map((f) => (f.name === 'port_be' ? { ...f, kind: 'u16' as const } : f.name === 'slot' ? { ...f, offset: 9 } : f));
-  assert.deepEqual(structDrift(btf, { ...SY_SVC_KEY, size: 16, fields: swapped }), [
-    'struct sy_svc_key: size 12 in BTF, 16 in layout.ts',
-    'sy_svc_key.port_be: type __be16 in BTF, __u16 (u16) in layout.ts',
-    'sy_svc_key.slot: offset 8 in BTF, 9 in layout.ts',
-  ]);
-  const renamed = SY_CT_VALUE.fields.map((f) => (f.name === 'pad' ? { ...f, name: 'pad2' } : f));
-  assert.deepEqual(structDrift(btf, { ...SY_CT_VALUE, fields: renamed }), [
-    'sy_ct_value.pad: in BTF, missing from layout.ts',
-    'sy_ct_value.pad2: in layout.ts, not in BTF',
-  ]);
-  assert.deepEqual(mapDrift(btf, { ...MAPS.backend, key: SY_SVC_KEY, maxEntries: 7 }), [
-    'map sy_backend4_v1: max_entries is 131072 in BTF, 7 in layout.ts',
-    'map sy_backend4_v1: key is int:4 in BTF, struct sy_svc_key in layout.ts',
-  ]);
+  for (const m of Object.values(MAPS)) expect(m.name, m.name).toMatch(new RegExp(`_v${HEADER_DEFINES.SY_LAYOUT_VERSION}$`));
 });
