@@ -2,14 +2,13 @@
 // (Linux) has, the syntax is pflag's, bad values name the flag and what it
 // accepts, and --help documents every option.
 
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { loadConfig, ConfigError, RUN_FLAGS, formatRunHelp, DEFAULT_PIN_PATH } from '../../src/config/index.ts';
 import { KUBE_PROXY_SCHEMA, type ObjectSchema } from '../../src/config/file.ts';
 
 /** Loads flags with no --config; fails the test if a file is read. */
 function flags(...argv: string[]) {
-  return loadConfig(argv, () => assert.fail('no file should be read'));
+  return loadConfig(argv, () => expect.unreachable('no file should be read'));
 }
 
 function refused(...argv: string[]): ConfigError {
@@ -19,7 +18,7 @@ function refused(...argv: string[]): ConfigError {
     if (err instanceof ConfigError) return err;
     throw err;
   }
-  assert.fail('the flags were accepted');
+  expect.unreachable('the flags were accepted');
 }
 
 /**
@@ -106,11 +105,11 @@ function leafPaths(schema: ObjectSchema, prefix = ''): string[] {
 
 test("the table has every kube-proxy flag, and Switchyard's own apart", () => {
   const names = RUN_FLAGS.map((f) => f.name);
-  assert.equal(new Set(names).size, names.length, 'no flag twice');
-  for (const name of KUBE_PROXY_FLAGS) assert.ok(names.includes(name), `--${name} is missing`);
+  expect(new Set(names).size, 'no flag twice').toBe(names.length);
+  for (const name of KUBE_PROXY_FLAGS) expect(names, `--${name} is missing`).toContain(name);
   const ours = RUN_FLAGS.filter((f) => f.section === 'switchyard').map((f) => f.name);
-  assert.deepEqual(ours.sort(), ['bpf-object', 'bpf-pin-path', 'manifests', 'pod-interfaces']);
-  for (const f of RUN_FLAGS.filter((x) => x.section !== 'switchyard')) assert.ok(KUBE_PROXY_FLAGS.includes(f.name), `--${f.name} is not kube-proxy's`);
+  expect(ours.sort()).toStrictEqual(['bpf-object', 'bpf-pin-path', 'manifests', 'pod-interfaces']);
+  for (const f of RUN_FLAGS.filter((x) => x.section !== 'switchyard')) expect(KUBE_PROXY_FLAGS, `--${f.name} is not kube-proxy's`).toContain(f.name);
 });
 
 test('every flag writes a field of the file (or a command option), so flags and file merge field by field', () => {
@@ -118,48 +117,50 @@ test('every flag writes a field of the file (or a command option), so flags and 
   for (const f of RUN_FLAGS) {
     for (const p of f.paths) {
       const known = fields.has(p) || /^(command|deprecated|ignored|switchyard)\./.test(p);
-      assert.ok(known, `--${f.name} writes ${p}, which the file does not have`);
+      expect(known, `--${f.name} writes ${p}, which the file does not have`).toBe(true);
     }
   }
 });
 
 test("--help documents every flag, marks the ignored ones, and puts Switchyard's options in their own section", () => {
   const help = formatRunHelp('Run the proxy.');
-  for (const f of RUN_FLAGS) assert.match(help, new RegExp(`--${f.name}\\b`), `--${f.name} is not in --help`);
+  for (const f of RUN_FLAGS) expect(help, `--${f.name} is not in --help`).toMatch(new RegExp(`--${f.name}\\b`));
   const kubeProxyAt = help.indexOf("kube-proxy's options");
   const loggingAt = help.indexOf("kube-proxy's logging options:");
   const oursAt = help.indexOf('Switchyard options');
-  assert.ok(kubeProxyAt > 0 && loggingAt > kubeProxyAt && oursAt > loggingAt, 'sections in order');
+  expect(kubeProxyAt, 'sections in order').toBeGreaterThan(0);
+  expect(loggingAt, 'sections in order').toBeGreaterThan(kubeProxyAt);
+  expect(oursAt, 'sections in order').toBeGreaterThan(loggingAt);
   const ours = help.slice(oursAt);
   for (const name of ['manifests', 'bpf-pin-path', 'bpf-object', 'pod-interfaces']) {
-    assert.match(ours, new RegExp(`--${name}\\b`));
-    assert.ok(help.indexOf(`--${name}`) > oursAt, `--${name} only in the Switchyard section`);
+    expect(ours).toMatch(new RegExp(`--${name}\\b`));
+    expect(help.indexOf(`--${name}`), `--${name} only in the Switchyard section`).toBeGreaterThan(oursAt);
   }
-  assert.match(entry(help, 'profiling'), /\[accepted for compatibility and ignored: there is no Go runtime to profile\]$/);
-  assert.match(entry(help, 'proxy-mode'), /^--proxy-mode=MODE Which dataplane programs Services: bpf \(tc eBPF\), ipvs, or auto .*\(default auto\)$/);
-  assert.match(entry(help, 'healthz-port'), /\[deprecated: use --healthz-bind-address\]$/);
-  for (const f of RUN_FLAGS.filter((x) => x.ignored !== undefined)) assert.match(entry(help, f.name), /accepted for compatibility and ignored: /, f.name);
-  assert.match(help, /every flag given on the command line overrides/);
-  assert.match(help, /kind: SwitchyardConfiguration/);
-  assert.match(help, new RegExp(`\\(default ${DEFAULT_PIN_PATH.replaceAll('/', '\\/')}\\)`));
-  for (const line of help.split('\n')) assert.ok(line.length <= 100 || !line.includes(' '), `line too long: ${line}`);
+  expect(entry(help, 'profiling')).toMatch(/\[accepted for compatibility and ignored: there is no Go runtime to profile\]$/);
+  expect(entry(help, 'proxy-mode')).toMatch(/^--proxy-mode=MODE Which dataplane programs Services: bpf \(tc eBPF\), ipvs, or auto .*\(default auto\)$/);
+  expect(entry(help, 'healthz-port')).toMatch(/\[deprecated: use --healthz-bind-address\]$/);
+  for (const f of RUN_FLAGS.filter((x) => x.ignored !== undefined)) expect(entry(help, f.name), f.name).toMatch(/accepted for compatibility and ignored: /);
+  expect(help).toMatch(/every flag given on the command line overrides/);
+  expect(help).toMatch(/kind: SwitchyardConfiguration/);
+  expect(help).toMatch(new RegExp(`\\(default ${DEFAULT_PIN_PATH.replaceAll('/', '\\/')}\\)`));
+  for (const line of help.split('\n')) expect(line.length <= 100 || !line.includes(' '), `line too long: ${line}`).toBeTruthy();
 });
 
 test('--flag=value, --flag value, boolean --flag and --flag=false', () => {
   const { config } = flags('--proxy-mode=ipvs', '--ipvs-scheduler', 'wrr', '--masquerade-all', '--ipvs-strict-arp=false', '--kube-api-qps', '20.5');
-  assert.equal(config.dataplane, 'ipvs');
-  assert.equal(config.ipvs.scheduler, 'wrr');
-  assert.equal(config.masqueradeAll, true);
-  assert.equal(config.ipvs.strictARP, false);
-  assert.equal(config.clientConnection.qps, 20.5);
-  for (const spelling of ['1', 't', 'T', 'TRUE', 'true', 'True']) assert.equal(flags(`--masquerade-all=${spelling}`).config.masqueradeAll, true, spelling);
-  for (const spelling of ['0', 'f', 'F', 'FALSE', 'false', 'False']) assert.equal(flags(`--masquerade-all=${spelling}`).config.masqueradeAll, false, spelling);
+  expect(config.dataplane).toBe('ipvs');
+  expect(config.ipvs.scheduler).toBe('wrr');
+  expect(config.masqueradeAll).toBe(true);
+  expect(config.ipvs.strictARP).toBe(false);
+  expect(config.clientConnection.qps).toBe(20.5);
+  for (const spelling of ['1', 't', 'T', 'TRUE', 'true', 'True']) expect(flags(`--masquerade-all=${spelling}`).config.masqueradeAll, spelling).toBe(true);
+  for (const spelling of ['0', 'f', 'F', 'FALSE', 'false', 'False']) expect(flags(`--masquerade-all=${spelling}`).config.masqueradeAll, spelling).toBe(false);
 });
 
 test('-v in its short forms, and underscores read as dashes', () => {
-  for (const argv of [['-v', '4'], ['-v=4'], ['-v4'], ['--v=4'], ['--v', '4']]) assert.equal(flags(...argv).config.logging.verbosity, 4, argv.join(' '));
-  assert.equal(flags('--proxy_mode=bpf').config.dataplane, 'bpf');
-  assert.equal(flags('-h').config.command.help, true);
+  for (const argv of [['-v', '4'], ['-v=4'], ['-v4'], ['--v=4'], ['--v', '4']]) expect(flags(...argv).config.logging.verbosity, argv.join(' ')).toBe(4);
+  expect(flags('--proxy_mode=bpf').config.dataplane).toBe('bpf');
+  expect(flags('-h').config.command.help).toBe(true);
 });
 
 test('lists are comma-separated and a repeated list flag appends; a repeated scalar flag keeps the last', () => {
@@ -174,60 +175,56 @@ test('lists are comma-separated and a repeated list flag appends; a repeated sca
     '--feature-gates=B=true',
     '--vmodule=proxier=4',
   );
-  assert.deepEqual(config.ipvs.excludeCIDRs, ['10.0.0.0/8', '192.168.0.0/16', '172.16.0.0/12']);
-  assert.equal(config.ipvs.scheduler, 'sh');
-  assert.deepEqual(config.featureGates, { A: true, B: true });
-  assert.deepEqual(config.logging.vmodule, [{ filePattern: 'proxier', verbosity: 4 }]);
+  expect(config.ipvs.excludeCIDRs).toStrictEqual(['10.0.0.0/8', '192.168.0.0/16', '172.16.0.0/12']);
+  expect(config.ipvs.scheduler).toBe('sh');
+  expect(config.featureGates).toStrictEqual({ A: true, B: true });
+  expect(config.logging.vmodule).toStrictEqual([{ filePattern: 'proxier', verbosity: 4 }]);
 });
 
 test('--nodeport-addresses takes CIDRs or primary', () => {
-  assert.deepEqual(flags('--nodeport-addresses=primary').config.nodePortAddresses, ['primary']);
-  assert.deepEqual(flags('--nodeport-addresses', '10.0.0.0/8,fd00::/64').config.nodePortAddresses, ['10.0.0.0/8', 'fd00::/64']);
-  assert.equal(
-    refused('--nodeport-addresses=primary,10.0.0.0/8').message,
+  expect(flags('--nodeport-addresses=primary').config.nodePortAddresses).toStrictEqual(['primary']);
+  expect(flags('--nodeport-addresses', '10.0.0.0/8,fd00::/64').config.nodePortAddresses).toStrictEqual(['10.0.0.0/8', 'fd00::/64']);
+  expect(refused('--nodeport-addresses=primary,10.0.0.0/8').message).toBe(
     '--nodeport-addresses: "primary": can\'t be combined with CIDRs: give either "primary" alone or a list of CIDRs',
   );
-  assert.equal(
-    refused('--nodeport-addresses=10.0.0.0/8,eth0').message,
+  expect(refused('--nodeport-addresses=10.0.0.0/8,eth0').message).toBe(
     '--nodeport-addresses: "eth0": must be a CIDR such as 10.244.0.0/16 or fd00:10:244::/56, or "primary" alone',
   );
 });
 
 test('the health and metrics addresses: a bare IP gets the default port, empty disables, the deprecated ports', () => {
-  assert.equal(flags('--healthz-bind-address=10.0.0.1').config.healthzBindAddress, '10.0.0.1:10256');
-  assert.equal(flags('--metrics-bind-address=::').config.metricsBindAddress, '[::]:10249');
-  assert.equal(flags('--metrics-bind-address=0.0.0.0:9999').config.metricsBindAddress, '0.0.0.0:9999');
-  assert.equal(flags('--healthz-bind-address=').config.healthzBindAddress, '');
-  assert.equal(flags('--metrics-port=0').config.metricsBindAddress, '');
+  expect(flags('--healthz-bind-address=10.0.0.1').config.healthzBindAddress).toBe('10.0.0.1:10256');
+  expect(flags('--metrics-bind-address=::').config.metricsBindAddress).toBe('[::]:10249');
+  expect(flags('--metrics-bind-address=0.0.0.0:9999').config.metricsBindAddress).toBe('0.0.0.0:9999');
+  expect(flags('--healthz-bind-address=').config.healthzBindAddress).toBe('');
+  expect(flags('--metrics-port=0').config.metricsBindAddress).toBe('');
   // kube-proxy's --healthz-port only fills in an address that has no port.
-  assert.equal(flags('--healthz-port=1234').config.healthzBindAddress, '0.0.0.0:10256');
-  assert.equal(flags('--healthz-bind-address=10.0.0.1', '--healthz-port=1234').config.healthzBindAddress, '10.0.0.1:1234');
-  assert.equal(flags('--bind-address=fd00::1').config.healthzBindAddress, '[::]:10256');
-  assert.equal(
-    refused('--metrics-bind-address=localhost:10249').message,
+  expect(flags('--healthz-port=1234').config.healthzBindAddress).toBe('0.0.0.0:10256');
+  expect(flags('--healthz-bind-address=10.0.0.1', '--healthz-port=1234').config.healthzBindAddress).toBe('10.0.0.1:1234');
+  expect(flags('--bind-address=fd00::1').config.healthzBindAddress).toBe('[::]:10256');
+  expect(refused('--metrics-bind-address=localhost:10249').message).toBe(
     '--metrics-bind-address: "localhost:10249": must be IP or IP:port, and "localhost" is not an IP address',
   );
-  assert.equal(refused('--bind-address=node-1').message, '--bind-address: "node-1": must be an IP address');
+  expect(refused('--bind-address=node-1').message).toBe('--bind-address: "node-1": must be an IP address');
 });
 
 test('--hostname-override is trimmed and lower-cased; a blank one is refused', () => {
-  assert.equal(flags('--hostname-override= Node-7 ').config.hostnameOverride, 'node-7');
-  assert.equal(refused('--hostname-override=   ').message, '--hostname-override: "   ": must not be blank');
+  expect(flags('--hostname-override= Node-7 ').config.hostnameOverride).toBe('node-7');
+  expect(refused('--hostname-override=   ').message).toBe('--hostname-override: "   ": must not be blank');
 });
 
 test("Switchyard's flags", () => {
   const { config } = flags('--manifests=/etc/m', '--bpf-pin-path=/run/sy', '--bpf-object=/opt/sy.o', '--pod-interfaces=veth*,cali*');
-  assert.deepEqual(config.switchyard, { manifests: '/etc/m', bpf: { pinPath: '/run/sy', object: '/opt/sy.o', podInterfaces: ['veth*', 'cali*'] } });
-  assert.equal(
-    refused('--bpf-pin-path=sys/fs/bpf').message,
+  expect(config.switchyard).toStrictEqual({ manifests: '/etc/m', bpf: { pinPath: '/run/sy', object: '/opt/sy.o', podInterfaces: ['veth*', 'cali*'] } });
+  expect(refused('--bpf-pin-path=sys/fs/bpf').message).toBe(
     '--bpf-pin-path: "sys/fs/bpf": must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)',
   );
-  assert.deepEqual(flags().config.switchyard.bpf.podInterfaces, ['veth*']);
+  expect(flags().config.switchyard.bpf.podInterfaces).toStrictEqual(['veth*']);
 });
 
 test('command options: --cleanup, --master, --write-config-to, --version', () => {
   const { config } = flags('--cleanup', '--master=https://10.0.0.1:6443', '--write-config-to=/tmp/c.yaml', '--init-only');
-  assert.deepEqual(config.command, {
+  expect(config.command).toStrictEqual({
     configFile: '',
     cleanup: true,
     initOnly: true,
@@ -236,32 +233,33 @@ test('command options: --cleanup, --master, --write-config-to, --version', () =>
     help: false,
     version: false,
   });
-  assert.equal(flags('--version').config.command.version, true);
-  assert.equal(flags('--version=raw').config.command.version, 'raw');
+  expect(flags('--version').config.command.version).toBe(true);
+  expect(flags('--version=raw').config.command.version).toBe('raw');
 });
 
 test('--help and --version do not read the file or validate it', () => {
-  assert.equal(loadConfig(['--config=/etc/kp.yaml', '--help'], () => assert.fail('read')).config.command.help, true);
-  assert.equal(loadConfig(['--proxy-mode=nonsense', '--version'], () => assert.fail('read')).config.command.version, true);
+  expect(loadConfig(['--config=/etc/kp.yaml', '--help'], () => expect.unreachable('read')).config.command.help).toBe(true);
+  expect(loadConfig(['--proxy-mode=nonsense', '--version'], () => expect.unreachable('read')).config.command.version).toBe(true);
   // ... but a flag that cannot be parsed is still an error, as with pflag.
-  assert.equal(refused('--help', '--oom-score-adj=lots').message, '--oom-score-adj: "lots": must be an integer from -2147483648 to 2147483647');
+  expect(refused('--help', '--oom-score-adj=lots').message).toBe('--oom-score-adj: "lots": must be an integer from -2147483648 to 2147483647');
 });
 
 test('an unknown flag is refused, naming it and the nearest known one', () => {
   const err = refused('--bogus-flag');
-  assert.equal(err.field, '--bogus-flag');
-  assert.match(err.message, /^--bogus-flag: unknown flag; `switchyard run --help` lists them$/);
-  assert.equal(refused('--proxymode=ipvs').message, '--proxymode: unknown flag (did you mean --proxy-mode?); `switchyard run --help` lists them');
-  assert.equal(refused('--sync-period=1s').message, '--sync-period: unknown flag; `switchyard run --help` lists them');
+  expect(err.field).toBe('--bogus-flag');
+  expect(err.message).toMatch(/^--bogus-flag: unknown flag; `switchyard run --help` lists them$/);
+  expect(refused('--proxymode=ipvs').message).toBe('--proxymode: unknown flag (did you mean --proxy-mode?); `switchyard run --help` lists them');
+  expect(refused('--sync-period=1s').message).toBe('--sync-period: unknown flag; `switchyard run --help` lists them');
 });
 
 test('--proxy-mode with an unknown mode names the allowed ones', () => {
   const err = refused('--proxy-mode=foo');
-  assert.equal(
-    err.message,
+  expect(err.message).toBe(
     '--proxy-mode: "foo": must be one of bpf, ipvs, auto (Switchyard\'s dataplanes), iptables or nftables (kube-proxy\'s, which mean auto here), or empty (auto)',
   );
-  assert.match(refused('--proxy-mode=kernelspace').message, /^--proxy-mode: "kernelspace": is kube-proxy's Windows mode; on Linux, mode must be one of bpf, /);
+  expect(refused('--proxy-mode=kernelspace').message).toMatch(
+    /^--proxy-mode: "kernelspace": is kube-proxy's Windows mode; on Linux, mode must be one of bpf, /,
+  );
 });
 
 test('bad values name the flag, the value and what is allowed', () => {
@@ -298,37 +296,30 @@ test('bad values name the flag, the value and what is allowed', () => {
     [['--config-sync-period=0'], '--config-sync-period: "0": must be greater than 0'],
     [['--proxy-port-range=2000-1000'], '--proxy-port-range: "2000-1000": must be a port range such as 30000-32767 or 30000+2767, or empty'],
   ];
-  for (const [argv, message] of cases) assert.equal(refused(...argv).message, message, argv.join(' '));
+  for (const [argv, message] of cases) expect(refused(...argv).message, argv.join(' ')).toBe(message);
 });
 
 test('a missing value, a value that is a flag, and positional arguments', () => {
-  assert.equal(refused('--proxy-mode').message, '--proxy-mode: needs a value (MODE)');
-  assert.equal(refused('--hostname-override', '--cleanup').message, '--hostname-override: needs a value (NAME), but the next argument is the flag --cleanup');
-  assert.equal(
-    refused('--masquerade-all', 'false').message,
+  expect(refused('--proxy-mode').message).toBe('--proxy-mode: needs a value (MODE)');
+  expect(refused('--hostname-override', '--cleanup').message).toBe('--hostname-override: needs a value (NAME), but the next argument is the flag --cleanup');
+  expect(refused('--masquerade-all', 'false').message).toBe(
     '"false": unexpected argument: switchyard run takes flags only (a boolean flag takes its value after "=": --masquerade-all=false)',
   );
-  assert.equal(refused('--', '--cleanup').message, '"--cleanup": unexpected argument: switchyard run takes flags only');
+  expect(refused('--', '--cleanup').message).toBe('"--cleanup": unexpected argument: switchyard run takes flags only');
 });
 
 test('every flag problem is reported at once', () => {
   const err = refused('--bogus', '--masquerade-all=maybe', 'extra');
-  assert.deepEqual(
-    err.problems.map((p) => p.field),
-    ['--bogus', '--masquerade-all', 'extra'],
-  );
-  assert.match(err.message, /^3 problems:\n {2}--bogus: unknown flag/);
+  expect(err.problems.map((p) => p.field)).toStrictEqual(['--bogus', '--masquerade-all', 'extra']);
+  expect(err.message).toMatch(/^3 problems:\n {2}--bogus: unknown flag/);
 });
 
 test('ignored and deprecated options are accepted with a warning', () => {
   const { warnings } = flags('--profiling', '--healthz-port=10256', '--proxy-port-range=30000-32767');
-  assert.deepEqual(
-    warnings.map((w) => w.message),
-    [
-      '--profiling: "true": accepted for compatibility and ignored: there is no Go runtime to profile',
-      '--proxy-port-range: "30000-32767": accepted for compatibility and ignored: Switchyard has no use for it',
-      '--healthz-port: is deprecated: use --healthz-bind-address',
-    ],
-  );
-  assert.deepEqual(flags('--profiling=false').warnings, [], 'an ignored option left at its default says nothing');
+  expect(warnings.map((w) => w.message)).toStrictEqual([
+    '--profiling: "true": accepted for compatibility and ignored: there is no Go runtime to profile',
+    '--proxy-port-range: "30000-32767": accepted for compatibility and ignored: Switchyard has no use for it',
+    '--healthz-port: is deprecated: use --healthz-bind-address',
+  ]);
+  expect(flags('--profiling=false').warnings, 'an ignored option left at its default says nothing').toStrictEqual([]);
 });

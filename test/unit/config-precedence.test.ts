@@ -3,8 +3,7 @@
 // (it applies only --hostname-override and the logging flags over --config)
 // there is a warning saying so.
 
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { loadConfig } from '../../src/config/index.ts';
 
 const CONF = '/etc/kube-proxy/config.yaml';
@@ -55,66 +54,64 @@ test('flags override the file', () => {
     '--bpf-pin-path=/sys/fs/bpf/sy',
     '--manifests=/tmp/m',
   );
-  assert.equal(config.ipvs.scheduler, 'sh');
-  assert.equal(config.masqueradeAll, false);
-  assert.equal(config.iptables.masqueradeAll, false);
-  assert.equal(config.clusterCIDR, '10.250.0.0/16');
-  assert.equal(config.syncPeriod, 60_000);
-  assert.equal(config.healthzBindAddress, '127.0.0.1:10256');
-  assert.equal(config.clientConnection.kubeconfig, '/etc/other.conf');
-  assert.equal(config.switchyard.bpf.pinPath, '/sys/fs/bpf/sy');
-  assert.equal(config.switchyard.manifests, '/tmp/m');
+  expect(config.ipvs.scheduler).toBe('sh');
+  expect(config.masqueradeAll).toBe(false);
+  expect(config.iptables.masqueradeAll).toBe(false);
+  expect(config.clusterCIDR).toBe('10.250.0.0/16');
+  expect(config.syncPeriod).toBe(60_000);
+  expect(config.healthzBindAddress).toBe('127.0.0.1:10256');
+  expect(config.clientConnection.kubeconfig).toBe('/etc/other.conf');
+  expect(config.switchyard.bpf.pinPath).toBe('/sys/fs/bpf/sy');
+  expect(config.switchyard.manifests).toBe('/tmp/m');
 });
 
 test("flags not given leave the file's values alone (flag defaults never reset them)", () => {
   const { config } = load(IPVS_FILE, '--hostname-override=node-1');
-  assert.equal(config.hostnameOverride, 'node-1');
-  assert.equal(config.dataplane, 'ipvs');
-  assert.equal(config.ipvs.scheduler, 'wrr');
-  assert.equal(config.ipvs.strictARP, true);
-  assert.equal(config.syncPeriod, 15_000);
-  assert.equal(config.minSyncPeriod, 2000);
-  assert.equal(config.masqueradeAll, true);
-  assert.equal(config.clusterCIDR, '10.244.0.0/16');
-  assert.equal(config.clientConnection.kubeconfig, '/var/lib/kube-proxy/kubeconfig.conf');
-  assert.equal(config.logging.verbosity, 2);
-  assert.equal(config.switchyard.manifests, '/etc/switchyard/manifests');
-  assert.equal(config.switchyard.bpf.pinPath, '/run/switchyard/bpf');
-  assert.deepEqual(config.switchyard.bpf.podInterfaces, ['veth*'], 'a field neither gives is defaulted');
+  expect(config.hostnameOverride).toBe('node-1');
+  expect(config.dataplane).toBe('ipvs');
+  expect(config.ipvs.scheduler).toBe('wrr');
+  expect(config.ipvs.strictARP).toBe(true);
+  expect(config.syncPeriod).toBe(15_000);
+  expect(config.minSyncPeriod).toBe(2000);
+  expect(config.masqueradeAll).toBe(true);
+  expect(config.clusterCIDR).toBe('10.244.0.0/16');
+  expect(config.clientConnection.kubeconfig).toBe('/var/lib/kube-proxy/kubeconfig.conf');
+  expect(config.logging.verbosity).toBe(2);
+  expect(config.switchyard.manifests).toBe('/etc/switchyard/manifests');
+  expect(config.switchyard.bpf.pinPath).toBe('/run/switchyard/bpf');
+  expect(config.switchyard.bpf.podInterfaces, 'a field neither gives is defaulted').toStrictEqual(['veth*']);
 });
 
 test('--proxy-mode over the file switches the section the sync periods come from', () => {
   const { config } = load(IPVS_FILE, '--proxy-mode=bpf');
-  assert.equal(config.dataplane, 'bpf');
+  expect(config.dataplane).toBe('bpf');
   // Not ipvs any more: iptables.* (defaulted) applies, as kube-proxy's conversion does for every mode but ipvs and nftables.
-  assert.equal(config.syncPeriod, 30_000);
-  assert.equal(config.minSyncPeriod, 1000);
-  assert.equal(config.ipvs.syncPeriod, 15_000, 'the ipvs section itself is kept');
+  expect(config.syncPeriod).toBe(30_000);
+  expect(config.minSyncPeriod).toBe(1000);
+  expect(config.ipvs.syncPeriod, 'the ipvs section itself is kept').toBe(15_000);
 });
 
 test("the per-mode sync flags apply to the mode's section only, with a warning otherwise", () => {
   const nft = `apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\nnftables:\n  syncPeriod: 20s\n`;
   // kube-proxy: --iptables-sync-period sets the sync period in every mode but ipvs.
-  assert.equal(load(nft, '--iptables-sync-period=45s').config.syncPeriod, 45_000);
+  expect(load(nft, '--iptables-sync-period=45s').config.syncPeriod).toBe(45_000);
   const ipvs = load(IPVS_FILE, '--iptables-sync-period=45s', '--iptables-min-sync-period=0');
-  assert.equal(ipvs.config.syncPeriod, 15_000);
-  assert.ok(ipvs.warnings.some((w) => w.message === '--iptables-sync-period: has no effect in ipvs mode; use --ipvs-sync-period'));
-  assert.ok(ipvs.warnings.some((w) => w.message === '--iptables-min-sync-period: has no effect in ipvs mode; use --ipvs-min-sync-period'));
+  expect(ipvs.config.syncPeriod).toBe(15_000);
+  const messages = ipvs.warnings.map((w) => w.message);
+  expect(messages).toContain('--iptables-sync-period: has no effect in ipvs mode; use --ipvs-sync-period');
+  expect(messages).toContain('--iptables-min-sync-period: has no effect in ipvs mode; use --ipvs-min-sync-period');
   const bpf = loadConfig(['--proxy-mode=bpf', '--ipvs-min-sync-period=5s', '--ipvs-scheduler=wrr']);
-  assert.deepEqual(
-    bpf.warnings.map((w) => w.message),
-    [
-      '--ipvs-scheduler: has no effect with mode bpf: the IPVS dataplane does not run',
-      '--ipvs-min-sync-period: has no effect unless mode is ipvs (mode is bpf); use --iptables-min-sync-period',
-    ],
-  );
+  expect(bpf.warnings.map((w) => w.message)).toStrictEqual([
+    '--ipvs-scheduler: has no effect with mode bpf: the IPVS dataplane does not run',
+    '--ipvs-min-sync-period: has no effect unless mode is ipvs (mode is bpf); use --iptables-min-sync-period',
+  ]);
 });
 
 test("a flag's zero is kept while a file's zero means the default, as kube-proxy defaults before applying flags", () => {
   const file = `apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\niptables:\n  minSyncPeriod: 0s\n  syncPeriod: 10s\n`;
-  assert.equal(load(file).config.minSyncPeriod, 1000);
-  assert.equal(load(file, '--iptables-min-sync-period=0').config.minSyncPeriod, 0);
-  assert.equal(loadConfig(['--iptables-min-sync-period=0']).config.minSyncPeriod, 0);
+  expect(load(file).config.minSyncPeriod).toBe(1000);
+  expect(load(file, '--iptables-min-sync-period=0').config.minSyncPeriod).toBe(0);
+  expect(loadConfig(['--iptables-min-sync-period=0']).config.minSyncPeriod).toBe(0);
 });
 
 test('each flag kube-proxy would ignore under --config gets a warning; --hostname-override and logging flags do not', () => {
@@ -128,30 +125,24 @@ test('each flag kube-proxy would ignore under --config gets a warning; --hostnam
     '--bpf-pin-path=/sys/fs/bpf/sy',
   );
   const overrides = warnings.filter((w) => w.message.includes('kube-proxy would ignore'));
-  assert.deepEqual(
-    overrides.map((w) => w.message),
-    [
-      `--ipvs-scheduler: "sh": overrides ipvs.scheduler: "wrr" from ${CONF} (kube-proxy would ignore this flag because --config is given)`,
-      `--conntrack-min: "0": is applied over ${CONF} (kube-proxy would ignore this flag because --config is given)`,
-    ],
-  );
-  assert.deepEqual(
-    overrides.map((w) => w.field),
-    ['--ipvs-scheduler', '--conntrack-min'],
-  );
+  expect(overrides.map((w) => w.message)).toStrictEqual([
+    `--ipvs-scheduler: "sh": overrides ipvs.scheduler: "wrr" from ${CONF} (kube-proxy would ignore this flag because --config is given)`,
+    `--conntrack-min: "0": is applied over ${CONF} (kube-proxy would ignore this flag because --config is given)`,
+  ]);
+  expect(overrides.map((w) => w.field)).toStrictEqual(['--ipvs-scheduler', '--conntrack-min']);
 });
 
 test("logging flags override the file; --vmodule entries come before the file's, as kube-proxy joins them", () => {
   const { config } = load(IPVS_FILE, '-v=4', '--vmodule=runner=6');
-  assert.equal(config.logging.verbosity, 4);
-  assert.deepEqual(config.logging.vmodule, [
+  expect(config.logging.verbosity).toBe(4);
+  expect(config.logging.vmodule).toStrictEqual([
     { filePattern: 'runner', verbosity: 6 },
     { filePattern: 'proxier', verbosity: 5 },
   ]);
 });
 
 test("--feature-gates joins the file's gates, a flag's key winning", () => {
-  assert.deepEqual(load(IPVS_FILE, '--feature-gates=B=false,C=true').config.featureGates, { A: true, B: false, C: true });
+  expect(load(IPVS_FILE, '--feature-gates=B=false,C=true').config.featureGates).toStrictEqual({ A: true, B: false, C: true });
 });
 
 test('a problem caused by a flag over the file names the flag, and one left in the file names the field', () => {
@@ -161,24 +152,24 @@ test('a problem caused by a flag over the file names the flag, and one left in t
   } catch (e) {
     err = e;
   }
-  assert.equal((err as Error).message, '--ipvs-min-sync-period: "1m": must be less than or equal to ipvs.syncPeriod ("15s")');
+  expect((err as Error).message).toBe('--ipvs-min-sync-period: "1m": must be less than or equal to ipvs.syncPeriod ("15s")');
   try {
     load(IPVS_FILE, '--ipvs-sync-period=1s');
   } catch (e) {
     err = e;
   }
-  assert.equal((err as Error).message, '--ipvs-sync-period: "1s": must be greater than or equal to ipvs.minSyncPeriod ("2s")');
+  expect((err as Error).message).toBe('--ipvs-sync-period: "1s": must be greater than or equal to ipvs.minSyncPeriod ("2s")');
 });
 
 test('--masquerade-all sets the masquerade of whichever mode the file picks', () => {
   const nft = `apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: nftables\n`;
-  assert.equal(load(nft, '--masquerade-all').config.masqueradeAll, true);
-  assert.equal(load(nft).config.masqueradeAll, false);
+  expect(load(nft, '--masquerade-all').config.masqueradeAll).toBe(true);
+  expect(load(nft).config.masqueradeAll).toBe(false);
 });
 
 test('without --config, flags alone: no file is read and no override warnings', () => {
-  const { config, warnings } = loadConfig(['--proxy-mode=ipvs', '--ipvs-scheduler=rr', '--hostname-override=n1'], () => assert.fail('read'));
-  assert.equal(config.dataplane, 'ipvs');
-  assert.deepEqual(warnings, []);
-  assert.equal(config.command.configFile, '');
+  const { config, warnings } = loadConfig(['--proxy-mode=ipvs', '--ipvs-scheduler=rr', '--hostname-override=n1'], () => expect.unreachable('read'));
+  expect(config.dataplane).toBe('ipvs');
+  expect(warnings).toStrictEqual([]);
+  expect(config.command.configFile).toBe('');
 });

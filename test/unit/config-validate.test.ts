@@ -2,8 +2,7 @@
 // Switchyard's own modes, and the value syntaxes underneath (Go durations,
 // IPs, CIDRs, host:port).
 
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { loadConfig, ConfigError } from '../../src/config/index.ts';
 import { parseGoDuration, formatGoDuration } from '../../src/config/duration.ts';
 import { appendPortIfNeeded, hostPortProblem, ipFamily, isUnspecifiedIP, parseCidr } from '../../src/config/net.ts';
@@ -22,46 +21,43 @@ function refused(text: string, ...flags: string[]): ConfigError {
     if (err instanceof ConfigError) return err;
     throw err;
   }
-  assert.fail('the configuration was accepted');
+  expect.unreachable('the configuration was accepted');
 }
 
 test("mode: Switchyard's bpf and auto are accepted in the file too; each mode maps to a dataplane", () => {
   const dataplane = (mode: string) => load(`${HEAD}mode: ${JSON.stringify(mode)}\n`).config.dataplane;
-  assert.deepEqual(['', 'auto', 'bpf', 'ipvs', 'iptables', 'nftables'].map(dataplane), ['auto', 'auto', 'bpf', 'ipvs', 'auto', 'auto']);
-  assert.equal(
-    refused(`${HEAD}mode: userspace\n`).message,
+  expect(['', 'auto', 'bpf', 'ipvs', 'iptables', 'nftables'].map(dataplane)).toStrictEqual(['auto', 'auto', 'bpf', 'ipvs', 'auto', 'auto']);
+  expect(refused(`${HEAD}mode: userspace\n`).message).toBe(
     `${CONF}:3: mode: "userspace": must be one of bpf, ipvs, auto (Switchyard's dataplanes), iptables or nftables (kube-proxy's, which mean auto here), or empty (auto)`,
   );
 });
 
 test('the IPVS section is checked whenever the IPVS dataplane may run (ipvs, auto), not with bpf', () => {
   const bad = `${HEAD}ipvs:\n  scheduler: fastest\n`;
-  assert.match(refused(bad).message, /ipvs\.scheduler: "fastest": must be one of/, 'auto may fall back to ipvs');
-  assert.doesNotThrow(() => load(`${bad}mode: bpf\n`));
+  expect(refused(bad).message, 'auto may fall back to ipvs').toMatch(/ipvs\.scheduler: "fastest": must be one of/);
+  expect(() => load(`${bad}mode: bpf\n`)).not.toThrow();
 });
 
 test('nftables.masqueradeBit is checked in nftables mode only, iptables.masqueradeBit always (as kube-proxy)', () => {
-  assert.doesNotThrow(() => load(`${HEAD}nftables:\n  masqueradeBit: 40\n`));
-  assert.equal(refused(`${HEAD}mode: nftables\nnftables:\n  masqueradeBit: 40\n`).message, `${CONF}:5: nftables.masqueradeBit: 40: must be from 0 to 31`);
-  assert.equal(refused(`${HEAD}mode: nftables\niptables:\n  masqueradeBit: -1\n`).message, `${CONF}:5: iptables.masqueradeBit: -1: must be from 0 to 31`);
+  expect(() => load(`${HEAD}nftables:\n  masqueradeBit: 40\n`)).not.toThrow();
+  expect(refused(`${HEAD}mode: nftables\nnftables:\n  masqueradeBit: 40\n`).message).toBe(`${CONF}:5: nftables.masqueradeBit: 40: must be from 0 to 31`);
+  expect(refused(`${HEAD}mode: nftables\niptables:\n  masqueradeBit: -1\n`).message).toBe(`${CONF}:5: iptables.masqueradeBit: -1: must be from 0 to 31`);
 });
 
 test('detectLocalMode and its companions', () => {
-  assert.equal(
-    refused(`${HEAD}detectLocalMode: InterfaceNamePrefix\n`).message,
+  expect(refused(`${HEAD}detectLocalMode: InterfaceNamePrefix\n`).message).toBe(
     `${CONF}:3: detectLocalMode: "InterfaceNamePrefix": needs the interface name prefix in detectLocal.interfaceNamePrefix (--pod-interface-name-prefix)`,
   );
-  assert.doesNotThrow(() => load(`${HEAD}detectLocalMode: BridgeInterface\ndetectLocal:\n  bridgeInterface: cbr0\n`));
-  assert.doesNotThrow(() => load(`${HEAD}detectLocalMode: NodeCIDR\n`));
+  expect(() => load(`${HEAD}detectLocalMode: BridgeInterface\ndetectLocal:\n  bridgeInterface: cbr0\n`)).not.toThrow();
+  expect(() => load(`${HEAD}detectLocalMode: NodeCIDR\n`)).not.toThrow();
   // ClusterCIDR without a clusterCIDR: kube-proxy carries on; we warn when the mode was asked for.
   const { warnings } = load(`${HEAD}detectLocalMode: ClusterCIDR\n`);
-  assert.deepEqual(
-    warnings.map((w) => w.message),
-    [`${CONF}:3: detectLocalMode: "ClusterCIDR" with no clusterCIDR (--cluster-cidr): no traffic is recognised as coming from local pods`],
-  );
-  assert.deepEqual(load(HEAD).warnings, [], 'not when the mode is only the default');
+  expect(warnings.map((w) => w.message)).toStrictEqual([
+    `${CONF}:3: detectLocalMode: "ClusterCIDR" with no clusterCIDR (--cluster-cidr): no traffic is recognised as coming from local pods`,
+  ]);
+  expect(load(HEAD).warnings, 'not when the mode is only the default').toStrictEqual([]);
   // The clusterCIDR is only looked at in ClusterCIDR mode, as in kube-proxy.
-  assert.doesNotThrow(() => load(`${HEAD}detectLocalMode: NodeCIDR\nclusterCIDR: nonsense\n`));
+  expect(() => load(`${HEAD}detectLocalMode: NodeCIDR\nclusterCIDR: nonsense\n`)).not.toThrow();
 });
 
 test('addresses, conntrack, oomScoreAdj, burst', () => {
@@ -76,57 +72,46 @@ test('addresses, conntrack, oomScoreAdj, burst', () => {
     ['portRange: 70000\n', `${CONF}:3: portRange: 70000: must be a string (quote it: "70000")`],
     ['portRange: "100-99"\n', `${CONF}:3: portRange: "100-99": must be a port range such as 30000-32767 or 30000+2767, or empty`],
   ];
-  for (const [body, message] of cases) assert.equal(refused(`${HEAD}${body}`).message, message, body);
+  for (const [body, message] of cases) expect(refused(`${HEAD}${body}`).message, body).toBe(message);
 });
 
 test('logging: format, vmodule', () => {
-  assert.equal(
-    refused(`${HEAD}logging:\n  format: json\n  vmodule:\n  - filePattern: proxier\n    verbosity: 4\n`).message,
+  expect(refused(`${HEAD}logging:\n  format: json\n  vmodule:\n  - filePattern: proxier\n    verbosity: 4\n`).message).toBe(
     `${CONF}:5: logging.vmodule: [{"filePattern":"proxier","verbosity":4}]: only works with the text log format`,
   );
-  assert.equal(
-    refused(`${HEAD}logging:\n  vmodule:\n  - filePattern: "a=b"\n    verbosity: 4\n`).message,
+  expect(refused(`${HEAD}logging:\n  vmodule:\n  - filePattern: "a=b"\n    verbosity: 4\n`).message).toBe(
     `${CONF}:4: logging.vmodule[0]: "a=b": the file pattern must not contain "=" or ","`,
   );
-  assert.equal(
-    refused(`${HEAD}logging:\n  vmodule:\n  - file: x\n`).message,
+  expect(refused(`${HEAD}logging:\n  vmodule:\n  - file: x\n`).message).toBe(
     `${CONF}:4: logging.vmodule: [{"file":"x"}]: must be a list of {filePattern: string, verbosity: integer}; item 0 has an unknown field "file"`,
   );
   const { config, warnings } = load(`${HEAD}logging:\n  format: json\n  flushFrequency: 2000000000\n`);
-  assert.equal(config.logging.flushFrequency, 2000, 'an integer flushFrequency is nanoseconds');
-  assert.deepEqual(
-    warnings.map((w) => w.message),
-    [
-      `${CONF}:4: logging.format: json is accepted, but Switchyard's logger writes text lines`,
-      `${CONF}:5: logging.flushFrequency: 2000000000: accepted for compatibility and ignored: Switchyard writes each line unbuffered`,
-    ],
-  );
+  expect(config.logging.flushFrequency, 'an integer flushFrequency is nanoseconds').toBe(2000);
+  expect(warnings.map((w) => w.message)).toStrictEqual([
+    `${CONF}:4: logging.format: json is accepted, but Switchyard's logger writes text lines`,
+    `${CONF}:5: logging.flushFrequency: 2000000000: accepted for compatibility and ignored: Switchyard writes each line unbuffered`,
+  ]);
 });
 
 test('SwitchyardConfiguration fields are checked like flags, named as written', () => {
   const sy = (body: string) => `${HEAD}---\napiVersion: switchyard.io/v1alpha1\nkind: SwitchyardConfiguration\n${body}`;
-  assert.equal(
-    refused(sy('bpf:\n  pinPath: relative/dir\n')).message,
+  expect(refused(sy('bpf:\n  pinPath: relative/dir\n')).message).toBe(
     `${CONF}:7: bpf.pinPath: "relative/dir": must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)`,
   );
-  assert.equal(
-    refused(sy('bpf:\n  podInterfaces: []\n')).message,
+  expect(refused(sy('bpf:\n  podInterfaces: []\n')).message).toBe(
     `${CONF}:7: bpf.podInterfaces: []: must be one or more non-empty globs, such as veth* or cali*`,
   );
-  assert.equal(refused(sy('bpf:\n  pinpath: /x\n')).message, `${CONF}:7: bpf.pinpath: unknown field (did you mean "pinPath"?)`);
-  assert.equal(refused(sy('mode: bpf\n')).message, `${CONF}:6: mode: unknown field; SwitchyardConfiguration has manifests, bpf`);
+  expect(refused(sy('bpf:\n  pinpath: /x\n')).message).toBe(`${CONF}:7: bpf.pinpath: unknown field (did you mean "pinPath"?)`);
+  expect(refused(sy('mode: bpf\n')).message).toBe(`${CONF}:6: mode: unknown field; SwitchyardConfiguration has manifests, bpf`);
 });
 
 test('Windows-only and removed options are accepted and reported as ignored', () => {
   const { warnings } = load(`${HEAD}winkernel:\n  networkName: l2bridge\nwindowsRunAsService: true\niptables:\n  snatNodeInternalIP: true\n`);
-  assert.deepEqual(
-    warnings.map((w) => w.message),
-    [
-      `${CONF}:4: winkernel.networkName: "l2bridge": accepted for compatibility and ignored: Switchyard runs on Linux only`,
-      `${CONF}:5: windowsRunAsService: true: accepted for compatibility and ignored: Switchyard runs on Linux only`,
-      `${CONF}:7: iptables.snatNodeInternalIP: true: accepted for compatibility and ignored: Switchyard masquerades to the address of the node it picked (bindAddress, or the detected one)`,
-    ],
-  );
+  expect(warnings.map((w) => w.message)).toStrictEqual([
+    `${CONF}:4: winkernel.networkName: "l2bridge": accepted for compatibility and ignored: Switchyard runs on Linux only`,
+    `${CONF}:5: windowsRunAsService: true: accepted for compatibility and ignored: Switchyard runs on Linux only`,
+    `${CONF}:7: iptables.snatNodeInternalIP: true: accepted for compatibility and ignored: Switchyard masquerades to the address of the node it picked (bindAddress, or the detected one)`,
+  ]);
 });
 
 // --- value syntax ----------------------------------------------------------
@@ -151,8 +136,8 @@ test('Go durations parse and format as Go does', () => {
   ];
   for (const [text, ms] of ok) {
     const d = parseGoDuration(text);
-    assert.ok(d.ok, text);
-    assert.ok(Math.abs(d.ms - ms) < 1e-9, `${text}: ${d.ms} != ${ms}`);
+    expect(d.ok, text).toBe(true);
+    if (d.ok) expect(Math.abs(d.ms - ms), `${text}: ${d.ms} != ${ms}`).toBeLessThan(1e-9);
   }
   const bad: [string, string][] = [
     ['', 'is empty'],
@@ -162,7 +147,7 @@ test('Go durations parse and format as Go does', () => {
     ['s', 'is not a number followed by a unit'],
     ['1..5s', 'has a number without a unit'],
   ];
-  for (const [text, reason] of bad) assert.deepEqual(parseGoDuration(text), { ok: false, reason }, text);
+  for (const [text, reason] of bad) expect(parseGoDuration(text), text).toStrictEqual({ ok: false, reason });
   const formats: [number, string][] = [
     [0, '0s'],
     [500, '500ms'],
@@ -175,24 +160,26 @@ test('Go durations parse and format as Go does', () => {
     [0.25, '250µs'],
     [-2000, '-2s'],
   ];
-  for (const [ms, text] of formats) assert.equal(formatGoDuration(ms), text, String(ms));
+  for (const [ms, text] of formats) expect(formatGoDuration(ms), String(ms)).toBe(text);
 });
 
 test('IPs, CIDRs and host:port as kube-proxy parses them', () => {
-  assert.equal(ipFamily('10.0.0.1'), 4);
-  assert.equal(ipFamily('010.000.000.001'), 4, 'sloppy IPv4: leading zeros allowed');
-  assert.equal(ipFamily('fd00::1'), 6);
-  assert.equal(ipFamily('::ffff:10.0.0.1'), 6);
-  for (const bad of ['10.0.0', '10.0.0.256', 'fe80::1%eth0', 'node-1', '']) assert.equal(ipFamily(bad), null, bad);
-  assert.deepEqual(parseCidr('10.244.0.0/16'), { family: 4, ip: '10.244.0.0', prefix: 16 });
-  assert.deepEqual(parseCidr('fd00:10:244::/56'), { family: 6, ip: 'fd00:10:244::', prefix: 56 });
-  for (const bad of ['10.0.0.0/33', '10.0.0.0', 'fd00::/129', '10.0.0.0/-1', 'primary']) assert.equal(parseCidr(bad), null, bad);
-  assert.equal(hostPortProblem('0.0.0.0:10256'), null);
-  assert.equal(hostPortProblem('[::]:10256'), null);
-  assert.equal(hostPortProblem('0.0.0.0'), 'must be IP:port (missing port in address)');
-  assert.equal(hostPortProblem('::1:10256'), 'must be IP:port (too many colons in address)');
-  assert.equal(appendPortIfNeeded('10.0.0.1', 10256), '10.0.0.1:10256');
-  assert.equal(appendPortIfNeeded('::', 10256), '[::]:10256');
-  assert.equal(appendPortIfNeeded('10.0.0.1:80', 10256), '10.0.0.1:80');
-  assert.ok(isUnspecifiedIP('0.0.0.0') && isUnspecifiedIP('::') && !isUnspecifiedIP('10.0.0.1'));
+  expect(ipFamily('10.0.0.1')).toBe(4);
+  expect(ipFamily('010.000.000.001'), 'sloppy IPv4: leading zeros allowed').toBe(4);
+  expect(ipFamily('fd00::1')).toBe(6);
+  expect(ipFamily('::ffff:10.0.0.1')).toBe(6);
+  for (const bad of ['10.0.0', '10.0.0.256', 'fe80::1%eth0', 'node-1', '']) expect(ipFamily(bad), bad).toBe(null);
+  expect(parseCidr('10.244.0.0/16')).toStrictEqual({ family: 4, ip: '10.244.0.0', prefix: 16 });
+  expect(parseCidr('fd00:10:244::/56')).toStrictEqual({ family: 6, ip: 'fd00:10:244::', prefix: 56 });
+  for (const bad of ['10.0.0.0/33', '10.0.0.0', 'fd00::/129', '10.0.0.0/-1', 'primary']) expect(parseCidr(bad), bad).toBe(null);
+  expect(hostPortProblem('0.0.0.0:10256')).toBe(null);
+  expect(hostPortProblem('[::]:10256')).toBe(null);
+  expect(hostPortProblem('0.0.0.0')).toBe('must be IP:port (missing port in address)');
+  expect(hostPortProblem('::1:10256')).toBe('must be IP:port (too many colons in address)');
+  expect(appendPortIfNeeded('10.0.0.1', 10256)).toBe('10.0.0.1:10256');
+  expect(appendPortIfNeeded('::', 10256)).toBe('[::]:10256');
+  expect(appendPortIfNeeded('10.0.0.1:80', 10256)).toBe('10.0.0.1:80');
+  expect(isUnspecifiedIP('0.0.0.0')).toBe(true);
+  expect(isUnspecifiedIP('::')).toBe(true);
+  expect(isUnspecifiedIP('10.0.0.1')).toBe(false);
 });

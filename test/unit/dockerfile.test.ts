@@ -5,8 +5,7 @@
 // `npm ci` (the BPF object, the addon), and the DaemonSet runs the image's
 // entry point with flags `switchyard run` knows.
 
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,8 +36,8 @@ function copies(text: string): Copy[] {
 
 test('every COPY from the build context names a file or directory in the repository', () => {
   const local = copies(dockerfile).filter((c) => c.from === null);
-  assert.ok(local.length >= 4, 'the build stage copies the sources');
-  for (const c of local) for (const s of c.srcs) assert.ok(existsSync(join(ROOT, s)), `Dockerfile copies ${s}, which does not exist`);
+  expect(local.length, 'the build stage copies the sources').toBeGreaterThanOrEqual(4);
+  for (const c of local) for (const s of c.srcs) expect(existsSync(join(ROOT, s)), `Dockerfile copies ${s}, which does not exist`).toBe(true);
 });
 
 test('every COPY --from=build names something the build stage has: copied sources or npm ci outputs', () => {
@@ -47,34 +46,34 @@ test('every COPY --from=build names something the build stage has: copied source
   inBuild.add('node_modules');
   for (const o of BUILD_OUTPUTS) inBuild.add(o);
   const fromBuild = copies(dockerfile).filter((c) => c.from === 'build');
-  assert.ok(fromBuild.length >= 4);
+  expect(fromBuild.length).toBeGreaterThanOrEqual(4);
   for (const c of fromBuild) {
     for (const s of c.srcs) {
       const rel = s.replace(/^\/app\//, '');
       const ok = [...inBuild].some((p) => rel === p || rel.startsWith(`${p}/`));
-      assert.ok(ok, `runtime stage copies ${s}, which the build stage neither copies nor builds`);
+      expect(ok, `runtime stage copies ${s}, which the build stage neither copies nor builds`).toBe(true);
     }
   }
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-  assert.match(pkg.scripts['build:bpf'] ?? '', /make -C bpf/);
-  assert.match(pkg.scripts['build:native'] ?? '', /cmake-js .*--out native\/build/);
-  assert.match(readFileSync(join(ROOT, 'bpf/Makefile'), 'utf8'), /OUT := build\/switchyard\.bpf\.o/);
+  expect(pkg.scripts['build:bpf'] ?? '').toMatch(/make -C bpf/);
+  expect(pkg.scripts['build:native'] ?? '').toMatch(/cmake-js .*--out native\/build/);
+  expect(readFileSync(join(ROOT, 'bpf/Makefile'), 'utf8')).toMatch(/OUT := build\/switchyard\.bpf\.o/);
 });
 
 test('the entry point exists and the DaemonSet runs it with flags switchyard run accepts', () => {
   const entry = /^ENTRYPOINT \["\/app\/([^"]+)"\]/m.exec(dockerfile)?.[1];
-  assert.equal(entry, 'bin/switchyard');
-  assert.ok(existsSync(join(ROOT, entry)));
+  expect(entry).toBe('bin/switchyard');
+  expect(existsSync(join(ROOT, entry!))).toBe(true);
   const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy/daemonset.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, unknown>);
   const ds = docs.find((d) => d['kind'] === 'DaemonSet') as { spec: { template: { spec: { containers: { command: string[]; args: string[] }[] } } } };
   const container = ds.spec.template.spec.containers[0];
-  assert.ok(container);
-  assert.deepEqual(container.command, ['/app/bin/switchyard']);
-  assert.equal(container.args[0], 'run');
+  expect(container).toBeDefined();
+  expect(container!.command).toStrictEqual(['/app/bin/switchyard']);
+  expect(container!.args[0]).toBe('run');
   const known = new Set(RUN_FLAGS.map((f) => f.name));
-  const unknown = container.args
+  const unknown = container!.args
     .slice(1)
     .map((a) => a.replace(/^--/, '').split('=')[0] ?? '')
     .filter((n) => !known.has(n));
-  assert.deepEqual(unknown, []);
+  expect(unknown).toStrictEqual([]);
 });

@@ -1,5 +1,4 @@
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { ProblemLog } from '../../src/util/problems.ts';
 import { createLogger } from '../../src/util/log.ts';
 
@@ -8,11 +7,11 @@ test('a persisting problem is logged once; it is logged again after it went away
   const log = new ProblemLog(createLogger('t', { write: (l) => lines.push(l) }));
   const a = { owner: 'default/web:http/TCP', field: 'nodePort', message: 'NodePort 30080 is not programmed' };
   const b = { owner: 'default/db:pg/TCP', field: 'sessionAffinity', message: 'affinity is not programmed' };
-  assert.equal(log.report([a]), 1);
-  assert.equal(log.report([a]), 0);
-  assert.equal(log.report([a, b]), 1);
-  assert.equal(log.report([b]), 0);
-  assert.equal(log.report([a, b]), 1, 'a came back');
-  assert.equal(lines.length, 3);
-  assert.match(lines[0] ?? '', /warn t not programmed servicePort=default\/web:http\/TCP field=nodePort/);
+  expect(log.report([a])).toBe(1);
+  expect(log.report([a])).toBe(0);
+  expect(log.report([a, b])).toBe(1);
+  expect(log.report([b])).toBe(0);
+  expect(log.report([a, b]), 'a came back').toBe(1);
+  expect(lines).toHaveLength(3);
+  expect(lines[0] ?? '').toMatch(/warn t not programmed servicePort=default\/web:http\/TCP field=nodePort/);
 });
