@@ -6,8 +6,7 @@
 // and the nftables proxier's packet-flow tests, restated as Services and
 // EndpointSlices. Notation: model-semantics-fixtures.ts.
 
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { ClusterCache } from '../../src/sources/cache.ts';
 import { SnapshotBuilder } from '../../src/model/snapshot.ts';
 import { TERMINATING, every, ep, eps, node, parse, runCase, service, slice, type Case } from './model-semantics-fixtures.ts';
@@ -378,7 +377,7 @@ const cases: Case[] = [
 
 for (const c of cases) test(`${c.name} [${c.from}]`, () => runCase(c));
 
-test('the table covers at least 25 rows', () => assert.ok(cases.length >= 25, `${cases.length} rows`));
+test('the table covers at least 25 rows', () => expect(cases.length, `${cases.length} rows`).toBeGreaterThanOrEqual(25));
 
 test("a change of this node's zone label reselects endpoints on the next incremental build", () => {
   const cache = new ClusterCache();
@@ -388,14 +387,14 @@ test("a change of this node's zone label reselects endpoints on the next increme
   const builder = new SnapshotBuilder({ cache, nodeName: 'node-a' });
   const first = builder.build('all');
   builder.commit(first);
-  assert.equal(eps(first.servicePorts.get('default/web:http/TCP')!.clusterEndpoints), a1);
+  expect(eps(first.servicePorts.get('default/web:http/TCP')!.clusterEndpoints)).toBe(a1);
   cache.apply(parse(node('z2')));
   const second = builder.build(new Set()); // no Service changed: only the Node did
-  assert.deepEqual(second.changed, new Set(['default/web:http/TCP']));
-  assert.equal(eps(second.servicePorts.get('default/web:http/TCP')!.clusterEndpoints), b1);
+  expect(second.changed).toStrictEqual(new Set(['default/web:http/TCP']));
+  expect(eps(second.servicePorts.get('default/web:http/TCP')!.clusterEndpoints)).toBe(b1);
   builder.commit(second);
   const third = builder.build(new Set());
-  assert.deepEqual(third.changed, new Set(), 'once committed, the same zone rebuilds nothing');
+  expect(third.changed, 'once committed, the same zone rebuilds nothing').toStrictEqual(new Set());
 });
 
 test('a change of hints alone is a change of the ServicePort', () => {
@@ -407,6 +406,6 @@ test('a change of hints alone is a change of the ServicePort', () => {
   builder.commit(builder.build('all'));
   cache.apply(parse(slice('web-1', [ep('10.244.1.1', { ...A, zones: ['z1'] }), ep('10.244.2.1', { ...B, zones: ['z2'] })])));
   const snap = builder.build(new Set(['default/web']));
-  assert.deepEqual(snap.changed, new Set(['default/web:http/TCP']));
-  assert.equal(eps(snap.servicePorts.get('default/web:http/TCP')!.clusterEndpoints), a1);
+  expect(snap.changed).toStrictEqual(new Set(['default/web:http/TCP']));
+  expect(eps(snap.servicePorts.get('default/web:http/TCP')!.clusterEndpoints)).toBe(a1);
 });

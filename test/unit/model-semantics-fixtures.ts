@@ -14,7 +14,7 @@
 // 10.244.0.0/16, Services 10.96.0.0/12; external clients 203.0.113.0/24,
 // ExternalIPs 192.0.2.0/24, LoadBalancer IPs 198.51.100.0/24.
 
-import assert from 'node:assert/strict';
+import { expect } from 'vitest';
 import { ClusterCache } from '../../src/sources/cache.ts';
 import { parseObject, type KubeObject } from '../../src/sources/objects.ts';
 import { SnapshotBuilder } from '../../src/model/snapshot.ts';
@@ -160,10 +160,10 @@ export function onlyPort(world: World, id?: string): ServicePortInfo {
   const ports = build(world);
   if (id !== undefined) {
     const sp = ports.get(id);
-    assert.ok(sp, `no ServicePort ${id}; have ${[...ports.keys()].join(', ')}`);
-    return sp;
+    expect(sp, `no ServicePort ${id}; have ${[...ports.keys()].join(', ')}`).toBeDefined();
+    return sp!;
   }
-  assert.equal(ports.size, 1, `expected one ServicePort, got ${[...ports.keys()].join(', ')}`);
+  expect(ports.size, `expected one ServicePort, got ${[...ports.keys()].join(', ')}`).toBe(1);
   return [...ports.values()][0]!;
 }
 
@@ -261,12 +261,12 @@ export function runCase(c: Case): void {
   const sp = onlyPort({ objects: c.objects, families: c.families }, c.port);
   if (c.sets) {
     const { hasAny, topology, ...lists } = c.sets;
-    assert.deepEqual(endpointSets(sp), lists, 'endpoint sets');
-    if (typeof hasAny === 'boolean') assert.equal(sp.hasAnyEndpoints?.IPv4, hasAny, 'hasAnyEndpoints.IPv4');
-    else assert.deepEqual(sp.hasAnyEndpoints, hasAny, 'hasAnyEndpoints');
-    assert.equal(sp.topologyMode?.IPv4, topology ?? '', 'topologyMode.IPv4');
+    expect(endpointSets(sp), 'endpoint sets').toStrictEqual(lists);
+    if (typeof hasAny === 'boolean') expect(sp.hasAnyEndpoints?.IPv4, 'hasAnyEndpoints.IPv4').toBe(hasAny);
+    else expect(sp.hasAnyEndpoints, 'hasAnyEndpoints').toStrictEqual(hasAny);
+    expect(sp.topologyMode?.IPv4, 'topologyMode.IPv4').toBe(topology ?? '');
   }
-  assert.deepEqual(verdictTable(sp, options(c.opts), c.verdicts), c.verdicts, 'verdicts');
+  expect(verdictTable(sp, options(c.opts), c.verdicts), 'verdicts').toStrictEqual(c.verdicts);
 }
 
 /** The same verdict for pod, node and external sources. */

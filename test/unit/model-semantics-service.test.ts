@@ -4,8 +4,7 @@
 // frontends that follow, and the Services kube-proxy ignores. Notation:
 // model-semantics-fixtures.ts.
 
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { ClusterCache } from '../../src/sources/cache.ts';
 import { SnapshotBuilder } from '../../src/model/snapshot.ts';
 import { servicePortEqual } from '../../src/model/equal.ts';
@@ -185,11 +184,11 @@ const rows: Row[] = [
 for (const r of rows) {
   test(`${r.name} [${r.from}]`, () => {
     const ports = build({ objects: [service(r.svc), slice('web-1', [ep('10.244.1.1', { node: 'node-a' })])] });
-    assert.equal(ports.size, 1);
+    expect(ports.size).toBe(1);
     const sp = [...ports.values()][0]!;
     const got = Object.fromEntries(Object.keys(DEFAULTS).map((k) => [k, sp[k as keyof Fields]]));
-    assert.deepEqual(got, { ...DEFAULTS, ...r.want });
-    assert.deepEqual(frontendLabels(sp), r.frontends);
+    expect(got).toStrictEqual({ ...DEFAULTS, ...r.want });
+    expect(frontendLabels(sp)).toStrictEqual(r.frontends);
   });
 }
 
@@ -202,7 +201,7 @@ const ignored: [string, Record<string, unknown>][] = [
 
 for (const [what, raw] of ignored) {
   test(`a Service ${what} has no ServicePorts, whatever its slices [servicechangetracker.go ShouldSkipService]`, () => {
-    assert.equal(build({ objects: [raw, slice('web-1', [ep('10.244.1.1', { node: 'node-a' })])] }).size, 0);
+    expect(build({ objects: [raw, slice('web-1', [ep('10.244.1.1', { node: 'node-a' })])] }).size).toBe(0);
   });
 }
 
@@ -226,9 +225,9 @@ test('each port of a Service is its own ServicePort with its own nodePort and en
   });
   const http = ports.get('default/web:http/TCP')!;
   const https = ports.get('default/web:https/TCP')!;
-  assert.deepEqual([http.nodePort, https.nodePort], [30080, 30443]);
-  assert.deepEqual(frontendLabels(https), ['clusterIP 10.96.0.10:443/TCP', 'nodePort *:30443/TCP']);
-  assert.deepEqual([http.clusterEndpoints[0]?.port, https.clusterEndpoints[0]?.port], [8080, 8443]);
+  expect([http.nodePort, https.nodePort]).toStrictEqual([30080, 30443]);
+  expect(frontendLabels(https)).toStrictEqual(['clusterIP 10.96.0.10:443/TCP', 'nodePort *:30443/TCP']);
+  expect([http.clusterEndpoints[0]?.port, https.clusterEndpoints[0]?.port]).toStrictEqual([8080, 8443]);
 });
 
 test('every new field takes part in change detection: a changed field is reported, an unchanged rebuild is not', () => {
@@ -261,10 +260,10 @@ test('every new field takes part in change detection: a changed field is reporte
   for (const v of [...variants, base]) {
     cache.apply(parse(service(v)));
     const snap = builder.build(new Set(['default/web']));
-    assert.deepEqual(snap.changed, new Set(['default/web:http/TCP']), JSON.stringify(v));
+    expect(snap.changed, JSON.stringify(v)).toStrictEqual(new Set(['default/web:http/TCP']));
     builder.commit(snap);
     const again = builder.build(new Set(['default/web']));
-    assert.deepEqual(again.changed, new Set(), `rebuilt unchanged: ${JSON.stringify(v)}`);
-    assert.ok(servicePortEqual(again.servicePorts.get('default/web:http/TCP')!, snap.servicePorts.get('default/web:http/TCP')!));
+    expect(again.changed, `rebuilt unchanged: ${JSON.stringify(v)}`).toStrictEqual(new Set());
+    expect(servicePortEqual(again.servicePorts.get('default/web:http/TCP')!, snap.servicePorts.get('default/web:http/TCP')!)).toBeTruthy();
   }
 });

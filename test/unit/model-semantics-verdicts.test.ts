@@ -8,8 +8,7 @@
 // TestNoEndpointsReject, TestOverallNFTablesRules) and the decisions in
 // nftables/proxier.go syncProxyRules. Notation: model-semantics-fixtures.ts.
 
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { decide, frontendsOf, masqueradeFor, verdicts } from '../../src/model/verdict.ts';
 import type { EndpointInfo, ServicePortInfo } from '../../src/model/types.ts';
 import { TERMINATING, every, ep, node, options, runCase, service, showVerdict, slice, type Case } from './model-semantics-fixtures.ts';
@@ -386,7 +385,7 @@ const cases: Case[] = [
 
 for (const c of cases) test(`${c.name} [${c.from}]`, () => runCase(c));
 
-test('the table covers at least 25 rows', () => assert.ok(cases.length >= 25, `${cases.length} rows`));
+test('the table covers at least 25 rows', () => expect(cases.length, `${cases.length} rows`).toBeGreaterThanOrEqual(25));
 
 // -- Outside the table ---------------------------------------------------------
 
@@ -415,10 +414,10 @@ test('hairpin: a pod reaching itself through its Service is masqueraded even whe
   };
   const [frontend] = frontendsOf(sp);
   const v = decide(sp, frontend!, 'pod', options());
-  assert.equal(showVerdict(v), 'dnat 10.244.1.1:8080');
+  expect(showVerdict(v)).toBe('dnat 10.244.1.1:8080');
   if (v.action !== 'dnat') throw new Error('expected dnat');
-  assert.equal(masqueradeFor(v, v.endpoints[0]!, '10.244.1.1'), true, 'source is the chosen endpoint');
-  assert.equal(masqueradeFor(v, v.endpoints[0]!, '10.244.1.7'), false);
+  expect(masqueradeFor(v, v.endpoints[0]!, '10.244.1.1'), 'source is the chosen endpoint').toBe(true);
+  expect(masqueradeFor(v, v.endpoints[0]!, '10.244.1.7')).toBe(false);
 });
 
 test('a hand-made ServicePortInfo (fields from before this model) reads as a ClusterIP Service with Cluster policy', () => {
@@ -434,12 +433,11 @@ test('a hand-made ServicePortInfo (fields from before this model) reads as a Clu
     clusterEndpoints: [endpoint('10.244.1.1', true), endpoint('10.244.2.1')],
   };
   const table = verdicts(sp, options());
-  assert.deepEqual(
-    table.map((r) => [r.frontend.kind, r.allowedSources, showVerdict(r.pod), showVerdict(r.node)]),
-    [['clusterIP', null, 'dnat 10.244.1.1:8080 10.244.2.1:8080', 'masq 10.244.1.1:8080 10.244.2.1:8080']],
-  );
+  expect(table.map((r) => [r.frontend.kind, r.allowedSources, showVerdict(r.pod), showVerdict(r.node)])).toStrictEqual([
+    ['clusterIP', null, 'dnat 10.244.1.1:8080 10.244.2.1:8080', 'masq 10.244.1.1:8080 10.244.2.1:8080'],
+  ]);
   const empty: ServicePortInfo = { ...sp, endpoints: [], clusterEndpoints: [] };
-  assert.equal(showVerdict(decide(empty, frontendsOf(empty)[0]!, 'pod', options())), 'reject');
+  expect(showVerdict(decide(empty, frontendsOf(empty)[0]!, 'pod', options()))).toBe('reject');
 });
 
 test('allowedSources lists the ranges of the frontend family, plus the VIPs when a range holds a node address', () => {
@@ -457,7 +455,7 @@ test('allowedSources lists the ranges of the frontend family, plus the VIPs when
     loadBalancerSourceRanges: ['198.18.0.0/15', '2001:db8::/32'],
   };
   const [, lb] = verdicts(sp, options());
-  assert.equal(lb?.frontend.kind, 'loadBalancer');
-  assert.deepEqual(lb?.allowedSources, ['198.18.0.0/15', '198.51.100.1/32']);
-  assert.deepEqual(verdicts(sp, options({ nodeIPs: ['192.168.0.2'] }))[1]?.allowedSources, ['198.18.0.0/15']);
+  expect(lb?.frontend.kind).toBe('loadBalancer');
+  expect(lb?.allowedSources).toStrictEqual(['198.18.0.0/15', '198.51.100.1/32']);
+  expect(verdicts(sp, options({ nodeIPs: ['192.168.0.2'] }))[1]?.allowedSources).toStrictEqual(['198.18.0.0/15']);
 });

@@ -1,5 +1,4 @@
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { ClusterCache } from '../../src/sources/cache.ts';
 import { parseObject, type KubeObject } from '../../src/sources/objects.ts';
 import { SnapshotBuilder } from '../../src/model/snapshot.ts';
@@ -58,14 +57,18 @@ test('one ServicePortInfo per spec port with id namespace/name:portName/PROTO', 
     ),
   );
   const snap = sync(cache, builder, true);
-  assert.deepEqual([...snap.servicePorts.keys()].sort(), ['default/dns:dns-tcp/TCP', 'default/dns:dns/UDP']);
+  expect([...snap.servicePorts.keys()].sort()).toStrictEqual(['default/dns:dns-tcp/TCP', 'default/dns:dns/UDP']);
   const sp = snap.servicePorts.get('default/dns:dns/UDP')!;
-  assert.deepEqual(
-    { ns: sp.namespace, name: sp.name, portName: sp.portName, proto: sp.protocol, port: sp.port, ips: sp.clusterIPs },
-    { ns: 'default', name: 'dns', portName: 'dns', proto: 'UDP', port: 53, ips: ['10.96.0.10', 'fd00::a'] },
-  );
-  assert.equal(snap.changed, 'all');
-  assert.equal(snap.nodeName, 'node-a');
+  expect({ ns: sp.namespace, name: sp.name, portName: sp.portName, proto: sp.protocol, port: sp.port, ips: sp.clusterIPs }).toStrictEqual({
+    ns: 'default',
+    name: 'dns',
+    portName: 'dns',
+    proto: 'UDP',
+    port: 53,
+    ips: ['10.96.0.10', 'fd00::a'],
+  });
+  expect(snap.changed).toBe('all');
+  expect(snap.nodeName).toBe('node-a');
 });
 
 test('slice ports match ServicePorts by name and protocol, across two slices', () => {
@@ -95,9 +98,9 @@ test('slice ports match ServicePorts by name and protocol, across two slices', (
     ),
   );
   const snap = sync(cache, builder, true);
-  assert.deepEqual(addrs(snap.servicePorts.get('default/web:http/TCP')!.endpoints), ['10.0.0.1:8080', '10.0.0.2:9090']);
+  expect(addrs(snap.servicePorts.get('default/web:http/TCP')!.endpoints)).toStrictEqual(['10.0.0.1:8080', '10.0.0.2:9090']);
   // dns/TCP in web-1 does not serve the UDP ServicePort
-  assert.deepEqual(addrs(snap.servicePorts.get('default/web:dns/UDP')!.endpoints), ['10.0.0.2:5353']);
+  expect(addrs(snap.servicePorts.get('default/web:dns/UDP')!.endpoints)).toStrictEqual(['10.0.0.2:5353']);
 });
 
 test('a slice port without a number is skipped; other families are not used for endpoints', () => {
@@ -106,7 +109,7 @@ test('a slice port without a number is skipped; other families are not used for 
     slice('web-1', 'web', [{ name: 'http' }], [{ addresses: ['10.0.0.1'] }]),
     slice('web-6', 'web', [{ name: 'http', port: 80 }], [{ addresses: ['fd00::1'] }], 'IPv6'),
   );
-  assert.deepEqual(sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.endpoints, []);
+  expect(sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.endpoints).toStrictEqual([]);
 });
 
 test('an endpoint present in two slices is counted once: a non-terminating copy wins, else the first by slice name', () => {
@@ -134,14 +137,14 @@ test('an endpoint present in two slices is counted once: a non-terminating copy 
     ),
   );
   const eps = sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.endpoints;
-  assert.deepEqual(addrs(eps), ['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.3:8080']);
-  assert.deepEqual(
-    [eps[0]!.nodeName, eps[0]!.terminating, eps[0]!.isLocal],
-    ['node-a', false, true],
-    'the running copy replaces a terminating one (reused pod IP)',
-  );
-  assert.equal(eps[1]!.zone, 'z1', 'both running: the first slice (by name) wins, even over a local copy');
-  assert.equal(eps[2]!.nodeName, 'node-b', 'both terminating: the first slice wins');
+  expect(addrs(eps)).toStrictEqual(['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.3:8080']);
+  expect([eps[0]!.nodeName, eps[0]!.terminating, eps[0]!.isLocal], 'the running copy replaces a terminating one (reused pod IP)').toStrictEqual([
+    'node-a',
+    false,
+    true,
+  ]);
+  expect(eps[1]!.zone, 'both running: the first slice (by name) wins, even over a local copy').toBe('z1');
+  expect(eps[2]!.nodeName, 'both terminating: the first slice wins').toBe('node-b');
 });
 
 test('the same address with two different port numbers is two endpoints', () => {
@@ -150,7 +153,7 @@ test('the same address with two different port numbers is two endpoints', () => 
     slice('web-1', 'web', [{ name: 'http', port: 8080 }], [{ addresses: ['10.0.0.1'] }]),
     slice('web-2', 'web', [{ name: 'http', port: 8081 }], [{ addresses: ['10.0.0.1'] }]),
   );
-  assert.deepEqual(addrs(sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.endpoints), ['10.0.0.1:8080', '10.0.0.1:8081']);
+  expect(addrs(sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.endpoints)).toStrictEqual(['10.0.0.1:8080', '10.0.0.1:8081']);
 });
 
 test('endpoints are sorted by ip then port and carry nil-defaulted conditions', () => {
@@ -160,15 +163,12 @@ test('endpoints are sorted by ip then port and carry nil-defaulted conditions', 
     slice('a', 'web', [{ name: 'http', port: 80 }], [{ addresses: ['10.0.0.2'], conditions: { ready: false, serving: true, terminating: true } }]),
   );
   const sp = sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!;
-  assert.deepEqual(
-    sp.endpoints.map((e) => [e.ip, e.ready, e.serving, e.terminating]),
-    [
-      ['10.0.0.1', false, true, false],
-      ['10.0.0.2', false, true, true],
-      ['10.0.0.3', true, true, false],
-    ],
-  );
-  assert.deepEqual(addrs(sp.clusterEndpoints), ['10.0.0.3:80'], 'not-ready endpoints are excluded');
+  expect(sp.endpoints.map((e) => [e.ip, e.ready, e.serving, e.terminating])).toStrictEqual([
+    ['10.0.0.1', false, true, false],
+    ['10.0.0.2', false, true, true],
+    ['10.0.0.3', true, true, false],
+  ]);
+  expect(addrs(sp.clusterEndpoints), 'not-ready endpoints are excluded').toStrictEqual(['10.0.0.3:80']);
 });
 
 test('with no ready endpoint, cluster traffic falls back to serving+terminating ones', () => {
@@ -185,7 +185,7 @@ test('with no ready endpoint, cluster traffic falls back to serving+terminating 
       ],
     ),
   );
-  assert.deepEqual(addrs(sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.clusterEndpoints), ['10.0.0.1:80']);
+  expect(addrs(sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.clusterEndpoints)).toStrictEqual(['10.0.0.1:80']);
 });
 
 test('selectClusterEndpoints: ready first, fallback only when nothing is ready, empty otherwise', () => {
@@ -200,9 +200,9 @@ test('selectClusterEndpoints: ready first, fallback only when nothing is ready, 
     isLocal: false,
   });
   const node = { name: 'n', zone: null };
-  assert.deepEqual(addrs(selectClusterEndpoints([ep('1.1.1.1', true, true, false), ep('1.1.1.2', false, true, true)], node)), ['1.1.1.1:80']);
-  assert.deepEqual(addrs(selectClusterEndpoints([ep('1.1.1.2', false, true, true)], node)), ['1.1.1.2:80']);
-  assert.deepEqual(selectClusterEndpoints([ep('1.1.1.3', false, false, false)], node), []);
+  expect(addrs(selectClusterEndpoints([ep('1.1.1.1', true, true, false), ep('1.1.1.2', false, true, true)], node))).toStrictEqual(['1.1.1.1:80']);
+  expect(addrs(selectClusterEndpoints([ep('1.1.1.2', false, true, true)], node))).toStrictEqual(['1.1.1.2:80']);
+  expect(selectClusterEndpoints([ep('1.1.1.3', false, false, false)], node)).toStrictEqual([]);
 });
 
 test('incremental build: only the changed Service is rebuilt and listed; others keep their objects', () => {
@@ -223,7 +223,7 @@ test('incremental build: only the changed Service is rebuilt and listed; others 
     ),
   );
   const first = sync(cache, builder);
-  assert.deepEqual(first.changed, new Set(['default/a:http/TCP', 'default/b:http/TCP', 'default/b:https/TCP']));
+  expect(first.changed).toStrictEqual(new Set(['default/a:http/TCP', 'default/b:http/TCP', 'default/b:https/TCP']));
 
   cache.apply(
     slice(
@@ -237,10 +237,10 @@ test('incremental build: only the changed Service is rebuilt and listed; others 
     ),
   );
   const second = sync(cache, builder);
-  assert.deepEqual(second.changed, new Set(['default/b:http/TCP', 'default/b:https/TCP']));
-  assert.equal(second.servicePorts.get('default/a:http/TCP'), first.servicePorts.get('default/a:http/TCP'), 'unchanged Service: same object');
-  assert.deepEqual(addrs(second.servicePorts.get('default/b:https/TCP')!.endpoints), ['10.0.0.1:8443', '10.0.0.2:8443']);
-  assert.deepEqual(addrs(first.servicePorts.get('default/b:https/TCP')!.endpoints), ['10.0.0.1:8443'], 'earlier snapshots are not mutated');
+  expect(second.changed).toStrictEqual(new Set(['default/b:http/TCP', 'default/b:https/TCP']));
+  expect(second.servicePorts.get('default/a:http/TCP'), 'unchanged Service: same object').toBe(first.servicePorts.get('default/a:http/TCP'));
+  expect(addrs(second.servicePorts.get('default/b:https/TCP')!.endpoints)).toStrictEqual(['10.0.0.1:8443', '10.0.0.2:8443']);
+  expect(addrs(first.servicePorts.get('default/b:https/TCP')!.endpoints), 'earlier snapshots are not mutated').toStrictEqual(['10.0.0.1:8443']);
 });
 
 test('a change that rebuilds to the same ports is not reported, and keeps the same objects', () => {
@@ -249,8 +249,8 @@ test('a change that rebuilds to the same ports is not reported, and keeps the sa
   // A new slice with only a port the Service does not have: the Service key changes, its ports do not.
   cache.apply(slice('a-2', 'a', [{ name: 'metrics', port: 9100 }], [{ addresses: ['10.0.0.9'] }]));
   const second = sync(cache, builder);
-  assert.deepEqual(second.changed, new Set());
-  assert.equal(second.servicePorts.get('default/a:http/TCP'), first.servicePorts.get('default/a:http/TCP'));
+  expect(second.changed).toStrictEqual(new Set());
+  expect(second.servicePorts.get('default/a:http/TCP')).toBe(first.servicePorts.get('default/a:http/TCP'));
 });
 
 test('removed Services and removed ports are in changed and absent from servicePorts', () => {
@@ -265,8 +265,8 @@ test('removed Services and removed ports are in changed and absent from serviceP
   cache.delete({ kind: 'Service', key: 'default/a' });
   cache.apply(service('b', [{ name: 'http', port: 80 }]));
   const snap = sync(cache, builder);
-  assert.deepEqual(snap.changed, new Set(['default/a:http/TCP', 'default/b:admin/TCP']));
-  assert.deepEqual([...snap.servicePorts.keys()], ['default/b:http/TCP']);
+  expect(snap.changed).toStrictEqual(new Set(['default/a:http/TCP', 'default/b:admin/TCP']));
+  expect([...snap.servicePorts.keys()]).toStrictEqual(['default/b:http/TCP']);
   // a Service that becomes headless is deleted from the cache by its source: same outcome
 });
 
@@ -276,11 +276,11 @@ test('changed is relative to the last committed snapshot: an uncommitted build i
   cache.apply(service('a', [{ name: 'http', port: 81 }]));
   const token = cache.changes.peek();
   const failed = builder.build(token.services); // dataplane fails: no commit
-  assert.deepEqual(failed.changed, new Set(['default/a:http/TCP']));
+  expect(failed.changed).toStrictEqual(new Set(['default/a:http/TCP']));
   cache.apply(service('b', [{ name: 'http', port: 80 }]));
   const retry = sync(cache, builder);
-  assert.deepEqual(retry.changed, new Set(['default/a:http/TCP', 'default/b:http/TCP']));
-  assert.equal(retry.servicePorts.get('default/a:http/TCP')!.port, 81);
+  expect(retry.changed).toStrictEqual(new Set(['default/a:http/TCP', 'default/b:http/TCP']));
+  expect(retry.servicePorts.get('default/a:http/TCP')!.port).toBe(81);
 });
 
 test('commit rejects snapshots it did not build or built from an older baseline', () => {
@@ -288,9 +288,9 @@ test('commit rejects snapshots it did not build or built from an older baseline'
   const a = builder.build(new Set(['default/a']));
   const b = builder.build(new Set(['default/a']));
   builder.commit(a);
-  assert.throws(() => builder.commit(b), /older baseline/);
-  assert.throws(() => builder.commit({ nodeName: 'x', servicePorts: new Map(), changed: 'all' }), /not built by this builder/);
-  assert.equal(builder.committed, a);
+  expect(() => builder.commit(b)).toThrow(/older baseline/);
+  expect(() => builder.commit({ nodeName: 'x', servicePorts: new Map(), changed: 'all' })).toThrow(/not built by this builder/);
+  expect(builder.committed).toBe(a);
 });
 
 test('isLocal follows this node name', () => {
@@ -304,12 +304,6 @@ test('isLocal follows this node name', () => {
     ),
   );
   const eps = sync(cache, builder, true).servicePorts.get('default/web:http/TCP')!.endpoints;
-  assert.deepEqual(
-    eps.map((e) => e.isLocal),
-    [true, false, false],
-  );
-  assert.deepEqual(
-    eps.map((e) => e.nodeName),
-    ['node-a', 'node-b', null],
-  );
+  expect(eps.map((e) => e.isLocal)).toStrictEqual([true, false, false]);
+  expect(eps.map((e) => e.nodeName)).toStrictEqual(['node-a', 'node-b', null]);
 });
