@@ -1,5 +1,4 @@
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { ClusterCache } from '../../src/sources/cache.ts';
 import { parseObject, type KubeObject } from '../../src/sources/objects.ts';
 
@@ -26,16 +25,16 @@ function slice(name: string, serviceName: string, ips: string[], ns = 'default')
 
 test('apply and delete record the Service key; an identical re-apply records nothing', () => {
   const cache = new ClusterCache();
-  assert.equal(cache.apply(service('web')), true);
-  assert.deepEqual(cache.takeChanges(), new Set(['default/web']));
-  assert.equal(cache.apply(service('web')), false, 'same content again is a no-op');
-  assert.deepEqual(cache.takeChanges(), new Set());
-  assert.equal(cache.apply(service('web', 'default', 81)), true);
-  assert.equal(cache.services.get('default/web')?.ports[0]?.port, 81);
-  assert.equal(cache.delete({ kind: 'Service', key: 'default/web' }), true);
-  assert.equal(cache.delete({ kind: 'Service', key: 'default/web' }), false);
-  assert.deepEqual(cache.takeChanges(), new Set(['default/web']));
-  assert.equal(cache.services.size, 0);
+  expect(cache.apply(service('web'))).toBe(true);
+  expect(cache.takeChanges()).toStrictEqual(new Set(['default/web']));
+  expect(cache.apply(service('web')), 'same content again is a no-op').toBe(false);
+  expect(cache.takeChanges()).toStrictEqual(new Set());
+  expect(cache.apply(service('web', 'default', 81))).toBe(true);
+  expect(cache.services.get('default/web')?.ports[0]?.port).toBe(81);
+  expect(cache.delete({ kind: 'Service', key: 'default/web' })).toBe(true);
+  expect(cache.delete({ kind: 'Service', key: 'default/web' })).toBe(false);
+  expect(cache.takeChanges()).toStrictEqual(new Set(['default/web']));
+  expect(cache.services.size).toBe(0);
 });
 
 test('EndpointSlices are indexed by Service and record the Service key, not the slice key', () => {
@@ -43,13 +42,13 @@ test('EndpointSlices are indexed by Service and record the Service key, not the 
   cache.apply(slice('web-a', 'web', ['10.0.0.1']));
   cache.apply(slice('web-b', 'web', ['10.0.0.2']));
   cache.apply(slice('db-a', 'db', ['10.0.0.3'], 'prod'));
-  assert.deepEqual([...(cache.endpointSlices.forService('default/web')?.keys() ?? [])], ['default/web-a', 'default/web-b']);
-  assert.deepEqual(cache.takeChanges(), new Set(['default/web', 'prod/db']));
+  expect([...(cache.endpointSlices.forService('default/web')?.keys() ?? [])]).toStrictEqual(['default/web-a', 'default/web-b']);
+  expect(cache.takeChanges()).toStrictEqual(new Set(['default/web', 'prod/db']));
   cache.delete({ kind: 'EndpointSlice', key: 'default/web-a' });
-  assert.deepEqual([...(cache.endpointSlices.forService('default/web')?.keys() ?? [])], ['default/web-b']);
+  expect([...(cache.endpointSlices.forService('default/web')?.keys() ?? [])]).toStrictEqual(['default/web-b']);
   cache.delete({ kind: 'EndpointSlice', key: 'default/web-b' });
-  assert.equal(cache.endpointSlices.forService('default/web'), undefined, 'empty index entries are dropped');
-  assert.deepEqual(cache.takeChanges(), new Set(['default/web']));
+  expect(cache.endpointSlices.forService('default/web'), 'empty index entries are dropped').toBe(undefined);
+  expect(cache.takeChanges()).toStrictEqual(new Set(['default/web']));
 });
 
 test('a slice relabelled to another Service moves in the index and changes both Services', () => {
@@ -57,9 +56,9 @@ test('a slice relabelled to another Service moves in the index and changes both 
   cache.apply(slice('s1', 'web', ['10.0.0.1']));
   cache.takeChanges();
   cache.apply(slice('s1', 'api', ['10.0.0.1']));
-  assert.equal(cache.endpointSlices.forService('default/web'), undefined);
-  assert.equal(cache.endpointSlices.forService('default/api')?.size, 1);
-  assert.deepEqual(cache.takeChanges(), new Set(['default/web', 'default/api']));
+  expect(cache.endpointSlices.forService('default/web')).toBe(undefined);
+  expect(cache.endpointSlices.forService('default/api')?.size).toBe(1);
+  expect(cache.takeChanges()).toStrictEqual(new Set(['default/web', 'default/api']));
 });
 
 test('peek/commit: a change made after the peek survives the commit of that peek', () => {
@@ -69,9 +68,8 @@ test('peek/commit: a change made after the peek survives the commit of that peek
   now = 2000;
   cache.apply(service('b'));
   const token = cache.changes.peek();
-  assert.deepEqual(token.services, new Set(['default/a', 'default/b']));
-  assert.deepEqual(
-    token.seenAt,
+  expect(token.services).toStrictEqual(new Set(['default/a', 'default/b']));
+  expect(token.seenAt).toStrictEqual(
     new Map([
       ['default/a', 1000],
       ['default/b', 2000],
@@ -81,8 +79,8 @@ test('peek/commit: a change made after the peek survives the commit of that peek
   cache.apply(service('b', 'default', 99)); // changed again while "syncing"
   cache.changes.commit(token);
   const next = cache.changes.peek();
-  assert.deepEqual(next.services, new Set(['default/b']));
-  assert.equal(next.seenAt.get('default/b'), 2000, 'first-seen time is kept until programmed');
+  expect(next.services).toStrictEqual(new Set(['default/b']));
+  expect(next.seenAt.get('default/b'), 'first-seen time is kept until programmed').toBe(2000);
 });
 
 test('a failed sync (no commit) keeps every change for the next peek', () => {
@@ -90,18 +88,18 @@ test('a failed sync (no commit) keeps every change for the next peek', () => {
   cache.apply(service('a'));
   const first = cache.changes.peek();
   const second = cache.changes.peek();
-  assert.deepEqual(second.services, first.services);
+  expect(second.services).toStrictEqual(first.services);
   cache.changes.commit(second);
-  assert.equal(cache.changes.size, 0);
+  expect(cache.changes.size).toBe(0);
 });
 
 test('node changes are tracked separately', () => {
   const cache = new ClusterCache();
   cache.apply(obj({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1' } }));
   const token = cache.changes.peek();
-  assert.equal(token.nodes, true);
-  assert.equal(token.services.size, 0);
+  expect(token.nodes).toBe(true);
+  expect(token.services.size).toBe(0);
   cache.changes.commit(token);
-  assert.equal(cache.changes.peek().nodes, false);
-  assert.equal(cache.nodes.get('n1')?.name, 'n1');
+  expect(cache.changes.peek().nodes).toBe(false);
+  expect(cache.nodes.get('n1')?.name).toBe('n1');
 });

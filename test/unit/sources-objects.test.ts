@@ -1,5 +1,4 @@
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { parseObject, ValidationError, type EndpointSlice, type ParseResult, type Service } from '../../src/sources/objects.ts';
 
 function svc(spec: Record<string, unknown>, meta: Record<string, unknown> = {}): Record<string, unknown> {
@@ -17,27 +16,27 @@ function slice(body: Record<string, unknown>, labels: Record<string, unknown> = 
 }
 
 function errorOf(r: ParseResult): ValidationError {
-  assert.equal(r.status, 'invalid', `expected invalid, got ${JSON.stringify(r)}`);
+  expect(r.status, `expected invalid, got ${JSON.stringify(r)}`).toBe('invalid');
   if (r.status !== 'invalid') throw new Error('unreachable');
-  assert.ok(r.error instanceof ValidationError);
+  expect(r.error).toBeInstanceOf(ValidationError);
   return r.error;
 }
 
 function validService(r: ParseResult): Service {
-  assert.equal(r.status, 'valid', JSON.stringify(r));
+  expect(r.status, JSON.stringify(r)).toBe('valid');
   if (r.status !== 'valid' || r.object.kind !== 'Service') throw new Error('not a valid Service');
   return r.object;
 }
 
 function validSlice(r: ParseResult): EndpointSlice {
-  assert.equal(r.status, 'valid', JSON.stringify(r));
+  expect(r.status, JSON.stringify(r)).toBe('valid');
   if (r.status !== 'valid' || r.object.kind !== 'EndpointSlice') throw new Error('not a valid EndpointSlice');
   return r.object;
 }
 
 test('a valid Service gets API defaults: type, protocol, targetPort', () => {
   const s = validService(parseObject(svc({ clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 80 }] }, { namespace: undefined })));
-  assert.deepEqual(s, {
+  expect(s).toStrictEqual({
     kind: 'Service',
     namespace: 'default',
     name: 'web',
@@ -68,10 +67,10 @@ test('a bad port names the object and the field path', () => {
       }),
     ),
   );
-  assert.equal(e.message, 'Service default/web: spec.ports[1].port: must be an integer 1-65535, got "http"');
-  assert.equal(e.object, 'Service default/web');
-  assert.equal(e.field, 'spec.ports[1].port');
-  assert.equal(e.code, 'INVALID_OBJECT');
+  expect(e.message).toBe('Service default/web: spec.ports[1].port: must be an integer 1-65535, got "http"');
+  expect(e.object).toBe('Service default/web');
+  expect(e.field).toBe('spec.ports[1].port');
+  expect(e.code).toBe('INVALID_OBJECT');
 });
 
 test('validation messages for other Service fields', () => {
@@ -108,15 +107,15 @@ test('validation messages for other Service fields', () => {
     [{ ...svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }), apiVersion: 'v2' }, 'Service default/web: apiVersion: must be "v1", got "v2"'],
     [svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }] }, { labels: { app: 5 } }), 'Service default/web: metadata.labels["app"]: must be a string, got 5'],
   ];
-  for (const [raw, message] of cases) assert.equal(errorOf(parseObject(raw)).message, message);
+  for (const [raw, message] of cases) expect(errorOf(parseObject(raw)).message).toBe(message);
 });
 
 test('an invalid object still names its cache key when metadata allows it', () => {
   const r = parseObject(svc({ clusterIP: 'bad', ports: [{ port: 80 }] }, { namespace: 'prod' }));
-  assert.equal(r.status, 'invalid');
-  assert.deepEqual(r.status === 'invalid' && r.ref, { kind: 'Service', key: 'prod/web' });
+  expect(r.status).toBe('invalid');
+  expect(r.status === 'invalid' && r.ref).toStrictEqual({ kind: 'Service', key: 'prod/web' });
   const unnamed = parseObject(svc({}, { name: undefined }));
-  assert.equal(unnamed.status === 'invalid' && unnamed.ref, null);
+  expect(unnamed.status === 'invalid' && unnamed.ref).toBe(null);
 });
 
 test('headless, ExternalName, unset clusterIP and proxy-name/headless labels are ignored, not errors', () => {
@@ -134,20 +133,19 @@ test('headless, ExternalName, unset clusterIP and proxy-name/headless labels are
   ];
   for (const [raw, reason] of cases) {
     const r = parseObject(raw);
-    assert.equal(r.status, 'ignored', JSON.stringify(r));
-    assert.equal(r.status === 'ignored' && r.reason, reason);
-    assert.deepEqual(r.status === 'ignored' && r.ref, { kind: 'Service', key: 'default/web' });
+    expect(r.status, JSON.stringify(r)).toBe('ignored');
+    expect(r.status === 'ignored' && r.reason).toBe(reason);
+    expect(r.status === 'ignored' && r.ref).toStrictEqual({ kind: 'Service', key: 'default/web' });
   }
 });
 
 test('clusterIP alone (or with an empty clusterIPs) is the single ClusterIP', () => {
-  assert.deepEqual(validService(parseObject(svc({ clusterIP: '10.96.0.7', clusterIPs: [], ports: [{ port: 80 }] }))).clusterIPs, ['10.96.0.7']);
-  assert.deepEqual(validService(parseObject(svc({ clusterIP: '10.96.0.7', clusterIPs: ['10.96.0.7', 'fd00::7'], ports: [{ port: 80 }] }))).clusterIPs, [
+  expect(validService(parseObject(svc({ clusterIP: '10.96.0.7', clusterIPs: [], ports: [{ port: 80 }] }))).clusterIPs).toStrictEqual(['10.96.0.7']);
+  expect(validService(parseObject(svc({ clusterIP: '10.96.0.7', clusterIPs: ['10.96.0.7', 'fd00::7'], ports: [{ port: 80 }] }))).clusterIPs).toStrictEqual([
     '10.96.0.7',
     'fd00::7',
   ]);
-  assert.equal(
-    errorOf(parseObject(svc({ clusterIPs: ['10.96.0.7', '10.96.0.8'], ports: [{ port: 80 }] }))).message,
+  expect(errorOf(parseObject(svc({ clusterIPs: ['10.96.0.7', '10.96.0.8'], ports: [{ port: 80 }] }))).message).toBe(
     'Service default/web: spec.clusterIPs[1]: must be of the other IP family than "10.96.0.7", got "10.96.0.8"',
   );
 });
@@ -162,9 +160,9 @@ test('NodePort and LoadBalancer Services keep their ClusterIP; dual-stack cluste
       }),
     ),
   );
-  assert.equal(s.type, 'NodePort');
-  assert.deepEqual(s.clusterIPs, ['fd00::10', '10.96.0.10']);
-  assert.deepEqual(s.ports[0], { name: 'dns', protocol: 'UDP', port: 53, targetPort: 'dns-udp', nodePort: 30053 });
+  expect(s.type).toBe('NodePort');
+  expect(s.clusterIPs).toStrictEqual(['fd00::10', '10.96.0.10']);
+  expect(s.ports[0]).toStrictEqual({ name: 'dns', protocol: 'UDP', port: 53, targetPort: 'dns-udp', nodePort: 30053 });
 });
 
 test('EndpointSlice conditions follow the nil rules: ready nil=true, serving nil=true (as in kube-proxy), terminating nil=false', () => {
@@ -182,14 +180,14 @@ test('EndpointSlice conditions follow the nil rules: ready nil=true, serving nil
     ),
   );
   const conds = s.endpoints.map((e) => [e.addresses[0], e.ready, e.serving, e.terminating]);
-  assert.deepEqual(conds, [
+  expect(conds).toStrictEqual([
     ['10.0.0.1', true, true, false],
     ['10.0.0.2', false, true, false],
     ['10.0.0.3', false, true, true],
     ['10.0.0.4', true, true, false],
   ]);
-  assert.equal(s.serviceKey, 'default/web');
-  assert.deepEqual(s.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+  expect(s.serviceKey).toBe('default/web');
+  expect(s.ports).toStrictEqual([{ name: 'http', port: 8080, protocol: 'TCP' }]);
 });
 
 test('EndpointSlice: unnamed and portless ports are kept as "" and null; endpoints sorted by address', () => {
@@ -201,16 +199,13 @@ test('EndpointSlice: unnamed and portless ports are kept as "" and null; endpoin
       }),
     ),
   );
-  assert.deepEqual(s.ports, [
+  expect(s.ports).toStrictEqual([
     { name: '', port: 80, protocol: 'TCP' },
     { name: 'x', port: null, protocol: 'TCP' },
   ]);
-  assert.deepEqual(
-    s.endpoints.map((e) => e.addresses[0]),
-    ['10.0.0.10', '10.0.0.9'],
-  );
-  assert.equal(s.endpoints[1]!.nodeName, 'n1');
-  assert.equal(s.endpoints[1]!.zone, 'z1');
+  expect(s.endpoints.map((e) => e.addresses[0])).toStrictEqual(['10.0.0.10', '10.0.0.9']);
+  expect(s.endpoints[1]!.nodeName).toBe('n1');
+  expect(s.endpoints[1]!.zone).toBe('z1');
 });
 
 test('EndpointSlice: endpoints with a bad or wrong-family address are dropped with a warning', () => {
@@ -219,49 +214,39 @@ test('EndpointSlice: endpoints with a bad or wrong-family address are dropped wi
       endpoints: [{ addresses: ['10.0.0.1'] }, { addresses: ['fd00::1'] }, { addresses: [] }, { addresses: ['10.0.0.256'] }],
     }),
   );
-  assert.equal(r.status, 'valid');
+  expect(r.status).toBe('valid');
   if (r.status !== 'valid' || r.object.kind !== 'EndpointSlice') return;
-  assert.deepEqual(
-    r.object.endpoints.map((e) => e.addresses[0]),
-    ['10.0.0.1'],
-  );
-  assert.deepEqual(
-    r.warnings.map((w) => w.message),
-    [
-      'EndpointSlice default/web-abc: endpoints[1].addresses[0]: must be a valid IPv4 address, got "fd00::1"; endpoint ignored',
-      'EndpointSlice default/web-abc: endpoints[2].addresses: must have at least one address; endpoint ignored',
-      'EndpointSlice default/web-abc: endpoints[3].addresses[0]: must be a valid IPv4 address, got "10.0.0.256"; endpoint ignored',
-    ],
-  );
+  expect(r.object.endpoints.map((e) => e.addresses[0])).toStrictEqual(['10.0.0.1']);
+  expect(r.warnings.map((w) => w.message)).toStrictEqual([
+    'EndpointSlice default/web-abc: endpoints[1].addresses[0]: must be a valid IPv4 address, got "fd00::1"; endpoint ignored',
+    'EndpointSlice default/web-abc: endpoints[2].addresses: must have at least one address; endpoint ignored',
+    'EndpointSlice default/web-abc: endpoints[3].addresses[0]: must be a valid IPv4 address, got "10.0.0.256"; endpoint ignored',
+  ]);
 });
 
 test('EndpointSlice validation errors and ignored cases', () => {
-  assert.equal(
-    errorOf(parseObject(slice({}, {}))).message,
+  expect(errorOf(parseObject(slice({}, {}))).message).toBe(
     'EndpointSlice default/web-abc: metadata.labels["kubernetes.io/service-name"]: required: names the Service this slice belongs to',
   );
-  assert.equal(
-    errorOf(parseObject(slice({ addressType: 'IPv5' }))).message,
+  expect(errorOf(parseObject(slice({ addressType: 'IPv5' }))).message).toBe(
     'EndpointSlice default/web-abc: addressType: must be IPv4, IPv6 or FQDN, got "IPv5"',
   );
-  assert.equal(
-    errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: 'yes' } }] }))).message,
+  expect(errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: 'yes' } }] }))).message).toBe(
     'EndpointSlice default/web-abc: endpoints[0].conditions.ready: must be true or false, got "yes"',
   );
-  assert.equal(
-    errorOf(parseObject(slice({ ports: [{ name: 'http', port: 0 }] }))).message,
+  expect(errorOf(parseObject(slice({ ports: [{ name: 'http', port: 0 }] }))).message).toBe(
     'EndpointSlice default/web-abc: ports[0].port: must be an integer 1-65535, got 0',
   );
   const fqdn = parseObject(slice({ addressType: 'FQDN' }));
-  assert.equal(fqdn.status === 'ignored' && fqdn.reason, 'addressType FQDN');
+  expect(fqdn.status === 'ignored' && fqdn.reason).toBe('addressType FQDN');
   const proxied = parseObject(slice({}, { 'kubernetes.io/service-name': 'web', 'service.kubernetes.io/service-proxy-name': 'x' }));
-  assert.equal(proxied.status, 'ignored');
+  expect(proxied.status).toBe('ignored');
 });
 
 test('Nodes, unsupported kinds and non-objects', () => {
   const n = parseObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1', labels: { 'topology.kubernetes.io/zone': 'a' } } });
-  assert.equal(n.status, 'valid');
-  assert.deepEqual(n.status === 'valid' && n.object, {
+  expect(n.status).toBe('valid');
+  expect(n.status === 'valid' && n.object).toStrictEqual({
     kind: 'Node',
     name: 'node-1',
     key: 'node-1',
@@ -269,10 +254,10 @@ test('Nodes, unsupported kinds and non-objects', () => {
     zone: 'a',
   });
   const unzoned = parseObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-2' } });
-  assert.equal(unzoned.status === 'valid' && unzoned.object.kind === 'Node' && unzoned.object.zone, null);
-  assert.deepEqual(parseObject({ apiVersion: 'apps/v1', kind: 'Deployment' }), { status: 'unsupported', kind: 'Deployment' });
-  assert.equal(errorOf(parseObject([1, 2])).message, '<object>: (document): must be a mapping, got a list');
-  assert.equal(errorOf(parseObject({ metadata: {} })).message, '<object>: kind: must be a non-empty string, got nothing');
+  expect(unzoned.status === 'valid' && unzoned.object.kind === 'Node' && unzoned.object.zone).toBe(null);
+  expect(parseObject({ apiVersion: 'apps/v1', kind: 'Deployment' })).toStrictEqual({ status: 'unsupported', kind: 'Deployment' });
+  expect(errorOf(parseObject([1, 2])).message).toBe('<object>: (document): must be a mapping, got a list');
+  expect(errorOf(parseObject({ metadata: {} })).message).toBe('<object>: kind: must be a non-empty string, got nothing');
 });
 
 // ---------------------------------------------------------------------------
@@ -301,43 +286,43 @@ test('LoadBalancer fields kube-proxy reads are kept, with defaults', () => {
       },
     }),
   );
-  assert.deepEqual(s.ports[0]!.nodePort, 30080);
-  assert.deepEqual(s.externalIPs, ['192.0.2.10', '2001:db8::10']);
-  assert.deepEqual(s.loadBalancerIngress, [
+  expect(s.ports[0]!.nodePort).toStrictEqual(30080);
+  expect(s.externalIPs).toStrictEqual(['192.0.2.10', '2001:db8::10']);
+  expect(s.loadBalancerIngress).toStrictEqual([
     { ip: '198.51.100.7', ipMode: 'VIP' },
     { ip: '198.51.100.8', ipMode: 'Proxy' },
     { ip: '198.51.100.9', ipMode: 'VIP' },
   ]);
-  assert.deepEqual(s.sessionAffinity, { timeoutSeconds: 60 });
-  assert.equal(s.externalTrafficPolicy, 'Local');
-  assert.equal(s.internalTrafficPolicy, 'Local');
-  assert.equal(s.healthCheckNodePort, 31000);
-  assert.deepEqual(s.loadBalancerSourceRanges, ['203.0.113.0/25', '198.51.100.0/24', '2001:db8::/32'], 'whitespace around a range is trimmed');
-  assert.equal(s.trafficDistribution, 'PreferClose');
+  expect(s.sessionAffinity).toStrictEqual({ timeoutSeconds: 60 });
+  expect(s.externalTrafficPolicy).toBe('Local');
+  expect(s.internalTrafficPolicy).toBe('Local');
+  expect(s.healthCheckNodePort).toBe(31000);
+  expect(s.loadBalancerSourceRanges, 'whitespace around a range is trimmed').toStrictEqual(['203.0.113.0/25', '198.51.100.0/24', '2001:db8::/32']);
+  expect(s.trafficDistribution).toBe('PreferClose');
 });
 
 test('ClientIP affinity defaults its timeout to 10800 s; None is null', () => {
   const timeout = (spec: Record<string, unknown>) => validService(parseObject(svc({ clusterIP: '10.96.0.1', ports: [{ port: 80 }], ...spec }))).sessionAffinity;
-  assert.deepEqual(timeout({ sessionAffinity: 'ClientIP' }), { timeoutSeconds: 10800 });
-  assert.deepEqual(timeout({ sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: {} } }), { timeoutSeconds: 10800 });
-  assert.equal(timeout({ sessionAffinity: 'None', sessionAffinityConfig: { clientIP: { timeoutSeconds: 5 } } }), null);
-  assert.equal(timeout({}), null);
+  expect(timeout({ sessionAffinity: 'ClientIP' })).toStrictEqual({ timeoutSeconds: 10800 });
+  expect(timeout({ sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: {} } })).toStrictEqual({ timeoutSeconds: 10800 });
+  expect(timeout({ sessionAffinity: 'None', sessionAffinityConfig: { clientIP: { timeoutSeconds: 5 } } })).toBe(null);
+  expect(timeout({})).toBe(null);
 });
 
 test('healthCheckNodePort is kept only for LoadBalancer + Local, with warnings otherwise', () => {
   const r = parseObject(svc({ ...LB, healthCheckNodePort: 31000 }));
-  assert.equal(r.status === 'valid' && r.object.kind === 'Service' && r.object.healthCheckNodePort, null);
-  assert.deepEqual(r.status === 'valid' && r.warnings.map((w) => w.message), [
+  expect(r.status === 'valid' && r.object.kind === 'Service' && r.object.healthCheckNodePort).toBe(null);
+  expect(r.status === 'valid' && r.warnings.map((w) => w.message)).toStrictEqual([
     'Service default/web: spec.healthCheckNodePort: only used with type LoadBalancer and externalTrafficPolicy Local; ignored',
   ]);
   const missing = parseObject(svc({ ...LB, externalTrafficPolicy: 'Local' }));
-  assert.deepEqual(missing.status === 'valid' && missing.warnings.map((w) => w.field), ['spec.healthCheckNodePort']);
+  expect(missing.status === 'valid' && missing.warnings.map((w) => w.field)).toStrictEqual(['spec.healthCheckNodePort']);
 });
 
 test('a NodePort Service port without nodePort warns (manifests get no allocator)', () => {
   const r = parseObject(svc({ type: 'NodePort', clusterIP: '10.96.0.1', ports: [{ port: 80 }] }));
-  assert.equal(r.status, 'valid');
-  assert.deepEqual(r.status === 'valid' && r.warnings.map((w) => w.message), [
+  expect(r.status).toBe('valid');
+  expect(r.status === 'valid' && r.warnings.map((w) => w.message)).toStrictEqual([
     'Service default/web: spec.ports[0].nodePort: unset on a NodePort Service (manifests get no allocated nodePort); no NodePort is programmed',
   ]);
 });
@@ -387,7 +372,7 @@ test('validation messages for NodePort, LoadBalancer and policy fields', () => {
     ],
     [{ ...svc(LB), status: { loadBalancer: { ingress: {} } } }, 'Service default/web: status.loadBalancer.ingress: must be a list, got a mapping'],
   ];
-  for (const [raw, message] of cases) assert.equal(errorOf(parseObject(raw)).message, message);
+  for (const [raw, message] of cases) expect(errorOf(parseObject(raw)).message).toBe(message);
 });
 
 test('EndpointSlice hints: forZones and forNodes names are kept; none is an empty list', () => {
@@ -402,20 +387,15 @@ test('EndpointSlice hints: forZones and forNodes names are kept; none is an empt
       }),
     ),
   );
-  assert.deepEqual(
-    s.endpoints.map((e) => [e.zoneHints, e.nodeHints]),
-    [
-      [['z1', 'z2'], ['node-a']],
-      [[], []],
-      [[], []],
-    ],
-  );
-  assert.equal(
-    errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forZones: [{ name: '' }] } }] }))).message,
+  expect(s.endpoints.map((e) => [e.zoneHints, e.nodeHints])).toStrictEqual([
+    [['z1', 'z2'], ['node-a']],
+    [[], []],
+    [[], []],
+  ]);
+  expect(errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forZones: [{ name: '' }] } }] }))).message).toBe(
     'EndpointSlice default/web-abc: endpoints[0].hints.forZones[0].name: must be a non-empty string, got ""',
   );
-  assert.equal(
-    errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forNodes: ['node-a'] } }] }))).message,
+  expect(errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forNodes: ['node-a'] } }] }))).message).toBe(
     'EndpointSlice default/web-abc: endpoints[0].hints.forNodes[0]: must be a mapping, got "node-a"',
   );
 });

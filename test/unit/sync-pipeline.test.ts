@@ -1,5 +1,4 @@
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { ClusterCache } from '../../src/sources/cache.ts';
 import { parseObject, type KubeObject } from '../../src/sources/objects.ts';
 import { SnapshotBuilder } from '../../src/model/snapshot.ts';
@@ -43,26 +42,26 @@ test('source -> cache -> model -> runner -> sink: a failed sync loses no change'
   h.cache.apply(service('a'));
   h.runner.run();
   await h.clock.advance(0);
-  assert.equal(h.received.length, 1);
-  assert.equal(changedIds(h.received[0]!), 'all');
+  expect(h.received.length).toBe(1);
+  expect(changedIds(h.received[0]!)).toBe('all');
 
   await h.clock.advance(2000);
   h.setFailing(true);
   h.cache.apply(service('a', 81));
   h.runner.run();
   await h.clock.advance(0);
-  assert.deepEqual(changedIds(h.received[1]!), ['default/a:http/TCP']);
-  assert.equal(h.cache.changes.size, 1, 'changes not committed after the failure');
-  assert.equal(h.builder.committed, h.received[0], 'baseline not moved');
+  expect(changedIds(h.received[1]!)).toStrictEqual(['default/a:http/TCP']);
+  expect(h.cache.changes.size, 'changes not committed after the failure').toBe(1);
+  expect(h.builder.committed, 'baseline not moved').toBe(h.received[0]);
 
   h.cache.apply(service('b'));
   h.setFailing(false);
   await h.clock.advance(5000); // retry
   const retry = h.received[2]!;
-  assert.deepEqual(changedIds(retry), ['default/a:http/TCP', 'default/b:http/TCP'], 'the retry carries the failed changes and the new ones');
-  assert.equal(retry.servicePorts.get('default/a:http/TCP')!.port, 81);
-  assert.equal(h.cache.changes.size, 0);
-  assert.equal(h.builder.committed, retry);
+  expect(changedIds(retry), 'the retry carries the failed changes and the new ones').toStrictEqual(['default/a:http/TCP', 'default/b:http/TCP']);
+  expect(retry.servicePorts.get('default/a:http/TCP')!.port).toBe(81);
+  expect(h.cache.changes.size).toBe(0);
+  expect(h.builder.committed).toBe(retry);
   await h.runner.stop();
 });
 
@@ -75,13 +74,13 @@ test('latency is recorded per Service from first seen to programmed, only on suc
   h.setFailing(true);
   h.runner.run();
   await h.clock.advance(0); // fails at t=4000
-  assert.deepEqual(h.samples, []);
+  expect(h.samples).toStrictEqual([]);
   await h.clock.advance(1000);
   h.cache.apply(service('a', 82)); // changed again at 5000: first-seen stays 4000
   h.setFailing(false);
   await h.clock.advance(5000); // retry at 9000
-  assert.deepEqual(h.samples, [{ service: 'default/a', seenAt: 4000, programmedAt: 9000, ms: 5000 }]);
-  assert.deepEqual(h.latency.last('default/a'), h.samples[0]);
+  expect(h.samples).toStrictEqual([{ service: 'default/a', seenAt: 4000, programmedAt: 9000, ms: 5000 }]);
+  expect(h.latency.last('default/a')).toStrictEqual(h.samples[0]);
   await h.runner.stop();
 });
 
@@ -92,7 +91,7 @@ test('an incremental request with nothing pending does not call the dataplane', 
   await h.clock.advance(2000);
   h.runner.run();
   await h.clock.advance(2000);
-  assert.equal(h.received.length, 1);
+  expect(h.received.length).toBe(1);
   await h.runner.stop();
 });
 
@@ -124,11 +123,9 @@ test("network programming latency starts at the EndpointSlice's last-change-trig
   h.cache.apply(slice('a-2', new Date(wallBefore - 1000).toISOString())); // later trigger: the earliest one counts
   h.runner.run();
   await h.clock.advance(1000);
-  const s = h.samples.find((x) => x.service === 'default/a');
-  assert.ok(s?.networkProgrammingMs !== undefined, 'a sample with network programming latency');
-  assert.ok(
-    s.networkProgrammingMs >= 3000 && s.networkProgrammingMs < 3000 + (Date.now() - wallBefore) + 5,
-    `latency ${s.networkProgrammingMs} ms from the earliest trigger`,
-  );
+  const latency = h.samples.find((x) => x.service === 'default/a')?.networkProgrammingMs;
+  expect(latency, 'a sample with network programming latency').toBeDefined();
+  expect(latency, 'latency from the earliest trigger').toBeGreaterThanOrEqual(3000);
+  expect(latency, 'latency from the earliest trigger').toBeLessThan(3000 + (Date.now() - wallBefore) + 5);
   await h.runner.stop();
 });

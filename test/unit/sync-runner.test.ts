@@ -1,5 +1,4 @@
-import { test } from 'node:test';
-import assert from 'node:assert/strict';
+import { expect, test } from 'vitest';
 import { FakeClock } from '../../src/sync/clock.ts';
 import { SyncRunner, type SyncRequest, type SyncResult } from '../../src/sync/runner.ts';
 import { nullLogger } from '../../src/util/log.ts';
@@ -39,10 +38,10 @@ test('nothing runs before the first run(); the first sync is immediate and full'
   const { clock, calls, runner } = setup();
   runner.start();
   await clock.advance(60_000);
-  assert.deepEqual(calls, []);
+  expect(calls).toStrictEqual([]);
   runner.run();
   await clock.advance(0);
-  assert.deepEqual(calls, [{ at: 60_000, full: true, reason: 'requested' }]);
+  expect(calls).toStrictEqual([{ at: 60_000, full: true, reason: 'requested' }]);
   await runner.stop();
 });
 
@@ -56,14 +55,14 @@ test('a burst of run() calls coalesces into one sync, no sooner than minSyncPeri
     await clock.advance(10);
   }
   // t=500: still inside the min period
-  assert.equal(calls.length, 1);
+  expect(calls.length).toBe(1);
   await clock.advance(499);
-  assert.equal(calls.length, 1, 'not before t=1000');
+  expect(calls.length, 'not before t=1000').toBe(1);
   await clock.advance(1);
-  assert.equal(calls.length, 2);
-  assert.deepEqual(calls[1], { at: 1000, full: false, reason: 'requested' });
+  expect(calls.length).toBe(2);
+  expect(calls[1]).toStrictEqual({ at: 1000, full: false, reason: 'requested' });
   await clock.advance(5000);
-  assert.equal(calls.length, 2, 'no further sync without a request');
+  expect(calls.length, 'no further sync without a request').toBe(2);
   await runner.stop();
 });
 
@@ -75,12 +74,9 @@ test('a request arriving during a slow sync runs once after it, minSyncPeriod af
   runner.run();
   runner.run();
   await clock.advance(1199); // t=1299
-  assert.equal(calls.length, 1);
+  expect(calls.length).toBe(1);
   await clock.advance(1); // t=1300 = end (300) + min period
-  assert.deepEqual(
-    calls.map((c) => c.at),
-    [0, 1300],
-  );
+  expect(calls.map((c) => c.at)).toStrictEqual([0, 1300]);
   const stopping = runner.stop(); // the second sync is still in flight until t=1600
   await clock.advance(300);
   await stopping;
@@ -97,13 +93,13 @@ test('a full sync happens at least every syncPeriod, even while incremental sync
   }
   await clock.advance(5000);
   const fulls = calls.filter((c) => c.full).map((c) => c.at);
-  assert.equal(fulls[0], 0);
-  for (let i = 1; i < fulls.length; i++) assert.ok(fulls[i]! - fulls[i - 1]! <= 10_000, `full syncs ${fulls.join(',')}`);
-  assert.ok(fulls.length >= 3, `full syncs ${fulls.join(',')}`);
-  assert.ok(
+  expect(fulls[0]).toBe(0);
+  for (let i = 1; i < fulls.length; i++) expect(fulls[i]! - fulls[i - 1]!, `full syncs ${fulls.join(',')}`).toBeLessThanOrEqual(10_000);
+  expect(fulls.length, `full syncs ${fulls.join(',')}`).toBeGreaterThanOrEqual(3);
+  expect(
     calls.some((c) => !c.full),
     'requested syncs in between are incremental',
-  );
+  ).toBeTruthy();
   await runner.stop();
 });
 
@@ -112,7 +108,7 @@ test('idle: the periodic full sync fires on its own', async () => {
   runner.start();
   runner.run();
   await clock.advance(35_000);
-  assert.deepEqual(calls, [
+  expect(calls).toStrictEqual([
     { at: 0, full: true, reason: 'requested' },
     { at: 10_000, full: true, reason: 'periodic' },
     { at: 20_000, full: true, reason: 'periodic' },
@@ -127,24 +123,15 @@ test('a failed sync is retried with a doubling backoff, capped; success resets i
   fail(4);
   runner.run();
   await clock.advance(20_000);
-  assert.deepEqual(
-    calls.map((c) => c.at),
-    [0, 2000, 6000, 11_000, 16_000],
-  ); // +2s, +4s, +5s (cap), +5s
-  assert.deepEqual(
-    calls.map((c) => c.reason),
-    ['requested', 'retry', 'retry', 'retry', 'retry'],
-  );
-  assert.ok(
+  expect(calls.map((c) => c.at)).toStrictEqual([0, 2000, 6000, 11_000, 16_000]); // +2s, +4s, +5s (cap), +5s
+  expect(calls.map((c) => c.reason)).toStrictEqual(['requested', 'retry', 'retry', 'retry', 'retry']);
+  expect(
     calls.every((c) => c.full),
     'a failed full sync is retried as a full sync',
-  );
-  assert.deepEqual(
-    results.map((r) => r.failures),
-    [1, 2, 3, 4, 0],
-  );
-  assert.equal(runner.failures, 0);
-  assert.match(String((results[0]!.error as Error).message), /dataplane says no/);
+  ).toBeTruthy();
+  expect(results.map((r) => r.failures)).toStrictEqual([1, 2, 3, 4, 0]);
+  expect(runner.failures).toBe(0);
+  expect(String((results[0]!.error as Error).message)).toMatch(/dataplane says no/);
   await runner.stop();
 });
 
@@ -160,16 +147,13 @@ test('a failed incremental sync is retried incremental; a request during backoff
   await clock.advance(1500);
   runner.run(); // kube-proxy: any trigger runs sooner than the retry
   await clock.advance(0);
-  assert.deepEqual(
-    calls.map((c) => [c.at, c.full]),
-    [
-      [0, true],
-      [2000, false],
-      [3500, false],
-    ],
-  );
+  expect(calls.map((c) => [c.at, c.full])).toStrictEqual([
+    [0, true],
+    [2000, false],
+    [3500, false],
+  ]);
   await clock.advance(20_000);
-  assert.equal(calls.length, 3, 'the success cancelled the pending retry');
+  expect(calls.length, 'the success cancelled the pending retry').toBe(3);
   await runner.stop();
 });
 
@@ -181,14 +165,14 @@ test('stop() waits for the sync in flight and prevents further syncs', async () 
   let stopped = false;
   const stopping = runner.stop().then(() => (stopped = true));
   await clock.advance(0);
-  assert.equal(stopped, false, 'still syncing');
+  expect(stopped, 'still syncing').toBe(false);
   await clock.advance(400);
   await stopping;
-  assert.equal(stopped, true);
+  expect(stopped).toBe(true);
   runner.run();
   await clock.advance(10_000);
-  assert.equal(calls.length, 1);
-  assert.equal(clock.pending, 0, 'no timers left behind');
+  expect(calls.length).toBe(1);
+  expect(clock.pending, 'no timers left behind').toBe(0);
 });
 
 test('an aborted signal stops the runner', async () => {
@@ -198,6 +182,6 @@ test('an aborted signal stops the runner', async () => {
   ac.abort();
   runner.run();
   await clock.advance(5000);
-  assert.equal(calls.length, 0);
-  assert.equal(clock.pending, 0);
+  expect(calls.length).toBe(0);
+  expect(clock.pending).toBe(0);
 });
