@@ -2,7 +2,7 @@
 // applied op by op to the fake maps. Each golden file holds, per step, the
 // plan and the canonical dump of the maps after it (vitest file snapshots).
 // Regenerate after a deliberate change with
-//   npx vitest run --project unit -u test/unit/bpf-golden.test.ts
+//   npx vitest run --project unit test/unit/bpf-golden.test.ts -u
 // and review the diff of test/unit/golden/ before committing.
 //
 // Besides the goldens, every step checks (Rig.sync):
