@@ -4,7 +4,7 @@
 // (the addon and the rig's processes must not share a worker).
 //
 // With CI set or SY_REQUIRE_PRIVILEGED=1 a skipped test fails the run
-// (test/support/require-skip-reporter.ts): under CI nothing may skip.
+// (test/support/no-skip-reporter.ts): under CI nothing may skip.
 import { defineConfig } from 'vitest/config';
 import { requirePrivileged } from './test/support/requirements.ts';
 
