@@ -23,11 +23,11 @@
 // { deleteMissing: 'enoent' } to get the kernel's answer.
 
 import { constants } from 'node:os';
-import { formatSvcKey } from './diff.ts';
-import { backendCodec, encodeOpBatch, formatIPv4, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from './layout.ts';
-import type { MapSpec, OpBatch } from './layout.ts';
-import { l4Key, PHASE_NAMES } from './state.ts';
-import type { Op, Plan, SvcKey } from './state.ts';
+import { formatSvcKey } from '../../src/dataplane/bpf/diff.ts';
+import { backendCodec, encodeOpBatch, formatIPv4, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import type { MapSpec, OpBatch } from '../../src/dataplane/bpf/layout.ts';
+import { l4Key, PHASE_NAMES } from '../../src/dataplane/bpf/state.ts';
+import type { Op, Plan, SvcKey } from '../../src/dataplane/bpf/state.ts';
 
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
