@@ -11,7 +11,7 @@ import type { Dataplane, SyncResult } from '../types.ts';
 import type { Logger } from '../../util/log.ts';
 import type { NativeBinding } from '../../native/binding.ts';
 import { BpfObject, Tc } from '../../native/index.ts';
-import { listLinks, globMatcher, LinkWatcher, type Link } from '../../host/links.ts';
+import { globMatcher, type Link, type LinkSource } from '../../host/links.ts';
 import { compile, compileChanged } from './compile.ts';
 import { diff } from './diff.ts';
 import { programmedFromDump } from './adopt.ts';
@@ -35,8 +35,8 @@ export interface BpfDataplaneOptions {
   /** Comma-separated globs naming the host side of pod interfaces. */
   readonly podInterfaces: string;
   readonly masqueradeAll: boolean;
-  /** Safety-net rescan of links, in addition to link events. */
-  readonly linkRescanMs?: number;
+  /** The links to attach to and their changes: hostLinks() in the daemon. */
+  readonly links: LinkSource;
 }
 
 export class BpfDataplane implements Dataplane {
@@ -48,7 +48,7 @@ export class BpfDataplane implements Dataplane {
   #programmed: ProgrammedState | null = null;
   #desired: DesiredState | null = null;
   #attached = new Map<number, string>();
-  #watcher: LinkWatcher | null = null;
+  #watcher: { stop(): void } | null = null;
   #isPodLink: (name: string) => boolean;
 
   constructor(o: BpfDataplaneOptions) {
@@ -65,8 +65,7 @@ export class BpfDataplane implements Dataplane {
     await this.#writeConfig();
     await this.#adopt();
     this.#attachLinks();
-    this.#watcher = new LinkWatcher({ onChange: () => this.#attachLinks(), rescanMs: o.linkRescanMs ?? 2000 });
-    this.#watcher.start(signal);
+    this.#watcher = o.links.watch(() => this.#attachLinks(), signal);
   }
 
   async sync(snapshot: ProxySnapshot): Promise<SyncResult> {
@@ -152,7 +151,7 @@ export class BpfDataplane implements Dataplane {
   #attachLinks(): void {
     if (this.#progFd < 0) return;
     const present = new Set<number>();
-    for (const link of listLinks()) {
+    for (const link of this.#o.links.list()) {
       if (!this.#wanted(link)) continue;
       present.add(link.ifindex);
       if (this.#attached.get(link.ifindex) === link.name) continue;
