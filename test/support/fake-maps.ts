@@ -12,15 +12,19 @@
 //   key_size/value_size bytes; libbpf's batch API takes counts, not sizes,
 //   so the addon must check lengths itself: we do it here);
 // - BPF_NOEXIST on an existing key: EEXIST; BPF_EXIST on a missing key: ENOENT;
+//   unknown flags, or BPF_F_LOCK on a value without a bpf_spin_lock: EINVAL;
 // - array maps: every index < max_entries exists (zeroed), update past the
 //   end is E2BIG, delete is EINVAL;
 // - batch update/delete run in order and stop at the first error, reporting
 //   how many records were done (generic_map_{update,delete}_batch).
-// Not modelled: per-CPU values (one value per map slot here).
+// - per-CPU maps, when constructed with { cpus }: a value record is
+//   roundup(value_size, 8) bytes per possible CPU, as the syscall copies it
+//   (without { cpus }: one value of value_size per slot).
 // Delete of a missing hash key: the kernel returns ENOENT (and a batch stops
 // there); this fake treats it as a no-op by default, which is what apply
 // must make of it (a missing key is already deleted). Construct with
-// { deleteMissing: 'enoent' } to get the kernel's answer.
+// { deleteMissing: 'enoent' } to get the kernel's answer (FakeNativeBinding,
+// fake-native.ts, does, and layers the addon's handling on top).
 
 import { constants } from 'node:os';
 import { formatSvcKey } from '../../src/dataplane/bpf/diff.ts';
@@ -32,6 +36,8 @@ import type { Op, Plan, SvcKey } from '../../src/dataplane/bpf/state.ts';
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
+
+const BPF_F_LOCK = 4;
 
 type Errno = 'E2BIG' | 'EINVAL' | 'EEXIST' | 'ENOENT';
 
@@ -58,11 +64,15 @@ export interface FakeMapOptions {
   /** Capacity override (tests of E2BIG); default spec.maxEntries. */
   readonly maxEntries?: number;
   readonly deleteMissing?: 'noop' | 'enoent';
+  /** Possible CPUs, for per-CPU map types: each value record then holds one value per CPU. */
+  readonly cpus?: number;
 }
 
 export class FakeMap {
   readonly spec: MapSpec;
   readonly maxEntries: number;
+  /** Bytes of one value record: value.size, or roundup(value.size, 8) * cpus for a per-CPU map given { cpus }. */
+  readonly valueBytes: number;
   private readonly deleteMissing: 'noop' | 'enoent';
   /** hex(key) -> [key, value]; insertion order doubles as LRU order. */
   private readonly entries = new Map<string, [Buffer, Buffer]>();
@@ -71,6 +81,8 @@ export class FakeMap {
     this.spec = spec;
     this.maxEntries = opts.maxEntries ?? spec.maxEntries;
     this.deleteMissing = opts.deleteMissing ?? 'noop';
+    const perCpu = spec.type === 'percpu_array';
+    this.valueBytes = perCpu && opts.cpus !== undefined ? Math.ceil(spec.value.size / 8) * 8 * opts.cpus : spec.value.size;
   }
 
   get name(): string {
@@ -89,14 +101,16 @@ export class FakeMap {
       this.entries.delete(hex);
       this.entries.set(hex, e);
     }
-    if (e === undefined && this.isArray() && this.arrayIndex(key) < this.maxEntries) return Buffer.alloc(this.spec.value.size);
+    if (e === undefined && this.isArray() && this.arrayIndex(key) < this.maxEntries) return Buffer.alloc(this.valueBytes);
     return e === undefined ? undefined : Buffer.from(e[1]);
   }
 
   update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
     const call = 'bpf_map_update_elem';
     this.checkKey(call, key);
-    if (value.length !== this.spec.value.size) throw this.err('EINVAL', call, `value is ${value.length} bytes, map value_size is ${this.spec.value.size}`);
+    if (value.length !== this.valueBytes) throw this.err('EINVAL', call, `value is ${value.length} bytes, the map's value records are ${this.valueBytes}`);
+    if ((flags & ~BPF_F_LOCK) > BPF_EXIST) throw this.err('EINVAL', call, `unknown flags 0x${flags.toString(16)}`);
+    if ((flags & BPF_F_LOCK) !== 0) throw this.err('EINVAL', call, 'BPF_F_LOCK: the value has no bpf_spin_lock');
     const hex = key.toString('hex');
     if (this.isArray()) {
       if (this.arrayIndex(key) >= this.maxEntries) throw this.err('E2BIG', call, `index ${this.arrayIndex(key)} >= max_entries ${this.maxEntries}`);
@@ -129,7 +143,7 @@ export class FakeMap {
   /** BPF_MAP_UPDATE_BATCH: in order, stops at the first error (its `done` says how many succeeded). */
   updateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): void {
     const ks = this.spec.key.size;
-    const vs = this.spec.value.size;
+    const vs = this.valueBytes;
     if (keys.length !== ks * count || values.length !== vs * count) {
       throw this.err('EINVAL', 'bpf_map_update_batch', `buffers of ${keys.length}/${values.length} bytes for ${count} records`);
     }
@@ -184,8 +198,9 @@ export class FakeMap {
 export class FakeMapStore {
   readonly maps: ReadonlyMap<string, FakeMap>;
 
-  constructor(specs: readonly MapSpec[] = Object.values(MAPS), opts: Readonly<Record<string, FakeMapOptions>> = {}) {
-    this.maps = new Map(specs.map((s) => [s.name, new FakeMap(s, opts[s.name] ?? {})]));
+  /** New maps from specs, or a view over existing maps (a FakeNativeBinding's pinned ones). */
+  constructor(specs: readonly (MapSpec | FakeMap)[] = Object.values(MAPS), opts: Readonly<Record<string, FakeMapOptions>> = {}) {
+    this.maps = new Map(specs.map((s) => (s instanceof FakeMap ? [s.name, s] : [s.name, new FakeMap(s, opts[s.name] ?? {})])));
   }
 
   map(name: string): FakeMap {
