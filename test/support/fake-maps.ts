@@ -1,7 +1,8 @@
 // An in-memory stand-in for the pinned BPF maps, for unit tests without
 // root: byte keys and values of the sizes in layout.ts's MAPS, kernel-like
 // errors, Plans applied op by op through the same batch encoder apply uses,
-// a canonical text dump for golden files, and checkConsistent(), the
+// a canonical text dump for golden files (formatDump, also for maps dumped
+// through a binding), resolveFrontends(), and checkConsistent(), the
 // invariant a packet relies on (every live slot of every master exists and
 // points at an existing backend).
 //
@@ -28,7 +29,7 @@
 
 import { constants } from 'node:os';
 import { formatSvcKey } from '../../src/dataplane/bpf/diff.ts';
-import { backendCodec, encodeOpBatch, formatIPv4, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { backendCodec, encode, encodeOpBatch, formatIPv4, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
 import type { MapSpec, OpBatch } from '../../src/dataplane/bpf/layout.ts';
 import { l4Key, PHASE_NAMES } from '../../src/dataplane/bpf/state.ts';
 import type { Op, Plan, SvcKey } from '../../src/dataplane/bpf/state.ts';
@@ -253,30 +254,66 @@ export class FakeMapStore {
     });
   }
 
-  /** Sorted, decoded dump of every non-empty map, one entry per line. */
+  /** Sorted, decoded dump of every non-empty map, one entry per line (formatDump). */
   dumpCanonical(): string {
-    const lines: string[] = [];
-    const backends = this.backends.dump().map(([k, v]) => ({ id: u32Codec.decode(k), text: l4Key(backendCodec.decode(v)) }));
-    backends.sort((a, b) => a.id - b.id);
-    const svc = this.svc.dump().map(([k, v]) => ({ key: svcKeyCodec.decode(k), raw: k, v: svcValueCodec.decode(v) }));
-    svc.sort((a, b) => compareSvcKeys(a.key, b.key, a.raw, b.raw));
-    lines.push(`${MAPS.backend.name} (${backends.length}):`);
-    for (const b of backends) lines.push(`  ${b.id} = ${b.text}`);
-    lines.push(`${MAPS.svc.name} (${svc.length}):`);
-    for (const { key, v } of svc) {
-      const what = key.slot === 0 ? `count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}` : `backend ${v.backendId}`;
-      lines.push(`  ${formatSvcKey(key)} = ${what}`);
-    }
-    for (const m of this.maps.values()) {
-      if (m === this.svc || m === this.backends || m.spec.type === 'array' || m.spec.type === 'percpu_array' || m.size === 0) continue;
-      const entries = m
-        .dump()
-        .map(([k, v]) => `  ${k.toString('hex')} = ${v.toString('hex')}`)
-        .sort();
-      lines.push(`${m.name} (${entries.length}):`, ...entries);
-    }
-    return `${lines.join('\n')}\n`;
+    return formatDump(new Map([...this.maps].map(([name, m]) => [name, m.dump()])));
   }
+}
+
+type Entries = ReadonlyArray<readonly [Buffer, Buffer]>;
+
+/**
+ * Map dumps (by map name) as sorted, decoded text, one entry per line: the
+ * backend and svc maps always, decoded; other hash maps in hex when not
+ * empty; arrays left out. The same text for a FakeMapStore and for maps
+ * dumped through a binding (real or fake), so the two can be compared.
+ */
+export function formatDump(dumps: ReadonlyMap<string, Entries>): string {
+  const lines: string[] = [];
+  const backends = (dumps.get(MAPS.backend.name) ?? []).map(([k, v]) => ({ id: u32Codec.decode(k), text: l4Key(backendCodec.decode(v)) }));
+  backends.sort((a, b) => a.id - b.id);
+  const svc = (dumps.get(MAPS.svc.name) ?? []).map(([k, v]) => ({ key: svcKeyCodec.decode(k), raw: k, v: svcValueCodec.decode(v) }));
+  svc.sort((a, b) => compareSvcKeys(a.key, b.key, a.raw, b.raw));
+  lines.push(`${MAPS.backend.name} (${backends.length}):`);
+  for (const b of backends) lines.push(`  ${b.id} = ${b.text}`);
+  lines.push(`${MAPS.svc.name} (${svc.length}):`);
+  for (const { key, v } of svc) {
+    const what = key.slot === 0 ? `count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}` : `backend ${v.backendId}`;
+    lines.push(`  ${formatSvcKey(key)} = ${what}`);
+  }
+  const arrays = new Set<string>(Object.values(MAPS).flatMap((m) => (m.type === 'array' || m.type === 'percpu_array' ? [m.name] : [])));
+  for (const [name, entries] of dumps) {
+    if (name === MAPS.svc.name || name === MAPS.backend.name || arrays.has(name) || entries.length === 0) continue;
+    const text = entries.map(([k, v]) => `  ${k.toString('hex')} = ${v.toString('hex')}`).sort();
+    lines.push(`${name} (${text.length}):`, ...text);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * What each frontend resolves to: for every master (slot 0, key gen 0), the
+ * backends of its live generation's slots, sorted ("addr:port/PROTO", or
+ * "missing slot N" / "missing backend ID"). Independent of ids and
+ * generations, so two histories that should program the same Services
+ * compare equal.
+ */
+export function resolveFrontends(svcEntries: Entries, backendEntries: Entries): Record<string, string[]> {
+  const backends = new Map(backendEntries.map(([k, v]) => [u32Codec.decode(k), l4Key(backendCodec.decode(v))]));
+  const slots = new Map(svcEntries.map(([k, v]) => [k.toString('hex'), v]));
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of svcEntries) {
+    const key = svcKeyCodec.decode(k);
+    if (key.slot !== 0 || key.gen !== 0) continue;
+    const master = svcValueCodec.decode(v);
+    const list: string[] = [];
+    for (let slot = 1; slot <= master.count; slot++) {
+      const sv = slots.get(encode(svcKeyCodec, { ...key, gen: master.gen, slot }).toString('hex'));
+      const id = sv === undefined ? undefined : svcValueCodec.decode(sv).backendId;
+      list.push(id === undefined ? `missing slot ${slot}` : (backends.get(id) ?? `missing backend ${id}`));
+    }
+    out[l4Key(key)] = list.sort();
+  }
+  return out;
 }
 
 /** Frontend address numerically, port, protocol, master before slots, gen, slot. */
