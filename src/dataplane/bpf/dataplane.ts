@@ -3,8 +3,10 @@
 // left), reads back what is programmed, and attaches the program to the
 // node's interface and to every pod interface as they come and go.
 // sync() runs the pipeline compile -> diff -> apply for one snapshot; only
-// apply touches the kernel. stop() releases handles and leaves the program
-// attached and the maps pinned, so traffic keeps flowing across restarts.
+// apply touches the kernel. A sync that fails reads the maps back (adopt)
+// and rejects with the apply error; the next sync reconciles everything.
+// stop() releases handles and leaves the program attached and the maps
+// pinned, so traffic keeps flowing across restarts.
 
 import type { ProxySnapshot } from '../../model/types.ts';
 import type { Dataplane, SyncResult } from '../types.ts';
@@ -39,6 +41,13 @@ export interface BpfDataplaneOptions {
   readonly links: LinkSource;
 }
 
+/**
+ * What a failed sync rejects with: the apply error itself. If reading the
+ * maps back after it failed too, that failure rides along as adoptError
+ * (and the next sync reads them back before anything else).
+ */
+export type SyncFailure = Error & { adoptError?: unknown };
+
 export class BpfDataplane implements Dataplane {
   readonly name = 'bpf';
   #o: BpfDataplaneOptions;
@@ -71,8 +80,9 @@ export class BpfDataplane implements Dataplane {
   async sync(snapshot: ProxySnapshot): Promise<SyncResult> {
     const started = performance.now();
     const opts = { masqueradeAll: this.#o.masqueradeAll };
-    const programmed = this.#programmed;
-    if (!programmed) throw new Error('bpf dataplane: sync before start');
+    if (!this.#obj) throw new Error('bpf dataplane: sync before start');
+    // Unknown after a failed sync whose read-back failed too: read the maps now.
+    const programmed = this.#programmed ?? (await this.#adopt());
     const desired = this.#desired ? compileChanged(this.#desired, snapshot, opts) : compile(snapshot, opts);
     const scope = this.#desired ? desired.changed : 'all';
     const plan = diff(desired, programmed, scope);
@@ -88,9 +98,16 @@ export class BpfDataplane implements Dataplane {
       };
     } catch (err) {
       // Part of the plan may have landed: read back what the kernel holds
-      // and reconcile everything on the next sync.
+      // and reconcile everything on the next sync. The caller must learn
+      // why the plan failed, so a read-back failure does not replace it.
       this.#desired = null;
-      await this.#adopt();
+      this.#programmed = null;
+      try {
+        await this.#adopt();
+      } catch (adoptErr) {
+        this.#o.log.error('reading the maps back after a failed sync failed; the next sync retries', { error: adoptErr });
+        if (err instanceof Error && Object.isExtensible(err)) (err as SyncFailure).adoptError = adoptErr;
+      }
       throw err;
     }
   }
@@ -129,9 +146,9 @@ export class BpfDataplane implements Dataplane {
     await m.update([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: this.#o.nodeAddress, flags: 0 })]]);
   }
 
-  async #adopt(): Promise<void> {
+  async #adopt(): Promise<ProgrammedState> {
     const obj = this.#obj;
-    if (!obj) return;
+    if (!obj) throw new Error('bpf dataplane: not started');
     const svc = await obj.map(MAPS.svc.name).dump();
     const backends = await obj.map(MAPS.backend.name).dump();
     const adopted = programmedFromDump(svc, backends);
@@ -141,6 +158,7 @@ export class BpfDataplane implements Dataplane {
     }
     this.#programmed = adopted.state;
     this.#o.log.info('adopted pinned maps', { frontends: adopted.state.services.size, backends: adopted.state.backends.size });
+    return adopted.state;
   }
 
   #wanted(link: Link): boolean {
