@@ -309,11 +309,25 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
       const junkIds = Array.from({ length: fill }, (_, i) => 1_000_000 + i);
       const keys = encodeBackendIds(junkIds);
       const values = encodeBackends(junkIds.map(() => ({ addr: '10.244.250.250', port: 1, proto: 'TCP' as const })));
-      for (const native of [real, fake]) {
+      const raw = async (native: NativeBinding): Promise<Outcome[]> => {
         const fd = native.mapOpenPinned(`${pinRoot}/${MAPS.backend.name}`);
-        await native.mapUpdate(fd, keys, values, 4, 8);
+        const one = (id: number) => encodeBackendIds([id]);
+        const addr = encodeBackends([{ addr: '10.244.251.1', port: 2, proto: 'TCP' }]);
+        const out = [
+          await outcome(() => native.mapUpdate(fd, keys, values, 4, 8)),
+          // Full: replacing a key needs no room, a new key does not fit; BPF_NOEXIST says EEXIST before E2BIG.
+          await outcome(() => native.mapUpdate(fd, encodeBackendIds([2_000_000, 2_000_001]), Buffer.concat([addr, addr]), 4, 8)),
+          await outcome(() => native.mapUpdate(fd, one(1_000_000), addr, 4, 8)),
+          await outcome(() => native.mapUpdate(fd, one(3_000_000), addr, 4, 8)),
+          await outcome(() => native.mapUpdate(fd, one(1_000_001), addr, 4, 8, 1)),
+          await outcome(() => native.mapDelete(fd, encodeBackendIds([2_000_000, 2_000_001]), 4)),
+        ];
         native.closeFd(fd);
-      }
+        return out;
+      };
+      const want = await raw(real);
+      expect(await raw(fake)).toEqual(want);
+      expect(want.map((o) => ('error' in o && 'code' in o.error ? o.error.code : 'ok'))).toEqual(['ok', 'ok', 'ok', 'E2BIG', 'EEXIST', 'ok']);
       // Three new backends, room for two.
       const E = servicePort('e', '10.96.0.5', 80, ['10.244.5.1:80', '10.244.5.2:80', '10.244.5.3:80']);
       const failed = await sync(snapshot([A, B, E], new Set([E.id])));
