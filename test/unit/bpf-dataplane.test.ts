@@ -312,6 +312,7 @@ describe('links', () => {
     expect(dp.attached.has(veth)).toBe(false);
     // The same name back with a new index: attached again.
     const again = fake.addLink('veth3');
+    expect(again).not.toBe(veth);
     expect(dp.attached.get(again)).toBe('veth3');
     expect(fake.filters(again)?.map((f) => f.handle)).toEqual([TC_FILTER.handle]);
     await dp.stop();

@@ -277,6 +277,7 @@ describe('tc and links', () => {
     expect(fake.ifNameToIndex('veth0')).toBe(veth);
     fake.tcAttach(veth, prog, F);
     fake.removeLink('veth0');
+    expect(fake.addLink('veth1')).toBe(veth + 1); // ifindexes are not reused at once
     fake.addLink('veth0', veth);
     expect(fake.tcQuery(veth, F)).toBeNull(); // the old link's hook went with it
     obj.close();
