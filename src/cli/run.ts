@@ -17,6 +17,7 @@ import { ProgrammingLatency } from '../sync/latency.ts';
 import { BpfDataplane } from '../dataplane/bpf/dataplane.ts';
 import type { SyncResult } from '../dataplane/types.ts';
 import { detectNodeAddress } from '../host/node-address.ts';
+import { hostLinks } from '../host/links.ts';
 import { ProblemLog } from '../util/problems.ts';
 
 interface RunConfig {
@@ -124,6 +125,7 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
     nodeInterface: node.interface,
     podInterfaces: cfg.podInterfaces,
     masqueradeAll: cfg.masqueradeAll,
+    links: hostLinks({ rescanMs: 2000 }),
   });
   const latency = new ProgrammingLatency();
   const runner = new SyncRunner({

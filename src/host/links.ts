@@ -1,7 +1,8 @@
 // The network interfaces of this namespace: listing them (from /sys/class/net,
 // which `ip netns exec` remounts for the namespace), their IPv4 addresses, and
 // a watcher that reports when links come and go (`ip -o monitor link` events,
-// with a periodic rescan as a safety net). No Kubernetes knowledge here.
+// with a periodic rescan as a safety net); hostLinks() bundles listing and
+// watching as the LinkSource a dataplane is given. No Kubernetes knowledge here.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
@@ -93,4 +94,23 @@ export class LinkWatcher {
     this.#monitor?.kill();
     this.#monitor = null;
   }
+}
+
+/** Where a dataplane learns which links exist and when that may have changed. */
+export interface LinkSource {
+  list(): Link[];
+  /** Calls onChange whenever a link may have appeared or gone, until stop() or the signal aborts. */
+  watch(onChange: () => void, signal: AbortSignal): { stop(): void };
+}
+
+/** The links of this network namespace: listLinks() and a LinkWatcher. */
+export function hostLinks(opts: { readonly rescanMs: number; readonly sysClassNet?: string }): LinkSource {
+  return {
+    list: () => listLinks(opts.sysClassNet),
+    watch(onChange, signal) {
+      const watcher = new LinkWatcher({ onChange, rescanMs: opts.rescanMs });
+      watcher.start(signal);
+      return watcher;
+    },
+  };
 }

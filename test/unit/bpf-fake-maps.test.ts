@@ -7,7 +7,7 @@ import { expect, test } from 'vitest';
 import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
 import { compile } from '../../src/dataplane/bpf/compile.ts';
 import { diff } from '../../src/dataplane/bpf/diff.ts';
-import { BPF_EXIST, BPF_NOEXIST, checkConsistent, FakeMap, FakeMapError, FakeMapStore } from '../../src/dataplane/bpf/fake-maps.ts';
+import { BPF_EXIST, BPF_NOEXIST, checkConsistent, FakeMap, FakeMapError, FakeMapStore } from '../support/fake-maps.ts';
 import { encode, encodeOpBatch, MAPS, u32Codec } from '../../src/dataplane/bpf/layout.ts';
 import { emptyProgrammedState } from '../../src/dataplane/bpf/state.ts';
 import { thrownBy } from '../support/thrown.ts';

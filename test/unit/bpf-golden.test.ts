@@ -17,9 +17,10 @@ import type { EndpointInfo, Protocol, ProxySnapshot, ServicePortInfo } from '../
 import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
 import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
 import { diff, formatOp, formatPlan } from '../../src/dataplane/bpf/diff.ts';
-import { checkConsistent, FakeMapStore } from '../../src/dataplane/bpf/fake-maps.ts';
+import { checkConsistent, FakeMapStore } from '../support/fake-maps.ts';
 import { backendCodec, encode, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
-import { programmedToPlain, emptyProgrammedState, l4Key } from '../../src/dataplane/bpf/state.ts';
+import { emptyProgrammedState, l4Key } from '../../src/dataplane/bpf/state.ts';
+import { programmedToPlain } from '../support/plain-state.ts';
 import type { DesiredState, FrontendKey, Plan, ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 
 /** Maps that answer a delete of a missing key with ENOENT, as the kernel does: no plan may issue one. */

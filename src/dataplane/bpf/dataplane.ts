@@ -3,15 +3,17 @@
 // left), reads back what is programmed, and attaches the program to the
 // node's interface and to every pod interface as they come and go.
 // sync() runs the pipeline compile -> diff -> apply for one snapshot; only
-// apply touches the kernel. stop() releases handles and leaves the program
-// attached and the maps pinned, so traffic keeps flowing across restarts.
+// apply touches the kernel. A sync that fails reads the maps back (adopt)
+// and rejects with the apply error; the next sync reconciles everything.
+// stop() releases handles and leaves the program attached and the maps
+// pinned, so traffic keeps flowing across restarts.
 
 import type { ProxySnapshot } from '../../model/types.ts';
 import type { Dataplane, SyncResult } from '../types.ts';
 import type { Logger } from '../../util/log.ts';
 import type { NativeBinding } from '../../native/binding.ts';
 import { BpfObject, Tc } from '../../native/index.ts';
-import { listLinks, globMatcher, LinkWatcher, type Link } from '../../host/links.ts';
+import { globMatcher, type Link, type LinkSource } from '../../host/links.ts';
 import { compile, compileChanged } from './compile.ts';
 import { diff } from './diff.ts';
 import { programmedFromDump } from './adopt.ts';
@@ -35,9 +37,16 @@ export interface BpfDataplaneOptions {
   /** Comma-separated globs naming the host side of pod interfaces. */
   readonly podInterfaces: string;
   readonly masqueradeAll: boolean;
-  /** Safety-net rescan of links, in addition to link events. */
-  readonly linkRescanMs?: number;
+  /** The links to attach to and their changes: hostLinks() in the daemon. */
+  readonly links: LinkSource;
 }
+
+/**
+ * What a failed sync rejects with: the apply error itself. If reading the
+ * maps back after it failed too, that failure rides along as adoptError
+ * (and the next sync reads them back before anything else).
+ */
+export type SyncFailure = Error & { adoptError?: unknown };
 
 export class BpfDataplane implements Dataplane {
   readonly name = 'bpf';
@@ -48,7 +57,7 @@ export class BpfDataplane implements Dataplane {
   #programmed: ProgrammedState | null = null;
   #desired: DesiredState | null = null;
   #attached = new Map<number, string>();
-  #watcher: LinkWatcher | null = null;
+  #watcher: { stop(): void } | null = null;
   #isPodLink: (name: string) => boolean;
 
   constructor(o: BpfDataplaneOptions) {
@@ -65,15 +74,15 @@ export class BpfDataplane implements Dataplane {
     await this.#writeConfig();
     await this.#adopt();
     this.#attachLinks();
-    this.#watcher = new LinkWatcher({ onChange: () => this.#attachLinks(), rescanMs: o.linkRescanMs ?? 2000 });
-    this.#watcher.start(signal);
+    this.#watcher = o.links.watch(() => this.#attachLinks(), signal);
   }
 
   async sync(snapshot: ProxySnapshot): Promise<SyncResult> {
     const started = performance.now();
     const opts = { masqueradeAll: this.#o.masqueradeAll };
-    const programmed = this.#programmed;
-    if (!programmed) throw new Error('bpf dataplane: sync before start');
+    if (!this.#obj) throw new Error('bpf dataplane: sync before start');
+    // Unknown after a failed sync whose read-back failed too: read the maps now.
+    const programmed = this.#programmed ?? (await this.#adopt());
     const desired = this.#desired ? compileChanged(this.#desired, snapshot, opts) : compile(snapshot, opts);
     const scope = this.#desired ? desired.changed : 'all';
     const plan = diff(desired, programmed, scope);
@@ -89,9 +98,16 @@ export class BpfDataplane implements Dataplane {
       };
     } catch (err) {
       // Part of the plan may have landed: read back what the kernel holds
-      // and reconcile everything on the next sync.
+      // and reconcile everything on the next sync. The caller must learn
+      // why the plan failed, so a read-back failure does not replace it.
       this.#desired = null;
-      await this.#adopt();
+      this.#programmed = null;
+      try {
+        await this.#adopt();
+      } catch (adoptErr) {
+        this.#o.log.error('reading the maps back after a failed sync failed; the next sync retries', { error: adoptErr });
+        if (err instanceof Error && Object.isExtensible(err)) (err as SyncFailure).adoptError = adoptErr;
+      }
       throw err;
     }
   }
@@ -130,9 +146,9 @@ export class BpfDataplane implements Dataplane {
     await m.update([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: this.#o.nodeAddress, flags: 0 })]]);
   }
 
-  async #adopt(): Promise<void> {
+  async #adopt(): Promise<ProgrammedState> {
     const obj = this.#obj;
-    if (!obj) return;
+    if (!obj) throw new Error('bpf dataplane: not started');
     const svc = await obj.map(MAPS.svc.name).dump();
     const backends = await obj.map(MAPS.backend.name).dump();
     const adopted = programmedFromDump(svc, backends);
@@ -142,6 +158,7 @@ export class BpfDataplane implements Dataplane {
     }
     this.#programmed = adopted.state;
     this.#o.log.info('adopted pinned maps', { frontends: adopted.state.services.size, backends: adopted.state.backends.size });
+    return adopted.state;
   }
 
   #wanted(link: Link): boolean {
@@ -152,7 +169,7 @@ export class BpfDataplane implements Dataplane {
   #attachLinks(): void {
     if (this.#progFd < 0) return;
     const present = new Set<number>();
-    for (const link of listLinks()) {
+    for (const link of this.#o.links.list()) {
       if (!this.#wanted(link)) continue;
       present.add(link.ifindex);
       if (this.#attached.get(link.ifindex) === link.name) continue;

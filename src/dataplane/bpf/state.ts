@@ -686,15 +686,3 @@ export class IdSetEditor {
     }
   }
 }
-
-/** A ProgrammedState as plain sorted data: for deep comparison in tests and readable dumps. */
-export function programmedToPlain(s: ProgrammedState): unknown {
-  return {
-    services: s.services.sortedKeys().map((k) => [k, s.services.get(k)]),
-    backends: s.backends.sortedKeys().map((k) => [formatBackendKey(k), s.backends.get(k)]),
-    backendsById: s.backendsById.sortedKeys().map((k) => [k, s.backendsById.get(k)]),
-    backendIds: s.backendIds.toArray(),
-    svcIds: s.svcIds.toArray(),
-    danglingRefs: [...s.danglingRefs].sort((a, b) => a[0] - b[0]),
-  };
-}

@@ -1,7 +1,8 @@
 // An in-memory stand-in for the pinned BPF maps, for unit tests without
 // root: byte keys and values of the sizes in layout.ts's MAPS, kernel-like
 // errors, Plans applied op by op through the same batch encoder apply uses,
-// a canonical text dump for golden files, and checkConsistent(), the
+// a canonical text dump for golden files (formatDump, also for maps dumped
+// through a binding), resolveFrontends(), and checkConsistent(), the
 // invariant a packet relies on (every live slot of every master exists and
 // points at an existing backend).
 //
@@ -12,26 +13,32 @@
 //   key_size/value_size bytes; libbpf's batch API takes counts, not sizes,
 //   so the addon must check lengths itself: we do it here);
 // - BPF_NOEXIST on an existing key: EEXIST; BPF_EXIST on a missing key: ENOENT;
+//   unknown flags, or BPF_F_LOCK on a value without a bpf_spin_lock: EINVAL;
 // - array maps: every index < max_entries exists (zeroed), update past the
 //   end is E2BIG, delete is EINVAL;
 // - batch update/delete run in order and stop at the first error, reporting
 //   how many records were done (generic_map_{update,delete}_batch).
-// Not modelled: per-CPU values (one value per map slot here).
+// - per-CPU maps, when constructed with { cpus }: a value record is
+//   roundup(value_size, 8) bytes per possible CPU, as the syscall copies it
+//   (without { cpus }: one value of value_size per slot).
 // Delete of a missing hash key: the kernel returns ENOENT (and a batch stops
 // there); this fake treats it as a no-op by default, which is what apply
 // must make of it (a missing key is already deleted). Construct with
-// { deleteMissing: 'enoent' } to get the kernel's answer.
+// { deleteMissing: 'enoent' } to get the kernel's answer (FakeNativeBinding,
+// fake-native.ts, does, and layers the addon's handling on top).
 
 import { constants } from 'node:os';
-import { formatSvcKey } from './diff.ts';
-import { backendCodec, encodeOpBatch, formatIPv4, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from './layout.ts';
-import type { MapSpec, OpBatch } from './layout.ts';
-import { l4Key, PHASE_NAMES } from './state.ts';
-import type { Op, Plan, SvcKey } from './state.ts';
+import { formatSvcKey } from '../../src/dataplane/bpf/diff.ts';
+import { backendCodec, encode, encodeOpBatch, formatIPv4, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import type { MapSpec, OpBatch } from '../../src/dataplane/bpf/layout.ts';
+import { l4Key, PHASE_NAMES } from '../../src/dataplane/bpf/state.ts';
+import type { Op, Plan, SvcKey } from '../../src/dataplane/bpf/state.ts';
 
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
+
+const BPF_F_LOCK = 4;
 
 type Errno = 'E2BIG' | 'EINVAL' | 'EEXIST' | 'ENOENT';
 
@@ -58,11 +65,15 @@ export interface FakeMapOptions {
   /** Capacity override (tests of E2BIG); default spec.maxEntries. */
   readonly maxEntries?: number;
   readonly deleteMissing?: 'noop' | 'enoent';
+  /** Possible CPUs, for per-CPU map types: each value record then holds one value per CPU. */
+  readonly cpus?: number;
 }
 
 export class FakeMap {
   readonly spec: MapSpec;
   readonly maxEntries: number;
+  /** Bytes of one value record: value.size, or roundup(value.size, 8) * cpus for a per-CPU map given { cpus }. */
+  readonly valueBytes: number;
   private readonly deleteMissing: 'noop' | 'enoent';
   /** hex(key) -> [key, value]; insertion order doubles as LRU order. */
   private readonly entries = new Map<string, [Buffer, Buffer]>();
@@ -71,6 +82,8 @@ export class FakeMap {
     this.spec = spec;
     this.maxEntries = opts.maxEntries ?? spec.maxEntries;
     this.deleteMissing = opts.deleteMissing ?? 'noop';
+    const perCpu = spec.type === 'percpu_array';
+    this.valueBytes = perCpu && opts.cpus !== undefined ? Math.ceil(spec.value.size / 8) * 8 * opts.cpus : spec.value.size;
   }
 
   get name(): string {
@@ -89,14 +102,16 @@ export class FakeMap {
       this.entries.delete(hex);
       this.entries.set(hex, e);
     }
-    if (e === undefined && this.isArray() && this.arrayIndex(key) < this.maxEntries) return Buffer.alloc(this.spec.value.size);
+    if (e === undefined && this.isArray() && this.arrayIndex(key) < this.maxEntries) return Buffer.alloc(this.valueBytes);
     return e === undefined ? undefined : Buffer.from(e[1]);
   }
 
   update(key: Buffer, value: Buffer, flags = BPF_ANY): void {
     const call = 'bpf_map_update_elem';
     this.checkKey(call, key);
-    if (value.length !== this.spec.value.size) throw this.err('EINVAL', call, `value is ${value.length} bytes, map value_size is ${this.spec.value.size}`);
+    if (value.length !== this.valueBytes) throw this.err('EINVAL', call, `value is ${value.length} bytes, the map's value records are ${this.valueBytes}`);
+    if ((flags & ~BPF_F_LOCK) > BPF_EXIST) throw this.err('EINVAL', call, `unknown flags 0x${flags.toString(16)}`);
+    if ((flags & BPF_F_LOCK) !== 0) throw this.err('EINVAL', call, 'BPF_F_LOCK: the value has no bpf_spin_lock');
     const hex = key.toString('hex');
     if (this.isArray()) {
       if (this.arrayIndex(key) >= this.maxEntries) throw this.err('E2BIG', call, `index ${this.arrayIndex(key)} >= max_entries ${this.maxEntries}`);
@@ -129,7 +144,7 @@ export class FakeMap {
   /** BPF_MAP_UPDATE_BATCH: in order, stops at the first error (its `done` says how many succeeded). */
   updateBatch(keys: Buffer, values: Buffer, count: number, flags = BPF_ANY): void {
     const ks = this.spec.key.size;
-    const vs = this.spec.value.size;
+    const vs = this.valueBytes;
     if (keys.length !== ks * count || values.length !== vs * count) {
       throw this.err('EINVAL', 'bpf_map_update_batch', `buffers of ${keys.length}/${values.length} bytes for ${count} records`);
     }
@@ -184,8 +199,9 @@ export class FakeMap {
 export class FakeMapStore {
   readonly maps: ReadonlyMap<string, FakeMap>;
 
-  constructor(specs: readonly MapSpec[] = Object.values(MAPS), opts: Readonly<Record<string, FakeMapOptions>> = {}) {
-    this.maps = new Map(specs.map((s) => [s.name, new FakeMap(s, opts[s.name] ?? {})]));
+  /** New maps from specs, or a view over existing maps (a FakeNativeBinding's pinned ones). */
+  constructor(specs: readonly (MapSpec | FakeMap)[] = Object.values(MAPS), opts: Readonly<Record<string, FakeMapOptions>> = {}) {
+    this.maps = new Map(specs.map((s) => (s instanceof FakeMap ? [s.name, s] : [s.name, new FakeMap(s, opts[s.name] ?? {})])));
   }
 
   map(name: string): FakeMap {
@@ -238,30 +254,66 @@ export class FakeMapStore {
     });
   }
 
-  /** Sorted, decoded dump of every non-empty map, one entry per line. */
+  /** Sorted, decoded dump of every non-empty map, one entry per line (formatDump). */
   dumpCanonical(): string {
-    const lines: string[] = [];
-    const backends = this.backends.dump().map(([k, v]) => ({ id: u32Codec.decode(k), text: l4Key(backendCodec.decode(v)) }));
-    backends.sort((a, b) => a.id - b.id);
-    const svc = this.svc.dump().map(([k, v]) => ({ key: svcKeyCodec.decode(k), raw: k, v: svcValueCodec.decode(v) }));
-    svc.sort((a, b) => compareSvcKeys(a.key, b.key, a.raw, b.raw));
-    lines.push(`${MAPS.backend.name} (${backends.length}):`);
-    for (const b of backends) lines.push(`  ${b.id} = ${b.text}`);
-    lines.push(`${MAPS.svc.name} (${svc.length}):`);
-    for (const { key, v } of svc) {
-      const what = key.slot === 0 ? `count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}` : `backend ${v.backendId}`;
-      lines.push(`  ${formatSvcKey(key)} = ${what}`);
-    }
-    for (const m of this.maps.values()) {
-      if (m === this.svc || m === this.backends || m.spec.type === 'array' || m.spec.type === 'percpu_array' || m.size === 0) continue;
-      const entries = m
-        .dump()
-        .map(([k, v]) => `  ${k.toString('hex')} = ${v.toString('hex')}`)
-        .sort();
-      lines.push(`${m.name} (${entries.length}):`, ...entries);
-    }
-    return `${lines.join('\n')}\n`;
+    return formatDump(new Map([...this.maps].map(([name, m]) => [name, m.dump()])));
   }
+}
+
+type Entries = ReadonlyArray<readonly [Buffer, Buffer]>;
+
+/**
+ * Map dumps (by map name) as sorted, decoded text, one entry per line: the
+ * backend and svc maps always, decoded; other hash maps in hex when not
+ * empty; arrays left out. The same text for a FakeMapStore and for maps
+ * dumped through a binding (real or fake), so the two can be compared.
+ */
+export function formatDump(dumps: ReadonlyMap<string, Entries>): string {
+  const lines: string[] = [];
+  const backends = (dumps.get(MAPS.backend.name) ?? []).map(([k, v]) => ({ id: u32Codec.decode(k), text: l4Key(backendCodec.decode(v)) }));
+  backends.sort((a, b) => a.id - b.id);
+  const svc = (dumps.get(MAPS.svc.name) ?? []).map(([k, v]) => ({ key: svcKeyCodec.decode(k), raw: k, v: svcValueCodec.decode(v) }));
+  svc.sort((a, b) => compareSvcKeys(a.key, b.key, a.raw, b.raw));
+  lines.push(`${MAPS.backend.name} (${backends.length}):`);
+  for (const b of backends) lines.push(`  ${b.id} = ${b.text}`);
+  lines.push(`${MAPS.svc.name} (${svc.length}):`);
+  for (const { key, v } of svc) {
+    const what = key.slot === 0 ? `count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}` : `backend ${v.backendId}`;
+    lines.push(`  ${formatSvcKey(key)} = ${what}`);
+  }
+  const arrays = new Set<string>(Object.values(MAPS).flatMap((m) => (m.type === 'array' || m.type === 'percpu_array' ? [m.name] : [])));
+  for (const [name, entries] of dumps) {
+    if (name === MAPS.svc.name || name === MAPS.backend.name || arrays.has(name) || entries.length === 0) continue;
+    const text = entries.map(([k, v]) => `  ${k.toString('hex')} = ${v.toString('hex')}`).sort();
+    lines.push(`${name} (${text.length}):`, ...text);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * What each frontend resolves to: for every master (slot 0, key gen 0), the
+ * backends of its live generation's slots, sorted ("addr:port/PROTO", or
+ * "missing slot N" / "missing backend ID"). Independent of ids and
+ * generations, so two histories that should program the same Services
+ * compare equal.
+ */
+export function resolveFrontends(svcEntries: Entries, backendEntries: Entries): Record<string, string[]> {
+  const backends = new Map(backendEntries.map(([k, v]) => [u32Codec.decode(k), l4Key(backendCodec.decode(v))]));
+  const slots = new Map(svcEntries.map(([k, v]) => [k.toString('hex'), v]));
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of svcEntries) {
+    const key = svcKeyCodec.decode(k);
+    if (key.slot !== 0 || key.gen !== 0) continue;
+    const master = svcValueCodec.decode(v);
+    const list: string[] = [];
+    for (let slot = 1; slot <= master.count; slot++) {
+      const sv = slots.get(encode(svcKeyCodec, { ...key, gen: master.gen, slot }).toString('hex'));
+      const id = sv === undefined ? undefined : svcValueCodec.decode(sv).backendId;
+      list.push(id === undefined ? `missing slot ${slot}` : (backends.get(id) ?? `missing backend ${id}`));
+    }
+    out[l4Key(key)] = list.sort();
+  }
+  return out;
 }
 
 /** Frontend address numerically, port, protocol, master before slots, gen, slot. */

@@ -1,0 +1,155 @@
+// apply.ts: a Plan reaches the maps phase by phase, one batch per run of
+// same-kind ops, in order; the stats count what was written; a failing
+// batch stops everything after it and its error reaches the caller as is.
+// Applied through the fake native binding, the maps end up holding plan.next.
+
+import { describe, expect, test } from 'vitest';
+import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
+import { applyOps, applyPlan, type MapWriter } from '../../src/dataplane/bpf/apply.ts';
+import { compile } from '../../src/dataplane/bpf/compile.ts';
+import { diff } from '../../src/dataplane/bpf/diff.ts';
+import { encodeOpBatch, MAPS, svcKeyCodec, u32Codec, type OpBatch } from '../../src/dataplane/bpf/layout.ts';
+import { emptyProgrammedState, PHASE_NAMES, type Op, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
+import { BpfObject } from '../../src/native/index.ts';
+import { FAKE_OBJECT_PATH, FakeNativeBinding } from '../support/fake-native.ts';
+import { programmedToPlain } from '../support/plain-state.ts';
+import { servicePort, snapshot } from '../support/snapshots.ts';
+
+const OFF = { masqueradeAll: false };
+
+/** A writer that records each batch (decoded enough to read) and can fail one. */
+function recorder(failAt?: { batch: number; error: unknown }): MapWriter & { batches: string[] } {
+  const batches: string[] = [];
+  return {
+    batches,
+    async write(b: OpBatch): Promise<void> {
+      if (failAt !== undefined && batches.length === failAt.batch) throw failAt.error;
+      batches.push(`${b.action} ${b.map} ${describeKeys(b)}`);
+    },
+  };
+}
+
+function describeKeys(b: OpBatch): string {
+  const out: string[] = [];
+  for (let i = 0; i < b.count; i++) {
+    if (b.map === MAPS.backend.name) out.push(String(u32Codec.decode(b.keys.subarray(i * 4, i * 4 + 4))));
+    else {
+      const k = svcKeyCodec.decode(b.keys.subarray(i * 12, i * 12 + 12));
+      out.push(k.slot === 0 ? `${k.addr}:${k.port}#master` : `${k.addr}:${k.port}#g${k.gen}s${k.slot}`);
+    }
+  }
+  return out.join(',');
+}
+
+const first = snapshot([servicePort('a', '10.96.0.1', 80, ['10.244.0.1:8080', '10.244.0.2:8080']), servicePort('b', '10.96.0.2', 53, ['10.244.0.3:53'])]);
+const second = snapshot([servicePort('a', '10.96.0.1', 80, ['10.244.0.2:8080', '10.244.0.4:8080'])]);
+
+function plans(): { p1: ReturnType<typeof diff>; p2: ReturnType<typeof diff> } {
+  const p1 = diff(compile(first, OFF), emptyProgrammedState());
+  const p2 = diff(compile(second, OFF), p1.next);
+  return { p1, p2 };
+}
+
+describe('applyPlan', () => {
+  test('writes the phases in order, one batch per phase, and counts what it wrote', async () => {
+    const { p1, p2 } = plans();
+    const w1 = recorder();
+    expect(await applyPlan(p1, w1)).toEqual({ updates: 3 + 3 + 2, deletes: 0, batches: 3 });
+    expect(w1.batches).toEqual([
+      'update sy_backend4_v1 1,2,3',
+      'update sy_svc4_v1 10.96.0.1:80#g0s1,10.96.0.1:80#g0s2,10.96.0.2:53#g0s1',
+      'update sy_svc4_v1 10.96.0.1:80#master,10.96.0.2:53#master',
+    ]);
+    // a changes backends (new generation), b goes away: every phase has work.
+    expect(p2.phases.map((ops) => ops.length > 0)).toEqual([true, true, true, true, true]);
+    const w2 = recorder();
+    expect(await applyPlan(p2, w2)).toEqual({ updates: 1 + 2 + 1, deletes: 2 + 2 + 2, batches: 5 });
+    expect(w2.batches).toEqual([
+      'update sy_backend4_v1 4',
+      'update sy_svc4_v1 10.96.0.1:80#g1s1,10.96.0.1:80#g1s2',
+      'update sy_svc4_v1 10.96.0.1:80#master',
+      'delete sy_svc4_v1 10.96.0.1:80#g0s1,10.96.0.1:80#g0s2,10.96.0.2:53#master,10.96.0.2:53#g0s1',
+      'delete sy_backend4_v1 1,3',
+    ]);
+    expect(PHASE_NAMES).toHaveLength(5);
+  });
+
+  test('an empty plan writes nothing', async () => {
+    const { p1 } = plans();
+    const again = diff(compile(first, OFF), p1.next);
+    const w = recorder();
+    expect(await applyPlan(again, w)).toEqual({ updates: 0, deletes: 0, batches: 0 });
+    expect(w.batches).toEqual([]);
+  });
+
+  test('a failing batch: the error reaches the caller unchanged, nothing after it is written', async () => {
+    const { p1, p2 } = plans();
+    const boom = Object.assign(new Error('bpf_map_update_batch on map fd 7: Argument list too long (record 1 of 2)'), {
+      errno: 7,
+      code: 'E2BIG',
+      syscall: 'bpf_map_update_batch',
+      done: 1,
+    });
+    const w = recorder({ batch: 1, error: boom });
+    await expect(applyPlan(p2, w)).rejects.toBe(boom);
+    expect(w.batches).toEqual(['update sy_backend4_v1 4']);
+    await expect(applyPlan(p1, recorder({ batch: 0, error: boom }))).rejects.toBe(boom);
+  });
+});
+
+describe('applyOps', () => {
+  test('splits a phase into runs of one map and one action, keeping their order', async () => {
+    const key = { addr: '10.96.0.9', port: 80, proto: 'TCP' as const, gen: 0 as const, slot: 1 };
+    const phase: Op[] = [
+      { kind: 'svc-delete', key },
+      { kind: 'svc-delete', key: { ...key, slot: 2 } },
+      { kind: 'backend-delete', id: 7 },
+      { kind: 'backend-delete', id: 8 },
+      { kind: 'svc-delete', key: { ...key, slot: 3 } },
+      { kind: 'backend-update', id: 9, backend: { addr: '10.244.9.9', port: 80, proto: 'TCP' } },
+    ];
+    const w = recorder();
+    expect(await applyOps([[], phase, []], w)).toEqual({ updates: 1, deletes: 5, batches: 4 });
+    expect(w.batches).toEqual([
+      'delete sy_svc4_v1 10.96.0.9:80#g0s1,10.96.0.9:80#g0s2',
+      'delete sy_backend4_v1 7,8',
+      'delete sy_svc4_v1 10.96.0.9:80#g0s3',
+      'update sy_backend4_v1 9',
+    ]);
+    // Each run is what encodeOpBatch makes of it.
+    expect(encodeOpBatch(phase.slice(0, 2))?.count).toBe(2);
+  });
+
+  test("through the fake native binding, with the dataplane's writer, the maps end up holding plan.next", async () => {
+    const fake = new FakeNativeBinding();
+    const obj = await BpfObject.open(FAKE_OBJECT_PATH, '/sys/fs/bpf/apply', fake);
+    const writer: MapWriter = {
+      async write(b) {
+        const m = obj.map(b.map);
+        if (b.action === 'update') await fake.mapUpdate(m.fd, b.keys, b.values ?? Buffer.alloc(0), m.keySize, m.valueSize);
+        else await fake.mapDelete(m.fd, b.keys, m.keySize);
+      },
+    };
+    const { p1, p2 } = plans();
+    const readBack = async (): Promise<ProgrammedState> => {
+      const adopted = programmedFromDump(await obj.map(MAPS.svc.name).dump(), await obj.map(MAPS.backend.name).dump());
+      expect(adopted.orphans).toEqual([]);
+      return adopted.state;
+    };
+    await applyPlan(p1, writer);
+    expect(programmedToPlain(await readBack())).toEqual(programmedToPlain(p1.next));
+    await applyPlan(p2, writer);
+    expect(programmedToPlain(await readBack())).toEqual(programmedToPlain(p2.next));
+    expect(fake.calls.map((c) => `${c.op} ${c.map} ${c.count}`).filter((c) => !c.startsWith('dump'))).toEqual([
+      'update sy_backend4_v1 3',
+      'update sy_svc4_v1 3',
+      'update sy_svc4_v1 2',
+      'update sy_backend4_v1 1',
+      'update sy_svc4_v1 2',
+      'update sy_svc4_v1 1',
+      'delete sy_svc4_v1 4',
+      'delete sy_backend4_v1 2',
+    ]);
+    obj.close();
+  });
+});

@@ -1,0 +1,330 @@
+// BpfDataplane on the fake native binding (test/support/fake-native.ts):
+// start with and without pinned state (adoption, orphan cleanup), full and
+// incremental syncs, a sync that fails half way and the re-adopt after it
+// (the original error reaches the caller, even when the re-adopt fails too),
+// the next sync reconciling everything, a map that fills up, stop() leaving
+// pins and filters in place, and tc attach as links come and go.
+
+import { describe, expect, test } from 'vitest';
+import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
+import { TC_FILTER, BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
+import { backendCodec, configCodec, encode, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import type { LinkSource } from '../../src/host/links.ts';
+import { isNativeError, type NativeError } from '../../src/native/index.ts';
+import { createLogger } from '../../src/util/log.ts';
+import { checkConsistent, formatDump, resolveFrontends } from '../support/fake-maps.ts';
+import { FAKE_OBJECT_PATH, FakeNativeBinding, switchyardObject } from '../support/fake-native.ts';
+import { dumpPinned } from '../support/pinned-dump.ts';
+import { servicePort, snapshot } from '../support/snapshots.ts';
+
+const PIN = '/sys/fs/bpf/switchyard';
+const NODE = '198.18.0.10';
+
+interface Setup {
+  readonly fake: FakeNativeBinding;
+  readonly dp: BpfDataplane;
+  readonly logs: string[];
+}
+
+function dataplane(fake: FakeNativeBinding, opts: { links?: LinkSource; nodeInterface?: string | null; nodeAddress?: string } = {}): Setup {
+  const logs: string[] = [];
+  const dp = new BpfDataplane({
+    native: fake,
+    log: createLogger('bpf', { level: 'debug', write: (l) => logs.push(l) }),
+    objectPath: FAKE_OBJECT_PATH,
+    pinPath: PIN,
+    nodeAddress: opts.nodeAddress ?? NODE,
+    nodeInterface: opts.nodeInterface === undefined ? 'eth0' : opts.nodeInterface,
+    podInterfaces: 'veth*,cali*',
+    masqueradeAll: false,
+    links: opts.links ?? fake.linkSource(),
+  });
+  return { fake, dp, logs };
+}
+
+/** A fake node: lo, eth0 (the node's), two pod interfaces and one that is neither. */
+function node(fake = new FakeNativeBinding()): FakeNativeBinding {
+  for (const name of ['eth0', 'veth1', 'cali2', 'docker0']) fake.addLink(name);
+  return fake;
+}
+
+async function started(fake = node(), opts: Parameters<typeof dataplane>[1] = {}): Promise<Setup> {
+  const s = dataplane(fake, opts);
+  await s.dp.start(new AbortController().signal);
+  return s;
+}
+
+/** What every frontend resolves to, read back through the binding. */
+async function programmed(fake: FakeNativeBinding): Promise<Record<string, string[]>> {
+  const d = await dumpPinned(fake, PIN);
+  return resolveFrontends(d.get(MAPS.svc.name) ?? [], d.get(MAPS.backend.name) ?? []);
+}
+
+/** The maps hold no orphans and every master is whole. */
+async function expectClean(fake: FakeNativeBinding): Promise<void> {
+  const d = await dumpPinned(fake, PIN);
+  expect(programmedFromDump(d.get(MAPS.svc.name) ?? [], d.get(MAPS.backend.name) ?? []).orphans).toEqual([]);
+  expect(checkConsistent(fake.store(PIN))).toEqual([]);
+}
+
+async function rejection(p: Promise<unknown>): Promise<NativeError> {
+  const e = await p.then(
+    () => expect.unreachable('expected a rejection'),
+    (err: unknown) => err,
+  );
+  expect(isNativeError(e), String(e)).toBe(true);
+  return e as NativeError;
+}
+
+const A = servicePort('a', '10.96.0.1', 80, ['10.244.1.1:8080', '10.244.1.2:8080']);
+const B = servicePort('b', '10.96.0.2', 53, ['10.244.1.3:53', '10.244.2.3:53'], 'UDP');
+const S1 = snapshot([A, B]);
+const S1_PROGRAMMED = {
+  '10.96.0.1:80/TCP': ['10.244.1.1:8080/TCP', '10.244.1.2:8080/TCP'],
+  '10.96.0.2:53/UDP': ['10.244.1.3:53/UDP', '10.244.2.3:53/UDP'],
+};
+// a gains a backend (shared with c), b goes, c comes.
+const A2 = servicePort('a', '10.96.0.1', 80, ['10.244.1.1:8080', '10.244.1.2:8080', '10.244.3.1:8080']);
+const C = servicePort('c', '10.96.0.3', 443, ['10.244.3.1:8080']);
+const S2 = snapshot([A2, C]);
+const S2_PROGRAMMED = {
+  '10.96.0.1:80/TCP': ['10.244.1.1:8080/TCP', '10.244.1.2:8080/TCP', '10.244.3.1:8080/TCP'],
+  '10.96.0.3:443/TCP': ['10.244.3.1:8080/TCP'],
+};
+
+describe('start', () => {
+  test('without pinned state: loads and pins the maps, writes the node config, attaches to the node and pod interfaces', async () => {
+    const { fake, dp, logs } = await started();
+    expect(fake.pins(PIN)).toEqual(
+      Object.values(MAPS)
+        .map((m) => `${PIN}/${m.name}`)
+        .sort(),
+    );
+    const config = (await dumpPinned(fake, PIN)).get(MAPS.config.name);
+    expect(config).toEqual([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: NODE, flags: 0 })]]);
+    expect(await programmed(fake)).toEqual({});
+    expect([...dp.attached.values()].sort()).toEqual(['cali2', 'eth0', 'veth1']);
+    for (const name of ['eth0', 'veth1', 'cali2']) expect(fake.tcQuery(fake.ifNameToIndex(name), TC_FILTER)).not.toBeNull();
+    for (const name of ['lo', 'docker0']) expect(fake.filters(fake.ifNameToIndex(name))).toBeNull();
+    expect(logs.some((l) => /adopted pinned maps frontends=0 backends=0/.test(l))).toBe(true);
+    await dp.stop();
+  });
+
+  test('with pinned state from a previous daemon: adopts it, so the same snapshot needs no operation', async () => {
+    const fake = node();
+    const first = await started(fake);
+    await first.dp.sync(S1);
+    const progBefore = fake.tcQuery(fake.ifNameToIndex('eth0'), TC_FILTER)?.progId;
+    await first.dp.stop();
+
+    const second = await started(fake);
+    expect(second.logs.some((l) => /adopted pinned maps frontends=2 backends=4/.test(l))).toBe(true);
+    expect(second.logs.some((l) => /removing inconsistent entries/.test(l))).toBe(false);
+    const before = formatDump(await dumpPinned(fake, PIN));
+    const calls = fake.calls.length;
+    const r = await second.dp.sync(S1);
+    expect({ frontendsChanged: r.frontendsChanged, operations: r.operations }).toEqual({ frontendsChanged: 0, operations: 0 });
+    expect(fake.calls.slice(calls).filter((c) => c.op === 'update' || c.op === 'delete')).toEqual([]);
+    expect(formatDump(await dumpPinned(fake, PIN))).toBe(before);
+    // The new daemon's program replaced the old one's in the same filter.
+    const progAfter = fake.tcQuery(fake.ifNameToIndex('eth0'), TC_FILTER)?.progId;
+    expect(progAfter).toBeDefined();
+    expect(progAfter).not.toBe(progBefore);
+    await second.dp.stop();
+  });
+
+  test('with inconsistent pinned state: removes the orphans before anything else, keeps what is live', async () => {
+    const fake = node();
+    const first = await started(fake);
+    await first.dp.sync(S1);
+    await first.dp.stop();
+    // What a daemon killed part way through a plan can leave: a slot of the
+    // other generation, a slot beyond count, a master key with gen 1, a
+    // slot with no master, a backend no slot points at.
+    const svc = fake.pinnedMap(`${PIN}/${MAPS.svc.name}`);
+    const key = { addr: '10.96.0.1', port: 80, proto: 'TCP' as const };
+    const slot = (backendId: number) => encode(svcValueCodec, { backendId, count: 0, gen: 0, flags: 0, svcId: 0 });
+    svc.update(encode(svcKeyCodec, { ...key, gen: 1, slot: 1 }), slot(1));
+    svc.update(encode(svcKeyCodec, { ...key, gen: 0, slot: 7 }), slot(1));
+    svc.update(encode(svcKeyCodec, { ...key, gen: 1, slot: 0 }), slot(0));
+    svc.update(encode(svcKeyCodec, { addr: '10.96.9.9', port: 9, proto: 'TCP', gen: 0, slot: 1 }), slot(1));
+    fake.pinnedMap(`${PIN}/${MAPS.backend.name}`).update(encode(u32Codec, 99), encode(backendCodec, { addr: '10.244.9.9', port: 9, proto: 'TCP' }));
+
+    const second = await started(fake);
+    expect(second.logs.some((l) => /removing inconsistent entries left in pinned maps ops=5/.test(l))).toBe(true);
+    await expectClean(fake);
+    expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
+    expect((await second.dp.sync(S1)).operations).toBe(0);
+    await second.dp.stop();
+  });
+
+  test('a pinned map that does not match the object: start fails with the loader error', async () => {
+    const fake = node();
+    fake.ensureBpffs(PIN);
+    fake.pinMap(`${PIN}/${MAPS.backend.name}`, { ...MAPS.backend, maxEntries: 16 });
+    const e = await rejection(dataplane(fake).dp.start(new AbortController().signal));
+    expect([e.code, e.syscall]).toEqual(['EINVAL', 'bpf_object__load']);
+    expect(e.message).toContain('parameter mismatch');
+  });
+
+  test('a node address that is not IPv4 fails start', async () => {
+    await expect(dataplane(node(), { nodeAddress: 'fd00::1' }).dp.start(new AbortController().signal)).rejects.toThrow(/not an IPv4 address/);
+  });
+});
+
+describe('sync', () => {
+  test('before start it refuses', async () => {
+    await expect(dataplane(node()).dp.sync(S1)).rejects.toThrow(/before start/);
+  });
+
+  test('a snapshot: programs every frontend, reports what it did and the bad input', async () => {
+    const { fake, dp } = await started();
+    const bad = servicePort('bad', '10.96.0.300', 80, ['10.244.1.9:80']);
+    const r = await dp.sync(snapshot([A, B, bad]));
+    expect(r.frontendsChanged).toBe(2);
+    expect(r.operations).toBe(4 + 4 + 2); // backends, slots, masters
+    expect(r.problems.map((p) => p.owner)).toEqual([bad.id]);
+    expect(r.durationMs).toBeGreaterThanOrEqual(0);
+    expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
+    await expectClean(fake);
+    await dp.stop();
+  });
+
+  test('an incremental sync touching one Service writes only that Service', async () => {
+    const { fake, dp } = await started();
+    await dp.sync(S1);
+    const bEntries = async () =>
+      (await dumpPinned(fake, PIN))
+        .get(MAPS.svc.name)
+        ?.filter(([k]) => svcKeyCodec.decode(k).addr === '10.96.0.2')
+        .map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`)
+        .sort();
+    const bBefore = await bEntries();
+    const calls = fake.calls.length;
+    const a = servicePort('a', '10.96.0.1', 80, ['10.244.1.2:8080']);
+    const r = await dp.sync(snapshot([a, B], new Set([a.id])));
+    expect(r.frontendsChanged).toBe(1);
+    // one new slot, its master flip, the two old slots, the dropped backend.
+    expect(fake.calls.slice(calls).map((c) => `${c.op} ${c.map} ${c.count}`)).toEqual([
+      'update sy_svc4_v1 1',
+      'update sy_svc4_v1 1',
+      'delete sy_svc4_v1 2',
+      'delete sy_backend4_v1 1',
+    ]);
+    expect(r.operations).toBe(5);
+    expect(await bEntries()).toEqual(bBefore);
+    expect(await programmed(fake)).toEqual({ ...S1_PROGRAMMED, '10.96.0.1:80/TCP': ['10.244.1.2:8080/TCP'] });
+    await dp.stop();
+  });
+
+  test('a sync that fails half way: the original error reaches the caller, the maps are read back, the next sync reconciles everything', async () => {
+    const { fake, dp } = await started();
+    await dp.sync(S1);
+    // Phase 2 (the new slots) fails after two records.
+    fake.failMap({ op: 'update', map: MAPS.svc.name, after: 2, code: 'ENOMEM' });
+    const calls = fake.calls.length;
+    const e = await rejection(dp.sync(snapshot([A2, B, C], new Set([A2.id, C.id]))));
+    expect({ code: e.code, syscall: e.syscall, done: e.done }).toEqual({ code: 'ENOMEM', syscall: 'bpf_map_update_batch', done: 2 });
+    expect(e).not.toHaveProperty('adoptError');
+    // Re-adopted: dumped both maps, then removed what the plan had written
+    // (two slots of the new generation, the new backend): S1 is back.
+    expect(fake.calls.slice(calls).map((c) => `${c.op} ${c.map}`)).toEqual([
+      'update sy_backend4_v1',
+      'update sy_svc4_v1',
+      'dump sy_svc4_v1',
+      'dump sy_backend4_v1',
+      'delete sy_svc4_v1',
+      'delete sy_backend4_v1',
+    ]);
+    expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
+    await expectClean(fake);
+    // Nothing marked changed: the dataplane must still reconcile the whole snapshot.
+    const r = await dp.sync(snapshot([A2, C], new Set()));
+    expect(r.frontendsChanged).toBe(3);
+    expect(await programmed(fake)).toEqual(S2_PROGRAMMED);
+    await expectClean(fake);
+    await dp.stop();
+  });
+
+  test('a sync that fails and whose re-adopt fails too: the original error still reaches the caller, the next sync reads the maps back first', async () => {
+    const { fake, dp, logs } = await started();
+    await dp.sync(S1);
+    fake.failMap({ op: 'update', map: MAPS.svc.name, after: 1, code: 'ENOMEM' });
+    fake.failMap({ op: 'dump', map: MAPS.svc.name, code: 'EAGAIN' });
+    const e = await rejection(dp.sync(S2));
+    expect({ code: e.code, syscall: e.syscall, done: e.done }).toEqual({ code: 'ENOMEM', syscall: 'bpf_map_update_batch', done: 1 });
+    const adoptError = (e as NativeError & { adoptError?: unknown }).adoptError;
+    expect(isNativeError(adoptError) && { code: adoptError.code, syscall: adoptError.syscall }).toEqual({ code: 'EAGAIN', syscall: 'bpf_map_get_next_key' });
+    expect(logs.some((l) => / error bpf reading the maps back after a failed sync failed; .*Resource temporarily unavailable/.test(l))).toBe(true);
+
+    const calls = fake.calls.length;
+    const r = await dp.sync(snapshot([A2, C], new Set()));
+    expect(fake.calls[calls]).toEqual({ op: 'dump', map: MAPS.svc.name, count: 0 });
+    expect(r.frontendsChanged).toBe(3);
+    expect(await programmed(fake)).toEqual(S2_PROGRAMMED);
+    await expectClean(fake);
+    await dp.stop();
+  });
+
+  test('a map that fills up: E2BIG as a native error naming the record, the partial write undone, smaller snapshots still sync', async () => {
+    const fake = node(new FakeNativeBinding({ objects: { [FAKE_OBJECT_PATH]: switchyardObject({ maxEntries: { [MAPS.backend.name]: 3 } }) } }));
+    const { dp } = await started(fake);
+    const e = await rejection(dp.sync(S1)); // four backends
+    expect({ errno: e.errno, code: e.code, syscall: e.syscall, done: e.done }).toEqual({ errno: 7, code: 'E2BIG', syscall: 'bpf_map_update_batch', done: 3 });
+    expect(e.message).toMatch(/Argument list too long \(record 3 of 4\)$/);
+    expect(await programmed(fake)).toEqual({});
+    expect((await dumpPinned(fake, PIN)).get(MAPS.backend.name)).toEqual([]);
+    await dp.sync(snapshot([A]));
+    expect(await programmed(fake)).toEqual({ '10.96.0.1:80/TCP': S1_PROGRAMMED['10.96.0.1:80/TCP'] });
+    await expectClean(fake);
+    await dp.stop();
+  });
+});
+
+describe('stop', () => {
+  test('leaves the maps pinned and the program attached, releases every fd, stops following links', async () => {
+    const { fake, dp } = await started();
+    await dp.sync(S1);
+    const eth0 = fake.ifNameToIndex('eth0');
+    const prog = fake.tcQuery(eth0, TC_FILTER);
+    await dp.stop();
+    expect(fake.openFds()).toBe(0);
+    expect(fake.pins(PIN)).toHaveLength(Object.keys(MAPS).length);
+    expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
+    expect(fake.tcQuery(eth0, TC_FILTER)).toEqual(prog);
+    const veth = fake.addLink('veth7');
+    expect(fake.filters(veth)).toBeNull();
+    expect(dp.attached.has(veth)).toBe(false);
+    await expect(dp.sync(S1)).rejects.toThrow();
+  });
+});
+
+describe('links', () => {
+  test('attaches to pod interfaces as they appear, forgets them as they go', async () => {
+    const { fake, dp } = await started(node(), { nodeInterface: null });
+    expect([...dp.attached.values()].sort()).toEqual(['cali2', 'veth1']);
+    const veth = fake.addLink('veth3');
+    expect(dp.attached.get(veth)).toBe('veth3');
+    expect(fake.tcQuery(veth, TC_FILTER)?.progId).toBe(fake.tcQuery(fake.ifNameToIndex('veth1'), TC_FILTER)?.progId);
+    fake.addLink('wlan0'); // neither the node interface nor a pod interface
+    expect(dp.attached.size).toBe(3);
+    fake.removeLink('veth3');
+    expect(dp.attached.has(veth)).toBe(false);
+    // The same name back with a new index: attached again.
+    const again = fake.addLink('veth3');
+    expect(again).not.toBe(veth);
+    expect(dp.attached.get(again)).toBe('veth3');
+    expect(fake.filters(again)?.map((f) => f.handle)).toEqual([TC_FILTER.handle]);
+    await dp.stop();
+  });
+
+  test('a link that is gone by the time of the attach is logged and skipped, the others are attached', async () => {
+    const fake = node();
+    const real = fake.linkSource();
+    const links: LinkSource = { list: () => [...real.list(), { name: 'veth9', ifindex: 999 }], watch: real.watch };
+    const { dp, logs } = await started(fake, { links });
+    expect([...dp.attached.values()].sort()).toEqual(['cali2', 'eth0', 'veth1']);
+    expect(logs.some((l) => /warn bpf attach failed interface=veth9 .*No such device/.test(l))).toBe(true);
+    await dp.stop();
+  });
+});
