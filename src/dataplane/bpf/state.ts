@@ -11,6 +11,7 @@
 // the end of this file.
 
 import type { Protocol } from '../../model/types.ts';
+import { SwitchyardError } from '../../util/errors.ts';
 import type { Problem } from '../types.ts';
 
 export type { Problem } from '../types.ts';
@@ -292,6 +293,23 @@ function shardOf(key: string | number): number {
 
 type Shards<K, V> = (Map<K, V> | undefined)[];
 
+/**
+ * An editor (CowMapEditor, CowVecEditor, IdSetEditor) was used after its
+ * done(): it is single use, and the state done() returned shares its
+ * storage, so every later call is refused rather than allowed to change that
+ * state.
+ */
+export class CowEditorDoneError extends SwitchyardError {
+  declare readonly code: 'ERR_SY_COW_EDITOR_DONE';
+  /** "CowMapEditor", "CowVecEditor" or "IdSetEditor". */
+  readonly editor: string;
+
+  constructor(editor: string) {
+    super('ERR_SY_COW_EDITOR_DONE', `${editor} used after done(): an editor is single use; edit() the state done() returned`);
+    this.editor = editor;
+  }
+}
+
 export class CowMap<K extends string | number, V> implements ReadonlyMap<K, V> {
   // Plain (not #private) so node:assert's deepStrictEqual compares contents.
   private readonly shards: readonly (Map<K, V> | undefined)[];
@@ -392,18 +410,22 @@ export class CowMapEditor<K extends string | number, V> {
   }
 
   get size(): number {
+    this.live();
     return this.count;
   }
 
   get(key: K): V | undefined {
+    this.live();
     return this.shards[shardOf(key)]?.get(key);
   }
 
   has(key: K): boolean {
+    this.live();
     return this.shards[shardOf(key)]?.has(key) ?? false;
   }
 
   set(key: K, value: V): this {
+    this.live();
     const shard = this.writable(shardOf(key));
     const before = shard.size;
     shard.set(key, value);
@@ -412,6 +434,7 @@ export class CowMapEditor<K extends string | number, V> {
   }
 
   delete(key: K): boolean {
+    this.live();
     const i = shardOf(key);
     if (!(this.shards[i]?.has(key) ?? false)) return false;
     this.writable(i).delete(key);
@@ -420,13 +443,16 @@ export class CowMapEditor<K extends string | number, V> {
   }
 
   done(): CowMap<K, V> {
-    if (this.sealed) throw new Error('CowMapEditor.done() called twice');
+    this.live();
     this.sealed = true;
     return new CowMap<K, V>(this.shards, this.count);
   }
 
+  private live(): void {
+    if (this.sealed) throw new CowEditorDoneError('CowMapEditor');
+  }
+
   private writable(i: number): Map<K, V> {
-    if (this.sealed) throw new Error('CowMapEditor used after done()');
     if (this.owned[i] === 0) {
       this.owned[i] = 1;
       this.shards[i] = new Map(this.shards[i]);
@@ -527,10 +553,12 @@ export class CowVecEditor<V> {
   }
 
   get size(): number {
+    this.live();
     return this.count;
   }
 
   get(key: number): V | undefined {
+    this.live();
     return this.chunks[key >>> CHUNK_BITS]?.[key & (CHUNK - 1)];
   }
 
@@ -539,6 +567,7 @@ export class CowVecEditor<V> {
   }
 
   set(key: number, value: V): this {
+    this.live();
     if (!Number.isInteger(key) || key < 0 || key > 0xffffffff) throw new RangeError(`CowVec: bad key ${key}`);
     const chunk = this.writable(key >>> CHUNK_BITS);
     const i = key & (CHUNK - 1);
@@ -555,13 +584,16 @@ export class CowVecEditor<V> {
   }
 
   done(): CowVec<V> {
-    if (this.sealed) throw new Error('CowVecEditor.done() called twice');
+    this.live();
     this.sealed = true;
     return new CowVec<V>(this.chunks, this.count);
   }
 
+  private live(): void {
+    if (this.sealed) throw new CowEditorDoneError('CowVecEditor');
+  }
+
   private writable(c: number): (V | undefined)[] {
-    if (this.sealed) throw new Error('CowVecEditor used after done()');
     if (this.owned[c] !== true) {
       this.owned[c] = true;
       const old = this.chunks[c];
@@ -628,6 +660,7 @@ export class IdSetEditor {
   private copied = false;
   private count: number;
   private firstFreeWord = 0; // no free id below this word
+  private sealed = false;
 
   constructor(words: Uint32Array, count: number) {
     this.words = words;
@@ -635,10 +668,12 @@ export class IdSetEditor {
   }
 
   has(id: number): boolean {
+    this.live();
     return id >= 1 && ((this.words[id >>> 5] ?? 0) & (1 << (id & 31))) !== 0;
   }
 
   add(id: number): void {
+    this.live();
     if (!Number.isInteger(id) || id < 1 || id > IdSet.MAX_ID) throw new RangeError(`IdSet: id ${id} is not in 1..${IdSet.MAX_ID}`);
     if (this.has(id)) return;
     this.writable(id >>> 5);
@@ -658,6 +693,7 @@ export class IdSetEditor {
 
   /** Marks and returns the lowest unused id >= 1. */
   allocate(): number {
+    this.live();
     let w = this.firstFreeWord;
     while (w < this.words.length && this.words[w] === 0xffffffff) w++;
     this.firstFreeWord = w;
@@ -668,16 +704,20 @@ export class IdSetEditor {
     return id;
   }
 
+  /** Seals the editor: the IdSet returned shares its bitmap, so every later call throws. */
   done(): IdSet {
-    const out = new IdSet(this.words, this.count);
-    this.words = new Uint32Array(0); // further use is a bug; has() sees nothing
-    this.copied = true;
-    return out;
+    this.live();
+    this.sealed = true;
+    return new IdSet(this.words, this.count);
+  }
+
+  private live(): void {
+    if (this.sealed) throw new CowEditorDoneError('IdSetEditor');
   }
 
   private writable(word: number): void {
     if (!this.copied || word >= this.words.length) {
-      let len = this.words.length;
+      let len = Math.max(this.words.length, 1);
       while (len <= word) len *= 2;
       const w = new Uint32Array(Math.max(len, 1));
       w.set(this.words);
