@@ -15,7 +15,8 @@ import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
 import { diff, formatOp, formatPlan, planOps } from '../../src/dataplane/bpf/diff.ts';
 import { checkConsistent, FakeMapStore } from '../../src/dataplane/bpf/fake-maps.ts';
 import { backendCodec, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
-import { programmedToPlain, CowMap, emptyProgrammedState, l4Key } from '../../src/dataplane/bpf/state.ts';
+import { programmedToPlain, emptyProgrammedState, l4Key } from '../../src/dataplane/bpf/state.ts';
+import { CowMap } from '../../src/util/cow.ts';
 import type { DesiredState, FrontendKey, Plan, ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 
 /** Maps that answer a delete of a missing key with ENOENT, as the kernel does: no plan may issue one. */

@@ -10,7 +10,8 @@
 import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
 import type { Problem } from '../types.ts';
 import { canonicalIPv4, formatIPv4, hasLeadingZero, parseIPv4, SY_MAX_SLOTS, SY_SVC_F_MASQ_ALL } from './layout.ts';
-import { backendKey, CowMap } from './state.ts';
+import { CowMap } from '../../util/cow.ts';
+import { backendKey } from './state.ts';
 import type { BackendKey, CompileIndex, DesiredService, DesiredState, FrontendKey, L4Addr } from './state.ts';
 
 export interface CompileOptions {
