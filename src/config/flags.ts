@@ -13,7 +13,7 @@
 import { problem, type ConfigProblem } from './errors.ts';
 import { nearest, QUANTITY } from './file.ts';
 import { parseGoDuration, DURATION_HELP } from './duration.ts';
-import { ipFamily, splitHostPort } from './net.ts';
+import { ipFamily, splitHostPort } from '../util/ip.ts';
 import type { Setting, SettingValue } from './settings.ts';
 import { DEFAULT_PIN_PATH, DEFAULT_POD_INTERFACES, IPVS_SCHEDULERS, type VModuleItem } from './types.ts';
 
@@ -683,12 +683,12 @@ export function fromFlagText(kind: FlagKind, text: string): Converted {
     case 'quantity':
       return QUANTITY.test(text) ? { ok: true, value: text } : { ok: false, reason: 'must be a quantity such as 0, 512, 1k or 64Ki' };
     case 'ip':
-      return ipFamily(text) !== null ? { ok: true, value: text } : { ok: false, reason: 'must be an IP address' };
+      return ipFamily(text, 'decimal') !== null ? { ok: true, value: text } : { ok: false, reason: 'must be an IP address' };
     case 'ipPort': {
-      if (text.trim() === '' || ipFamily(text) !== null) return { ok: true, value: text.trim() };
+      if (text.trim() === '' || ipFamily(text, 'decimal') !== null) return { ok: true, value: text.trim() };
       const hp = splitHostPort(text);
       if (!hp.ok) return { ok: false, reason: `must be IP or IP:port (${hp.reason})` };
-      if (ipFamily(hp.host) === null) return { ok: false, reason: `must be IP or IP:port, and ${JSON.stringify(hp.host)} is not an IP address` };
+      if (ipFamily(hp.host, 'decimal') === null) return { ok: false, reason: `must be IP or IP:port, and ${JSON.stringify(hp.host)} is not an IP address` };
       if (!/^\d{1,5}$/.test(hp.port) || Number(hp.port) > 65535)
         return { ok: false, reason: `must be IP or IP:port, and ${JSON.stringify(hp.port)} is not a port` };
       return { ok: true, value: text };

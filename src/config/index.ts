@@ -36,7 +36,6 @@ export { DEFAULT_BPF_OBJECT, DEFAULT_PIN_PATH, DEFAULT_POD_INTERFACES, IPVS_SCHE
 export { ConfigError, type ConfigProblem } from './errors.ts';
 export { RUN_FLAGS, formatRunHelp, type RunFlag } from './flags.ts';
 export { formatConfigFile, parseConfigFile } from './file.ts';
-export { isUnspecifiedIP } from './net.ts';
 
 export type ReadFile = (path: string) => string | Uint8Array;
 

@@ -3,9 +3,10 @@
 // into a ProxySnapshot, and each dataplane compiles that snapshot.
 // Nothing here imports a dataplane.
 
+import type { IPFamily } from '../util/ip.ts';
+
+export type { IPFamily } from '../util/ip.ts';
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
-export type IPFamily = 'IPv4' | 'IPv6';
-export const IP_FAMILIES: readonly IPFamily[] = ['IPv4', 'IPv6'];
 
 /**
  * Which hints the cluster-policy endpoints were filtered by (kube-proxy's

@@ -20,7 +20,8 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
-import { formatBackendLine, parsePorts, plainIPv4 } from './protocol.ts';
+import { unmapIPv4 } from '../util/ip.ts';
+import { formatBackendLine, parsePorts } from './protocol.ts';
 
 function localIPv4s(): string[] {
   const out: string[] = [];
@@ -36,8 +37,9 @@ function localIPv4s(): string[] {
 function lineFor(name: string, sock: net.Socket): string {
   return formatBackendLine({
     name,
-    client: { ip: plainIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 },
-    local: { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 },
+    // Node reports IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d.
+    client: { ip: unmapIPv4(sock.remoteAddress ?? ''), port: sock.remotePort ?? 0 },
+    local: { ip: unmapIPv4(sock.localAddress ?? ''), port: sock.localPort ?? 0 },
   });
 }
 

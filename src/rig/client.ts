@@ -16,7 +16,8 @@
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { parseArgs } from 'node:util';
-import { parseBackendLine, parseEndpoint, plainIPv4 } from './protocol.ts';
+import { unmapIPv4 } from '../util/ip.ts';
+import { parseBackendLine, parseEndpoint } from './protocol.ts';
 import type { ClientOutput, Endpoint, Proto, RequestResult } from './protocol.ts';
 
 function errorCode(err: unknown): string {
@@ -61,8 +62,9 @@ function tcpRequest(target: Endpoint, timeoutMs: number): Promise<RequestResult>
     const timer = setTimeout(() => finish('timeout'), timeoutMs);
     sock.setEncoding('utf8');
     sock.on('connect', () => {
-      r.reply = { ip: plainIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 };
-      r.local = { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 };
+      // Node reports IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d.
+      r.reply = { ip: unmapIPv4(sock.remoteAddress ?? ''), port: sock.remotePort ?? 0 };
+      r.local = { ip: unmapIPv4(sock.localAddress ?? ''), port: sock.localPort ?? 0 };
     });
     sock.on('data', (chunk: string) => {
       data += chunk;

@@ -71,12 +71,6 @@ export function parseBackendLine(s: string): BackendLine | undefined {
   return { name: parts[0], client, local };
 }
 
-/** Node reports IPv4 peers on dual-stack sockets as ::ffff:a.b.c.d. */
-export function plainIPv4(addr: string | undefined): string {
-  if (addr === undefined) return '';
-  return addr.startsWith('::ffff:') ? addr.slice(7) : addr;
-}
-
 /** Parses a comma-separated port list (`80,8080`); empty or missing is []. */
 export function parsePorts(s: string | undefined, flag: string): number[] {
   if (s === undefined || s === '') return [];

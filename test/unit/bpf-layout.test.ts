@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   backendCodec,
-  canonicalIPv4,
   configCodec,
   ctKeyCodec,
   ctValueCodec,
@@ -19,10 +18,8 @@ import {
   encodeOpBatch,
   encodeSvcKeys,
   encodeSvcValues,
-  formatIPv4,
   LayoutError,
   MAPS,
-  parseIPv4,
   rnatValueCodec,
   STRUCTS,
   sumCounters,
@@ -148,20 +145,6 @@ test('errors name the struct and the field', () => {
   bad(() => encode(svcValueCodec, { backendId: -1, count: 0, gen: 0, flags: 0, svcId: 0 }), 'sy_svc_value', 'backend_id');
   bad(() => backendCodec.decode(Buffer.from('0a000001005001' + '00', 'hex')), 'sy_backend', 'proto');
   bad(() => svcKeyCodec.decode(Buffer.from('0a000001' + '0050' + '06' + '02' + '0000' + '0000', 'hex')), 'sy_svc_key', 'gen');
-});
-
-test('IPv4 parsing: strict dotted quad, leading zeros read as decimal', () => {
-  assert.equal(parseIPv4('1.2.3.4'), 0x01020304);
-  assert.equal(parseIPv4('255.255.255.255'), 0xffffffff);
-  assert.equal(parseIPv4('0.0.0.0'), 0);
-  for (const s of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', ' 1.2.3.4', '1.2.3.4 ', '1.2.3.-4', 'fd00::1', '1.2.3.4/32', '1.2.3.1000']) {
-    assert.equal(parseIPv4(s), -1, s);
-  }
-  assert.equal(canonicalIPv4('010.001.0.09'), '10.1.0.9');
-  assert.equal(canonicalIPv4('10.0.0.0'), '10.0.0.0');
-  assert.equal(canonicalIPv4('10.96.0.10'), '10.96.0.10');
-  assert.equal(canonicalIPv4('x'), null);
-  assert.equal(formatIPv4(0xc0a80001), '192.168.0.1');
 });
 
 test('BackendKey: exact, ordered by address then port then protocol, printable', () => {

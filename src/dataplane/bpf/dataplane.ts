@@ -16,7 +16,8 @@ import { compile, compileChanged } from './compile.ts';
 import { diff } from './diff.ts';
 import { programmedFromDump } from './adopt.ts';
 import { applyOps, applyPlan, type MapWriter } from './apply.ts';
-import { MAPS, configCodec, encode, parseIPv4, u32Codec, type OpBatch } from './layout.ts';
+import { parseIPv4 } from '../../util/ip.ts';
+import { MAPS, configCodec, encode, u32Codec, type OpBatch } from './layout.ts';
 import type { DesiredState, ProgrammedState } from './state.ts';
 
 /** Where our tc filter sits on every interface (handle 0x5359 = "SY"). */
@@ -124,7 +125,7 @@ export class BpfDataplane implements Dataplane {
   async #writeConfig(): Promise<void> {
     const obj = this.#obj;
     if (!obj) return;
-    const addr = parseIPv4(this.#o.nodeAddress);
+    const addr = parseIPv4(this.#o.nodeAddress, 'decimal');
     if (addr < 0) throw new Error(`bpf dataplane: node address "${this.#o.nodeAddress}" is not an IPv4 address`);
     const m = obj.map(MAPS.config.name);
     await m.update([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: this.#o.nodeAddress, flags: 0 })]]);

@@ -24,7 +24,8 @@
 
 import { constants } from 'node:os';
 import { formatSvcKey } from './diff.ts';
-import { backendCodec, encodeOpBatch, formatIPv4, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from './layout.ts';
+import { formatIPv4 } from '../../util/ip.ts';
+import { backendCodec, encodeOpBatch, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from './layout.ts';
 import type { MapSpec, OpBatch } from './layout.ts';
 import { l4Key, PHASE_NAMES } from './state.ts';
 import type { Op, Plan, SvcKey } from './state.ts';

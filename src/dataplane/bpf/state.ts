@@ -11,6 +11,7 @@
 
 import type { Protocol } from '../../model/types.ts';
 import { CowMap, CowVec, IdSet } from '../../util/cow.ts';
+import { formatIPv4, parseIPv4 } from '../../util/ip.ts';
 import type { Problem } from '../types.ts';
 
 export type { Problem } from '../types.ts';
@@ -39,23 +40,21 @@ export function l4Key(a: L4Addr): string {
 export const PROTO_INDEX: Readonly<Record<Protocol, number>> = { TCP: 0, UDP: 1, SCTP: 2 };
 const PROTO_BY_INDEX: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 
-/** BackendKey from a parsed address (see parseIPv4 in layout.ts). */
+/** BackendKey from a parsed address (parseIPv4 in src/util/ip.ts). */
 export function backendKey(addr: number, port: number, proto: Protocol): BackendKey {
   return addr * 262144 + port * 4 + PROTO_INDEX[proto];
 }
 
 export function backendKeyOf(a: L4Addr): BackendKey {
-  const p = a.addr.split('.');
-  const addr = ((Number(p[0]) * 256 + Number(p[1])) * 256 + Number(p[2])) * 256 + Number(p[3]);
-  if (p.length !== 4 || !Number.isInteger(addr) || addr < 0 || addr > 0xffffffff) throw new RangeError(`not a dotted IPv4 address: ${a.addr}`);
+  const addr = parseIPv4(a.addr, 'decimal');
+  if (addr < 0) throw new RangeError(`not a dotted IPv4 address: ${a.addr}`);
   return backendKey(addr, a.port, a.proto);
 }
 
 export function formatBackendKey(k: BackendKey): string {
   const addr = Math.floor(k / 262144);
   const rest = k - addr * 262144;
-  const ip = `${addr >>> 24}.${(addr >>> 16) & 255}.${(addr >>> 8) & 255}.${addr & 255}`;
-  return `${ip}:${rest >>> 2}/${PROTO_BY_INDEX[rest & 3] ?? '?'}`;
+  return `${formatIPv4(addr)}:${rest >>> 2}/${PROTO_BY_INDEX[rest & 3] ?? '?'}`;
 }
 
 export interface DesiredService {
