@@ -14,7 +14,7 @@
 //  - mode also allows bpf and auto; kernelspace (Windows) is refused.
 
 import { problem, showValue, type ConfigProblem, type Origin } from './errors.ts';
-import { formatGoDuration } from './duration.ts';
+import { formatGoDuration } from '../util/duration.ts';
 import { RUN_FLAGS, type RunFlag } from './flags.ts';
 import { ipFamily, parseCidr, splitHostPort } from '../util/ip.ts';
 import type { Settings } from './settings.ts';

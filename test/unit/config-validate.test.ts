@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig, ConfigError } from '../../src/config/index.ts';
-import { parseGoDuration, formatGoDuration } from '../../src/config/duration.ts';
+import { parseGoDuration, formatGoDuration } from '../../src/util/duration.ts';
 import { hostPortProblem } from '../../src/config/validate.ts';
 
 const CONF = '/etc/kube-proxy/config.yaml';
