@@ -3,10 +3,11 @@
 // into a ProxySnapshot, and each dataplane compiles that snapshot.
 // Nothing here imports a dataplane.
 
+import type { Protocol } from '../sources/objects.ts';
 import type { IPFamily } from '../util/ip.ts';
 
+export type { Protocol } from '../sources/objects.ts';
 export type { IPFamily } from '../util/ip.ts';
-export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 
 /**
  * Which hints the cluster-policy endpoints were filtered by (kube-proxy's

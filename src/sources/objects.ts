@@ -13,14 +13,15 @@
 // server lets it through). EndpointSlices keep zone and node hints, Nodes
 // their zone label.
 
-import type { IPFamily, Protocol } from '../model/types.ts';
-import { familyOf, ipFamily, parseCidr } from '../util/ip.ts';
+import { familyOf, ipFamily, parseCidr, type IPFamily } from '../util/ip.ts';
 
 export const LABEL_SERVICE_NAME = 'kubernetes.io/service-name';
 export const LABEL_SERVICE_PROXY_NAME = 'service.kubernetes.io/service-proxy-name';
 export const LABEL_HEADLESS = 'service.kubernetes.io/headless';
 
 export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+/** v1.Protocol; the model and every dataplane use it as it is. */
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export type ObjectKind = 'Service' | 'EndpointSlice' | 'Node';
 
 export const LABEL_TOPOLOGY_ZONE = 'topology.kubernetes.io/zone';
