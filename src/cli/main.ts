@@ -18,6 +18,7 @@ const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.me
 import { cleanup } from './cleanup.ts';
 import { demo } from './demo.ts';
 import { loadBinding } from '../native/binding.ts';
+import { SwitchyardError } from '../util/errors.ts';
 import { createLogger } from '../util/log.ts';
 
 const CLEANUP_FLAGS: readonly FlagSpec[] = [
@@ -105,7 +106,7 @@ export async function main(argv: readonly string[], stop: AbortSignal): Promise<
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       return 2;
     }
-    if (err instanceof Error && (err as Error & { code?: unknown }).code === 'KUBECONFIG_INVALID') {
+    if (err instanceof SwitchyardError && err.code === 'ERR_SY_INVALID_KUBECONFIG') {
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       return 1;
     }

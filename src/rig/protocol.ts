@@ -8,6 +8,8 @@
 // reached on (so a test can tell that the destination was translated).
 // The client prints one JSON document, `ClientOutput`.
 
+import { SwitchyardError } from '../util/errors.ts';
+
 export interface Endpoint {
   ip: string;
   port: number;
@@ -77,7 +79,7 @@ export function parsePorts(s: string | undefined, flag: string): number[] {
   return s.split(',').map((p) => {
     const n = Number(p);
     if (!Number.isInteger(n) || n < 1 || n > 65535) {
-      throw new Error(`${flag}: bad port ${JSON.stringify(p)}`);
+      throw new SwitchyardError('ERR_SY_USAGE', `${flag}: bad port ${JSON.stringify(p)}`);
     }
     return n;
   });

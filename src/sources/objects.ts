@@ -13,6 +13,7 @@
 // server lets it through). EndpointSlices keep zone and node hints, Nodes
 // their zone label.
 
+import { SwitchyardError } from '../util/errors.ts';
 import { familyOf, ipFamily, parseCidr, type IPFamily } from '../util/ip.ts';
 
 export const LABEL_SERVICE_NAME = 'kubernetes.io/service-name';
@@ -139,15 +140,14 @@ export type ParseResult =
   | { readonly status: 'unsupported'; readonly kind: string };
 
 /** A field of an object is unusable: names the object ("Service default/web") and the path. */
-export class ValidationError extends Error {
-  readonly code = 'INVALID_OBJECT';
+export class ValidationError extends SwitchyardError {
+  declare readonly code: 'ERR_SY_INVALID_OBJECT';
   readonly object: string;
   readonly field: string;
   readonly detail: string;
 
   constructor(object: string, field: string, detail: string) {
-    super(`${object}: ${field}: ${detail}`);
-    this.name = 'ValidationError';
+    super('ERR_SY_INVALID_OBJECT', `${object}: ${field}: ${detail}`);
     this.object = object;
     this.field = field;
     this.detail = detail;

@@ -214,7 +214,7 @@ test("fields removed from v1alpha1 long ago are ignored with a warning, as kube-
 
 test('an unknown field is refused with its path, line and the nearest known name', () => {
   const err = refused(`${HEAD}ipvs:\n  schedular: wrr\n`);
-  assert.equal(err.code, 'INVALID_CONFIG');
+  assert.equal(err.code, 'ERR_SY_INVALID_CONFIG');
   assert.equal(err.field, 'ipvs.schedular');
   assert.equal(err.message, `${CONF}:4: ipvs.schedular: unknown field (did you mean "scheduler"?)`);
   assert.deepEqual(err.problems[0], { field: 'ipvs.schedular', file: CONF, line: 4, message: err.message });

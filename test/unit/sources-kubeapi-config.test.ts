@@ -80,7 +80,7 @@ test('in-cluster is the default, and needs the service environment', () => {
       () => loadKubeConfig({}),
       (err: unknown) => {
         assert.ok(err instanceof KubeConfigError);
-        assert.equal(err.code, 'KUBECONFIG_INVALID');
+        assert.equal(err.code, 'ERR_SY_INVALID_KUBECONFIG');
         assert.match(err.message, /KUBERNETES_SERVICE_HOST/);
         return true;
       },

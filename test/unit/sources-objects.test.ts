@@ -71,7 +71,7 @@ test('a bad port names the object and the field path', () => {
   assert.equal(e.message, 'Service default/web: spec.ports[1].port: must be an integer 1-65535, got "http"');
   assert.equal(e.object, 'Service default/web');
   assert.equal(e.field, 'spec.ports[1].port');
-  assert.equal(e.code, 'INVALID_OBJECT');
+  assert.equal(e.code, 'ERR_SY_INVALID_OBJECT');
 });
 
 test('validation messages for other Service fields', () => {

@@ -11,11 +11,15 @@
 
 import { endianness } from 'node:os';
 import type { Protocol } from '../../model/types.ts';
+import { SwitchyardError } from '../../util/errors.ts';
 import { formatIPv4, parseIPv4 } from '../../util/ip.ts';
 import type { L4Addr, Op, SvcKey, SvcValue } from './state.ts';
 
 if (endianness() !== 'LE') {
-  throw new Error(`layout.ts: host byte order is ${endianness()}; sy_maps.h host-order fields are encoded little-endian only`);
+  throw new SwitchyardError(
+    'ERR_SY_UNSUPPORTED_HOST',
+    `layout.ts: host byte order is ${endianness()}; sy_maps.h host-order fields are encoded little-endian only`,
+  );
 }
 
 /** The #defines of sy_maps.h (checked against the header by the BTF test). */
@@ -42,13 +46,12 @@ export const SY_CT_F_HAIRPIN = HEADER_DEFINES.SY_CT_F_HAIRPIN;
 export const SY_MAX_SLOTS = 0xffff;
 
 /** A layout error: names the struct and field that could not be encoded or decoded. */
-export class LayoutError extends Error {
-  readonly code = 'ERR_SY_LAYOUT';
+export class LayoutError extends SwitchyardError {
+  declare readonly code: 'ERR_SY_LAYOUT';
   readonly struct: string;
   readonly field: string;
   constructor(struct: string, field: string, message: string) {
-    super(`${struct}.${field}: ${message}`);
-    this.name = 'LayoutError';
+    super('ERR_SY_LAYOUT', `${struct}.${field}: ${message}`);
     this.struct = struct;
     this.field = field;
   }
