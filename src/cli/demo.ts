@@ -6,6 +6,7 @@
 // Exits non-zero when any request failed or a backend got no traffic.
 
 import { createCluster, type Cluster } from '../rig/cluster.ts';
+import { SwitchyardError } from '../util/errors.ts';
 import type { RigProcess } from '../rig/proc.ts';
 import type { RequestResult } from '../rig/protocol.ts';
 import { PinRoot, Manifests, startDaemon, serviceYaml, sliceYaml } from '../rig/switchyard.ts';
@@ -25,7 +26,7 @@ async function waitReady(c: Cluster, daemons: RigProcess[]): Promise<void> {
       if (r?.ok) break;
       if (Date.now() > deadline) {
         for (const d of daemons) say(`--- daemon in ${d.ns} ---\n${d.stderr.slice(-2000)}`);
-        throw new Error(`the Service never answered from node ${n}`);
+        throw new SwitchyardError('ERR_SY_DEMO_FAILED', `the Service never answered from node ${n}`);
       }
       await new Promise((res) => setTimeout(res, 200));
     }

@@ -1,18 +1,29 @@
 // The commands: builds each from its flags by passing dependencies in; no
 // module-level state. Commands: run, cleanup, demo, help.
 
-import { parseFlags, formatHelp, FlagError, str, type FlagSpec } from './flags.ts';
 import { runConfig, run } from './run.ts';
-import { loadConfig, ConfigError, formatRunHelp, formatConfigFile, DEFAULT_PIN_PATH } from '../config/index.ts';
+import {
+  loadConfig,
+  ConfigError,
+  formatCommandHelp,
+  formatRunHelp,
+  formatConfigFile,
+  parseCommandFlags,
+  DEFAULT_PIN_PATH,
+  type FlagSpec,
+} from '../config/index.ts';
 import { writeFileSync, readFileSync } from 'node:fs';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 import { cleanup } from './cleanup.ts';
 import { demo } from './demo.ts';
 import { loadBinding } from '../native/binding.ts';
+import { SwitchyardError } from '../util/errors.ts';
 import { createLogger } from '../util/log.ts';
 
-const CLEANUP_FLAGS: readonly FlagSpec[] = [{ name: 'bpf-pin-path', kind: 'string', default: DEFAULT_PIN_PATH, help: 'The pin directory `run` used.' }];
+const CLEANUP_FLAGS: readonly FlagSpec[] = [
+  { name: 'bpf-pin-path', kind: 'string', arg: 'DIR', default: DEFAULT_PIN_PATH, help: 'The pin directory `run` used.' },
+];
 
 interface Command {
   readonly summary: string;
@@ -49,8 +60,8 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Remove what `switchyard run` installed in this network namespace (tc filters, pinned maps).',
     flags: CLEANUP_FLAGS,
     main: async (argv) => {
-      const { values } = parseFlags(argv, CLEANUP_FLAGS);
-      cleanup(loadBinding(), str(values, 'bpf-pin-path') ?? DEFAULT_PIN_PATH, createLogger('cleanup'));
+      const pinPath = parseCommandFlags(argv, CLEANUP_FLAGS, 'cleanup').get('bpf-pin-path');
+      cleanup(loadBinding(), typeof pinPath === 'string' ? pinPath : DEFAULT_PIN_PATH, createLogger('cleanup'));
       return 0;
     },
   },
@@ -58,7 +69,7 @@ const COMMANDS: Record<string, Command> = {
     summary: 'Build a two-node cluster out of network namespaces, send traffic through a ClusterIP Service, report, tear down.',
     flags: [],
     main: async (argv) => {
-      parseFlags(argv, []);
+      parseCommandFlags(argv, [], 'demo');
       return demo();
     },
   },
@@ -84,18 +95,18 @@ export async function main(argv: readonly string[], stop: AbortSignal): Promise<
     return 2;
   }
   if (rest.includes('--help') || rest.includes('-h')) {
-    const help = cmd.flags === 'kube-proxy' ? formatRunHelp(cmd.summary) : formatHelp(name, cmd.summary, cmd.flags);
+    const help = cmd.flags === 'kube-proxy' ? formatRunHelp(cmd.summary) : formatCommandHelp(name, cmd.summary, cmd.flags);
     process.stdout.write(`${help}\n`);
     return 0;
   }
   try {
     return await cmd.main(rest, stop);
   } catch (err) {
-    if (err instanceof FlagError || err instanceof ConfigError) {
+    if (err instanceof ConfigError) {
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       return 2;
     }
-    if (err instanceof Error && (err as Error & { code?: unknown }).code === 'KUBECONFIG_INVALID') {
+    if (err instanceof SwitchyardError && err.code === 'ERR_SY_INVALID_KUBECONFIG') {
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       return 1;
     }

@@ -4,7 +4,8 @@
 // the maps pinned so traffic keeps flowing until the next daemon adopts them.
 
 import { hostname } from 'node:os';
-import { ConfigError, isUnspecifiedIP, type SwitchyardConfig } from '../config/index.ts';
+import { ConfigError, type SwitchyardConfig } from '../config/index.ts';
+import { isUnspecifiedIP } from '../util/ip.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 import { loadBinding } from '../native/binding.ts';
 import { ClusterCache } from '../sources/cache.ts';

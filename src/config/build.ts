@@ -15,7 +15,7 @@
 //    means the default, as in kube-proxy).
 // Pure: no I/O. Values are not validated here (validate.ts does that).
 
-import { appendPortIfNeeded, ipFamily } from './net.ts';
+import { appendPortIfNeeded, ipFamily } from '../util/ip.ts';
 import { SettingsReader, type Settings } from './settings.ts';
 import {
   DEFAULT_BPF_OBJECT,
@@ -51,7 +51,7 @@ export function buildConfig(settings: Settings): SwitchyardConfig {
 
   const mode = modeOf(s.string('mode'));
   const bindAddress = str('bindAddress', '0.0.0.0');
-  const v6 = ipFamily(bindAddress) === 6;
+  const v6 = ipFamily(bindAddress, 'decimal') === 'IPv6';
 
   const iptables = {
     masqueradeAll: bool('iptables.masqueradeAll'),

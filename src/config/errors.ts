@@ -3,6 +3,8 @@
 // (`--ipvs-scheduler`, or `ipvs.scheduler` with the file and line), the value
 // and what is allowed. Thrown before anything on the host is touched.
 
+import { SwitchyardError } from '../util/errors.ts';
+
 export interface ConfigProblem {
   /** The option as the user wrote it: "--ipvs-scheduler", "ipvs.scheduler", "kind". */
   readonly field: string;
@@ -13,16 +15,18 @@ export interface ConfigProblem {
   readonly message: string;
 }
 
-export class ConfigError extends Error {
-  readonly code = 'INVALID_CONFIG';
+export class ConfigError extends SwitchyardError {
+  declare readonly code: 'ERR_SY_INVALID_CONFIG';
   /** The first problem's field. */
   readonly field: string;
   readonly problems: readonly ConfigProblem[];
 
   constructor(problems: readonly ConfigProblem[]) {
     const first = problems[0];
-    super(problems.length === 1 && first ? first.message : `${problems.length} problems:\n${problems.map((p) => `  ${p.message}`).join('\n')}`);
-    this.name = 'ConfigError';
+    super(
+      'ERR_SY_INVALID_CONFIG',
+      problems.length === 1 && first ? first.message : `${problems.length} problems:\n${problems.map((p) => `  ${p.message}`).join('\n')}`,
+    );
     this.field = first?.field ?? '';
     this.problems = problems;
   }

@@ -20,7 +20,7 @@
 
 import { parseAllDocuments, stringify, LineCounter, isAlias, isMap, isScalar, isSeq, type Document, type Node as YamlNode } from 'yaml';
 import { problem, showValue, type ConfigProblem, type Origin } from './errors.ts';
-import { parseGoDuration, formatGoDuration, DURATION_HELP } from './duration.ts';
+import { parseGoDuration, formatGoDuration, DURATION_HELP } from '../util/duration.ts';
 import type { Setting, SettingValue } from './settings.ts';
 import type { ConfigWarning, SwitchyardConfig, VModuleItem } from './types.ts';
 import { KUBE_PROXY_API_VERSION, KUBE_PROXY_KIND, SWITCHYARD_API_VERSION, SWITCHYARD_KIND } from './types.ts';

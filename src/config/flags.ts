@@ -1,19 +1,22 @@
-// `switchyard run`'s command line: every flag kube-proxy (Linux) has, in
-// kube-proxy's syntax, plus Switchyard's own in a section of their own.
+// The command line of every switchyard command, parsed one way: `switchyard
+// run`'s flags are every flag kube-proxy (Linux) has plus Switchyard's own in
+// a section of their own; the other commands (cleanup, demo) declare theirs
+// in the same form and get the same syntax, conversions, errors and --help.
 //
 // Syntax as kube-proxy's (spf13/pflag): `--name=value` and `--name value`;
-// booleans are `--name` or `--name=false` (never `--name false`); `-v` and `-h`
-// are the only short forms (`-v4`, `-v=4`, `-v 4`); `_` in a name reads as `-`;
-// lists are comma-separated and a repeated list flag appends; `--` ends the
-// flags. kube-proxy takes no positional arguments and neither do we.
+// booleans are `--name` or `--name=false` (never `--name false`); short forms
+// only where a flag declares one (`-v4`, `-v=4`, `-v 4`, `-h`); `_` in a name
+// reads as `-`; lists are comma-separated and a repeated list flag appends;
+// `--` ends the flags. kube-proxy takes no positional arguments and neither
+// does any switchyard command.
 //
-// Each flag writes one or more setting paths (the file's field names), so
+// Each run flag writes one or more setting paths (the file's field names), so
 // flags and file merge as two maps; see index.ts for the precedence.
 
-import { problem, type ConfigProblem } from './errors.ts';
+import { ConfigError, problem, type ConfigProblem } from './errors.ts';
 import { nearest, QUANTITY } from './file.ts';
-import { parseGoDuration, DURATION_HELP } from './duration.ts';
-import { ipFamily, splitHostPort } from './net.ts';
+import { parseGoDuration, DURATION_HELP } from '../util/duration.ts';
+import { ipFamily, splitHostPort } from '../util/ip.ts';
 import type { Setting, SettingValue } from './settings.ts';
 import { DEFAULT_PIN_PATH, DEFAULT_POD_INTERFACES, IPVS_SCHEDULERS, type VModuleItem } from './types.ts';
 
@@ -34,18 +37,23 @@ export type FlagKind =
 
 export type FlagSection = 'kube-proxy' | 'logging' | 'switchyard';
 
-export interface RunFlag {
+/** A flag of any command. */
+export interface FlagSpec {
   readonly name: string;
   readonly short?: string;
   readonly kind: FlagKind;
-  readonly section: FlagSection;
-  /** The setting paths this flag writes (file field names; `command.*` for options not in the file). */
-  readonly paths: readonly string[];
   /** The value's name in --help. */
   readonly arg?: string;
   readonly help: string;
   /** The default as shown in --help. */
   readonly default?: string;
+}
+
+/** A flag of `switchyard run`. */
+export interface RunFlag extends FlagSpec {
+  readonly section: FlagSection;
+  /** The setting paths this flag writes (file field names; `command.*` for options not in the file). */
+  readonly paths: readonly string[];
   /** Why Switchyard accepts the flag but does nothing with it. */
   readonly ignored?: string;
   readonly deprecated?: string;
@@ -522,13 +530,6 @@ export const RUN_FLAGS: readonly RunFlag[] = [
   }),
 ];
 
-const BY_NAME = new Map(RUN_FLAGS.map((f) => [f.name, f]));
-const BY_SHORT = new Map(RUN_FLAGS.filter((f) => f.short !== undefined).map((f) => [f.short as string, f]));
-
-export function findFlag(name: string): RunFlag | undefined {
-  return BY_NAME.get(name);
-}
-
 export interface ParsedFlags {
   readonly settings: Map<string, Setting>;
   /** Flags given, by name, in order (a repeated flag once). */
@@ -540,8 +541,52 @@ export interface ParsedFlags {
 export function parseRunFlags(argv: readonly string[]): ParsedFlags {
   const settings = new Map<string, Setting>();
   const given: RunFlag[] = [];
+  const { values, problems } = scanFlags(argv, RUN_FLAGS, 'run');
+  for (const { flag, raw, value } of values) {
+    if (!given.includes(flag)) given.push(flag);
+    for (const path of flag.paths) {
+      const before = settings.get(path);
+      const v = before?.origin.kind === 'flag' && before.origin.flag === flag.name ? repeat(flag.kind, before.value, value) : value;
+      settings.set(path, { value: v, shown: JSON.stringify(raw), origin: { kind: 'flag', flag: flag.name } });
+    }
+  }
+  return { settings, given, problems };
+}
+
+/**
+ * Parses the arguments of a command other than run: each flag given, by
+ * name, with its value (the last one, or all items of a repeated list).
+ * Throws a ConfigError listing every problem.
+ */
+export function parseCommandFlags(argv: readonly string[], flags: readonly FlagSpec[], command: string): Map<string, SettingValue> {
+  const { values, problems } = scanFlags(argv, flags, command);
+  if (problems.length > 0) throw new ConfigError(problems);
+  const out = new Map<string, SettingValue>();
+  for (const { flag, value } of values) {
+    const before = out.get(flag.name);
+    out.set(flag.name, before === undefined ? value : repeat(flag.kind, before, value));
+  }
+  return out;
+}
+
+interface FlagValue<F extends FlagSpec> {
+  readonly flag: F;
+  readonly raw: string;
+  readonly value: SettingValue;
+}
+
+/** The one argv parser: pflag's syntax over a table of flags; every problem found, each naming the flag. */
+function scanFlags<F extends FlagSpec>(argv: readonly string[], flags: readonly F[], command: string): { values: FlagValue<F>[]; problems: ConfigProblem[] } {
+  const byName = new Map(flags.map((f) => [f.name, f]));
+  const byShort = new Map(flags.filter((f) => f.short !== undefined).map((f) => [f.short as string, f]));
+  const values: FlagValue<F>[] = [];
   const problems: ConfigProblem[] = [];
   const bad = (flag: string, value: string | undefined, msg: string) => problems.push(problem({ kind: 'flag', flag }, value, msg));
+  const positional = (arg: string, previous?: string): ConfigProblem => {
+    const prevFlag = previous?.startsWith('-') ? byName.get(previous.replace(/^--?/, '').split('=')[0]?.replaceAll('_', '-') ?? '') : undefined;
+    const hint = prevFlag?.kind === 'bool' && !previous?.includes('=') ? ` (a boolean flag takes its value after "=": ${previous}=${arg})` : '';
+    return { field: arg, message: `${JSON.stringify(arg)}: unexpected argument: switchyard ${command} takes flags only${hint}` };
+  };
 
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -558,19 +603,19 @@ export function parseRunFlags(argv: readonly string[]): ParsedFlags {
     const eq = body.indexOf('=');
     let name = (eq >= 0 ? body.slice(0, eq) : body).replaceAll('_', '-');
     let inline: string | undefined = eq >= 0 ? body.slice(eq + 1) : undefined;
-    let flag = long ? BY_NAME.get(name) : (BY_SHORT.get(name) ?? BY_NAME.get(name));
-    if (!long && flag === undefined && name.length > 1 && BY_SHORT.has(name[0] ?? '') && inline === undefined) {
+    let flag = long ? byName.get(name) : (byShort.get(name) ?? byName.get(name));
+    if (!long && flag === undefined && name.length > 1 && byShort.has(name[0] ?? '') && inline === undefined) {
       // -v4: a short flag with its value attached.
-      flag = BY_SHORT.get(name[0] ?? '');
+      flag = byShort.get(name[0] ?? '');
       inline = name.slice(1);
       name = flag?.name ?? name;
     }
     if (flag === undefined) {
       const near = nearest(
         name,
-        RUN_FLAGS.map((f) => f.name),
+        flags.map((f) => f.name),
       );
-      bad(name, undefined, `unknown flag${near ? ` (did you mean --${near}?)` : ''}; \`switchyard run --help\` lists them`);
+      bad(name, undefined, `unknown flag${near ? ` (did you mean --${near}?)` : ''}; \`switchyard ${command} --help\` lists them`);
       continue;
     }
     let raw: string;
@@ -594,20 +639,9 @@ export function parseRunFlags(argv: readonly string[]): ParsedFlags {
       bad(flag.name, JSON.stringify(raw), converted.reason);
       continue;
     }
-    if (!given.includes(flag)) given.push(flag);
-    for (const path of flag.paths) {
-      const before = settings.get(path);
-      const value = before?.origin.kind === 'flag' && before.origin.flag === flag.name ? repeat(flag.kind, before.value, converted.value) : converted.value;
-      settings.set(path, { value, shown: JSON.stringify(raw), origin: { kind: 'flag', flag: flag.name } });
-    }
+    values.push({ flag, raw, value: converted.value });
   }
-  return { settings, given, problems };
-}
-
-function positional(arg: string, previous?: string): ConfigProblem {
-  const prevFlag = previous?.startsWith('-') ? BY_NAME.get(previous.replace(/^--?/, '').split('=')[0]?.replaceAll('_', '-') ?? '') : undefined;
-  const hint = prevFlag?.kind === 'bool' && !previous?.includes('=') ? ` (a boolean flag takes its value after "=": ${previous}=${arg})` : '';
-  return { field: arg, message: `${JSON.stringify(arg)}: unexpected argument: switchyard run takes flags only${hint}` };
+  return { values, problems };
 }
 
 /** A repeated list or map flag adds to its earlier value, as pflag does; any other flag replaces it. */
@@ -683,12 +717,12 @@ export function fromFlagText(kind: FlagKind, text: string): Converted {
     case 'quantity':
       return QUANTITY.test(text) ? { ok: true, value: text } : { ok: false, reason: 'must be a quantity such as 0, 512, 1k or 64Ki' };
     case 'ip':
-      return ipFamily(text) !== null ? { ok: true, value: text } : { ok: false, reason: 'must be an IP address' };
+      return ipFamily(text, 'decimal') !== null ? { ok: true, value: text } : { ok: false, reason: 'must be an IP address' };
     case 'ipPort': {
-      if (text.trim() === '' || ipFamily(text) !== null) return { ok: true, value: text.trim() };
+      if (text.trim() === '' || ipFamily(text, 'decimal') !== null) return { ok: true, value: text.trim() };
       const hp = splitHostPort(text);
       if (!hp.ok) return { ok: false, reason: `must be IP or IP:port (${hp.reason})` };
-      if (ipFamily(hp.host) === null) return { ok: false, reason: `must be IP or IP:port, and ${JSON.stringify(hp.host)} is not an IP address` };
+      if (ipFamily(hp.host, 'decimal') === null) return { ok: false, reason: `must be IP or IP:port, and ${JSON.stringify(hp.host)} is not an IP address` };
       if (!/^\d{1,5}$/.test(hp.port) || Number(hp.port) > 65535)
         return { ok: false, reason: `must be IP or IP:port, and ${JSON.stringify(hp.port)} is not a port` };
       return { ok: true, value: text };
@@ -718,7 +752,7 @@ function wrap(text: string, width: number, indent: string): string[] {
   return lines;
 }
 
-function argName(f: RunFlag): string {
+function argName(f: FlagSpec): string {
   if (f.kind === 'bool') return '';
   if (f.kind === 'version') return '[=true|raw]';
   const fallback: Record<FlagKind, string> = {
@@ -759,13 +793,10 @@ export function formatRunHelp(summary: string): string {
   for (const section of ['kube-proxy', 'logging', 'switchyard'] as const) {
     out.push(SECTION_TITLES[section]);
     for (const f of RUN_FLAGS.filter((x) => x.section === section)) {
-      const names = f.short !== undefined ? `-${f.short}, --${f.name}` : `    --${f.name}`;
-      out.push(`  ${names}${argName(f)}`);
-      let text = f.help;
-      if (f.default !== undefined) text += ` (default ${f.default})`;
-      if (f.deprecated !== undefined) text += ` [deprecated: ${f.deprecated}]`;
-      if (f.ignored !== undefined) text += ` [accepted for compatibility and ignored: ${f.ignored}]`;
-      out.push(...wrap(text, 100, '          '));
+      let notes = '';
+      if (f.deprecated !== undefined) notes += ` [deprecated: ${f.deprecated}]`;
+      if (f.ignored !== undefined) notes += ` [accepted for compatibility and ignored: ${f.ignored}]`;
+      out.push(...flagEntry(f, notes));
     }
     out.push('');
   }
@@ -785,4 +816,18 @@ export function formatRunHelp(summary: string): string {
     '    podInterfaces: ["veth*", "cali*"]',
   );
   return out.join('\n');
+}
+
+/** `switchyard <command> --help` for a command other than run. */
+export function formatCommandHelp(command: string, summary: string, flags: readonly FlagSpec[]): string {
+  const out = [`Usage: switchyard ${command}${flags.length > 0 ? ' [flags]' : ''}`, '', ...wrap(summary, 100, '')];
+  if (flags.length > 0) out.push('', 'Flags:', ...flags.flatMap((f) => flagEntry(f, '')));
+  return out.join('\n');
+}
+
+/** One flag in --help: its names and argument, then its help, default and notes, wrapped. */
+function flagEntry(f: FlagSpec, notes: string): string[] {
+  const names = f.short !== undefined ? `-${f.short}, --${f.name}` : `    --${f.name}`;
+  const text = `${f.help}${f.default !== undefined ? ` (default ${f.default})` : ''}${notes}`;
+  return [`  ${names}${argName(f)}`, ...wrap(text, 100, '          ')];
 }

@@ -6,7 +6,8 @@
 //
 // Pipeline: flags.ts (argv -> settings) and file.ts (file -> settings), then
 // settings.ts overlays the flags on the file, build.ts applies kube-proxy's
-// defaults, validate.ts applies its rules.
+// defaults, validate.ts applies its rules. flags.ts also parses the other
+// commands' flags (parseCommandFlags), in the same syntax.
 //
 // Precedence, and how it differs from kube-proxy's (cmd/kube-proxy/app/options.go):
 //  - Without --config both agree: defaults, then the flags given.
@@ -34,9 +35,8 @@ import type { ConfigWarning, SwitchyardConfig } from './types.ts';
 export type { SwitchyardConfig, ConfigWarning, Dataplane, ProxyMode, Millis } from './types.ts';
 export { DEFAULT_BPF_OBJECT, DEFAULT_PIN_PATH, DEFAULT_POD_INTERFACES, IPVS_SCHEDULERS } from './types.ts';
 export { ConfigError, type ConfigProblem } from './errors.ts';
-export { RUN_FLAGS, formatRunHelp, type RunFlag } from './flags.ts';
+export { RUN_FLAGS, formatCommandHelp, formatRunHelp, parseCommandFlags, type FlagSpec, type RunFlag } from './flags.ts';
 export { formatConfigFile, parseConfigFile } from './file.ts';
-export { isUnspecifiedIP } from './net.ts';
 
 export type ReadFile = (path: string) => string | Uint8Array;
 

@@ -14,9 +14,9 @@
 //  - mode also allows bpf and auto; kernelspace (Windows) is refused.
 
 import { problem, showValue, type ConfigProblem, type Origin } from './errors.ts';
-import { formatGoDuration } from './duration.ts';
+import { formatGoDuration } from '../util/duration.ts';
 import { RUN_FLAGS, type RunFlag } from './flags.ts';
-import { hostPortProblem, ipFamily, parseCidr } from './net.ts';
+import { ipFamily, parseCidr, splitHostPort } from '../util/ip.ts';
 import type { Settings } from './settings.ts';
 import { IPVS_SCHEDULERS, LOCAL_MODES, NODE_PORT_ADDRESSES_PRIMARY, PROXY_MODES, type ConfigWarning, type SwitchyardConfig } from './types.ts';
 
@@ -117,7 +117,7 @@ function validateSyncPeriods(f: Fields, c: SwitchyardConfig): void {
 }
 
 function validateAddresses(f: Fields, c: SwitchyardConfig): void {
-  if (ipFamily(c.bindAddress) === null) f.fail('bindAddress', c.bindAddress, "must be an IP address (0.0.0.0 or :: to detect the node's)");
+  if (ipFamily(c.bindAddress, 'decimal') === null) f.fail('bindAddress', c.bindAddress, "must be an IP address (0.0.0.0 or :: to detect the node's)");
   for (const path of ['healthzBindAddress', 'metricsBindAddress'] as const) {
     const v = c[path];
     const why = v === '' ? null : hostPortProblem(v);
@@ -129,7 +129,7 @@ function validateAddresses(f: Fields, c: SwitchyardConfig): void {
     if (a === NODE_PORT_ADDRESSES_PRIMARY) {
       if (npa.length !== 1)
         f.problems.push(problem(item(origin, i), JSON.stringify(a), 'can\'t be combined with CIDRs: give either "primary" alone or a list of CIDRs'));
-    } else if (parseCidr(a) === null) {
+    } else if (parseCidr(a, 'decimal') === null) {
       f.problems.push(problem(item(origin, i), JSON.stringify(a), `must be a CIDR ${CIDR_EXAMPLE}, or "primary" alone`));
     }
   });
@@ -183,7 +183,7 @@ function validateClusterCIDR(f: Fields, c: SwitchyardConfig): void {
     f.fail('clusterCIDR', c.clusterCIDR, 'must be one CIDR or a dual-stack pair, one IPv4 and one IPv6 (such as 10.244.0.0/16,fd00:10:244::/56)');
     return;
   }
-  const parsed = cidrs.map(parseCidr);
+  const parsed = cidrs.map((cidr) => parseCidr(cidr, 'decimal'));
   const badAt = parsed.indexOf(null);
   if (badAt >= 0) {
     f.fail('clusterCIDR', c.clusterCIDR, `must be a CIDR ${CIDR_EXAMPLE} (or a dual-stack pair of them), and ${JSON.stringify(cidrs[badAt])} is not one`);
@@ -215,7 +215,7 @@ function validateIPVS(f: Fields, c: SwitchyardConfig): void {
   }
   const origin = f.origin('ipvs.excludeCIDRs');
   c.ipvs.excludeCIDRs.forEach((cidr, i) => {
-    if (parseCidr(cidr) === null) f.problems.push(problem(item(origin, i), JSON.stringify(cidr), `must be a CIDR ${CIDR_EXAMPLE}`));
+    if (parseCidr(cidr, 'decimal') === null) f.problems.push(problem(item(origin, i), JSON.stringify(cidr), `must be a CIDR ${CIDR_EXAMPLE}`));
   });
 }
 
@@ -320,4 +320,15 @@ function warnModeMismatches(f: Fields, c: SwitchyardConfig): void {
       if (fromFlag(path)) f.warn(path, `has no effect unless mode is ipvs (mode is ${mode}); use ${instead}`);
     }
   }
+}
+
+/** Why `text` is not a valid IP:port (leading zeros read as decimal, as kube-proxy does), or null when it is. */
+export function hostPortProblem(text: string): string | null {
+  const hp = splitHostPort(text);
+  if (!hp.ok) return `must be IP:port (${hp.reason})`;
+  if (ipFamily(hp.host, 'decimal') === null) return `must be IP:port, and ${JSON.stringify(hp.host)} is not an IP address`;
+  if (!/^\d{1,5}$/.test(hp.port) || Number(hp.port) < 1 || Number(hp.port) > 65535) {
+    return `must be IP:port, and ${JSON.stringify(hp.port)} is not a port from 1 to 65535`;
+  }
+  return null;
 }

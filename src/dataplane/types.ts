@@ -1,8 +1,9 @@
 // The contract between the sync runner and a dataplane (bpf, ipvs): hand it
-// a ProxySnapshot, it programs the kernel and says what it did. Nothing here
-// knows which dataplane is behind it.
+// a ProxySnapshot, it programs the kernel and says what it did, or throws a
+// DataplaneError. Nothing here knows which dataplane is behind it.
 
 import type { ProxySnapshot } from '../model/types.ts';
+import { SwitchyardError } from '../util/errors.ts';
 
 /** One bad input field; the rest of the snapshot is still programmed. */
 export interface Problem {
@@ -27,12 +28,41 @@ export interface Dataplane {
   /** "bpf" or "ipvs", for logs and metrics. */
   readonly name: string;
   /**
-   * Programs the snapshot. Rejects (with a typed error carrying a code)
-   * only when the kernel refused; bad input is reported in `problems`.
+   * Programs the snapshot. Rejects with a DataplaneError only when it could
+   * not (the kernel refused, or it was not started); bad input is reported
+   * in `problems`.
    */
   sync(snapshot: ProxySnapshot): Promise<SyncResult>;
   /** Opens or adopts kernel state. Does no traffic-affecting change before the first sync. */
   start(signal: AbortSignal): Promise<void>;
   /** Releases handles; leaves programmed state in place (restart keeps traffic). */
   stop(): Promise<void>;
+}
+
+export type DataplaneErrorCode =
+  /** sync() (or a kernel write) before start() succeeded. */
+  | 'ERR_SY_DATAPLANE_NOT_STARTED'
+  /** An option the dataplane cannot use, e.g. a node address of a family it does not program. */
+  | 'ERR_SY_DATAPLANE_OPTION'
+  /** The kernel refused an operation; `cause` is the native error (errno, code, syscall). */
+  | 'ERR_SY_DATAPLANE_KERNEL';
+
+/** What a dataplane throws: which dataplane, what it was doing, and why ("bpf dataplane: update sy_svc4_v1 (3 entries): ..."). */
+export class DataplaneError extends SwitchyardError {
+  declare readonly code: DataplaneErrorCode;
+  /** "bpf" or "ipvs". */
+  readonly dataplane: string;
+  /** What was being done: "sync", "load <object>", "update sy_svc4_v1 (3 entries)", "dump sy_backend4_v1". */
+  readonly operation: string;
+
+  constructor(code: DataplaneErrorCode, dataplane: string, operation: string, detail: string, options?: ErrorOptions) {
+    super(code, `${dataplane} dataplane: ${operation}: ${detail}`, options);
+    this.dataplane = dataplane;
+    this.operation = operation;
+  }
+
+  /** The kernel refused `operation`: keeps the native error as `cause`, so its errno, code and syscall stay reachable. */
+  static kernel(dataplane: string, operation: string, cause: Error): DataplaneError {
+    return new DataplaneError('ERR_SY_DATAPLANE_KERNEL', dataplane, operation, cause.message, { cause });
+  }
 }

@@ -4,6 +4,7 @@
 // results into ServicePortInfo's fields. Also completes ServicePortInfos
 // made by hand (without those fields) so every reader sees one shape.
 
+import { familyOf } from '../util/ip.ts';
 import { categorizeEndpoints, type Categorized, type NodeContext, type PolicyUse } from './topology.ts';
 import type { CompleteServicePortInfo, EndpointInfo, IPFamily, PerFamily, ServicePortInfo, TopologyMode } from './types.ts';
 
@@ -32,9 +33,7 @@ export type EndpointSets = Pick<
 
 /** kube-proxy's ServicePort.ExternallyAccessible, for one family's proxier. */
 export function externallyAccessible(policy: PortPolicy, family: IPFamily): boolean {
-  return (
-    policy.nodePort !== null || policy.externalIPs.some((ip) => familyOfIP(ip) === family) || policy.loadBalancerIPs.some((ip) => familyOfIP(ip) === family)
-  );
+  return policy.nodePort !== null || policy.externalIPs.some((ip) => familyOf(ip) === family) || policy.loadBalancerIPs.some((ip) => familyOf(ip) === family);
 }
 
 /** kube-proxy's UsesClusterEndpoints / UsesLocalEndpoints for one family. */
@@ -143,17 +142,13 @@ function definedFields(sp: ServicePortInfo): Partial<ServicePortInfo> {
 const NONE: readonly EndpointInfo[] = [];
 const NO_IPS: readonly string[] = [];
 
-function familyOfIP(ip: string): IPFamily {
-  return ip.includes(':') ? 'IPv6' : 'IPv4';
-}
-
 /** Splits without copying when everything is of one family (the usual case). */
 function splitFamilies(endpoints: readonly EndpointInfo[]): [readonly EndpointInfo[], readonly EndpointInfo[]] {
   let v6 = 0;
-  for (const ep of endpoints) if (ep.ip.includes(':')) v6++;
+  for (const ep of endpoints) if (familyOf(ep.ip) === 'IPv6') v6++;
   if (v6 === 0) return [endpoints, NONE];
   if (v6 === endpoints.length) return [NONE, endpoints];
-  return [endpoints.filter((ep) => !ep.ip.includes(':')), endpoints.filter((ep) => ep.ip.includes(':'))];
+  return [endpoints.filter((ep) => familyOf(ep.ip) === 'IPv4'), endpoints.filter((ep) => familyOf(ep.ip) === 'IPv6')];
 }
 
 function concat(a: readonly EndpointInfo[], b: readonly EndpointInfo[]): readonly EndpointInfo[] {

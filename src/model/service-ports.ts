@@ -9,7 +9,7 @@
 // ClusterIP of, and LoadBalancer ingress with ipMode Proxy is not ours.
 
 import type { EndpointSlice, Service, ServicePortSpec } from '../sources/objects.ts';
-import { familyOf } from '../sources/objects.ts';
+import { familyOf } from '../util/ip.ts';
 import { mergeEndpoints, type MergeContext } from './endpoints.ts';
 import { selectEndpointSets, type PortPolicy } from './selection.ts';
 import type { NodeContext } from './topology.ts';

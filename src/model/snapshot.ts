@@ -17,6 +17,7 @@
 // and a retry after a failure re-reports everything the failed one carried.
 
 import type { EndpointSlice, Node, Service } from '../sources/objects.ts';
+import { SwitchyardError } from '../util/errors.ts';
 import { SliceEndpointsMemo, sortSlices } from './endpoints.ts';
 import { servicePortEqual } from './equal.ts';
 import { buildServicePorts, type BuildContext } from './service-ports.ts';
@@ -107,12 +108,12 @@ export class SnapshotBuilder {
    */
   commit(snapshot: ProxySnapshot): void {
     const built = this.#built.get(snapshot);
-    if (!built) throw new Error('SnapshotBuilder.commit: snapshot was not built by this builder');
+    if (!built) throw new SwitchyardError('ERR_SY_SNAPSHOT_COMMIT', 'SnapshotBuilder.commit: snapshot was not built by this builder');
     if (built.full) {
       this.#byService = built.byService;
     } else {
       if (built.baseGeneration !== this.#generation) {
-        throw new Error('SnapshotBuilder.commit: snapshot was built from an older baseline; rebuild it');
+        throw new SwitchyardError('ERR_SY_SNAPSHOT_COMMIT', 'SnapshotBuilder.commit: snapshot was built from an older baseline; rebuild it');
       }
       for (const [key, ports] of built.byService) {
         if (ports.length > 0) this.#byService.set(key, ports);

@@ -3,9 +3,11 @@
 // into a ProxySnapshot, and each dataplane compiles that snapshot.
 // Nothing here imports a dataplane.
 
-export type Protocol = 'TCP' | 'UDP' | 'SCTP';
-export type IPFamily = 'IPv4' | 'IPv6';
-export const IP_FAMILIES: readonly IPFamily[] = ['IPv4', 'IPv6'];
+import type { Protocol } from '../sources/objects.ts';
+import type { IPFamily } from '../util/ip.ts';
+
+export type { Protocol } from '../sources/objects.ts';
+export type { IPFamily } from '../util/ip.ts';
 
 /**
  * Which hints the cluster-policy endpoints were filtered by (kube-proxy's

@@ -30,7 +30,7 @@
 // Hairpin (a pod reaching itself through the Service) is masqueraded on top
 // of this, per endpoint: see masqueradeFor.
 
-import { BlockList } from 'node:net';
+import { cidrContains, familyOf, parseCidr, parseIP } from '../util/ip.ts';
 import { completeServicePort } from './selection.ts';
 import type { CompleteServicePortInfo, EndpointInfo, IPFamily, Protocol, ServicePortInfo } from './types.ts';
 
@@ -186,23 +186,16 @@ function detectsPods(opts: VerdictOptions, family: IPFamily): boolean {
 }
 
 function ofFamily(endpoints: readonly EndpointInfo[], family: IPFamily): readonly EndpointInfo[] {
-  const v6 = family === 'IPv6';
-  if (endpoints.every((ep) => ep.ip.includes(':') === v6)) return endpoints;
-  return endpoints.filter((ep) => ep.ip.includes(':') === v6);
+  if (endpoints.every((ep) => familyOf(ep.ip) === family)) return endpoints;
+  return endpoints.filter((ep) => familyOf(ep.ip) === family);
 }
 
-/** IP or CIDR: its family. */
-function familyOf(ipOrCidr: string): IPFamily {
-  return ipOrCidr.includes(':') ? 'IPv6' : 'IPv4';
-}
-
+/** Whether `ip` is in one of `cidrs` (of its family; text that does not parse matches nothing). */
 function inRanges(ip: string, cidrs: readonly string[]): boolean {
-  const list = new BlockList();
-  const type = familyOf(ip) === 'IPv4' ? 'ipv4' : 'ipv6';
-  for (const cidr of cidrs) {
-    if (familyOf(cidr) !== familyOf(ip)) continue;
-    const [net = '', prefix = ''] = cidr.split('/');
-    list.addSubnet(net, Number(prefix), type);
-  }
-  return list.check(ip, type);
+  const addr = parseIP(ip, 'decimal');
+  if (addr === null) return false;
+  return cidrs.some((text) => {
+    const cidr = parseCidr(text, 'decimal');
+    return cidr !== null && cidrContains(cidr, addr);
+  });
 }

@@ -8,6 +8,7 @@
 // Every failure is an Error with errno/code/syscall (see errors.ts).
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { SwitchyardError } from '../util/errors.ts';
 
 export type TcDirection = 'ingress' | 'egress';
 
@@ -136,11 +137,11 @@ export function loadBinding(file: URL | string = defaultBindingPath): NativeBind
   try {
     loaded = require(path);
   } catch (e) {
-    throw new Error(`cannot load the native addon ${path} (build it with npm run build:native)`, { cause: e });
+    throw new SwitchyardError('ERR_SY_NATIVE_ADDON', `cannot load the native addon ${path} (build it with npm run build:native)`, { cause: e });
   }
   const missing = bindingFunctions.filter((name) => typeof (loaded as Record<string, unknown>)[name] !== 'function');
   if (missing.length > 0) {
-    throw new Error(`native addon ${path} lacks ${missing.join(', ')}: rebuild it with npm run build:native`);
+    throw new SwitchyardError('ERR_SY_NATIVE_ADDON', `native addon ${path} lacks ${missing.join(', ')}: rebuild it with npm run build:native`);
   }
   return loaded as NativeBinding;
 }

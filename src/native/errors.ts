@@ -2,7 +2,9 @@
 // over it. Every addon failure is an Error with a positive errno, its code
 // ('ENOENT', 'ENOTSUPP', ...) and the syscall or libbpf call that failed
 // (or the addon operation, e.g. 'mapUpdate', for arguments that do not fit
-// the map; those carry EINVAL).
+// the map; those carry EINVAL). Switchyard's own errors are the other kind:
+// SwitchyardErrors with ERR_SY_* codes (src/util/errors.ts), which keep a
+// native error they wrap as `cause`.
 export interface NativeError extends Error {
   errno: number;
   code: string;

@@ -13,6 +13,7 @@ import {
   type TcDirection,
   type TcFilter,
 } from './binding.ts';
+import { SwitchyardError } from '../util/errors.ts';
 
 export { loadBinding, UpdateFlags } from './binding.ts';
 export type { NativeBinding, NativeMapDesc, NativeProgramDesc, TcAttachOptions, TcAttachResult, TcDirection, TcFilter } from './binding.ts';
@@ -144,7 +145,7 @@ export class BpfObject {
   map(name: string): BpfMap {
     const all = this.#object.maps();
     const desc = all.find((m) => m.name === name);
-    if (desc === undefined) throw new Error(`${this.path} has no map ${name} (maps: ${all.map((m) => m.name).join(', ')})`);
+    if (desc === undefined) throw new SwitchyardError('ERR_SY_NO_SUCH_MAP', `${this.path} has no map ${name} (maps: ${all.map((m) => m.name).join(', ')})`);
     return new BpfMap(this.#native, desc);
   }
 
@@ -155,7 +156,8 @@ export class BpfObject {
   program(name: string): BpfProgram {
     const all = this.#object.programs();
     const p = all.find((q) => q.name === name);
-    if (p === undefined) throw new Error(`${this.path} has no program ${name} (programs: ${all.map((q) => q.name).join(', ')})`);
+    if (p === undefined)
+      throw new SwitchyardError('ERR_SY_NO_SUCH_PROGRAM', `${this.path} has no program ${name} (programs: ${all.map((q) => q.name).join(', ')})`);
     return { name: p.name, fd: p.fd, type: p.type };
   }
 

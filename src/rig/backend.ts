@@ -20,7 +20,9 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
-import { formatBackendLine, parsePorts, plainIPv4 } from './protocol.ts';
+import { unmapIPv4 } from '../util/ip.ts';
+import { SwitchyardError } from '../util/errors.ts';
+import { formatBackendLine, parsePorts } from './protocol.ts';
 
 function localIPv4s(): string[] {
   const out: string[] = [];
@@ -36,8 +38,9 @@ function localIPv4s(): string[] {
 function lineFor(name: string, sock: net.Socket): string {
   return formatBackendLine({
     name,
-    client: { ip: plainIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 },
-    local: { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 },
+    // Node reports IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d.
+    client: { ip: unmapIPv4(sock.remoteAddress ?? ''), port: sock.remotePort ?? 0 },
+    local: { ip: unmapIPv4(sock.localAddress ?? ''), port: sock.localPort ?? 0 },
   });
 }
 
@@ -121,11 +124,11 @@ async function main(): Promise<void> {
     strict: true,
   });
   const name = values.name;
-  if (name === undefined || name === '' || /\s/.test(name)) throw new Error('--name NAME (no spaces) is required');
+  if (name === undefined || name === '' || /\s/.test(name)) throw new SwitchyardError('ERR_SY_USAGE', '--name NAME (no spaces) is required');
   const tcp = parsePorts(values.tcp, '--tcp');
   const udp = parsePorts(values.udp, '--udp');
   const echo = parsePorts(values.echo, '--echo');
-  if (tcp.length + udp.length + echo.length === 0) throw new Error('at least one of --tcp, --udp, --echo is required');
+  if (tcp.length + udp.length + echo.length === 0) throw new SwitchyardError('ERR_SY_USAGE', 'at least one of --tcp, --udp, --echo is required');
 
   const pending: Promise<void>[] = [];
   for (const port of tcp) pending.push(listenTcp(name, port));

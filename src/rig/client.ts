@@ -16,7 +16,9 @@
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { parseArgs } from 'node:util';
-import { parseBackendLine, parseEndpoint, plainIPv4 } from './protocol.ts';
+import { unmapIPv4 } from '../util/ip.ts';
+import { SwitchyardError } from '../util/errors.ts';
+import { parseBackendLine, parseEndpoint } from './protocol.ts';
 import type { ClientOutput, Endpoint, Proto, RequestResult } from './protocol.ts';
 
 function errorCode(err: unknown): string {
@@ -61,8 +63,9 @@ function tcpRequest(target: Endpoint, timeoutMs: number): Promise<RequestResult>
     const timer = setTimeout(() => finish('timeout'), timeoutMs);
     sock.setEncoding('utf8');
     sock.on('connect', () => {
-      r.reply = { ip: plainIPv4(sock.remoteAddress), port: sock.remotePort ?? 0 };
-      r.local = { ip: plainIPv4(sock.localAddress), port: sock.localPort ?? 0 };
+      // Node reports IPv4 peers of a dual-stack socket as ::ffff:a.b.c.d.
+      r.reply = { ip: unmapIPv4(sock.remoteAddress ?? ''), port: sock.remotePort ?? 0 };
+      r.local = { ip: unmapIPv4(sock.localAddress ?? ''), port: sock.localPort ?? 0 };
     });
     sock.on('data', (chunk: string) => {
       data += chunk;
@@ -142,7 +145,7 @@ async function runPool(count: number, concurrency: number, one: () => Promise<Re
 function positiveInt(s: string | undefined, flag: string, dflt: number): number {
   if (s === undefined) return dflt;
   const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected a positive integer, got ${JSON.stringify(s)}`);
+  if (!Number.isInteger(n) || n < 1) throw new SwitchyardError('ERR_SY_USAGE', `${flag}: expected a positive integer, got ${JSON.stringify(s)}`);
   return n;
 }
 
@@ -158,9 +161,9 @@ async function main(): Promise<void> {
     strict: true,
   });
   const proto = values.proto;
-  if (proto !== 'tcp' && proto !== 'udp') throw new Error('--proto tcp|udp is required');
+  if (proto !== 'tcp' && proto !== 'udp') throw new SwitchyardError('ERR_SY_USAGE', '--proto tcp|udp is required');
   const target = parseEndpoint(values.target ?? '');
-  if (!target) throw new Error('--target IP:PORT is required');
+  if (!target) throw new SwitchyardError('ERR_SY_USAGE', '--target IP:PORT is required');
   const count = positiveInt(values.count, '--count', 1);
   const timeoutMs = positiveInt(values['timeout-ms'], '--timeout-ms', 1000);
   const concurrency = positiveInt(values.concurrency, '--concurrency', 10);

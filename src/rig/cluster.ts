@@ -12,6 +12,7 @@
 
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { SwitchyardError } from '../util/errors.ts';
 import { CommandError, RigProcess, inNetns, run, runSync } from './proc.ts';
 import type { ExecOptions, ExecResult, SpawnOptions } from './proc.ts';
 import type { ClientOutput, Proto, RequestResult } from './protocol.ts';
@@ -208,7 +209,7 @@ export class Cluster {
     if (!this.#namespaces.has(ns)) {
       throw new RangeError(`namespace ${JSON.stringify(ns)} is not part of cluster ${this.prefix}`);
     }
-    if (this.#destroying) throw new Error(`cluster ${this.prefix} is destroyed`);
+    if (this.#destroying) throw new SwitchyardError('ERR_SY_RIG_DESTROYED', `cluster ${this.prefix} is destroyed`);
     return ns;
   }
 
@@ -334,7 +335,7 @@ export class Cluster {
       const existing = (await listNamespaces()).filter((n) => this.#namespaces.has(n));
       await deleteNamespaces(existing);
       const left = (await listNamespaces()).filter((n) => this.#namespaces.has(n));
-      if (left.length > 0) throw new Error(`cluster ${this.prefix}: namespaces left after destroy: ${left.join(', ')}`);
+      if (left.length > 0) throw new SwitchyardError('ERR_SY_RIG_CLEANUP', `cluster ${this.prefix}: namespaces left after destroy: ${left.join(', ')}`);
     } finally {
       untrack(this);
     }
@@ -370,7 +371,8 @@ export async function createCluster(opts: ClusterOptions): Promise<Cluster> {
 export async function createClusterFromPlan(plan: ClusterPlan): Promise<Cluster> {
   const existing = new Set(await listNamespaces());
   const clash = plan.namespaces.filter((n) => existing.has(n));
-  if (clash.length > 0) throw new Error(`namespaces already exist: ${clash.join(', ')} (prefix ${plan.prefix} in use?)`);
+  if (clash.length > 0)
+    throw new SwitchyardError('ERR_SY_RIG_NAMESPACE_IN_USE', `namespaces already exist: ${clash.join(', ')} (prefix ${plan.prefix} in use?)`);
   const c = new Cluster(plan);
   track(c);
   try {

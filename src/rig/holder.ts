@@ -10,6 +10,7 @@
 
 import * as net from 'node:net';
 import { parseArgs } from 'node:util';
+import { SwitchyardError } from '../util/errors.ts';
 import { parseBackendLine, parseEndpoint } from './protocol.ts';
 
 export interface HolderOutput {
@@ -31,7 +32,7 @@ async function main(): Promise<void> {
     strict: true,
   });
   const target = parseEndpoint(values.target ?? '');
-  if (!target) throw new Error('--target IP:PORT is required');
+  if (!target) throw new SwitchyardError('ERR_SY_USAGE', '--target IP:PORT is required');
   const duration = Number(values['duration-ms'] ?? '5000');
   const interval = Number(values['interval-ms'] ?? '100');
   let sent = 0;

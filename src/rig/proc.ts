@@ -10,6 +10,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { SwitchyardError } from '../util/errors.ts';
 import { scaled } from './timing.ts';
 
 export interface ExecResult {
@@ -30,14 +31,15 @@ export interface ExecOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export class CommandError extends Error {
+/** A command run with `check` exited non-zero or was killed; `result` has its exit code and output. */
+export class CommandError extends SwitchyardError {
+  declare readonly code: 'ERR_SY_COMMAND_FAILED';
   readonly argv: readonly string[];
   readonly result: ExecResult;
   constructor(argv: readonly string[], result: ExecResult) {
     const how = result.signal !== null ? `killed by ${result.signal}` : `exit code ${result.code}`;
     const detail = result.stderr.trim() || result.stdout.trim();
-    super(`${argv.join(' ')}: ${how}${detail ? `: ${detail.slice(0, 2000)}` : ''}`);
-    this.name = 'CommandError';
+    super('ERR_SY_COMMAND_FAILED', `${argv.join(' ')}: ${how}${detail ? `: ${detail.slice(0, 2000)}` : ''}`);
     this.argv = argv;
     this.result = result;
   }
@@ -77,7 +79,7 @@ function append(buf: string, chunk: string): string {
 /** Runs argv (argv[0] looked up in PATH) to completion. */
 export function run(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const [file, ...args] = argv;
-  if (file === undefined) return Promise.reject(new Error('run: empty argv'));
+  if (file === undefined) return Promise.reject(new RangeError('run: empty argv'));
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], env: childEnv(opts.env) });
     let stdout = '';
@@ -103,7 +105,7 @@ export function run(argv: readonly string[], opts: ExecOptions = {}): Promise<Ex
 /** Synchronous `run`, for exit handlers only (no event loop there). */
 export function runSync(argv: readonly string[], input = ''): ExecResult {
   const [file, ...args] = argv;
-  if (file === undefined) throw new Error('runSync: empty argv');
+  if (file === undefined) throw new RangeError('runSync: empty argv');
   const r = spawnSync(file, args, { input, encoding: 'utf8', timeout: scaled(10_000), env: childEnv() });
   return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.status, signal: r.signal };
 }
@@ -209,7 +211,8 @@ export class RigProcess {
         } else if (this.#status) {
           cleanup();
           reject(
-            new Error(
+            new SwitchyardError(
+              'ERR_SY_RIG_PROCESS_EXITED',
               `${this.describe()} exited (${JSON.stringify(this.#status)}) before printing ${String(pattern)}; stderr: ${this.#stderr.trim().slice(-2000)}`,
             ),
           );
@@ -217,7 +220,12 @@ export class RigProcess {
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new Error(`${this.describe()}: no line matching ${String(pattern)} after ${timeoutMs} ms; stderr: ${this.#stderr.trim().slice(-2000)}`));
+        reject(
+          new SwitchyardError(
+            'ERR_SY_RIG_TIMEOUT',
+            `${this.describe()}: no line matching ${String(pattern)} after ${timeoutMs} ms; stderr: ${this.#stderr.trim().slice(-2000)}`,
+          ),
+        );
       }, timeoutMs);
       const cleanup = (): void => {
         clearTimeout(timer);

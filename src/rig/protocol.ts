@@ -8,6 +8,8 @@
 // reached on (so a test can tell that the destination was translated).
 // The client prints one JSON document, `ClientOutput`.
 
+import { SwitchyardError } from '../util/errors.ts';
+
 export interface Endpoint {
   ip: string;
   port: number;
@@ -71,19 +73,13 @@ export function parseBackendLine(s: string): BackendLine | undefined {
   return { name: parts[0], client, local };
 }
 
-/** Node reports IPv4 peers on dual-stack sockets as ::ffff:a.b.c.d. */
-export function plainIPv4(addr: string | undefined): string {
-  if (addr === undefined) return '';
-  return addr.startsWith('::ffff:') ? addr.slice(7) : addr;
-}
-
 /** Parses a comma-separated port list (`80,8080`); empty or missing is []. */
 export function parsePorts(s: string | undefined, flag: string): number[] {
   if (s === undefined || s === '') return [];
   return s.split(',').map((p) => {
     const n = Number(p);
     if (!Number.isInteger(n) || n < 1 || n > 65535) {
-      throw new Error(`${flag}: bad port ${JSON.stringify(p)}`);
+      throw new SwitchyardError('ERR_SY_USAGE', `${flag}: bad port ${JSON.stringify(p)}`);
     }
     return n;
   });

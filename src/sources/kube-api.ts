@@ -35,6 +35,7 @@ import { CoreV1Api, DiscoveryV1Api, KubeConfig, Observable, Watch, type Configur
 // Not re-exported from the package root; the typed list results are turned
 // back into plain JSON (ISO date strings, JSON field names) with it.
 import { ObjectSerializer } from '@kubernetes/client-node/dist/serializer.js';
+import { SwitchyardError } from '../util/errors.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 import type { ObjectSink } from './manifests.ts';
 import { LABEL_HEADLESS, LABEL_SERVICE_PROXY_NAME, parseObject, type ObjectKind, type ObjectRef } from './objects.ts';
@@ -135,7 +136,7 @@ export class KubeApiSource {
    * reported as a rejection: kube-proxy waits for its caches the same way.
    */
   async start(signal?: AbortSignal): Promise<void> {
-    if (this.#started) throw new Error('KubeApiSource already started');
+    if (this.#started) throw new SwitchyardError('ERR_SY_ALREADY_STARTED', 'KubeApiSource already started');
     this.#started = true;
     if (signal?.aborted) return this.stop();
     signal?.addEventListener('abort', () => void this.stop(), { once: true });

@@ -10,6 +10,7 @@
 // Reading the file is I/O: call this from start(), not from a constructor.
 
 import { KubeConfig, type Cluster } from '@kubernetes/client-node';
+import { SwitchyardError } from '../util/errors.ts';
 
 export interface KubeConfigOptions {
   /** --kubeconfig: a kubeconfig file; its current context is used. */
@@ -21,13 +22,12 @@ export interface KubeConfigOptions {
 }
 
 /** The API server connection cannot be configured; `field` names the flag at fault. */
-export class KubeConfigError extends Error {
-  readonly code = 'KUBECONFIG_INVALID';
+export class KubeConfigError extends SwitchyardError {
+  declare readonly code: 'ERR_SY_INVALID_KUBECONFIG';
   readonly field: string;
 
   constructor(field: string, message: string, options?: ErrorOptions) {
-    super(`${field}: ${message}`, options);
-    this.name = 'KubeConfigError';
+    super('ERR_SY_INVALID_KUBECONFIG', `${field}: ${message}`, options);
     this.field = field;
   }
 }

@@ -18,6 +18,7 @@
 // cluster-scoped kinds); what they mean is the sink's business.
 
 import { setTimeout as sleepFor } from 'node:timers/promises';
+import { SwitchyardError } from '../util/errors.ts';
 import type { Logger } from '../util/log.ts';
 import { isRecord } from './objects.ts';
 
@@ -159,7 +160,7 @@ export class Reflector {
 
   /** Lists and watches until `signal` aborts; never rejects. */
   async run(signal: AbortSignal): Promise<void> {
-    if (this.#running) throw new Error(`Reflector ${this.#o.resource} already running`);
+    if (this.#running) throw new SwitchyardError('ERR_SY_ALREADY_STARTED', `Reflector ${this.#o.resource} already running`);
     this.#running = true;
     let relist = true;
     let freshList = false;
@@ -347,8 +348,8 @@ export class Reflector {
 // Helpers
 
 /** An ERROR watch event: the server's Status object as an error. */
-export class WatchStatusError extends Error {
-  readonly code = 'WATCH_ERROR_EVENT';
+export class WatchStatusError extends SwitchyardError {
+  declare readonly code: 'ERR_SY_WATCH_ERROR';
   readonly statusCode: number | undefined;
   readonly reason: string | undefined;
 
@@ -356,8 +357,7 @@ export class WatchStatusError extends Error {
     const code = typeof status['code'] === 'number' ? status['code'] : undefined;
     const reason = typeof status['reason'] === 'string' ? status['reason'] : undefined;
     const message = typeof status['message'] === 'string' ? status['message'] : 'watch ERROR event';
-    super(`${code ?? '?'} ${reason ?? ''}: ${message}`.replace(' :', ':'));
-    this.name = 'WatchStatusError';
+    super('ERR_SY_WATCH_ERROR', `${code ?? '?'} ${reason ?? ''}: ${message}`.replace(' :', ':'));
     this.statusCode = code;
     this.reason = reason;
   }

@@ -28,6 +28,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { SwitchyardError } from '../util/errors.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 import { describeValue, isRecord, parseObject, type KubeObject, type ObjectRef, type ParseResult } from './objects.ts';
 
@@ -113,7 +114,7 @@ export class ManifestsSource {
    * normally syncs (isSynced; `synced` resolves on the first scan that does).
    */
   async start(signal?: AbortSignal): Promise<void> {
-    if (this.#started) throw new Error('ManifestsSource already started');
+    if (this.#started) throw new SwitchyardError('ERR_SY_ALREADY_STARTED', 'ManifestsSource already started');
     this.#started = true;
     if (signal?.aborted) return this.stop();
     signal?.addEventListener('abort', () => this.stop(), { once: true });

@@ -13,14 +13,16 @@
 // server lets it through). EndpointSlices keep zone and node hints, Nodes
 // their zone label.
 
-import { isIP } from 'node:net';
-import type { IPFamily, Protocol } from '../model/types.ts';
+import { SwitchyardError } from '../util/errors.ts';
+import { familyOf, ipFamily, parseCidr, type IPFamily } from '../util/ip.ts';
 
 export const LABEL_SERVICE_NAME = 'kubernetes.io/service-name';
 export const LABEL_SERVICE_PROXY_NAME = 'service.kubernetes.io/service-proxy-name';
 export const LABEL_HEADLESS = 'service.kubernetes.io/headless';
 
 export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+/** v1.Protocol; the model and every dataplane use it as it is. */
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export type ObjectKind = 'Service' | 'EndpointSlice' | 'Node';
 
 export const LABEL_TOPOLOGY_ZONE = 'topology.kubernetes.io/zone';
@@ -138,15 +140,14 @@ export type ParseResult =
   | { readonly status: 'unsupported'; readonly kind: string };
 
 /** A field of an object is unusable: names the object ("Service default/web") and the path. */
-export class ValidationError extends Error {
-  readonly code = 'INVALID_OBJECT';
+export class ValidationError extends SwitchyardError {
+  declare readonly code: 'ERR_SY_INVALID_OBJECT';
   readonly object: string;
   readonly field: string;
   readonly detail: string;
 
   constructor(object: string, field: string, detail: string) {
-    super(`${object}: ${field}: ${detail}`);
-    this.name = 'ValidationError';
+    super('ERR_SY_INVALID_OBJECT', `${object}: ${field}: ${detail}`);
     this.object = object;
     this.field = field;
     this.detail = detail;
@@ -392,7 +393,7 @@ function readSourceRanges(ctx: Ctx, v: unknown): string[] {
     const path = `spec.loadBalancerSourceRanges[${i}]`;
     if (typeof r !== 'string') return ctx.fail(path, `must be a string, got ${describeValue(r)}`);
     const cidr = r.trim();
-    if (!isValidCIDR(cidr)) ctx.fail(path, `${describeValue(r)} is not a CIDR`);
+    if (parseCidr(cidr, 'reject') === null) ctx.fail(path, `${describeValue(r)} is not a CIDR`);
     return cidr;
   });
 }
@@ -486,7 +487,7 @@ function readSliceEndpoint(ctx: Ctx, v: unknown, path: string, family: IPFamily)
     ctx.warn(`${path}.addresses`, 'must have at least one address; endpoint ignored');
     return null;
   }
-  const bad = addresses.findIndex((a) => !isValidIP(a) || familyOf(a) !== family);
+  const bad = addresses.findIndex((a) => ipFamily(a, 'reject') !== family);
   if (bad >= 0) {
     ctx.warn(`${path}.addresses[${bad}]`, `must be a valid ${family} address, got ${describeValue(addresses[bad])}; endpoint ignored`);
     return null;
@@ -646,8 +647,10 @@ class Ctx {
     return this.fail(path, `must be TCP, UDP or SCTP, got ${describeValue(v)}`);
   }
 
+  /** An IP as Kubernetes accepts it: no zone, no leading zeros in IPv4 octets. */
   expectIP(v: string, path: string, family: IPFamily | null): void {
-    if (isValidIP(v) && (family === null || familyOf(v) === family)) return;
+    const f = ipFamily(v, 'reject');
+    if (f !== null && (family === null || f === family)) return;
     this.fail(path, `must be a valid ${family ?? 'IP'} address, got ${describeValue(v)}`);
   }
 }
@@ -670,25 +673,6 @@ function provisionalName(kind: ObjectKind, raw: Record<string, unknown>): string
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** An IP as Kubernetes accepts it: no zone index, no leading zeros (node:net rejects those). */
-export function isValidIP(s: string): boolean {
-  return isIP(s) !== 0 && !s.includes('%');
-}
-
-/** "address/prefix" with a valid address and a decimal prefix length that fits its family. */
-export function isValidCIDR(s: string): boolean {
-  const slash = s.indexOf('/');
-  if (slash < 0) return false;
-  const addr = s.slice(0, slash);
-  const prefix = s.slice(slash + 1);
-  if (!isValidIP(addr) || !/^(0|[1-9][0-9]{0,2})$/.test(prefix)) return false;
-  return Number(prefix) <= (familyOf(addr) === 'IPv4' ? 32 : 128);
-}
-
-export function familyOf(ip: string): IPFamily {
-  return ip.includes(':') ? 'IPv6' : 'IPv4';
 }
 
 /** A short description of a value for error messages: strings quoted, containers named. */

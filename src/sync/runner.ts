@@ -16,6 +16,7 @@
 // sources are synced), then timers keep it going until stop().
 
 import { systemClock, type Clock, type TimerHandle } from './clock.ts';
+import { SwitchyardError } from '../util/errors.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 
 export type SyncReason = 'requested' | 'periodic' | 'retry';
@@ -92,7 +93,7 @@ export class SyncRunner {
   }
 
   start(signal?: AbortSignal): void {
-    if (this.#started) throw new Error('SyncRunner already started');
+    if (this.#started) throw new SwitchyardError('ERR_SY_ALREADY_STARTED', 'SyncRunner already started');
     this.#started = true;
     if (signal?.aborted) {
       void this.stop();
@@ -162,7 +163,7 @@ export class SyncRunner {
     try {
       await this.#sync(request);
     } catch (err) {
-      error = err ?? new Error('sync failed');
+      error = err ?? new SwitchyardError('ERR_SY_SYNC_FAILED', 'sync failed without an error');
     }
     const endedAt = this.#clock.now();
     this.#lastEnd = endedAt;

@@ -13,6 +13,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
 import { encodeBackendIds, encodeBackends, MAPS } from '../../src/dataplane/bpf/layout.ts';
+import { DataplaneError } from '../../src/dataplane/types.ts';
 import type { LinkSource } from '../../src/host/links.ts';
 import type { ProxySnapshot } from '../../src/model/types.ts';
 import { loadBinding, type NativeBinding } from '../../src/native/index.ts';
@@ -37,7 +38,9 @@ type Outcome =
 async function outcome(f: () => unknown): Promise<Outcome> {
   try {
     return { ok: plain(await f()) };
-  } catch (e) {
+  } catch (thrown) {
+    // A dataplane wraps the kernel's refusal in a DataplaneError: compare the native error behind it.
+    const e = thrown instanceof DataplaneError && thrown.cause !== undefined ? thrown.cause : thrown;
     const err = e as Error & { code?: unknown; errno?: unknown; syscall?: unknown; done?: unknown };
     const message = err.message.replace(/fd \d+/g, 'fd N');
     if (err.code === undefined) return { error: { type: err.name, message } };

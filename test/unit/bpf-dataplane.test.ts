@@ -11,6 +11,7 @@ import { TC_FILTER, BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
 import { backendCodec, configCodec, encode, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
 import type { LinkSource } from '../../src/host/links.ts';
 import { isNativeError, type NativeError } from '../../src/native/index.ts';
+import { DataplaneError } from '../../src/dataplane/types.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { checkConsistent, formatDump, resolveFrontends } from '../support/fake-maps.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding, switchyardObject } from '../support/fake-native.ts';
@@ -67,13 +68,22 @@ async function expectClean(fake: FakeNativeBinding): Promise<void> {
   expect(checkConsistent(fake.store(PIN))).toEqual([]);
 }
 
-async function rejection(p: Promise<unknown>): Promise<NativeError> {
+/** The kernel's refusal: a DataplaneError (ERR_SY_DATAPLANE_KERNEL) whose cause is the native error, returned. */
+async function rejection(p: Promise<unknown>): Promise<NativeError & { readonly outer: DataplaneError }> {
   const e = await p.then(
     () => expect.unreachable('expected a rejection'),
     (err: unknown) => err,
   );
-  expect(isNativeError(e), String(e)).toBe(true);
-  return e as NativeError;
+  expect(e, String(e)).toBeInstanceOf(DataplaneError);
+  const outer = e as DataplaneError;
+  expect(outer.code).toBe('ERR_SY_DATAPLANE_KERNEL');
+  expect(isNativeError(outer.cause), String(outer.cause)).toBe(true);
+  return Object.assign(outer.cause as NativeError, { outer });
+}
+
+/** The native error behind a DataplaneError, or the value itself. */
+function nativeCause(e: unknown): unknown {
+  return e instanceof DataplaneError ? e.cause : e;
 }
 
 const A = servicePort('a', '10.96.0.1', 80, ['10.244.1.1:8080', '10.244.1.2:8080']);
@@ -174,7 +184,7 @@ describe('start', () => {
 
 describe('sync', () => {
   test('before start it refuses', async () => {
-    await expect(dataplane(node()).dp.sync(S1)).rejects.toThrow(/before start/);
+    await expect(dataplane(node()).dp.sync(S1)).rejects.toThrow(/not started/);
   });
 
   test('a snapshot: programs every frontend, reports what it did and the bad input', async () => {
@@ -253,7 +263,7 @@ describe('sync', () => {
     fake.failMap({ op: 'dump', map: MAPS.svc.name, code: 'EAGAIN' });
     const e = await rejection(dp.sync(S2));
     expect({ code: e.code, syscall: e.syscall, done: e.done }).toEqual({ code: 'ENOMEM', syscall: 'bpf_map_update_batch', done: 1 });
-    const adoptError = (e as NativeError & { adoptError?: unknown }).adoptError;
+    const adoptError = nativeCause((e.outer as DataplaneError & { adoptError?: unknown }).adoptError);
     expect(isNativeError(adoptError) && { code: adoptError.code, syscall: adoptError.syscall }).toEqual({ code: 'EAGAIN', syscall: 'bpf_map_get_next_key' });
     expect(logs.some((l) => / error bpf reading the maps back after a failed sync failed; .*Resource temporarily unavailable/.test(l))).toBe(true);
 

@@ -5,7 +5,6 @@
 import { expect, test } from 'vitest';
 import {
   backendCodec,
-  canonicalIPv4,
   configCodec,
   ctKeyCodec,
   ctValueCodec,
@@ -18,10 +17,8 @@ import {
   encodeOpBatch,
   encodeSvcKeys,
   encodeSvcValues,
-  formatIPv4,
   LayoutError,
   MAPS,
-  parseIPv4,
   rnatValueCodec,
   STRUCTS,
   sumCounters,
@@ -148,20 +145,6 @@ test('errors name the struct and the field', () => {
   bad(() => encode(svcValueCodec, { backendId: -1, count: 0, gen: 0, flags: 0, svcId: 0 }), 'sy_svc_value', 'backend_id');
   bad(() => backendCodec.decode(Buffer.from('0a000001005001' + '00', 'hex')), 'sy_backend', 'proto');
   bad(() => svcKeyCodec.decode(Buffer.from('0a000001' + '0050' + '06' + '02' + '0000' + '0000', 'hex')), 'sy_svc_key', 'gen');
-});
-
-test('IPv4 parsing: strict dotted quad, leading zeros read as decimal', () => {
-  expect(parseIPv4('1.2.3.4')).toBe(0x01020304);
-  expect(parseIPv4('255.255.255.255')).toBe(0xffffffff);
-  expect(parseIPv4('0.0.0.0')).toBe(0);
-  for (const s of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', ' 1.2.3.4', '1.2.3.4 ', '1.2.3.-4', 'fd00::1', '1.2.3.4/32', '1.2.3.1000']) {
-    expect(parseIPv4(s), s).toBe(-1);
-  }
-  expect(canonicalIPv4('010.001.0.09')).toBe('10.1.0.9');
-  expect(canonicalIPv4('10.0.0.0')).toBe('10.0.0.0');
-  expect(canonicalIPv4('10.96.0.10')).toBe('10.96.0.10');
-  expect(canonicalIPv4('x')).toBe(null);
-  expect(formatIPv4(0xc0a80001)).toBe('192.168.0.1');
 });
 
 test('BackendKey: exact, ordered by address then port then protocol, printable', () => {

@@ -207,7 +207,7 @@ test("fields removed from v1alpha1 long ago are ignored with a warning, as kube-
 
 test('an unknown field is refused with its path, line and the nearest known name', () => {
   const err = refused(`${HEAD}ipvs:\n  schedular: wrr\n`);
-  expect(err.code).toBe('INVALID_CONFIG');
+  expect(err.code).toBe('ERR_SY_INVALID_CONFIG');
   expect(err.field).toBe('ipvs.schedular');
   expect(err.message).toBe(`${CONF}:4: ipvs.schedular: unknown field (did you mean "scheduler"?)`);
   expect(err.problems[0]).toStrictEqual({ field: 'ipvs.schedular', file: CONF, line: 4, message: err.message });

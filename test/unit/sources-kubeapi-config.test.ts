@@ -70,7 +70,7 @@ test('in-cluster is the default, and needs the service environment', () => {
   });
   setEnv(undefined, undefined);
   const err = thrownBy(() => loadKubeConfig({}), KubeConfigError);
-  expect(err.code).toBe('KUBECONFIG_INVALID');
+  expect(err.code).toBe('ERR_SY_INVALID_KUBECONFIG');
   expect(err.message).toMatch(/KUBERNETES_SERVICE_HOST/);
   setEnv('10.96.0.1', '443');
   const kc = loadKubeConfig({});

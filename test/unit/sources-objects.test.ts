@@ -70,7 +70,7 @@ test('a bad port names the object and the field path', () => {
   expect(e.message).toBe('Service default/web: spec.ports[1].port: must be an integer 1-65535, got "http"');
   expect(e.object).toBe('Service default/web');
   expect(e.field).toBe('spec.ports[1].port');
-  expect(e.code).toBe('INVALID_OBJECT');
+  expect(e.code).toBe('ERR_SY_INVALID_OBJECT');
 });
 
 test('validation messages for other Service fields', () => {

@@ -9,8 +9,10 @@
 
 import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
 import type { Problem } from '../types.ts';
-import { canonicalIPv4, formatIPv4, hasLeadingZero, parseIPv4, SY_MAX_SLOTS, SY_SVC_F_MASQ_ALL } from './layout.ts';
-import { backendKey, CowMap } from './state.ts';
+import { canonicalIPv4, familyOf, formatIPv4, hasLeadingZero, parseIPv4 } from '../../util/ip.ts';
+import { SY_MAX_SLOTS, SY_SVC_F_MASQ_ALL } from './layout.ts';
+import { CowMap } from '../../util/cow.ts';
+import { backendKey } from './state.ts';
 import type { BackendKey, CompileIndex, DesiredService, DesiredState, FrontendKey, L4Addr } from './state.ts';
 
 export interface CompileOptions {
@@ -183,7 +185,7 @@ function compileServicePort(sp: ServicePortInfo, opts: CompileOptions): Compiled
   const keys: FrontendKey[] = [];
   const frontends: L4Addr[] = [];
   sp.clusterIPs.forEach((ip, i) => {
-    if (ip.includes(':') || ip === '' || ip === 'None') return; // IPv6 (other maps), headless
+    if (familyOf(ip) === 'IPv6' || ip === '' || ip === 'None') return; // IPv6 (other maps), headless
     const addr = canonicalIPv4(ip);
     if (addr === null) return bad(`clusterIPs[${i}]`, `not an IP address: ${JSON.stringify(ip)}`);
     const key = `${addr}:${sp.port}/${sp.protocol}`;
@@ -220,7 +222,7 @@ function notProgrammedYet(sp: ServicePortInfo, bad: (field: string, message: str
   if (sp.externalIPs && sp.externalIPs.length > 0) bad('externalIPs', `externalIPs ${sp.externalIPs.join(',')} ${later}`);
   if (sp.loadBalancerIPs && sp.loadBalancerIPs.length > 0) bad('loadBalancerIPs', `LoadBalancer IPs ${sp.loadBalancerIPs.join(',')} ${later}`);
   if (sp.sessionAffinity) bad('sessionAffinity', `ClientIP affinity (${sp.sessionAffinity.timeoutSeconds}s) ${later}; connections are balanced without it`);
-  if (sp.hasAnyEndpoints && !sp.hasAnyEndpoints.IPv4 && sp.clusterIPs.some((ip) => !ip.includes(':'))) {
+  if (sp.hasAnyEndpoints && !sp.hasAnyEndpoints.IPv4 && sp.clusterIPs.some((ip) => familyOf(ip) === 'IPv4')) {
     bad('endpoints', `no usable endpoints: kube-proxy REJECTs; the bpf dataplane drops until REJECT is programmed`);
   }
 }
@@ -236,9 +238,9 @@ function compileBackends(
   const eps: readonly EndpointInfo[] = sp.clusterEndpoints;
   for (let i = 0; i < eps.length; i++) {
     const ep = eps[i] as EndpointInfo;
-    const n = parseIPv4(ep.ip);
+    const n = parseIPv4(ep.ip, 'decimal');
     if (n < 0) {
-      if (!ep.ip.includes(':')) bad(`clusterEndpoints[${i}].ip`, `not an IP address: ${JSON.stringify(ep.ip)}`);
+      if (familyOf(ep.ip) === 'IPv4') bad(`clusterEndpoints[${i}].ip`, `not an IP address: ${JSON.stringify(ep.ip)}`);
       continue; // else an IPv6 endpoint of a dual-stack Service: the v6 maps' business
     }
     if (!isPort(ep.port)) {

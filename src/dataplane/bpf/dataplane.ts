@@ -6,20 +6,32 @@
 // apply touches the kernel. A sync that fails reads the maps back (adopt)
 // and rejects with the apply error; the next sync reconciles everything.
 // stop() releases handles and leaves the program attached and the maps
-// pinned, so traffic keeps flowing across restarts.
+// pinned, so traffic keeps flowing across restarts. Failures are
+// DataplaneErrors naming the operation ("update sy_svc4_v1 (3 entries)");
+// a kernel refusal keeps the native error as the cause.
 
 import type { ProxySnapshot } from '../../model/types.ts';
-import type { Dataplane, SyncResult } from '../types.ts';
+import { DataplaneError, type Dataplane, type SyncResult } from '../types.ts';
 import type { Logger } from '../../util/log.ts';
 import type { NativeBinding } from '../../native/binding.ts';
-import { BpfObject, Tc } from '../../native/index.ts';
+import { BpfObject, isNativeError, Tc } from '../../native/index.ts';
 import { globMatcher, type Link, type LinkSource } from '../../host/links.ts';
 import { compile, compileChanged } from './compile.ts';
 import { diff } from './diff.ts';
 import { programmedFromDump } from './adopt.ts';
 import { applyOps, applyPlan, type MapWriter } from './apply.ts';
-import { MAPS, configCodec, encode, parseIPv4, u32Codec, type OpBatch } from './layout.ts';
+import { parseIPv4 } from '../../util/ip.ts';
+import { MAPS, configCodec, encode, u32Codec, type OpBatch } from './layout.ts';
 import type { DesiredState, ProgrammedState } from './state.ts';
+
+/** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
+async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    throw isNativeError(err) ? DataplaneError.kernel('bpf', operation, err) : err;
+  }
+}
 
 /** Where our tc filter sits on every interface (handle 0x5359 = "SY"). */
 export const TC_FILTER = { direction: 'ingress', handle: 0x5359, priority: 0x2000 } as const;
@@ -68,7 +80,7 @@ export class BpfDataplane implements Dataplane {
 
   async start(signal: AbortSignal): Promise<void> {
     const o = this.#o;
-    const obj = await BpfObject.open(o.objectPath, o.pinPath, o.native);
+    const obj = await kernel(`load ${o.objectPath}`, () => BpfObject.open(o.objectPath, o.pinPath, o.native));
     this.#obj = obj;
     this.#progFd = obj.program(PROGRAM_NAME).fd;
     await this.#writeConfig();
@@ -80,7 +92,7 @@ export class BpfDataplane implements Dataplane {
   async sync(snapshot: ProxySnapshot): Promise<SyncResult> {
     const started = performance.now();
     const opts = { masqueradeAll: this.#o.masqueradeAll };
-    if (!this.#obj) throw new Error('bpf dataplane: sync before start');
+    if (!this.#obj) throw new DataplaneError('ERR_SY_DATAPLANE_NOT_STARTED', 'bpf', 'sync', 'not started: call start() first');
     // Unknown after a failed sync whose read-back failed too: read the maps now.
     const programmed = this.#programmed ?? (await this.#adopt());
     const desired = this.#desired ? compileChanged(this.#desired, snapshot, opts) : compile(snapshot, opts);
@@ -127,12 +139,14 @@ export class BpfDataplane implements Dataplane {
   #writer(): MapWriter {
     const obj = this.#obj;
     const native = this.#o.native;
-    if (!obj) throw new Error('bpf dataplane: not started');
+    if (!obj) throw new DataplaneError('ERR_SY_DATAPLANE_NOT_STARTED', 'bpf', 'write', 'not started: call start() first');
     return {
       async write(b: OpBatch): Promise<void> {
         const m = obj.map(b.map);
-        if (b.action === 'update') await native.mapUpdate(m.fd, b.keys, b.values ?? Buffer.alloc(0), m.keySize, m.valueSize);
-        else await native.mapDelete(m.fd, b.keys, m.keySize);
+        await kernel(`${b.action} ${b.map} (${b.count} ${b.count === 1 ? 'entry' : 'entries'})`, async () => {
+          if (b.action === 'update') await native.mapUpdate(m.fd, b.keys, b.values ?? Buffer.alloc(0), m.keySize, m.valueSize);
+          else await native.mapDelete(m.fd, b.keys, m.keySize);
+        });
       },
     };
   }
@@ -140,17 +154,17 @@ export class BpfDataplane implements Dataplane {
   async #writeConfig(): Promise<void> {
     const obj = this.#obj;
     if (!obj) return;
-    const addr = parseIPv4(this.#o.nodeAddress);
-    if (addr < 0) throw new Error(`bpf dataplane: node address "${this.#o.nodeAddress}" is not an IPv4 address`);
+    const addr = parseIPv4(this.#o.nodeAddress, 'decimal');
+    if (addr < 0) throw new DataplaneError('ERR_SY_DATAPLANE_OPTION', 'bpf', 'start', `node address "${this.#o.nodeAddress}" is not an IPv4 address`);
     const m = obj.map(MAPS.config.name);
-    await m.update([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: this.#o.nodeAddress, flags: 0 })]]);
+    await kernel(`update ${m.name}`, () => m.update([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: this.#o.nodeAddress, flags: 0 })]]));
   }
 
   async #adopt(): Promise<ProgrammedState> {
     const obj = this.#obj;
-    if (!obj) throw new Error('bpf dataplane: not started');
-    const svc = await obj.map(MAPS.svc.name).dump();
-    const backends = await obj.map(MAPS.backend.name).dump();
+    if (!obj) throw new DataplaneError('ERR_SY_DATAPLANE_NOT_STARTED', 'bpf', 'adopt', 'not started: call start() first');
+    const svc = await kernel(`dump ${MAPS.svc.name}`, () => obj.map(MAPS.svc.name).dump());
+    const backends = await kernel(`dump ${MAPS.backend.name}`, () => obj.map(MAPS.backend.name).dump());
     const adopted = programmedFromDump(svc, backends);
     if (adopted.orphans.length > 0) {
       this.#o.log.info('removing inconsistent entries left in pinned maps', { ops: adopted.orphans.length });

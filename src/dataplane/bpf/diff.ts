@@ -16,14 +16,12 @@
 // until phase 4).
 
 import { l4Key, PHASE_BACKEND_DELETE, PHASE_BACKEND_UPDATE, PHASE_MASTER_UPDATE, PHASE_NAMES, PHASE_SLOT_UPDATE, PHASE_SVC_DELETE } from './state.ts';
+import type { CowMapEditor, CowVecEditor, IdSetEditor } from '../../util/cow.ts';
 import type {
   BackendKey,
-  CowMapEditor,
-  CowVecEditor,
   DesiredService,
   DesiredState,
   FrontendKey,
-  IdSetEditor,
   L4Addr,
   Op,
   Plan,

@@ -11,10 +11,15 @@
 
 import { endianness } from 'node:os';
 import type { Protocol } from '../../model/types.ts';
+import { SwitchyardError } from '../../util/errors.ts';
+import { formatIPv4, parseIPv4 } from '../../util/ip.ts';
 import type { L4Addr, Op, SvcKey, SvcValue } from './state.ts';
 
 if (endianness() !== 'LE') {
-  throw new Error(`layout.ts: host byte order is ${endianness()}; sy_maps.h host-order fields are encoded little-endian only`);
+  throw new SwitchyardError(
+    'ERR_SY_UNSUPPORTED_HOST',
+    `layout.ts: host byte order is ${endianness()}; sy_maps.h host-order fields are encoded little-endian only`,
+  );
 }
 
 /** The #defines of sy_maps.h (checked against the header by the BTF test). */
@@ -41,13 +46,12 @@ export const SY_CT_F_HAIRPIN = HEADER_DEFINES.SY_CT_F_HAIRPIN;
 export const SY_MAX_SLOTS = 0xffff;
 
 /** A layout error: names the struct and field that could not be encoded or decoded. */
-export class LayoutError extends Error {
-  readonly code = 'ERR_SY_LAYOUT';
+export class LayoutError extends SwitchyardError {
+  declare readonly code: 'ERR_SY_LAYOUT';
   readonly struct: string;
   readonly field: string;
   constructor(struct: string, field: string, message: string) {
-    super(`${struct}.${field}: ${message}`);
-    this.name = 'LayoutError';
+    super('ERR_SY_LAYOUT', `${struct}.${field}: ${message}`);
     this.struct = struct;
     this.field = field;
   }
@@ -289,56 +293,7 @@ export const MAPS = {
 } as const satisfies Record<string, MapSpec>;
 
 // ---------------------------------------------------------------------------
-// Scalars: IPv4 addresses and protocols.
-
-/**
- * Parses a dotted-quad IPv4 address into a host number, or -1. Accepts
- * leading zeros as decimal ("010.0.0.1" = 10.0.0.1), as kube-proxy's
- * ParseIPSloppy does.
- */
-export function parseIPv4(s: string): number {
-  let acc = 0;
-  let octet = -1;
-  let dots = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 48 && c <= 57) {
-      octet = octet < 0 ? c - 48 : octet * 10 + (c - 48);
-      if (octet > 255) return -1;
-    } else if (c === 46) {
-      if (octet < 0 || dots === 3) return -1;
-      acc = acc * 256 + octet;
-      octet = -1;
-      dots++;
-    } else {
-      return -1;
-    }
-  }
-  if (octet < 0 || dots !== 3) return -1;
-  return acc * 256 + octet;
-}
-
-export function formatIPv4(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-}
-
-/**
- * The canonical form of an IPv4 address string (the input itself when it is
- * already canonical), or null when it is not IPv4.
- */
-export function canonicalIPv4(s: string): string | null {
-  const n = parseIPv4(s);
-  if (n < 0) return null;
-  return hasLeadingZero(s) ? formatIPv4(n) : s;
-}
-
-/** Whether some octet of a dotted quad has a leading zero ("10.01.0.1"): the only non-canonical form parseIPv4 accepts. */
-export function hasLeadingZero(s: string): boolean {
-  for (let i = 0; i < s.length - 1; i++) {
-    if (s.charCodeAt(i) === 48 && (i === 0 || s.charCodeAt(i - 1) === 46) && s.charCodeAt(i + 1) !== 46) return true;
-  }
-  return false;
-}
+// Scalars: protocols (addresses: src/util/ip.ts).
 
 const PROTO_NUMBER: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
 
@@ -363,7 +318,7 @@ let lastAddrN = -1;
 
 function addrOf(struct: string, field: string, s: string): number {
   if (s === lastAddr) return lastAddrN;
-  const n = parseIPv4(s);
+  const n = parseIPv4(s, 'decimal');
   if (n < 0) throw new LayoutError(struct, field, `not an IPv4 address: ${JSON.stringify(s)}`);
   lastAddr = s;
   lastAddrN = n;
