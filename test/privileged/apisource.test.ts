@@ -28,7 +28,7 @@ import {
   untilServed,
 } from './fixtures.ts';
 
-const skip = needs('the API source end-to-end tests', ['root', 'ip', 'bpf-object', 'native-addon']);
+const skip = needs('the API source end-to-end suite', ['root', 'ip', 'bpf-object', 'native-addon']);
 
 const WEB_VIP = '10.96.0.30';
 const LOCAL_VIP = '10.96.0.31';

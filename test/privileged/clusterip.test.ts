@@ -24,7 +24,7 @@ import {
   WEB_SLICE_PORTS,
 } from './fixtures.ts';
 
-const skip = needs('the ClusterIP end-to-end tests', ['root', 'ip', 'bpf-object', 'native-addon']);
+const skip = needs('the ClusterIP end-to-end suite', ['root', 'ip', 'bpf-object', 'native-addon']);
 
 const VIP = '10.96.0.10';
 const SELF_VIP = '10.96.0.11';

@@ -33,7 +33,7 @@ import {
   WEB_SLICE_PORTS,
 } from './fixtures.ts';
 
-const skip = needs('the lifecycle end-to-end tests', ['root', 'ip', 'bpf-object', 'native-addon']);
+const skip = needs('the lifecycle end-to-end suite', ['root', 'ip', 'bpf-object', 'native-addon']);
 
 const VIP = '10.96.0.20';
 const GONE_VIP = '10.96.0.21';

@@ -29,7 +29,7 @@ import {
   WEB_SLICE_PORTS,
 } from './fixtures.ts';
 
-const skip = needs('the malformed-input end-to-end tests', ['root', 'ip', 'bpf-object', 'native-addon']);
+const skip = needs('the malformed-input suite (all but the CLI flag tests)', ['root', 'ip', 'bpf-object', 'native-addon']);
 
 const VIP = '10.96.0.30';
 const BROKEN_VIP = '10.96.0.31';

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { BpfMap, BpfObject, isNativeError, loadBinding, UpdateFlags, type NativeBinding, type NativeError } from '../../src/native/index.ts';
 import { needs, REPO as repo } from '../support/requirements.ts';
 
-const skip = needs('the native addon tests', ['root', 'clang', 'ip', 'native-addon']);
+const skip = needs('the native addon suite', ['root', 'clang', 'ip', 'native-addon']);
 
 const BPF_FS_MAGIC = 0xcafe4a11;
 const BPF_MAP_TYPE_HASH = 1;

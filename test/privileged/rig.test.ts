@@ -8,7 +8,7 @@ import { CLUSTER_POD_CIDR, createCluster, createClusterFromPlan, listNamespaces,
 import type { Cluster, Pod, RequestResult } from '../../src/rig/cluster.ts';
 import { needs } from '../support/requirements.ts';
 
-const skip = needs('the rig self-tests', ['root', 'ip']);
+const skip = needs('the rig suite (all but the plan test)', ['root', 'ip']);
 
 async function leftovers(prefix: string): Promise<string[]> {
   return (await listNamespaces()).filter((n) => n.startsWith(`${prefix}-`));
