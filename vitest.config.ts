@@ -5,12 +5,20 @@
 //
 // With CI set or SY_REQUIRE_PRIVILEGED=1 a skipped test fails the run
 // (test/support/no-skip-reporter.ts): under CI nothing may skip.
+//
+// Vitest writes its cache (node_modules/.vite) and coverage reports
+// (.cache/coverage) under the repository; SY_VITEST_DIR moves both there,
+// for a checkout that is read-only (the kernel matrix's VMs). Load this file
+// with `--configLoader native` there too: the default loader writes a
+// bundled copy of it into node_modules/.vite-temp.
 import { defineConfig } from 'vitest/config';
 import { requirePrivileged } from './test/support/requirements.ts';
 
 const reporters = requirePrivileged() ? ['default', './test/support/no-skip-reporter.ts'] : ['default'];
+const writeDir = process.env['SY_VITEST_DIR'];
 
 export default defineConfig({
+  ...(writeDir ? { cacheDir: `${writeDir}/vite` } : {}),
   test: {
     reporters,
     projects: [
@@ -39,7 +47,7 @@ export default defineConfig({
       include: ['src/**/*.ts'],
       exclude: ['src/rig/**'],
       reporter: ['text', 'json-summary'],
-      reportsDirectory: '.cache/coverage',
+      reportsDirectory: writeDir ? `${writeDir}/coverage` : '.cache/coverage',
     },
   },
 });

@@ -22,10 +22,16 @@ import type { VmResult } from './vm.ts';
 import { runVm, running, shellQuote, workDirs } from './vm.ts';
 
 const REPO = resolve(import.meta.dirname, '..', '..');
+/**
+ * Vitest in the VM, where the repository is read-only: the config is loaded
+ * natively (the default loader writes a bundled copy into node_modules), and
+ * vmEnv points vitest's cache at /tmp (SY_VITEST_DIR).
+ */
+const VITEST = 'vitest run --configLoader native --project privileged';
 /** The dataplane's end-to-end tests on each kernel: the addon against the kernel, and ClusterIP traffic. */
-const DEFAULT_COMMAND = 'node --test --test-concurrency=1 test/privileged/native.test.ts test/privileged/clusterip.test.ts';
+const DEFAULT_COMMAND = `${VITEST} test/privileged/native.test.ts test/privileged/clusterip.test.ts`;
 /** --all: every privileged test (~25 min per kernel under TCG on 2 cores). */
-const ALL_COMMAND = "node --test --test-concurrency=1 'test/privileged/**/*.test.ts'";
+const ALL_COMMAND = VITEST;
 
 function usage(): string {
   return `usage: node scripts/kernels/run.ts [options] [-- command...]
@@ -49,7 +55,8 @@ command: the arguments after --, else env SY_KERNEL_TEST_CMD (a shell command li
 else: ${DEFAULT_COMMAND}
 (--all: ${ALL_COMMAND})
 
-Inside the VM: PATH=/run/sy/bin:<repo>/node_modules/.bin:<usual>; HOME=TMPDIR=/tmp; CI=true;
+Inside the VM: PATH=/run/sy/bin:<repo>/node_modules/.bin:<usual>; HOME=TMPDIR=/tmp; CI=true and
+SY_REQUIRE_PRIVILEGED=1 (a skipped test fails the run); SY_VITEST_DIR=/tmp/vitest (vitest's cache);
 SY_VM=1, SY_KERNEL=<key>, SY_KERNEL_RELEASE=<uname -r>; the host's SY_* variables and
 those named in SY_KERNEL_PASS_ENV (comma-separated) are passed on. Only /tmp, /run,
 /var/tmp, /dev/shm, /sys/fs/bpf and /sys/fs/cgroup are writable. 'modprobe' (a wrapper
@@ -111,6 +118,8 @@ function vmEnv(spec: KernelSpec, kernel: Kernel): Record<string, string> {
     HOME: '/tmp',
     TMPDIR: '/tmp',
     CI: 'true',
+    SY_REQUIRE_PRIVILEGED: '1',
+    SY_VITEST_DIR: '/tmp/vitest',
     LANG: 'C.UTF-8',
     SY_VM: '1',
     SY_KERNEL: spec.key,

@@ -51,13 +51,13 @@ export function inNetns(ns: string, argv: readonly string[]): string[] {
 }
 
 /**
- * The environment for rig children. NODE_TEST_CONTEXT is dropped: `node --test`
- * sets it for its test files, and a node:test-based child would otherwise
- * report to our runner instead of printing.
+ * The environment for rig children: `env` with the standard directories
+ * added to PATH. What vitest sets for its workers (VITEST, TEST,
+ * NODE_ENV=test, VITEST_*) passes through: neither the rig's programs nor
+ * switchyard and its dependencies read any of it.
  */
 export function childEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const out = { ...env };
-  delete out.NODE_TEST_CONTEXT;
   // A VM's init may start us with a short PATH (or none), and `ip` lives in
   // /usr/sbin. spawn() looks commands up in the child's PATH, so fixing it
   // here also finds `ip` itself.

@@ -2,25 +2,22 @@
 // kernel: bpffs mounting, object load with pinned-map reuse, batched map
 // operations, per-CPU records, errors with errno/code/syscall, and tc attach /
 // query / replace / detach inside a throwaway network namespace. Needs root,
-// clang, ip; skips with the reason otherwise.
-import assert from 'node:assert/strict';
+// clang, ip and the built addon; skips with the reason otherwise.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { BpfMap, BpfObject, isNativeError, loadBinding, UpdateFlags, type NativeBinding, type NativeError } from '../../src/native/index.ts';
+import { needs, REPO as repo } from '../support/requirements.ts';
 
-const repo = fileURLToPath(new URL('../../', import.meta.url));
+const skip = needs('the native addon suite', ['root', 'clang', 'ip', 'native-addon']);
+
 const BPF_FS_MAGIC = 0xcafe4a11;
 const BPF_MAP_TYPE_HASH = 1;
 const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 const BPF_PROG_TYPE_SCHED_CLS = 3;
-
-const skipReason = process.getuid?.() !== 0 ? 'needs root: mounts bpffs, loads BPF programs, creates a network namespace' : false;
-if (skipReason) console.log(`# native.test.ts skipped: ${skipReason}`);
 
 // Fixture records: key {u32 id, u16 port, u16 pad}, value {u64 a, u32 b, u32 pad}.
 function key(id: number): Buffer {
@@ -45,27 +42,27 @@ async function rejection(p: Promise<unknown>): Promise<NativeError> {
   try {
     await p;
   } catch (e) {
-    assert.ok(isNativeError(e), `expected a native error, got ${String(e)}`);
-    return e;
+    expect(isNativeError(e), `expected a native error, got ${String(e)}`).toBe(true);
+    return e as NativeError;
   }
-  assert.fail('expected a rejection');
+  expect.unreachable('expected a rejection');
 }
 
 function thrown(f: () => unknown): NativeError {
   try {
     f();
   } catch (e) {
-    assert.ok(isNativeError(e), `expected a native error, got ${String(e)}`);
-    return e;
+    expect(isNativeError(e), `expected a native error, got ${String(e)}`).toBe(true);
+    return e as NativeError;
   }
-  assert.fail('expected an exception');
+  expect.unreachable('expected an exception');
 }
 
 function compile(source: string, out: string): void {
   execFileSync('clang', ['-O2', '-g', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', source, '-o', out], { stdio: 'pipe' });
 }
 
-describe('native addon (privileged)', { skip: skipReason, concurrency: false }, () => {
+describe.skipIf(skip)('native addon (privileged)', () => {
   const pinRoot = `/run/sy-native-test-${process.pid}`;
   const netns = `sy-nt-${process.pid}`;
   let tmp = '';
@@ -74,7 +71,7 @@ describe('native addon (privileged)', { skip: skipReason, concurrency: false }, 
   let native: NativeBinding;
   let obj: BpfObject | undefined;
 
-  before(() => {
+  beforeAll(() => {
     native = loadBinding();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sy-native-'));
     fixture = path.join(tmp, 'fixture.bpf.o');
@@ -83,7 +80,7 @@ describe('native addon (privileged)', { skip: skipReason, concurrency: false }, 
     compile(path.join(repo, 'native/test/bad.bpf.c'), bad);
   });
 
-  after(() => {
+  afterAll(() => {
     obj?.close();
     spawnSync('ip', ['netns', 'del', netns], { stdio: 'ignore' });
     // The bpffs is mounted once at pinRoot; unmounting it drops every pin.
@@ -93,12 +90,12 @@ describe('native addon (privileged)', { skip: skipReason, concurrency: false }, 
   });
 
   test('ensureBpffs mounts a bpffs on a plain directory, then only mkdirs below it', () => {
-    assert.equal(native.ensureBpffs(pinRoot), true);
-    assert.equal(fs.statfsSync(pinRoot).type, BPF_FS_MAGIC);
-    assert.equal(native.ensureBpffs(pinRoot), false, 'already a bpffs: no second mount');
-    assert.equal(native.ensureBpffs(`${pinRoot}/a/b`), false, 'inside a bpffs: mkdir -p only');
-    assert.ok(fs.statSync(`${pinRoot}/a/b`).isDirectory());
-    assert.equal(fs.statfsSync(`${pinRoot}/a/b`).type, BPF_FS_MAGIC);
+    expect(native.ensureBpffs(pinRoot)).toBe(true);
+    expect(fs.statfsSync(pinRoot).type).toBe(BPF_FS_MAGIC);
+    expect(native.ensureBpffs(pinRoot), 'already a bpffs: no second mount').toBe(false);
+    expect(native.ensureBpffs(`${pinRoot}/a/b`), 'inside a bpffs: mkdir -p only').toBe(false);
+    expect(fs.statSync(`${pinRoot}/a/b`).isDirectory()).toBe(true);
+    expect(fs.statfsSync(`${pinRoot}/a/b`).type).toBe(BPF_FS_MAGIC);
     fs.rmSync(`${pinRoot}/a`, { recursive: true });
   });
 
@@ -107,45 +104,49 @@ describe('native addon (privileged)', { skip: skipReason, concurrency: false }, 
     const maps = new Map(obj.maps().map((m) => [m.name, m]));
     const hash = maps.get('sy_fixture_hash');
     const percpu = maps.get('sy_fixture_percpu');
-    assert.ok(hash !== undefined && percpu !== undefined, `maps: ${[...maps.keys()].join(', ')}`);
-    assert.deepEqual(
-      { type: hash.type, keySize: hash.keySize, valueSize: hash.valueSize, valueStride: hash.valueStride, maxEntries: hash.maxEntries, pinPath: hash.pinPath },
-      { type: BPF_MAP_TYPE_HASH, keySize: 8, valueSize: 16, valueStride: 16, maxEntries: 4096, pinPath: `${pinRoot}/sy_fixture_hash` },
-    );
-    assert.ok(fs.existsSync(`${pinRoot}/sy_fixture_hash`), 'pinned by name');
-    assert.equal(percpu.type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    assert.equal(percpu.pinPath, null);
-    assert.ok(!fs.existsSync(`${pinRoot}/sy_fixture_percpu`), 'not pinned');
+    if (hash === undefined || percpu === undefined) expect.unreachable(`maps: ${[...maps.keys()].join(', ')}`);
+    expect({
+      type: hash.type,
+      keySize: hash.keySize,
+      valueSize: hash.valueSize,
+      valueStride: hash.valueStride,
+      maxEntries: hash.maxEntries,
+      pinPath: hash.pinPath,
+    }).toStrictEqual({ type: BPF_MAP_TYPE_HASH, keySize: 8, valueSize: 16, valueStride: 16, maxEntries: 4096, pinPath: `${pinRoot}/sy_fixture_hash` });
+    expect(fs.existsSync(`${pinRoot}/sy_fixture_hash`), 'pinned by name').toBe(true);
+    expect(percpu.type).toBe(BPF_MAP_TYPE_PERCPU_ARRAY);
+    expect(percpu.pinPath).toBe(null);
+    expect(fs.existsSync(`${pinRoot}/sy_fixture_percpu`), 'not pinned').toBe(false);
     const prog = obj.program('sy_fixture_pass');
-    assert.equal(prog.type, BPF_PROG_TYPE_SCHED_CLS);
-    assert.ok(native.progIdFromFd(prog.fd) > 0);
-    assert.throws(() => obj?.map('nope'), /has no map nope \(maps: .*sy_fixture_hash/);
+    expect(prog.type).toBe(BPF_PROG_TYPE_SCHED_CLS);
+    expect(native.progIdFromFd(prog.fd)).toBeGreaterThan(0);
+    expect(() => obj?.map('nope')).toThrow(/has no map nope \(maps: .*sy_fixture_hash/);
   });
 
   test('1000 records in one batch update come back from a dump', async () => {
-    assert.ok(obj);
+    if (obj === undefined) expect.unreachable('the object is open (openObject loaded it)');
     const hash = obj.map('sy_fixture_hash');
     const records: Array<[Buffer, Buffer]> = Array.from({ length: 1000 }, (_, i) => [key(i), value(i)]);
     await hash.update(records);
     const dumped = await hash.dump();
-    assert.equal(dumped.length, 1000);
-    assert.deepEqual(sorted(dumped), sorted(records));
+    expect(dumped.length).toBe(1000);
+    expect(sorted(dumped)).toStrictEqual(sorted(records));
   });
 
   test('a later record in the same batch wins (order is preserved)', async () => {
-    assert.ok(obj);
+    if (obj === undefined) expect.unreachable('the object is open (openObject loaded it)');
     const hash = obj.map('sy_fixture_hash');
     await hash.update([
       [key(2000), value(1)],
       [key(2000), value(2)],
       [key(2000), value(3)],
     ]);
-    assert.deepEqual(await hash.lookup([key(2000)]), [value(3)]);
+    expect(await hash.lookup([key(2000)])).toStrictEqual([value(3)]);
     await hash.delete([key(2000)]);
   });
 
   test('batch delete of half the keys, with absent keys mixed in, then lookup', async () => {
-    assert.ok(obj);
+    if (obj === undefined) expect.unreachable('the object is open (openObject loaded it)');
     const hash = obj.map('sy_fixture_hash');
     const even = Array.from({ length: 500 }, (_, i) => key(2 * i));
     const absent = [key(90_000), key(90_001)];
@@ -155,56 +156,56 @@ describe('native addon (privileged)', { skip: skipReason, concurrency: false }, 
     const all = Array.from({ length: 1000 }, (_, i) => key(i));
     const found = await hash.lookup(all);
     found.forEach((v, i) => {
-      if (i % 2 === 0) assert.equal(v, undefined, `key ${i} deleted`);
-      else assert.deepEqual(v, value(i), `key ${i} kept`);
+      if (i % 2 === 0) expect(v, `key ${i} deleted`).toBe(undefined);
+      else expect(v, `key ${i} kept`).toStrictEqual(value(i));
     });
-    assert.equal((await hash.dump()).length, 500);
+    expect((await hash.dump()).length).toBe(500);
   });
 
   test('per-CPU maps carry roundup(valueSize, 8) bytes per possible CPU', async () => {
-    assert.ok(obj);
+    if (obj === undefined) expect.unreachable('the object is open (openObject loaded it)');
     const percpu = obj.map('sy_fixture_percpu');
     const cpus = native.numPossibleCpus();
-    assert.ok(cpus >= 1);
-    assert.equal(percpu.valueStride, 8 * cpus);
+    expect(cpus).toBeGreaterThanOrEqual(1);
+    expect(percpu.valueStride).toBe(8 * cpus);
     const v = Buffer.alloc(percpu.valueStride);
     for (let cpu = 0; cpu < cpus; cpu++) v.writeUInt32LE(100 + cpu, cpu * 8);
     const k = Buffer.alloc(4);
     k.writeUInt32LE(2);
     await percpu.update([[k, v]]);
-    assert.deepEqual(await percpu.lookup([k]), [v]);
+    expect(await percpu.lookup([k])).toStrictEqual([v]);
     const dumped = await percpu.dump();
-    assert.equal(dumped.length, 4, 'an array dumps every index');
-    assert.deepEqual(dumped.find(([dk]) => dk.equals(k))?.[1], v);
+    expect(dumped.length, 'an array dumps every index').toBe(4);
+    expect(dumped.find(([dk]) => dk.equals(k))?.[1]).toStrictEqual(v);
   });
 
   test('closing and reopening the object reuses the pinned map and its contents', async () => {
-    assert.ok(obj);
+    if (obj === undefined) expect.unreachable('the object is open (openObject loaded it)');
     const before = sorted(await obj.map('sy_fixture_hash').dump());
     obj.close();
     obj.close(); // idempotent
     obj = await BpfObject.open(fixture, pinRoot, native);
-    assert.deepEqual(sorted(await obj.map('sy_fixture_hash').dump()), before);
+    expect(sorted(await obj.map('sy_fixture_hash').dump())).toStrictEqual(before);
     const pinned = BpfMap.openPinned(`${pinRoot}/sy_fixture_hash`, native);
     try {
-      assert.equal(pinned.keySize, 8);
-      assert.equal(pinned.valueSize, 16);
-      assert.deepEqual(sorted(await pinned.dump()), before);
+      expect(pinned.keySize).toBe(8);
+      expect(pinned.valueSize).toBe(16);
+      expect(sorted(await pinned.dump())).toStrictEqual(before);
     } finally {
       pinned.close();
     }
   });
 
   test('failures are Errors with errno, code and syscall', async () => {
-    assert.ok(obj);
+    if (obj === undefined) expect.unreachable('the object is open (openObject loaded it)');
     const hash = obj.map('sy_fixture_hash');
 
     const badFd = await rejection(native.mapUpdate(1_000_000, key(1), value(1), 8, 16));
-    assert.equal(badFd.code, 'EBADF');
-    assert.equal(badFd.errno, 9);
-    assert.equal(badFd.done, undefined);
-    assert.equal(typeof badFd.syscall, 'string');
-    assert.match(badFd.message, /^bpf_\w+ on map fd 1000000: Bad file descriptor/);
+    expect(badFd.code).toBe('EBADF');
+    expect(badFd.errno).toBe(9);
+    expect(badFd.done).toBe(undefined);
+    expect(typeof badFd.syscall).toBe('string');
+    expect(badFd.message).toMatch(/^bpf_\w+ on map fd 1000000: Bad file descriptor/);
 
     // The kernel's batch update takes no BPF_NOEXIST: these go one by one.
     const exists = await rejection(
@@ -216,43 +217,43 @@ describe('native addon (privileged)', { skip: skipReason, concurrency: false }, 
         UpdateFlags.noExist,
       ),
     );
-    assert.deepEqual([exists.code, exists.errno, exists.syscall], ['EEXIST', 17, 'bpf_map_update_elem']);
-    assert.match(exists.message, /^bpf_map_update_elem on map fd \d+: File exists \(record 1 of 2\)$/);
-    assert.equal(exists.done, 1);
-    assert.deepEqual(await hash.lookup([key(100_001)]), [value(1)], 'records before the failing one were applied');
+    expect([exists.code, exists.errno, exists.syscall]).toStrictEqual(['EEXIST', 17, 'bpf_map_update_elem']);
+    expect(exists.message).toMatch(/^bpf_map_update_elem on map fd \d+: File exists \(record 1 of 2\)$/);
+    expect(exists.done).toBe(1);
+    expect(await hash.lookup([key(100_001)]), 'records before the failing one were applied').toStrictEqual([value(1)]);
     await hash.delete([key(100_001)]);
 
     // A batch that overflows the map stops at the first record that does not fit.
     const present = (await hash.dump()).length;
     const overflow = Array.from({ length: 4000 }, (_, i): [Buffer, Buffer] => [key(10_000 + i), value(i)]);
     const full = await rejection(hash.update(overflow));
-    assert.deepEqual([full.code, full.syscall], ['E2BIG', 'bpf_map_update_batch']);
-    assert.match(full.message, new RegExp(`: Argument list too long \\(record ${4096 - present} of 4000\\)$`));
-    assert.equal(full.done, 4096 - present);
-    assert.equal((await hash.dump()).length, 4096);
+    expect([full.code, full.syscall]).toStrictEqual(['E2BIG', 'bpf_map_update_batch']);
+    expect(full.message).toMatch(new RegExp(`: Argument list too long \\(record ${4096 - present} of 4000\\)$`));
+    expect(full.done).toBe(4096 - present);
+    expect((await hash.dump()).length).toBe(4096);
     await hash.delete(overflow.map(([k]) => k));
-    assert.equal((await hash.dump()).length, present);
+    expect((await hash.dump()).length).toBe(present);
 
     const size = await rejection(native.mapLookup(hash.fd, Buffer.alloc(12), 12, 16));
-    assert.deepEqual([size.code, size.syscall], ['EINVAL', 'mapLookup']);
-    assert.match(size.message, /key size 12 does not match the map's 8/);
+    expect([size.code, size.syscall]).toStrictEqual(['EINVAL', 'mapLookup']);
+    expect(size.message).toMatch(/key size 12 does not match the map's 8/);
 
     const arrayDelete = await rejection(obj.map('sy_fixture_percpu').delete([Buffer.alloc(4)]));
-    assert.equal(arrayDelete.code, 'EINVAL', 'array elements cannot be deleted');
+    expect(arrayDelete.code, 'array elements cannot be deleted').toBe('EINVAL');
 
     const missing = thrown(() => native.mapOpenPinned(`${pinRoot}/no-such-map`));
-    assert.deepEqual([missing.code, missing.errno, missing.syscall], ['ENOENT', 2, 'bpf_obj_get']);
+    expect([missing.code, missing.errno, missing.syscall]).toStrictEqual(['ENOENT', 2, 'bpf_obj_get']);
 
     const closed = thrown(() => native.closeFd(1_000_000));
-    assert.deepEqual([closed.code, closed.syscall], ['EBADF', 'close']);
+    expect([closed.code, closed.syscall]).toStrictEqual(['EBADF', 'close']);
 
     const noFile = await rejection(BpfObject.open(path.join(tmp, 'missing.o'), pinRoot, native));
-    assert.deepEqual([noFile.code, noFile.syscall], ['ENOENT', 'bpf_object__open_file']);
+    expect([noFile.code, noFile.syscall]).toStrictEqual(['ENOENT', 'bpf_object__open_file']);
 
     const rejected = await rejection(BpfObject.open(bad, pinRoot, native));
-    assert.deepEqual([rejected.code, rejected.syscall], ['EACCES', 'bpf_object__load']);
-    assert.match(rejected.message, /BEGIN PROG LOAD LOG/);
-    assert.match(rejected.message, /invalid access to packet/, 'the verifier log tail is in the message');
+    expect([rejected.code, rejected.syscall]).toStrictEqual(['EACCES', 'bpf_object__load']);
+    expect(rejected.message).toMatch(/BEGIN PROG LOAD LOG/);
+    expect(rejected.message, 'the verifier log tail is in the message').toMatch(/invalid access to packet/);
   });
 
   test('tc attach, query, replace and detach on lo in a network namespace', () => {
@@ -261,40 +262,38 @@ describe('native addon (privileged)', { skip: skipReason, concurrency: false }, 
     const probe = spawnSync('ip', ['netns', 'exec', netns, process.execPath, path.join(repo, 'native/test/tc-probe.ts'), fixture, pinRoot], {
       encoding: 'utf8',
     });
-    assert.equal(probe.status, 0, `tc-probe failed:\n${probe.stderr}`);
+    expect(probe.status, `tc-probe failed:\n${probe.stderr}`).toBe(0);
     const r = JSON.parse(probe.stdout.trim().split('\n').at(-1) ?? '') as Record<string, unknown> & {
       idA: number;
       idB: number;
       hitsAfterTraffic: number;
     };
-    assert.ok(r.idA > 0 && r.idB > 0 && r.idA !== r.idB, 'two program instances');
-    assert.equal(r.loName, 'lo');
-    assert.equal(r.queryBefore, null);
-    assert.equal(r.detachBefore, false);
-    assert.deepEqual(r.attach, { progId: r.idA, handle: 1, priority: 1 });
-    assert.equal(r.queryAfterAttach, r.idA, 'tcQuery reports progIdFromFd of the attached program');
-    assert.equal(r.hitsBeforeTraffic, 0);
-    assert.ok(r.hitsAfterTraffic > 0, 'the attached program ran on lo ingress');
-    assert.deepEqual(pick(r.noReplace), { code: 'EEXIST', syscall: 'bpf_tc_attach' });
-    assert.match(
-      (r.noReplace as { message: string }).message,
+    expect(r.idA > 0 && r.idB > 0 && r.idA !== r.idB, 'two program instances').toBe(true);
+    expect(r.loName).toBe('lo');
+    expect(r.queryBefore).toBe(null);
+    expect(r.detachBefore).toBe(false);
+    expect(r.attach).toStrictEqual({ progId: r.idA, handle: 1, priority: 1 });
+    expect(r.queryAfterAttach, 'tcQuery reports progIdFromFd of the attached program').toBe(r.idA);
+    expect(r.hitsBeforeTraffic).toBe(0);
+    expect(r.hitsAfterTraffic, 'the attached program ran on lo ingress').toBeGreaterThan(0);
+    expect(pick(r.noReplace)).toStrictEqual({ code: 'EEXIST', syscall: 'bpf_tc_attach' });
+    expect((r.noReplace as { message: string }).message, "names the filter and carries the kernel's extended ack").toMatch(
       /^bpf_tc_attach on lo \(ifindex 1\) ingress handle 1 priority 1 \(prog fd \d+\): File exists\nlibbpf: Kernel error message: Filter already exists$/,
-      "names the filter and carries the kernel's extended ack",
     );
-    assert.equal(r.queryAfterNoReplace, r.idA, 'replace: false left the filter alone');
-    assert.deepEqual(r.replace, { progId: r.idB, handle: 1, priority: 1 });
-    assert.equal(r.queryAfterReplace, r.idB);
-    assert.deepEqual(r.egress, { progId: r.idA, handle: 7, priority: 3 });
-    assert.equal(r.queryEgress, r.idA);
-    assert.equal(r.detach, true);
-    assert.equal(r.detachAgain, false, 'detaching nothing is not an error');
-    assert.equal(r.queryAfterDetach, null);
-    assert.equal(r.queryEgressAfterDetach, r.idA, 'detach touched only its own filter');
-    assert.equal(r.destroy, true);
-    assert.equal(r.destroyAgain, false, 'no clsact qdisc left: not an error');
-    assert.equal(r.queryEgressAfterDestroy, null);
-    assert.deepEqual(pick(r.badIfname), { code: 'ENODEV', syscall: 'if_nametoindex' });
-    assert.deepEqual(pick(r.badAttach), { code: 'EBADF', syscall: 'bpf_tc_attach' });
+    expect(r.queryAfterNoReplace, 'replace: false left the filter alone').toBe(r.idA);
+    expect(r.replace).toStrictEqual({ progId: r.idB, handle: 1, priority: 1 });
+    expect(r.queryAfterReplace).toBe(r.idB);
+    expect(r.egress).toStrictEqual({ progId: r.idA, handle: 7, priority: 3 });
+    expect(r.queryEgress).toBe(r.idA);
+    expect(r.detach).toBe(true);
+    expect(r.detachAgain, 'detaching nothing is not an error').toBe(false);
+    expect(r.queryAfterDetach).toBe(null);
+    expect(r.queryEgressAfterDetach, 'detach touched only its own filter').toBe(r.idA);
+    expect(r.destroy).toBe(true);
+    expect(r.destroyAgain, 'no clsact qdisc left: not an error').toBe(false);
+    expect(r.queryEgressAfterDestroy).toBe(null);
+    expect(pick(r.badIfname)).toStrictEqual({ code: 'ENODEV', syscall: 'if_nametoindex' });
+    expect(pick(r.badAttach)).toStrictEqual({ code: 'EBADF', syscall: 'bpf_tc_attach' });
   });
 });
 
