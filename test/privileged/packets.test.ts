@@ -7,14 +7,13 @@
 // The node is 198.18.0.1; the client is the pod 10.244.1.5 behind the veth
 // the program sits on.
 
-import { beforeAll, afterAll, beforeEach, describe, expect, test } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { clusterIP, PacketHarness, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, type Conntrack } from '../support/bpf-harness.ts';
 import {
   firstFragment,
   frame,
   internetChecksum,
   IPPROTO_GRE,
-  IPPROTO_TCP,
   IPPROTO_UDP,
   ipv4,
   parseFrame,
@@ -283,6 +282,59 @@ describe.skipIf(skip)('packet fixtures: sy_ingress through BPF_PROG_TEST_RUN', (
     });
   });
 
+  describe('the backend of an open flow is removed', () => {
+    afterEach(async () => {
+      expect(await h.program(SERVICES)).toEqual([]);
+    });
+
+    async function openFlowThenRemoveItsBackend(proto: Proto, sport: number): Promise<{ first: FrameSpec; gone: string; left: string[] }> {
+      const first = fromClient(proto, POOL_VIP, sport);
+      const r = await h.run(frame(first));
+      const gone = POOL[
+        whichOf(
+          r.data,
+          POOL.map((ip) => frame({ ...first, dst: ip, dport: PORTS[proto].target })),
+        )
+      ] as string;
+      const left = POOL.filter((ip) => ip !== gone);
+      const others = SERVICES.filter((sp) => !(sp.name === 'pool' && sp.protocol === proto));
+      const pool = clusterIP({
+        name: 'pool',
+        clusterIP: POOL_VIP,
+        port: PORTS[proto].port,
+        protocol: proto,
+        endpoints: left.map((ip) => [ip, PORTS[proto].target] as const),
+      });
+      expect(await h.program([...others, pool])).toEqual([]);
+      return { first, gone, left };
+    }
+
+    test('TCP: an established connection keeps its backend (kube-proxy leaves it to time out)', async () => {
+      const { first, gone } = await openFlowThenRemoveItsBackend('TCP', 40700);
+      const ack: FrameSpec = { ...first, tcpFlags: TCP.ACK, seq: 0x01020305 };
+      const r = await h.run(frame(ack));
+      expect(r.verdict).toBe(TC_ACT_OK);
+      expectFrame(r.data, frame({ ...ack, dst: gone, dport: 8080 }));
+    });
+
+    test('UDP: the flow moves to a live backend at once and stays there', async () => {
+      const { first, gone, left } = await openFlowThenRemoveItsBackend('UDP', 40800);
+      expect(left.length).toBe(POOL.length - 1);
+      const r = await h.run(frame(first));
+      expect(r.verdict).toBe(TC_ACT_OK);
+      const moved = left[
+        whichOf(
+          r.data,
+          left.map((ip) => frame({ ...first, dst: ip, dport: 5353 })),
+        )
+      ] as string;
+      expect(moved).not.toBe(gone);
+      expect(r.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
+      for (let i = 0; i < 5; i++) expectFrame((await h.run(frame(first))).data, frame({ ...first, dst: moved, dport: 5353 }));
+      expect(r.ct.map((e) => e.value.backendAddr)).toEqual([moved]);
+    });
+  });
+
   describe('UDP checksums', () => {
     test('a datagram with checksum 0 (none) keeps 0 after DNAT and after reverse NAT', async () => {
       const pkt = fromClient('UDP', WEB_VIP, 40500, { udpChecksum: 'none' });
@@ -415,7 +467,7 @@ describe.skipIf(skip)('packet fixtures: sy_ingress through BPF_PROG_TEST_RUN', (
       await expectUntouched(frame(fromClient('TCP', '10.96.0.99')));
       await expectUntouched(frame(fromClient('TCP', WEB_VIP, 40000, { dport: 81 })));
       await expectUntouched(frame(fromClient('UDP', WEB_VIP, 40000, { dport: 80 })));
-      await expectUntouched(frame({ ...fromClient('TCP', '198.18.0.7'), proto: IPPROTO_TCP }));
+      await expectUntouched(frame(fromClient('TCP', NODE)));
     });
   });
 
