@@ -1,5 +1,5 @@
 // addon.cc: module entry of switchyard_native. Installs the libbpf print
-// callback and lets each concern (object.cc, bpffs.cc, maps.cc, tc.cc)
+// callback and lets each concern (object.cc, bpffs.cc, maps.cc, tc.cc, testrun.cc)
 // register its functions. Mechanisms only: nothing here knows Kubernetes.
 #include "addon.h"
 
@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sy::InitBpffs(env, exports);
   sy::InitMaps(env, exports);
   sy::InitTc(env, exports);
+  sy::InitTestRun(env, exports);
   return exports;
 }
 

@@ -14,10 +14,11 @@ struct AddonData {
   Napi::FunctionReference native_object;  // constructor of NativeObject (object.cc)
 };
 
-void InitObject(Napi::Env env, Napi::Object exports);  // object.cc
-void InitBpffs(Napi::Env env, Napi::Object exports);   // bpffs.cc
-void InitMaps(Napi::Env env, Napi::Object exports);    // maps.cc
-void InitTc(Napi::Env env, Napi::Object exports);      // tc.cc
+void InitObject(Napi::Env env, Napi::Object exports);   // object.cc
+void InitBpffs(Napi::Env env, Napi::Object exports);    // bpffs.cc
+void InitMaps(Napi::Env env, Napi::Object exports);     // maps.cc
+void InitTc(Napi::Env env, Napi::Object exports);       // tc.cc
+void InitTestRun(Napi::Env env, Napi::Object exports);  // testrun.cc
 
 // bpffs.cc: makes path a directory on a bpffs, mounting one there when neither
 // it nor its nearest existing ancestor is on bpffs. True when it mounted.

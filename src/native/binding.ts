@@ -75,6 +75,19 @@ export interface TcAttachResult {
   priority: number;
 }
 
+export interface TestRunOptions {
+  repeat?: number; // runs averaged into durationNs; default 1
+  ctx?: Uint8Array; // struct __sk_buff in (tc programs); the kernel accepts only some fields
+  dataSizeOut?: number; // room for the output packet; default 64 KiB + 14 (ENOSPC when it is short)
+}
+
+export interface TestRunResult {
+  retval: number; // the program's return value (a tc verdict: TC_ACT_*)
+  data: Buffer; // the packet as the program left it
+  ctx?: Buffer; // struct __sk_buff out, when ctx was given: as long as the kernel's own (184 bytes before 5.16)
+  durationNs: number; // average per run
+}
+
 export interface NativeBinding {
   // Opens and loads an ELF object; LIBBPF_PIN_BY_NAME maps are reused from
   // or pinned in pinRoot, which ensureBpffs() prepares first.
@@ -100,6 +113,10 @@ export interface NativeBinding {
 
   ifNameToIndex(name: string): number;
   ifIndexToName(index: number): string;
+
+  // BPF_PROG_TEST_RUN: runs the program once (or `repeat` times) on a copy of
+  // data (at least 14 bytes for tc programs); map updates it makes are real.
+  progTestRun(progFd: number, data: Uint8Array, opts?: TestRunOptions): Promise<TestRunResult>;
 }
 
 // BPF_ANY / BPF_NOEXIST / BPF_EXIST for mapUpdate's flags (uapi linux/bpf.h).
@@ -123,6 +140,7 @@ const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'tcHookDestroy',
   'ifNameToIndex',
   'ifIndexToName',
+  'progTestRun',
 ];
 
 // The build output, relative to this file: src/native/ -> repo root.

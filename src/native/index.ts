@@ -1,7 +1,8 @@
 // index.ts: the typed facade over the native addon (binding.ts). BpfObject is
 // a loaded object, BpfMap a map by fd with record-level batch operations,
-// Tc the tc hook helpers. No policy: callers bring encoded keys and values.
-// Constructors do no I/O; the binding is passed in (loadBinding() by default).
+// BpfProgram one of its programs (with BPF_PROG_TEST_RUN), Tc the tc hook
+// helpers. No policy: callers bring encoded keys and values. Constructors do
+// no I/O; the binding is passed in (loadBinding() by default).
 import {
   loadBinding,
   type NativeBinding,
@@ -12,11 +13,23 @@ import {
   type TcAttachResult,
   type TcDirection,
   type TcFilter,
+  type TestRunOptions,
+  type TestRunResult,
 } from './binding.ts';
 import { SwitchyardError } from '../util/errors.ts';
 
 export { loadBinding, UpdateFlags } from './binding.ts';
-export type { NativeBinding, NativeMapDesc, NativeProgramDesc, TcAttachOptions, TcAttachResult, TcDirection, TcFilter } from './binding.ts';
+export type {
+  NativeBinding,
+  NativeMapDesc,
+  NativeProgramDesc,
+  TcAttachOptions,
+  TcAttachResult,
+  TcDirection,
+  TcFilter,
+  TestRunOptions,
+  TestRunResult,
+} from './binding.ts';
 export { isNativeError, isNotExist, isNotSupported, isPermissionDenied, type NativeError } from './errors.ts';
 
 export type MapRecord = [key: Buffer, value: Buffer];
@@ -115,10 +128,25 @@ export class BpfMap {
   }
 }
 
-export interface BpfProgram {
-  name: string;
-  fd: number;
-  type: number;
+// A program of a loaded object; its fd is valid until the object is closed.
+export class BpfProgram {
+  readonly name: string;
+  readonly fd: number;
+  readonly type: number; // enum bpf_prog_type
+  readonly #native: NativeBinding;
+
+  constructor(native: NativeBinding, desc: NativeProgramDesc) {
+    this.#native = native;
+    this.name = desc.name;
+    this.fd = desc.fd;
+    this.type = desc.type;
+  }
+
+  // BPF_PROG_TEST_RUN on a copy of data: the verdict and the packet as the
+  // program left it. Nothing is sent; map updates the program makes are real.
+  testRun(data: Uint8Array, opts?: TestRunOptions): Promise<TestRunResult> {
+    return this.#native.progTestRun(this.fd, data, opts);
+  }
 }
 
 export class BpfObject {
@@ -158,7 +186,7 @@ export class BpfObject {
     const p = all.find((q) => q.name === name);
     if (p === undefined)
       throw new SwitchyardError('ERR_SY_NO_SUCH_PROGRAM', `${this.path} has no program ${name} (programs: ${all.map((q) => q.name).join(', ')})`);
-    return { name: p.name, fd: p.fd, type: p.type };
+    return new BpfProgram(this.#native, p);
   }
 
   // Closes every fd of the object; pinned maps stay pinned, attached programs stay attached.

@@ -71,6 +71,7 @@ import type {
   TcAttachResult,
   TcDirection,
   TcFilter,
+  TestRunResult,
 } from '../../src/native/binding.ts';
 import type { NativeError } from '../../src/native/errors.ts';
 import { FakeMap, FakeMapError, FakeMapStore } from './fake-maps.ts';
@@ -367,6 +368,18 @@ export class FakeNativeBinding implements NativeBinding {
     const e = this.#fds.get(fd);
     if (e === undefined) throw sysError('EBADF', 'bpf_obj_get_info_by_fd', `program fd ${fd}`);
     return e.kind === 'prog' ? e.prog.id : e.map.id;
+  }
+
+  /**
+   * The fake cannot execute BPF: it checks the fd as the kernel would, then
+   * refuses with EOPNOTSUPP. Packet behaviour is tested against the real
+   * program (test/privileged/packets.test.ts).
+   */
+  async progTestRun(progFd: number, data: Uint8Array): Promise<TestRunResult> {
+    argFd(progFd, 'progFd');
+    const e = this.#fds.get(progFd);
+    if (e === undefined || e.kind !== 'prog') throw sysError('EBADF', 'bpf_prog_test_run_opts', `program fd ${progFd}`);
+    throw sysError('EOPNOTSUPP', 'bpf_prog_test_run_opts', `program fd ${progFd} (${data.length} bytes in)`, ': the fake binding does not execute BPF');
   }
 
   // -------------------------------------------------------------------------

@@ -138,26 +138,12 @@ export class BpfDataplane implements Dataplane {
 
   #writer(): MapWriter {
     const obj = this.#obj;
-    const native = this.#o.native;
     if (!obj) throw new DataplaneError('ERR_SY_DATAPLANE_NOT_STARTED', 'bpf', 'write', 'not started: call start() first');
-    return {
-      async write(b: OpBatch): Promise<void> {
-        const m = obj.map(b.map);
-        await kernel(`${b.action} ${b.map} (${b.count} ${b.count === 1 ? 'entry' : 'entries'})`, async () => {
-          if (b.action === 'update') await native.mapUpdate(m.fd, b.keys, b.values ?? Buffer.alloc(0), m.keySize, m.valueSize);
-          else await native.mapDelete(m.fd, b.keys, m.keySize);
-        });
-      },
-    };
+    return objectMapWriter(obj, this.#o.native);
   }
 
   async #writeConfig(): Promise<void> {
-    const obj = this.#obj;
-    if (!obj) return;
-    const addr = parseIPv4(this.#o.nodeAddress, 'decimal');
-    if (addr < 0) throw new DataplaneError('ERR_SY_DATAPLANE_OPTION', 'bpf', 'start', `node address "${this.#o.nodeAddress}" is not an IPv4 address`);
-    const m = obj.map(MAPS.config.name);
-    await kernel(`update ${m.name}`, () => m.update([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: this.#o.nodeAddress, flags: 0 })]]));
+    if (this.#obj) await writeNodeConfig(this.#obj, this.#o.nodeAddress);
   }
 
   async #adopt(): Promise<ProgrammedState> {
@@ -198,4 +184,25 @@ export class BpfDataplane implements Dataplane {
     }
     for (const ifindex of [...this.#attached.keys()]) if (!present.has(ifindex)) this.#attached.delete(ifindex);
   }
+}
+
+/** apply's MapWriter over a loaded object's maps: one batch syscall per OpBatch. */
+export function objectMapWriter(obj: BpfObject, native: NativeBinding): MapWriter {
+  return {
+    async write(b: OpBatch): Promise<void> {
+      const m = obj.map(b.map);
+      await kernel(`${b.action} ${b.map} (${b.count} ${b.count === 1 ? 'entry' : 'entries'})`, async () => {
+        if (b.action === 'update') await native.mapUpdate(m.fd, b.keys, b.values ?? Buffer.alloc(0), m.keySize, m.valueSize);
+        else await native.mapDelete(m.fd, b.keys, m.keySize);
+      });
+    },
+  };
+}
+
+/** Writes sy_config_v1: the node address hairpin traffic is masqueraded to. */
+export async function writeNodeConfig(obj: BpfObject, nodeAddress: string): Promise<void> {
+  if (parseIPv4(nodeAddress, 'decimal') < 0)
+    throw new DataplaneError('ERR_SY_DATAPLANE_OPTION', 'bpf', 'start', `node address "${nodeAddress}" is not an IPv4 address`);
+  const m = obj.map(MAPS.config.name);
+  await kernel(`update ${m.name}`, () => m.update([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: nodeAddress, flags: 0 })]]));
 }
