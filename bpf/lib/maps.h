@@ -10,7 +10,7 @@
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-#include "../include/sy_maps.h"
+#include "../include/sy_maps_v1.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
