@@ -190,7 +190,7 @@ static __always_inline void ct_touch(int v6, const struct pkt *p, const struct s
 	struct sy_ct6_key other;
 	__u8 state = f->tcp_state, fins = f->fin_mask;
 	__u64 now = bpf_ktime_get_ns();
-	int changed, stale;
+	int changed, stale, missing;
 
 	if (p->proto == IPPROTO_TCP && p->frag != SY_FRAG_LATER)
 		tcp_advance(f, p->tcp_flags, dir == SY_CT_DIR_FWD);
@@ -204,12 +204,11 @@ static __always_inline void ct_touch(int v6, const struct pkt *p, const struct s
 		flow_rev_key(&other, f, p->proto);
 	else
 		flow_fwd_key(&other, f, p->proto);
-	if (changed) {
+	missing = !ct_has(v6, &other);
+	if (changed || missing)
 		ct_write(v6, &other, f, BPF_ANY);
-	} else if (!ct_has(v6, &other)) {
-		ct_write(v6, &other, f, BPF_ANY);
+	if (missing)
 		stat_inc(SY_STAT_CT_RESTORE);
-	}
 }
 
 /* Claim a masquerade port: insert the REV half under nat:port with

@@ -114,7 +114,8 @@ static __noinline int fib_redirect(struct __sk_buff *skb, int v6, const struct p
 	struct bpf_fib_lookup fib = {};
 	long rc;
 
-	fib.ifindex = skb->ingress_ifindex;
+	/* BPF_PROG_TEST_RUN leaves ingress_ifindex 0; its skb->dev is the netns' lo */
+	fib.ifindex = skb->ingress_ifindex ? skb->ingress_ifindex : skb->ifindex;
 	fib.l4_protocol = p->proto;
 	fib.sport = p->sport;
 	fib.dport = p->dport;
