@@ -23,6 +23,7 @@ import {
   l4Checksum,
   parseFrame,
   quote,
+  rejectAnswer,
   TCP,
   verifyChecksums,
   type FrameSpec,
@@ -206,6 +207,7 @@ describe.skipIf(skip)('BPF library headers through BPF_PROG_TEST_RUN', () => {
         const r = await run('t_reject', syn);
         expect(r.verdict).toBe(TC_ACT_REDIRECT);
         expectFrame(r.data, rst({ seq: 0, ack: 0xfffffff1, tcpFlags: TCP.RST | TCP.ACK }));
+        expectFrame(r.data, rejectAnswer(syn));
         expect(verifyChecksums(r.data)).toEqual({ ip: v6 ? 'n/a' : true, l4: true });
       });
 
@@ -323,6 +325,7 @@ describe.skipIf(skip)('BPF library headers through BPF_PROG_TEST_RUN', () => {
       const e: IcmpErrorSpec = v6 ? { type: ICMP6.DEST_UNREACH, code: ICMP6.PORT_UNREACH } : { type: ICMP.DEST_UNREACH, code: ICMP.PORT_UNREACH };
       const expected = frame({ ...icmpErrorSpecOf(pkt, e), ...(v6 ? {} : { tos: 0xc0, id: 0 }) });
       expectFrame(r.data, expected);
+      expectFrame(r.data, rejectAnswer(pkt)); // the tooling's model of REJECT, for the datapath's fixtures
       const max = v6 ? 1232 : 548;
       expect(r.data.length).toBe(14 + (v6 ? 48 : 28) + Math.min(pkt.length - 14, max));
       const check = verifyChecksums(r.data);

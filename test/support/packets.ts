@@ -509,6 +509,50 @@ export function icmpError(original: Uint8Array, e: IcmpErrorSpec): Buffer {
   return frame(icmpErrorSpec(original, e));
 }
 
+/**
+ * The answer kube-proxy's REJECT gives a frame, as bpf/lib/reject.h builds
+ * it (and Linux would): MACs swapped, from the packet's destination to its
+ * source, TTL / hop limit 64, no IP options. TCP: a reset (RFC 793: to a
+ * segment with ACK, seq = its ack and RST; else seq 0, RST|ACK and ack =
+ * seq + payload + SYN + FIN; IPv4 ID 0 with DF; window 0). UDP and SCTP:
+ * ICMP port unreachable (TOS 0xc0, ID 0) or ICMPv6 port unreachable quoting
+ * the packet (548 / 1232 bytes at most). Throws for a reset (never answered)
+ * and other protocols.
+ */
+export function rejectAnswer(original: Uint8Array): Buffer {
+  const p = parseFrame(original);
+  const ip = p.ip ?? p.ip6;
+  if (ip === undefined) throw new Error('rejectAnswer: not an IP frame');
+  const v6 = p.ip6 !== undefined;
+  if (p.tcp !== undefined) {
+    if (p.tcp.flags & TCP.RST) throw new Error('rejectAnswer: a reset is never answered');
+    const l3Length = v6 ? 40 : (p.ip?.ihl ?? 5) * 4;
+    const hdrs = l3Length + ((original[ETH_HLEN + l3Length + 12] as number) >> 4) * 4;
+    const ipLength = v6 ? 40 + (p.ip6?.payloadLength ?? 0) : (p.ip?.totalLength ?? 0);
+    const payload = Math.max(0, ipLength - hdrs);
+    const hasAck = (p.tcp.flags & TCP.ACK) !== 0;
+    const syn = p.tcp.flags & TCP.SYN ? 1 : 0;
+    const fin = p.tcp.flags & TCP.FIN ? 1 : 0;
+    return frame({
+      srcMac: p.eth.dst,
+      dstMac: p.eth.src,
+      src: ip.dst,
+      dst: ip.src,
+      proto: 'TCP',
+      ...(v6 ? {} : { id: 0, df: true }),
+      sport: p.tcp.dport,
+      dport: p.tcp.sport,
+      seq: hasAck ? p.tcp.ack : 0,
+      ack: hasAck ? 0 : (p.tcp.seq + payload + syn + fin) >>> 0,
+      tcpFlags: hasAck ? TCP.RST : TCP.RST | TCP.ACK,
+      window: 0,
+    });
+  }
+  if (p.udp === undefined && p.sctp === undefined) throw new Error('rejectAnswer: not TCP, UDP or SCTP');
+  const spec = icmpErrorSpec(original, v6 ? { type: ICMP6.DEST_UNREACH, code: ICMP6.PORT_UNREACH } : { type: ICMP.DEST_UNREACH, code: ICMP.PORT_UNREACH });
+  return frame(v6 ? spec : { ...spec, tos: 0xc0, id: 0 });
+}
+
 // ---------------------------------------------------------------------------
 // Reading.
 

@@ -17,6 +17,7 @@ import {
   ipv6,
   l4Checksum,
   pseudoHeader,
+  rejectAnswer,
   sctpChecksum,
   onesComplementSum,
   parseFrame,
@@ -459,3 +460,50 @@ describe('ICMP and ICMPv6', () => {
 function hex(n: number): string {
   return `0x${n.toString(16).padStart(4, '0')}`;
 }
+
+describe('rejectAnswer (what bpf/lib/reject.h must send)', () => {
+  test("Linux's own reset to a SYN with options is rejectAnswer() of that SYN, byte for byte", () => {
+    expect(rejectAnswer(lx('syn4')).toString('hex')).toBe(LINUX.rst4);
+  });
+
+  test("IPv6: the same reset as Linux's but for the flow label Linux picked", () => {
+    const ours = rejectAnswer(completed(lx('syn6'), 6));
+    const linux = completed(lx('rst6'), 6);
+    expect({ ...parseFrame(ours), ip6: { ...parseFrame(ours).ip6, flowLabel: 0 } }).toEqual({
+      ...parseFrame(linux),
+      ip6: { ...parseFrame(linux).ip6, flowLabel: 0 },
+    });
+    expect(parseFrame(ours).tcp).toMatchObject({ seq: 0, ack: 0x45680a74, flags: TCP.RST | TCP.ACK, window: 0 });
+    expect(verifyChecksums(ours)).toEqual({ ip: 'n/a', l4: true });
+  });
+
+  test("ICMP port unreachable: Linux's error but for the IP ID (Linux counts, the program sends 0)", () => {
+    const ours = rejectAnswer(lx('udp4'));
+    const linux = Buffer.from(lx('portUnreach4'));
+    linux.writeUInt16BE(0, 14 + 4);
+    linux.writeUInt16BE(0, 14 + 10);
+    linux.writeUInt16BE(internetChecksum(linux.subarray(14, 34)), 14 + 10);
+    expect(ours.toString('hex')).toBe(linux.toString('hex'));
+    const ours6 = rejectAnswer(lx('udp6'));
+    expect(ours6.subarray(14 + 4).toString('hex')).toBe(
+      lx('portUnreach6')
+        .subarray(14 + 4)
+        .toString('hex'),
+    ); // all but version/class/flow label
+  });
+
+  test('a segment with ACK gets seq = its ack and RST alone; data, SYN and FIN count in ack; resets are refused', () => {
+    const base = { src: '10.0.0.1', dst: '10.96.0.1', proto: 'TCP' as const, sport: 1, dport: 80 };
+    expect(parseFrame(rejectAnswer(frame({ ...base, tcpFlags: TCP.ACK, seq: 9, ack: 77, payload: Buffer.alloc(5) }))).tcp).toMatchObject({
+      seq: 77,
+      ack: 0,
+      flags: TCP.RST,
+    });
+    expect(parseFrame(rejectAnswer(frame({ ...base, tcpFlags: TCP.SYN | TCP.FIN, seq: 0xffffffff, payload: Buffer.alloc(5) }))).tcp).toMatchObject({
+      seq: 0,
+      ack: 6,
+      flags: TCP.RST | TCP.ACK,
+    });
+    expect(() => rejectAnswer(frame({ ...base, tcpFlags: TCP.RST }))).toThrow(/never answered/);
+  });
+});
