@@ -18,12 +18,10 @@ import {
   ICMP6,
   icmpError,
   ipBytes,
-  IPPROTO_ICMP,
-  IPPROTO_ICMPV6,
-  l4Checksum,
   parseFrame,
   quote,
   rejectAnswer,
+  translatedIcmpError,
   TCP,
   verifyChecksums,
   type FrameSpec,
@@ -508,7 +506,7 @@ describe.skipIf(skip)('BPF library headers through BPF_PROG_TEST_RUN', () => {
       });
       const r = await run('t_icmp_xlate', input);
       expect(r.verdict).toBe(TC_ACT_OK);
-      const expected = expectedError(frame(sent), frame(translated), { ...spec, from: c.from === 'router' ? router : vip }, c.proto);
+      const expected = translatedIcmpError(frame(sent), frame(translated), { ...spec, from: c.from === 'router' ? router : vip });
       expectFrame(r.data, expected);
       const check = verifyChecksums(r.data);
       expect(check.ip).toBe(c.v6 ? 'n/a' : true);
@@ -542,6 +540,26 @@ describe.skipIf(skip)('BPF library headers through BPF_PROG_TEST_RUN', () => {
       expect(r.verdict).toBe(TC_ACT_OK);
       expectFrame(r.data, icmpError(frame(sent), { ...e, from: vip, to: client }));
       expect(verifyChecksums(r.data)).toEqual({ ip: v6 ? 'n/a' : true, l4: true, inner: { ip: v6 ? 'n/a' : true, l4: true } });
+    });
+
+    test('the quoted IPv4 header carries options: ports and checksums found behind them', async () => {
+      const sent: FrameSpec = {
+        src: CLIENT,
+        dst: VIP,
+        proto: 'UDP',
+        sport: 40000,
+        dport: 53,
+        ipOptions: Buffer.from('94040000', 'hex'),
+        payload: Buffer.alloc(30, 3),
+      };
+      const translated: FrameSpec = { ...sent, dst: BACKEND, dport: 5353 };
+      const e: IcmpErrorSpec = { type: ICMP.DEST_UNREACH, code: ICMP.FRAG_NEEDED, rest: 1400, from: ROUTER, to: CLIENT };
+      await configure(0, { outerSrc: ROUTER, outerDst: CLIENT, innerSrc: CLIENT, innerDst: VIP, innerSport: 40000, innerDport: 53 });
+      const r = await run('t_icmp_xlate', icmpError(frame(translated), e));
+      expect(r.verdict).toBe(TC_ACT_OK);
+      expectFrame(r.data, icmpError(frame(sent), e));
+      expect(verifyChecksums(r.data)).toEqual({ ip: true, l4: true, inner: { ip: true, l4: true } });
+      expect((await lastParse(false)).l4Off).toBe(14 + 28 + 24);
     });
 
     test.each([false, true])('forward direction (the client reports an error about a reply): inner frontend -> backend, v6=%s', async (v6) => {
@@ -602,31 +620,4 @@ function icmpErrorSpecOf(original: Buffer, e: IcmpErrorSpec): FrameSpec {
 
 function quoteLen(c: { v6: boolean; quoteBytes?: number }, f: Buffer): number {
   return Math.min(f.length - 14, c.quoteBytes ?? (c.v6 ? 1232 : 548));
-}
-
-/**
- * The translated error: the error about the packet the client sent, except
- * that a TCP checksum in a partial quote and an SCTP CRC32c keep the
- * values of the translated packet (the rewrite leaves them, by design).
- */
-function expectedError(sent: Buffer, translated: Buffer, e: IcmpErrorSpec, proto: 'TCP' | 'UDP' | 'SCTP'): Buffer {
-  const out = icmpError(sent, e);
-  const v6 = parseFrame(sent).ip6 !== undefined;
-  const innerL4 = 14 + (v6 ? 48 + 40 : 28 + 20);
-  const quoted = out.length - (14 + (v6 ? 48 : 28));
-  const whole = sent.length - 14 <= quoted;
-  const field = proto === 'TCP' ? 16 : proto === 'SCTP' ? 8 : -1;
-  const width = proto === 'SCTP' ? 4 : 2;
-  if (field < 0 || (proto === 'TCP' && whole)) return out;
-  const at = innerL4 + field;
-  if (at + width > out.length) return out;
-  const tl4 = 14 + (v6 ? 40 : 20);
-  const icmpAt = 14 + (v6 ? 40 : 20);
-  translated.copy(out, at, tl4 + field, tl4 + field + width);
-  // The ICMP checksum covers the kept field: recompute it for the expectation.
-  const p = parseFrame(out);
-  const outer = p.ip ?? p.ip6;
-  if (outer === undefined) throw new Error('not IP');
-  out.writeUInt16BE(l4Checksum(ipBytes(outer.src), ipBytes(outer.dst), v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP, out.subarray(icmpAt)), icmpAt + 2);
-  return out;
 }

@@ -509,6 +509,44 @@ export function icmpError(original: Uint8Array, e: IcmpErrorSpec): Buffer {
   return frame(icmpErrorSpec(original, e));
 }
 
+/** Where the L4 header of a frame's IP packet starts, from the start of the IP header. */
+function l4OffsetInPacket(f: Uint8Array): number {
+  const p = parseFrame(f);
+  if (p.ip6 !== undefined) return p.ip6.frag !== undefined ? 48 : 40;
+  if (p.ip !== undefined) return p.ip.ihl * 4;
+  throw new Error('not an IP frame');
+}
+
+/**
+ * The ICMP error about `sent` as bpf/lib/icmp.h's rewrite makes it from the
+ * error `e` about `translated` (the same packet after NAT): everything as
+ * icmpError(sent, e) builds it, except the quoted L4 checksums the rewrite
+ * leaves alone: TCP's unless the whole segment is quoted, SCTP's CRC32c
+ * always. The ICMP checksum is computed over that.
+ */
+export function translatedIcmpError(sent: Uint8Array, translated: Uint8Array, e: IcmpErrorSpec): Buffer {
+  const out = icmpError(sent, e);
+  const p = parseFrame(sent);
+  const v6 = p.ip6 !== undefined;
+  const proto = p.tcp !== undefined ? IPPROTO_TCP : p.sctp !== undefined ? IPPROTO_SCTP : 0;
+  if (proto === 0) return out;
+  const icmpAt = ETH_HLEN + (v6 ? 40 : 20);
+  const quoteAt = icmpAt + 8;
+  const ipLength = v6 ? 40 + (p.ip6?.payloadLength ?? 0) : (p.ip?.totalLength ?? 0);
+  if (proto === IPPROTO_TCP && ipLength <= out.length - quoteAt) return out;
+  const field = proto === IPPROTO_TCP ? 16 : 8;
+  const width = proto === IPPROTO_TCP ? 2 : 4;
+  const at = quoteAt + l4OffsetInPacket(sent) + field;
+  if (at + width > out.length) return out;
+  const from = ETH_HLEN + l4OffsetInPacket(translated) + field;
+  out.set(translated.subarray(from, from + width), at);
+  const outer = parseFrame(out);
+  const ip = outer.ip ?? outer.ip6;
+  if (ip === undefined) throw new Error('translatedIcmpError: the error is not IP');
+  out.writeUInt16BE(l4Checksum(ipBytes(ip.src), ipBytes(ip.dst), v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP, out.subarray(icmpAt)), icmpAt + 2);
+  return out;
+}
+
 /**
  * The answer kube-proxy's REJECT gives a frame, as bpf/lib/reject.h builds
  * it (and Linux would): MACs swapped, from the packet's destination to its

@@ -19,6 +19,7 @@ import {
   pseudoHeader,
   rejectAnswer,
   sctpChecksum,
+  translatedIcmpError,
   onesComplementSum,
   parseFrame,
   swapMacs,
@@ -505,5 +506,39 @@ describe('rejectAnswer (what bpf/lib/reject.h must send)', () => {
       flags: TCP.RST | TCP.ACK,
     });
     expect(() => rejectAnswer(frame({ ...base, tcpFlags: TCP.RST }))).toThrow(/never answered/);
+  });
+});
+
+describe('translatedIcmpError (what bpf/lib/icmp.h must leave)', () => {
+  const sent = { src: '10.244.1.5', dst: '10.96.0.10', proto: 'TCP' as const, sport: 40000, dport: 80, tcpFlags: TCP.ACK, payload: Buffer.alloc(1000, 1) };
+  const translated = { ...sent, dst: '10.244.2.20', dport: 8080 };
+  const e = { type: ICMP.DEST_UNREACH, code: ICMP.FRAG_NEEDED, rest: 576, from: '198.18.0.9' };
+
+  test('TCP quoted in part: the error about the sent packet, but with the translated TCP checksum, and a valid ICMP checksum', () => {
+    const out = translatedIcmpError(frame(sent), frame(translated), e);
+    const plain = icmpError(frame(sent), e);
+    const at = 14 + 28 + 20 + 16;
+    expect(out.readUInt16BE(at)).toBe(frame(translated).readUInt16BE(34 + 16));
+    expect(out.readUInt16BE(at)).not.toBe(plain.readUInt16BE(at));
+    expect(
+      Buffer.concat([out.subarray(0, 36), out.subarray(38, at), out.subarray(at + 2)]).equals(
+        Buffer.concat([plain.subarray(0, 36), plain.subarray(38, at), plain.subarray(at + 2)]),
+      ),
+    ).toBe(true);
+    expect(verifyChecksums(out).l4).toBe(true);
+  });
+
+  test('TCP quoted whole and UDP: exactly icmpError of the sent packet', () => {
+    const small = { ...sent, payload: Buffer.alloc(4) };
+    expect(translatedIcmpError(frame(small), frame({ ...small, dst: '10.244.2.20', dport: 8080 }), e).equals(icmpError(frame(small), e))).toBe(true);
+    const udp = { ...sent, proto: 'UDP' as const };
+    expect(translatedIcmpError(frame(udp), frame({ ...udp, dport: 8080 }), e).equals(icmpError(frame(udp), e))).toBe(true);
+  });
+
+  test('SCTP: the CRC32c stays the translated one', () => {
+    const sctp = { ...sent, proto: 'SCTP' as const, payload: Buffer.from('x') };
+    const out = translatedIcmpError(frame(sctp), frame({ ...sctp, dport: 8080 }), e);
+    expect(out.readUInt32LE(14 + 28 + 20 + 8)).toBe(frame({ ...sctp, dport: 8080 }).readUInt32LE(34 + 8));
+    expect(verifyChecksums(out)).toEqual({ ip: true, l4: true, inner: { ip: true, l4: false } });
   });
 });
