@@ -7,7 +7,7 @@
 // is built from scratch by test/support/packets.ts, and every checksum of
 // the output is verified by its RFC code (RFC 1071, pseudo-headers, CRC32c).
 
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { BpfObject, loadBinding } from '../../src/native/index.ts';
@@ -621,3 +621,89 @@ function icmpErrorSpecOf(original: Buffer, e: IcmpErrorSpec): FrameSpec {
 function quoteLen(c: { v6: boolean; quoteBytes?: number }, f: Buffer): number {
   return Math.min(f.length - 14, c.quoteBytes ?? (c.v6 ? 1232 : 548));
 }
+
+// ---------------------------------------------------------------------------
+// reject.h on live traffic: t_reject attached (tc ingress, direct action) to
+// the node side of a veth pair between two namespaces this test creates; a
+// client socket in the other namespace must see the answers as the kernel
+// reports them: ECONNREFUSED for a TCP connect (the reset) and for a
+// connected UDP socket (the ICMP / ICMPv6 port unreachable). This goes
+// through the whole receive path of the client's stack, whose packets leave
+// with offloaded checksums (CHECKSUM_PARTIAL) as a pod's do.
+
+const liveSkip = needs('REJECT on live traffic', ['root', 'ip', 'bpftool', 'bpf-lib-test-object']);
+
+describe.skipIf(liveSkip)('reject.h on live traffic through a veth pair', () => {
+  const tag = `${process.pid}`;
+  const nodeNs = `sylib-n-${tag}`;
+  const clientNs = `sylib-c-${tag}`;
+  let pins = '';
+
+  function sh(cmd: string, args: readonly string[]): string {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+
+  beforeAll(() => {
+    pins = fs.mkdtempSync('/run/sy-bpflib-live-');
+    sh('mount', ['-t', 'bpf', 'bpf', pins]);
+    sh('bpftool', ['prog', 'loadall', BPF_LIB_TEST_OBJECT, `${pins}/progs`, 'type', 'classifier']);
+    sh('ip', ['netns', 'add', nodeNs]);
+    sh('ip', ['netns', 'add', clientNs]);
+    const steps: string[][] = [
+      ['-n', nodeNs, 'link', 'add', 'vn', 'type', 'veth', 'peer', 'name', 'vc', 'netns', clientNs],
+      ['-n', nodeNs, 'addr', 'add', '10.244.1.1/24', 'dev', 'vn'],
+      ['-n', nodeNs, 'addr', 'add', 'fd00:10:244:1::1/64', 'dev', 'vn', 'nodad'],
+      ['-n', nodeNs, 'link', 'set', 'vn', 'up'],
+      ['-n', nodeNs, 'link', 'set', 'lo', 'up'],
+      ['-n', clientNs, 'addr', 'add', `${CLIENT}/24`, 'dev', 'vc'],
+      ['-n', clientNs, 'addr', 'add', `${CLIENT6}/64`, 'dev', 'vc', 'nodad'],
+      ['-n', clientNs, 'link', 'set', 'vc', 'up'],
+      ['-n', clientNs, 'link', 'set', 'lo', 'up'],
+      ['-n', clientNs, 'route', 'add', '10.96.0.0/12', 'via', '10.244.1.1'],
+      ['-n', clientNs, '-6', 'route', 'add', 'fd00:10:96::/112', 'via', 'fd00:10:244:1::1'],
+    ];
+    for (const s of steps) sh('ip', s);
+    sh('ip', ['netns', 'exec', nodeNs, 'tc', 'qdisc', 'add', 'dev', 'vn', 'clsact']);
+    sh('ip', ['netns', 'exec', nodeNs, 'tc', 'filter', 'add', 'dev', 'vn', 'ingress', 'bpf', 'direct-action', 'object-pinned', `${pins}/progs/t_reject`]);
+  });
+
+  afterAll(() => {
+    for (const ns of [clientNs, nodeNs]) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    if (pins !== '') {
+      while (spawnSync('umount', [pins], { stdio: 'ignore' }).status === 0);
+      fs.rmSync(pins, { recursive: true, force: true });
+    }
+  });
+
+  /** Runs a node script in the client namespace; it prints one word: the outcome. */
+  function inClient(script: string): string {
+    return sh('ip', ['netns', 'exec', clientNs, process.execPath, '-e', script]).trim();
+  }
+
+  const TCP_CONNECT = (host: string): string => `
+    const s = require('node:net').connect({ host: '${host}', port: 80 });
+    s.on('connect', () => { console.log('connected'); process.exit(0); });
+    s.on('error', (e) => { console.log(e.code); process.exit(0); });
+    setTimeout(() => { console.log('timeout'); process.exit(0); }, 5000);`;
+
+  const UDP_SEND = (host: string, type: 'udp4' | 'udp6'): string => `
+    const s = require('node:dgram').createSocket('${type}');
+    s.on('error', (e) => { console.log(e.code); process.exit(0); });
+    s.on('message', () => { console.log('message'); process.exit(0); });
+    s.connect(53, '${host}', () => s.send('switchyard'));
+    setTimeout(() => { console.log('timeout'); process.exit(0); }, 5000);`;
+
+  test.each([
+    ['IPv4', VIP],
+    ['IPv6', VIP6],
+  ])('%s: a TCP connect to the frontend is refused at once (the reset)', (_name, host) => {
+    expect(inClient(TCP_CONNECT(host))).toBe('ECONNREFUSED');
+  });
+
+  test.each([
+    ['IPv4', VIP, 'udp4'],
+    ['IPv6', VIP6, 'udp6'],
+  ] as const)('%s: a connected UDP socket gets ECONNREFUSED (the port unreachable)', (_name, host, type) => {
+    expect(inClient(UDP_SEND(host, type))).toBe('ECONNREFUSED');
+  });
+});
