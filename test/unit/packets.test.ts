@@ -542,3 +542,20 @@ describe('translatedIcmpError (what bpf/lib/icmp.h must leave)', () => {
     expect(verifyChecksums(out)).toEqual({ ip: true, l4: true, inner: { ip: true, l4: false } });
   });
 });
+
+describe('truncation of the new headers', () => {
+  test('IPv6, SCTP and ICMP headers cut short are named', () => {
+    const v6 = frame({ src: 'fd00::1', dst: 'fd00::2', proto: 'UDP', sport: 1, dport: 2 });
+    expect(parseFrame(v6.subarray(0, 14 + 39)).truncatedIn).toBe('ip6');
+    expect(parseFrame(v6.subarray(0, 14 + 40 + 7)).truncatedIn).toBe('udp');
+    const sctp = frame({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'SCTP', sport: 1, dport: 2 });
+    expect(parseFrame(sctp.subarray(0, 34 + 11)).truncatedIn).toBe('sctp');
+    const icmp = frame({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'ICMP', icmp: { type: 8, code: 0 } });
+    expect(parseFrame(icmp.subarray(0, 34 + 7)).truncatedIn).toBe('icmp');
+    expect(verifyChecksums(sctp.subarray(0, 34 + 20)).l4).toBe('n/a');
+  });
+
+  test('an ICMP frame without its type and code is refused by the builder', () => {
+    expect(() => frame({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'ICMP' })).toThrow(/spec.icmp/);
+  });
+});
