@@ -1,7 +1,7 @@
 // Rig load client: one process makes many requests, prints one JSON document.
 //
-//   node test/rig/client.ts --proto tcp|udp --target IP:PORT --count N
-//                           [--timeout-ms T] [--concurrency C]
+//   node src/rig/client.ts --proto tcp|udp --target IP:PORT|[IPV6]:PORT --count N
+//                           [--timeout-ms T] [--concurrency C] [--bulk-bytes B]
 //
 // Output (stdout): ClientOutput from protocol.ts. Each result is one request:
 // TCP is one connection (`reply` = the connected peer, socket.remoteAddress);
@@ -10,10 +10,16 @@
 // answer came from ClusterIP:port and not from the backend's own address).
 // UDP sockets are not connected: a connected socket would silently drop an
 // answer from the wrong source, which is exactly what a test wants to see.
+// --bulk-bytes (TCP, to a backend's --bulk port): each request sends B bytes
+// of a pattern after the backend's line, half-closes, and expects exactly
+// those bytes back before the backend's FIN (`bytes` = what came back; a
+// mismatch is error 'corrupt', fewer is 'short'); the timeout then covers
+// the whole transfer.
 // Failures are results, not exit codes: the process exits 0 unless its
 // arguments are wrong.
 
 import * as dgram from 'node:dgram';
+import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import { parseArgs } from 'node:util';
 import { unmapIPv4 } from '../util/ip.ts';
@@ -75,13 +81,81 @@ function tcpRequest(target: Endpoint, timeoutMs: number): Promise<RequestResult>
   });
 }
 
+/** B bytes of a pattern that a lost or reordered segment cannot reproduce. */
+function pattern(bytes: number): Buffer {
+  const b = Buffer.alloc(bytes);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < bytes; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    b[i] = x >>> 24;
+  }
+  return b;
+}
+
+function bulkRequest(target: Endpoint, payload: Buffer, timeoutMs: number): Promise<RequestResult> {
+  const start = performance.now();
+  const want = createHash('sha256').update(payload).digest('hex');
+  return new Promise((resolve) => {
+    const r: RequestResult = { ok: false, ms: 0 };
+    let head = '';
+    let gotLine = false;
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let done = false;
+    const sock = net.connect({ host: target.ip, port: target.port });
+    const finish = (error?: string): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      r.bytes = bytes;
+      if (error !== undefined) {
+        r.ok = false;
+        r.error = error;
+      } else if (bytes < payload.length) {
+        r.ok = false;
+        r.error = `short: ${bytes} of ${payload.length} bytes came back`;
+      } else if (bytes > payload.length || hash.digest('hex') !== want) {
+        r.ok = false;
+        r.error = 'corrupt';
+      }
+      r.ms = Math.round(performance.now() - start);
+      resolve(r);
+    };
+    const timer = setTimeout(() => finish('timeout'), timeoutMs);
+    sock.on('connect', () => {
+      r.reply = { ip: unmapIPv4(sock.remoteAddress ?? ''), port: sock.remotePort ?? 0 };
+      r.local = { ip: unmapIPv4(sock.localAddress ?? ''), port: sock.localPort ?? 0 };
+      sock.end(payload);
+    });
+    sock.on('data', (chunk: Buffer) => {
+      let data = chunk;
+      if (!gotLine) {
+        const nl = data.indexOf(0x0a);
+        if (nl < 0) {
+          head += data.toString('utf8');
+          return;
+        }
+        head += data.subarray(0, nl + 1).toString('utf8');
+        data = data.subarray(nl + 1);
+        gotLine = true;
+        fillFromLine(r, head);
+      }
+      bytes += data.length;
+      hash.update(data);
+    });
+    sock.on('end', () => (gotLine ? finish() : finish('bad-reply')));
+    sock.on('error', (err) => finish(errorCode(err)));
+  });
+}
+
 /**
  * The source address the kernel picks for `target`: connecting a UDP socket
  * does the route lookup without sending anything. '' when there is no route.
  */
 function sourceIpFor(target: Endpoint): Promise<string> {
   return new Promise((resolve) => {
-    const sock = dgram.createSocket('udp4');
+    const sock = dgram.createSocket(udpType(target));
     sock.on('error', () => {
       sock.close();
       resolve('');
@@ -94,12 +168,16 @@ function sourceIpFor(target: Endpoint): Promise<string> {
   });
 }
 
+function udpType(target: Endpoint): 'udp4' | 'udp6' {
+  return target.ip.includes(':') ? 'udp6' : 'udp4';
+}
+
 function udpRequest(target: Endpoint, sourceIp: string, timeoutMs: number): Promise<RequestResult> {
   const start = performance.now();
   return new Promise((resolve) => {
     const r: RequestResult = { ok: false, ms: 0 };
     let done = false;
-    const sock = dgram.createSocket('udp4');
+    const sock = dgram.createSocket(udpType(target));
     const finish = (error?: string, text?: string): void => {
       if (done) return;
       done = true;
@@ -157,19 +235,25 @@ async function main(): Promise<void> {
       count: { type: 'string' },
       'timeout-ms': { type: 'string' },
       concurrency: { type: 'string' },
+      'bulk-bytes': { type: 'string' },
     },
     strict: true,
   });
   const proto = values.proto;
-  if (proto !== 'tcp' && proto !== 'udp') throw new SwitchyardError('ERR_SY_USAGE', '--proto tcp|udp is required');
+  if (proto !== 'tcp' && proto !== 'udp') throw new SwitchyardError('ERR_SY_USAGE', '--proto tcp|udp is required (SCTP: sctp.c)');
   const target = parseEndpoint(values.target ?? '');
   if (!target) throw new SwitchyardError('ERR_SY_USAGE', '--target IP:PORT is required');
   const count = positiveInt(values.count, '--count', 1);
   const timeoutMs = positiveInt(values['timeout-ms'], '--timeout-ms', 1000);
   const concurrency = positiveInt(values.concurrency, '--concurrency', 10);
 
+  const bulkBytes = values['bulk-bytes'] === undefined ? 0 : positiveInt(values['bulk-bytes'], '--bulk-bytes', 1);
   let results: RequestResult[];
-  if (proto === 'tcp') {
+  if (bulkBytes > 0) {
+    if (proto !== 'tcp') throw new SwitchyardError('ERR_SY_USAGE', '--bulk-bytes needs --proto tcp');
+    const payload = pattern(bulkBytes);
+    results = await runPool(count, concurrency, () => bulkRequest(target, payload, timeoutMs));
+  } else if (proto === 'tcp') {
     results = await runPool(count, concurrency, () => tcpRequest(target, timeoutMs));
   } else {
     const sourceIp = await sourceIpFor(target);

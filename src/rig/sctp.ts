@@ -1,0 +1,78 @@
+// SCTP for the rig: builds src/rig/sctp.c (the SCTP backend and client; Node
+// has no SCTP sockets) with the host's C compiler into a cache directory
+// keyed by the source's hash, says whether this kernel has SCTP at all, and
+// turns the client's output into RequestResults.
+
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SwitchyardError } from '../util/errors.ts';
+import { parseBackendLine, parseEndpoint } from './protocol.ts';
+import type { RequestResult } from './protocol.ts';
+
+const SOURCE = fileURLToPath(new URL('./sctp.c', import.meta.url));
+
+/** Path of the built helper; builds it the first time (cc, else gcc). */
+export function sctpHelper(): string {
+  const src = readFileSync(SOURCE);
+  const hash = createHash('sha256').update(src).digest('hex').slice(0, 16);
+  const dir = join(tmpdir(), 'sy-rig-sctp');
+  const bin = join(dir, `sctp-${hash}`);
+  if (existsSync(bin)) return bin;
+  mkdirSync(dir, { recursive: true });
+  const tmp = `${bin}.${process.pid}.tmp`;
+  let lastErr: unknown;
+  for (const cc of ['cc', 'gcc', 'clang']) {
+    try {
+      execFileSync(cc, ['-O2', '-Wall', '-o', tmp, SOURCE], { stdio: ['ignore', 'ignore', 'pipe'] });
+      renameSync(tmp, bin);
+      return bin;
+    } catch (err) {
+      lastErr = err;
+    }
+  }
+  throw new SwitchyardError('ERR_SY_RIG_SCTP_BUILD', `building ${SOURCE} failed: ${String(lastErr)}`);
+}
+
+/** Whether this kernel can open SCTP sockets (loads the module if it can). */
+export function kernelHasSctp(): boolean {
+  if (existsSync('/proc/sys/net/sctp')) return true;
+  try {
+    execFileSync('modprobe', ['-q', 'sctp'], { stdio: 'ignore' });
+  } catch {
+    // no module, or no modprobe: the check below answers
+  }
+  return existsSync('/proc/sys/net/sctp');
+}
+
+/** The client's result lines (see sctp.c) as RequestResults. */
+export function parseSctpClientOutput(stdout: string): RequestResult[] {
+  const out: RequestResult[] = [];
+  for (const l of stdout.split('\n')) {
+    if (l === '') continue;
+    const f = l.split('\t');
+    const ms = Number(f[1] ?? 0);
+    if (f[0] === 'err') {
+      out.push({ ok: false, ms, error: f[2] ?? 'unknown' });
+      continue;
+    }
+    const r: RequestResult = { ok: false, ms };
+    const reply = parseEndpoint(f[2] ?? '');
+    const local = parseEndpoint(f[3] ?? '');
+    if (reply) r.reply = reply;
+    if (local) r.local = local;
+    const line = parseBackendLine(f[4] ?? '');
+    if (!line) r.error = 'bad-reply';
+    else {
+      r.ok = true;
+      r.backend = line.name;
+      r.seenClient = line.client;
+      r.seenLocal = line.local;
+    }
+    out.push(r);
+  }
+  return out;
+}
