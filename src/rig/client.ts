@@ -10,6 +10,8 @@
 // answer came from ClusterIP:port and not from the backend's own address).
 // UDP sockets are not connected: a connected socket would silently drop an
 // answer from the wrong source, which is exactly what a test wants to see.
+// --udp-connected connects them instead, so that an ICMP port unreachable
+// (a REJECT) is reported as ECONNREFUSED.
 // --bulk-bytes (TCP, to a backend's --bulk port): each request sends B bytes
 // of a pattern after the backend's line, half-closes, and expects exactly
 // those bytes back before the backend's FIN (`bytes` = what came back; a
@@ -172,7 +174,7 @@ function udpType(target: Endpoint): 'udp4' | 'udp6' {
   return target.ip.includes(':') ? 'udp6' : 'udp4';
 }
 
-function udpRequest(target: Endpoint, sourceIp: string, timeoutMs: number): Promise<RequestResult> {
+function udpRequest(target: Endpoint, sourceIp: string, timeoutMs: number, connected: boolean): Promise<RequestResult> {
   const start = performance.now();
   return new Promise((resolve) => {
     const r: RequestResult = { ok: false, ms: 0 };
@@ -200,9 +202,11 @@ function udpRequest(target: Endpoint, sourceIp: string, timeoutMs: number): Prom
     });
     sock.bind(0, () => {
       r.local = { ip: sourceIp, port: sock.address().port };
-      sock.send('ping\n', target.port, target.ip, (err) => {
+      const sent = (err: Error | null): void => {
         if (err) finish(errorCode(err));
-      });
+      };
+      if (connected) sock.connect(target.port, target.ip, () => sock.send('ping\n', sent));
+      else sock.send('ping\n', target.port, target.ip, sent);
     });
   });
 }
@@ -236,6 +240,7 @@ async function main(): Promise<void> {
       'timeout-ms': { type: 'string' },
       concurrency: { type: 'string' },
       'bulk-bytes': { type: 'string' },
+      'udp-connected': { type: 'boolean' },
     },
     strict: true,
   });
@@ -257,7 +262,8 @@ async function main(): Promise<void> {
     results = await runPool(count, concurrency, () => tcpRequest(target, timeoutMs));
   } else {
     const sourceIp = await sourceIpFor(target);
-    results = await runPool(count, concurrency, () => udpRequest(target, sourceIp, timeoutMs));
+    const connected = values['udp-connected'] === true;
+    results = await runPool(count, concurrency, () => udpRequest(target, sourceIp, timeoutMs, connected));
   }
   const out: ClientOutput = { proto: proto satisfies Proto, target, results };
   process.stdout.write(`${JSON.stringify(out)}\n`);

@@ -86,6 +86,8 @@ export interface RequestOptions {
   concurrency?: number;
   /** TCP to a bulk port: send this many bytes and expect them back (the timeout covers the transfer). */
   bulkBytes?: number;
+  /** UDP: connect the socket, so an ICMP port unreachable shows as ECONNREFUSED. */
+  udpConnected?: boolean;
 }
 
 const BACKEND = fileURLToPath(new URL('./backend.ts', import.meta.url));
@@ -332,6 +334,7 @@ export class Cluster {
       '--concurrency',
       String(concurrency),
       ...(opts.bulkBytes ? ['--bulk-bytes', String(opts.bulkBytes)] : []),
+      ...(opts.udpConnected ? ['--udp-connected'] : []),
     ];
     const budget = Math.ceil(count / concurrency) * timeoutMs + READY_TIMEOUT_MS;
     const r = await this.exec(from, argv, { timeoutMs: budget, check: true });

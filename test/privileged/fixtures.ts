@@ -386,23 +386,34 @@ function u64le(bytes: readonly string[]): number {
   return v;
 }
 
-/** Non-zero counters of a pinned per-CPU stats map (bpftool -j), summed over CPUs; '' when absent. */
-async function statsOf(c: Cluster, path: string, names: readonly string[]): Promise<string> {
+/** A pinned per-CPU stats map (bpftool -j), summed over CPUs, by counter name; null when not pinned. */
+async function statsOf(c: Cluster, path: string, names: readonly string[]): Promise<Map<string, number> | null> {
   const r = await c.exec(c.fabric, ['bpftool', '-j', 'map', 'dump', 'pinned', path]);
-  if (r.code !== 0) return '';
-  let rows: { key: number | string[]; values: { value: number | string[] }[] }[];
-  try {
-    rows = JSON.parse(r.stdout);
-  } catch {
-    return `unparsable: ${r.stdout.slice(0, 200)}`;
-  }
-  const out: string[] = [];
+  if (r.code !== 0) return null;
+  const rows = JSON.parse(r.stdout) as { key: number | string[]; values: { value: number | string[] }[] }[];
+  const out = new Map<string, number>();
   for (const row of rows) {
     const key = typeof row.key === 'number' ? row.key : u64le(row.key);
     const sum = row.values.reduce((a, v) => a + (typeof v.value === 'number' ? v.value : u64le(v.value)), 0);
-    if (sum > 0) out.push(`${names[key] ?? key}=${sum}`);
+    out.set(names[key] ?? String(key), sum);
   }
-  return out.join(' ') || 'all zero';
+  return out;
+}
+
+function formatStats(m: Map<string, number>): string {
+  return (
+    [...m]
+      .filter(([, v]) => v > 0)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ') || 'all zero'
+  );
+}
+
+/** The v2 dataplane's counters on a node (sy_stats_v2), by name (SVC_HIT, DROP_NO_PORT, ...). */
+export async function nodeStats(c: Cluster, pins: PinRoot, node: ClusterNode): Promise<Map<string, number>> {
+  const m = await statsOf(c, `${pins.dirFor(node)}/sy_stats_v2`, STATS_V2);
+  if (!m) throw new Error(`${node.name}: ${pins.dirFor(node)}/sy_stats_v2 is not pinned (not the v2 datapath?)`);
+  return m;
 }
 
 /**
@@ -416,7 +427,8 @@ export async function evidence(c: Cluster, pins: PinRoot): Promise<string> {
     const counter = /ct state invalid counter packets (\d+) bytes (\d+)/.exec(nft.stdout);
     const dir = pins.dirFor(n);
     const v2 = await statsOf(c, `${dir}/sy_stats_v2`, STATS_V2);
-    const stats = v2 !== '' ? `sy_stats_v2: ${v2}` : `sy_stats_v1: ${(await statsOf(c, `${dir}/sy_stats_v1`, STATS_V1)) || 'not pinned'}`;
+    const v1 = v2 ? null : await statsOf(c, `${dir}/sy_stats_v1`, STATS_V1);
+    const stats = v2 ? `sy_stats_v2: ${formatStats(v2)}` : v1 ? `sy_stats_v1: ${formatStats(v1)}` : 'no stats map pinned';
     lines.push(`${n.name}: nft ct-invalid drops ${counter ? `${counter[1]} packets` : '(rule missing!)'}; ${stats}`);
   }
   return lines.join('\n');
