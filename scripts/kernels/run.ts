@@ -28,8 +28,20 @@ const REPO = resolve(import.meta.dirname, '..', '..');
  * vmEnv points vitest's cache at /tmp (SY_VITEST_DIR).
  */
 const VITEST = 'vitest run --configLoader native --project privileged';
-/** The dataplane's end-to-end tests on each kernel: the addon against the kernel, and ClusterIP traffic. */
-const DEFAULT_COMMAND = `${VITEST} test/privileged/native.test.ts test/privileged/clusterip.test.ts`;
+/**
+ * The dataplane's end-to-end tests on each kernel: the addon against the
+ * kernel, ClusterIP traffic, the real-node regression (item 0 of issue 7),
+ * north-south traffic on both families, and SCTP (the VMs have it).
+ */
+const DEFAULT_COMMAND = `${VITEST} ${[
+  'native.test.ts',
+  'clusterip.test.ts',
+  'realnode.test.ts',
+  'northsouth.test.ts',
+  'northsouth.sctp.test.ts',
+]
+  .map((f) => `test/privileged/${f}`)
+  .join(' ')}`;
 /** --all: every privileged test (~25 min per kernel under TCG on 2 cores). */
 const ALL_COMMAND = VITEST;
 
