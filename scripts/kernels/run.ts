@@ -33,13 +33,7 @@ const VITEST = 'vitest run --configLoader native --project privileged';
  * kernel, ClusterIP traffic, the real-node regression (item 0 of issue 7),
  * north-south traffic on both families, and SCTP (the VMs have it).
  */
-const DEFAULT_COMMAND = `${VITEST} ${[
-  'native.test.ts',
-  'clusterip.test.ts',
-  'realnode.test.ts',
-  'northsouth.test.ts',
-  'northsouth.sctp.test.ts',
-]
+const DEFAULT_COMMAND = `${VITEST} ${['native.test.ts', 'clusterip.test.ts', 'realnode.test.ts', 'northsouth.test.ts', 'northsouth.sctp.test.ts']
   .map((f) => `test/privileged/${f}`)
   .join(' ')}`;
 /** --all: every privileged test (~25 min per kernel under TCG on 2 cores). */
@@ -61,6 +55,7 @@ options:
   --refresh        ask the archive for newer kernels instead of using the cached ones
   --fetch-only     download and prepare the kernels, boot nothing
   --all            run every privileged test (timeout default 3600 s per kernel)
+  --files LIST     run these test files (comma-separated) with vitest's privileged project
   -h, --help
 
 command: the arguments after --, else env SY_KERNEL_TEST_CMD (a shell command line),
@@ -152,6 +147,7 @@ async function main(): Promise<number> {
     refresh: { type: 'boolean', default: false },
     'fetch-only': { type: 'boolean', default: false },
     all: { type: 'boolean', default: false },
+    files: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   } as const;
   let parsed: ReturnType<typeof parseArgs<{ allowPositionals: true; options: typeof options }>>;
@@ -179,8 +175,16 @@ async function main(): Promise<number> {
   const memoryMiB = intOption(values.memory, 'SY_KERNEL_MEMORY', 2048, '--memory');
   const vcpus = intOption(values.cpus, 'SY_KERNEL_CPUS', Math.min(2, cpus().length), '--cpus');
   const jobs = intOption(values.jobs, 'SY_KERNEL_JOBS', 1, '--jobs');
+  const files = (values.files ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const command =
-    positionals.length > 0 ? positionals.map(shellQuote).join(' ') : process.env.SY_KERNEL_TEST_CMD || (values.all ? ALL_COMMAND : DEFAULT_COMMAND);
+    positionals.length > 0
+      ? positionals.map(shellQuote).join(' ')
+      : files.length > 0
+        ? `${VITEST} ${files.map(shellQuote).join(' ')}`
+        : process.env.SY_KERNEL_TEST_CMD || (values.all ? ALL_COMMAND : DEFAULT_COMMAND);
   const cacheDir = resolve(process.env.SY_KERNEL_CACHE || join(REPO, '.cache', 'kernels'));
   const extra: ModuleWant[] = (process.env.SY_KERNEL_MODULES ?? '')
     .split(',')
