@@ -17,6 +17,9 @@
 // those bytes back before the backend's FIN (`bytes` = what came back; a
 // mismatch is error 'corrupt', fewer is 'short'); the timeout then covers
 // the whole transfer.
+// --plan JSON runs several such request sets at once (PlanRun[], printing
+// PlanOutput): one process instead of one per set, which matters in the
+// kernel-matrix VMs where starting node takes seconds.
 // Failures are results, not exit codes: the process exits 0 unless its
 // arguments are wrong.
 
@@ -26,8 +29,8 @@ import * as net from 'node:net';
 import { parseArgs } from 'node:util';
 import { unmapIPv4 } from '../util/ip.ts';
 import { SwitchyardError } from '../util/errors.ts';
-import { parseBackendLine, parseEndpoint } from './protocol.ts';
-import type { ClientOutput, Endpoint, Proto, RequestResult } from './protocol.ts';
+import { formatEndpoint, parseBackendLine, parseEndpoint } from './protocol.ts';
+import type { ClientOutput, Endpoint, PlanOutput, PlanRun, Proto, RequestResult } from './protocol.ts';
 
 function errorCode(err: unknown): string {
   if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;
@@ -231,9 +234,58 @@ function positiveInt(s: string | undefined, flag: string, dflt: number): number 
   return n;
 }
 
+interface Run {
+  proto: Proto;
+  target: Endpoint;
+  count: number;
+  timeoutMs: number;
+  concurrency: number;
+  bulkBytes: number;
+  udpConnected: boolean;
+}
+
+async function runOne(r: Run): Promise<RequestResult[]> {
+  const { target, count, concurrency, timeoutMs } = r;
+  if (r.bulkBytes > 0) {
+    if (r.proto !== 'tcp') throw new SwitchyardError('ERR_SY_USAGE', '--bulk-bytes needs --proto tcp');
+    const payload = pattern(r.bulkBytes);
+    return runPool(count, concurrency, () => bulkRequest(target, payload, timeoutMs));
+  }
+  if (r.proto === 'tcp') return runPool(count, concurrency, () => tcpRequest(target, timeoutMs));
+  if (r.proto !== 'udp') throw new SwitchyardError('ERR_SY_USAGE', `proto ${r.proto}: tcp or udp (SCTP: sctp.c)`);
+  const sourceIp = await sourceIpFor(target);
+  return runPool(count, concurrency, () => udpRequest(target, sourceIp, timeoutMs, r.udpConnected));
+}
+
+/** --plan: a JSON array of PlanRun (protocol.ts); every run at the same time; prints PlanOutput. */
+async function runPlan(text: string): Promise<void> {
+  let plan: PlanRun[];
+  try {
+    plan = JSON.parse(text) as PlanRun[];
+  } catch {
+    throw new SwitchyardError('ERR_SY_USAGE', '--plan: not JSON');
+  }
+  const runs = plan.map((p, i): Run => {
+    const target = parseEndpoint(formatEndpoint({ ip: String(p.ip), port: Number(p.port) }));
+    if (!target) throw new SwitchyardError('ERR_SY_USAGE', `--plan[${i}]: bad ip/port`);
+    return {
+      proto: p.proto,
+      target,
+      count: p.count ?? 1,
+      timeoutMs: p.timeoutMs ?? 1000,
+      concurrency: p.concurrency ?? 10,
+      bulkBytes: p.bulkBytes ?? 0,
+      udpConnected: p.udpConnected === true,
+    };
+  });
+  const out: PlanOutput = { runs: await Promise.all(runs.map(runOne)) };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
+      plan: { type: 'string' },
       proto: { type: 'string' },
       target: { type: 'string' },
       count: { type: 'string' },
@@ -244,6 +296,7 @@ async function main(): Promise<void> {
     },
     strict: true,
   });
+  if (values.plan !== undefined) return runPlan(values.plan);
   const proto = values.proto;
   if (proto !== 'tcp' && proto !== 'udp') throw new SwitchyardError('ERR_SY_USAGE', '--proto tcp|udp is required (SCTP: sctp.c)');
   const target = parseEndpoint(values.target ?? '');
@@ -253,18 +306,7 @@ async function main(): Promise<void> {
   const concurrency = positiveInt(values.concurrency, '--concurrency', 10);
 
   const bulkBytes = values['bulk-bytes'] === undefined ? 0 : positiveInt(values['bulk-bytes'], '--bulk-bytes', 1);
-  let results: RequestResult[];
-  if (bulkBytes > 0) {
-    if (proto !== 'tcp') throw new SwitchyardError('ERR_SY_USAGE', '--bulk-bytes needs --proto tcp');
-    const payload = pattern(bulkBytes);
-    results = await runPool(count, concurrency, () => bulkRequest(target, payload, timeoutMs));
-  } else if (proto === 'tcp') {
-    results = await runPool(count, concurrency, () => tcpRequest(target, timeoutMs));
-  } else {
-    const sourceIp = await sourceIpFor(target);
-    const connected = values['udp-connected'] === true;
-    results = await runPool(count, concurrency, () => udpRequest(target, sourceIp, timeoutMs, connected));
-  }
+  const results = await runOne({ proto, target, count, timeoutMs, concurrency, bulkBytes, udpConnected: values['udp-connected'] === true });
   const out: ClientOutput = { proto: proto satisfies Proto, target, results };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }

@@ -16,7 +16,7 @@ import { SwitchyardError } from '../util/errors.ts';
 import { CommandError, RigProcess, inNetns, run, runSync } from './proc.ts';
 import type { ExecOptions, ExecResult, SpawnOptions } from './proc.ts';
 import { formatEndpoint } from './protocol.ts';
-import type { ClientOutput, Proto, RequestResult } from './protocol.ts';
+import type { ClientOutput, PlanOutput, PlanRun, Proto, RequestResult } from './protocol.ts';
 import { planCluster } from './topology.ts';
 import type { ClusterNode, ClusterPlan, Host, Pod } from './topology.ts';
 import { parseSctpClientOutput, sctpHelper } from './sctp.ts';
@@ -345,6 +345,35 @@ export class Cluster {
       throw new CommandError(inNetns(nsName(from), argv), { ...r, stderr: `unparsable output: ${r.stdout.slice(0, 500)}\n${r.stderr}` });
     }
     return out.results;
+  }
+
+  /**
+   * Runs several request sets from `from` at the same time in one client
+   * process (TCP and UDP only); one result list per set, in order.
+   */
+  async requestMany(from: Where, sets: readonly RequestOptions[]): Promise<RequestResult[][]> {
+    if (sets.length === 0) return [];
+    const plan: PlanRun[] = sets.map((o) => {
+      if (o.proto === 'sctp') throw new RangeError('requestMany: SCTP goes through request()');
+      return {
+        proto: o.proto,
+        ip: o.ip,
+        port: o.port,
+        count: o.count ?? 1,
+        timeoutMs: scaled(o.timeoutMs ?? 1000),
+        concurrency: o.concurrency ?? 10,
+        ...(o.bulkBytes ? { bulkBytes: o.bulkBytes } : {}),
+        ...(o.udpConnected ? { udpConnected: true } : {}),
+      };
+    });
+    const argv = [process.execPath, CLIENT, '--plan', JSON.stringify(plan)];
+    const budget = Math.max(...plan.map((p) => Math.ceil((p.count ?? 1) / (p.concurrency ?? 10)) * (p.timeoutMs ?? 1000))) + READY_TIMEOUT_MS;
+    const r = await this.exec(from, argv, { timeoutMs: budget, check: true });
+    try {
+      return (JSON.parse(r.stdout) as PlanOutput).runs;
+    } catch {
+      throw new CommandError(inNetns(nsName(from), argv), { ...r, stderr: `unparsable output: ${r.stdout.slice(0, 500)}\n${r.stderr}` });
+    }
   }
 
   /** Creates the namespaces and configures them. Called once, by createCluster. */

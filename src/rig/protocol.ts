@@ -44,6 +44,23 @@ export interface ClientOutput {
   results: RequestResult[];
 }
 
+/** One request set of a client --plan. */
+export interface PlanRun {
+  proto: Proto;
+  ip: string;
+  port: number;
+  count?: number;
+  timeoutMs?: number;
+  concurrency?: number;
+  bulkBytes?: number;
+  udpConnected?: boolean;
+}
+
+/** What client --plan prints: the results of each PlanRun, in order. */
+export interface PlanOutput {
+  runs: RequestResult[][];
+}
+
 export interface BackendLine {
   name: string;
   client: Endpoint;

@@ -165,9 +165,26 @@ function addr(x: Pod | Host | ClusterNode, f: Family): string {
   return f === 'IPv4' ? x.addr : x.addr6;
 }
 
-function req(c: Cluster, from: Client, proto: Proto, ip: string, port: number, count = 6, timeoutMs = REQ_TIMEOUT_MS): Promise<RequestResult[]> {
-  return c.request(from, { proto, ip, port, count, concurrency: count, timeoutMs });
+/** One request set: `count` requests (all at once) to ip:port. */
+interface Req {
+  proto: Proto;
+  ip: string;
+  port: number;
+  count?: number;
+  timeoutMs?: number;
+  udpConnected?: boolean;
 }
+
+/** Every set from `from` at once, in one client process (starting node is slow in the VMs). */
+function send(c: Cluster, from: Client, sets: Req[]): Promise<RequestResult[][]> {
+  return c.requestMany(
+    from,
+    sets.map((x) => ({ ...x, count: x.count ?? 6, concurrency: x.count ?? 6, timeoutMs: x.timeoutMs ?? REQ_TIMEOUT_MS })),
+  );
+}
+
+/** A set that must get no reply at all. */
+const silent = (proto: Proto, ip: string, port: number): Req => ({ proto, ip, port, count: 2, timeoutMs: SILENCE_MS });
 
 interface Expect {
   backend: string;
@@ -176,19 +193,22 @@ interface Expect {
   reply: { ip: string; port: number };
 }
 
-async function expectServed(c: Cluster, pins: PinRoot, what: string, results: RequestResult[], e: Expect): Promise<void> {
-  const failed = results.filter((r) => !r.ok);
-  if (failed.length > 0) expect.fail(`${what}: ${failed.length}/${results.length} not answered: ${describeFailures(results)}\n${await evidence(c, pins)}`);
-  for (const r of results) {
+async function expectServed(c: Cluster, pins: PinRoot, what: string, results: RequestResult[] | undefined, e: Expect): Promise<void> {
+  const rs = results ?? [];
+  const failed = rs.filter((r) => !r.ok);
+  if (rs.length === 0 || failed.length > 0)
+    expect.fail(`${what}: ${failed.length}/${rs.length} not answered: ${describeFailures(rs)}\n${await evidence(c, pins)}`);
+  for (const r of rs) {
     expect(r.backend, `${what}: answered by`).toBe(e.backend);
     expect(r.seenClient?.ip, `${what}: the client address the backend saw`).toBe(e.seen);
     expect(r.reply, `${what}: the reply comes from`).toStrictEqual(e.reply);
   }
 }
 
-async function expectSilent(c: Cluster, pins: PinRoot, what: string, results: RequestResult[]): Promise<void> {
-  const answered = results.filter((r) => r.ok || r.error !== 'timeout');
-  if (answered.length > 0) {
+async function expectSilent(c: Cluster, pins: PinRoot, what: string, results: RequestResult[] | undefined): Promise<void> {
+  const rs = results ?? [];
+  const answered = rs.filter((r) => r.ok || r.error !== 'timeout');
+  if (rs.length === 0 || answered.length > 0) {
     expect.fail(`${what}: expected no reply at all (dropped), got ${JSON.stringify(answered.map((r) => r.backend ?? r.error))}\n${await evidence(c, pins)}`);
   }
 }
@@ -212,42 +232,47 @@ describe.skipIf(skip)('north-south traffic through a daemon per node', () => {
         cluster: c,
         pins,
       }) => {
-        for (const proto of PROTOS) {
-          for (const node of c.nodes) {
-            const ip = addr(node, f);
-            const port = np(NPC, proto);
-            await expectServed(c, pins, `${proto} ext -> ${node.name} ${ip}:${port}`, await req(c, c.ext, proto, ip, port), {
-              backend: c.pod(2, 1).name,
-              seen: ip,
-              reply: { ip, port },
-            });
-          }
+        const cases = PROTOS.flatMap((proto) => c.nodes.map((node) => ({ proto, ip: addr(node, f), port: np(NPC, proto) })));
+        const runs = await send(c, c.ext, cases);
+        for (const [i, k] of cases.entries()) {
+          await expectServed(c, pins, `${k.proto} ext -> ${k.ip}:${k.port}`, runs[i], {
+            backend: c.pod(2, 1).name,
+            seen: k.ip,
+            reply: { ip: k.ip, port: k.port },
+          });
         }
       });
 
       test('NodePort, externalTrafficPolicy Local: the client address is kept; a node without a local endpoint drops', async ({ cluster: c, pins }) => {
-        for (const proto of PROTOS) {
+        const ip1 = addr(c.node(1), f);
+        const ip2 = addr(c.node(2), f);
+        const [runs, drops] = await counted(c, pins, c.node(2), 'DROP_NO_LOCAL', () =>
+          send(c, c.ext, [...PROTOS.map((proto) => ({ proto, ip: ip1, port: np(NPL, proto) })), ...PROTOS.map((proto) => silent(proto, ip2, np(NPL, proto)))]),
+        );
+        for (const [i, proto] of PROTOS.entries()) {
           const port = np(NPL, proto);
-          const ip1 = addr(c.node(1), f);
-          await expectServed(c, pins, `${proto} ext -> node-1 ${ip1}:${port}`, await req(c, c.ext, proto, ip1, port), {
+          await expectServed(c, pins, `${proto} ext -> node-1 ${ip1}:${port}`, runs[i], {
             backend: c.pod(1, 1).name,
             seen: addr(c.ext, f),
             reply: { ip: ip1, port },
           });
-          const ip2 = addr(c.node(2), f);
-          const [results, drops] = await counted(c, pins, c.node(2), 'DROP_NO_LOCAL', () => req(c, c.ext, proto, ip2, port, 2, SILENCE_MS));
-          await expectSilent(c, pins, `${proto} ext -> node-2 ${ip2}:${port} (no local endpoint)`, results);
-          expect(drops, `${proto}: node-2 counted the drops (DROP_NO_LOCAL)`).toBeGreaterThan(0);
+          await expectSilent(c, pins, `${proto} ext -> node-2 ${ip2}:${port} (no local endpoint)`, runs[PROTOS.length + i]);
         }
+        expect(drops, 'node-2 counted the drops (DROP_NO_LOCAL)').toBeGreaterThan(0);
       });
 
       test('ExternalIP: ext reaches the backend on node 2 through node 1, masqueraded (policy Cluster), reply from the external IP', async ({
         cluster: c,
         pins,
       }) => {
-        for (const proto of PROTOS) {
-          const ip = EIP.ext[f];
-          await expectServed(c, pins, `${proto} ext -> ${ip}`, await req(c, c.ext, proto, ip, svcPort(proto)), {
+        const ip = EIP.ext[f];
+        const runs = await send(
+          c,
+          c.ext,
+          PROTOS.map((proto) => ({ proto, ip, port: svcPort(proto) })),
+        );
+        for (const [i, proto] of PROTOS.entries()) {
+          await expectServed(c, pins, `${proto} ext -> ${ip}`, runs[i], {
             backend: c.pod(2, 2).name,
             seen: addr(c.node(1), f),
             reply: { ip, port: svcPort(proto) },
@@ -259,24 +284,32 @@ describe.skipIf(skip)('north-south traffic through a daemon per node', () => {
         cluster: c,
         pins,
       }) => {
-        for (const proto of PROTOS) {
-          const ip = LBR.lb[f];
+        const ip = LBR.lb[f];
+        const nip = addr(c.node(1), f);
+        const [[allowed, ext2], drops] = await counted(c, pins, c.node(1), 'DROP_SRC_RANGE', () =>
+          Promise.all([
+            send(
+              c,
+              c.ext,
+              PROTOS.map((proto) => ({ proto, ip, port: svcPort(proto) })),
+            ),
+            send(c, c.ext2, [
+              ...PROTOS.map((proto) => silent(proto, ip, svcPort(proto))),
+              ...PROTOS.map((proto) => ({ proto, ip: nip, port: np(LBR, proto) })),
+            ]),
+          ]),
+        );
+        for (const [i, proto] of PROTOS.entries()) {
           const port = svcPort(proto);
-          await expectServed(c, pins, `${proto} ext (allowed) -> ${ip}`, await req(c, c.ext, proto, ip, port), {
-            backend: c.pod(1, 2).name,
-            seen: addr(c.node(1), f),
-            reply: { ip, port },
-          });
-          const [refused, drops] = await counted(c, pins, c.node(1), 'DROP_SRC_RANGE', () => req(c, c.ext2, proto, ip, port, 2, SILENCE_MS));
-          await expectSilent(c, pins, `${proto} ext2 (not in the ranges) -> ${ip}`, refused);
-          expect(drops, `${proto}: node-1 counted the drops (DROP_SRC_RANGE)`).toBeGreaterThan(0);
-          const nip = addr(c.node(1), f);
-          await expectServed(c, pins, `${proto} ext2 -> the NodePort ${nip}:${np(LBR, proto)}`, await req(c, c.ext2, proto, nip, np(LBR, proto)), {
+          await expectServed(c, pins, `${proto} ext (allowed) -> ${ip}`, allowed[i], { backend: c.pod(1, 2).name, seen: nip, reply: { ip, port } });
+          await expectSilent(c, pins, `${proto} ext2 (not in the ranges) -> ${ip}`, ext2[i]);
+          await expectServed(c, pins, `${proto} ext2 -> the NodePort ${nip}:${np(LBR, proto)}`, ext2[PROTOS.length + i], {
             backend: c.pod(1, 2).name,
             seen: nip,
             reply: { ip: nip, port: np(LBR, proto) },
           });
         }
+        expect(drops, 'node-1 counted the drops (DROP_SRC_RANGE)').toBeGreaterThan(0);
       });
 
       test('REJECT: a Service without endpoints refuses at once, TCP with a reset and UDP with ICMP port unreachable, from a pod and from outside', async ({
@@ -288,10 +321,14 @@ describe.skipIf(skip)('north-south traffic through a daemon per node', () => {
           [c.ext, addr(c.node(1), f), (p) => np(EMPTY, p)],
         ];
         for (const [from, ip, portOf] of targets) {
-          for (const proto of PROTOS) {
-            const results = await c.request(from, { proto, ip, port: portOf(proto), count: 3, concurrency: 3, timeoutMs: REQ_TIMEOUT_MS, udpConnected: true });
+          const runs = await send(
+            c,
+            from,
+            PROTOS.map((proto) => ({ proto, ip, port: portOf(proto), count: 3, udpConnected: true })),
+          );
+          for (const [i, proto] of PROTOS.entries()) {
             expect(
-              results.map((r) => r.error ?? `answered by ${r.backend}`),
+              (runs[i] ?? []).map((r) => r.error ?? `answered by ${r.backend}`),
               `${proto} ${from.name} -> ${ip}:${portOf(proto)}: refused (RST / ICMP unreachable), not a timeout\n${await evidence(c, pins)}`,
             ).toStrictEqual(['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED']);
           }
@@ -299,36 +336,44 @@ describe.skipIf(skip)('north-south traffic through a daemon per node', () => {
       });
 
       test('a ClusterIP on a port no Service uses is dropped by the node (no reply; counted)', async ({ cluster: c, pins }) => {
-        for (const proto of PROTOS) {
-          const [results, drops] = await counted(c, pins, c.node(1), 'DROP_NO_PORT', () => req(c, c.pod(1, 0), proto, NPC.vip[f], 81, 2, SILENCE_MS));
-          await expectSilent(c, pins, `${proto} pod-1-0 -> ${NPC.vip[f]}:81`, results);
-          expect(drops, `${proto}: node-1 counted the drops (DROP_NO_PORT)`).toBeGreaterThan(0);
-        }
+        const [runs, drops] = await counted(c, pins, c.node(1), 'DROP_NO_PORT', () =>
+          send(
+            c,
+            c.pod(1, 0),
+            PROTOS.map((proto) => silent(proto, NPC.vip[f], 81)),
+          ),
+        );
+        for (const [i, proto] of PROTOS.entries()) await expectSilent(c, pins, `${proto} pod-1-0 -> ${NPC.vip[f]}:81`, runs[i]);
+        expect(drops, 'node-1 counted the drops (DROP_NO_PORT)').toBeGreaterThan(0);
       });
 
       test('a pod reaches a NodePort on either node and a LoadBalancer IP the network does not route (short-circuit)', async ({ cluster: c, pins }) => {
-        const from = c.pod(1, 0);
-        for (const proto of PROTOS) {
-          for (const [ip, port] of [
-            [addr(c.node(1), f), np(LBO, proto)],
-            [addr(c.node(2), f), np(LBO, proto)],
-            [LBO.lb[f], svcPort(proto)],
-          ] as const) {
-            const results = await req(c, from, proto, ip, port);
-            const failed = results.filter((r) => !r.ok);
-            if (failed.length > 0) expect.fail(`${proto} pod-1-0 -> ${ip}:${port}: ${describeFailures(results)}\n${await evidence(c, pins)}`);
-            for (const r of results) {
-              expect(r.backend).toBe(c.pod(2, 1).name);
-              expect(r.reply, 'the reply comes from the address the pod dialled').toStrictEqual({ ip, port });
-            }
+        const cases = PROTOS.flatMap((proto) => [
+          { proto, ip: addr(c.node(1), f), port: np(LBO, proto) },
+          { proto, ip: addr(c.node(2), f), port: np(LBO, proto) },
+          { proto, ip: LBO.lb[f], port: svcPort(proto) },
+        ]);
+        const runs = await send(c, c.pod(1, 0), cases);
+        for (const [i, k] of cases.entries()) {
+          const rs = runs[i] ?? [];
+          if (rs.length === 0 || rs.some((r) => !r.ok))
+            expect.fail(`${k.proto} pod-1-0 -> ${k.ip}:${k.port}: ${describeFailures(rs)}\n${await evidence(c, pins)}`);
+          for (const r of rs) {
+            expect(r.backend).toBe(c.pod(2, 1).name);
+            expect(r.reply, 'the reply comes from the address the pod dialled').toStrictEqual({ ip: k.ip, port: k.port });
           }
         }
       });
 
       test('hairpin: a pod reaches itself through its Service, masqueraded to its node', async ({ cluster: c, pins }) => {
         const self = c.pod(1, 1);
-        for (const proto of PROTOS) {
-          await expectServed(c, pins, `${proto} pod-1-1 -> ${SELF.vip[f]} -> itself`, await req(c, self, proto, SELF.vip[f], svcPort(proto)), {
+        const runs = await send(
+          c,
+          self,
+          PROTOS.map((proto) => ({ proto, ip: SELF.vip[f], port: svcPort(proto) })),
+        );
+        for (const [i, proto] of PROTOS.entries()) {
+          await expectServed(c, pins, `${proto} pod-1-1 -> ${SELF.vip[f]} -> itself`, runs[i], {
             backend: self.name,
             seen: addr(c.node(1), f),
             reply: { ip: SELF.vip[f], port: svcPort(proto) },
@@ -341,17 +386,10 @@ describe.skipIf(skip)('north-south traffic through a daemon per node', () => {
   describe('--masquerade-all and --detect-local-mode on node 1 (daemon restarted with each)', () => {
     /** What the backend of `dl` sees for a pod client and for ext (routed to node 1), both families. */
     async function seenBy(c: Cluster): Promise<{ pod: string[]; ext: string[] }> {
-      const out = { pod: [] as string[], ext: [] as string[] };
-      for (const f of FAMILIES) {
-        for (const [who, from] of [
-          ['pod', c.pod(1, 0)],
-          ['ext', c.ext],
-        ] as const) {
-          const [r] = await req(c, from, 'tcp', DL.vip[f], 80, 1);
-          out[who].push(r?.ok ? (r.seenClient?.ip ?? '?') : (r?.error ?? '?'));
-        }
-      }
-      return out;
+      const sets = FAMILIES.map((f) => ({ proto: 'tcp' as const, ip: DL.vip[f], port: 80, count: 1 }));
+      const [pod, ext] = await Promise.all([send(c, c.pod(1, 0), sets), send(c, c.ext, sets)]);
+      const show = (runs: RequestResult[][]): string[] => runs.map(([r]) => (r?.ok ? (r.seenClient?.ip ?? '?') : (r?.error ?? '?')));
+      return { pod: show(pod), ext: show(ext) };
     }
 
     async function restartNode1(s: Scenario, c: Cluster, m: Manifests, pins: PinRoot, flags: string[]): Promise<void> {
