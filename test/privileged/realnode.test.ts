@@ -88,7 +88,8 @@ const test = e2eTest.extend<{ $file: { scenario: Scenario } }>({
             ),
           );
         });
-        s.daemons = c.nodes.map((n) => startDaemon(c, n, manifests, pins));
+        // As on a real cluster, the daemons know the pod range (traffic from it is not masqueraded).
+        s.daemons = c.nodes.map((n) => startDaemon(c, n, manifests, pins, ['--cluster-cidr=10.244.0.0/16,fd00:10:244::/56']));
         await untilProgrammed(s.daemons);
         await use(s);
       } finally {
