@@ -18,6 +18,7 @@ import { buildBaseInitrd, MODULES } from './initramfs.ts';
 import type { ModuleWant } from './initramfs.ts';
 import { DEFAULT_KERNELS, findKernel, KERNELS } from './kernels.ts';
 import type { KernelSpec } from './kernels.ts';
+import { buildSctpHelper, PREBUILT_DIR } from '../../src/rig/sctp.ts';
 import type { VmResult } from './vm.ts';
 import { runVm, running, shellQuote, workDirs } from './vm.ts';
 
@@ -225,8 +226,14 @@ async function main(): Promise<number> {
     }
   }
 
-  // 2. Boot them, `jobs` at a time.
+  // 2. Boot them, `jobs` at a time. The rig's SCTP helper is compiled here
+  // first: under TCG that takes minutes; the VMs find it in .cache/rig.
   if (!values['fetch-only']) {
+    try {
+      process.stdout.write(`kernels: rig SCTP helper ${buildSctpHelper(PREBUILT_DIR)}\n`);
+    } catch (e) {
+      process.stdout.write(`kernels: building the rig's SCTP helper failed (the VMs will try): ${(e as Error).message}\n`);
+    }
     process.stdout.write(`kernels: running in ${REPO}: ${command}\n`);
     const queue = [...prepared];
     const worker = async () => {

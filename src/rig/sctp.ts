@@ -1,7 +1,9 @@
 // SCTP for the rig: builds src/rig/sctp.c (the SCTP backend and client; Node
 // has no SCTP sockets) with the host's C compiler into a cache directory
 // keyed by the source's hash, says whether this kernel has SCTP at all, and
-// turns the client's output into RequestResults.
+// turns the client's output into RequestResults. The kernel matrix builds it
+// on the host into <repo>/.cache/rig before booting (compiling under TCG
+// takes minutes); a VM finds it there, read-only.
 
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -15,12 +17,23 @@ import type { RequestResult } from './protocol.ts';
 
 const SOURCE = fileURLToPath(new URL('./sctp.c', import.meta.url));
 
-/** Path of the built helper; builds it the first time (cc, else gcc). */
+/** Where the kernel matrix leaves a prebuilt helper. */
+export const PREBUILT_DIR = fileURLToPath(new URL('../../.cache/rig', import.meta.url));
+
+function helperName(): string {
+  return `sctp-${createHash('sha256').update(readFileSync(SOURCE)).digest('hex').slice(0, 16)}`;
+}
+
+/** Path of the built helper: the prebuilt one, else built the first time into a temporary directory (cc, gcc or clang). */
 export function sctpHelper(): string {
-  const src = readFileSync(SOURCE);
-  const hash = createHash('sha256').update(src).digest('hex').slice(0, 16);
-  const dir = join(tmpdir(), 'sy-rig-sctp');
-  const bin = join(dir, `sctp-${hash}`);
+  const prebuilt = join(PREBUILT_DIR, helperName());
+  if (existsSync(prebuilt)) return prebuilt;
+  return buildSctpHelper(join(tmpdir(), 'sy-rig-sctp'));
+}
+
+/** Builds the helper into `dir` unless it is there already; returns its path. */
+export function buildSctpHelper(dir: string): string {
+  const bin = join(dir, helperName());
   if (existsSync(bin)) return bin;
   mkdirSync(dir, { recursive: true });
   const tmp = `${bin}.${process.pid}.tmp`;
