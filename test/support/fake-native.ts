@@ -122,7 +122,7 @@ function recordNote(i: number, count: number): string {
 }
 
 // enum bpf_map_type / bpf_prog_type values (uapi linux/bpf.h).
-export const BPF_MAP_TYPE: Readonly<Record<MapType, number>> = { hash: 1, array: 2, percpu_array: 6, lru_hash: 9 };
+export const BPF_MAP_TYPE: Readonly<Record<MapType, number>> = { hash: 1, array: 2, percpu_array: 6, lru_hash: 9, lpm_trie: 11 };
 export const BPF_PROG_TYPE_SCHED_CLS = 3;
 const BPF_F_LOCK = 4;
 
@@ -145,14 +145,17 @@ export const FAKE_OBJECT_PATH = '/fake/bpf/build/switchyard.bpf.o';
 
 /**
  * bpf/build/switchyard.bpf.o as libbpf loads it: layout.ts's MAPS in the
- * object's order, all pinned by name, and the tc program sy_ingress.
+ * object's order, all pinned by name, and the four tc programs of layout 2.
  * `maxEntries` stands for a build with a smaller limit (SY_BACKEND_MAX...),
  * so that a map fills up after a few entries.
  */
 export function switchyardObject(opts: { readonly maxEntries?: Readonly<Record<string, number>> } = {}): FakeObjectSpec {
   const maps = Object.values(MAPS).map((m): MapSpec => ({ ...m, maxEntries: opts.maxEntries?.[m.name] ?? m.maxEntries }));
-  return { maps, programs: [{ name: 'sy_ingress', section: 'tc', type: BPF_PROG_TYPE_SCHED_CLS }] };
+  return { maps, programs: PROGRAM_NAMES_V2.map((name) => ({ name, section: 'tc', type: BPF_PROG_TYPE_SCHED_CLS })) };
 }
+
+/** The programs of the layout 2 object (DATAPATH-v2.md). */
+export const PROGRAM_NAMES_V2 = ['sy_from_pod', 'sy_to_pod', 'sy_from_net', 'sy_to_net'] as const;
 
 export type MapOp = 'update' | 'delete' | 'lookup' | 'dump';
 
@@ -234,6 +237,8 @@ export class FakeNativeBinding implements NativeBinding {
   readonly #hooks = new Map<number, Map<string, FakeFilter>>();
   readonly #watchers = new Set<{ readonly onChange: () => void }>();
   #faults: ArmedFault[] = [];
+  /** Every program ever loaded, by id (the kernel keeps an attached program after its fds close). */
+  readonly #progNames = new Map<number, string>();
   /** Every map call that reached a map, in order. */
   readonly calls: MapCall[] = [];
 
@@ -285,6 +290,11 @@ export class FakeNativeBinding implements NativeBinding {
   /** The maps of layout.ts's MAPS pinned under pinRoot, as a FakeMapStore (dumpCanonical, checkConsistent). */
   store(pinRoot: string): FakeMapStore {
     return new FakeMapStore(Object.values(MAPS).map((m) => this.pinnedMap(`${pinRoot}/${m.name}`)));
+  }
+
+  /** The name of a loaded program by id (what bpftool prog show prints), or undefined. */
+  programName(id: number | undefined): string | undefined {
+    return id === undefined ? undefined : this.#progNames.get(id);
   }
 
   /** Open fds (maps and programs); 0 when every handle was released. */
@@ -340,16 +350,25 @@ export class FakeNativeBinding implements NativeBinding {
   // -------------------------------------------------------------------------
   // NativeBinding: objects and bpffs.
 
-  openObject(path: string, opts: { pinRoot: string }): Promise<NativeObject> {
+  openObject(path: string, opts: { pinRoot: string; maxEntries?: Readonly<Record<string, number>> }): Promise<NativeObject> {
     argString(path, 'path');
     argObject(opts, 'opts');
     if (typeof opts.pinRoot !== 'string') throw new TypeError('opts.pinRoot must be a string');
     const pinRoot = opts.pinRoot;
+    const maxEntries = opts.maxEntries ?? {};
+    for (const [name, n] of Object.entries(maxEntries)) {
+      if (!(Number.isInteger(n) && n >= 1 && n <= 0xffffffff)) throw new TypeError(`opts.maxEntries.${name} must be an integer from 1 to 2^32-1`);
+    }
     return later(() => {
       this.ensureBpffs(pinRoot);
       const spec = this.#objects[path];
       if (spec === undefined) throw sysError('ENOENT', 'bpf_object__open_file', path);
-      return this.#load(path, pinRoot, spec);
+      // bpf_map__set_max_entries between open and load, as object.cc does.
+      for (const name of Object.keys(maxEntries)) {
+        if (!spec.maps.some((m) => m.name === name)) throw sysError('ENOENT', 'bpf_map__set_max_entries', `${path} map ${name}`);
+      }
+      const maps = spec.maps.map((m) => (maxEntries[m.name] === undefined ? m : { ...m, maxEntries: maxEntries[m.name] as number }));
+      return this.#load(path, pinRoot, { ...spec, maps });
     });
   }
 
@@ -563,6 +582,7 @@ export class FakeNativeBinding implements NativeBinding {
     }
     const progDescs: NativeProgramDesc[] = spec.programs.map((p) => {
       const prog: KernelProg = { id: this.#nextProgId++, name: p.name, type: p.type };
+      this.#progNames.set(prog.id, p.name);
       const fd = this.#openFd({ kind: 'prog', prog });
       opened.push(fd);
       return { name: p.name, section: p.section, fd, type: p.type };
