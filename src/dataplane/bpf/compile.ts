@@ -325,7 +325,12 @@ function compileVerdicts(
   if (internal.action !== external.action || !sameKeys(internal.backendKeys, external.backendKeys)) {
     return { internal: { ...internal, flags: internal.flags | SY_SVC_F_EXT_SCOPE }, external, sourceRanges };
   }
-  const masqExt = masquerades(fv.external) || masquerades(fv.node);
+  // Only fv.external: the tc programs never see this node's own traffic to
+  // its frontends (it leaves through lo), so fv.node (kube-proxy's
+  // --src-type LOCAL masquerade) must not masquerade external clients, e.g.
+  // those of an externalTrafficPolicy Local NodePort whose endpoints are all
+  // local (internal and external sets equal: no EXT_SCOPE master).
+  const masqExt = masquerades(fv.external);
   return { internal: masqExt ? { ...internal, flags: internal.flags | SY_SVC_F_MASQ_EXT } : internal, external: null, sourceRanges };
 }
 
