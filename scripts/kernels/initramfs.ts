@@ -54,6 +54,10 @@ export const MODULES: ModuleWant[] = [
   { names: ['nft_masq'], optional: true },
   { names: ['nft_nat'], optional: true },
   { names: ['nf_conntrack_netlink'], optional: true },
+  // The rig's nodes: `ct state invalid counter drop` in an inet table.
+  { names: ['nft_counter'], optional: true },
+  // SCTP end-to-end tests (northsouth.sctp.test.ts).
+  { names: ['sctp'], optional: true },
   // IPVS backend.
   { names: ['ip_vs'] },
   { names: ['ip_vs_rr'] },

@@ -18,6 +18,7 @@ import { buildBaseInitrd, MODULES } from './initramfs.ts';
 import type { ModuleWant } from './initramfs.ts';
 import { DEFAULT_KERNELS, findKernel, KERNELS } from './kernels.ts';
 import type { KernelSpec } from './kernels.ts';
+import { buildSctpHelper, PREBUILT_DIR } from '../../src/rig/sctp.ts';
 import type { VmResult } from './vm.ts';
 import { runVm, running, shellQuote, workDirs } from './vm.ts';
 
@@ -28,8 +29,14 @@ const REPO = resolve(import.meta.dirname, '..', '..');
  * vmEnv points vitest's cache at /tmp (SY_VITEST_DIR).
  */
 const VITEST = 'vitest run --configLoader native --project privileged';
-/** The dataplane's end-to-end tests on each kernel: the addon against the kernel, and ClusterIP traffic. */
-const DEFAULT_COMMAND = `${VITEST} test/privileged/native.test.ts test/privileged/clusterip.test.ts`;
+/**
+ * The dataplane's end-to-end tests on each kernel: the addon against the
+ * kernel, ClusterIP traffic, the real-node regression (item 0 of issue 7),
+ * north-south traffic on both families, and SCTP (the VMs have it).
+ */
+const DEFAULT_COMMAND = `${VITEST} ${['native.test.ts', 'clusterip.test.ts', 'realnode.test.ts', 'northsouth.test.ts', 'northsouth.sctp.test.ts']
+  .map((f) => `test/privileged/${f}`)
+  .join(' ')}`;
 /** --all: every privileged test (~25 min per kernel under TCG on 2 cores). */
 const ALL_COMMAND = VITEST;
 
@@ -49,6 +56,7 @@ options:
   --refresh        ask the archive for newer kernels instead of using the cached ones
   --fetch-only     download and prepare the kernels, boot nothing
   --all            run every privileged test (timeout default 3600 s per kernel)
+  --files LIST     run these test files (comma-separated) with vitest's privileged project
   -h, --help
 
 command: the arguments after --, else env SY_KERNEL_TEST_CMD (a shell command line),
@@ -140,6 +148,7 @@ async function main(): Promise<number> {
     refresh: { type: 'boolean', default: false },
     'fetch-only': { type: 'boolean', default: false },
     all: { type: 'boolean', default: false },
+    files: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   } as const;
   let parsed: ReturnType<typeof parseArgs<{ allowPositionals: true; options: typeof options }>>;
@@ -167,8 +176,16 @@ async function main(): Promise<number> {
   const memoryMiB = intOption(values.memory, 'SY_KERNEL_MEMORY', 2048, '--memory');
   const vcpus = intOption(values.cpus, 'SY_KERNEL_CPUS', Math.min(2, cpus().length), '--cpus');
   const jobs = intOption(values.jobs, 'SY_KERNEL_JOBS', 1, '--jobs');
+  const files = (values.files ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const command =
-    positionals.length > 0 ? positionals.map(shellQuote).join(' ') : process.env.SY_KERNEL_TEST_CMD || (values.all ? ALL_COMMAND : DEFAULT_COMMAND);
+    positionals.length > 0
+      ? positionals.map(shellQuote).join(' ')
+      : files.length > 0
+        ? `${VITEST} ${files.map(shellQuote).join(' ')}`
+        : process.env.SY_KERNEL_TEST_CMD || (values.all ? ALL_COMMAND : DEFAULT_COMMAND);
   const cacheDir = resolve(process.env.SY_KERNEL_CACHE || join(REPO, '.cache', 'kernels'));
   const extra: ModuleWant[] = (process.env.SY_KERNEL_MODULES ?? '')
     .split(',')
@@ -209,8 +226,14 @@ async function main(): Promise<number> {
     }
   }
 
-  // 2. Boot them, `jobs` at a time.
+  // 2. Boot them, `jobs` at a time. The rig's SCTP helper is compiled here
+  // first: under TCG that takes minutes; the VMs find it in .cache/rig.
   if (!values['fetch-only']) {
+    try {
+      process.stdout.write(`kernels: rig SCTP helper ${buildSctpHelper(PREBUILT_DIR)}\n`);
+    } catch (e) {
+      process.stdout.write(`kernels: building the rig's SCTP helper failed (the VMs will try): ${(e as Error).message}\n`);
+    }
     process.stdout.write(`kernels: running in ${REPO}: ${command}\n`);
     const queue = [...prepared];
     const worker = async () => {

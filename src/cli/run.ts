@@ -194,7 +194,8 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   });
   const clock = systemClock();
   const cache = new ClusterCache({ now: () => clock.now() });
-  const builder = new SnapshotBuilder({ cache, nodeName: cfg.nodeName });
+  // Both families: the v2 dataplane programs IPv6 frontends and backends too.
+  const builder = new SnapshotBuilder({ cache, nodeName: cfg.nodeName, endpointFamilies: ['IPv4', 'IPv6'] });
   const dataplane = new BpfDataplane({
     native: loadBinding(),
     log: createLogger('bpf', { level }),

@@ -15,9 +15,11 @@ import { fileURLToPath } from 'node:url';
 import { SwitchyardError } from '../util/errors.ts';
 import { CommandError, RigProcess, inNetns, run, runSync } from './proc.ts';
 import type { ExecOptions, ExecResult, SpawnOptions } from './proc.ts';
-import type { ClientOutput, Proto, RequestResult } from './protocol.ts';
+import { formatEndpoint } from './protocol.ts';
+import type { ClientOutput, PlanOutput, PlanRun, Proto, RequestResult } from './protocol.ts';
 import { planCluster } from './topology.ts';
 import type { ClusterNode, ClusterPlan, Host, Pod } from './topology.ts';
+import { parseSctpClientOutput, sctpHelper } from './sctp.ts';
 import { scaled } from './timing.ts';
 import type { HolderOutput } from './holder.ts';
 
@@ -25,7 +27,24 @@ export type { ClusterNode, ClusterPlan, Host, Pod } from './topology.ts';
 export type { Endpoint, Proto, RequestResult } from './protocol.ts';
 export type { ExecOptions, ExecResult, SpawnOptions } from './proc.ts';
 export { CommandError, RigProcess } from './proc.ts';
-export { CLUSTER_POD_CIDR, EXT_ADDR, FABRIC_GATEWAY, SERVICE_CIDR, planCluster } from './topology.ts';
+export {
+  CLIENT_GATEWAY,
+  CLIENT_GATEWAY6,
+  CLUSTER_POD_CIDR,
+  CLUSTER_POD_CIDR6,
+  EXT2_ADDR,
+  EXT2_ADDR6,
+  EXT_ADDR,
+  EXT_ADDR6,
+  FABRIC_GATEWAY,
+  FABRIC_GATEWAY6,
+  LB_CIDR,
+  LB_CIDR6,
+  NODE_NFT_TABLE,
+  SERVICE_CIDR,
+  SERVICE_CIDR6,
+  planCluster,
+} from './topology.ts';
 
 export interface ClusterOptions {
   nodes: number;
@@ -42,6 +61,10 @@ export interface BackendOptions {
   udp?: number[];
   /** Long-lived TCP ports: every line received is answered (see holder.ts). */
   echo?: number[];
+  /** TCP ports that echo every byte after their line (RequestOptions.bulkBytes). */
+  bulk?: number[];
+  /** SCTP ports, served by the C helper (sctp.c) in a second process. */
+  sctp?: number[];
   /** The NAME the backend answers with; default the pod's (or host's) name. */
   name?: string;
 }
@@ -61,6 +84,10 @@ export interface RequestOptions {
   timeoutMs?: number;
   /** Requests in flight; default 10. */
   concurrency?: number;
+  /** TCP to a bulk port: send this many bytes and expect them back (the timeout covers the transfer). */
+  bulkBytes?: number;
+  /** UDP: connect the socket, so an ICMP port unreachable shows as ECONNREFUSED. */
+  udpConnected?: boolean;
 }
 
 const BACKEND = fileURLToPath(new URL('./backend.ts', import.meta.url));
@@ -154,8 +181,10 @@ export class Cluster {
   readonly plan: ClusterPlan;
   /** The gateway namespace; its `br0` holds 198.18.0.254/24. */
   readonly fabric: Host;
-  /** The external client, 198.18.0.100 on the fabric. */
+  /** The external client, 198.18.1.100 (fd00:198:18::1:100), routed to the nodes by the gateway. */
   readonly ext: Host;
+  /** A second external client, 198.18.1.101 (fd00:198:18::1:101). */
+  readonly ext2: Host;
   readonly nodes: readonly ClusterNode[];
   #namespaces: ReadonlySet<string>;
   #procs = new Set<RigProcess>();
@@ -166,6 +195,7 @@ export class Cluster {
     this.prefix = plan.prefix;
     this.fabric = plan.fabric;
     this.ext = plan.ext;
+    this.ext2 = plan.ext2;
     this.nodes = plan.nodes;
     this.#namespaces = new Set(plan.namespaces);
   }
@@ -231,10 +261,21 @@ export class Cluster {
    * host-network backend); resolves once every socket listens.
    */
   async startBackend(where: Pod | Host | ClusterNode, opts: BackendOptions): Promise<RigProcess> {
+    if (opts.sctp && opts.sctp.length > 0) {
+      const sctp = this.spawn(where, [sctpHelper(), 'server', opts.name ?? where.name, opts.sctp.join(',')]);
+      try {
+        await sctp.waitForLine('ready', READY_TIMEOUT_MS);
+      } catch (err) {
+        await sctp.stop();
+        throw err;
+      }
+      if (!opts.tcp?.length && !opts.udp?.length && !opts.echo?.length && !opts.bulk?.length) return sctp;
+    }
     const argv = [process.execPath, BACKEND, '--name', opts.name ?? where.name];
     if (opts.tcp && opts.tcp.length > 0) argv.push('--tcp', opts.tcp.join(','));
     if (opts.udp && opts.udp.length > 0) argv.push('--udp', opts.udp.join(','));
     if (opts.echo && opts.echo.length > 0) argv.push('--echo', opts.echo.join(','));
+    if (opts.bulk && opts.bulk.length > 0) argv.push('--bulk', opts.bulk.join(','));
     const proc = this.spawn(where, argv);
     try {
       await proc.waitForLine('ready', READY_TIMEOUT_MS);
@@ -255,7 +296,7 @@ export class Cluster {
       process.execPath,
       HOLDER,
       '--target',
-      `${opts.ip}:${opts.port}`,
+      formatEndpoint(opts),
       '--duration-ms',
       String(opts.durationMs),
       '--interval-ms',
@@ -271,19 +312,29 @@ export class Cluster {
     const count = opts.count ?? 1;
     const timeoutMs = scaled(opts.timeoutMs ?? 1000);
     const concurrency = opts.concurrency ?? 10;
+    if (opts.proto === 'sctp') {
+      // One association after the other (the helper is sequential).
+      const r = await this.exec(from, [sctpHelper(), 'client', opts.ip, String(opts.port), String(count), String(timeoutMs)], {
+        timeoutMs: count * timeoutMs + READY_TIMEOUT_MS,
+        check: true,
+      });
+      return parseSctpClientOutput(r.stdout);
+    }
     const argv = [
       process.execPath,
       CLIENT,
       '--proto',
       opts.proto,
       '--target',
-      `${opts.ip}:${opts.port}`,
+      formatEndpoint(opts),
       '--count',
       String(count),
       '--timeout-ms',
       String(timeoutMs),
       '--concurrency',
       String(concurrency),
+      ...(opts.bulkBytes ? ['--bulk-bytes', String(opts.bulkBytes)] : []),
+      ...(opts.udpConnected ? ['--udp-connected'] : []),
     ];
     const budget = Math.ceil(count / concurrency) * timeoutMs + READY_TIMEOUT_MS;
     const r = await this.exec(from, argv, { timeoutMs: budget, check: true });
@@ -294,6 +345,35 @@ export class Cluster {
       throw new CommandError(inNetns(nsName(from), argv), { ...r, stderr: `unparsable output: ${r.stdout.slice(0, 500)}\n${r.stderr}` });
     }
     return out.results;
+  }
+
+  /**
+   * Runs several request sets from `from` at the same time in one client
+   * process (TCP and UDP only); one result list per set, in order.
+   */
+  async requestMany(from: Where, sets: readonly RequestOptions[]): Promise<RequestResult[][]> {
+    if (sets.length === 0) return [];
+    const plan: PlanRun[] = sets.map((o) => {
+      if (o.proto === 'sctp') throw new RangeError('requestMany: SCTP goes through request()');
+      return {
+        proto: o.proto,
+        ip: o.ip,
+        port: o.port,
+        count: o.count ?? 1,
+        timeoutMs: scaled(o.timeoutMs ?? 1000),
+        concurrency: o.concurrency ?? 10,
+        ...(o.bulkBytes ? { bulkBytes: o.bulkBytes } : {}),
+        ...(o.udpConnected ? { udpConnected: true } : {}),
+      };
+    });
+    const argv = [process.execPath, CLIENT, '--plan', JSON.stringify(plan)];
+    const budget = Math.max(...plan.map((p) => Math.ceil((p.count ?? 1) / (p.concurrency ?? 10)) * (p.timeoutMs ?? 1000))) + READY_TIMEOUT_MS;
+    const r = await this.exec(from, argv, { timeoutMs: budget, check: true });
+    try {
+      return (JSON.parse(r.stdout) as PlanOutput).runs;
+    } catch {
+      throw new CommandError(inNetns(nsName(from), argv), { ...r, stderr: `unparsable output: ${r.stdout.slice(0, 500)}\n${r.stderr}` });
+    }
   }
 
   /** Creates the namespaces and configures them. Called once, by createCluster. */

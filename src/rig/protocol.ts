@@ -6,7 +6,8 @@
 // where CLIENT is the peer address the backend saw (so a test can tell whether
 // the source was preserved or masqueraded) and LOCAL the address it was
 // reached on (so a test can tell that the destination was translated).
-// The client prints one JSON document, `ClientOutput`.
+// IPv6 endpoints are written `[ADDR]:PORT`. The client prints one JSON
+// document, `ClientOutput`.
 
 import { SwitchyardError } from '../util/errors.ts';
 
@@ -15,7 +16,7 @@ export interface Endpoint {
   port: number;
 }
 
-export type Proto = 'tcp' | 'udp';
+export type Proto = 'tcp' | 'udp' | 'sctp';
 
 export interface RequestResult {
   ok: boolean;
@@ -31,6 +32,8 @@ export interface RequestResult {
   local?: Endpoint;
   /** Error code (ECONNREFUSED, EHOSTUNREACH, ...) or 'timeout' or 'bad-reply'. */
   error?: string;
+  /** Bulk transfers: bytes that came back. */
+  bytes?: number;
   /** Wall time of this request in milliseconds. */
   ms: number;
 }
@@ -41,6 +44,23 @@ export interface ClientOutput {
   results: RequestResult[];
 }
 
+/** One request set of a client --plan. */
+export interface PlanRun {
+  proto: Proto;
+  ip: string;
+  port: number;
+  count?: number;
+  timeoutMs?: number;
+  concurrency?: number;
+  bulkBytes?: number;
+  udpConnected?: boolean;
+}
+
+/** What client --plan prints: the results of each PlanRun, in order. */
+export interface PlanOutput {
+  runs: RequestResult[][];
+}
+
 export interface BackendLine {
   name: string;
   client: Endpoint;
@@ -48,16 +68,18 @@ export interface BackendLine {
 }
 
 export function formatEndpoint(e: Endpoint): string {
-  return `${e.ip}:${e.port}`;
+  return e.ip.includes(':') ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
 }
 
-/** Parses `IP:PORT` (IPv4 only; the rig is IPv4-only). */
+/** Parses `A.B.C.D:PORT` or `[IPV6]:PORT`. */
 export function parseEndpoint(s: string): Endpoint | undefined {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(s);
-  if (!m || m[1] === undefined || m[2] === undefined) return undefined;
-  const port = Number(m[2]);
+  const m = /^(?:(\d{1,3}(?:\.\d{1,3}){3})|\[([0-9a-fA-F:.]+)\]):(\d{1,5})$/.exec(s);
+  if (!m || m[3] === undefined) return undefined;
+  const ip = m[1] ?? m[2];
+  if (ip === undefined) return undefined;
+  const port = Number(m[3]);
   if (port > 65535) return undefined;
-  return { ip: m[1], port };
+  return { ip, port };
 }
 
 export function formatBackendLine(l: BackendLine): string {

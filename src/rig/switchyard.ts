@@ -100,3 +100,122 @@ export function sliceYaml(
   const p = ports.map((x) => `  - name: ${x.name}\n    port: ${x.port}\n    protocol: ${x.protocol}`).join('\n');
   return `apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: ${sliceName}\n  namespace: default\n  labels:\n    kubernetes.io/service-name: ${service}\naddressType: IPv4\nendpoints:\n${eps.length ? eps : '  []'}\nports:\n${p}\n`;
 }
+
+// ---------------------------------------------------------------------------
+// Manifests for every kind of Service the end-to-end tests and the demo use.
+// Written as JSON documents (JSON is YAML) joined with `---`.
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+
+export interface SvcPort {
+  name: string;
+  port: number;
+  targetPort: number;
+  protocol: Protocol;
+  /** NodePort and LoadBalancer Services. */
+  nodePort?: number;
+}
+
+export interface ServiceSpec {
+  name: string;
+  type?: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
+  /** One per family, primary first (its family decides spec.clusterIP). */
+  clusterIPs: string[];
+  ports: SvcPort[];
+  externalIPs?: string[];
+  externalTrafficPolicy?: 'Cluster' | 'Local';
+  /** status.loadBalancer.ingress IPs. */
+  loadBalancerIPs?: string[];
+  ipMode?: 'VIP' | 'Proxy';
+  loadBalancerSourceRanges?: string[];
+}
+
+function familyOfAddr(ip: string): 'IPv4' | 'IPv6' {
+  return ip.includes(':') ? 'IPv6' : 'IPv4';
+}
+
+/** A v1 Service object. */
+export function serviceDoc(s: ServiceSpec): Record<string, unknown> {
+  const type = s.type ?? 'ClusterIP';
+  const spec: Record<string, unknown> = {
+    type,
+    clusterIP: s.clusterIPs[0],
+    clusterIPs: s.clusterIPs,
+    ipFamilies: s.clusterIPs.map(familyOfAddr),
+    ipFamilyPolicy: s.clusterIPs.length > 1 ? 'RequireDualStack' : 'SingleStack',
+    ports: s.ports.map((p) => ({
+      name: p.name,
+      port: p.port,
+      targetPort: p.targetPort,
+      protocol: p.protocol,
+      ...(p.nodePort ? { nodePort: p.nodePort } : {}),
+    })),
+  };
+  if (type !== 'ClusterIP' || s.externalTrafficPolicy) spec['externalTrafficPolicy'] = s.externalTrafficPolicy ?? 'Cluster';
+  if (s.externalIPs?.length) spec['externalIPs'] = s.externalIPs;
+  if (s.loadBalancerSourceRanges?.length) spec['loadBalancerSourceRanges'] = s.loadBalancerSourceRanges;
+  const doc: Record<string, unknown> = { apiVersion: 'v1', kind: 'Service', metadata: { name: s.name, namespace: 'default' }, spec };
+  if (s.loadBalancerIPs?.length) {
+    doc['status'] = { loadBalancer: { ingress: s.loadBalancerIPs.map((ip) => ({ ip, ipMode: s.ipMode ?? 'VIP' })) } };
+  }
+  return doc;
+}
+
+export interface SliceEndpoint {
+  ip: string;
+  node: string;
+  ready?: boolean;
+  serving?: boolean;
+  terminating?: boolean;
+}
+
+/** EndpointSlices of `service`, one per address family present in `endpoints` (or an empty IPv4 one when there are none). */
+export function sliceDocs(
+  service: string,
+  endpoints: readonly SliceEndpoint[],
+  ports: readonly { name: string; port: number; protocol: Protocol }[],
+): Record<string, unknown>[] {
+  const families = [...new Set(endpoints.map((e) => familyOfAddr(e.ip)))];
+  if (families.length === 0) families.push('IPv4');
+  return families.map((family) => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: `${service}-${family === 'IPv4' ? 'v4' : 'v6'}`, namespace: 'default', labels: { 'kubernetes.io/service-name': service } },
+    addressType: family,
+    endpoints: endpoints
+      .filter((e) => familyOfAddr(e.ip) === family)
+      .map((e) => ({
+        addresses: [e.ip],
+        conditions: { ready: e.ready ?? true, serving: e.serving ?? true, terminating: e.terminating ?? false },
+        nodeName: e.node,
+      })),
+    ports: ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })),
+  }));
+}
+
+/** A v1 Node with its addresses and pod CIDRs (for --detect-local-mode=NodeCIDR). */
+export function nodeDoc(node: ClusterNode): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name: node.name, labels: { 'kubernetes.io/hostname': node.name } },
+    spec: { podCIDR: node.podCidr, podCIDRs: [node.podCidr, node.podCidr6] },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: node.addr },
+        { type: 'InternalIP', address: node.addr6 },
+        { type: 'Hostname', address: node.name },
+      ],
+    },
+  };
+}
+
+/** A Service and its EndpointSlices as one manifest file's text. */
+export function serviceManifest(s: ServiceSpec, endpoints: readonly SliceEndpoint[]): string {
+  const slicePorts = s.ports.map((p) => ({ name: p.name, port: p.targetPort, protocol: p.protocol }));
+  return manifestText([serviceDoc(s), ...sliceDocs(s.name, endpoints, slicePorts)]);
+}
+
+export function manifestText(docs: readonly Record<string, unknown>[]): string {
+  return `${docs.map((d) => JSON.stringify(d)).join('\n---\n')}\n`;
+}

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, vi } from 'vitest';
-import { createCluster, FABRIC_GATEWAY, type BackendOptions, type Cluster, type ClusterNode, type Pod } from '../../src/rig/cluster.ts';
+import { createCluster, FABRIC_GATEWAY, NODE_NFT_TABLE, type BackendOptions, type Cluster, type ClusterNode, type Pod } from '../../src/rig/cluster.ts';
 import type { RigProcess } from '../../src/rig/proc.ts';
 import type { Proto, RequestResult } from '../../src/rig/protocol.ts';
 import { Manifests, PinRoot, SWITCHYARD } from '../../src/rig/switchyard.ts';
@@ -343,4 +343,100 @@ export function nodeObject(name: string, internalIP: string): Record<string, unk
       ],
     },
   };
+}
+
+// ---------------------------------------------------------------------------
+// Real-node rig helpers: waiting for the daemons to program, and the
+// packet-level evidence a failure message carries (the nodes' conntrack
+// INVALID drop counters and the dataplane's own counters).
+
+/** Waits until every daemon logged that it is running and has programmed its first change. */
+export async function untilProgrammed(daemons: readonly RigProcess[]): Promise<void> {
+  await until(
+    'every daemon running and programmed',
+    async () => daemons.every((d) => / info switchyard running /.test(d.stderr) && / info switchyard programmed /.test(d.stderr)),
+    daemons,
+  );
+}
+
+/** sy_stats_v2 indexes (bpf/include/sy_maps.h). */
+const STATS_V2 = [
+  'SVC_HIT',
+  'CT_NEW',
+  'REJECT',
+  'DROP_NO_LOCAL',
+  'DROP_SRC_RANGE',
+  'DROP_NO_PORT',
+  'RNAT',
+  'SNAT_FAIL',
+  'CT_FULL',
+  'CT_RESTORE',
+  'ICMP_XLATE',
+  'FRAG',
+  'FRAG_DROP',
+  'FIB_FAIL',
+  'RETRY',
+  'TCP_REOPEN',
+];
+const STATS_V1 = ['SVC_HIT', 'CT_NEW', 'NO_BACKEND', 'RNAT', 'SNAT_FAIL'];
+
+function u64le(bytes: readonly string[]): number {
+  let v = 0;
+  for (let i = Math.min(bytes.length, 8) - 1; i >= 0; i--) v = v * 256 + Number.parseInt(bytes[i] ?? '0', 16);
+  return v;
+}
+
+/** A pinned per-CPU stats map (bpftool -j), summed over CPUs, by counter name; null when not pinned. */
+async function statsOf(c: Cluster, path: string, names: readonly string[]): Promise<Map<string, number> | null> {
+  const r = await c.exec(c.fabric, ['bpftool', '-j', 'map', 'dump', 'pinned', path]);
+  if (r.code !== 0) return null;
+  const rows = JSON.parse(r.stdout) as { key: number | string[]; values: { value: number | string[] }[] }[];
+  const out = new Map<string, number>();
+  for (const row of rows) {
+    const key = typeof row.key === 'number' ? row.key : u64le(row.key);
+    const sum = row.values.reduce((a, v) => a + (typeof v.value === 'number' ? v.value : u64le(v.value)), 0);
+    out.set(names[key] ?? String(key), sum);
+  }
+  return out;
+}
+
+function formatStats(m: Map<string, number>): string {
+  return (
+    [...m]
+      .filter(([, v]) => v > 0)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ') || 'all zero'
+  );
+}
+
+/** The v2 dataplane's counters on a node (sy_stats_v2), by name (SVC_HIT, DROP_NO_PORT, ...). */
+export async function nodeStats(c: Cluster, pins: PinRoot, node: ClusterNode): Promise<Map<string, number>> {
+  const m = await statsOf(c, `${pins.dirFor(node)}/sy_stats_v2`, STATS_V2);
+  if (!m) throw new Error(`${node.name}: ${pins.dirFor(node)}/sy_stats_v2 is not pinned (not the v2 datapath?)`);
+  return m;
+}
+
+/**
+ * What the nodes saw, for failure messages: per node, the nft ct-INVALID
+ * drop counter and the dataplane's counters (sy_stats_v2, else sy_stats_v1).
+ */
+export async function evidence(c: Cluster, pins: PinRoot): Promise<string> {
+  const lines: string[] = [];
+  for (const n of c.nodes) {
+    const nft = await c.exec(n, ['nft', 'list', 'table', 'inet', NODE_NFT_TABLE]);
+    const counter = /ct state invalid counter packets (\d+) bytes (\d+)/.exec(nft.stdout);
+    const dir = pins.dirFor(n);
+    const v2 = await statsOf(c, `${dir}/sy_stats_v2`, STATS_V2);
+    const v1 = v2 ? null : await statsOf(c, `${dir}/sy_stats_v1`, STATS_V1);
+    const stats = v2 ? `sy_stats_v2: ${formatStats(v2)}` : v1 ? `sy_stats_v1: ${formatStats(v1)}` : 'no stats map pinned';
+    lines.push(`${n.name}: nft ct-invalid drops ${counter ? `${counter[1]} packets` : '(rule missing!)'}; ${stats}`);
+  }
+  return lines.join('\n');
+}
+
+/** Names of results that failed, with their errors, for messages. */
+export function describeFailures(results: readonly RequestResult[]): string {
+  const by = new Map<string, number>();
+  for (const r of results) if (!r.ok) by.set(r.error ?? '?', (by.get(r.error ?? '?') ?? 0) + 1);
+  return [...by].map(([e, n]) => `${n}x ${e}`).join(', ');
 }

@@ -20,21 +20,24 @@ function expectAllOk(results: RequestResult[], count: number, what: string): voi
   expect(failed, `${what}: ${failed.length} of ${count} failed`).toStrictEqual([]);
 }
 
-/** Direct pod-to-pod traffic: right backend, no NAT in either direction. */
+/** Direct pod-to-pod traffic, both families: right backend, no NAT in either direction. */
 async function expectDirect(c: Cluster, from: Pod, to: Pod): Promise<void> {
-  for (const [proto, port] of [
-    ['tcp', 8080],
-    ['udp', 5353],
+  for (const [proto, port, v6] of [
+    ['tcp', 8080, false],
+    ['udp', 5353, false],
+    ['tcp', 8080, true],
+    ['udp', 5353, true],
   ] as const) {
-    const what = `${from.name} -> ${to.name} ${proto}`;
-    const results = await c.request(from, { proto, ip: to.ip, port, count: 5 });
+    const what = `${from.name} -> ${to.name} ${proto}${v6 ? ' IPv6' : ''}`;
+    const [src, dst] = v6 ? [from.ip6, to.ip6] : [from.ip, to.ip];
+    const results = await c.request(from, { proto, ip: dst, port, count: 5 });
     expectAllOk(results, 5, what);
     const ports = new Set<number>();
     for (const r of results) {
       expect(r.backend, what).toBe(to.name);
-      expect(r.reply, `${what}: reply source`).toStrictEqual({ ip: to.ip, port });
-      expect(r.seenLocal, `${what}: destination the backend saw`).toStrictEqual({ ip: to.ip, port });
-      expect(r.seenClient, `${what}: client the backend saw`).toStrictEqual({ ip: from.ip, port: r.local?.port });
+      expect(r.reply, `${what}: reply source`).toStrictEqual({ ip: dst, port });
+      expect(r.seenLocal, `${what}: destination the backend saw`).toStrictEqual({ ip: dst, port });
+      expect(r.seenClient, `${what}: client the backend saw`).toStrictEqual({ ip: src, port: r.local?.port });
       ports.add(r.seenClient?.port ?? 0);
     }
     expect(ports.size, `${what}: every request has its own source port`).toBe(5);
@@ -44,11 +47,11 @@ async function expectDirect(c: Cluster, from: Pod, to: Pod): Promise<void> {
 base('plan: names fit the kernel and addresses follow the plan', () => {
   const plan = planCluster({ nodes: 3, podsPerNode: 4, prefix: 'sy9999zz' });
   expect(new Set(plan.namespaces).size, 'namespace names are unique').toBe(plan.namespaces.length);
-  expect(plan.namespaces.length).toBe(2 + 3 + 3 * 4);
+  expect(plan.namespaces.length).toBe(3 + 3 + 3 * 4);
   for (const line of [...plan.fabricSetup.batch, ...plan.setup.flatMap((s) => s.batch)]) {
     for (const m of line.matchAll(/\b(?:dev|name|master|add|set) (\S+)/g)) {
       const name = m[1] ?? '';
-      if (/^[a-z]/.test(name) && !/^(type|dev|default|unreachable|lo)$/.test(name)) {
+      if (/^[a-z]/.test(name) && !name.includes(':') && !/^(type|dev|default|unreachable|blackhole|lo)$/.test(name)) {
         expect(name.length, `interface name ${name} in "${line}" is longer than 15`).toBeLessThanOrEqual(15);
       }
     }
@@ -56,12 +59,20 @@ base('plan: names fit the kernel and addresses follow the plan', () => {
   const node2 = plan.nodes[1];
   if (node2 === undefined) expect.unreachable('the plan has no node 2');
   expect(node2.addr).toBe('198.18.0.2');
+  expect(node2.addr6).toBe('fd00:198:18::2');
   expect(node2.podCidr).toBe('10.244.2.0/24');
-  expect(node2.pods.map((p) => [p.name, p.ip, p.hostIf])).toStrictEqual([
-    ['pod-2-0', '10.244.2.10', 'veth0'],
-    ['pod-2-1', '10.244.2.11', 'veth1'],
-    ['pod-2-2', '10.244.2.12', 'veth2'],
-    ['pod-2-3', '10.244.2.13', 'veth3'],
+  expect(node2.podCidr6).toBe('fd00:10:244:2::/64');
+  expect(node2.pods.map((p) => [p.name, p.ip, p.ip6, p.hostIf])).toStrictEqual([
+    ['pod-2-0', '10.244.2.10', 'fd00:10:244:2::10', 'veth0'],
+    ['pod-2-1', '10.244.2.11', 'fd00:10:244:2::11', 'veth1'],
+    ['pod-2-2', '10.244.2.12', 'fd00:10:244:2::12', 'veth2'],
+    ['pod-2-3', '10.244.2.13', 'fd00:10:244:2::13', 'veth3'],
+  ]);
+  expect([plan.ext.addr, plan.ext.addr6, plan.ext2.addr, plan.ext2.addr6]).toStrictEqual([
+    '198.18.1.100',
+    'fd00:198:18::1:100',
+    '198.18.1.101',
+    'fd00:198:18::1:101',
   ]);
   expect(CLUSTER_POD_CIDR.startsWith('10.244.')).toBe(true);
   expect(() => planCluster({ nodes: 100, podsPerNode: 1, prefix: 'sy1' })).toThrow(RangeError);
@@ -94,12 +105,19 @@ describe.skipIf(skip)('the rig as root', () => {
     test('pod to pod on another node, by pod IP', ({ twoByTwo: c }) => expectDirect(c, c.pod(1, 0), c.pod(2, 1)));
     test('pod to pod on the same node, by pod IP', ({ twoByTwo: c }) => expectDirect(c, c.pod(1, 0), c.pod(1, 1)));
 
-    test('ext reaches a host-network backend on node 1, unNATed', async ({ twoByTwo: c }) => {
-      const results = await c.request(c.ext, { proto: 'tcp', ip: c.node(1).addr, port: 9090, count: 3 });
-      expectAllOk(results, 3, 'ext -> node-1:9090');
-      for (const r of results) {
-        expect(r.backend).toBe('node-1');
-        expect(r.seenClient?.ip).toBe(c.ext.addr);
+    test('ext and ext2 reach a host-network backend on node 1 through the gateway, unNATed, on both families', async ({ twoByTwo: c }) => {
+      for (const host of [c.ext, c.ext2]) {
+        for (const [ip, src] of [
+          [c.node(1).addr, host.addr],
+          [c.node(1).addr6, host.addr6],
+        ] as const) {
+          const results = await c.request(host, { proto: 'tcp', ip, port: 9090, count: 3 });
+          expectAllOk(results, 3, `${host.name} -> node-1 ${ip}:9090`);
+          for (const r of results) {
+            expect(r.backend).toBe('node-1');
+            expect(r.seenClient?.ip).toBe(src);
+          }
+        }
       }
     });
 

@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { kernelHasSctp } from '../../src/rig/sctp.ts';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const BPF_OBJECT = `${REPO}bpf/build/switchyard.bpf.o`;
@@ -19,7 +20,7 @@ export function requirePrivileged(env: NodeJS.ProcessEnv = process.env): boolean
   return (ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0') || env['SY_REQUIRE_PRIVILEGED'] === '1';
 }
 
-export type Need = 'root' | 'clang' | 'bpftool' | 'bpf-object' | 'bpf-lib-test-object' | 'native-addon' | 'ip';
+export type Need = 'root' | 'clang' | 'bpftool' | 'bpf-object' | 'bpf-lib-test-object' | 'native-addon' | 'ip' | 'nft' | 'cc' | 'sctp';
 
 function haveCommand(cmd: string, args: string[]): boolean {
   try {
@@ -35,6 +36,10 @@ const PROBES: Record<Need, () => string | null> = {
   clang: () => (haveCommand('clang', ['--version']) ? null : 'clang (scripts/setup.sh installs it)'),
   bpftool: () => (haveCommand('bpftool', ['version']) ? null : 'bpftool (scripts/setup.sh installs it)'),
   ip: () => (haveCommand('ip', ['-V']) ? null : 'ip from iproute2 (scripts/setup.sh installs it)'),
+  nft: () => (haveCommand('nft', ['--version']) ? null : "nft from nftables (scripts/setup.sh installs it; the rig's nodes drop conntrack INVALID with it)"),
+  cc: () => (['cc', 'gcc', 'clang'].some((c) => haveCommand(c, ['--version'])) ? null : "a C compiler (cc, gcc or clang) for the rig's SCTP helper"),
+  // This is a kernel property: the kernel-matrix VMs have SCTP (a module); some hosts do not.
+  sctp: () => (kernelHasSctp() ? null : 'a kernel with SCTP (the kernel-matrix VMs have it: npm run test:kernels)'),
   'bpf-object': () => (existsSync(BPF_OBJECT) ? null : `the built BPF object ${BPF_OBJECT} (npm run build:bpf)`),
   'bpf-lib-test-object': () => (existsSync(BPF_LIB_TEST_OBJECT) ? null : `the built BPF library test object ${BPF_LIB_TEST_OBJECT} (npm run build:bpf)`),
   'native-addon': () => (existsSync(NATIVE_ADDON) ? null : `the native addon ${NATIVE_ADDON} (npm run build:native)`),
