@@ -117,6 +117,15 @@ export interface NativeBinding {
   // BPF_PROG_TEST_RUN: runs the program once (or `repeat` times) on a copy of
   // data (at least 14 bytes for tc programs); map updates it makes are real.
   progTestRun(progFd: number, data: Uint8Array, opts?: TestRunOptions): Promise<TestRunResult>;
+
+  // lock.cc: a non-blocking exclusive flock(2) on the directory path (it must
+  // exist); the returned fd holds it until closeFd() or exit. Held by another
+  // open file (another daemon, or another lockDir() in this process):
+  // EWOULDBLOCK, which Linux names EAGAIN (code 'EAGAIN', syscall 'flock').
+  lockDir(path: string): number;
+  // Pids holding a flock on the directory path, from /proc/locks (holders in
+  // another PID namespace are left out): for the message while waiting.
+  lockHolders(path: string): number[];
 }
 
 // BPF_ANY / BPF_NOEXIST / BPF_EXIST for mapUpdate's flags (uapi linux/bpf.h).
@@ -141,6 +150,8 @@ const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'ifNameToIndex',
   'ifIndexToName',
   'progTestRun',
+  'lockDir',
+  'lockHolders',
 ];
 
 // The build output, relative to this file: src/native/ -> repo root.

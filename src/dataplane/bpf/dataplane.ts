@@ -6,7 +6,9 @@
 // apply touches the kernel. A sync that fails reads the maps back (adopt)
 // and rejects with the apply error; the next sync reconciles everything.
 // stop() releases handles and leaves the program attached and the maps
-// pinned, so traffic keeps flowing across restarts. Failures are
+// pinned, so traffic keeps flowing across restarts. start() first takes the
+// pin directory's lock (pinlock.ts), waiting for a daemon that still holds
+// it; stop() releases it. Failures are
 // DataplaneErrors naming the operation ("update sy_svc4_v1 (3 entries)");
 // a kernel refusal keeps the native error as the cause.
 
@@ -23,6 +25,8 @@ import { applyOps, applyPlan, type MapWriter } from './apply.ts';
 import { parseIPv4 } from '../../util/ip.ts';
 import { MAPS, configCodec, encode, u32Codec, type OpBatch } from './layout.ts';
 import type { DesiredState, ProgrammedState } from './state.ts';
+import { acquirePinLock, type PinLock } from './pinlock.ts';
+import type { Clock } from '../../sync/clock.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -51,6 +55,10 @@ export interface BpfDataplaneOptions {
   readonly masqueradeAll: boolean;
   /** The links to attach to and their changes: hostLinks() in the daemon. */
   readonly links: LinkSource;
+  /** How long start() waits for another daemon to release the pin directory; default PIN_LOCK_TIMEOUT_MS. */
+  readonly pinLockTimeoutMs?: number;
+  /** Time for the pin lock's waits; default the system clock. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -71,6 +79,7 @@ export class BpfDataplane implements Dataplane {
   #attached = new Map<number, string>();
   #watcher: { stop(): void } | null = null;
   #isPodLink: (name: string) => boolean;
+  #lock: PinLock | null = null;
 
   constructor(o: BpfDataplaneOptions) {
     this.#o = o;
@@ -79,6 +88,21 @@ export class BpfDataplane implements Dataplane {
   }
 
   async start(signal: AbortSignal): Promise<void> {
+    const o = this.#o;
+    // One daemon per pin directory: wait for one that is still terminating.
+    await kernel(`prepare pin directory ${o.pinPath}`, async () => o.native.ensureBpffs(o.pinPath));
+    const lock = await acquirePinLock({ native: o.native, log: o.log, pinPath: o.pinPath, timeoutMs: o.pinLockTimeoutMs, clock: o.clock, signal });
+    if (lock === null) return; // stopped while waiting: nothing was touched
+    this.#lock = lock;
+    try {
+      await this.#load(signal);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  async #load(signal: AbortSignal): Promise<void> {
     const o = this.#o;
     const obj = await kernel(`load ${o.objectPath}`, () => BpfObject.open(o.objectPath, o.pinPath, o.native));
     this.#obj = obj;
@@ -129,6 +153,8 @@ export class BpfDataplane implements Dataplane {
     this.#watcher = null;
     this.#obj?.close();
     this.#obj = null;
+    this.#lock?.release();
+    this.#lock = null;
   }
 
   /** Interfaces the program is attached to now, by ifindex. */
