@@ -94,6 +94,9 @@ export interface NativeBinding {
   openObject(path: string, opts: { pinRoot: string }): Promise<NativeObject>;
   // mkdir -p path, mounting a bpffs there unless it is already on one. True when it mounted.
   ensureBpffs(path: string): boolean;
+  // Removes a pin (unlink); the object lives on while fds or programs hold it.
+  // False when nothing was pinned there; EINVAL for a path outside a bpffs.
+  unpin(path: string): boolean;
   progIdFromFd(fd: number): number;
 
   mapUpdate(fd: number, keys: Uint8Array, values: Uint8Array, keySize: number, valueSize: number, flags?: number): Promise<void>;
@@ -134,6 +137,7 @@ export const UpdateFlags = { any: 0, noExist: 1, exist: 2 } as const;
 const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'openObject',
   'ensureBpffs',
+  'unpin',
   'progIdFromFd',
   'mapUpdate',
   'mapDelete',

@@ -267,9 +267,12 @@ export class FakeNativeBinding implements NativeBinding {
     return [...this.#pins.keys()].filter((p) => p.startsWith(prefix)).sort();
   }
 
-  /** rm of a pin: the map lives on while fds hold it. */
+  /** rm of a pin (also the binding's unpin): the map lives on while fds hold it. */
   unpin(path: string): boolean {
-    return this.#pins.delete(clean(path));
+    argString(path, 'path');
+    const p = clean(path);
+    if (!this.#inBpffs(posix.dirname(p))) throw invalid('unpin', path, 'not inside a bpffs');
+    return this.#pins.delete(p);
   }
 
   /** The map pinned at path, to read or seed directly. */

@@ -1,0 +1,515 @@
+// migrate: carries the live state a layout-1 daemon left pinned (the maps of
+// bpf/include/sy_maps_v1.h: sy_svc4_v1, sy_backend4_v1, sy_ct4_v1,
+// sy_rnat4_v1, sy_config_v1, sy_stats_v1) over to layout 2, so that an
+// upgrade keeps established connections on their backend and keeps their
+// replies translated.
+//
+// What carries over is connection tracking only. Frontends and backends are
+// recompiled from the API by the first sync (the v2 ids differ from the v1
+// ones), the node config is written from flags, and counters start at zero.
+// Each v1 flow is a forward entry in sy_ct4_v1 (client -> frontend: backend,
+// masquerade address) and a reverse entry in sy_rnat4_v1 (backend -> client
+// or -> masquerade address: frontend, client). Layout 2 keeps one flow as two
+// halves of sy_ct4_v2 that each hold all of it (SY_CT_DIR_FWD, SY_CT_DIR_REV),
+// so flowsFromV1() joins the two v1 entries (or rebuilds the whole flow from
+// the one the LRU left), maps the backend to the id the first v2 sync gave
+// its address (a flow whose backend is gone gets id 0, which no backend has:
+// the v2 program re-balances it on its next packet, as it does any flow whose
+// backend went away) and names the frontend's v2 svc_id.
+//
+// The sequence (dataplane.ts drives it; V1Migration holds the v1 pins):
+//   1. start(): detect() finds v1 pins; the v2 object is loaded and pinned
+//      but NOT attached, so the v1 program keeps forwarding meanwhile.
+//   2. after the first v2 sync has landed: carry() writes every v1 flow whose
+//      keys sy_ct4_v2 does not hold yet; then the v2 programs are attached
+//      (replacing the v1 program on every interface), carry() runs once more
+//      for flows the v1 program created in between, detachStale() removes the
+//      v1 program from interfaces the v2 daemon does not use, and finish()
+//      unpins the v1 maps.
+// Idempotent and crash-safe: the v1 pins are the "migration pending" mark
+// and go last; a daemon killed anywhere before re-runs it all, and carry()
+// never overwrites a v2 entry that exists (the v2 program's own view of a
+// flow wins), so running it twice writes nothing the second time.
+
+import type { Protocol } from '../../model/types.ts';
+import type { BpfMap, NativeBinding, Tc, TcFilter } from '../../native/index.ts';
+import { isNativeError } from '../../native/index.ts';
+import type { Link } from '../../host/links.ts';
+import type { Logger } from '../../util/log.ts';
+import { DataplaneError } from '../types.ts';
+import {
+  type Codec,
+  ctKeyCodec as v1CtKeyCodec,
+  ctValueCodec as v1CtValueCodec,
+  encodeMany,
+  MAPS as V1,
+  rnatValueCodec as v1RnatValueCodec,
+  SY_CT_F_HAIRPIN as V1_HAIRPIN,
+  SY_CT_F_SNAT as V1_SNAT,
+  type CtKey as V1CtKey,
+  type CtValue as V1CtValue,
+  type RnatValue as V1RnatValue,
+} from './layout.ts';
+
+// ---------------------------------------------------------------------------
+// Layout 2's connection tracking in plain data (sy_maps.h sy_ct4_key /
+// sy_ct4_value; the same shape as layout.ts's CtKey and CtValue of layout 2).
+
+export const CT_DIR_FWD = 0;
+export const CT_DIR_REV = 1;
+export const CT_F_SNAT = 0x0001;
+export const CT_F_HAIRPIN = 0x0002;
+export const CT_F_EXT = 0x0004;
+export const TCP_NONE = 0;
+export const TCP_ESTABLISHED = 2;
+/** No backend has id 0: a flow carrying it is re-balanced by the v2 program. */
+export const NO_BACKEND_ID = 0;
+
+export interface FlowKey {
+  readonly saddr: string;
+  readonly daddr: string;
+  readonly sport: number;
+  readonly dport: number;
+  readonly proto: Protocol;
+  readonly dir: 0 | 1;
+}
+
+export interface FlowValue {
+  readonly clientAddr: string;
+  readonly frontAddr: string;
+  readonly backendAddr: string;
+  readonly natAddr: string;
+  readonly clientPort: number;
+  readonly frontPort: number;
+  readonly backendPort: number;
+  readonly natPort: number;
+  readonly backendId: number;
+  readonly svcId: number;
+  readonly flags: number;
+  readonly tcpState: number;
+  readonly finMask: number;
+  readonly createdNs: bigint;
+  readonly lastSeenNs: bigint;
+}
+
+export type FlowEntry = readonly [FlowKey, FlowValue];
+
+/** The v1 maps, by name, in the order finish() unpins them (connection tracking last). */
+export const V1_MAPS = [V1.svc.name, V1.backend.name, V1.config.name, V1.stats.name, V1.rnat.name, V1.ct.name] as const;
+
+// ---------------------------------------------------------------------------
+// Joining v1 entries into v2 flows (pure).
+
+/** What the first v2 sync programmed, for naming ids in migrated flows. */
+export interface V2Ids {
+  /** The v2 backend id of an address, undefined when the first sync did not program it. */
+  backendId(addr: string, port: number, proto: Protocol): number | undefined;
+  /** The svc_id of the frontend's SY_SCOPE_INTERNAL master, undefined when there is none. */
+  svcId(addr: string, port: number, proto: Protocol): number | undefined;
+  /** Whether the local-traffic detector calls this client external (SY_CT_F_EXT); absent: no client is. */
+  external?(clientAddr: string): boolean;
+}
+
+export interface MigrationCounts {
+  /** Flows found (a v1 forward entry with its reverse entry counts once). */
+  flows: number;
+  /** Flows with both v1 entries. */
+  whole: number;
+  /** Flows rebuilt from the forward entry alone (the LRU had evicted the reverse one). */
+  forwardOnly: number;
+  /** Flows rebuilt from the reverse entry alone. */
+  reverseOnly: number;
+  /** A reverse entry that belongs to another flow than the forward entry naming its tuple (each half keeps its own). */
+  conflicting: number;
+  snat: number;
+  hairpin: number;
+  /** Flows whose backend the first v2 sync did not program: carried with NO_BACKEND_ID, re-balanced on their next packet. */
+  backendGone: number;
+  /** Flows whose frontend the first v2 sync did not program (svc_id 0). */
+  frontendGone: number;
+  /** v1 entries that could not be decoded (an unknown protocol number): left behind. */
+  undecodable: number;
+}
+
+export function emptyCounts(): MigrationCounts {
+  return { flows: 0, whole: 0, forwardOnly: 0, reverseOnly: 0, conflicting: 0, snat: 0, hairpin: 0, backendGone: 0, frontendGone: 0, undecodable: 0 };
+}
+
+/** A v1 flow as the two v1 entries describe it. */
+interface V1Flow {
+  readonly proto: Protocol;
+  readonly clientAddr: string;
+  readonly clientPort: number;
+  readonly frontAddr: string;
+  readonly frontPort: number;
+  readonly backendAddr: string;
+  readonly backendPort: number;
+  readonly natAddr: string;
+  readonly natPort: number;
+  /** v1 SY_CT_F_* */
+  readonly flags: number;
+  readonly firstNs: bigint;
+  readonly lastNs: bigint;
+}
+
+const tupleKey = (k: V1CtKey): string => `${k.saddr}:${k.sport}>${k.daddr}:${k.dport}/${k.proto}`;
+
+function fromForward(k: V1CtKey, v: V1CtValue): V1Flow {
+  const snat = (v.flags & V1_SNAT) !== 0;
+  return {
+    proto: k.proto,
+    clientAddr: k.saddr,
+    clientPort: k.sport,
+    frontAddr: k.daddr,
+    frontPort: k.dport,
+    backendAddr: v.backendAddr,
+    backendPort: v.backendPort,
+    natAddr: snat ? v.natAddr : '0.0.0.0',
+    natPort: snat ? v.natPort : 0,
+    flags: v.flags,
+    firstNs: v.lastSeenNs,
+    lastNs: v.lastSeenNs,
+  };
+}
+
+function fromReverse(k: V1CtKey, v: V1RnatValue): V1Flow {
+  const snat = (v.flags & V1_SNAT) !== 0;
+  return {
+    proto: k.proto,
+    clientAddr: v.clientAddr,
+    clientPort: v.clientPort,
+    frontAddr: v.frontAddr,
+    frontPort: v.frontPort,
+    backendAddr: k.saddr,
+    backendPort: k.sport,
+    natAddr: snat ? k.daddr : '0.0.0.0',
+    natPort: snat ? k.dport : 0,
+    flags: v.flags,
+    firstNs: v.lastSeenNs,
+    lastNs: v.lastSeenNs,
+  };
+}
+
+/** The v1 reverse tuple of a flow: what its replies carry (backend -> client, or -> masquerade address). */
+function reverseTuple(f: V1Flow): V1CtKey {
+  const snat = (f.flags & V1_SNAT) !== 0;
+  return {
+    saddr: f.backendAddr,
+    sport: f.backendPort,
+    daddr: snat ? f.natAddr : f.clientAddr,
+    dport: snat ? f.natPort : f.clientPort,
+    proto: f.proto,
+  };
+}
+
+function forwardTuple(f: V1Flow): V1CtKey {
+  return { saddr: f.clientAddr, sport: f.clientPort, daddr: f.frontAddr, dport: f.frontPort, proto: f.proto };
+}
+
+function sameFlow(a: V1Flow, b: V1Flow): boolean {
+  return (
+    a.clientAddr === b.clientAddr &&
+    a.clientPort === b.clientPort &&
+    a.frontAddr === b.frontAddr &&
+    a.frontPort === b.frontPort &&
+    a.backendAddr === b.backendAddr &&
+    a.backendPort === b.backendPort &&
+    a.natAddr === b.natAddr &&
+    a.natPort === b.natPort
+  );
+}
+
+function merged(fwd: V1Flow, rev: V1Flow): V1Flow {
+  return {
+    ...fwd,
+    flags: fwd.flags | rev.flags,
+    firstNs: minBig(fwd.firstNs, rev.firstNs),
+    lastNs: maxBig(fwd.lastNs, rev.lastNs),
+  };
+}
+
+// Math.min/max do not take bigints.
+function minBig(a: bigint, b: bigint): bigint {
+  return b < a ? b : a;
+}
+
+function maxBig(a: bigint, b: bigint): bigint {
+  return b > a ? b : a;
+}
+
+function toV2(f: V1Flow, ids: V2Ids, counts: MigrationCounts): FlowValue {
+  const backendId = ids.backendId(f.backendAddr, f.backendPort, f.proto);
+  const svcId = ids.svcId(f.frontAddr, f.frontPort, f.proto);
+  if (backendId === undefined) counts.backendGone++;
+  if (svcId === undefined) counts.frontendGone++;
+  let flags = 0;
+  if ((f.flags & V1_SNAT) !== 0) flags |= CT_F_SNAT;
+  if ((f.flags & V1_HAIRPIN) !== 0) flags |= CT_F_HAIRPIN;
+  if (ids.external?.(f.clientAddr) === true) flags |= CT_F_EXT;
+  if ((flags & CT_F_SNAT) !== 0) counts.snat++;
+  if ((flags & CT_F_HAIRPIN) !== 0) counts.hairpin++;
+  return {
+    clientAddr: f.clientAddr,
+    frontAddr: f.frontAddr,
+    backendAddr: f.backendAddr,
+    natAddr: f.natAddr,
+    clientPort: f.clientPort,
+    frontPort: f.frontPort,
+    backendPort: f.backendPort,
+    natPort: f.natPort,
+    backendId: backendId ?? NO_BACKEND_ID,
+    svcId: svcId ?? 0,
+    flags,
+    // v1 tracked no TCP state; an entry means at least a SYN went through, and
+    // a live flow is established. A SYN on it keeps the backend either way.
+    tcpState: f.proto === 'TCP' ? TCP_ESTABLISHED : TCP_NONE,
+    finMask: 0,
+    createdNs: f.firstNs,
+    lastSeenNs: f.lastNs,
+  };
+}
+
+function half(t: V1CtKey, dir: 0 | 1): FlowKey {
+  return { saddr: t.saddr, daddr: t.daddr, sport: t.sport, dport: t.dport, proto: t.proto, dir };
+}
+
+/**
+ * The v2 halves of every v1 flow: a FWD half keyed by each v1 forward tuple
+ * and a REV half keyed by each v1 reverse tuple, each holding the whole flow.
+ * Pure; the entries come in a stable order (forward entries first, in input
+ * order, then reverse-only flows).
+ */
+export function flowsFromV1(
+  forward: ReadonlyArray<readonly [V1CtKey, V1CtValue]>,
+  reverse: ReadonlyArray<readonly [V1CtKey, V1RnatValue]>,
+  ids: V2Ids,
+): { entries: FlowEntry[]; counts: MigrationCounts } {
+  const counts = emptyCounts();
+  const entries: FlowEntry[] = [];
+  const revByTuple = new Map<string, V1Flow>();
+  for (const [k, v] of reverse) revByTuple.set(tupleKey(k), fromReverse(k, v));
+  const fwdByTuple = new Map<string, V1Flow>();
+  for (const [k, v] of forward) fwdByTuple.set(tupleKey(k), fromForward(k, v));
+
+  for (const [k] of forward) {
+    const f = fwdByTuple.get(tupleKey(k)) as V1Flow;
+    const rt = reverseTuple(f);
+    const r = revByTuple.get(tupleKey(rt));
+    counts.flows++;
+    if (r === undefined) {
+      counts.forwardOnly++;
+      const value = toV2(f, ids, counts);
+      entries.push([half(k, CT_DIR_FWD), value], [half(rt, CT_DIR_REV), value]);
+    } else if (sameFlow(f, r)) {
+      counts.whole++;
+      const value = toV2(merged(f, r), ids, counts);
+      entries.push([half(k, CT_DIR_FWD), value], [half(rt, CT_DIR_REV), value]);
+    } else {
+      // Two flows share one reverse tuple (v1 kept the last writer's): each
+      // half keeps the flow its own v1 entry describes; the reverse entry's
+      // flow is counted (and its FWD half written) below.
+      counts.conflicting++;
+      entries.push([half(k, CT_DIR_FWD), toV2(f, ids, counts)]);
+    }
+  }
+  for (const [k] of reverse) {
+    const r = revByTuple.get(tupleKey(k)) as V1Flow;
+    const ft = forwardTuple(r);
+    const f = fwdByTuple.get(tupleKey(ft));
+    if (f !== undefined && sameFlow(f, r)) continue; // written whole above
+    const value = toV2(r, ids, counts);
+    if (f === undefined) {
+      counts.flows++;
+      counts.reverseOnly++;
+      entries.push([half(ft, CT_DIR_FWD), value], [half(k, CT_DIR_REV), value]);
+    } else {
+      // Conflicting: the FWD tuple belongs to the forward entry's flow.
+      counts.flows++;
+      counts.conflicting++;
+      entries.push([half(k, CT_DIR_REV), value]);
+    }
+  }
+  return { entries, counts };
+}
+
+/** Decodes a v1 map dump entry by entry; entries that do not decode are counted and left out. */
+export function decodeV1<K, V>(entries: ReadonlyArray<readonly [Buffer, Buffer]>, key: Codec<K>, value: Codec<V>, counts: MigrationCounts): Array<[K, V]> {
+  const out: Array<[K, V]> = [];
+  for (const [k, v] of entries) {
+    try {
+      out.push([key.decode(k), value.decode(v)]);
+    } catch {
+      counts.undecodable++;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// The kernel side.
+
+/** Where carried flows go: sy_ct4_v2 (ctTarget() over a BpfMap and layout 2's codecs). */
+export interface FlowTarget {
+  /** For each key, whether the map holds it. */
+  has(keys: readonly FlowKey[]): Promise<boolean[]>;
+  /** Writes entries (BPF_ANY, one batch). */
+  write(entries: readonly FlowEntry[]): Promise<void>;
+}
+
+/** A FlowTarget over a loaded map with the codecs of its key and value. */
+export function ctTarget(map: BpfMap, key: Codec<FlowKey>, value: Codec<FlowValue>): FlowTarget {
+  return {
+    async has(keys) {
+      if (keys.length === 0) return [];
+      const found = await map.lookup(keys.map((k) => encodeMany(key, [k])));
+      return found.map((v) => v !== undefined);
+    },
+    async write(entries) {
+      if (entries.length === 0) return;
+      await map.update(entries.map(([k, v]) => [encodeMany(key, [k]), encodeMany(value, [v])] as const));
+    },
+  };
+}
+
+export interface CarryResult extends MigrationCounts {
+  /** v2 entries written. */
+  written: number;
+  /** v2 entries that were there already (a re-run, or the v2 program's own). */
+  present: number;
+}
+
+/** The v1 maps pinned in a pin directory, open until finish() or close(). */
+export class V1Migration {
+  readonly pinPath: string;
+  readonly #native: NativeBinding;
+  readonly #log: Logger;
+  /** Pinned v1 maps found at detect(), by name. */
+  readonly found: readonly string[];
+  #closed = false;
+
+  private constructor(native: NativeBinding, log: Logger, pinPath: string, found: readonly string[]) {
+    this.#native = native;
+    this.#log = log;
+    this.pinPath = pinPath;
+    this.found = found;
+  }
+
+  /** The migration pending in pinPath, or null when no v1 map is pinned there. */
+  static detect(native: NativeBinding, log: Logger, pinPath: string): V1Migration | null {
+    const found: string[] = [];
+    for (const name of V1_MAPS) {
+      let fd: number;
+      try {
+        fd = native.mapOpenPinned(`${pinPath}/${name}`);
+      } catch (err) {
+        if (isNativeError(err) && err.code === 'ENOENT') continue;
+        throw wrap(`open ${pinPath}/${name}`, err);
+      }
+      native.closeFd(fd);
+      found.push(name);
+    }
+    if (found.length === 0) return null;
+    log.info('layout 1 maps found: their connection tracking moves to layout 2 after the first sync', { pinPath, maps: found.join(',') });
+    return new V1Migration(native, log, pinPath, found);
+  }
+
+  /**
+   * Writes every v1 flow whose v2 half is missing from `target`. Reads the
+   * v1 maps afresh each time (the v1 program may still be adding flows).
+   */
+  async carry(target: FlowTarget, ids: V2Ids): Promise<CarryResult> {
+    const counts = emptyCounts();
+    const fwd = decodeV1(await this.#dump(V1.ct.name), v1CtKeyCodec, v1CtValueCodec, counts);
+    const rev = decodeV1(await this.#dump(V1.rnat.name), v1CtKeyCodec, v1RnatValueCodec, counts);
+    const undecodable = counts.undecodable;
+    const flows = flowsFromV1(fwd, rev, ids);
+    const result: CarryResult = { ...flows.counts, undecodable, written: 0, present: 0 };
+    const present = await target.has(flows.entries.map(([k]) => k));
+    const missing = flows.entries.filter((_, i) => present[i] !== true);
+    result.present = flows.entries.length - missing.length;
+    await target.write(missing);
+    result.written = missing.length;
+    return result;
+  }
+
+  /**
+   * Detaches, from every link, a filter at our tc position whose program is
+   * not one of ours: the v1 program left on an interface the v2 daemon does
+   * not attach to (its maps would never change again). Returns the links.
+   */
+  detachStale(tc: Tc, links: readonly Link[], ours: ReadonlySet<number>, filters: readonly TcFilter[]): string[] {
+    const detached: string[] = [];
+    for (const link of links) {
+      for (const f of filters) {
+        let id: number | null;
+        try {
+          id = tc.query(link.ifindex, f);
+        } catch {
+          continue; // the link went away meanwhile
+        }
+        if (id === null || ours.has(id)) continue;
+        try {
+          if (tc.detach(link.ifindex, f)) detached.push(`${link.name}/${f.direction}`);
+        } catch (err) {
+          this.#log.warn('could not detach a layout 1 program', { interface: link.name, error: err });
+        }
+      }
+    }
+    return detached;
+  }
+
+  /** Unpins the v1 maps (connection tracking last); returns the ones it removed. */
+  finish(): string[] {
+    const removed: string[] = [];
+    for (const name of V1_MAPS) {
+      try {
+        if (this.#native.unpin(`${this.pinPath}/${name}`)) removed.push(name);
+      } catch (err) {
+        throw wrap(`unpin ${this.pinPath}/${name}`, err);
+      }
+    }
+    this.#closed = true;
+    return removed;
+  }
+
+  get done(): boolean {
+    return this.#closed;
+  }
+
+  /** An absent map (unpinned by a run that was interrupted) dumps as empty. */
+  async #dump(name: string): Promise<Array<[Buffer, Buffer]>> {
+    const path = `${this.pinPath}/${name}`;
+    let fd: number;
+    try {
+      fd = this.#native.mapOpenPinned(path);
+    } catch (err) {
+      if (isNativeError(err) && err.code === 'ENOENT') return [];
+      throw wrap(`open ${path}`, err);
+    }
+    try {
+      const info = this.#native.mapInfo(fd);
+      const spec = name === V1.ct.name ? V1.ct : V1.rnat;
+      if (info.keySize !== spec.key.size || info.valueSize !== spec.value.size)
+        throw new DataplaneError(
+          'ERR_SY_DATAPLANE_MIGRATION',
+          'bpf',
+          `read ${path}`,
+          `key/value sizes ${info.keySize}/${info.valueSize} are not layout 1's ${spec.key.size}/${spec.value.size}`,
+        );
+      const d = await this.#native.mapDump(fd, info.keySize, info.valueSize).catch((err: unknown) => {
+        throw wrap(`dump ${path}`, err);
+      });
+      const out: Array<[Buffer, Buffer]> = [];
+      for (let i = 0; i < d.count; i++) {
+        out.push([d.keys.subarray(i * info.keySize, (i + 1) * info.keySize), d.values.subarray(i * info.valueStride, (i + 1) * info.valueStride)]);
+      }
+      return out;
+    } finally {
+      this.#native.closeFd(fd);
+    }
+  }
+}
+
+function wrap(operation: string, err: unknown): unknown {
+  return isNativeError(err) ? DataplaneError.kernel('bpf', `migrate layout 1: ${operation}`, err) : err;
+}
