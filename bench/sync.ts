@@ -25,7 +25,7 @@ import { programmedFromDump } from '../src/dataplane/bpf/adopt.ts';
 import { applyPlan, type ApplyStats } from '../src/dataplane/bpf/apply.ts';
 import { compile, compileChanged, type CompileOptions } from '../src/dataplane/bpf/compile.ts';
 import { diff } from '../src/dataplane/bpf/diff.ts';
-import { MAPS } from '../src/dataplane/bpf/layout.ts';
+import { MAPS } from '../src/dataplane/bpf/layout-v1.ts';
 import type { DesiredState, ProgrammedState } from '../src/dataplane/bpf/state.ts';
 import { loadBinding, type NativeBinding } from '../src/native/index.ts';
 import { BenchBpffs, BenchMaps, TimedWriter, type BatchTiming } from './kernel.ts';

@@ -9,7 +9,7 @@
 // chose, and nothing left over (no orphans).
 
 import { programmedFromDump, type Adopted } from '../src/dataplane/bpf/adopt.ts';
-import { MAPS } from '../src/dataplane/bpf/layout.ts';
+import { MAPS } from '../src/dataplane/bpf/layout-v1.ts';
 import { formatBackendKey, type DesiredState, type ProgrammedState } from '../src/dataplane/bpf/state.ts';
 import type { BpfObject } from '../src/native/index.ts';
 

@@ -12,7 +12,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
-import { encodeBackendIds, encodeBackends, MAPS } from '../../src/dataplane/bpf/layout.ts';
+import { encodeBackendIds, encodeBackends, MAPS } from '../../src/dataplane/bpf/layout-v1.ts';
 import { DataplaneError } from '../../src/dataplane/types.ts';
 import type { LinkSource } from '../../src/host/links.ts';
 import type { ProxySnapshot } from '../../src/model/types.ts';

@@ -25,7 +25,7 @@ import {
   type FrameSpec,
 } from '../support/packets.ts';
 import { needs } from '../support/requirements.ts';
-import { SY_CT_F_HAIRPIN, SY_CT_F_SNAT } from '../../src/dataplane/bpf/layout.ts';
+import { SY_CT_F_HAIRPIN, SY_CT_F_SNAT } from '../../src/dataplane/bpf/layout-v1.ts';
 
 const skip = needs('packet fixtures', ['root', 'bpf-object', 'native-addon']);
 

@@ -28,7 +28,7 @@ import {
   type CtKey,
   type CtValue,
   type RnatValue,
-} from '../../src/dataplane/bpf/layout.ts';
+} from '../../src/dataplane/bpf/layout-v1.ts';
 import { backendKeyOf, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 import type { Problem } from '../../src/dataplane/types.ts';
 import { BPF_OBJECT } from './requirements.ts';

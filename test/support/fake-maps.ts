@@ -29,8 +29,8 @@
 
 import { constants } from 'node:os';
 import { formatSvcKey } from '../../src/dataplane/bpf/diff.ts';
-import { backendCodec, encode, encodeOpBatch, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
-import type { MapSpec, OpBatch } from '../../src/dataplane/bpf/layout.ts';
+import { backendCodec, encode, encodeOpBatch, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
+import type { MapSpec, OpBatch } from '../../src/dataplane/bpf/layout-v1.ts';
 import { l4Key, PHASE_NAMES } from '../../src/dataplane/bpf/state.ts';
 import type { Op, Plan, SvcKey } from '../../src/dataplane/bpf/state.ts';
 import { formatIPv4 } from '../../src/util/ip.ts';

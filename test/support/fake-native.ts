@@ -62,7 +62,7 @@
 import { constants } from 'node:os';
 import { posix } from 'node:path';
 import type { Link, LinkSource } from '../../src/host/links.ts';
-import { MAPS, type MapSpec, type MapType } from '../../src/dataplane/bpf/layout.ts';
+import { MAPS, type MapSpec, type MapType } from '../../src/dataplane/bpf/layout-v1.ts';
 import type {
   MapDumpResult,
   MapLookupResult,

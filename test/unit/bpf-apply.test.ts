@@ -8,7 +8,7 @@ import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
 import { applyOps, applyPlan, type MapWriter } from '../../src/dataplane/bpf/apply.ts';
 import { compile } from '../../src/dataplane/bpf/compile.ts';
 import { diff } from '../../src/dataplane/bpf/diff.ts';
-import { encodeOpBatch, MAPS, svcKeyCodec, u32Codec, type OpBatch } from '../../src/dataplane/bpf/layout.ts';
+import { encodeOpBatch, MAPS, svcKeyCodec, u32Codec, type OpBatch } from '../../src/dataplane/bpf/layout-v1.ts';
 import { emptyProgrammedState, PHASE_NAMES, type Op, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 import { BpfObject } from '../../src/native/index.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding } from '../support/fake-native.ts';

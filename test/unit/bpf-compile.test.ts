@@ -5,7 +5,7 @@
 import { expect, test } from 'vitest';
 import type { EndpointInfo, Protocol, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
 import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
-import { SY_SVC_F_MASQ_ALL } from '../../src/dataplane/bpf/layout.ts';
+import { SY_SVC_F_MASQ_ALL } from '../../src/dataplane/bpf/layout-v1.ts';
 import { formatBackendKey, l4Key } from '../../src/dataplane/bpf/state.ts';
 import type { DesiredState } from '../../src/dataplane/bpf/state.ts';
 

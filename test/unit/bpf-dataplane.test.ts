@@ -8,7 +8,7 @@
 import { describe, expect, test } from 'vitest';
 import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
 import { TC_FILTER, BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
-import { backendCodec, configCodec, encode, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { backendCodec, configCodec, encode, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
 import type { LinkSource } from '../../src/host/links.ts';
 import { isNativeError, type NativeError } from '../../src/native/index.ts';
 import { DataplaneError } from '../../src/dataplane/types.ts';

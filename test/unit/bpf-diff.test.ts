@@ -13,7 +13,7 @@ import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
 import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
 import { diff, formatOp, formatPlan, planOps } from '../../src/dataplane/bpf/diff.ts';
 import { checkConsistent, FakeMapStore } from '../support/fake-maps.ts';
-import { backendCodec, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { backendCodec, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
 import { emptyProgrammedState, l4Key } from '../../src/dataplane/bpf/state.ts';
 import { CowMap } from '../../src/util/cow.ts';
 import { programmedToPlain } from '../support/plain-state.ts';

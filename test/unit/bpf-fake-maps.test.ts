@@ -8,7 +8,7 @@ import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../src/mod
 import { compile } from '../../src/dataplane/bpf/compile.ts';
 import { diff } from '../../src/dataplane/bpf/diff.ts';
 import { BPF_EXIST, BPF_NOEXIST, checkConsistent, FakeMap, FakeMapError, FakeMapStore } from '../support/fake-maps.ts';
-import { encode, encodeOpBatch, MAPS, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { encode, encodeOpBatch, MAPS, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
 import { emptyProgrammedState } from '../../src/dataplane/bpf/state.ts';
 import { thrownBy } from '../support/thrown.ts';
 

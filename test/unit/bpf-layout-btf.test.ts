@@ -1,9 +1,12 @@
-// layout.ts against the truth: the BTF of the BPF object the build makes
-// from bpf/include/sy_maps.h (bpf/build/switchyard.bpf.o, `npm run build:bpf`).
-// Every struct of the header must be in STRUCTS with the same size and the
-// same members (name, byte offset, size, C type including __be16/__be32 byte
-// order); every #define SY_* must equal HEADER_DEFINES; and every map in MAPS
-// must be declared in .maps with that type, key, value, max_entries and
+// layout.ts (layout 2) and layout-v1.ts (the frozen layout 1) against the
+// truth. Every struct of bpf/include/sy_maps.h (sy_maps_v1.h) must be in
+// STRUCTS with the same size and the same members (name, byte offset, size,
+// C type including __be16/__be32 byte order and __be32[4] addresses): checked
+// against the BTF of a small object compiled here from the header alone, so
+// the codecs are checked before any program uses every struct. Every
+// #define SY_* must equal HEADER_DEFINES. And every map in MAPS must be
+// declared in the .maps of the program object (bpf/build/switchyard.bpf.o,
+// `npm run build:bpf`) with that type, key, value, max_entries and
 // map_flags, pinned by name.
 //
 // The BTF checks need bpftool and the built object, the #define check needs
@@ -11,17 +14,21 @@
 // under CI or SY_REQUIRE_PRIVILEGED=1 the file fails naming what is missing.
 
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { HEADER_DEFINES, MAPS, STRUCTS, SY_CT_VALUE, SY_SVC_KEY } from '../../src/dataplane/bpf/layout.ts';
+import { HEADER_DEFINES, MAPS, STRUCTS, SY_CT4_VALUE, SY_SVC4_KEY } from '../../src/dataplane/bpf/layout.ts';
 import type { FieldKind, MapSpec, MapType, StructSpec } from '../../src/dataplane/bpf/layout.ts';
+import * as v1 from '../../src/dataplane/bpf/layout-v1.ts';
 import { BPF_OBJECT, needs, REPO } from '../support/requirements.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const HEADER = join(REPO, 'bpf/include/sy_maps.h');
+const HEADER_V1 = join(REPO, 'bpf/include/sy_maps_v1.h');
 const SYS_INCLUDE = '/usr/include/x86_64-linux-gnu';
 
 const withoutBtf = needs('BTF layout test', ['bpftool', 'bpf-object']);
+const withoutHeaderBtf = needs('header BTF layout test', ['bpftool', 'clang']);
 const withoutClang = needs("sy_maps.h's #define test", ['clang']);
 
 // ---------------------------------------------------------------------------
@@ -91,10 +98,19 @@ class Btf {
   }
 }
 
-const KIND_C: Record<Exclude<FieldKind, 'u8[]' | 'hole'>, string> = { u8: '__u8', u16: '__u16', u32: '__u32', u64: '__u64', be16: '__be16', be32: '__be32' };
+const KIND_C: Record<Exclude<FieldKind, 'u8[]' | 'be32[]' | 'hole'>, string> = {
+  u8: '__u8',
+  u16: '__u16',
+  u32: '__u32',
+  u64: '__u64',
+  be16: '__be16',
+  be32: '__be32',
+};
 
 function expectedC(f: { kind: FieldKind; size: number }): string {
-  return f.kind === 'u8[]' ? `__u8[${f.size}]` : KIND_C[f.kind as keyof typeof KIND_C];
+  if (f.kind === 'u8[]') return `__u8[${f.size}]`;
+  if (f.kind === 'be32[]') return `__be32[${f.size / 4}]`;
+  return KIND_C[f.kind as keyof typeof KIND_C];
 }
 
 /** Every difference between a StructSpec and the object's BTF, as readable lines. */
@@ -127,7 +143,7 @@ function structDrift(btf: Btf, spec: StructSpec): string[] {
   return out;
 }
 
-const MAP_TYPE_ID: Record<MapType, number> = { hash: 1, array: 2, percpu_array: 6, lru_hash: 9 };
+const MAP_TYPE_ID: Record<MapType, number> = { hash: 1, array: 2, percpu_array: 6, lru_hash: 9, lpm_trie: 11 };
 
 /** The BTF-defined map `name` (libbpf's __uint/__type convention) against its MapSpec. */
 function mapDrift(btf: Btf, spec: MapSpec): string[] {
@@ -169,36 +185,72 @@ function mapDrift(btf: Btf, spec: MapSpec): string[] {
 
 // ---------------------------------------------------------------------------
 
+/**
+ * Compiles a header alone into a BPF object whose BTF holds every struct it
+ * declares (one global of each), so the tables are checked against the
+ * header even before a program uses every struct.
+ */
+function headerBtf(header: string, structs: readonly StructSpec[]): Btf {
+  const dir = tempDir('sy-layout-btf-');
+  const c = join(dir, 'structs.c');
+  const o = join(dir, 'structs.o');
+  const vars = structs.filter((st) => st.type === 'struct').map((st, i) => `struct ${st.name} sy_layout_check_${i};`);
+  writeFileSync(c, `#include "${header}"\n${vars.join('\n')}\n`);
+  execFileSync('clang', ['-g', '-O2', '-target', 'bpf', `-I${SYS_INCLUDE}`, '-c', c, '-o', o]);
+  return Btf.load(o);
+}
+
+describe.skipIf(withoutHeaderBtf)('the BTF of the headers', () => {
+  test('layout.ts matches sy_maps.h, struct by struct', () => {
+    const btf = headerBtf(HEADER, STRUCTS);
+    const drift = STRUCTS.flatMap((st) => structDrift(btf, st));
+    expect(drift, `layout.ts has drifted from sy_maps.h:\n${drift.join('\n')}`).toStrictEqual([]);
+  });
+
+  test('layout-v1.ts matches the frozen sy_maps_v1.h', () => {
+    const btf = headerBtf(HEADER_V1, v1.STRUCTS);
+    const drift = v1.STRUCTS.flatMap((st) => structDrift(btf, st));
+    expect(drift, `layout-v1.ts has drifted from sy_maps_v1.h:\n${drift.join('\n')}`).toStrictEqual([]);
+  });
+
+  test('the BTF check notices drift', () => {
+    const btf = headerBtf(HEADER, STRUCTS);
+    const swapped = SY_SVC4_KEY.fields.map((f) => (f.name === 'port_be' ? { ...f, kind: 'u16' as const } : f.name === 'slot' ? { ...f, offset: 9 } : f));
+    expect(structDrift(btf, { ...SY_SVC4_KEY, size: 16, fields: swapped })).toStrictEqual([
+      'struct sy_svc4_key: size 12 in BTF, 16 in layout.ts',
+      'sy_svc4_key.port_be: type __be16 in BTF, __u16 (u16) in layout.ts',
+      'sy_svc4_key.slot: offset 8 in BTF, 9 in layout.ts',
+    ]);
+    const renamed = SY_CT4_VALUE.fields.map((f) =>
+      f.name === 'pad' ? { ...f, name: 'pad2' } : f.name === 'nat_addr_be' ? { ...f, kind: 'u8[]' as const } : f,
+    );
+    expect(structDrift(btf, { ...SY_CT4_VALUE, fields: renamed })).toStrictEqual([
+      'sy_ct4_value.nat_addr_be: type __be32 in BTF, __u8[4] (u8[]) in layout.ts',
+      'sy_ct4_value.pad: in BTF, missing from layout.ts',
+      'sy_ct4_value.pad2: in layout.ts, not in BTF',
+    ]);
+  });
+});
+
 describe.skipIf(withoutBtf)('the BTF of bpf/build/switchyard.bpf.o', () => {
   let btf: Btf;
   beforeAll(() => {
     btf = Btf.load(BPF_OBJECT);
   });
 
-  test('layout.ts matches the BTF of the BPF object', () => {
-    const drift = STRUCTS.flatMap((s) => structDrift(btf, s));
-    expect(drift, `layout.ts has drifted from sy_maps.h:\n${drift.join('\n')}`).toStrictEqual([]);
-
+  test('the object declares every map of MAPS as layout.ts says', () => {
+    const drift = STRUCTS.flatMap((st) => (btf.struct(st.name) === undefined ? [] : structDrift(btf, st)));
+    expect(drift, `the object's structs drifted from layout.ts:\n${drift.join('\n')}`).toStrictEqual([]);
     const mapDrifts = Object.values(MAPS).flatMap((m) => mapDrift(btf, m));
     expect(mapDrifts, `MAPS has drifted from the object's map definitions:\n${mapDrifts.join('\n')}`).toStrictEqual([]);
   });
 
-  test('the BTF check notices drift', () => {
-    const swapped = SY_SVC_KEY.fields.map((f) => (f.name === 'port_be' ? { ...f, kind: 'u16' as const } : f.name === 'slot' ? { ...f, offset: 9 } : f));
-    expect(structDrift(btf, { ...SY_SVC_KEY, size: 16, fields: swapped })).toStrictEqual([
-      'struct sy_svc_key: size 12 in BTF, 16 in layout.ts',
-      'sy_svc_key.port_be: type __be16 in BTF, __u16 (u16) in layout.ts',
-      'sy_svc_key.slot: offset 8 in BTF, 9 in layout.ts',
+  test('the map check notices drift', () => {
+    expect(mapDrift(btf, { ...MAPS.backend4, key: SY_SVC4_KEY, maxEntries: 7 })).toStrictEqual([
+      `map sy_backend4_v2: max_entries is ${MAPS.backend4.maxEntries} in BTF, 7 in layout.ts`,
+      'map sy_backend4_v2: key is int:4 in BTF, struct sy_svc4_key in layout.ts',
     ]);
-    const renamed = SY_CT_VALUE.fields.map((f) => (f.name === 'pad' ? { ...f, name: 'pad2' } : f));
-    expect(structDrift(btf, { ...SY_CT_VALUE, fields: renamed })).toStrictEqual([
-      'sy_ct_value.pad: in BTF, missing from layout.ts',
-      'sy_ct_value.pad2: in layout.ts, not in BTF',
-    ]);
-    expect(mapDrift(btf, { ...MAPS.backend, key: SY_SVC_KEY, maxEntries: 7 })).toStrictEqual([
-      'map sy_backend4_v1: max_entries is 131072 in BTF, 7 in layout.ts',
-      'map sy_backend4_v1: key is int:4 in BTF, struct sy_svc_key in layout.ts',
-    ]);
+    expect(mapDrift(btf, { ...MAPS.svc4, name: 'sy_nope_v2' })).toStrictEqual(['map sy_nope_v2: not declared in .maps']);
   });
 });
 
@@ -223,4 +275,11 @@ describe.skipIf(withoutClang)('the header through the C preprocessor', () => {
 
 test('map names carry the layout version', () => {
   for (const m of Object.values(MAPS)) expect(m.name, m.name).toMatch(new RegExp(`_v${HEADER_DEFINES.SY_LAYOUT_VERSION}$`));
+  for (const m of Object.values(v1.MAPS)) expect(m.name, m.name).toMatch(/_v1$/);
+});
+
+test('every struct in sy_maps_v1.h has a table in layout-v1.ts', () => {
+  const header = readFileSync(HEADER_V1, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '');
+  const declared = [...header.matchAll(/^\s*struct\s+(\w+)\s*\{/gm)].map((m) => m[1]).sort();
+  expect(declared).toStrictEqual(v1.STRUCTS.map((st) => st.name).sort());
 });

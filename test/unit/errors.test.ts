@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/index.ts';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
-import { encode, LayoutError, MAPS, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { encode, LayoutError, MAPS, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
 import { DataplaneError } from '../../src/dataplane/types.ts';
 import type { NativeBinding, NativeMapDesc, NativeObject } from '../../src/native/binding.ts';
 import { isNativeError } from '../../src/native/errors.ts';

@@ -5,7 +5,7 @@
 // kernel (see the header of fake-native.ts and test/privileged/fake-vs-kernel.test.ts).
 
 import { describe, expect, test } from 'vitest';
-import { encode, MAPS, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { encode, MAPS, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
 import { BpfMap, BpfObject, isNativeError, type NativeError } from '../../src/native/index.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding, switchyardObject } from '../support/fake-native.ts';
 

@@ -16,7 +16,7 @@
 // kept in `state` (with 0 / the dangling id in backendIds): diff never sees
 // it as unchanged, so the first full sync rewrites it, or removes it.
 
-import { backendCodec, svcKeyCodec, svcValueCodec, u32Codec } from './layout.ts';
+import { backendCodec, svcKeyCodec, svcValueCodec, u32Codec } from './layout-v1.ts';
 import { l4Key, programmedState } from './state.ts';
 import type { FrontendKey, L4Addr, Op, ProgrammedService, ProgrammedState, SvcKey, SvcValue } from './state.ts';
 

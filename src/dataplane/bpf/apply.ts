@@ -4,7 +4,7 @@
 // Service's new slots exist before its master flips to them, and nothing is
 // deleted while a master still points at it.
 
-import { encodeOpBatch, type OpBatch } from './layout.ts';
+import { encodeOpBatch, type OpBatch } from './layout-v1.ts';
 import type { Op, Plan } from './state.ts';
 
 /** Where batches go: the pinned maps in production, a fake store in unit tests. */

@@ -10,7 +10,7 @@
 import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
 import type { Problem } from '../types.ts';
 import { canonicalIPv4, familyOf, formatIPv4, hasLeadingZero, parseIPv4 } from '../../util/ip.ts';
-import { SY_MAX_SLOTS, SY_SVC_F_MASQ_ALL } from './layout.ts';
+import { SY_MAX_SLOTS, SY_SVC_F_MASQ_ALL } from './layout-v1.ts';
 import { CowMap } from '../../util/cow.ts';
 import { backendKey } from './state.ts';
 import type { BackendKey, CompileIndex, DesiredService, DesiredState, FrontendKey, L4Addr } from './state.ts';

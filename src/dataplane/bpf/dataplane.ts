@@ -23,7 +23,7 @@ import { diff } from './diff.ts';
 import { programmedFromDump } from './adopt.ts';
 import { applyOps, applyPlan, type MapWriter } from './apply.ts';
 import { parseIPv4 } from '../../util/ip.ts';
-import { MAPS, configCodec, encode, u32Codec, type OpBatch } from './layout.ts';
+import { MAPS, configCodec, encode, u32Codec, type OpBatch } from './layout-v1.ts';
 import type { DesiredState, ProgrammedState } from './state.ts';
 import { acquirePinLock, type PinLock } from './pinlock.ts';
 import type { Clock } from '../../sync/clock.ts';

@@ -1,596 +1,874 @@
-// The byte layout of every BPF map key and value, mirroring
+// The byte layout of every BPF map key and value of layout 2, mirroring
 // bpf/include/sy_maps.h. Each struct is written down ONCE, as a table of
-// fields (name, offset, size, kind); the codecs below read and write through
-// that table, and test/unit/bpf-layout-btf.test.ts compares the same table
-// (and MAPS, and HEADER_DEFINES) with the BTF of the compiled object, so a
-// change to the header that is not made here fails a test.
+// fields (name, offset, size, kind: src/dataplane/bpf/struct.ts); the codecs
+// below read and write through that table, and
+// test/unit/bpf-layout-btf.test.ts compares the same tables (and MAPS, and
+// HEADER_DEFINES) with the BTF of the compiled object and of the header, so
+// a change to the header that is not made here fails a test.
 //
-// Byte order: fields named *_be (kind be16/be32) are network order; every
-// other field is host order, which we only support little-endian (x86_64,
-// arm64): loading this module on a big-endian host throws.
+// Every map is described by a MapDef: its pinned name, type, key and value
+// structs, default capacity and flags, and the codecs between plain data and
+// bytes. Ops (update/delete of one entry of one map, in plain data) are
+// generic over MAPS: encodeOpBatch() turns a run of ops on one map into the
+// key and value buffers of one kernel batch. The frozen layout 1 is
+// layout-v1.ts (read by the migration only).
+//
+// Addresses in plain data are canonical text of the map's family (dotted
+// quad in the …4 maps, RFC 5952 in the …6 maps); an IPv6 address is
+// `__be32 addr_be[4]` in C, 16 bytes in network order.
 
-import { endianness } from 'node:os';
 import type { Protocol } from '../../model/types.ts';
-import { SwitchyardError } from '../../util/errors.ts';
-import { formatIPv4, parseIPv4 } from '../../util/ip.ts';
-import type { L4Addr, Op, SvcKey, SvcValue } from './state.ts';
+import { formatIPv4, formatIPv6, parseCidr, parseIPv4, parseIPv6 } from '../../util/ip.ts';
+import { type Codec, type Field, LayoutError, protoName, protoNumber, type StructSpec, struct, u32Codec, u64Codec, zeroPadding } from './struct.ts';
 
-if (endianness() !== 'LE') {
-  throw new SwitchyardError(
-    'ERR_SY_UNSUPPORTED_HOST',
-    `layout.ts: host byte order is ${endianness()}; sy_maps.h host-order fields are encoded little-endian only`,
-  );
-}
+export {
+  type Codec,
+  decodeMany,
+  decodePerCpuCounters,
+  encode,
+  encodeMany,
+  type Field,
+  type FieldKind,
+  type FieldSpec,
+  LayoutError,
+  protoName,
+  protoNumber,
+  type StructSpec,
+  sumCounters,
+  U32,
+  U64,
+  u32Codec,
+  u64Codec,
+} from './struct.ts';
 
 /** The #defines of sy_maps.h (checked against the header by the BTF test). */
 export const HEADER_DEFINES = {
-  SY_LAYOUT_VERSION: 1,
+  SY_LAYOUT_VERSION: 2,
   SY_SVC_MAX: 262144,
   SY_BACKEND_MAX: 131072,
-  SY_CT_MAX: 65536,
-  SY_SVC_F_MASQ_ALL: 0x01,
-  SY_CT_F_SNAT: 0x01,
-  SY_CT_F_HAIRPIN: 0x02,
+  SY_CT_MAX: 262144,
+  SY_VIP_MAX: 65536,
+  SY_SRCRANGE_MAX: 16384,
+  SY_FRAG_MAX: 8192,
+  SY_SCOPE_INTERNAL: 0,
+  SY_SCOPE_EXTERNAL: 1,
+  SY_ACT_FORWARD: 0,
+  SY_ACT_REJECT: 1,
+  SY_ACT_DROP: 2,
+  SY_SVC_F_MASQ: 0x0001,
+  SY_SVC_F_MASQ_EXT: 0x0002,
+  SY_SVC_F_EXT_SCOPE: 0x0004,
+  SY_SVC_F_SRC_RANGES: 0x0008,
+  SY_SVC_F_AFFINITY: 0x0010,
+  SY_SVC_F_MAGLEV: 0x0020,
+  SY_SVC_F_CLUSTER_IP: 0x0040,
+  SY_BE_F_LOCAL: 0x01,
+  SY_VIP_F_CLUSTER_IP: 0x01,
+  SY_CT_DIR_FWD: 0,
+  SY_CT_DIR_REV: 1,
+  SY_CT_F_SNAT: 0x0001,
+  SY_CT_F_HAIRPIN: 0x0002,
+  SY_CT_F_EXT: 0x0004,
+  SY_TCP_NONE: 0,
+  SY_TCP_SYN_SENT: 1,
+  SY_TCP_ESTABLISHED: 2,
+  SY_TCP_CLOSING: 3,
+  SY_TCP_CLOSED: 4,
+  SY_CFG_DETECT_CIDR: 0x01,
+  SY_CFG_DETECT_IFACE: 0x02,
   SY_STAT_SVC_HIT: 0,
   SY_STAT_CT_NEW: 1,
-  SY_STAT_NO_BACKEND: 2,
-  SY_STAT_RNAT: 3,
-  SY_STAT_SNAT_FAIL: 4,
-  SY_STAT_MAX: 8,
+  SY_STAT_REJECT: 2,
+  SY_STAT_DROP_NO_LOCAL: 3,
+  SY_STAT_DROP_SRC_RANGE: 4,
+  SY_STAT_DROP_NO_PORT: 5,
+  SY_STAT_RNAT: 6,
+  SY_STAT_SNAT_FAIL: 7,
+  SY_STAT_CT_FULL: 8,
+  SY_STAT_CT_RESTORE: 9,
+  SY_STAT_ICMP_XLATE: 10,
+  SY_STAT_FRAG: 11,
+  SY_STAT_FRAG_DROP: 12,
+  SY_STAT_FIB_FAIL: 13,
+  SY_STAT_RETRY: 14,
+  SY_STAT_TCP_REOPEN: 15,
+  SY_STAT_MAX: 32,
 } as const;
 
-export const SY_SVC_F_MASQ_ALL = HEADER_DEFINES.SY_SVC_F_MASQ_ALL;
-export const SY_CT_F_SNAT = HEADER_DEFINES.SY_CT_F_SNAT;
-export const SY_CT_F_HAIRPIN = HEADER_DEFINES.SY_CT_F_HAIRPIN;
-/** The largest count a master can hold (sy_svc_value.count and sy_svc_key.slot are __u16). */
+const D = HEADER_DEFINES;
+export const SY_SCOPE_INTERNAL = D.SY_SCOPE_INTERNAL;
+export const SY_SCOPE_EXTERNAL = D.SY_SCOPE_EXTERNAL;
+export const SY_ACT_FORWARD = D.SY_ACT_FORWARD;
+export const SY_ACT_REJECT = D.SY_ACT_REJECT;
+export const SY_ACT_DROP = D.SY_ACT_DROP;
+export const SY_SVC_F_MASQ = D.SY_SVC_F_MASQ;
+export const SY_SVC_F_MASQ_EXT = D.SY_SVC_F_MASQ_EXT;
+export const SY_SVC_F_EXT_SCOPE = D.SY_SVC_F_EXT_SCOPE;
+export const SY_SVC_F_SRC_RANGES = D.SY_SVC_F_SRC_RANGES;
+export const SY_SVC_F_AFFINITY = D.SY_SVC_F_AFFINITY;
+export const SY_SVC_F_CLUSTER_IP = D.SY_SVC_F_CLUSTER_IP;
+export const SY_BE_F_LOCAL = D.SY_BE_F_LOCAL;
+export const SY_VIP_F_CLUSTER_IP = D.SY_VIP_F_CLUSTER_IP;
+export const SY_CT_DIR_FWD = D.SY_CT_DIR_FWD;
+export const SY_CT_DIR_REV = D.SY_CT_DIR_REV;
+export const SY_CT_F_SNAT = D.SY_CT_F_SNAT;
+export const SY_CT_F_HAIRPIN = D.SY_CT_F_HAIRPIN;
+export const SY_CT_F_EXT = D.SY_CT_F_EXT;
+export const SY_CFG_DETECT_CIDR = D.SY_CFG_DETECT_CIDR;
+export const SY_CFG_DETECT_IFACE = D.SY_CFG_DETECT_IFACE;
+/** The largest count a master can hold (count is 16 bits of state, slot is __u16). */
 export const SY_MAX_SLOTS = 0xffff;
 
-/** A layout error: names the struct and field that could not be encoded or decoded. */
-export class LayoutError extends SwitchyardError {
-  declare readonly code: 'ERR_SY_LAYOUT';
-  readonly struct: string;
-  readonly field: string;
-  constructor(struct: string, field: string, message: string) {
-    super('ERR_SY_LAYOUT', `${struct}.${field}: ${message}`);
-    this.struct = struct;
-    this.field = field;
-  }
-}
+/** SY_SCOPE_*: which clients a master serves. */
+export type Scope = typeof SY_SCOPE_INTERNAL | typeof SY_SCOPE_EXTERNAL;
+/** SY_ACT_*: what a master does with a new connection. */
+export type SvcAction = typeof SY_ACT_FORWARD | typeof SY_ACT_REJECT | typeof SY_ACT_DROP;
+export type Gen = 0 | 1;
 
 // ---------------------------------------------------------------------------
-// Field tables.
+// The state word of a master: count | gen << 16 | action << 24 (SY_STATE).
 
-/**
- * C type of a field: u8/u16/u32/u64 = __u8..__u64 (host order), be16/be32 =
- * __be16/__be32, u8[] = __u8 array (explicit padding). 'hole' is padding the
- * compiler inserts for alignment: no member in C or BTF, but it is part of
- * the key/value bytes, so the encoders zero it.
- */
-export type FieldKind = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'u8[]' | 'hole';
-
-const KIND_SIZE: Record<Exclude<FieldKind, 'u8[]' | 'hole'>, number> = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, be32: 4 };
-
-export interface FieldSpec {
-  readonly name: string;
-  /** Bytes from the start of the struct. */
-  readonly offset: number;
-  readonly size: number;
-  readonly kind: FieldKind;
+export function svcState(count: number, gen: Gen, action: SvcAction): number {
+  if (!(Number.isInteger(count) && count >= 0 && count <= SY_MAX_SLOTS)) throw new LayoutError('sy_svc_value', 'state', `count ${count} does not fit 16 bits`);
+  return (count | (gen << 16) | (action << 24)) >>> 0;
 }
+export const stateCount = (s: number): number => s & 0xffff;
+export const stateGen = (s: number): number => (s >>> 16) & 0xff;
+export const stateAction = (s: number): number => (s >>> 24) & 0xff;
 
-/** A field plus its reader and writer, specialised at load time for its kind and offset. */
-export interface Field extends FieldSpec {
-  /** Writes an integer field (not u64, not arrays). */
-  put(b: Buffer, base: number, v: number): void;
-  get(b: Buffer, base: number): number;
-  /** u64 fields. */
-  putBig(b: Buffer, base: number, v: bigint): void;
-  getBig(b: Buffer, base: number): bigint;
-}
+// ---------------------------------------------------------------------------
+// Field tables (names, offsets and C types exactly as in sy_maps.h).
 
-export interface StructSpec<N extends string = string> {
-  /** The C name: "sy_svc_key" for struct sy_svc_key, or the scalar type ("__u32"). */
-  readonly name: string;
-  /** 'struct' is checked member by member against BTF; 'scalar' by size only. */
-  readonly type: 'struct' | 'scalar';
-  readonly size: number;
-  readonly fields: readonly FieldSpec[];
-  /** The same fields by name, with accessors. */
-  readonly f: { readonly [K in N]: Field };
-}
-
-type FieldDef = readonly [name: string, offset: number, kind: FieldKind, length?: number];
-
-function wrongKind(struct: string, f: FieldSpec, what: string): never {
-  throw new LayoutError(struct, f.name, `is ${f.kind}, cannot ${what}`);
-}
-
-const MAX: Partial<Record<FieldKind, number>> = { u8: 0xff, u16: 0xffff, u32: 0xffffffff, be16: 0xffff, be32: 0xffffffff };
-
-function accessor(struct: string, spec: FieldSpec): Field {
-  const o = spec.offset;
-  const max = MAX[spec.kind] ?? 0;
-  // Byte stores into the Buffer (a Uint8Array keeps the low 8 bits of what
-  // is stored), with our own range check that names the field; about 3x
-  // faster than Buffer's write* methods on the 110k-record batches.
-  const check = (v: number): void => {
-    if (!(v >= 0 && v <= max && Math.floor(v) === v)) throw new LayoutError(struct, spec.name, `${v} does not fit ${spec.kind}`);
-  };
-  let put: Field['put'] = () => wrongKind(struct, spec, 'put a number');
-  let get: Field['get'] = () => wrongKind(struct, spec, 'get a number');
-  let putBig: Field['putBig'] = () => wrongKind(struct, spec, 'put a bigint');
-  let getBig: Field['getBig'] = () => wrongKind(struct, spec, 'get a bigint');
-  switch (spec.kind) {
-    case 'u8':
-      put = (b, base, v) => {
-        check(v);
-        b[base + o] = v;
-      };
-      get = (b, base) => b.readUInt8(base + o);
-      break;
-    case 'u16':
-      put = (b, base, v) => {
-        check(v);
-        b[base + o] = v;
-        b[base + o + 1] = v >>> 8;
-      };
-      get = (b, base) => b.readUInt16LE(base + o);
-      break;
-    case 'u32':
-      put = (b, base, v) => {
-        check(v);
-        b[base + o] = v;
-        b[base + o + 1] = v >>> 8;
-        b[base + o + 2] = v >>> 16;
-        b[base + o + 3] = v >>> 24;
-      };
-      get = (b, base) => b.readUInt32LE(base + o);
-      break;
-    case 'be16':
-      put = (b, base, v) => {
-        check(v);
-        b[base + o] = v >>> 8;
-        b[base + o + 1] = v;
-      };
-      get = (b, base) => b.readUInt16BE(base + o);
-      break;
-    case 'be32':
-      put = (b, base, v) => {
-        check(v);
-        b[base + o] = v >>> 24;
-        b[base + o + 1] = v >>> 16;
-        b[base + o + 2] = v >>> 8;
-        b[base + o + 3] = v;
-      };
-      get = (b, base) => b.readUInt32BE(base + o);
-      break;
-    case 'u64':
-      putBig = (b, base, v) => {
-        if (v < 0n || v > 0xffffffffffffffffn) throw new LayoutError(struct, spec.name, `${v} does not fit u64`);
-        b.writeBigUInt64LE(v, base + o);
-      };
-      getBig = (b, base) => b.readBigUInt64LE(base + o);
-      break;
-    case 'u8[]':
-    case 'hole':
-      break; // padding: zeroed by the encoders, ignored by the decoders
-  }
-  return { ...spec, put, get, putBig, getBig };
-}
-
-/** Declares a struct; checks the table covers every byte exactly once (explicit padding, no holes). */
-function struct<const D extends readonly FieldDef[]>(name: string, size: number, defs: D, type: 'struct' | 'scalar' = 'struct'): StructSpec<D[number][0]> {
-  const fields: FieldSpec[] = defs.map(([fname, offset, kind, length]) => ({
-    name: fname,
-    offset,
-    kind,
-    size: kind === 'u8[]' || kind === 'hole' ? (length ?? 0) : KIND_SIZE[kind],
-  }));
-  let at = 0;
-  for (const fs of fields) {
-    if (fs.offset !== at) throw new LayoutError(name, fs.name, `offset ${fs.offset}, expected ${at} (hole or overlap)`);
-    if (fs.size <= 0) throw new LayoutError(name, fs.name, 'empty field');
-    at += fs.size;
-  }
-  if (at !== size) throw new LayoutError(name, '(size)', `fields cover ${at} bytes, struct is ${size}`);
-  const f = Object.fromEntries(fields.map((fs) => [fs.name, accessor(name, fs)])) as { [K in D[number][0]]: Field };
-  return { name, type, size, fields, f };
-}
-
-export const SY_SVC_KEY = struct('sy_svc_key', 12, [
+export const SY_SVC4_KEY = struct('sy_svc4_key', 12, [
   ['addr_be', 0, 'be32'],
   ['port_be', 4, 'be16'],
   ['proto', 6, 'u8'],
-  ['gen', 7, 'u8'],
+  ['scope', 7, 'u8'],
   ['slot', 8, 'u16'],
-  ['pad', 10, 'u16'],
+  ['gen', 10, 'u8'],
+  ['pad', 11, 'u8'],
 ]);
 
-export const SY_SVC_VALUE = struct('sy_svc_value', 16, [
-  ['backend_id', 0, 'u32'],
-  ['count', 4, 'u16'],
-  ['gen', 6, 'u8'],
-  ['flags', 7, 'u8'],
+export const SY_SVC6_KEY = struct('sy_svc6_key', 24, [
+  ['addr_be', 0, 'be32[]', 16],
+  ['port_be', 16, 'be16'],
+  ['proto', 18, 'u8'],
+  ['scope', 19, 'u8'],
+  ['slot', 20, 'u16'],
+  ['gen', 22, 'u8'],
+  ['pad', 23, 'u8'],
+]);
+
+export const SY_SVC_VALUE = struct('sy_svc_value', 24, [
+  ['state', 0, 'u32'],
+  ['backend_id', 4, 'u32'],
   ['svc_id', 8, 'u32'],
-  ['pad', 12, 'u32'],
+  ['flags', 12, 'u16'],
+  ['pad', 14, 'u16'],
+  ['affinity_timeout_s', 16, 'u32'],
+  ['aux', 20, 'u32'],
 ]);
 
-export const SY_BACKEND = struct('sy_backend', 8, [
+export const SY_BACKEND4 = struct('sy_backend4', 8, [
   ['addr_be', 0, 'be32'],
   ['port_be', 4, 'be16'],
   ['proto', 6, 'u8'],
   ['flags', 7, 'u8'],
 ]);
 
-export const SY_CT_KEY = struct('sy_ct_key', 16, [
+export const SY_BACKEND6 = struct('sy_backend6', 20, [
+  ['addr_be', 0, 'be32[]', 16],
+  ['port_be', 16, 'be16'],
+  ['proto', 18, 'u8'],
+  ['flags', 19, 'u8'],
+]);
+
+export const SY_VIP4_KEY = struct('sy_vip4_key', 4, [['addr_be', 0, 'be32']]);
+export const SY_VIP6_KEY = struct('sy_vip6_key', 16, [['addr_be', 0, 'be32[]', 16]]);
+export const SY_VIP_VALUE = struct('sy_vip_value', 4, [['flags', 0, 'u32']]);
+
+export const SY_SRCRANGE4_KEY = struct('sy_srcrange4_key', 12, [
+  ['prefixlen', 0, 'u32'],
+  ['svc_id_be', 4, 'be32'],
+  ['addr_be', 8, 'be32'],
+]);
+
+export const SY_SRCRANGE6_KEY = struct('sy_srcrange6_key', 24, [
+  ['prefixlen', 0, 'u32'],
+  ['svc_id_be', 4, 'be32'],
+  ['addr_be', 8, 'be32[]', 16],
+]);
+
+export const SY_SRCRANGE_VALUE = struct('sy_srcrange_value', 4, [['flags', 0, 'u32']]);
+
+export const SY_CT4_KEY = struct('sy_ct4_key', 16, [
   ['saddr_be', 0, 'be32'],
   ['daddr_be', 4, 'be32'],
   ['sport_be', 8, 'be16'],
   ['dport_be', 10, 'be16'],
   ['proto', 12, 'u8'],
-  ['pad', 13, 'u8[]', 3],
+  ['dir', 13, 'u8'],
+  ['pad', 14, 'u8[]', 2],
 ]);
 
-/* sy_ct_value has 4 bytes the compiler inserts before the 8-aligned __u64
- * (the header's structs are otherwise explicitly padded). */
-export const SY_CT_VALUE = struct('sy_ct_value', 32, [
-  ['backend_id', 0, 'u32'],
-  ['backend_addr_be', 4, 'be32'],
-  ['nat_addr_be', 8, 'be32'],
-  ['backend_port_be', 12, 'be16'],
-  ['nat_port_be', 14, 'be16'],
-  ['flags', 16, 'u32'],
-  ['pad', 20, 'u32'],
-  ['last_seen_ns', 24, 'u64'],
+export const SY_CT6_KEY = struct('sy_ct6_key', 40, [
+  ['saddr_be', 0, 'be32[]', 16],
+  ['daddr_be', 16, 'be32[]', 16],
+  ['sport_be', 32, 'be16'],
+  ['dport_be', 34, 'be16'],
+  ['proto', 36, 'u8'],
+  ['dir', 37, 'u8'],
+  ['pad', 38, 'u8[]', 2],
 ]);
 
-export const SY_RNAT_VALUE = struct('sy_rnat_value', 24, [
-  ['front_addr_be', 0, 'be32'],
-  ['client_addr_be', 4, 'be32'],
-  ['front_port_be', 8, 'be16'],
-  ['client_port_be', 10, 'be16'],
-  ['flags', 12, 'u32'],
-  ['last_seen_ns', 16, 'u64'],
+/** Offsets of the fields after the four addresses in sy_ct4_value / sy_ct6_value. */
+function ctValue(name: string, addrKind: 'be32' | 'be32[]', a: number) {
+  const al = addrKind === 'be32' ? undefined : 16;
+  const p = 4 * a; // ports start after four addresses
+  return struct(name, p + 40, [
+    ['client_addr_be', 0, addrKind, al],
+    ['front_addr_be', a, addrKind, al],
+    ['backend_addr_be', 2 * a, addrKind, al],
+    ['nat_addr_be', 3 * a, addrKind, al],
+    ['client_port_be', p, 'be16'],
+    ['front_port_be', p + 2, 'be16'],
+    ['backend_port_be', p + 4, 'be16'],
+    ['nat_port_be', p + 6, 'be16'],
+    ['backend_id', p + 8, 'u32'],
+    ['svc_id', p + 12, 'u32'],
+    ['flags', p + 16, 'u16'],
+    ['tcp_state', p + 18, 'u8'],
+    ['fin_mask', p + 19, 'u8'],
+    ['pad', p + 20, 'u32'],
+    ['created_ns', p + 24, 'u64'],
+    ['last_seen_ns', p + 32, 'u64'],
+  ] as const);
+}
+export const SY_CT4_VALUE = ctValue('sy_ct4_value', 'be32', 4);
+export const SY_CT6_VALUE = ctValue('sy_ct6_value', 'be32[]', 16);
+
+export const SY_FRAG4_KEY = struct('sy_frag4_key', 12, [
+  ['saddr_be', 0, 'be32'],
+  ['daddr_be', 4, 'be32'],
+  ['id_be', 8, 'be16'],
+  ['proto', 10, 'u8'],
+  ['pad', 11, 'u8'],
 ]);
 
-export const SY_CONFIG = struct('sy_config', 8, [
-  ['node_addr_be', 0, 'be32'],
-  ['flags', 4, 'u32'],
+export const SY_FRAG_VALUE = struct('sy_frag_value', 16, [
+  ['sport_be', 0, 'be16'],
+  ['dport_be', 2, 'be16'],
+  ['pad', 4, 'u32'],
+  ['created_ns', 8, 'u64'],
 ]);
 
-/** Plain __u32 keys (backend id, array index). */
-export const U32 = struct('__u32', 4, [['value', 0, 'u32']], 'scalar');
-/** Plain __u64 values (per-CPU counters). */
-export const U64 = struct('__u64', 8, [['value', 0, 'u64']], 'scalar');
+export const SY_CONFIG_V2 = struct('sy_config_v2', 56, [
+  ['node_addr4_be', 0, 'be32'],
+  ['node_addr6_be', 4, 'be32[]', 16],
+  ['pod_cidr4_be', 20, 'be32'],
+  ['pod_cidr6_be', 24, 'be32[]', 16],
+  ['pod_cidr4_len', 40, 'u8'],
+  ['pod_cidr6_len', 41, 'u8'],
+  ['snat_port_min', 42, 'u16'],
+  ['snat_port_max', 44, 'u16'],
+  ['pad', 46, 'u16'],
+  ['flags', 48, 'u32'],
+  ['pad2', 52, 'u32'],
+]);
 
 /** Every struct sy_maps.h defines, by C name. */
-export const STRUCTS: readonly StructSpec[] = [SY_SVC_KEY, SY_SVC_VALUE, SY_BACKEND, SY_CT_KEY, SY_CT_VALUE, SY_RNAT_VALUE, SY_CONFIG];
+export const STRUCTS: readonly StructSpec[] = [
+  SY_SVC4_KEY,
+  SY_SVC6_KEY,
+  SY_SVC_VALUE,
+  SY_BACKEND4,
+  SY_BACKEND6,
+  SY_VIP4_KEY,
+  SY_VIP6_KEY,
+  SY_VIP_VALUE,
+  SY_SRCRANGE4_KEY,
+  SY_SRCRANGE6_KEY,
+  SY_SRCRANGE_VALUE,
+  SY_CT4_KEY,
+  SY_CT6_KEY,
+  SY_CT4_VALUE,
+  SY_CT6_VALUE,
+  SY_FRAG4_KEY,
+  SY_FRAG_VALUE,
+  SY_CONFIG_V2,
+];
 
-export type MapType = 'hash' | 'lru_hash' | 'array' | 'percpu_array';
+// ---------------------------------------------------------------------------
+// Plain data: what the codecs take and give.
 
-/** BPF_F_NO_PREALLOC: a hash update links a freshly allocated element and frees the old one after an RCU grace period, so a reader holding the old master never sees it change under it (with preallocation a freed element can be reused at once). */
-export const BPF_F_NO_PREALLOC = 1;
+/** Key of sy_svc4_v2 / sy_svc6_v2. */
+export interface SvcKey {
+  readonly addr: string;
+  readonly port: number;
+  readonly proto: Protocol;
+  readonly scope: Scope;
+  /** 0 = master, 1..count = backend slot. */
+  readonly slot: number;
+  /** Slot generation; always 0 for a master. */
+  readonly gen: Gen;
+}
 
-export interface MapSpec {
-  /** Pinned name, with the layout version suffix. */
-  readonly name: string;
-  readonly type: MapType;
-  readonly key: StructSpec;
-  readonly value: StructSpec;
-  readonly maxEntries: number;
-  /** map_flags. */
+/** Value of sy_svc4_v2 / sy_svc6_v2; `state` is split into count, gen and action (0, 0, FORWARD in a slot). */
+export interface SvcValue {
+  readonly count: number;
+  readonly gen: Gen;
+  readonly action: SvcAction;
+  /** Slot: the backend id; master: 0. */
+  readonly backendId: number;
+  /** Master: stable id of the frontend (both scopes share it); slot: 0. */
+  readonly svcId: number;
+  /** SY_SVC_F_* */
+  readonly flags: number;
+  readonly affinityTimeoutS: number;
+}
+
+/** Value of sy_backend4_v2 / sy_backend6_v2 (key: the backend id, a __u32). */
+export interface BackendValue {
+  readonly addr: string;
+  readonly port: number;
+  readonly proto: Protocol;
+  /** SY_BE_F_* */
   readonly flags: number;
 }
 
-/** The maps sy_maps.h describes (all pinned by name). The BTF test checks them against the object's .maps section. */
-export const MAPS = {
-  svc: { name: 'sy_svc4_v1', type: 'hash', key: SY_SVC_KEY, value: SY_SVC_VALUE, maxEntries: HEADER_DEFINES.SY_SVC_MAX, flags: BPF_F_NO_PREALLOC },
-  backend: { name: 'sy_backend4_v1', type: 'hash', key: U32, value: SY_BACKEND, maxEntries: HEADER_DEFINES.SY_BACKEND_MAX, flags: BPF_F_NO_PREALLOC },
-  ct: { name: 'sy_ct4_v1', type: 'lru_hash', key: SY_CT_KEY, value: SY_CT_VALUE, maxEntries: HEADER_DEFINES.SY_CT_MAX, flags: 0 },
-  rnat: { name: 'sy_rnat4_v1', type: 'lru_hash', key: SY_CT_KEY, value: SY_RNAT_VALUE, maxEntries: HEADER_DEFINES.SY_CT_MAX, flags: 0 },
-  config: { name: 'sy_config_v1', type: 'array', key: U32, value: SY_CONFIG, maxEntries: 1, flags: 0 },
-  stats: { name: 'sy_stats_v1', type: 'percpu_array', key: U32, value: U64, maxEntries: HEADER_DEFINES.SY_STAT_MAX, flags: 0 },
-} as const satisfies Record<string, MapSpec>;
-
-// ---------------------------------------------------------------------------
-// Scalars: protocols (addresses: src/util/ip.ts).
-
-const PROTO_NUMBER: Record<Protocol, number> = { TCP: 6, UDP: 17, SCTP: 132 };
-
-export function protoNumber(p: Protocol): number {
-  const n = PROTO_NUMBER[p];
-  if (n === undefined) throw new LayoutError('(protocol)', 'proto', `unknown protocol ${String(p)}`);
-  return n;
+export interface VipKey {
+  readonly addr: string;
+}
+export interface VipValue {
+  /** SY_VIP_F_* */
+  readonly flags: number;
 }
 
-export function protoName(n: number, struct = '(protocol)'): Protocol {
-  if (n === 6) return 'TCP';
-  if (n === 17) return 'UDP';
-  if (n === 132) return 'SCTP';
-  throw new LayoutError(struct, 'proto', `unknown IP protocol number ${n}`);
+/**
+ * Key of sy_srcrange4_v2 / sy_srcrange6_v2. prefixlen as the LPM trie reads
+ * it: 32 (svc_id) + the CIDR's prefix length; addr is the CIDR's network
+ * address (host bits cleared by srcRangeKey()).
+ */
+export interface SrcRangeKey {
+  readonly prefixlen: number;
+  readonly svcId: number;
+  readonly addr: string;
+}
+export interface SrcRangeValue {
+  readonly flags: number;
 }
 
-// A one-entry memo of parseIPv4 (a pure function, so no observable state):
-// every slot key of a frontend carries the same address string, and this
-// saves a third of the time of encoding a full sy_svc4_v1 batch.
-let lastAddr = '';
-let lastAddrN = -1;
-
-function addrOf(struct: string, field: string, s: string): number {
-  if (s === lastAddr) return lastAddrN;
-  const n = parseIPv4(s, 'decimal');
-  if (n < 0) throw new LayoutError(struct, field, `not an IPv4 address: ${JSON.stringify(s)}`);
-  lastAddr = s;
-  lastAddrN = n;
-  return n;
-}
-
-// ---------------------------------------------------------------------------
-// Codecs between plain data and bytes. encodeInto() writes every field of
-// the struct at `base`, padding included, so it can fill a reused or
-// unzeroed batch buffer.
-
-export interface Codec<T> {
-  readonly spec: StructSpec;
-  encodeInto(v: T, b: Buffer, base: number): void;
-  decode(b: Buffer, base?: number): T;
-}
-
-function zeroPadding(spec: StructSpec, b: Buffer, base: number): void {
-  for (const f of spec.fields) if (f.kind === 'u8[]' || f.kind === 'hole') b.fill(0, base + f.offset, base + f.offset + f.size);
-}
-
-const K = SY_SVC_KEY.f;
-export const svcKeyCodec: Codec<SvcKey> = {
-  spec: SY_SVC_KEY,
-  encodeInto(k, b, base) {
-    K.addr_be.put(b, base, addrOf(SY_SVC_KEY.name, 'addr_be', k.addr));
-    K.port_be.put(b, base, k.port);
-    K.proto.put(b, base, protoNumber(k.proto));
-    K.gen.put(b, base, k.gen);
-    K.slot.put(b, base, k.slot);
-    K.pad.put(b, base, 0);
-  },
-  decode(b, base = 0) {
-    const gen = K.gen.get(b, base);
-    if (gen > 1) throw new LayoutError(SY_SVC_KEY.name, 'gen', `generation ${gen} is not 0 or 1`);
-    return {
-      addr: formatIPv4(K.addr_be.get(b, base)),
-      port: K.port_be.get(b, base),
-      proto: protoName(K.proto.get(b, base), SY_SVC_KEY.name),
-      gen: gen as 0 | 1,
-      slot: K.slot.get(b, base),
-    };
-  },
-};
-
-const V = SY_SVC_VALUE.f;
-export const svcValueCodec: Codec<SvcValue> = {
-  spec: SY_SVC_VALUE,
-  encodeInto(v, b, base) {
-    V.backend_id.put(b, base, v.backendId);
-    V.count.put(b, base, v.count);
-    V.gen.put(b, base, v.gen);
-    V.flags.put(b, base, v.flags);
-    V.svc_id.put(b, base, v.svcId);
-    V.pad.put(b, base, 0);
-  },
-  decode(b, base = 0) {
-    const gen = V.gen.get(b, base);
-    if (gen > 1) throw new LayoutError(SY_SVC_VALUE.name, 'gen', `generation ${gen} is not 0 or 1`);
-    return {
-      backendId: V.backend_id.get(b, base),
-      count: V.count.get(b, base),
-      gen: gen as 0 | 1,
-      flags: V.flags.get(b, base),
-      svcId: V.svc_id.get(b, base),
-    };
-  },
-};
-
-const U = U32.f;
-/** Backend ids (sy_backend4_v1's key) and array indexes. */
-export const u32Codec: Codec<number> = {
-  spec: U32,
-  encodeInto(v, b, base) {
-    U.value.put(b, base, v);
-  },
-  decode(b, base = 0) {
-    return U.value.get(b, base);
-  },
-};
-
-const B = SY_BACKEND.f;
-/** sy_backend; flags are written 0 (none defined yet) and not decoded. */
-export const backendCodec: Codec<L4Addr> = {
-  spec: SY_BACKEND,
-  encodeInto(a, b, base) {
-    B.addr_be.put(b, base, addrOf(SY_BACKEND.name, 'addr_be', a.addr));
-    B.port_be.put(b, base, a.port);
-    B.proto.put(b, base, protoNumber(a.proto));
-    B.flags.put(b, base, 0);
-  },
-  decode(b, base = 0) {
-    return {
-      addr: formatIPv4(B.addr_be.get(b, base)),
-      port: B.port_be.get(b, base),
-      proto: protoName(B.proto.get(b, base), SY_BACKEND.name),
-    };
-  },
-};
-
-/** sy_ct_key in plain data (also the key of sy_rnat4_v1). */
 export interface CtKey {
   readonly saddr: string;
   readonly daddr: string;
   readonly sport: number;
   readonly dport: number;
   readonly proto: Protocol;
+  /** SY_CT_DIR_* */
+  readonly dir: 0 | 1;
 }
 
+/** Both halves of a flow hold all of it (sy_maps.h). natAddr is 0.0.0.0 / :: without SNAT. */
 export interface CtValue {
-  readonly backendId: number;
-  readonly backendAddr: string;
-  readonly backendPort: number;
-  readonly natAddr: string;
-  readonly natPort: number;
-  /** SY_CT_F_* */
-  readonly flags: number;
-  readonly lastSeenNs: bigint;
-}
-
-export interface RnatValue {
-  readonly frontAddr: string;
-  readonly frontPort: number;
   readonly clientAddr: string;
+  readonly frontAddr: string;
+  readonly backendAddr: string;
+  readonly natAddr: string;
   readonly clientPort: number;
+  readonly frontPort: number;
+  readonly backendPort: number;
+  readonly natPort: number;
+  readonly backendId: number;
+  readonly svcId: number;
   /** SY_CT_F_* */
   readonly flags: number;
+  /** SY_TCP_* */
+  readonly tcpState: number;
+  readonly finMask: number;
+  readonly createdNs: bigint;
   readonly lastSeenNs: bigint;
 }
 
+export interface Frag4Key {
+  readonly saddr: string;
+  readonly daddr: string;
+  readonly id: number;
+  readonly proto: Protocol;
+}
+export interface FragValue {
+  readonly sport: number;
+  readonly dport: number;
+  readonly createdNs: bigint;
+}
+
+/** sy_config_v2 in plain data. */
 export interface NodeConfig {
-  /** Masquerade source; null = not set yet (0.0.0.0 in the map). */
-  readonly nodeAddr: string | null;
+  /** IPv4 masquerade source; null = none (0.0.0.0). */
+  readonly nodeAddr4: string | null;
+  /** IPv6 masquerade source; null = none (::). */
+  readonly nodeAddr6: string | null;
+  /** Local-traffic detector CIDRs ("10.244.0.0/16"); null = none of that family (length 0). Host bits are cleared. */
+  readonly podCidr4: string | null;
+  readonly podCidr6: string | null;
+  readonly snatPortMin: number;
+  readonly snatPortMax: number;
+  /** SY_CFG_* */
   readonly flags: number;
-}
-
-const CK = SY_CT_KEY.f;
-export const ctKeyCodec: Codec<CtKey> = {
-  spec: SY_CT_KEY,
-  encodeInto(k, b, base) {
-    CK.saddr_be.put(b, base, addrOf(SY_CT_KEY.name, 'saddr_be', k.saddr));
-    CK.daddr_be.put(b, base, addrOf(SY_CT_KEY.name, 'daddr_be', k.daddr));
-    CK.sport_be.put(b, base, k.sport);
-    CK.dport_be.put(b, base, k.dport);
-    CK.proto.put(b, base, protoNumber(k.proto));
-    zeroPadding(SY_CT_KEY, b, base);
-  },
-  decode(b, base = 0) {
-    return {
-      saddr: formatIPv4(CK.saddr_be.get(b, base)),
-      daddr: formatIPv4(CK.daddr_be.get(b, base)),
-      sport: CK.sport_be.get(b, base),
-      dport: CK.dport_be.get(b, base),
-      proto: protoName(CK.proto.get(b, base), SY_CT_KEY.name),
-    };
-  },
-};
-
-const CV = SY_CT_VALUE.f;
-export const ctValueCodec: Codec<CtValue> = {
-  spec: SY_CT_VALUE,
-  encodeInto(v, b, base) {
-    CV.backend_id.put(b, base, v.backendId);
-    CV.backend_addr_be.put(b, base, addrOf(SY_CT_VALUE.name, 'backend_addr_be', v.backendAddr));
-    CV.nat_addr_be.put(b, base, addrOf(SY_CT_VALUE.name, 'nat_addr_be', v.natAddr));
-    CV.backend_port_be.put(b, base, v.backendPort);
-    CV.nat_port_be.put(b, base, v.natPort);
-    CV.flags.put(b, base, v.flags);
-    CV.pad.put(b, base, 0);
-    zeroPadding(SY_CT_VALUE, b, base);
-    CV.last_seen_ns.putBig(b, base, v.lastSeenNs);
-  },
-  decode(b, base = 0) {
-    return {
-      backendId: CV.backend_id.get(b, base),
-      backendAddr: formatIPv4(CV.backend_addr_be.get(b, base)),
-      backendPort: CV.backend_port_be.get(b, base),
-      natAddr: formatIPv4(CV.nat_addr_be.get(b, base)),
-      natPort: CV.nat_port_be.get(b, base),
-      flags: CV.flags.get(b, base),
-      lastSeenNs: CV.last_seen_ns.getBig(b, base),
-    };
-  },
-};
-
-const RV = SY_RNAT_VALUE.f;
-export const rnatValueCodec: Codec<RnatValue> = {
-  spec: SY_RNAT_VALUE,
-  encodeInto(v, b, base) {
-    RV.front_addr_be.put(b, base, addrOf(SY_RNAT_VALUE.name, 'front_addr_be', v.frontAddr));
-    RV.client_addr_be.put(b, base, addrOf(SY_RNAT_VALUE.name, 'client_addr_be', v.clientAddr));
-    RV.front_port_be.put(b, base, v.frontPort);
-    RV.client_port_be.put(b, base, v.clientPort);
-    RV.flags.put(b, base, v.flags);
-    RV.last_seen_ns.putBig(b, base, v.lastSeenNs);
-  },
-  decode(b, base = 0) {
-    return {
-      frontAddr: formatIPv4(RV.front_addr_be.get(b, base)),
-      frontPort: RV.front_port_be.get(b, base),
-      clientAddr: formatIPv4(RV.client_addr_be.get(b, base)),
-      clientPort: RV.client_port_be.get(b, base),
-      flags: RV.flags.get(b, base),
-      lastSeenNs: RV.last_seen_ns.getBig(b, base),
-    };
-  },
-};
-
-const CF = SY_CONFIG.f;
-export const configCodec: Codec<NodeConfig> = {
-  spec: SY_CONFIG,
-  encodeInto(v, b, base) {
-    CF.node_addr_be.put(b, base, v.nodeAddr === null ? 0 : addrOf(SY_CONFIG.name, 'node_addr_be', v.nodeAddr));
-    CF.flags.put(b, base, v.flags);
-  },
-  decode(b, base = 0) {
-    const n = CF.node_addr_be.get(b, base);
-    return { nodeAddr: n === 0 ? null : formatIPv4(n), flags: CF.flags.get(b, base) };
-  },
-};
-
-/**
- * A per-CPU value as the kernel returns it from user space: one slot per
- * possible CPU, each rounded up to 8 bytes. Returns one counter per CPU.
- */
-export function decodePerCpuCounters(b: Buffer, cpus: number): bigint[] {
-  const stride = Math.ceil(U64.size / 8) * 8;
-  if (b.length !== stride * cpus) throw new LayoutError(U64.name, 'value', `per-CPU value is ${b.length} bytes, expected ${stride * cpus} for ${cpus} CPUs`);
-  const out: bigint[] = [];
-  for (let i = 0; i < cpus; i++) out.push(U64.f.value.getBig(b, i * stride));
-  return out;
-}
-
-export function sumCounters(perCpu: readonly bigint[]): bigint {
-  let s = 0n;
-  for (const v of perCpu) s += v;
-  return s;
 }
 
 // ---------------------------------------------------------------------------
-// One buffer for a whole batch (the layout BPF_MAP_*_BATCH expects: records
-// back to back), without a Buffer per record.
+// Addresses of each family, with a one-entry memo each: every slot key of a
+// frontend carries the same address string.
 
-export function encode<T>(codec: Codec<T>, v: T): Buffer {
-  const b = Buffer.allocUnsafe(codec.spec.size);
-  codec.encodeInto(v, b, 0);
-  return b;
+interface AddrIO {
+  readonly family: 'IPv4' | 'IPv6';
+  readonly zero: string;
+  put(f: Field, b: Buffer, base: number, text: string, struct: string): void;
+  get(f: Field, b: Buffer, base: number): string;
 }
 
-export function encodeMany<T>(codec: Codec<T>, items: readonly T[]): Buffer {
-  const size = codec.spec.size;
-  const b = Buffer.allocUnsafe(size * items.length);
-  for (let i = 0; i < items.length; i++) codec.encodeInto(items[i] as T, b, i * size);
-  return b;
+let last4 = '';
+let last4N = -1;
+let last6 = '';
+let last6B: Uint8Array = new Uint8Array(16);
+
+const IO4: AddrIO = {
+  family: 'IPv4',
+  zero: '0.0.0.0',
+  put(f, b, base, s, st) {
+    if (s !== last4) {
+      const n = parseIPv4(s, 'decimal');
+      if (n < 0) throw new LayoutError(st, f.name, `not an IPv4 address: ${JSON.stringify(s)}`);
+      last4 = s;
+      last4N = n;
+    }
+    f.put(b, base, last4N);
+  },
+  get: (f, b, base) => formatIPv4(f.get(b, base)),
+};
+
+const IO6: AddrIO = {
+  family: 'IPv6',
+  zero: '::',
+  put(f, b, base, s, st) {
+    if (s !== last6) {
+      const bytes = s.includes(':') ? parseIPv6(s, 'decimal') : null;
+      if (bytes === null) throw new LayoutError(st, f.name, `not an IPv6 address: ${JSON.stringify(s)}`);
+      last6 = s;
+      last6B = bytes;
+    }
+    f.putBytes(b, base, last6B);
+  },
+  get: (f, b, base) => formatIPv6(f.getBytes(b, base)),
+};
+
+function gen01(struct: string, field: string, n: number): Gen {
+  if (n > 1) throw new LayoutError(struct, field, `generation ${n} is not 0 or 1`);
+  return n as Gen;
 }
 
-export function decodeMany<T>(codec: Codec<T>, b: Buffer): T[] {
-  const size = codec.spec.size;
-  if (b.length % size !== 0) throw new LayoutError(codec.spec.name, '(size)', `batch of ${b.length} bytes is not a multiple of ${size}`);
-  const out: T[] = [];
-  for (let base = 0; base < b.length; base += size) out.push(codec.decode(b, base));
-  return out;
+function scope01(struct: string, n: number): Scope {
+  if (n > 1) throw new LayoutError(struct, 'scope', `scope ${n} is not SY_SCOPE_INTERNAL or SY_SCOPE_EXTERNAL`);
+  return n as Scope;
 }
 
-export const encodeSvcKeys = (keys: readonly SvcKey[]): Buffer => encodeMany(svcKeyCodec, keys);
-export const encodeSvcValues = (values: readonly SvcValue[]): Buffer => encodeMany(svcValueCodec, values);
-export const encodeBackendIds = (ids: readonly number[]): Buffer => encodeMany(u32Codec, ids);
-export const encodeBackends = (backends: readonly L4Addr[]): Buffer => encodeMany(backendCodec, backends);
+// ---------------------------------------------------------------------------
+// Codecs.
+
+function svcKeyCodec(spec: typeof SY_SVC4_KEY | typeof SY_SVC6_KEY, io: AddrIO): Codec<SvcKey> {
+  const k = spec.f;
+  return {
+    spec,
+    encodeInto(v, b, base) {
+      io.put(k.addr_be, b, base, v.addr, spec.name);
+      k.port_be.put(b, base, v.port);
+      k.proto.put(b, base, protoNumber(v.proto));
+      k.scope.put(b, base, v.scope);
+      k.slot.put(b, base, v.slot);
+      k.gen.put(b, base, v.gen);
+      k.pad.put(b, base, 0);
+    },
+    decode(b, base = 0) {
+      return {
+        addr: io.get(k.addr_be, b, base),
+        port: k.port_be.get(b, base),
+        proto: protoName(k.proto.get(b, base), spec.name),
+        scope: scope01(spec.name, k.scope.get(b, base)),
+        slot: k.slot.get(b, base),
+        gen: gen01(spec.name, 'gen', k.gen.get(b, base)),
+      };
+    },
+  };
+}
+
+export const svc4KeyCodec = svcKeyCodec(SY_SVC4_KEY, IO4);
+export const svc6KeyCodec = svcKeyCodec(SY_SVC6_KEY, IO6);
+
+const SV = SY_SVC_VALUE.f;
+export const svcValueCodec: Codec<SvcValue> = {
+  spec: SY_SVC_VALUE,
+  encodeInto(v, b, base) {
+    SV.state.put(b, base, svcState(v.count, v.gen, v.action));
+    SV.backend_id.put(b, base, v.backendId);
+    SV.svc_id.put(b, base, v.svcId);
+    SV.flags.put(b, base, v.flags);
+    SV.pad.put(b, base, 0);
+    SV.affinity_timeout_s.put(b, base, v.affinityTimeoutS);
+    SV.aux.put(b, base, 0);
+  },
+  decode(b, base = 0) {
+    const s = SV.state.get(b, base);
+    const action = stateAction(s);
+    if (action > SY_ACT_DROP) throw new LayoutError(SY_SVC_VALUE.name, 'state', `action ${action} is not a SY_ACT_*`);
+    return {
+      count: stateCount(s),
+      gen: gen01(SY_SVC_VALUE.name, 'state', stateGen(s)),
+      action: action as SvcAction,
+      backendId: SV.backend_id.get(b, base),
+      svcId: SV.svc_id.get(b, base),
+      flags: SV.flags.get(b, base),
+      affinityTimeoutS: SV.affinity_timeout_s.get(b, base),
+    };
+  },
+};
+
+function backendCodec(spec: typeof SY_BACKEND4 | typeof SY_BACKEND6, io: AddrIO): Codec<BackendValue> {
+  const k = spec.f;
+  return {
+    spec,
+    encodeInto(v, b, base) {
+      io.put(k.addr_be, b, base, v.addr, spec.name);
+      k.port_be.put(b, base, v.port);
+      k.proto.put(b, base, protoNumber(v.proto));
+      k.flags.put(b, base, v.flags);
+    },
+    decode(b, base = 0) {
+      return {
+        addr: io.get(k.addr_be, b, base),
+        port: k.port_be.get(b, base),
+        proto: protoName(k.proto.get(b, base), spec.name),
+        flags: k.flags.get(b, base),
+      };
+    },
+  };
+}
+
+export const backend4Codec = backendCodec(SY_BACKEND4, IO4);
+export const backend6Codec = backendCodec(SY_BACKEND6, IO6);
+
+function vipKeyCodec(spec: typeof SY_VIP4_KEY | typeof SY_VIP6_KEY, io: AddrIO): Codec<VipKey> {
+  return {
+    spec,
+    encodeInto(v, b, base) {
+      io.put(spec.f.addr_be, b, base, v.addr, spec.name);
+    },
+    decode(b, base = 0) {
+      return { addr: io.get(spec.f.addr_be, b, base) };
+    },
+  };
+}
+
+export const vip4KeyCodec = vipKeyCodec(SY_VIP4_KEY, IO4);
+export const vip6KeyCodec = vipKeyCodec(SY_VIP6_KEY, IO6);
+
+function flagsCodec(spec: typeof SY_VIP_VALUE | typeof SY_SRCRANGE_VALUE): Codec<{ readonly flags: number }> {
+  return {
+    spec,
+    encodeInto(v, b, base) {
+      spec.f.flags.put(b, base, v.flags);
+    },
+    decode(b, base = 0) {
+      return { flags: spec.f.flags.get(b, base) };
+    },
+  };
+}
+
+export const vipValueCodec: Codec<VipValue> = flagsCodec(SY_VIP_VALUE);
+export const srcRangeValueCodec: Codec<SrcRangeValue> = flagsCodec(SY_SRCRANGE_VALUE);
+
+function srcRangeKeyCodec(spec: typeof SY_SRCRANGE4_KEY | typeof SY_SRCRANGE6_KEY, io: AddrIO): Codec<SrcRangeKey> {
+  const k = spec.f;
+  const maxLen = 32 + (io.family === 'IPv4' ? 32 : 128);
+  return {
+    spec,
+    encodeInto(v, b, base) {
+      if (!(Number.isInteger(v.prefixlen) && v.prefixlen >= 32 && v.prefixlen <= maxLen))
+        throw new LayoutError(spec.name, 'prefixlen', `${v.prefixlen} is not 32 (svc_id) + 0..${maxLen - 32}`);
+      k.prefixlen.put(b, base, v.prefixlen);
+      k.svc_id_be.put(b, base, v.svcId);
+      io.put(k.addr_be, b, base, v.addr, spec.name);
+    },
+    decode(b, base = 0) {
+      return { prefixlen: k.prefixlen.get(b, base), svcId: k.svc_id_be.get(b, base), addr: io.get(k.addr_be, b, base) };
+    },
+  };
+}
+
+export const srcRange4KeyCodec = srcRangeKeyCodec(SY_SRCRANGE4_KEY, IO4);
+export const srcRange6KeyCodec = srcRangeKeyCodec(SY_SRCRANGE6_KEY, IO6);
+
+/**
+ * The LPM key of a source range of frontend svcId: prefixlen 32 + the CIDR's
+ * bits, host bits cleared. null when `cidr` does not parse.
+ */
+export function srcRangeKey(svcId: number, cidr: string): SrcRangeKey | null {
+  const c = parseCidr(cidr, 'decimal');
+  if (c === null) return null;
+  return { prefixlen: 32 + c.prefix, svcId, addr: maskedText(c.bytes, c.prefix) };
+}
+
+function maskedText(bytes: Uint8Array, prefix: number): string {
+  const out = Uint8Array.from(bytes);
+  for (let i = 0; i < out.length; i++) {
+    const keep = Math.max(0, Math.min(8, prefix - 8 * i));
+    out[i] = (out[i] as number) & ((0xff << (8 - keep)) & 0xff);
+  }
+  return out.length === 4 ? `${out[0]}.${out[1]}.${out[2]}.${out[3]}` : formatIPv6(out);
+}
+
+function ctKeyCodec(spec: typeof SY_CT4_KEY | typeof SY_CT6_KEY, io: AddrIO): Codec<CtKey> {
+  const k = spec.f;
+  return {
+    spec,
+    encodeInto(v, b, base) {
+      io.put(k.saddr_be, b, base, v.saddr, spec.name);
+      io.put(k.daddr_be, b, base, v.daddr, spec.name);
+      k.sport_be.put(b, base, v.sport);
+      k.dport_be.put(b, base, v.dport);
+      k.proto.put(b, base, protoNumber(v.proto));
+      k.dir.put(b, base, v.dir);
+      zeroPadding(spec, b, base);
+    },
+    decode(b, base = 0) {
+      const dir = k.dir.get(b, base);
+      if (dir > 1) throw new LayoutError(spec.name, 'dir', `${dir} is not SY_CT_DIR_FWD or SY_CT_DIR_REV`);
+      return {
+        saddr: io.get(k.saddr_be, b, base),
+        daddr: io.get(k.daddr_be, b, base),
+        sport: k.sport_be.get(b, base),
+        dport: k.dport_be.get(b, base),
+        proto: protoName(k.proto.get(b, base), spec.name),
+        dir: dir as 0 | 1,
+      };
+    },
+  };
+}
+
+export const ct4KeyCodec = ctKeyCodec(SY_CT4_KEY, IO4);
+export const ct6KeyCodec = ctKeyCodec(SY_CT6_KEY, IO6);
+
+function ctValueCodec(spec: typeof SY_CT4_VALUE, io: AddrIO): Codec<CtValue> {
+  const k = spec.f;
+  return {
+    spec,
+    encodeInto(v, b, base) {
+      io.put(k.client_addr_be, b, base, v.clientAddr, spec.name);
+      io.put(k.front_addr_be, b, base, v.frontAddr, spec.name);
+      io.put(k.backend_addr_be, b, base, v.backendAddr, spec.name);
+      io.put(k.nat_addr_be, b, base, v.natAddr, spec.name);
+      k.client_port_be.put(b, base, v.clientPort);
+      k.front_port_be.put(b, base, v.frontPort);
+      k.backend_port_be.put(b, base, v.backendPort);
+      k.nat_port_be.put(b, base, v.natPort);
+      k.backend_id.put(b, base, v.backendId);
+      k.svc_id.put(b, base, v.svcId);
+      k.flags.put(b, base, v.flags);
+      k.tcp_state.put(b, base, v.tcpState);
+      k.fin_mask.put(b, base, v.finMask);
+      k.pad.put(b, base, 0);
+      k.created_ns.putBig(b, base, v.createdNs);
+      k.last_seen_ns.putBig(b, base, v.lastSeenNs);
+    },
+    decode(b, base = 0) {
+      return {
+        clientAddr: io.get(k.client_addr_be, b, base),
+        frontAddr: io.get(k.front_addr_be, b, base),
+        backendAddr: io.get(k.backend_addr_be, b, base),
+        natAddr: io.get(k.nat_addr_be, b, base),
+        clientPort: k.client_port_be.get(b, base),
+        frontPort: k.front_port_be.get(b, base),
+        backendPort: k.backend_port_be.get(b, base),
+        natPort: k.nat_port_be.get(b, base),
+        backendId: k.backend_id.get(b, base),
+        svcId: k.svc_id.get(b, base),
+        flags: k.flags.get(b, base),
+        tcpState: k.tcp_state.get(b, base),
+        finMask: k.fin_mask.get(b, base),
+        createdNs: k.created_ns.getBig(b, base),
+        lastSeenNs: k.last_seen_ns.getBig(b, base),
+      };
+    },
+  };
+}
+
+export const ct4ValueCodec = ctValueCodec(SY_CT4_VALUE, IO4);
+export const ct6ValueCodec = ctValueCodec(SY_CT6_VALUE as typeof SY_CT4_VALUE, IO6);
+
+const FK = SY_FRAG4_KEY.f;
+export const frag4KeyCodec: Codec<Frag4Key> = {
+  spec: SY_FRAG4_KEY,
+  encodeInto(v, b, base) {
+    IO4.put(FK.saddr_be, b, base, v.saddr, SY_FRAG4_KEY.name);
+    IO4.put(FK.daddr_be, b, base, v.daddr, SY_FRAG4_KEY.name);
+    FK.id_be.put(b, base, v.id);
+    FK.proto.put(b, base, protoNumber(v.proto));
+    FK.pad.put(b, base, 0);
+  },
+  decode(b, base = 0) {
+    return {
+      saddr: IO4.get(FK.saddr_be, b, base),
+      daddr: IO4.get(FK.daddr_be, b, base),
+      id: FK.id_be.get(b, base),
+      proto: protoName(FK.proto.get(b, base), SY_FRAG4_KEY.name),
+    };
+  },
+};
+
+const FV = SY_FRAG_VALUE.f;
+export const fragValueCodec: Codec<FragValue> = {
+  spec: SY_FRAG_VALUE,
+  encodeInto(v, b, base) {
+    FV.sport_be.put(b, base, v.sport);
+    FV.dport_be.put(b, base, v.dport);
+    FV.pad.put(b, base, 0);
+    FV.created_ns.putBig(b, base, v.createdNs);
+  },
+  decode(b, base = 0) {
+    return { sport: FV.sport_be.get(b, base), dport: FV.dport_be.get(b, base), createdNs: FV.created_ns.getBig(b, base) };
+  },
+};
+
+const CF = SY_CONFIG_V2.f;
+const ZERO16 = new Uint8Array(16);
+
+function putCidr(addr: Field, len: Field, b: Buffer, base: number, text: string | null, family: 'IPv4' | 'IPv6'): void {
+  if (text === null) {
+    if (family === 'IPv4') addr.put(b, base, 0);
+    else addr.putBytes(b, base, ZERO16);
+    len.put(b, base, 0);
+    return;
+  }
+  const c = parseCidr(text, 'decimal');
+  if (c === null || c.family !== family) throw new LayoutError(SY_CONFIG_V2.name, addr.name, `not an ${family} CIDR: ${JSON.stringify(text)}`);
+  const masked = maskedText(c.bytes, c.prefix);
+  (family === 'IPv4' ? IO4 : IO6).put(addr, b, base, masked, SY_CONFIG_V2.name);
+  len.put(b, base, c.prefix);
+}
+
+export const configCodec: Codec<NodeConfig> = {
+  spec: SY_CONFIG_V2,
+  encodeInto(v, b, base) {
+    if (v.nodeAddr4 === null) CF.node_addr4_be.put(b, base, 0);
+    else IO4.put(CF.node_addr4_be, b, base, v.nodeAddr4, SY_CONFIG_V2.name);
+    if (v.nodeAddr6 === null) CF.node_addr6_be.putBytes(b, base, ZERO16);
+    else IO6.put(CF.node_addr6_be, b, base, v.nodeAddr6, SY_CONFIG_V2.name);
+    putCidr(CF.pod_cidr4_be, CF.pod_cidr4_len, b, base, v.podCidr4, 'IPv4');
+    putCidr(CF.pod_cidr6_be, CF.pod_cidr6_len, b, base, v.podCidr6, 'IPv6');
+    CF.snat_port_min.put(b, base, v.snatPortMin);
+    CF.snat_port_max.put(b, base, v.snatPortMax);
+    CF.pad.put(b, base, 0);
+    CF.flags.put(b, base, v.flags);
+    CF.pad2.put(b, base, 0);
+  },
+  decode(b, base = 0) {
+    const a4 = IO4.get(CF.node_addr4_be, b, base);
+    const a6 = IO6.get(CF.node_addr6_be, b, base);
+    const l4 = CF.pod_cidr4_len.get(b, base);
+    const l6 = CF.pod_cidr6_len.get(b, base);
+    return {
+      nodeAddr4: a4 === '0.0.0.0' ? null : a4,
+      nodeAddr6: a6 === '::' ? null : a6,
+      podCidr4: l4 === 0 ? null : `${IO4.get(CF.pod_cidr4_be, b, base)}/${l4}`,
+      podCidr6: l6 === 0 ? null : `${IO6.get(CF.pod_cidr6_be, b, base)}/${l6}`,
+      snatPortMin: CF.snat_port_min.get(b, base),
+      snatPortMax: CF.snat_port_max.get(b, base),
+      flags: CF.flags.get(b, base),
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------
+// Maps.
+
+export type MapType = 'hash' | 'lru_hash' | 'array' | 'percpu_array' | 'lpm_trie';
+
+/** BPF_F_NO_PREALLOC: a hash update links a freshly allocated element and frees the old one after an RCU grace period (a reader holding the old master keeps a consistent copy until then); an LPM trie requires it. */
+export const BPF_F_NO_PREALLOC = 1;
+
+/** What the BTF test checks of a map: as declared in the object. */
+export interface MapSpec {
+  /** Pinned name, with the layout version suffix. */
+  readonly name: string;
+  readonly type: MapType;
+  readonly key: StructSpec;
+  readonly value: StructSpec;
+  /** The object's default; the daemon may load another (Capacities). */
+  readonly maxEntries: number;
+  /** map_flags. */
+  readonly flags: number;
+}
+
+/** A map with the codecs of its key and value. */
+export interface MapDef<K, V> extends MapSpec {
+  readonly keyCodec: Codec<K>;
+  readonly valueCodec: Codec<V>;
+}
+
+function def<K, V>(name: string, type: MapType, keyCodec: Codec<K>, valueCodec: Codec<V>, maxEntries: number, flags: number): MapDef<K, V> {
+  return { name, type, key: keyCodec.spec, value: valueCodec.spec, maxEntries, flags, keyCodec, valueCodec };
+}
+
+const NP = BPF_F_NO_PREALLOC;
+
+/**
+ * Every map of layout 2 (all pinned by name), by short name. The BTF test
+ * checks each against the object's .maps section. stats is per-CPU: its
+ * value codec reads one CPU's counter (decodePerCpuCounters for the lot).
+ */
+export const MAPS = {
+  svc4: def('sy_svc4_v2', 'hash', svc4KeyCodec, svcValueCodec, D.SY_SVC_MAX, NP),
+  svc6: def('sy_svc6_v2', 'hash', svc6KeyCodec, svcValueCodec, D.SY_SVC_MAX, NP),
+  backend4: def('sy_backend4_v2', 'hash', u32Codec, backend4Codec, D.SY_BACKEND_MAX, NP),
+  backend6: def('sy_backend6_v2', 'hash', u32Codec, backend6Codec, D.SY_BACKEND_MAX, NP),
+  vip4: def('sy_vip4_v2', 'hash', vip4KeyCodec, vipValueCodec, D.SY_VIP_MAX, NP),
+  vip6: def('sy_vip6_v2', 'hash', vip6KeyCodec, vipValueCodec, D.SY_VIP_MAX, NP),
+  srcrange4: def('sy_srcrange4_v2', 'lpm_trie', srcRange4KeyCodec, srcRangeValueCodec, D.SY_SRCRANGE_MAX, NP),
+  srcrange6: def('sy_srcrange6_v2', 'lpm_trie', srcRange6KeyCodec, srcRangeValueCodec, D.SY_SRCRANGE_MAX, NP),
+  ct4: def('sy_ct4_v2', 'lru_hash', ct4KeyCodec, ct4ValueCodec, D.SY_CT_MAX, 0),
+  ct6: def('sy_ct6_v2', 'lru_hash', ct6KeyCodec, ct6ValueCodec, D.SY_CT_MAX, 0),
+  frag4: def('sy_frag4_v2', 'lru_hash', frag4KeyCodec, fragValueCodec, D.SY_FRAG_MAX, 0),
+  config: def('sy_config_v2', 'array', u32Codec, configCodec, 1, 0),
+  stats: def('sy_stats_v2', 'percpu_array', u32Codec, u64Codec, D.SY_STAT_MAX, 0),
+} as const;
+
+export type MapName = keyof typeof MAPS;
+export type KeyOf<M extends MapName> = (typeof MAPS)[M] extends MapDef<infer K, unknown> ? K : never;
+export type ValueOf<M extends MapName> = (typeof MAPS)[M] extends MapDef<unknown, infer V> ? V : never;
+
+/** The maps the control plane writes entry by entry (ops); the rest are the datapath's (ct, frag, stats) or written whole (config). */
+export const PROGRAMMED_MAPS = ['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6'] as const satisfies readonly MapName[];
+export type ProgrammedMapName = (typeof PROGRAMMED_MAPS)[number];
+
+/** Per-map max_entries the daemon loads the object with (MapSpec.maxEntries where absent). */
+export type Capacities = Readonly<Partial<Record<MapName, number>>>;
+
+export function capacityOf(caps: Capacities, m: MapName): number {
+  return caps[m] ?? MAPS[m].maxEntries;
+}
+
+// ---------------------------------------------------------------------------
+// Ops: one update or delete of one entry of one map, in plain data.
+
+export type UpdateOp<M extends MapName = MapName> = M extends MapName
+  ? { readonly map: M; readonly action: 'update'; readonly key: KeyOf<M>; readonly value: ValueOf<M> }
+  : never;
+export type DeleteOp<M extends MapName = MapName> = M extends MapName ? { readonly map: M; readonly action: 'delete'; readonly key: KeyOf<M> } : never;
+export type Op<M extends MapName = MapName> = UpdateOp<M> | DeleteOp<M>;
 
 /** One kernel batch: all ops of one kind on one map, encoded back to back. */
 export interface OpBatch {
-  readonly map: typeof MAPS.svc.name | typeof MAPS.backend.name;
+  /** The pinned map name (MAPS[x].name). */
+  readonly map: string;
   readonly action: 'update' | 'delete';
   readonly count: number;
   readonly keys: Buffer;
@@ -599,39 +877,32 @@ export interface OpBatch {
 }
 
 /**
- * Encodes a run of ops of one kind (every Plan phase is one) into one key
- * buffer and one value buffer, in op order. Throws on mixed kinds.
+ * Encodes a run of ops on one map with one action (a Plan phase is one or a
+ * few such runs) into one key buffer and one value buffer, in op order.
+ * Throws on a mixed run.
  */
 export function encodeOpBatch(ops: readonly Op[]): OpBatch | null {
   const first = ops[0];
   if (first === undefined) return null;
-  const kind = first.kind;
+  const m = MAPS[first.map] as MapDef<unknown, unknown>;
+  const update = first.action === 'update';
   const n = ops.length;
-  const isSvc = kind === 'svc-update' || kind === 'svc-delete';
-  const update = kind === 'svc-update' || kind === 'backend-update';
-  const keySize = isSvc ? SY_SVC_KEY.size : U32.size;
-  const valueSize = isSvc ? SY_SVC_VALUE.size : SY_BACKEND.size;
-  const keys = Buffer.allocUnsafe(keySize * n);
-  const values = update ? Buffer.allocUnsafe(valueSize * n) : null;
+  const ks = m.key.size;
+  const vs = m.value.size;
+  const keys = Buffer.allocUnsafe(ks * n);
+  const values = update ? Buffer.allocUnsafe(vs * n) : null;
   for (let i = 0; i < n; i++) {
     const op = ops[i] as Op;
-    if (op.kind !== kind) throw new LayoutError('(batch)', 'kind', `op ${i} is ${op.kind} in a batch of ${kind}`);
-    switch (op.kind) {
-      case 'svc-update':
-        svcKeyCodec.encodeInto(op.key, keys, i * keySize);
-        svcValueCodec.encodeInto(op.value, values as Buffer, i * valueSize);
-        break;
-      case 'svc-delete':
-        svcKeyCodec.encodeInto(op.key, keys, i * keySize);
-        break;
-      case 'backend-update':
-        u32Codec.encodeInto(op.id, keys, i * keySize);
-        backendCodec.encodeInto(op.backend, values as Buffer, i * valueSize);
-        break;
-      case 'backend-delete':
-        u32Codec.encodeInto(op.id, keys, i * keySize);
-        break;
-    }
+    if (op.map !== first.map || op.action !== first.action)
+      throw new LayoutError('(batch)', 'kind', `op ${i} is ${op.action} ${op.map} in a batch of ${first.action} ${first.map}`);
+    m.keyCodec.encodeInto(op.key, keys, i * ks);
+    if (values !== null) m.valueCodec.encodeInto((op as UpdateOp).value, values, i * vs);
   }
-  return { map: isSvc ? MAPS.svc.name : MAPS.backend.name, action: update ? 'update' : 'delete', count: n, keys, values };
+  return { map: m.name, action: first.action, count: n, keys, values };
+}
+
+/** Decodes a dump ([key, value] buffers) of map `m`. */
+export function decodeEntries<M extends MapName>(m: M, entries: ReadonlyArray<readonly [Buffer, Buffer]>): Array<[KeyOf<M>, ValueOf<M>]> {
+  const d = MAPS[m] as MapDef<KeyOf<M>, ValueOf<M>>;
+  return entries.map(([k, v]) => [d.keyCodec.decode(k), d.valueCodec.decode(v)]);
 }
