@@ -104,7 +104,7 @@ describe.skipIf(skip)('upgrade from layout 1', () => {
       const backends = await startBackends(cluster, { tcp: [8080], udp: [5353], echo: [ECHO_PORT] });
       const self = backends.find((b) => b.ip === cluster.pod(1, 1).ip) as Backend; // pod 1 is a backend; pod 0 the client
       f.manifests.write('svc.yaml', manifests(backends, self));
-      const start = (switchyard: string): RigProcess[] =>
+      const startV1 = (switchyard: string): RigProcess[] =>
         cluster.nodes.map((n) =>
           cluster.spawn(n.ns, [
             switchyard,
@@ -115,7 +115,7 @@ describe.skipIf(skip)('upgrade from layout 1', () => {
             `--bpf-pin-path=${pins.dirFor(n)}`,
           ]),
         );
-      let daemons = start(v1.switchyard);
+      let daemons = startV1(v1.switchyard);
       const holds: Array<{ what: string; result: Promise<HolderOutput> }> = [];
       const flows: Array<{ what: string; result: Promise<UdpFlowOutput> }> = [];
       try {
@@ -135,7 +135,7 @@ describe.skipIf(skip)('upgrade from layout 1', () => {
 
         // The upgrade: SIGTERM leaves programs and maps; the new daemon takes the same pins.
         for (const d of daemons) expect(await d.stop(scaled(10_000)), `${d.ns}: the layout 1 daemon exits 0`).toStrictEqual({ code: 0, signal: null });
-        daemons = start(fileURLToPath(new URL('../../bin/switchyard', import.meta.url)));
+        daemons = cluster.nodes.map((n) => startDaemon(cluster, n, f.manifests, pins));
         for (const [i, d] of daemons.entries()) {
           await until(`node ${i + 1}: layout 1 maps removed`, async () => / layout 1 maps removed /.test(d.stderr), daemons, SETTLE_MS);
         }

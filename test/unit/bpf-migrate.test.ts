@@ -9,11 +9,6 @@
 
 import { describe, expect, test } from 'vitest';
 import {
-  CT_DIR_FWD,
-  CT_DIR_REV,
-  CT_F_EXT,
-  CT_F_HAIRPIN,
-  CT_F_SNAT,
   decodeV1,
   emptyCounts,
   type FlowEntry,
@@ -22,8 +17,6 @@ import {
   type FlowValue,
   flowsFromV1,
   NO_BACKEND_ID,
-  TCP_ESTABLISHED,
-  TCP_NONE,
   V1_MAPS,
   V1Migration,
   type V2Ids,
@@ -37,7 +30,18 @@ import {
   MAPS as V1,
   type RnatValue as V1RnatValue,
   rnatValueCodec,
+} from '../../src/dataplane/bpf/layout-v1.ts';
+import {
+  HEADER_DEFINES,
+  SY_CT_DIR_FWD as CT_DIR_FWD,
+  SY_CT_DIR_REV as CT_DIR_REV,
+  SY_CT_F_EXT as CT_F_EXT,
+  SY_CT_F_HAIRPIN as CT_F_HAIRPIN,
+  SY_CT_F_SNAT as CT_F_SNAT,
 } from '../../src/dataplane/bpf/layout.ts';
+
+const TCP_NONE = HEADER_DEFINES.SY_TCP_NONE;
+const TCP_ESTABLISHED = HEADER_DEFINES.SY_TCP_ESTABLISHED;
 import { Tc } from '../../src/native/index.ts';
 import type { Protocol } from '../../src/model/types.ts';
 import { createLogger } from '../../src/util/log.ts';

@@ -14,7 +14,7 @@ import { FakeClock } from '../../src/sync/clock.ts';
 import { createLogger, type Logger } from '../../src/util/log.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding } from '../support/fake-native.ts';
 import { thrownBy } from '../support/thrown.ts';
-import { MAPS } from '../../src/dataplane/bpf/layout.ts';
+import { MAPS } from '../../src/dataplane/bpf/layout-v1.ts';
 
 const thrown = (f: () => unknown): Error => thrownBy(f, Error);
 

@@ -38,59 +38,39 @@ import type { Link } from '../../host/links.ts';
 import type { Logger } from '../../util/log.ts';
 import { DataplaneError } from '../types.ts';
 import {
-  type Codec,
+  type CtKey as V1CtKey,
+  type CtValue as V1CtValue,
   ctKeyCodec as v1CtKeyCodec,
   ctValueCodec as v1CtValueCodec,
-  encodeMany,
   MAPS as V1,
+  type RnatValue as V1RnatValue,
   rnatValueCodec as v1RnatValueCodec,
   SY_CT_F_HAIRPIN as V1_HAIRPIN,
   SY_CT_F_SNAT as V1_SNAT,
-  type CtKey as V1CtKey,
-  type CtValue as V1CtValue,
-  type RnatValue as V1RnatValue,
+} from './layout-v1.ts';
+import {
+  type Codec,
+  type CtKey,
+  type CtValue,
+  encode,
+  HEADER_DEFINES,
+  SY_CT_DIR_FWD,
+  SY_CT_DIR_REV,
+  SY_CT_F_EXT,
+  SY_CT_F_HAIRPIN,
+  SY_CT_F_SNAT,
 } from './layout.ts';
 
 // ---------------------------------------------------------------------------
-// Layout 2's connection tracking in plain data (sy_maps.h sy_ct4_key /
-// sy_ct4_value; the same shape as layout.ts's CtKey and CtValue of layout 2).
+// Layout 2's connection tracking (sy_maps.h sy_ct4_key / sy_ct4_value).
 
-export const CT_DIR_FWD = 0;
-export const CT_DIR_REV = 1;
-export const CT_F_SNAT = 0x0001;
-export const CT_F_HAIRPIN = 0x0002;
-export const CT_F_EXT = 0x0004;
-export const TCP_NONE = 0;
-export const TCP_ESTABLISHED = 2;
-/** No backend has id 0: a flow carrying it is re-balanced by the v2 program. */
+/** No backend has id 0 (diff hands out ids from 1): a flow carrying it is re-balanced by the v2 program. */
 export const NO_BACKEND_ID = 0;
+const TCP_NONE = HEADER_DEFINES.SY_TCP_NONE;
+const TCP_ESTABLISHED = HEADER_DEFINES.SY_TCP_ESTABLISHED;
 
-export interface FlowKey {
-  readonly saddr: string;
-  readonly daddr: string;
-  readonly sport: number;
-  readonly dport: number;
-  readonly proto: Protocol;
-  readonly dir: 0 | 1;
-}
-
-export interface FlowValue {
-  readonly clientAddr: string;
-  readonly frontAddr: string;
-  readonly backendAddr: string;
-  readonly natAddr: string;
-  readonly clientPort: number;
-  readonly frontPort: number;
-  readonly backendPort: number;
-  readonly natPort: number;
-  readonly backendId: number;
-  readonly svcId: number;
-  readonly flags: number;
-  readonly tcpState: number;
-  readonly finMask: number;
-  readonly createdNs: bigint;
-  readonly lastSeenNs: bigint;
-}
+export type FlowKey = CtKey;
+export type FlowValue = CtValue;
 
 export type FlowEntry = readonly [FlowKey, FlowValue];
 
@@ -243,11 +223,11 @@ function toV2(f: V1Flow, ids: V2Ids, counts: MigrationCounts): FlowValue {
   if (backendId === undefined) counts.backendGone++;
   if (svcId === undefined) counts.frontendGone++;
   let flags = 0;
-  if ((f.flags & V1_SNAT) !== 0) flags |= CT_F_SNAT;
-  if ((f.flags & V1_HAIRPIN) !== 0) flags |= CT_F_HAIRPIN;
-  if (ids.external?.(f.clientAddr) === true) flags |= CT_F_EXT;
-  if ((flags & CT_F_SNAT) !== 0) counts.snat++;
-  if ((flags & CT_F_HAIRPIN) !== 0) counts.hairpin++;
+  if ((f.flags & V1_SNAT) !== 0) flags |= SY_CT_F_SNAT;
+  if ((f.flags & V1_HAIRPIN) !== 0) flags |= SY_CT_F_HAIRPIN;
+  if (ids.external?.(f.clientAddr) === true) flags |= SY_CT_F_EXT;
+  if ((flags & SY_CT_F_SNAT) !== 0) counts.snat++;
+  if ((flags & SY_CT_F_HAIRPIN) !== 0) counts.hairpin++;
   return {
     clientAddr: f.clientAddr,
     frontAddr: f.frontAddr,
@@ -299,17 +279,17 @@ export function flowsFromV1(
     if (r === undefined) {
       counts.forwardOnly++;
       const value = toV2(f, ids, counts);
-      entries.push([half(k, CT_DIR_FWD), value], [half(rt, CT_DIR_REV), value]);
+      entries.push([half(k, SY_CT_DIR_FWD), value], [half(rt, SY_CT_DIR_REV), value]);
     } else if (sameFlow(f, r)) {
       counts.whole++;
       const value = toV2(merged(f, r), ids, counts);
-      entries.push([half(k, CT_DIR_FWD), value], [half(rt, CT_DIR_REV), value]);
+      entries.push([half(k, SY_CT_DIR_FWD), value], [half(rt, SY_CT_DIR_REV), value]);
     } else {
       // Two flows share one reverse tuple (v1 kept the last writer's): each
       // half keeps the flow its own v1 entry describes; the reverse entry's
       // flow is counted (and its FWD half written) below.
       counts.conflicting++;
-      entries.push([half(k, CT_DIR_FWD), toV2(f, ids, counts)]);
+      entries.push([half(k, SY_CT_DIR_FWD), toV2(f, ids, counts)]);
     }
   }
   for (const [k] of reverse) {
@@ -321,12 +301,12 @@ export function flowsFromV1(
     if (f === undefined) {
       counts.flows++;
       counts.reverseOnly++;
-      entries.push([half(ft, CT_DIR_FWD), value], [half(k, CT_DIR_REV), value]);
+      entries.push([half(ft, SY_CT_DIR_FWD), value], [half(k, SY_CT_DIR_REV), value]);
     } else {
       // Conflicting: the FWD tuple belongs to the forward entry's flow.
       counts.flows++;
       counts.conflicting++;
-      entries.push([half(k, CT_DIR_REV), value]);
+      entries.push([half(k, SY_CT_DIR_REV), value]);
     }
   }
   return { entries, counts };
@@ -361,12 +341,12 @@ export function ctTarget(map: BpfMap, key: Codec<FlowKey>, value: Codec<FlowValu
   return {
     async has(keys) {
       if (keys.length === 0) return [];
-      const found = await map.lookup(keys.map((k) => encodeMany(key, [k])));
+      const found = await map.lookup(keys.map((k) => encode(key, k)));
       return found.map((v) => v !== undefined);
     },
     async write(entries) {
       if (entries.length === 0) return;
-      await map.update(entries.map(([k, v]) => [encodeMany(key, [k]), encodeMany(value, [v])] as const));
+      await map.update(entries.map(([k, v]) => [encode(key, k), encode(value, v)] as const));
     },
   };
 }
