@@ -9,6 +9,7 @@
 
 import { describe, expect, test } from 'vitest';
 import {
+  completeMigration,
   decodeV1,
   emptyCounts,
   type FlowEntry,
@@ -18,8 +19,10 @@ import {
   flowsFromV1,
   NO_BACKEND_ID,
   V1_MAPS,
+  type UpgradeSteps,
   V1Migration,
   type V2Ids,
+  v2IdsFromDumps,
 } from '../../src/dataplane/bpf/migrate.ts';
 import {
   type CtKey as V1CtKey,
@@ -33,20 +36,20 @@ import {
 } from '../../src/dataplane/bpf/layout-v1.ts';
 import {
   HEADER_DEFINES,
+  MAPS,
   SY_CT_DIR_FWD as CT_DIR_FWD,
   SY_CT_DIR_REV as CT_DIR_REV,
   SY_CT_F_EXT as CT_F_EXT,
   SY_CT_F_HAIRPIN as CT_F_HAIRPIN,
   SY_CT_F_SNAT as CT_F_SNAT,
 } from '../../src/dataplane/bpf/layout.ts';
-
-const TCP_NONE = HEADER_DEFINES.SY_TCP_NONE;
-const TCP_ESTABLISHED = HEADER_DEFINES.SY_TCP_ESTABLISHED;
 import { Tc } from '../../src/native/index.ts';
 import type { Protocol } from '../../src/model/types.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding } from '../support/fake-native.ts';
 
+const TCP_NONE = HEADER_DEFINES.SY_TCP_NONE;
+const TCP_ESTABLISHED = HEADER_DEFINES.SY_TCP_ESTABLISHED;
 const PIN = '/sys/fs/bpf/switchyard';
 const NODE = '198.18.0.10';
 const CLIENT = '10.244.1.5';
@@ -401,5 +404,111 @@ describe('V1Migration', () => {
     expect(tc.query(eth0, filter)).toBe(fake.progIdFromFd(newFd));
     oldObj.close();
     newObj.close();
+  });
+});
+
+describe('v2IdsFromDumps', () => {
+  const svc = (addr: string, port: number, proto: Protocol, scope: 0 | 1, slot: number, svcId: number): [Buffer, Buffer] => [
+    encode(MAPS.svc4.keyCodec, { addr, port, proto, scope, slot, gen: 0 }),
+    encode(MAPS.svc4.valueCodec, {
+      count: slot === 0 ? 1 : 0,
+      gen: 0,
+      action: 0,
+      backendId: slot === 0 ? 0 : 41,
+      svcId: slot === 0 ? svcId : 0,
+      flags: 0,
+      affinityTimeoutS: 0,
+    }),
+  ];
+  const be = (id: number, addr: string, port: number, proto: Protocol): [Buffer, Buffer] => [
+    encode(MAPS.backend4.keyCodec, id),
+    encode(MAPS.backend4.valueCodec, { addr, port, proto, flags: 0 }),
+  ];
+  const config = (flags: number, podCidr4: string | null) => ({
+    nodeAddr4: NODE,
+    nodeAddr6: null,
+    podCidr4,
+    podCidr6: null,
+    snatPortMin: 61000,
+    snatPortMax: 65535,
+    flags,
+  });
+
+  test('backend ids by address and svc_ids of internal masters, from the maps the first sync wrote', () => {
+    const ids = v2IdsFromDumps(
+      [svc(FRONT, 80, 'TCP', 0, 0, 7), svc(FRONT, 80, 'TCP', 1, 0, 99), svc(FRONT, 80, 'TCP', 0, 1, 0), svc(FRONT, 53, 'UDP', 0, 0, 8)],
+      [be(41, B1, 8080, 'TCP'), be(42, B1, 5353, 'UDP')],
+      null,
+    );
+    expect(ids.backendId(B1, 8080, 'TCP')).toBe(41);
+    expect(ids.backendId(B1, 5353, 'UDP')).toBe(42);
+    expect(ids.backendId(B1, 5353, 'TCP')).toBeUndefined();
+    expect(ids.svcId(FRONT, 80, 'TCP')).toBe(7);
+    expect(ids.svcId(FRONT, 53, 'UDP')).toBe(8);
+    expect(ids.svcId(FRONT, 81, 'TCP')).toBeUndefined();
+    expect(ids.external).toBeUndefined();
+  });
+
+  test('with a CIDR detector, clients outside the pod CIDR are external; with an interface detector none is', () => {
+    const cidr = v2IdsFromDumps([], [], config(0x01, '10.244.0.0/16'));
+    expect(cidr.external?.('10.244.1.5')).toBe(false);
+    expect(cidr.external?.('198.18.0.200')).toBe(true);
+    expect(v2IdsFromDumps([], [], config(0x02, '10.244.0.0/16')).external).toBeUndefined();
+  });
+});
+
+describe('completeMigration', () => {
+  function steps(fake: FakeNativeBinding, target: FlowTarget, order: string[]): UpgradeSteps {
+    return {
+      target,
+      ids: IDS,
+      attach: () => order.push('attach'),
+      tc: new Tc(fake),
+      links: () => fake.links(),
+      ours: () => new Set<number>(),
+      filters: [{ direction: 'ingress', handle: 0x5359, priority: 0x2000 }],
+    };
+  }
+
+  test('carries, attaches, carries what came in between, removes the v1 maps, and logs counts', async () => {
+    const fake = v1Node({ fwd: [fwd({}), fwd({ cport: 40001, flags: 0x01, nat: [NODE, 61001] })], rev: [rev({})] });
+    const lines: string[] = [];
+    const logger = createLogger('bpf', { write: (l) => lines.push(l) });
+    const m = V1Migration.detect(fake, logger, PIN) as V1Migration;
+    const order: string[] = [];
+    const target = new MemoryTarget();
+    const write = target.write.bind(target);
+    target.write = async (e) => {
+      order.push(`write ${e.length}`);
+      await write(e);
+    };
+    expect(await completeMigration(m, steps(fake, target, order), logger)).toBe(true);
+    expect(order).toEqual(['write 4', 'attach', 'write 0']);
+    expect(fake.pins(PIN)).toEqual([]);
+    const carried = lines.find((l) => l.includes('layout 1 connection tracking carried to layout 2')) ?? '';
+    expect(carried).toMatch(/ flows=2 whole=1 forwardOnly=1 .* snat=1 .* written=4 present=0/);
+    expect(lines.some((l) => l.includes('layout 1 maps removed') && l.includes('sy_ct4_v1'))).toBe(true);
+  });
+
+  test('a carry that fails still attaches layout 2, keeps the v1 pins, and the next run completes', async () => {
+    const fake = v1Node({ fwd: [fwd({})], rev: [] });
+    const lines: string[] = [];
+    const logger = createLogger('bpf', { write: (l) => lines.push(l) });
+    const m = V1Migration.detect(fake, logger, PIN) as V1Migration;
+    const order: string[] = [];
+    const target = new MemoryTarget();
+    const write = target.write.bind(target);
+    let failures = 1;
+    target.write = async (e) => {
+      if (failures-- > 0) throw new Error('E2BIG');
+      await write(e);
+    };
+    expect(await completeMigration(m, steps(fake, target, order), logger)).toBe(false);
+    expect(order).toEqual(['attach']);
+    expect(fake.pins(PIN)).toHaveLength(6);
+    expect(lines.some((l) => / error bpf carrying layout 1 connection tracking/.test(l))).toBe(true);
+    expect(await completeMigration(m, steps(fake, target, order), logger)).toBe(true);
+    expect(target.entries.size).toBe(2);
+    expect(fake.pins(PIN)).toEqual([]);
   });
 });

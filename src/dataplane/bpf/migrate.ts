@@ -36,6 +36,7 @@ import type { BpfMap, NativeBinding, Tc, TcFilter } from '../../native/index.ts'
 import { isNativeError } from '../../native/index.ts';
 import type { Link } from '../../host/links.ts';
 import type { Logger } from '../../util/log.ts';
+import { cidrContains, parseCidr, parseIP } from '../../util/ip.ts';
 import { DataplaneError } from '../types.ts';
 import {
   type CtKey as V1CtKey,
@@ -54,6 +55,10 @@ import {
   type CtValue,
   encode,
   HEADER_DEFINES,
+  MAPS,
+  type NodeConfig,
+  SY_CFG_DETECT_CIDR,
+  SY_SCOPE_INTERNAL,
   SY_CT_DIR_FWD,
   SY_CT_DIR_REV,
   SY_CT_F_EXT,
@@ -492,4 +497,105 @@ export class V1Migration {
 
 function wrap(operation: string, err: unknown): unknown {
   return isNativeError(err) ? DataplaneError.kernel('bpf', `migrate layout 1: ${operation}`, err) : err;
+}
+
+// ---------------------------------------------------------------------------
+// The ids the first v2 sync gave, read back from its maps.
+
+/**
+ * V2Ids over dumps of sy_svc4_v2 (SY_SCOPE_INTERNAL masters: svc_id by
+ * frontend) and sy_backend4_v2 (id by address), after the first v2 sync.
+ * With a CIDR local-traffic detector in `config`, a client outside the pod
+ * CIDR is external (SY_CT_F_EXT); an interface detector cannot be replayed
+ * for an old flow, so then no client is.
+ */
+export function v2IdsFromDumps(
+  svc4: ReadonlyArray<readonly [Buffer, Buffer]>,
+  backend4: ReadonlyArray<readonly [Buffer, Buffer]>,
+  config: NodeConfig | null,
+): V2Ids {
+  const backends = new Map<string, number>();
+  for (const [k, v] of backend4) {
+    const id = MAPS.backend4.keyCodec.decode(k);
+    const b = MAPS.backend4.valueCodec.decode(v);
+    const at = `${b.addr}:${b.port}/${b.proto}`;
+    // Two ids for one address cannot come from one sync; keep the lowest, deterministically.
+    if (!backends.has(at) || (backends.get(at) as number) > id) backends.set(at, id);
+  }
+  const services = new Map<string, number>();
+  for (const [k, v] of svc4) {
+    const key = MAPS.svc4.keyCodec.decode(k);
+    if (key.slot !== 0 || key.scope !== SY_SCOPE_INTERNAL) continue;
+    services.set(`${key.addr}:${key.port}/${key.proto}`, MAPS.svc4.valueCodec.decode(v).svcId);
+  }
+  const pods = config !== null && (config.flags & SY_CFG_DETECT_CIDR) !== 0 && config.podCidr4 !== null ? parseCidr(config.podCidr4, 'decimal') : null;
+  return {
+    backendId: (addr, port, proto) => backends.get(`${addr}:${port}/${proto}`),
+    svcId: (addr, port, proto) => services.get(`${addr}:${port}/${proto}`),
+    ...(pods === null
+      ? {}
+      : {
+          external: (client: string): boolean => {
+            const ip = parseIP(client, 'decimal');
+            return ip === null || !cidrContains(pods, ip);
+          },
+        }),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The whole upgrade, once the first v2 sync has landed.
+
+/** What completeMigration needs from the dataplane. */
+export interface UpgradeSteps {
+  /** sy_ct4_v2. */
+  readonly target: FlowTarget;
+  /** The first sync's ids (v2IdsFromDumps). */
+  readonly ids: V2Ids;
+  /** Attaches the v2 programs to every interface they belong on, replacing the v1 program there. */
+  attach(): void;
+  readonly tc: Tc;
+  /** The links now (for detachStale). */
+  links(): readonly Link[];
+  /** Ids of the v2 programs. */
+  ours(): ReadonlySet<number>;
+  /** Our tc positions (handle, priority; both directions). */
+  readonly filters: readonly TcFilter[];
+}
+
+/**
+ * carry, attach, carry again, detach the v1 program where it is left, unpin
+ * the v1 maps; logged with counts. A failed carry is logged and the v2
+ * programs are attached anyway (a node must not stay on layout 1 because of,
+ * say, a full table): the v1 pins stay, and the caller runs this again after
+ * its next sync. Resolves true when the migration is complete.
+ */
+export async function completeMigration(m: V1Migration, steps: UpgradeSteps, log: Logger): Promise<boolean> {
+  let carried: CarryResult | null = null;
+  try {
+    carried = await m.carry(steps.target, steps.ids);
+  } catch (err) {
+    log.error(
+      'carrying layout 1 connection tracking to layout 2 failed; attaching layout 2 anyway (established connections may reset); retried after the next sync',
+      {
+        error: err,
+      },
+    );
+  }
+  steps.attach();
+  if (carried === null) return false;
+  try {
+    // Flows the v1 program created between the first carry and the switch.
+    const late = await m.carry(steps.target, steps.ids);
+    carried.written += late.written;
+  } catch (err) {
+    log.error('carrying layout 1 connection tracking (after the switch) failed; retried after the next sync', { error: err });
+    return false;
+  }
+  log.info('layout 1 connection tracking carried to layout 2', { ...carried });
+  const detached = m.detachStale(steps.tc, steps.links(), steps.ours(), steps.filters);
+  if (detached.length > 0) log.info('layout 1 program detached', { interfaces: detached.join(',') });
+  const removed = m.finish();
+  log.info('layout 1 maps removed', { pinPath: m.pinPath, maps: removed.join(',') });
+  return true;
 }
