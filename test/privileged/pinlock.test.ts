@@ -12,7 +12,7 @@ import { mkdirSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
 import type { LinkSource } from '../../src/host/links.ts';
-import { isLockHeld, loadBinding } from '../../src/native/index.ts';
+import { BpfObject, isLockHeld, loadBinding } from '../../src/native/index.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { BPF_OBJECT, NATIVE_ADDON, needs } from '../support/requirements.ts';
 import { thrownBy } from '../support/thrown.ts';
@@ -40,7 +40,7 @@ const test = e2eTest.extend<{ $file: { bpffs: PinRoot } }>({
 });
 
 describe.skipIf(skip)('the pin directory lock', () => {
-  test('lockDir: EAGAIN while another fd holds it, the holder from /proc/locks, free again after closeFd', ({ bpffs }) => {
+  test('lockDir: EAGAIN while another fd holds it, the holder from /proc/locks, free again after closeFd', async ({ bpffs }) => {
     const native = loadBinding();
     const dir = `${bpffs.path}/a`;
     mkdirSync(dir);
@@ -54,6 +54,11 @@ describe.skipIf(skip)('the pin directory lock', () => {
     expect(native.lockHolders(dir)).toEqual([]);
     native.closeFd(native.lockDir(dir));
     expect(thrownBy(() => native.lockDir(`${dir}/missing`), Error)).toMatchObject({ code: 'ENOENT', syscall: 'open' });
+    // A pinned map is not a directory (as the fake says too).
+    const obj = await BpfObject.open(BPF_OBJECT, dir, native);
+    const pin = obj.maps()[0]?.pinPath as string;
+    obj.close();
+    expect(thrownBy(() => native.lockDir(pin), Error)).toMatchObject({ code: 'ENOTDIR', syscall: 'open' });
   });
 
   test('a holder killed with SIGKILL leaves no stale lock', async ({ bpffs }) => {
