@@ -17,6 +17,7 @@ import {
   type FlowTarget,
   type FlowValue,
   flowsFromV1,
+  LayoutUpgrade,
   NO_BACKEND_ID,
   V1_MAPS,
   type UpgradeSteps,
@@ -43,7 +44,7 @@ import {
   SY_CT_F_HAIRPIN as CT_F_HAIRPIN,
   SY_CT_F_SNAT as CT_F_SNAT,
 } from '../../src/dataplane/bpf/layout.ts';
-import { Tc } from '../../src/native/index.ts';
+import { BpfObject, Tc } from '../../src/native/index.ts';
 import type { Protocol } from '../../src/model/types.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding } from '../support/fake-native.ts';
@@ -510,5 +511,59 @@ describe('completeMigration', () => {
     expect(await completeMigration(m, steps(fake, target, order), logger)).toBe(true);
     expect(target.entries.size).toBe(2);
     expect(fake.pins(PIN)).toEqual([]);
+  });
+});
+
+describe('LayoutUpgrade (what BpfDataplane calls)', () => {
+  /** The layout 2 maps the upgrade reads and writes, as an object the fake loads. */
+  const V2_PATH = '/fake/bpf/build/switchyard-v2.bpf.o';
+  const v2Object = {
+    maps: [MAPS.svc4, MAPS.backend4, MAPS.ct4].map((m) => ({ ...m, type: m.type as 'hash' | 'lru_hash' })),
+    programs: [{ name: 'sy_from_pod', section: 'tc', type: 3 }],
+  };
+
+  test('holds the attach until the first sync landed, then carries with that sync ids, attaches, and removes layout 1', async () => {
+    const fake = new FakeNativeBinding({ objects: { [V2_PATH]: v2Object } });
+    fake.ensureBpffs(PIN);
+    for (const m of Object.values(V1)) fake.pinMap(`${PIN}/${m.name}`, m);
+    const [fk, fv] = fwd({ flags: 0x01, nat: [NODE, 61500] });
+    fake.pinnedMap(`${PIN}/${V1.ct.name}`).update(encode(ctKeyCodec, fk), encode(ctValueCodec, fv));
+    const up = LayoutUpgrade.detect(fake, log, PIN);
+    expect(up?.holdsAttach).toBe(true);
+    const native = await fake.openObject(V2_PATH, { pinRoot: PIN });
+    const obj = new BpfObject(fake, native, V2_PATH);
+    // What the first layout 2 sync wrote: FRONT:80/TCP (svc 7) -> B1:8080 (id 5).
+    await obj
+      .map(MAPS.svc4.name)
+      .update([
+        [
+          encode(MAPS.svc4.keyCodec, { addr: FRONT, port: 80, proto: 'TCP', scope: 0, slot: 0, gen: 0 }),
+          encode(MAPS.svc4.valueCodec, { count: 1, gen: 0, action: 0, backendId: 0, svcId: 7, flags: 0, affinityTimeoutS: 0 }),
+        ],
+      ]);
+    await obj
+      .map(MAPS.backend4.name)
+      .update([[encode(MAPS.backend4.keyCodec, 5), encode(MAPS.backend4.valueCodec, { addr: B1, port: 8080, proto: 'TCP', flags: 0 })]]);
+    let attached = 0;
+    const done = await up?.afterSync({
+      obj,
+      config: null,
+      attach: () => attached++,
+      tc: new Tc(fake),
+      links: () => fake.links(),
+      ours: () => new Set([fake.progIdFromFd(obj.program('sy_from_pod').fd)]),
+      filters: [{ direction: 'ingress', handle: 0x5359, priority: 0x2000 }],
+    });
+    expect(done).toBe(true);
+    expect(attached).toBe(1);
+    expect(up?.holdsAttach).toBe(false);
+    const ct = (await obj.map(MAPS.ct4.name).dump()).map(([k, v]) => [MAPS.ct4.keyCodec.decode(k), MAPS.ct4.valueCodec.decode(v)] as const);
+    expect(ct.map(([k, v]) => `${k.dir} ${k.saddr}:${k.sport}>${k.daddr}:${k.dport} id=${v.backendId} svc=${v.svcId} flags=${v.flags}`).sort()).toEqual([
+      `0 ${CLIENT}:40000>${FRONT}:80 id=5 svc=7 flags=1`,
+      `1 ${B1}:8080>${NODE}:61500 id=5 svc=7 flags=1`,
+    ]);
+    expect(fake.pins(PIN).filter((p) => p.endsWith('_v1'))).toEqual([]);
+    obj.close();
+    expect(fake.openFds()).toBe(0);
   });
 });

@@ -32,7 +32,7 @@
 // flow wins), so running it twice writes nothing the second time.
 
 import type { Protocol } from '../../model/types.ts';
-import type { BpfMap, NativeBinding, Tc, TcFilter } from '../../native/index.ts';
+import type { BpfMap, BpfObject, NativeBinding, Tc, TcFilter } from '../../native/index.ts';
 import { isNativeError } from '../../native/index.ts';
 import type { Link } from '../../host/links.ts';
 import type { Logger } from '../../util/log.ts';
@@ -598,4 +598,85 @@ export async function completeMigration(m: V1Migration, steps: UpgradeSteps, log
   const removed = m.finish();
   log.info('layout 1 maps removed', { pinPath: m.pinPath, maps: removed.join(',') });
   return true;
+}
+
+// ---------------------------------------------------------------------------
+// The dataplane's side: what BpfDataplane's start(), #attachLinks() and
+// sync() call.
+
+/** What a loaded layout 2 dataplane lends the upgrade after a sync. */
+export interface UpgradeContext {
+  readonly obj: BpfObject;
+  /** sy_config_v2 as written (the local-traffic detector), or null. */
+  readonly config: NodeConfig | null;
+  /** Attaches the layout 2 programs (BpfDataplane's attach of every wanted link). */
+  attach(): void;
+  readonly tc: Tc;
+  links(): readonly Link[];
+  /** Ids of the layout 2 programs of `obj`. */
+  ours(): ReadonlySet<number>;
+  readonly filters: readonly TcFilter[];
+}
+
+/**
+ * A pending upgrade from layout 1. While it is pending, the layout 2
+ * programs must not be attached (holdsAttach): the layout 1 program keeps
+ * forwarding until the first layout 2 sync has landed. afterSync() then runs
+ * completeMigration; true when the upgrade is done (drop this object).
+ */
+export class LayoutUpgrade {
+  readonly #m: V1Migration;
+  readonly #log: Logger;
+  #holdAttach = true;
+
+  private constructor(m: V1Migration, log: Logger) {
+    this.#m = m;
+    this.#log = log;
+  }
+
+  /** Null when no layout 1 map is pinned in pinPath. Call after taking the pin lock, before loading. */
+  static detect(native: NativeBinding, log: Logger, pinPath: string): LayoutUpgrade | null {
+    const m = V1Migration.detect(native, log, pinPath);
+    return m === null ? null : new LayoutUpgrade(m, log);
+  }
+
+  get holdsAttach(): boolean {
+    return this.#holdAttach;
+  }
+
+  async afterSync(ctx: UpgradeContext): Promise<boolean> {
+    const dump = async (name: string): Promise<Array<[Buffer, Buffer]>> => {
+      try {
+        return await ctx.obj.map(name).dump();
+      } catch (err) {
+        throw wrap(`dump ${name}`, err);
+      }
+    };
+    let ids: V2Ids;
+    try {
+      ids = v2IdsFromDumps(await dump(MAPS.svc4.name), await dump(MAPS.backend4.name), ctx.config);
+    } catch (err) {
+      this.#log.error('reading the first layout 2 sync back for the upgrade failed; attaching layout 2 anyway; retried after the next sync', { error: err });
+      this.#attach(ctx);
+      return false;
+    }
+    return completeMigration(
+      this.#m,
+      {
+        target: ctTarget(ctx.obj.map(MAPS.ct4.name), MAPS.ct4.keyCodec, MAPS.ct4.valueCodec),
+        ids,
+        attach: () => this.#attach(ctx),
+        tc: ctx.tc,
+        links: ctx.links,
+        ours: ctx.ours,
+        filters: ctx.filters,
+      },
+      this.#log,
+    );
+  }
+
+  #attach(ctx: UpgradeContext): void {
+    this.#holdAttach = false;
+    ctx.attach();
+  }
 }
