@@ -1,136 +1,329 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * switchyard.bpf.c: the tc ingress program. Attached to the host side of
- * every pod interface and to the node's external interface, it
- *   - translates packets addressed to a Service frontend to a backend (DNAT),
- *     keeping every packet of a flow on the backend its first packet chose;
- *   - masquerades hairpin flows (a pod reaching itself through its Service)
- *     to the node address, since the pod would drop a packet from itself;
- *   - reverse-translates replies so the client sees the frontend as source.
- * Everything else passes untouched (TC_ACT_OK).
+ * switchyard.bpf.c: the four tc programs of datapath v2 (DATAPATH-v2.md),
+ * for IPv4 and IPv6 alike:
+ *   sy_from_pod  ingress of pod veths     forward translation of pod clients;
+ *   sy_from_net  ingress of node ifaces   forward translation of external
+ *                                         clients;
+ *                both: reverse translation of masqueraded flows (then a FIB
+ *                redirect), REJECT answers, ICMP errors of translated flows;
+ *   sy_to_pod    egress of pod veths      reverse translation of replies to
+ *   sy_to_net    egress of node ifaces    clients that kept their address.
+ * Translation happens at the client's first and last hop, so the node's
+ * conntrack and rp_filter see one consistent flow. Anything not ours
+ * returns TC_ACT_UNSPEC, so later tc filters still run.
+ *
+ * Each program dispatches on skb->protocol to one body instantiated per
+ * family (`v6` is a compile-time constant through the inlined helpers).
  */
 #include "lib/pkt.h"
 #include "lib/maps.h"
 #include "lib/lb.h"
 #include "lib/ct.h"
+#include "lib/nat.h"
+#include "lib/icmperr.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline __be32 node_addr(void)
-{
-	__u32 zero = 0;
-	struct sy_config *cfg = bpf_map_lookup_elem(&sy_config_v1, &zero);
+#define SY_HOOK_FROM_POD 0
+#define SY_HOOK_FROM_NET 1
+#define SY_HOOK_TO_POD   2
+#define SY_HOOK_TO_NET   3
 
-	return cfg ? cfg->node_addr_be : 0;
+static __always_inline int reject(struct __sk_buff *skb, int v6, const struct pkt *p)
+{
+	stat_inc(SY_STAT_REJECT);
+	if (v6)
+		return sy_reject6(skb, p->l3_off, p->l4_off, p->proto);
+	return sy_reject4(skb, p->l3_off, p->l4_off, p->proto);
 }
 
-/* A new flow to a frontend: choose its backend and masquerading. */
-static __always_inline int new_flow(const struct pkt *p, const struct sy_svc_value *master,
-                                    struct sy_ct_value *ct)
+/* Forward translation with a flow: destination frontend -> backend, source
+ * client -> nat when masqueraded (then redirected by the FIB). */
+static __always_inline int xlate_fwd(struct __sk_buff *skb, int v6, struct pkt *p,
+                                     const struct sy_ct6_value *f)
 {
-	struct sy_backend *be;
-	__u32 id = 0;
-
-	be = lb_pick(p, master, &id);
-	if (!be) {
-		stat_inc(SY_STAT_NO_BACKEND);
-		return -1;
-	}
-	ct->backend_id = id;
-	ct->backend_addr_be = be->addr_be;
-	ct->backend_port_be = be->port_be;
-	ct->last_seen_ns = bpf_ktime_get_ns();
-
-	if (be->addr_be == p->saddr) {
-		__be32 nat = node_addr();
-		__be16 port;
-
-		if (!nat) {
-			stat_inc(SY_STAT_SNAT_FAIL);
-			return -1;
-		}
-		port = ct_nat_port(p, be->addr_be, be->port_be, nat);
-		if (!port) {
-			stat_inc(SY_STAT_SNAT_FAIL);
-			return -1;
-		}
-		ct->flags = SY_CT_F_SNAT | SY_CT_F_HAIRPIN;
-		ct->nat_addr_be = nat;
-		ct->nat_port_be = port;
-	}
-	if (ct_create(p, ct) < 0)
-		return -1;
-	stat_inc(SY_STAT_CT_NEW);
-	return 0;
+	if (p->frag == SY_FRAG_FIRST)
+		frag_record(p);
+	if (rw_dst(skb, v6, p, f->backend_addr_be, f->backend_port_be) < 0)
+		return TC_ACT_SHOT;
+	if (!(f->flags & SY_CT_F_SNAT))
+		return TC_ACT_UNSPEC;
+	if (rw_src(skb, v6, p, f->nat_addr_be, f->nat_port_be) < 0)
+		return TC_ACT_SHOT;
+	return fib_redirect(skb, v6, p);
 }
 
-static __always_inline int to_service(struct __sk_buff *skb, struct pkt *p,
-                                      const struct sy_svc_value *master)
+/* Whether a flow found under the packet's FWD key still carries it. */
+static __always_inline int flow_usable(int v6, const struct pkt *p, const struct sy_ct6_value *f)
 {
-	struct sy_ct_key fk = {};
-	struct sy_ct_value *found;
-	struct sy_ct_value ct = {};
+	union sy_addr addr;
+	__be16 port;
 
+	if (p->proto == IPPROTO_TCP && f->tcp_state == SY_TCP_CLOSED &&
+	    (p->tcp_flags & (SY_TCP_SYN | SY_TCP_ACK)) == SY_TCP_SYN) {
+		stat_inc(SY_STAT_TCP_REOPEN);
+		return 0;
+	}
+	if (backend_get(v6, f->backend_id, &addr, &port) < 0)
+		return 0;
+	return addr_eq(v6, &addr, (const union sy_addr *)f->backend_addr_be) &&
+	       port == f->backend_port_be;
+}
+
+/* Masquerade for this client? kube-proxy's rules as the daemon encoded them
+ * in the master's flags, plus hairpin (the backend is the client). */
+static __always_inline int wants_masq(__u16 mflags, int ext, __u8 scope)
+{
+	if (scope == SY_SCOPE_EXTERNAL || !ext)
+		return !!(mflags & SY_SVC_F_MASQ);
+	return !!(mflags & (SY_SVC_F_MASQ | SY_SVC_F_MASQ_EXT));
+}
+
+/* A packet to a frontend (its INTERNAL master is m). */
+static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, struct pkt *p,
+                                       struct sy_svc_value *m)
+{
+	struct sy_config_v2 *cfg = config_get();
+	struct sy_ct6_value f;
+	struct sy_ct6_key k;
+	__u8 scope = SY_SCOPE_INTERNAL;
+	__u16 mflags;
+	int ext, verdict;
+
+	if (!cfg)
+		return TC_ACT_UNSPEC;
 	stat_inc(SY_STAT_SVC_HIT);
-	ct_key_fwd(&fk, p);
-	found = bpf_map_lookup_elem(&sy_ct4_v1, &fk);
-	if (found && ct_usable(found, p)) {
-		ct = *found;
-	} else if (new_flow(p, master, &ct) < 0) {
-		/* No backend: kube-proxy rejects; until the reject path lands
-		 * the packet is dropped rather than leaked to the default route. */
-		return TC_ACT_SHOT;
+	ext = !src_is_pod(v6, hook == SY_HOOK_FROM_POD, cfg, &p->saddr);
+	mflags = m->flags;
+	if (ext && (mflags & SY_SVC_F_EXT_SCOPE)) {
+		scope = SY_SCOPE_EXTERNAL;
+		m = svc_lookup(v6, &p->daddr, p->dport, p->proto, scope, 0, 0);
+		if (!m) {
+			stat_inc(SY_STAT_DROP_NO_LOCAL);
+			return TC_ACT_SHOT;
+		}
+		mflags = m->flags;
 	}
 
-	if (ct.flags & SY_CT_F_SNAT) {
-		if (pkt_rewrite(skb, p, 1, ct.nat_addr_be, ct.nat_port_be) < 0)
-			return TC_ACT_SHOT;
+	ct_key_pkt(&k, p, SY_CT_DIR_FWD);
+	if (ct_read(v6, &k, &f) == 0) {
+		if (flow_usable(v6, p, &f)) {
+			ct_touch(v6, p, &k, &f, SY_CT_DIR_FWD);
+			return xlate_fwd(skb, v6, p, &f);
+		}
+		/* re-balanced or reopened: free the old reply key (and nat port) */
+		flow_rev_key(&k, &f, p->proto);
+		ct_delete(v6, &k);
 	}
-	if (pkt_rewrite(skb, p, 0, ct.backend_addr_be, ct.backend_port_be) < 0)
+	if (p->frag == SY_FRAG_LATER)
+		return TC_ACT_SHOT; /* no flow for a fragment's datagram: cannot choose */
+
+	if ((mflags & SY_SVC_F_SRC_RANGES) && !srcrange_allows(v6, m->svc_id, &p->saddr)) {
+		stat_inc(SY_STAT_DROP_SRC_RANGE);
 		return TC_ACT_SHOT;
-	if (ct.flags & SY_CT_F_HAIRPIN)
-		return pkt_bounce(skb);
-	return TC_ACT_OK;
+	}
+	__builtin_memset(&f, 0, sizeof(f));
+	verdict = lb_pick(v6, p, scope, m, &f);
+	if (verdict == SY_ACT_REJECT)
+		return reject(skb, v6, p);
+	if (verdict == SY_ACT_DROP) {
+		stat_inc(SY_STAT_DROP_NO_LOCAL);
+		return TC_ACT_SHOT;
+	}
+	if (verdict != SY_ACT_FORWARD)
+		return TC_ACT_SHOT;
+
+	__builtin_memcpy(f.client_addr_be, &p->saddr, 16);
+	__builtin_memcpy(f.front_addr_be, &p->daddr, 16);
+	f.client_port_be = p->sport;
+	f.front_port_be = p->dport;
+	f.flags = ext ? SY_CT_F_EXT : 0;
+	if (p->proto == IPPROTO_TCP)
+		f.tcp_state = (p->tcp_flags & SY_TCP_SYN) ? SY_TCP_SYN_SENT : SY_TCP_ESTABLISHED;
+	f.created_ns = bpf_ktime_get_ns();
+	f.last_seen_ns = f.created_ns;
+	if (addr_eq(v6, (const union sy_addr *)f.backend_addr_be, &p->saddr))
+		f.flags |= SY_CT_F_HAIRPIN;
+	stat_inc(SY_STAT_CT_NEW);
+
+	if (wants_masq(mflags, ext, scope) || (f.flags & SY_CT_F_HAIRPIN)) {
+		if (v6)
+			__builtin_memcpy(f.nat_addr_be, cfg->node_addr6_be, 16);
+		else
+			f.nat_addr_be[0] = cfg->node_addr4_be;
+		f.flags |= SY_CT_F_SNAT;
+		if ((f.nat_addr_be[0] | f.nat_addr_be[1] | f.nat_addr_be[2] | f.nat_addr_be[3]) ==
+		            0 ||
+		    ct_claim_snat(v6, &f, p->proto, cfg->snat_port_min, cfg->snat_port_max) < 0) {
+			stat_inc(SY_STAT_SNAT_FAIL);
+			return TC_ACT_SHOT;
+		}
+	} else {
+		flow_rev_key(&k, &f, p->proto);
+		if (ct_write(v6, &k, &f, BPF_ANY) < 0)
+			stat_inc(SY_STAT_CT_FULL);
+	}
+	flow_fwd_key(&k, &f, p->proto);
+	if (ct_write(v6, &k, &f, BPF_ANY) < 0) {
+		stat_inc(SY_STAT_CT_FULL);
+		if (f.flags & SY_CT_F_SNAT) {
+			flow_rev_key(&k, &f, p->proto);
+			ct_delete(v6, &k);
+			return TC_ACT_SHOT;
+		}
+	}
+	return xlate_fwd(skb, v6, p, &f);
 }
 
-static __always_inline int from_backend(struct __sk_buff *skb, struct pkt *p)
+/* A reply of a tracked flow (packet tuple = REV key). At ingress only
+ * masqueraded flows are translated (and redirected); the others are left to
+ * the egress programs at the client's last hop. */
+static __always_inline int from_backend(struct __sk_buff *skb, int v6, struct pkt *p, int egress)
 {
-	struct sy_ct_key rk = {};
-	struct sy_rnat_value *r;
-	struct sy_rnat_value rv;
+	struct sy_ct6_value f;
+	struct sy_ct6_key k;
+	int snat;
 
-	rk.saddr_be = p->saddr;
-	rk.daddr_be = p->daddr;
-	rk.sport_be = p->sport;
-	rk.dport_be = p->dport;
-	rk.proto = p->proto;
-	r = bpf_map_lookup_elem(&sy_rnat4_v1, &rk);
-	if (!r)
-		return TC_ACT_OK;
-	rv = *r;
+	ct_key_pkt(&k, p, SY_CT_DIR_REV);
+	if (ct_read(v6, &k, &f) < 0)
+		return TC_ACT_UNSPEC;
+	snat = !!(f.flags & SY_CT_F_SNAT);
+	if (!egress)
+		ct_touch(v6, p, &k, &f, SY_CT_DIR_REV);
+	if (snat == egress)
+		return TC_ACT_UNSPEC;
 	stat_inc(SY_STAT_RNAT);
-
-	if (rv.flags & SY_CT_F_SNAT) {
-		if (pkt_rewrite(skb, p, 0, rv.client_addr_be, rv.client_port_be) < 0)
-			return TC_ACT_SHOT;
-	}
-	if (pkt_rewrite(skb, p, 1, rv.front_addr_be, rv.front_port_be) < 0)
+	if (p->frag == SY_FRAG_FIRST)
+		frag_record(p);
+	if (snat && rw_dst(skb, v6, p, f.client_addr_be, f.client_port_be) < 0)
 		return TC_ACT_SHOT;
-	if (rv.flags & SY_CT_F_HAIRPIN)
-		return pkt_bounce(skb);
-	return TC_ACT_OK;
+	if (rw_src(skb, v6, p, f.front_addr_be, f.front_port_be) < 0)
+		return TC_ACT_SHOT;
+	return snat ? fib_redirect(skb, v6, p) : TC_ACT_UNSPEC;
+}
+
+static __always_inline int icmp_error(struct __sk_buff *skb, int v6, struct pkt *p, int egress)
+{
+	struct pkt in = {};
+	int rc, snat = 0;
+
+	if (pkt_parse_quote(skb, v6, p, &in) < 0)
+		return TC_ACT_UNSPEC;
+	rc = icmp_to_client(skb, v6, p, &in, !egress);
+	if (rc == 0 && !egress) {
+		rc = icmp_to_backend(skb, v6, p, &in, &snat);
+		if (rc > 0 && !snat)
+			return TC_ACT_UNSPEC;
+	} else if (rc > 0) {
+		snat = !egress;
+	}
+	if (rc < 0)
+		return TC_ACT_SHOT;
+	if (rc == 0 || !snat)
+		return TC_ACT_UNSPEC;
+	return fib_redirect(skb, v6, p);
+}
+
+/* Later IPv4 fragments take their ports from the first; without one a
+ * fragment to a Service IP is dropped, anything else is not ours. IPv6
+ * fragments to a Service IP are dropped (not reassembled; see README). */
+static __always_inline int frag_unknown(int v6, const struct pkt *p)
+{
+	if (!vip_has(v6, &p->daddr))
+		return TC_ACT_UNSPEC;
+	stat_inc(SY_STAT_FRAG_DROP);
+	return TC_ACT_SHOT;
+}
+
+/* Per-family entry points into the bodies above, as BPF-to-BPF calls: each
+ * gets its own stack frame (the inlined whole would exceed 512 bytes) and
+ * is still specialised for its family at compile time. */
+#define SY_PER_FAMILY(fn, params, args)                                                            \
+	static __noinline int fn##4 params                                                         \
+	{                                                                                          \
+		const int v6 = 0;                                                                  \
+		return fn args;                                                                    \
+	}                                                                                          \
+	static __noinline int fn##6 params                                                         \
+	{                                                                                          \
+		const int v6 = 1;                                                                  \
+		return fn args;                                                                    \
+	}
+
+SY_PER_FAMILY(to_frontend,
+              (struct __sk_buff * skb, int hook, struct pkt *p, struct sy_svc_value *m),
+              (skb, v6, hook, p, m))
+SY_PER_FAMILY(from_backend, (struct __sk_buff * skb, struct pkt *p, int egress),
+              (skb, v6, p, egress))
+SY_PER_FAMILY(icmp_error, (struct __sk_buff * skb, struct pkt *p, int egress), (skb, v6, p, egress))
+
+#define SY_CALL(fn, v6, ...) ((v6) ? fn##6(__VA_ARGS__) : fn##4(__VA_ARGS__))
+
+static __always_inline int handle(struct __sk_buff *skb, int v6, int hook)
+{
+	int egress = hook == SY_HOOK_TO_POD || hook == SY_HOOK_TO_NET;
+	struct sy_svc_value *m;
+	struct pkt p = {};
+
+	switch (pkt_parse(skb, v6, &p)) {
+	case SY_PARSE_L4:
+		break;
+	case SY_PARSE_ICMP_ERR:
+		return SY_CALL(icmp_error, v6, skb, &p, egress);
+	case SY_PARSE_FRAG6:
+		return frag_unknown(v6, &p);
+	case SY_PARSE_BAD_L4:
+		return vip_has(v6, &p.daddr) ? TC_ACT_SHOT : TC_ACT_UNSPEC;
+	default:
+		return TC_ACT_UNSPEC;
+	}
+	if (p.frag == SY_FRAG_LATER) {
+		if (frag_ports(&p) < 0)
+			return frag_unknown(v6, &p);
+		stat_inc(SY_STAT_FRAG);
+	}
+	if (egress)
+		return SY_CALL(from_backend, v6, skb, &p, 1);
+	m = svc_lookup(v6, &p.daddr, p.dport, p.proto, SY_SCOPE_INTERNAL, 0, 0);
+	if (m)
+		return SY_CALL(to_frontend, v6, skb, hook, &p, m);
+	if (vip_has(v6, &p.daddr)) {
+		stat_inc(SY_STAT_DROP_NO_PORT);
+		return TC_ACT_SHOT;
+	}
+	return SY_CALL(from_backend, v6, skb, &p, 0);
+}
+
+static __always_inline int dispatch(struct __sk_buff *skb, int hook)
+{
+	if (skb->protocol == bpf_htons(ETH_P_IP))
+		return handle(skb, 0, hook);
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return handle(skb, 1, hook);
+	return TC_ACT_UNSPEC;
 }
 
 SEC("tc")
-int sy_ingress(struct __sk_buff *skb)
+int sy_from_pod(struct __sk_buff *skb)
 {
-	struct sy_svc_value *master;
-	struct pkt p = {};
+	return dispatch(skb, SY_HOOK_FROM_POD);
+}
 
-	if (pkt_parse(skb, &p) < 0)
-		return TC_ACT_OK;
-	master = lb_lookup_master(&p);
-	if (master)
-		return to_service(skb, &p, master);
-	return from_backend(skb, &p);
+SEC("tc")
+int sy_from_net(struct __sk_buff *skb)
+{
+	return dispatch(skb, SY_HOOK_FROM_NET);
+}
+
+SEC("tc")
+int sy_to_pod(struct __sk_buff *skb)
+{
+	return dispatch(skb, SY_HOOK_TO_POD);
+}
+
+SEC("tc")
+int sy_to_net(struct __sk_buff *skb)
+{
+	return dispatch(skb, SY_HOOK_TO_NET);
 }

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * lb.h: Service lookup and backend choice. A frontend is a master entry
- * (slot 0) naming the live generation and slot count; a backend is chosen
- * uniformly at random among the live slots, as kube-proxy's iptables mode
- * does with its probability chain.
+ * lb.h: frontends and backends. A frontend (address, port, protocol, scope)
+ * is a master entry naming its verdict and live slot generation in one word
+ * (`state`), plus backend slots; a new connection reads `state` once, picks
+ * a slot uniformly at random (kube-proxy's iptables mode does the same with
+ * its probability chain) and, if the slot vanished because the master was
+ * replaced meanwhile, rereads the master instead of dropping the packet.
+ * Also here: the Service-IP set (unknown ports are dropped), the
+ * loadBalancerSourceRanges trie and the local-traffic detector.
  */
 #ifndef SY_LIB_LB_H
 #define SY_LIB_LB_H
@@ -11,40 +15,151 @@
 #include "maps.h"
 #include "pkt.h"
 
-static __always_inline struct sy_svc_value *lb_lookup_master(const struct pkt *p)
-{
-	struct sy_svc_key key = {
-	        .addr_be = p->daddr,
-	        .port_be = p->dport,
-	        .proto = p->proto,
-	};
+#define SY_PICK_TRIES 2 /* master rereads when a slot vanished under us */
 
-	return bpf_map_lookup_elem(&sy_svc4_v1, &key);
+static __always_inline struct sy_svc_value *svc_lookup(int v6, const union sy_addr *a, __be16 port,
+                                                       __u8 proto, __u8 scope, __u16 slot, __u8 gen)
+{
+	if (v6) {
+		struct sy_svc6_key k = {
+		        .port_be = port, .proto = proto, .scope = scope, .slot = slot, .gen = gen};
+
+		__builtin_memcpy(k.addr_be, a->w, 16);
+		return bpf_map_lookup_elem(&sy_svc6_v2, &k);
+	}
+	struct sy_svc4_key k = {.addr_be = a->v4,
+	                        .port_be = port,
+	                        .proto = proto,
+	                        .scope = scope,
+	                        .slot = slot,
+	                        .gen = gen};
+
+	return bpf_map_lookup_elem(&sy_svc4_v2, &k);
 }
 
-/* Pick a backend among the live slots. The master's count and gen are read
- * once: an update replaces the whole hash element, so they belong together. */
-static __always_inline struct sy_backend *lb_pick(const struct pkt *p,
-                                                  const struct sy_svc_value *master,
-                                                  __u32 *backend_id)
+/* Whether the address is a Service IP (a ClusterIP in use). */
+static __always_inline int vip_has(int v6, const union sy_addr *a)
 {
-	__u16 count = master->count;
-	struct sy_svc_key key = {
-	        .addr_be = p->daddr,
-	        .port_be = p->dport,
-	        .proto = p->proto,
-	        .gen = master->gen,
-	};
-	struct sy_svc_value *slot;
+	if (v6) {
+		struct sy_vip6_key k;
 
-	if (count == 0)
-		return NULL;
-	key.slot = (bpf_get_prandom_u32() % count) + 1;
-	slot = bpf_map_lookup_elem(&sy_svc4_v1, &key);
-	if (!slot)
-		return NULL;
-	*backend_id = slot->backend_id;
-	return bpf_map_lookup_elem(&sy_backend4_v1, backend_id);
+		__builtin_memcpy(k.addr_be, a->w, 16);
+		return bpf_map_lookup_elem(&sy_vip6_v2, &k) != NULL;
+	}
+	struct sy_vip4_key k = {.addr_be = a->v4};
+
+	return bpf_map_lookup_elem(&sy_vip4_v2, &k) != NULL;
+}
+
+/* Whether the source is inside one of the frontend's source ranges. */
+static __always_inline int srcrange_allows(int v6, __u32 svc_id, const union sy_addr *saddr)
+{
+	if (v6) {
+		struct sy_srcrange6_key k = {.prefixlen = 32 + 128, .svc_id_be = bpf_htonl(svc_id)};
+
+		__builtin_memcpy(k.addr_be, saddr->w, 16);
+		return bpf_map_lookup_elem(&sy_srcrange6_v2, &k) != NULL;
+	}
+	struct sy_srcrange4_key k = {
+	        .prefixlen = 32 + 32, .svc_id_be = bpf_htonl(svc_id), .addr_be = saddr->v4};
+
+	return bpf_map_lookup_elem(&sy_srcrange4_v2, &k) != NULL;
+}
+
+/* A backend's address and port by id; -1 when the id is gone. */
+static __always_inline int backend_get(int v6, __u32 id, union sy_addr *addr, __be16 *port)
+{
+	if (v6) {
+		struct sy_backend6 *be = bpf_map_lookup_elem(&sy_backend6_v2, &id);
+
+		if (!be)
+			return -1;
+		__builtin_memcpy(addr->w, be->addr_be, 16);
+		*port = be->port_be;
+		return 0;
+	}
+	struct sy_backend4 *be = bpf_map_lookup_elem(&sy_backend4_v2, &id);
+
+	if (!be)
+		return -1;
+	addr->v4 = be->addr_be;
+	*port = be->port_be;
+	return 0;
+}
+
+/* network-order mask of the first `bits` bits of a 32-bit word (0..32) */
+static __always_inline __be32 prefix_mask(int bits)
+{
+	if (bits <= 0)
+		return 0;
+	if (bits >= 32)
+		return 0xffffffff;
+	return bpf_htonl(0xffffffffu << (32 - bits));
+}
+
+/* kube-proxy's local-traffic detector: is this source a pod of the cluster? */
+static __always_inline int src_is_pod(int v6, int from_pod_iface, const struct sy_config_v2 *cfg,
+                                      const union sy_addr *saddr)
+{
+	int len, i;
+
+	if ((cfg->flags & SY_CFG_DETECT_IFACE) && from_pod_iface)
+		return 1;
+	if (!(cfg->flags & SY_CFG_DETECT_CIDR))
+		return 0;
+	if (!v6) {
+		len = cfg->pod_cidr4_len;
+		if (len == 0)
+			return 0;
+		return ((saddr->v4 ^ cfg->pod_cidr4_be) & prefix_mask(len)) == 0;
+	}
+	len = cfg->pod_cidr6_len;
+	if (len == 0)
+		return 0;
+#pragma unroll
+	for (i = 0; i < 4; i++) {
+		if ((saddr->w[i] ^ cfg->pod_cidr6_be[i]) & prefix_mask(len - 32 * i))
+			return 0;
+	}
+	return 1;
+}
+
+/* The master's verdict for a new connection; on SY_ACT_FORWARD the chosen
+ * backend (address, port, id) and the frontend's svc_id are in *f. Returns -1 when no consistent version of the frontend
+ * could be read (or its backend entry is missing). A FORWARD with no slots
+ * is a REJECT (kube-proxy rejects Services without endpoints). */
+static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
+                                   const struct sy_svc_value *master, struct sy_ct6_value *f)
+{
+	const struct sy_svc_value *m = master;
+	int i;
+
+	for (i = 0; i < SY_PICK_TRIES; i++) {
+		__u32 state = *(volatile const __u32 *)&m->state;
+		__u32 action = SY_STATE_ACTION(state);
+		__u32 count = SY_STATE_COUNT(state);
+		struct sy_svc_value *slot;
+
+		if (action != SY_ACT_FORWARD)
+			return action;
+		if (count == 0)
+			return SY_ACT_REJECT;
+		f->svc_id = m->svc_id;
+		slot = svc_lookup(v6, &p->daddr, p->dport, p->proto, scope,
+		                  1 + bpf_get_prandom_u32() % count, SY_STATE_GEN(state));
+		if (slot) {
+			f->backend_id = slot->backend_id;
+			if (backend_get(v6, f->backend_id, (union sy_addr *)f->backend_addr_be,
+			                &f->backend_port_be) < 0)
+				return -1;
+			return SY_ACT_FORWARD;
+		}
+		stat_inc(SY_STAT_RETRY);
+		m = svc_lookup(v6, &p->daddr, p->dport, p->proto, scope, 0, 0);
+		if (!m)
+			return -1;
+	}
+	return -1;
 }
 
 #endif /* SY_LIB_LB_H */

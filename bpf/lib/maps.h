@@ -1,58 +1,67 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * maps.h: the map instances of the tc program. Layouts live in
- * include/sy_maps.h; every map is pinned by name under the daemon's pin
- * directory so a restarted daemon adopts it (libbpf reuses a pinned map
- * whose type and sizes match).
+ * maps.h: the map instances of the v2 programs. Layouts live in
+ * include/sy_maps.h (layout 2); every map is pinned by name under the
+ * daemon's pin directory so a restarted daemon adopts it (libbpf reuses a
+ * pinned map whose type and sizes match). Capacities are the header's
+ * defaults; the daemon may set others at load time, so no code here depends
+ * on them.
  */
 #ifndef SY_LIB_MAPS_H
 #define SY_LIB_MAPS_H
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-#include "../include/sy_maps_v1.h"
+#include "../include/sy_maps.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SY_SVC_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct sy_svc_key);
-	__type(value, struct sy_svc_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_svc4_v1 SEC(".maps");
+#define SY_HASH(name, kt, vt, max)                                                                 \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_HASH);                                                   \
+		__uint(max_entries, max);                                                          \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                                              \
+		__type(key, kt);                                                                   \
+		__type(value, vt);                                                                 \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                               \
+	} name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, SY_BACKEND_MAX);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u32);
-	__type(value, struct sy_backend);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_backend4_v1 SEC(".maps");
+#define SY_LRU(name, kt, vt, max)                                                                  \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);                                               \
+		__uint(max_entries, max);                                                          \
+		__type(key, kt);                                                                   \
+		__type(value, vt);                                                                 \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                               \
+	} name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SY_CT_MAX);
-	__type(key, struct sy_ct_key);
-	__type(value, struct sy_ct_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_ct4_v1 SEC(".maps");
+#define SY_LPM(name, kt, vt, max)                                                                  \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                               \
+		__uint(max_entries, max);                                                          \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                                              \
+		__type(key, kt);                                                                   \
+		__type(value, vt);                                                                 \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                               \
+	} name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SY_CT_MAX);
-	__type(key, struct sy_ct_key);
-	__type(value, struct sy_rnat_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_rnat4_v1 SEC(".maps");
+SY_HASH(sy_svc4_v2, struct sy_svc4_key, struct sy_svc_value, SY_SVC_MAX);
+SY_HASH(sy_svc6_v2, struct sy_svc6_key, struct sy_svc_value, SY_SVC_MAX);
+SY_HASH(sy_backend4_v2, __u32, struct sy_backend4, SY_BACKEND_MAX);
+SY_HASH(sy_backend6_v2, __u32, struct sy_backend6, SY_BACKEND_MAX);
+SY_HASH(sy_vip4_v2, struct sy_vip4_key, struct sy_vip_value, SY_VIP_MAX);
+SY_HASH(sy_vip6_v2, struct sy_vip6_key, struct sy_vip_value, SY_VIP_MAX);
+SY_LPM(sy_srcrange4_v2, struct sy_srcrange4_key, struct sy_srcrange_value, SY_SRCRANGE_MAX);
+SY_LPM(sy_srcrange6_v2, struct sy_srcrange6_key, struct sy_srcrange_value, SY_SRCRANGE_MAX);
+SY_LRU(sy_ct4_v2, struct sy_ct4_key, struct sy_ct4_value, SY_CT_MAX);
+SY_LRU(sy_ct6_v2, struct sy_ct6_key, struct sy_ct6_value, SY_CT_MAX);
+SY_LRU(sy_frag4_v2, struct sy_frag4_key, struct sy_frag_value, SY_FRAG_MAX);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct sy_config);
+	__type(value, struct sy_config_v2);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_config_v1 SEC(".maps");
+} sy_config_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -60,14 +69,21 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sy_stats_v1 SEC(".maps");
+} sy_stats_v2 SEC(".maps");
 
 static __always_inline void stat_inc(__u32 idx)
 {
-	__u64 *v = bpf_map_lookup_elem(&sy_stats_v1, &idx);
+	__u64 *v = bpf_map_lookup_elem(&sy_stats_v2, &idx);
 
 	if (v)
 		*v += 1;
+}
+
+static __always_inline struct sy_config_v2 *config_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sy_config_v2, &zero);
 }
 
 #endif /* SY_LIB_MAPS_H */

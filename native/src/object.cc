@@ -10,6 +10,11 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <cerrno>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "addon.h"
 #include "args.h"
 #include "errors.h"
@@ -108,8 +113,12 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
 
 class OpenWorker : public PromiseWorker {
  public:
-  OpenWorker(Napi::Env env, std::string path, std::string pin_root)
-      : PromiseWorker(env, "switchyard:openObject"), path_(std::move(path)), pin_root_(std::move(pin_root)) {}
+  OpenWorker(Napi::Env env, std::string path, std::string pin_root,
+             std::vector<std::pair<std::string, uint32_t>> max_entries)
+      : PromiseWorker(env, "switchyard:openObject"),
+        path_(std::move(path)),
+        pin_root_(std::move(pin_root)),
+        max_entries_(std::move(max_entries)) {}
 
   ~OpenWorker() override { bpf_object__close(obj_); }  // still set only if never handed over
 
@@ -122,6 +131,16 @@ class OpenWorker : public PromiseWorker {
     opts.pin_root_path = pin_root_.c_str();
     bpf_object* obj = bpf_object__open_file(path_.c_str(), &opts);
     if (obj == nullptr) throw SysError(errno, "bpf_object__open_file", path_, log.Detail());
+    // Capacities chosen by the daemon, set between open and load (a pinned
+    // map is reused only if its max_entries equals the one set here).
+    for (const auto& [name, n] : max_entries_) {
+      bpf_map* map = bpf_object__find_map_by_name(obj, name.c_str());
+      int e = map == nullptr ? -ENOENT : bpf_map__set_max_entries(map, n);
+      if (e != 0) {
+        bpf_object__close(obj);
+        throw SysError(-e, "bpf_map__set_max_entries", path_ + " map " + name, log.Detail());
+      }
+    }
     int err = bpf_object__load(obj);
     if (err != 0) {
       bpf_object__close(obj);
@@ -139,14 +158,32 @@ class OpenWorker : public PromiseWorker {
 
   std::string path_;
   std::string pin_root_;
+  std::vector<std::pair<std::string, uint32_t>> max_entries_;
   bpf_object* obj_ = nullptr;
 };
 
 Napi::Value OpenObject(const Napi::CallbackInfo& info) {
   std::string path = ArgString(info, 0, "path");
-  Napi::Value pin_root = ArgObject(info, 1, "opts").Get("pinRoot");
+  Napi::Object opts = ArgObject(info, 1, "opts");
+  Napi::Value pin_root = opts.Get("pinRoot");
   if (!pin_root.IsString()) throw Napi::TypeError::New(info.Env(), "opts.pinRoot must be a string");
-  return (new OpenWorker(info.Env(), path, pin_root.As<Napi::String>().Utf8Value()))->Start();
+  std::vector<std::pair<std::string, uint32_t>> max_entries;
+  Napi::Value me = opts.Get("maxEntries");
+  if (!me.IsUndefined() && !me.IsNull()) {
+    if (!me.IsObject())
+      throw Napi::TypeError::New(info.Env(), "opts.maxEntries must be an object of map name -> number");
+    Napi::Object o = me.As<Napi::Object>();
+    Napi::Array names = o.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); i++) {
+      std::string name = names.Get(i).As<Napi::String>().Utf8Value();
+      Napi::Value v = o.Get(name);
+      double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+      if (!(d >= 1 && d <= 0xffffffffu && d == static_cast<double>(static_cast<uint32_t>(d))))
+        throw Napi::TypeError::New(info.Env(), "opts.maxEntries." + name + " must be an integer from 1 to 2^32-1");
+      max_entries.emplace_back(name, static_cast<uint32_t>(d));
+    }
+  }
+  return (new OpenWorker(info.Env(), path, pin_root.As<Napi::String>().Utf8Value(), std::move(max_entries)))->Start();
 }
 
 Napi::Value ProgIdFromFd(const Napi::CallbackInfo& info) {

@@ -1,5 +1,5 @@
 // `switchyard cleanup`: removes what `switchyard run` installed in this
-// network namespace: our tc filter on every interface (the clsact qdisc too
+// network namespace: our tc filters (ingress and egress) on every interface (the clsact qdisc too
 // when nothing else uses it is left alone: other tools may share it), and the
 // pinned maps under the pin path. Safe to run when nothing is installed.
 
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { NativeBinding } from '../native/binding.ts';
 import { Tc } from '../native/index.ts';
 import { listLinks } from '../host/links.ts';
-import { TC_FILTER } from '../dataplane/bpf/dataplane.ts';
+import { TC_FILTERS } from '../dataplane/bpf/dataplane.ts';
 import type { Logger } from '../util/log.ts';
 
 export interface CleanupResult {
@@ -24,7 +24,10 @@ export function cleanup(native: NativeBinding, pinPath: string, log: Logger): Cl
   const detached: string[] = [];
   for (const link of listLinks()) {
     try {
-      if (tc.detach(link.ifindex, TC_FILTER)) detached.push(link.name);
+      // Both directions (layout 2 attaches ingress and egress; layout 1 only ingress).
+      let any = false;
+      for (const filter of TC_FILTERS) if (tc.detach(link.ifindex, filter)) any = true;
+      if (any) detached.push(link.name);
     } catch (err) {
       log.warn('detach failed', { interface: link.name, error: (err as Error).message });
     }

@@ -3,9 +3,11 @@
 // starts it, and on SIGTERM/SIGINT stops it, leaving the program attached and
 // the maps pinned so traffic keeps flowing until the next daemon adopts them.
 
-import { hostname } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { availableParallelism, hostname } from 'node:os';
 import { ConfigError, type SwitchyardConfig } from '../config/index.ts';
-import { isUnspecifiedIP } from '../util/ip.ts';
+import { familyOf, isUnspecifiedIP } from '../util/ip.ts';
+import { parsePortRange, rangesOverlap } from '../config/validate.ts';
 import { createLogger, type Logger } from '../util/log.ts';
 import { loadBinding } from '../native/binding.ts';
 import { ClusterCache } from '../sources/cache.ts';
@@ -15,9 +17,11 @@ import { SyncRunner } from '../sync/runner.ts';
 import { createSnapshotSync } from '../sync/pipeline.ts';
 import { systemClock } from '../sync/clock.ts';
 import { ProgrammingLatency } from '../sync/latency.ts';
-import { BpfDataplane } from '../dataplane/bpf/dataplane.ts';
+import { BpfDataplane, effectiveCapacities, type LocalDetector } from '../dataplane/bpf/dataplane.ts';
+import type { Capacities } from '../dataplane/bpf/layout.ts';
+import { BPF_GAPS, gapSummary } from '../dataplane/capabilities.ts';
 import type { SyncResult } from '../dataplane/types.ts';
-import { detectNodeAddress } from '../host/node-address.ts';
+import { detectNodeAddresses } from '../host/node-address.ts';
 import { hostLinks } from '../host/links.ts';
 import { ProblemLog } from '../util/problems.ts';
 
@@ -34,7 +38,31 @@ interface RunConfig {
   readonly pinPath: string;
   readonly objectPath: string;
   readonly podInterfaces: string;
+  readonly detectLocal: LocalDetector;
+  /** --nodeport-addresses: CIDRs, ["primary"], or [] (every address). */
+  readonly nodePortAddresses: readonly string[];
+  readonly snatPorts: { readonly min: number; readonly max: number };
+  readonly capacities: Capacities;
   readonly logLevel: 'info' | 'debug';
+}
+
+/** kube-proxy's conntrack sizing (max(maxPerCore x CPUs, min); maxPerCore 0: leave it) as BPF CT entries: two per flow. */
+export function conntrackEntries(maxPerCore: number, min: number, cpus: number): number | null {
+  if (maxPerCore <= 0) return null;
+  return 2 * Math.max(maxPerCore * cpus, min);
+}
+
+function localDetector(c: SwitchyardConfig): LocalDetector {
+  switch (c.detectLocalMode) {
+    case 'NodeCIDR':
+      return { mode: 'NodeCIDR' };
+    case 'BridgeInterface':
+      return { mode: 'BridgeInterface', bridge: c.detectLocal.bridgeInterface };
+    case 'InterfaceNamePrefix':
+      return { mode: 'InterfaceNamePrefix', prefix: c.detectLocal.interfaceNamePrefix };
+    default:
+      return { mode: 'ClusterCIDR', cidrs: c.clusterCIDRs };
+  }
 }
 
 /** What `run` needs from the validated configuration; refuses what this build cannot do yet. */
@@ -54,6 +82,10 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
     pinPath: c.switchyard.bpf.pinPath,
     objectPath: c.switchyard.bpf.object,
     podInterfaces: c.switchyard.bpf.podInterfaces.join(','),
+    detectLocal: localDetector(c),
+    nodePortAddresses: c.nodePortAddresses,
+    snatPorts: parsePortRange(c.switchyard.bpf.snatPortRange) ?? { min: 61000, max: 65535 },
+    capacities: capacitiesOf(c),
     logLevel: c.logging.verbosity >= 4 ? 'debug' : 'info',
   };
 }
@@ -65,9 +97,39 @@ function logResult(log: Logger, problems: ProblemLog, r: SyncResult): void {
   }
 }
 
-/** What the model decides that the bpf dataplane does not carry out yet (logged once at start). */
-export const BPF_NOT_YET =
-  'NodePort, ExternalIPs, LoadBalancer IPs, session affinity, SCTP, REJECT (dropped instead), masqueradeAll and masquerading of off-cluster traffic to ClusterIPs, host-network clients';
+function capacitiesOf(c: SwitchyardConfig): Capacities {
+  const ct = conntrackEntries(c.conntrack.maxPerCore, c.conntrack.min, availableParallelism());
+  const b = c.switchyard.bpf;
+  return {
+    svc4: b.servicesMax,
+    svc6: b.servicesMax,
+    backend4: b.backendsMax,
+    backend6: b.backendsMax,
+    ...(ct === null ? {} : { ct4: ct, ct6: ct }),
+  };
+}
+
+/**
+ * The node's ephemeral port range (net.ipv4.ip_local_port_range): the
+ * masquerade range must not overlap it, or a masqueraded flow and a local
+ * socket could share a source port. null when it cannot be read.
+ */
+export function localPortRange(path = '/proc/sys/net/ipv4/ip_local_port_range'): { min: number; max: number } | null {
+  try {
+    const [min, max] = readFileSync(path, 'utf8').trim().split(/\s+/).map(Number);
+    return min !== undefined && max !== undefined && min <= max ? { min, max } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** --nodeport-addresses with "primary" resolved to the node's own addresses. */
+function nodePortCidrs(list: readonly string[], node: { ipv4: string | null; ipv6: string | null }): string[] {
+  if (list.length === 1 && list[0] === 'primary') {
+    return [node.ipv4, node.ipv6].filter((a) => a !== null).map((a) => `${a}/${familyOf(a) === 'IPv4' ? 32 : 128}`);
+  }
+  return [...list];
+}
 
 interface Source {
   start(signal: AbortSignal): Promise<void>;
@@ -93,13 +155,29 @@ async function makeSource(cfg: RunConfig, cache: ClusterCache, onChange: () => v
 export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   const level = cfg.logLevel;
   const log = createLogger('switchyard', { level });
-  const node = detectNodeAddress(cfg.bindAddress);
+  const node = detectNodeAddresses(cfg.bindAddress);
   if (!node) {
-    log.error(cfg.bindAddress ? `--bind-address ${cfg.bindAddress} is not an address of this host` : 'no IPv4 address found for this node');
+    log.error(cfg.bindAddress ? `--bind-address ${cfg.bindAddress} is not an address of this host` : 'no address found for this node');
     return 1;
   }
-  log.info('starting', { mode: 'bpf', node: cfg.nodeName, address: node.address, interface: node.interface, pinPath: cfg.pinPath });
-  log.info(`the bpf dataplane programs ClusterIP frontends only so far; not programmed yet: ${BPF_NOT_YET} (each affected Service is named when seen)`);
+  const ephemeral = localPortRange();
+  if (ephemeral !== null && rangesOverlap(cfg.snatPorts, ephemeral)) {
+    log.error(
+      `--bpf-snat-port-range ${cfg.snatPorts.min}-${cfg.snatPorts.max} overlaps the node's ephemeral ports net.ipv4.ip_local_port_range ${ephemeral.min}-${ephemeral.max}: a masqueraded flow could collide with a local socket; choose a range outside it`,
+    );
+    return 1;
+  }
+  log.info('starting', {
+    mode: 'bpf',
+    node: cfg.nodeName,
+    ipv4: node.ipv4 ?? '-',
+    ipv6: node.ipv6 ?? '-',
+    interface: node.interface,
+    pinPath: cfg.pinPath,
+    detectLocal: cfg.detectLocal.mode,
+  });
+  log.info('map capacities', effectiveCapacities(cfg.capacities));
+  log.info(`not programmed by the bpf dataplane yet: ${gapSummary(BPF_GAPS)} (each affected Service is named when seen)`);
   const problems = new ProblemLog(log);
 
   const controller = new AbortController();
@@ -122,10 +200,14 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
     log: createLogger('bpf', { level }),
     objectPath: cfg.objectPath,
     pinPath: cfg.pinPath,
-    nodeAddress: node.address,
+    node,
     nodeInterface: node.interface,
     podInterfaces: cfg.podInterfaces,
     masqueradeAll: cfg.masqueradeAll,
+    detectLocal: cfg.detectLocal,
+    nodePortAddresses: nodePortCidrs(cfg.nodePortAddresses, node),
+    snatPorts: cfg.snatPorts,
+    capacities: cfg.capacities,
     links: hostLinks({ rescanMs: 2000 }),
   });
   const latency = new ProgrammingLatency();

@@ -94,7 +94,8 @@ const REMOVED_FIELDS: Readonly<Record<string, string>> = {
 /** SwitchyardConfiguration switchyard.io/v1alpha1: Switchyard's own options. */
 export const SWITCHYARD_SCHEMA: ObjectSchema = {
   manifests: 'string',
-  bpf: { pinPath: 'string', object: 'string', podInterfaces: 'stringList' },
+  bpf: { pinPath: 'string', object: 'string', podInterfaces: 'stringList', snatPortRange: 'string', servicesMax: 'uint32', backendsMax: 'uint32' },
+  serviceNodePortRange: 'string',
 };
 
 export interface ParsedFile {
@@ -442,7 +443,15 @@ export function formatConfigFile(c: SwitchyardConfig): string {
     apiVersion: SWITCHYARD_API_VERSION,
     kind: SWITCHYARD_KIND,
     ...(c.switchyard.manifests === undefined ? {} : { manifests: c.switchyard.manifests }),
-    bpf: { object: c.switchyard.bpf.object, pinPath: c.switchyard.bpf.pinPath, podInterfaces: [...c.switchyard.bpf.podInterfaces] },
+    bpf: {
+      object: c.switchyard.bpf.object,
+      pinPath: c.switchyard.bpf.pinPath,
+      podInterfaces: [...c.switchyard.bpf.podInterfaces],
+      snatPortRange: c.switchyard.bpf.snatPortRange,
+      servicesMax: c.switchyard.bpf.servicesMax,
+      backendsMax: c.switchyard.bpf.backendsMax,
+    },
+    serviceNodePortRange: c.switchyard.serviceNodePortRange,
   };
   // YAML 1.1 output, so strings such as "yes" or "y" come out quoted and read back as strings.
   return `${stringify(kubeProxy, { version: '1.1' })}---\n${stringify(switchyard, { version: '1.1' })}`;

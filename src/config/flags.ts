@@ -18,7 +18,16 @@ import { nearest, QUANTITY } from './file.ts';
 import { parseGoDuration, DURATION_HELP } from '../util/duration.ts';
 import { ipFamily, splitHostPort } from '../util/ip.ts';
 import type { Setting, SettingValue } from './settings.ts';
-import { DEFAULT_PIN_PATH, DEFAULT_POD_INTERFACES, IPVS_SCHEDULERS, type VModuleItem } from './types.ts';
+import {
+  DEFAULT_BACKENDS_MAX,
+  DEFAULT_PIN_PATH,
+  DEFAULT_POD_INTERFACES,
+  DEFAULT_SERVICE_NODE_PORT_RANGE,
+  DEFAULT_SERVICES_MAX,
+  DEFAULT_SNAT_PORT_RANGE,
+  IPVS_SCHEDULERS,
+  type VModuleItem,
+} from './types.ts';
 
 export type FlagKind =
   | 'string'
@@ -527,6 +536,38 @@ export const RUN_FLAGS: readonly RunFlag[] = [
     arg: 'GLOB,...',
     default: DEFAULT_POD_INTERFACES.join(','),
     help: 'Globs naming the host side of pod interfaces; the program is attached to each as it appears.',
+  }),
+  sy({
+    name: 'bpf-snat-port-range',
+    kind: 'string',
+    paths: ['switchyard.bpf.snatPortRange'],
+    arg: 'MIN-MAX',
+    default: DEFAULT_SNAT_PORT_RANGE,
+    help: "Source ports of masqueraded connections, inside 1024-65535; must not overlap --service-node-port-range nor the node's net.ipv4.ip_local_port_range.",
+  }),
+  sy({
+    name: 'service-node-port-range',
+    kind: 'string',
+    paths: ['switchyard.serviceNodePortRange'],
+    arg: 'MIN-MAX',
+    default: DEFAULT_SERVICE_NODE_PORT_RANGE,
+    help: "The cluster's NodePort range (the API server's --service-node-port-range); only checked against --bpf-snat-port-range.",
+  }),
+  sy({
+    name: 'bpf-services-max',
+    kind: 'int32',
+    paths: ['switchyard.bpf.servicesMax'],
+    arg: 'N',
+    default: String(DEFAULT_SERVICES_MAX),
+    help: 'Capacity of each frontend map (one entry per frontend and scope, plus one per backend slot); frontends that do not fit are reported and not programmed.',
+  }),
+  sy({
+    name: 'bpf-backends-max',
+    kind: 'int32',
+    paths: ['switchyard.bpf.backendsMax'],
+    arg: 'N',
+    default: String(DEFAULT_BACKENDS_MAX),
+    help: 'Capacity of each backend map (one entry per distinct endpoint address, port and protocol).',
   }),
 ];
 

@@ -33,7 +33,16 @@ import { overlay } from './settings.ts';
 import type { ConfigWarning, SwitchyardConfig } from './types.ts';
 
 export type { SwitchyardConfig, ConfigWarning, Dataplane, ProxyMode, Millis } from './types.ts';
-export { DEFAULT_BPF_OBJECT, DEFAULT_PIN_PATH, DEFAULT_POD_INTERFACES, IPVS_SCHEDULERS } from './types.ts';
+export {
+  DEFAULT_BACKENDS_MAX,
+  DEFAULT_BPF_OBJECT,
+  DEFAULT_PIN_PATH,
+  DEFAULT_POD_INTERFACES,
+  DEFAULT_SERVICE_NODE_PORT_RANGE,
+  DEFAULT_SERVICES_MAX,
+  DEFAULT_SNAT_PORT_RANGE,
+  IPVS_SCHEDULERS,
+} from './types.ts';
 export { ConfigError, type ConfigProblem } from './errors.ts';
 export { RUN_FLAGS, formatCommandHelp, formatRunHelp, parseCommandFlags, type FlagSpec, type RunFlag } from './flags.ts';
 export { formatConfigFile, parseConfigFile } from './file.ts';

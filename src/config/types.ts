@@ -37,6 +37,14 @@ export const DEFAULT_PIN_PATH = '/sys/fs/bpf/switchyard';
 /** The compiled tc program, relative to this file: <repo>/bpf/build/switchyard.bpf.o. */
 export const DEFAULT_BPF_OBJECT = fileURLToPath(new URL('../../bpf/build/switchyard.bpf.o', import.meta.url));
 export const DEFAULT_POD_INTERFACES: readonly string[] = ['veth*'];
+/** Masquerade source ports: above the Linux default ip_local_port_range (32768-60999) and the NodePort range. */
+export const DEFAULT_SNAT_PORT_RANGE = '61000-65535';
+/** The API server's default --service-node-port-range. */
+export const DEFAULT_SERVICE_NODE_PORT_RANGE = '30000-32767';
+/** Frontend map capacity: 50k Services x (1 master + 10 slots) with room for NodePorts and a generation flip. */
+export const DEFAULT_SERVICES_MAX = 1 << 20;
+/** Backend map capacity: 50k Services x 10 endpoints, twice over. */
+export const DEFAULT_BACKENDS_MAX = 1 << 20;
 
 export interface ClientConnectionConfig {
   readonly kubeconfig: string;
@@ -125,7 +133,15 @@ export interface SwitchyardOptions {
     readonly object: string;
     /** Globs naming the host side of pod interfaces. */
     readonly podInterfaces: readonly string[];
+    /** Masquerade source ports "MIN-MAX" (--bpf-snat-port-range). */
+    readonly snatPortRange: string;
+    /** max_entries of sy_svc4_v2 and sy_svc6_v2 (masters plus slots). */
+    readonly servicesMax: number;
+    /** max_entries of sy_backend4_v2 and sy_backend6_v2. */
+    readonly backendsMax: number;
   };
+  /** The cluster's NodePort range "MIN-MAX" (the API server's --service-node-port-range), which masquerade ports must avoid. */
+  readonly serviceNodePortRange: string;
 }
 
 /** Options that steer this invocation rather than configure the proxy (never in the file). */

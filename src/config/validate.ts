@@ -262,6 +262,37 @@ function validateSwitchyard(f: Fields, c: SwitchyardConfig): void {
   if (sy.bpf.podInterfaces.length === 0 || sy.bpf.podInterfaces.some((g) => g === '')) {
     f.fail('switchyard.bpf.podInterfaces', sy.bpf.podInterfaces, 'must be one or more non-empty globs, such as veth* or cali*');
   }
+  for (const [path, v] of [
+    ['switchyard.bpf.servicesMax', sy.bpf.servicesMax],
+    ['switchyard.bpf.backendsMax', sy.bpf.backendsMax],
+  ] as const) {
+    if (!(Number.isInteger(v) && v >= 16)) f.fail(path, v, 'must be a whole number of entries, at least 16');
+  }
+  const nodePorts = parsePortRange(sy.serviceNodePortRange);
+  if (nodePorts === null) f.fail('switchyard.serviceNodePortRange', sy.serviceNodePortRange, 'must be a port range MIN-MAX such as 30000-32767');
+  const snat = parsePortRange(sy.bpf.snatPortRange);
+  if (snat === null || snat.min < 1024) {
+    f.fail('switchyard.bpf.snatPortRange', sy.bpf.snatPortRange, 'must be a port range MIN-MAX inside 1024-65535 with MIN <= MAX, such as 61000-65535');
+  } else if (nodePorts !== null && rangesOverlap(snat, nodePorts)) {
+    f.fail(
+      'switchyard.bpf.snatPortRange',
+      sy.bpf.snatPortRange,
+      `overlaps the NodePort range ${sy.serviceNodePortRange} (--service-node-port-range): a masqueraded flow could take a NodePort`,
+    );
+  }
+}
+
+/** "MIN-MAX" (or a single port) within 1-65535 with MIN <= MAX; null otherwise. */
+export function parsePortRange(text: string): { min: number; max: number } | null {
+  const m = /^\s*(\d{1,5})(?:-(\d{1,5}))?\s*$/.exec(text);
+  if (!m) return null;
+  const min = Number(m[1]);
+  const max = m[2] === undefined ? min : Number(m[2]);
+  return min >= 1 && max <= 65535 && min <= max ? { min, max } : null;
+}
+
+export function rangesOverlap(a: { min: number; max: number }, b: { min: number; max: number }): boolean {
+  return a.min <= b.max && b.min <= a.max;
 }
 
 /** Options kube-proxy has that Switchyard accepts and ignores, by setting path. */

@@ -36,6 +36,18 @@ export function ipv4Addresses(): Map<string, string[]> {
   return out;
 }
 
+/** Non-internal addresses of both families by interface (IPv6 link-local fe80::/10 left out: never a Service or node address). */
+export function ipAddresses(): Map<string, { readonly v4: string[]; readonly v6: string[] }> {
+  const out = new Map<string, { v4: string[]; v6: string[] }>();
+  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    const list = (addrs ?? []).filter((a) => !a.internal);
+    const v4 = list.filter((a) => a.family === 'IPv4').map((a) => a.address);
+    const v6 = list.filter((a) => a.family === 'IPv6' && !/^fe[89ab]/i.test(a.address)).map((a) => a.address);
+    if (v4.length + v6.length > 0) out.set(name, { v4, v6 });
+  }
+  return out;
+}
+
 /** Compiles comma-separated shell-style globs ("veth*,cali*") into one matcher. */
 export function globMatcher(patterns: string): (name: string) => boolean {
   const res = patterns

@@ -96,7 +96,7 @@ export class SnapshotBuilder {
     let changed: Set<string> | 'all' = 'all';
     if (full) this.#buildAll(ctx, servicePorts, byService);
     else changed = this.#buildChanged(this.#scope(changes, ctx), ctx, servicePorts, byService);
-    const snapshot: ProxySnapshot = { nodeName: this.#nodeName, servicePorts, changed };
+    const snapshot: ProxySnapshot = { nodeName: this.#nodeName, nodePodCIDRs: this.#cache.nodes.get(this.#nodeName)?.podCIDRs ?? [], servicePorts, changed };
     this.#built.set(snapshot, { baseGeneration: this.#generation, byService, full, zone: ctx.node.zone });
     return snapshot;
   }

@@ -132,6 +132,8 @@ export type CompleteServicePortInfo = Required<ServicePortInfo>;
 /** What one sync programs: every ServicePort, and which of them changed since the last sync. */
 export interface ProxySnapshot {
   readonly nodeName: string;
+  /** This node's Node spec.podCIDRs (detect-local-mode NodeCIDR); absent or empty when unknown. */
+  readonly nodePodCIDRs?: readonly string[];
   readonly servicePorts: ReadonlyMap<string, ServicePortInfo>;
   /**
    * ids of ServicePorts added, changed or removed since the previous

@@ -63,8 +63,10 @@ export type Verdict =
 export interface VerdictOptions {
   /** kube-proxy's masqueradeAll: masquerade all ClusterIP traffic. */
   readonly masqueradeAll: boolean;
-  /** The local-traffic detector (detect-local-mode ClusterCIDR): a family without a CIDR has none. */
+  /** The local-traffic detector by CIDR (detect-local-mode ClusterCIDR or NodeCIDR): a family without a CIDR has none. */
   readonly clusterCIDRs: readonly string[];
+  /** The local-traffic detector by interface (BridgeInterface, InterfaceNamePrefix): present in every family. */
+  readonly localByInterface?: boolean;
   /** This node; used to select endpoints of ServicePortInfos not built by the model. */
   readonly nodeName: string;
   readonly nodeZone: string | null;
@@ -180,9 +182,9 @@ function complete(sp: ServicePortInfo, opts: VerdictOptions): CompleteServicePor
   return completeServicePort(sp, { name: opts.nodeName, zone: opts.nodeZone });
 }
 
-/** kube-proxy's local-traffic detector is per family: implemented only with a cluster CIDR of that family. */
+/** kube-proxy's local-traffic detector is per family: by CIDR only with a CIDR of that family; by interface in both. */
 function detectsPods(opts: VerdictOptions, family: IPFamily): boolean {
-  return opts.clusterCIDRs.some((cidr) => familyOf(cidr) === family);
+  return opts.localByInterface === true || opts.clusterCIDRs.some((cidr) => familyOf(cidr) === family);
 }
 
 function ofFamily(endpoints: readonly EndpointInfo[], family: IPFamily): readonly EndpointInfo[] {

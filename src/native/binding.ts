@@ -90,8 +90,9 @@ export interface TestRunResult {
 
 export interface NativeBinding {
   // Opens and loads an ELF object; LIBBPF_PIN_BY_NAME maps are reused from
-  // or pinned in pinRoot, which ensureBpffs() prepares first.
-  openObject(path: string, opts: { pinRoot: string }): Promise<NativeObject>;
+  // or pinned in pinRoot, which ensureBpffs() prepares first. maxEntries
+  // (map name -> max_entries) overrides the object's capacities before load.
+  openObject(path: string, opts: { pinRoot: string; maxEntries?: Readonly<Record<string, number>> }): Promise<NativeObject>;
   // mkdir -p path, mounting a bpffs there unless it is already on one. True when it mounted.
   ensureBpffs(path: string): boolean;
   // Removes a pin (unlink); the object lives on while fds or programs hold it.

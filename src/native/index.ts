@@ -162,8 +162,13 @@ export class BpfObject {
 
   // Opens and loads the object off the main thread; maps declared with
   // LIBBPF_PIN_BY_NAME are reused from pinRoot or pinned there.
-  static async open(path: string, pinRoot: string, native: NativeBinding = loadBinding()): Promise<BpfObject> {
-    return new BpfObject(native, await native.openObject(path, { pinRoot }), path);
+  static async open(
+    path: string,
+    pinRoot: string,
+    native: NativeBinding = loadBinding(),
+    maxEntries: Readonly<Record<string, number>> = {},
+  ): Promise<BpfObject> {
+    return new BpfObject(native, await native.openObject(path, { pinRoot, maxEntries }), path);
   }
 
   maps(): NativeMapDesc[] {

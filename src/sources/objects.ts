@@ -123,6 +123,8 @@ export interface Node {
   readonly labels: Readonly<Record<string, string>>;
   /** The topology.kubernetes.io/zone label; null when absent. */
   readonly zone: string | null;
+  /** spec.podCIDRs (or spec.podCIDR), the valid CIDRs only: detect-local-mode NodeCIDR. */
+  readonly podCIDRs?: readonly string[];
 }
 
 export type KubeObject = Service | EndpointSlice | Node;
@@ -524,9 +526,13 @@ function readSlicePort(ctx: Ctx, v: unknown, path: string): SlicePort {
 // ---------------------------------------------------------------------------
 // Node
 
-function readNode(ctx: Ctx, _raw: Record<string, unknown>): ParseResult {
+function readNode(ctx: Ctx, raw: Record<string, unknown>): ParseResult {
   const meta = ctx.readMeta(false);
-  const object: Node = { kind: 'Node', name: meta.name, key: ctx.key, labels: meta.labels, zone: meta.labels[LABEL_TOPOLOGY_ZONE] ?? null };
+  const spec = raw['spec'];
+  const s = typeof spec === 'object' && spec !== null ? (spec as Record<string, unknown>) : {};
+  const list = Array.isArray(s['podCIDRs']) ? (s['podCIDRs'] as unknown[]) : typeof s['podCIDR'] === 'string' ? [s['podCIDR']] : [];
+  const podCIDRs = list.filter((c): c is string => typeof c === 'string' && parseCidr(c, 'reject') !== null);
+  const object: Node = { kind: 'Node', name: meta.name, key: ctx.key, labels: meta.labels, zone: meta.labels[LABEL_TOPOLOGY_ZONE] ?? null, podCIDRs };
   return { status: 'valid', object, warnings: ctx.warnings };
 }
 

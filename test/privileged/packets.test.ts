@@ -1,67 +1,182 @@
-// Packet fixtures for the tc program: the real bpf/build/switchyard.bpf.o,
-// Services programmed through compile -> diff -> apply, each frame run
-// through BPF_PROG_TEST_RUN (test/support/bpf-harness.ts). Every fixture
-// states the verdict and the whole output frame, built here from a
-// description (test/support/packets.ts, checksums computed from scratch),
-// and checks the output's checksums with the test's own RFC 1071 code.
-// The node is 198.18.0.1; the client is the pod 10.244.1.5 behind the veth
-// the program sits on.
+// Packet fixtures for datapath v2: the real bpf/build/switchyard.bpf.o, map
+// entries written with the layout v2 codecs (test/support/bpf-harness.ts),
+// each frame run through BPF_PROG_TEST_RUN on one of the four programs.
+// Every fixture states the verdict and the whole output frame, built here
+// from a description (test/support/packets.ts, checksums computed from
+// scratch), the connection tracking it leaves and the counters it moves.
+// Everything runs for IPv4 and IPv6 alike (FAMILIES). Fixtures whose
+// verdict depends on bpf_fib_lookup (masqueraded flows are redirected) run
+// in a throwaway network namespace with routes and neighbours.
 
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { clusterIP, PacketHarness, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, type Conntrack } from '../support/bpf-harness.ts';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import {
-  firstFragment,
-  frame,
-  internetChecksum,
-  IPPROTO_GRE,
-  IPPROTO_UDP,
-  ipv4,
-  parseFrame,
-  pseudoHeader,
-  swapMacs,
-  TCP,
-  truncate,
-  verifyChecksums,
-  type FrameSpec,
-} from '../support/packets.ts';
+  type CtEntry,
+  PacketHarness,
+  type ProgramName,
+  TC_ACT_REDIRECT,
+  TC_ACT_SHOT,
+  TC_ACT_UNSPEC,
+} from '../support/bpf-harness.ts';
+import { firstFragment, frame, IPPROTO_GRE, ICMP, ICMP6, icmpError, parseFrame, TCP, truncate, verifyChecksums, type FrameSpec } from '../support/packets.ts';
 import { needs } from '../support/requirements.ts';
-import { SY_CT_F_HAIRPIN, SY_CT_F_SNAT } from '../../src/dataplane/bpf/layout-v1.ts';
+import {
+  SY_ACT_DROP,
+  SY_CFG_DETECT_CIDR,
+  SY_CT_DIR_FWD,
+  SY_CT_DIR_REV,
+  SY_CT_F_EXT,
+  SY_CT_F_HAIRPIN,
+  SY_CT_F_SNAT,
+  SY_SCOPE_EXTERNAL,
+  SY_SVC_F_EXT_SCOPE,
+  SY_SVC_F_MASQ_EXT,
+  SY_SVC_F_SRC_RANGES,
+  type CtKey,
+  type CtValue,
+} from '../../src/dataplane/bpf/layout.ts';
 
-const skip = needs('packet fixtures', ['root', 'bpf-object', 'native-addon']);
+const skip = needs('packet fixture', ['root', 'bpf-object', 'native-addon', 'ip']);
 
-const NODE = '198.18.0.1';
-const CLIENT = '10.244.1.5';
+const SY_TCP_SYN_SENT = 1;
+const SY_TCP_ESTABLISHED = 2;
+const SY_TCP_CLOSING = 3;
+const SY_TCP_CLOSED = 4;
+
+const SNAT_MIN = 61000;
+const SNAT_MAX = 65535;
+
 const CLIENT_MAC = '02:00:0a:f4:01:05';
-const VETH_MAC = 'ee:ee:ee:ee:ee:ee'; // host side of the client's veth
-const BACKEND = '10.244.1.20';
+const VETH_MAC = 'ee:ee:ee:ee:ee:ee'; // host side of a pod's veth
 const BACKEND_MAC = '02:00:0a:f4:01:14';
-const POOL = ['10.244.1.21', '10.244.1.22', '10.244.2.23'];
+const NODE_MAC = '02:00:c6:12:00:01';
+const EXT_MAC = '02:00:c6:12:00:64';
+const PEER_MAC = '02:00:c6:12:00:02'; // the other node, where the pod routes point
 
-const WEB_VIP = '10.96.0.10'; // TCP 80 -> BACKEND:8080, UDP 53 -> BACKEND:5353
-const POOL_VIP = '10.96.0.11'; // TCP 80 -> POOL:8080, UDP 53 -> POOL:5353
-const SELF_VIP = '10.96.0.12'; // TCP 80 -> CLIENT:8080, UDP 53 -> CLIENT:5353: hairpin
-const EMPTY_VIP = '10.96.0.13'; // TCP 80, no endpoints
+/** Every address a fixture uses, per family. */
+interface Family {
+  readonly name: 'IPv4' | 'IPv6';
+  /** svc ids and backend ids of this family start here (the maps are per family; distinct ids keep failures readable). */
+  readonly base: number;
+  readonly node: string;
+  readonly peer: string;
+  readonly ext: string;
+  readonly extOutside: string;
+  readonly extRange: string;
+  readonly client: string;
+  readonly backend: string;
+  readonly pool: readonly string[];
+  readonly vip: string;
+  readonly poolVip: string;
+  readonly selfVip: string;
+  readonly emptyVip: string;
+  readonly lb: string;
+  readonly elsewhere: string;
+  readonly any: string;
+  readonly podNet: string;
+}
 
-const SERVICES = [
-  clusterIP({ name: 'web', clusterIP: WEB_VIP, port: 80, protocol: 'TCP', endpoints: [[BACKEND, 8080]] }),
-  clusterIP({ name: 'web', clusterIP: WEB_VIP, port: 53, protocol: 'UDP', endpoints: [[BACKEND, 5353]] }),
-  clusterIP({ name: 'pool', clusterIP: POOL_VIP, port: 80, protocol: 'TCP', endpoints: POOL.map((ip) => [ip, 8080] as const) }),
-  clusterIP({ name: 'pool', clusterIP: POOL_VIP, port: 53, protocol: 'UDP', endpoints: POOL.map((ip) => [ip, 5353] as const) }),
-  clusterIP({ name: 'self', clusterIP: SELF_VIP, port: 80, protocol: 'TCP', endpoints: [[CLIENT, 8080]] }),
-  clusterIP({ name: 'self', clusterIP: SELF_VIP, port: 53, protocol: 'UDP', endpoints: [[CLIENT, 5353]] }),
-  clusterIP({ name: 'empty', clusterIP: EMPTY_VIP, port: 80, protocol: 'TCP', endpoints: [] }),
+const FAMILIES: readonly Family[] = [
+  {
+    name: 'IPv4',
+    base: 0,
+    node: '198.18.0.1',
+    peer: '198.18.0.2',
+    ext: '198.18.0.100',
+    extOutside: '198.18.0.200',
+    extRange: '198.18.0.96/28',
+    client: '10.244.1.5',
+    backend: '10.244.1.20',
+    pool: ['10.244.1.21', '10.244.1.22', '10.244.2.23'],
+    vip: '10.96.0.10',
+    poolVip: '10.96.0.11',
+    selfVip: '10.96.0.12',
+    emptyVip: '10.96.0.13',
+    lb: '198.18.1.10',
+    elsewhere: '198.18.5.5',
+    any: '0.0.0.0',
+    podNet: '10.244.0.0/16',
+  },
+  {
+    name: 'IPv6',
+    base: 1000,
+    node: 'fd00:198:18::1',
+    peer: 'fd00:198:18::2',
+    ext: 'fd00:198:18::100',
+    extOutside: 'fd00:198:18::200',
+    extRange: 'fd00:198:18::100/120',
+    client: 'fd00:10:244:1::5',
+    backend: 'fd00:10:244:1::20',
+    pool: ['fd00:10:244:1::21', 'fd00:10:244:1::22', 'fd00:10:244:2::23'],
+    vip: 'fd00:10:96::10',
+    poolVip: 'fd00:10:96::11',
+    selfVip: 'fd00:10:96::12',
+    emptyVip: 'fd00:10:96::13',
+    lb: 'fd00:198:18:1::10',
+    elsewhere: 'fd00:198:18:5::5',
+    any: '::',
+    podNet: 'fd00:10:244::/56',
+  },
 ];
 
-/** Service port and target port per protocol (the same for every Service above). */
-const PORTS = { TCP: { port: 80, target: 8080 }, UDP: { port: 53, target: 5353 } } as const;
+/** Service port -> target port per protocol. */
+const PORTS = { TCP: { port: 80, target: 8080 }, UDP: { port: 53, target: 5353 }, SCTP: { port: 3868, target: 3869 } } as const;
 type Proto = keyof typeof PORTS;
+const NODEPORT = 30080; // masquerades external clients (externalTrafficPolicy Cluster)
+const NODEPORT_LOCAL = 30081; // EXT_SCOPE: external clients get only BACKEND, unmasqueraded
+const NODEPORT_DROP = 30082; // EXT_SCOPE: the external master says DROP
 
 const PAYLOAD = Buffer.from('switchyard packet fixture payload\n');
 
-/** A first packet from the client pod: a SYN for TCP, a datagram for UDP. */
-function fromClient(proto: Proto, vip: string, sport = 40000, extra: Partial<FrameSpec> = {}): FrameSpec {
-  return { srcMac: CLIENT_MAC, dstMac: VETH_MAC, src: CLIENT, dst: vip, proto, sport, dport: PORTS[proto].port, tcpFlags: TCP.SYN, payload: PAYLOAD, ...extra };
+/** ids: svc ids and backend ids of one family. */
+function ids(f: Family) {
+  return {
+    web: f.base + 1,
+    pool: f.base + 2,
+    self: f.base + 3,
+    empty: f.base + 4,
+    np: f.base + 5,
+    npLocal: f.base + 6,
+    npDrop: f.base + 7,
+    lb: f.base + 8,
+    backend: (proto: Proto) => f.base + 10 + Object.keys(PORTS).indexOf(proto),
+    pool0: (proto: Proto) => f.base + 20 + 10 * Object.keys(PORTS).indexOf(proto),
+    self0: (proto: Proto) => f.base + 60 + Object.keys(PORTS).indexOf(proto),
+  };
 }
+
+/** The frontends every fixture starts with, for one family. */
+async function programFamily(h: PacketHarness, f: Family): Promise<void> {
+  const id = ids(f);
+  for (const proto of Object.keys(PORTS) as Proto[]) {
+    const { port, target } = PORTS[proto];
+    const be = { id: id.backend(proto), addr: f.backend, port: target };
+    await h.frontend({ addr: f.vip, port, proto, svcId: id.web, backends: [be] });
+    await h.frontend({ addr: f.poolVip, port, proto, svcId: id.pool, backends: f.pool.map((addr, i) => ({ id: id.pool0(proto) + i, addr, port: target })) });
+    await h.frontend({ addr: f.selfVip, port, proto, svcId: id.self, backends: [{ id: id.self0(proto), addr: f.client, port: target }] });
+    await h.frontend({ addr: f.emptyVip, port, proto, svcId: id.empty, backends: [] });
+  }
+  const web = { id: id.backend('TCP'), addr: f.backend, port: 8080 };
+  await h.frontend({ addr: f.node, port: NODEPORT, proto: 'TCP', svcId: id.np, flags: SY_SVC_F_MASQ_EXT, backends: [web] });
+  const pool = f.pool.map((addr, i) => ({ id: id.pool0('TCP') + i, addr, port: 8080 }));
+  await h.frontend({ addr: f.node, port: NODEPORT_LOCAL, proto: 'TCP', svcId: id.npLocal, flags: SY_SVC_F_EXT_SCOPE, backends: pool });
+  await h.frontend({ addr: f.node, port: NODEPORT_LOCAL, proto: 'TCP', svcId: id.npLocal, scope: SY_SCOPE_EXTERNAL, backends: [web] });
+  await h.frontend({ addr: f.node, port: NODEPORT_DROP, proto: 'TCP', svcId: id.npDrop, flags: SY_SVC_F_EXT_SCOPE, backends: [web] });
+  await h.frontend({ addr: f.node, port: NODEPORT_DROP, proto: 'TCP', svcId: id.npDrop, scope: SY_SCOPE_EXTERNAL, action: SY_ACT_DROP, backends: [] });
+  await h.frontend({ addr: f.lb, port: 80, proto: 'TCP', svcId: id.lb, flags: SY_SVC_F_SRC_RANGES, backends: [web] });
+  await h.sourceRanges(id.lb, [f.extRange]);
+  for (const vip of [f.vip, f.poolVip, f.selfVip, f.emptyVip]) await h.vip(vip);
+}
+
+const CONFIG = {
+  nodeAddr4: FAMILIES[0]?.node ?? null,
+  nodeAddr6: FAMILIES[1]?.node ?? null,
+  podCidr4: FAMILIES[0]?.podNet ?? null,
+  podCidr6: FAMILIES[1]?.podNet ?? null,
+  snatPortMin: SNAT_MIN,
+  snatPortMax: SNAT_MAX,
+  flags: SY_CFG_DETECT_CIDR,
+};
 
 /** 16 bytes a line with the offset, so a byte diff names where. */
 function hexLines(b: Uint8Array): string {
@@ -83,21 +198,43 @@ function whichOf(actual: Uint8Array, candidates: readonly Buffer[]): number {
   return i;
 }
 
-/** Conntrack without the creation times (checked separately to be set). */
-function timeless(c: Conntrack): unknown {
-  for (const e of [...c.ct, ...c.rnat]) expect(e.value.lastSeenNs).toBeGreaterThan(0n);
-  return {
-    ct: c.ct.map((e) => ({ key: e.key, value: { ...e.value, lastSeenNs: undefined } })),
-    rnat: c.rnat.map((e) => ({ key: e.key, value: { ...e.value, lastSeenNs: undefined } })),
-  };
+/** The checksums a translated frame must have. */
+function goodSums(f: Family, proto: Proto | 'ICMP'): unknown {
+  return { ip: f.name === 'IPv4' ? true : 'n/a', l4: proto === 'UDP' || proto === 'TCP' || proto === 'SCTP' || proto === 'ICMP' ? true : 'n/a' };
 }
 
-describe.skipIf(skip)('packet fixtures: sy_ingress through BPF_PROG_TEST_RUN', () => {
+type Flow = Omit<CtValue, 'createdNs' | 'lastSeenNs'>;
+
+/** Conntrack without the times (checked to be set, and equal in both halves). */
+function timeless(ct: readonly CtEntry[]): Array<{ key: CtKey; value: Flow }> {
+  return ct.map((e) => {
+    expect(e.value.createdNs).toBeGreaterThan(0n);
+    expect(e.value.lastSeenNs).toBeGreaterThanOrEqual(e.value.createdNs);
+    const { createdNs: _c, lastSeenNs: _l, ...value } = e.value;
+    return { key: e.key, value };
+  });
+}
+
+/** Both halves of a flow as the program must record them, in conntrack()'s order (REV keys sort before FWD keys here). */
+function halves(proto: Proto, v: Flow): Array<{ key: CtKey; value: Flow }> {
+  const snat = (v.flags & SY_CT_F_SNAT) !== 0;
+  const fwd: CtKey = { saddr: v.clientAddr, daddr: v.frontAddr, sport: v.clientPort, dport: v.frontPort, proto, dir: SY_CT_DIR_FWD };
+  const rev: CtKey = snat
+    ? { saddr: v.backendAddr, daddr: v.natAddr, sport: v.backendPort, dport: v.natPort, proto, dir: SY_CT_DIR_REV }
+    : { saddr: v.backendAddr, daddr: v.clientAddr, sport: v.backendPort, dport: v.clientPort, proto, dir: SY_CT_DIR_REV };
+  const text = (k: CtKey): string => `${k.saddr}:${k.sport} -> ${k.daddr}:${k.dport}/${k.proto} ${k.dir === 0 ? 'fwd' : 'rev'}`;
+  return [
+    { key: fwd, value: v },
+    { key: rev, value: v },
+  ].sort((a, b) => text(a.key).localeCompare(text(b.key)));
+}
+
+describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', () => {
   let h: PacketHarness;
 
   beforeAll(async () => {
-    h = await PacketHarness.open({ nodeAddress: NODE });
-    expect(await h.program(SERVICES)).toEqual([]);
+    h = await PacketHarness.open(CONFIG);
+    for (const f of FAMILIES) await programFamily(h, f);
   });
 
   afterAll(() => h?.close());
@@ -106,376 +243,461 @@ describe.skipIf(skip)('packet fixtures: sy_ingress through BPF_PROG_TEST_RUN', (
     await h.flushConntrack();
   });
 
-  /** Runs a frame the program must leave alone: TC_ACT_OK, every byte as it was, no flow recorded. */
-  async function expectUntouched(input: Buffer): Promise<void> {
-    const r = await h.run(input);
-    expect(r.verdict).toBe(TC_ACT_OK);
+  /** Runs a frame the program must leave alone: TC_ACT_UNSPEC, every byte as it was, no flow recorded. */
+  async function expectUntouched(prog: ProgramName, input: Buffer): Promise<void> {
+    const r = await h.run(prog, input);
+    expect(r.verdict).toBe(TC_ACT_UNSPEC);
     expectFrame(r.data, input);
     expect(r.ct).toEqual([]);
-    expect(r.rnat).toEqual([]);
   }
 
-  describe.each(['TCP', 'UDP'] as const)('%s', (proto) => {
-    const { port, target } = PORTS[proto];
+  describe.each(FAMILIES)('$name', (f) => {
+    const id = ids(f);
 
-    test('DNAT to the ClusterIP: destination becomes the backend, checksums valid, both directions tracked', async () => {
-      const pkt = fromClient(proto, WEB_VIP);
-      const r = await h.run(frame(pkt));
-      expect(r.verdict).toBe(TC_ACT_OK);
-      expectFrame(r.data, frame({ ...pkt, dst: BACKEND, dport: target }));
-      expect(verifyChecksums(r.data)).toEqual({ ip: true, l4: true });
-      expect(r.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
-      expect(timeless(r)).toEqual({
-        ct: [
-          {
-            key: { saddr: CLIENT, daddr: WEB_VIP, sport: 40000, dport: port, proto },
-            value: { backendId: h.backendId(BACKEND, target, proto), backendAddr: BACKEND, backendPort: target, natAddr: '0.0.0.0', natPort: 0, flags: 0 },
-          },
-        ],
-        rnat: [
-          {
-            key: { saddr: BACKEND, daddr: CLIENT, sport: target, dport: 40000, proto },
-            value: { frontAddr: WEB_VIP, frontPort: port, clientAddr: CLIENT, clientPort: 40000, flags: 0 },
-          },
-        ],
-      });
-    });
+    /** A first packet from the client pod: a SYN for TCP, a datagram for UDP, an INIT for SCTP. */
+    function fromClient(proto: Proto, dst: string, sport = 40000, extra: Partial<FrameSpec> = {}): FrameSpec {
+      return { srcMac: CLIENT_MAC, dstMac: VETH_MAC, src: f.client, dst, proto, sport, dport: PORTS[proto].port, tcpFlags: TCP.SYN, payload: PAYLOAD, sctp: { chunk: 'DATA' }, ...extra };
+    }
 
-    test('later packets of a flow go to the backend its first packet chose', async () => {
-      const first = fromClient(proto, POOL_VIP, 40100);
-      const candidates = POOL.map((ip) => frame({ ...first, dst: ip, dport: target }));
-      const r = await h.run(frame(first));
-      expect(r.verdict).toBe(TC_ACT_OK);
-      const chosen = whichOf(r.data, candidates);
-      expect(chosen).toBeGreaterThanOrEqual(0);
-      const backend = POOL[chosen] as string;
-      for (let i = 1; i <= 12; i++) {
-        const later: FrameSpec = { ...first, tcpFlags: TCP.ACK | TCP.PSH, seq: 0x01020305 + i * PAYLOAD.length, ack: 0x0a0b0c0d, id: 0x1234 + i };
-        const next = await h.run(frame(later));
-        expect(next.verdict).toBe(TC_ACT_OK);
-        expectFrame(next.data, frame({ ...later, dst: backend, dport: target }));
-        expect(verifyChecksums(next.data)).toEqual({ ip: true, l4: true });
-        expect(next.counted).toEqual({ SVC_HIT: 1n });
-      }
-      expect((await h.conntrack()).ct.map((e) => e.value.backendAddr)).toEqual([backend]);
-    });
-
-    test('new flows are spread over every backend', async () => {
-      // 60 flows over 3 backends: all land on fewer than 3 with probability 3 * (2/3)^60 < 1e-10.
-      const seen = new Set<string>();
-      for (let sport = 41000; sport < 41060; sport++) {
-        const pkt = fromClient(proto, POOL_VIP, sport);
-        const r = await h.run(frame(pkt));
-        seen.add(
-          POOL[
-            whichOf(
-              r.data,
-              POOL.map((ip) => frame({ ...pkt, dst: ip, dport: target })),
-            )
-          ] as string,
-        );
-      }
-      expect([...seen].sort()).toEqual([...POOL].sort());
-    });
-
-    test('reverse NAT: a reply from the backend comes from ClusterIP:port', async () => {
-      await h.run(frame(fromClient(proto, WEB_VIP)));
-      const reply: FrameSpec = {
+    /** The backend's answer to the client (not yet reverse-translated). */
+    function reply(proto: Proto, sport = 40000, extra: Partial<FrameSpec> = {}): FrameSpec {
+      return {
         srcMac: BACKEND_MAC,
         dstMac: VETH_MAC,
-        src: BACKEND,
-        dst: CLIENT,
+        src: f.backend,
+        dst: f.client,
         proto,
-        sport: target,
-        dport: 40000,
+        sport: PORTS[proto].target,
+        dport: sport,
         tcpFlags: TCP.SYN | TCP.ACK,
         seq: 0x77665544,
         ack: 0x01020305,
         payload: Buffer.from('reply'),
+        sctp: { chunk: 'DATA', vtag: 0x1234 },
+        ...extra,
       };
-      const r = await h.run(frame(reply));
-      expect(r.verdict).toBe(TC_ACT_OK);
-      expectFrame(r.data, frame({ ...reply, src: WEB_VIP, sport: port }));
-      expect(verifyChecksums(r.data)).toEqual({ ip: true, l4: true });
-      expect(r.counted).toEqual({ RNAT: 1n });
-    });
-
-    test('a reply with no tracked flow is left alone', async () => {
-      await expectUntouched(frame({ srcMac: BACKEND_MAC, dstMac: VETH_MAC, src: BACKEND, dst: CLIENT, proto, sport: target, dport: 40000, tcpFlags: TCP.ACK }));
-    });
-
-    test('hairpin: a pod reaching itself is masqueraded to the node, DNATed, and bounced back out (redirect)', async () => {
-      const pkt = fromClient(proto, SELF_VIP, 40200);
-      const r = await h.run(frame(pkt));
-      expect(r.verdict).toBe(TC_ACT_REDIRECT);
-      // The masquerade port is the client's own when that reply tuple is free.
-      expectFrame(r.data, swapMacs(frame({ ...pkt, src: NODE, sport: 40200, dst: CLIENT, dport: target })));
-      expect(verifyChecksums(r.data)).toEqual({ ip: true, l4: true });
-      expect(timeless(r)).toEqual({
-        ct: [
-          {
-            key: { saddr: CLIENT, daddr: SELF_VIP, sport: 40200, dport: port, proto },
-            value: {
-              backendId: h.backendId(CLIENT, target, proto),
-              backendAddr: CLIENT,
-              backendPort: target,
-              natAddr: NODE,
-              natPort: 40200,
-              flags: SY_CT_F_SNAT | SY_CT_F_HAIRPIN,
-            },
-          },
-        ],
-        rnat: [
-          {
-            key: { saddr: CLIENT, daddr: NODE, sport: target, dport: 40200, proto },
-            value: { frontAddr: SELF_VIP, frontPort: port, clientAddr: CLIENT, clientPort: 40200, flags: SY_CT_F_SNAT | SY_CT_F_HAIRPIN },
-          },
-        ],
-      });
-
-      // The pod answers the node address; the reply is turned back into Service -> client and bounced again.
-      const reply: FrameSpec = {
-        srcMac: CLIENT_MAC,
-        dstMac: VETH_MAC,
-        src: CLIENT,
-        dst: NODE,
-        proto,
-        sport: target,
-        dport: 40200,
-        tcpFlags: TCP.SYN | TCP.ACK,
-      };
-      const back = await h.run(frame(reply));
-      expect(back.verdict).toBe(TC_ACT_REDIRECT);
-      expectFrame(back.data, swapMacs(frame({ ...reply, src: SELF_VIP, sport: port, dst: CLIENT, dport: 40200 })));
-      expect(verifyChecksums(back.data)).toEqual({ ip: true, l4: true });
-      expect(back.counted).toEqual({ RNAT: 1n });
-    });
-
-    test('IPv4 options (ihl 6 and 15): translated after the options, which are kept', async () => {
-      const routerAlert = Buffer.from([0x94, 0x04, 0x00, 0x00]);
-      const longest = Buffer.concat([Buffer.alloc(39, 0x01), Buffer.from([0x00])]); // 39 NOPs, EOL: 40 bytes
-      for (const [i, ipOptions] of [routerAlert, longest].entries()) {
-        const pkt = fromClient(proto, WEB_VIP, 40300 + i, { ipOptions });
-        const r = await h.run(frame(pkt));
-        expect(r.verdict).toBe(TC_ACT_OK);
-        expectFrame(r.data, frame({ ...pkt, dst: BACKEND, dport: target }));
-        expect(parseFrame(r.data).ip?.ihl).toBe(5 + ipOptions.length / 4);
-        expect(verifyChecksums(r.data)).toEqual({ ip: true, l4: true });
-      }
-    });
-
-    test('a first fragment (MF, offset 0) is translated; its L4 checksum stays that of the whole datagram', async () => {
-      const pkt = fromClient(proto, WEB_VIP, 40400, { payload: Buffer.alloc(400, 0xab) });
-      const input = firstFragment(frame(pkt), 48);
-      const r = await h.run(input);
-      expect(r.verdict).toBe(TC_ACT_OK);
-      expectFrame(r.data, firstFragment(frame({ ...pkt, dst: BACKEND, dport: target }), 48));
-      expect(verifyChecksums(r.data)).toEqual({ ip: true, l4: 'n/a' });
-    });
-
-    test('a non-first fragment is left alone, even when its first bytes look like the Service ports', async () => {
-      const looksLikePorts = Buffer.alloc(16);
-      looksLikePorts.writeUInt16BE(40000, 0);
-      looksLikePorts.writeUInt16BE(port, 2);
-      await expectUntouched(frame({ ...fromClient(proto, WEB_VIP), fragOffset: 6, l4: looksLikePorts, payload: undefined }));
-      await expectUntouched(frame({ ...fromClient(proto, WEB_VIP), fragOffset: 6, mf: true, l4: looksLikePorts, payload: undefined }));
-    });
-  });
-
-  describe('the backend of an open flow is removed', () => {
-    afterEach(async () => {
-      expect(await h.program(SERVICES)).toEqual([]);
-    });
-
-    async function openFlowThenRemoveItsBackend(proto: Proto, sport: number): Promise<{ first: FrameSpec; gone: string; left: string[] }> {
-      const first = fromClient(proto, POOL_VIP, sport);
-      const r = await h.run(frame(first));
-      const gone = POOL[
-        whichOf(
-          r.data,
-          POOL.map((ip) => frame({ ...first, dst: ip, dport: PORTS[proto].target })),
-        )
-      ] as string;
-      const left = POOL.filter((ip) => ip !== gone);
-      const others = SERVICES.filter((sp) => !(sp.name === 'pool' && sp.protocol === proto));
-      const pool = clusterIP({
-        name: 'pool',
-        clusterIP: POOL_VIP,
-        port: PORTS[proto].port,
-        protocol: proto,
-        endpoints: left.map((ip) => [ip, PORTS[proto].target] as const),
-      });
-      expect(await h.program([...others, pool])).toEqual([]);
-      return { first, gone, left };
     }
 
-    test('TCP: an established connection keeps its backend (kube-proxy leaves it to time out)', async () => {
-      const { first, gone } = await openFlowThenRemoveItsBackend('TCP', 40700);
-      const ack: FrameSpec = { ...first, tcpFlags: TCP.ACK, seq: 0x01020305 };
-      const r = await h.run(frame(ack));
-      expect(r.verdict).toBe(TC_ACT_OK);
-      expectFrame(r.data, frame({ ...ack, dst: gone, dport: 8080 }));
-    });
-
-    test('UDP: the flow moves to a live backend at once and stays there', async () => {
-      const { first, gone, left } = await openFlowThenRemoveItsBackend('UDP', 40800);
-      expect(left.length).toBe(POOL.length - 1);
-      const r = await h.run(frame(first));
-      expect(r.verdict).toBe(TC_ACT_OK);
-      const moved = left[
-        whichOf(
-          r.data,
-          left.map((ip) => frame({ ...first, dst: ip, dport: 5353 })),
-        )
-      ] as string;
-      expect(moved).not.toBe(gone);
-      expect(r.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
-      for (let i = 0; i < 5; i++) expectFrame((await h.run(frame(first))).data, frame({ ...first, dst: moved, dport: 5353 }));
-      expect(r.ct.map((e) => e.value.backendAddr)).toEqual([moved]);
-    });
-  });
-
-  describe('UDP checksums', () => {
-    test('a datagram with checksum 0 (none) keeps 0 after DNAT and after reverse NAT', async () => {
-      const pkt = fromClient('UDP', WEB_VIP, 40500, { udpChecksum: 'none' });
-      const r = await h.run(frame(pkt));
-      expect(r.verdict).toBe(TC_ACT_OK);
-      expectFrame(r.data, frame({ ...pkt, dst: BACKEND, dport: 5353 }));
-      expect(parseFrame(r.data).udp?.checksum).toBe('0x0000');
-      expect(verifyChecksums(r.data)).toEqual({ ip: true, l4: 'none' });
-
-      const reply: FrameSpec = {
-        srcMac: BACKEND_MAC,
-        dstMac: VETH_MAC,
-        src: BACKEND,
-        dst: CLIENT,
-        proto: 'UDP',
-        sport: 5353,
-        dport: 40500,
-        udpChecksum: 'none',
+    /** The flow a pod client's first packet to WEB creates. */
+    function webFlow(proto: Proto, sport = 40000, extra: Partial<Flow> = {}): Flow {
+      return {
+        clientAddr: f.client,
+        frontAddr: f.vip,
+        backendAddr: f.backend,
+        natAddr: f.any,
+        clientPort: sport,
+        frontPort: PORTS[proto].port,
+        backendPort: PORTS[proto].target,
+        natPort: 0,
+        backendId: id.backend(proto),
+        svcId: id.web,
+        flags: 0,
+        tcpState: proto === 'TCP' ? SY_TCP_SYN_SENT : 0,
+        finMask: 0,
+        ...extra,
       };
-      const back = await h.run(frame(reply));
-      expectFrame(back.data, frame({ ...reply, src: WEB_VIP, sport: 53 }));
-      expect(parseFrame(back.data).udp?.checksum).toBe('0x0000');
-    });
+    }
 
-    test('a translated datagram whose checksum computes to 0 carries 0xffff (RFC 768), not 0', async () => {
-      // Two payload bytes chosen so that the translated datagram's sum is 0xffff.
-      const translated: FrameSpec = { ...fromClient('UDP', WEB_VIP, 40600), dst: BACKEND, dport: 5353, payload: Buffer.alloc(2) };
-      const seg = Buffer.from(frame(translated).subarray(34));
-      seg.writeUInt16BE(0, 6);
-      const fill = internetChecksum(pseudoHeader(ipv4(CLIENT), ipv4(BACKEND), IPPROTO_UDP, seg.length), seg);
-      const payload = Buffer.from([fill >> 8, fill & 0xff]);
-      const pkt = fromClient('UDP', WEB_VIP, 40600, { payload });
-      const r = await h.run(frame(pkt));
-      const expected = frame({ ...pkt, dst: BACKEND, dport: 5353 });
-      expect(parseFrame(expected).udp?.checksum).toBe('0xffff');
-      expectFrame(r.data, expected);
-      expect(verifyChecksums(r.data)).toEqual({ ip: true, l4: true });
-    });
-  });
+    async function flowOf(proto: Proto, dir: 0 | 1, match: (k: CtKey) => boolean): Promise<CtValue | undefined> {
+      return (await h.conntrack()).find((e) => e.key.proto === proto && e.key.dir === dir && match(e.key))?.value;
+    }
 
-  describe('truncated and malformed frames', () => {
-    const syn = frame(fromClient('TCP', WEB_VIP));
-    const udp = frame(fromClient('UDP', WEB_VIP));
+    describe.each(['TCP', 'UDP', 'SCTP'] as const)('%s', (proto) => {
+      const { port, target } = PORTS[proto];
 
-    // BPF_PROG_TEST_RUN on 6.18 refuses an IPv4 frame (EtherType 0x0800)
-    // shorter than Ethernet + 20 bytes with EINVAL before the program runs
-    // (any other EtherType runs from 14 bytes: see the next fixture); the 5.x
-    // kernels had no such check and run the program, which must leave it alone.
-    test('Ethernet header only, or IPv4 header cut short: refused by the kernel, or left alone', async () => {
-      for (const length of [14, 14 + 10, 14 + 19]) {
-        const input = truncate(syn, length);
-        let r: Awaited<ReturnType<PacketHarness['run']>>;
-        try {
-          r = await h.run(input);
-        } catch (e) {
-          expect(e).toMatchObject({ code: 'EINVAL', syscall: 'bpf_prog_test_run_opts' });
-          continue;
+      test('DNAT at sy_from_pod: destination becomes the backend, checksums valid, both halves hold the whole flow', async () => {
+        const pkt = fromClient(proto, f.vip);
+        const r = await h.run('sy_from_pod', frame(pkt));
+        expect(r.verdict).toBe(TC_ACT_UNSPEC);
+        expectFrame(r.data, frame({ ...pkt, dst: f.backend, dport: target }));
+        expect(verifyChecksums(r.data)).toEqual(goodSums(f, proto));
+        expect(r.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
+        expect(timeless(r.ct)).toEqual(halves(proto, webFlow(proto)));
+      });
+
+      test('reverse DNAT at sy_to_pod (the client pod\'s last hop); the backend\'s first hop leaves it alone', async () => {
+        await h.run('sy_from_pod', frame(fromClient(proto, f.vip)));
+        const rep = reply(proto);
+        const first = await h.run('sy_from_pod', frame(rep));
+        expect(first.verdict).toBe(TC_ACT_UNSPEC);
+        expectFrame(first.data, frame(rep));
+        const r = await h.run('sy_to_pod', frame(rep));
+        expect(r.verdict).toBe(TC_ACT_UNSPEC);
+        expectFrame(r.data, frame({ ...rep, src: f.vip, sport: port }));
+        expect(verifyChecksums(r.data)).toEqual(goodSums(f, proto));
+        expect(r.counted).toEqual({ RNAT: 1n });
+      });
+
+      test('later packets stay on the backend the first chose (a pool of three)', async () => {
+        const first = fromClient(proto, f.poolVip, 40100);
+        const r = await h.run('sy_from_pod', frame(first));
+        const chosen = f.pool[whichOf(r.data, f.pool.map((ip) => frame({ ...first, dst: ip, dport: target })))] as string;
+        for (let i = 1; i <= 6; i++) {
+          const later: FrameSpec = { ...first, tcpFlags: TCP.ACK | TCP.PSH, seq: 0x01020305 + i, ...(f.name === 'IPv4' ? { id: 0x1234 + i } : {}), sctp: { chunk: 'DATA', tsn: i } };
+          const next = await h.run('sy_from_pod', frame(later));
+          expect(next.verdict).toBe(TC_ACT_UNSPEC);
+          expectFrame(next.data, frame({ ...later, dst: chosen, dport: target }));
+          expect(next.counted).toEqual({ SVC_HIT: 1n });
         }
-        expect(r.verdict).toBe(TC_ACT_OK);
-        expectFrame(r.data, input);
+      });
+
+      test('new flows are spread over every backend', async () => {
+        // 45 flows over 3 backends: all on fewer than 3 with probability 3 * (2/3)^45 < 1e-7.
+        const seen = new Set<string>();
+        for (let sport = 41000; sport < 41045; sport++) {
+          const pkt = fromClient(proto, f.poolVip, sport);
+          const r = await h.run('sy_from_pod', frame(pkt));
+          seen.add(f.pool[whichOf(r.data, f.pool.map((ip) => frame({ ...pkt, dst: ip, dport: target })))] as string);
+        }
+        expect([...seen].sort()).toEqual([...f.pool].sort());
+      });
+
+      test('a reply with no tracked flow is left alone at every hook', async () => {
+        for (const prog of ['sy_from_pod', 'sy_to_pod', 'sy_from_net', 'sy_to_net'] as const) await expectUntouched(prog, frame(reply(proto, 40999)));
+      });
+
+      test('a missing reverse half is restored by the next forward packet, a missing forward half by the next reply', async () => {
+        const pkt = fromClient(proto, f.vip, 40500);
+        await h.run('sy_from_pod', frame(pkt));
+        const whole = timeless(await h.conntrack());
+        const rev = whole.find((e) => e.key.dir === SY_CT_DIR_REV)?.key as CtKey;
+        const fwd = whole.find((e) => e.key.dir === SY_CT_DIR_FWD)?.key as CtKey;
+        const ctMap = f.name === 'IPv4' ? 'ct4' : 'ct6';
+
+        await h.remove(ctMap, [rev]);
+        const again = { ...pkt, tcpFlags: TCP.ACK, sctp: { chunk: 'DATA' as const } };
+        const r = await h.run('sy_from_pod', frame(again));
+        expectFrame(r.data, frame({ ...again, dst: f.backend, dport: target }));
+        expect(r.counted).toEqual({ SVC_HIT: 1n, CT_RESTORE: 1n });
+        expect(timeless(r.ct)).toEqual(whole);
+
+        await h.remove(ctMap, [fwd]);
+        const rep = reply(proto, 40500, { tcpFlags: TCP.ACK });
+        const back = await h.run('sy_from_pod', frame(rep));
+        expect(back.verdict).toBe(TC_ACT_UNSPEC);
+        expect(back.counted).toEqual({ CT_RESTORE: 1n });
+        const restored = timeless(back.ct);
+        expect(restored.map((e) => e.key)).toEqual(whole.map((e) => e.key));
+        // the reply (an ACK) moved a TCP flow on from SYN_SENT; nothing else changed
+        expect(restored.map((e) => ({ ...e.value, tcpState: 0 }))).toEqual(whole.map((e) => ({ ...e.value, tcpState: 0 })));
+      });
+
+      test('the backend of an open flow is removed: the next packet goes to a live one (re-balanced), the old reply key is gone', async () => {
+        const first = fromClient(proto, f.poolVip, 40700);
+        const r = await h.run('sy_from_pod', frame(first));
+        const gone = whichOf(r.data, f.pool.map((ip) => frame({ ...first, dst: ip, dport: target })));
+        const left = f.pool.map((addr, i) => ({ id: id.pool0(proto) + i, addr, port: target })).filter((_, i) => i !== gone);
+        await h.frontend({ addr: f.poolVip, port, proto, svcId: id.pool, gen: 1, backends: left });
+        await h.remove(f.name === 'IPv4' ? 'backend4' : 'backend6', [id.pool0(proto) + gone]);
+        try {
+          const next = { ...first, tcpFlags: TCP.ACK, sctp: { chunk: 'DATA' as const } };
+          const moved = await h.run('sy_from_pod', frame(next));
+          const to = left[whichOf(moved.data, left.map((b) => frame({ ...next, dst: b.addr, dport: target })))];
+          expect(moved.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
+          expect(moved.ct.map((e) => e.value.backendAddr)).toEqual([to?.addr, to?.addr]);
+        } finally {
+          await h.frontend({ addr: f.poolVip, port, proto, svcId: id.pool, gen: 0, backends: f.pool.map((addr, i) => ({ id: id.pool0(proto) + i, addr, port: target })) });
+        }
+      });
+
+      test('a Service IP on a port no frontend has is dropped', async () => {
+        const r = await h.run('sy_from_pod', frame(fromClient(proto, f.vip, 40000, { dport: 81 })));
+        expect(r.verdict).toBe(TC_ACT_SHOT);
+        expect(r.counted).toEqual({ DROP_NO_PORT: 1n });
         expect(r.ct).toEqual([]);
-      }
-    });
+      });
 
-    test('Ethernet header only, not IPv4: left alone', async () => {
-      await expectUntouched(truncate(frame({ ...fromClient('TCP', WEB_VIP), etherType: 0x88b5 }), 14));
-    });
-
-    test('IPv4 header complete, nothing after it: left alone', async () => {
-      await expectUntouched(truncate(syn, 14 + 20));
-    });
-
-    test('TCP header cut before the flags (ports only): left alone', async () => {
-      await expectUntouched(truncate(syn, 14 + 20 + 4));
-      await expectUntouched(truncate(syn, 14 + 20 + 13));
-    });
-
-    test('UDP header cut after the ports: left alone', async () => {
-      await expectUntouched(truncate(udp, 14 + 20 + 2));
-    });
-
-    test('TCP header cut between the flags and the checksum: dropped, after the flow was recorded', async () => {
-      // The program parses ports and flags, picks a backend and records the
-      // flow, then cannot reach the checksum field: bpf_l4_csum_replace
-      // fails and the packet is dropped. The entries stay (LRU maps).
-      const r = await h.run(truncate(syn, 14 + 20 + 16));
-      expect(r.verdict).toBe(TC_ACT_SHOT);
-      expect(r.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
-      expect(r.ct.length).toBe(1);
-    });
-
-    test('UDP header cut before the checksum: dropped, after the flow was recorded', async () => {
-      const r = await h.run(truncate(udp, 14 + 20 + 6));
-      expect(r.verdict).toBe(TC_ACT_SHOT);
-      expect(r.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
-    });
-
-    test('ihl pointing past the end of the frame: left alone', async () => {
-      const f = frame(fromClient('TCP', WEB_VIP, 40000, { payload: Buffer.alloc(0) }));
-      f[14] = 0x4f; // ihl 15: the TCP header would start at 14 + 60, past the 54-byte frame
-      await expectUntouched(f);
-    });
-
-    test('ihl below 5: left alone', async () => {
-      const f = frame(fromClient('TCP', WEB_VIP));
-      f[14] = 0x44;
-      await expectUntouched(f);
-    });
-
-    test('not IPv4 (ARP EtherType): left alone', async () => {
-      await expectUntouched(frame({ ...fromClient('TCP', WEB_VIP), etherType: 0x0806 }));
-    });
-
-    test('fewer than 14 bytes: the kernel refuses the run (EINVAL), the program never sees it', async () => {
-      await expect(h.run(truncate(frame({ ...fromClient('TCP', WEB_VIP), etherType: 0x88b5 }), 13))).rejects.toMatchObject({
-        code: 'EINVAL',
-        syscall: 'bpf_prog_test_run_opts',
+      test('truncated: an L4 header cut short to a Service IP is dropped, elsewhere passed', async () => {
+        const ipLen = f.name === 'IPv4' ? 20 : 40;
+        const cut = (dst: string): Buffer => truncate(frame(fromClient(proto, dst)), 14 + ipLen + 2);
+        const r = await h.run('sy_from_pod', cut(f.vip));
+        expect(r.verdict).toBe(TC_ACT_SHOT);
+        expect(r.ct).toEqual([]);
+        await expectUntouched('sy_from_pod', cut(f.elsewhere));
       });
     });
-  });
 
-  describe('traffic that is not for a Service', () => {
-    test('an unknown protocol (GRE) to a ClusterIP: left alone', async () => {
-      await expectUntouched(
-        frame({ srcMac: CLIENT_MAC, dstMac: VETH_MAC, src: CLIENT, dst: WEB_VIP, proto: IPPROTO_GRE, l4: Buffer.from('00000800', 'hex'), payload: PAYLOAD }),
-      );
+    describe('TCP state', () => {
+      test('a retransmitted SYN keeps its backend', async () => {
+        const syn = fromClient('TCP', f.poolVip, 42000);
+        const cands = f.pool.map((ip) => frame({ ...syn, dst: ip, dport: 8080 }));
+        const first = whichOf((await h.run('sy_from_pod', frame(syn))).data, cands);
+        for (let i = 0; i < 8; i++) {
+          const r = await h.run('sy_from_pod', frame(syn));
+          expect(whichOf(r.data, cands)).toBe(first);
+          expect(r.counted).toEqual({ SVC_HIT: 1n });
+        }
+      });
+
+      test('SYN, SYN-ACK, FIN both ways: SYN_SENT, ESTABLISHED, CLOSING, CLOSED in both halves; a new SYN then picks again', async () => {
+        const syn = fromClient('TCP', f.vip, 42100);
+        const states = async (): Promise<number[]> => (await h.conntrack()).map((e) => e.value.tcpState);
+        await h.run('sy_from_pod', frame(syn));
+        expect(await states()).toEqual([SY_TCP_SYN_SENT, SY_TCP_SYN_SENT]);
+        await h.run('sy_from_pod', frame(reply('TCP', 42100)));
+        expect(await states()).toEqual([SY_TCP_ESTABLISHED, SY_TCP_ESTABLISHED]);
+        await h.run('sy_from_pod', frame({ ...syn, tcpFlags: TCP.FIN | TCP.ACK }));
+        expect(await states()).toEqual([SY_TCP_CLOSING, SY_TCP_CLOSING]);
+        await h.run('sy_from_pod', frame(reply('TCP', 42100, { tcpFlags: TCP.FIN | TCP.ACK })));
+        expect(await states()).toEqual([SY_TCP_CLOSED, SY_TCP_CLOSED]);
+        const again = await h.run('sy_from_pod', frame(syn));
+        expect(again.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n, TCP_REOPEN: 1n });
+        expect(timeless(again.ct)).toEqual(halves('TCP', webFlow('TCP', 42100)));
+      });
+
+      test('a SYN after an RST picks again; a non-SYN on the closed flow keeps it', async () => {
+        const syn = fromClient('TCP', f.vip, 42200);
+        await h.run('sy_from_pod', frame(syn));
+        await h.run('sy_from_pod', frame({ ...syn, tcpFlags: TCP.RST }));
+        expect((await h.conntrack()).map((e) => e.value.tcpState)).toEqual([SY_TCP_CLOSED, SY_TCP_CLOSED]);
+        const ack = await h.run('sy_from_pod', frame({ ...syn, tcpFlags: TCP.ACK }));
+        expect(ack.counted).toEqual({ SVC_HIT: 1n });
+        const again = await h.run('sy_from_pod', frame(syn));
+        expect(again.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n, TCP_REOPEN: 1n });
+        expect(again.ct.map((e) => e.value.tcpState)).toEqual([SY_TCP_SYN_SENT, SY_TCP_SYN_SENT]);
+      });
     });
 
-    test('a non-Service address, a port the ClusterIP does not serve, the other protocol: left alone', async () => {
-      await expectUntouched(frame(fromClient('TCP', '10.96.0.99')));
-      await expectUntouched(frame(fromClient('TCP', WEB_VIP, 40000, { dport: 81 })));
-      await expectUntouched(frame(fromClient('UDP', WEB_VIP, 40000, { dport: 80 })));
-      await expectUntouched(frame(fromClient('TCP', NODE)));
+    describe('frontends and verdicts', () => {
+      const extSyn = (dst: string, dport: number, src = f.ext): FrameSpec => ({
+        srcMac: EXT_MAC,
+        dstMac: NODE_MAC,
+        src,
+        dst,
+        proto: 'TCP',
+        sport: 43000,
+        dport,
+        tcpFlags: TCP.SYN,
+        payload: PAYLOAD,
+      });
+
+      test('EXT_SCOPE: an external client gets the EXTERNAL master\'s backend, unmasqueraded; the reply is reversed at sy_to_net', async () => {
+        const syn = extSyn(f.node, NODEPORT_LOCAL);
+        const r = await h.run('sy_from_net', frame(syn));
+        expect(r.verdict).toBe(TC_ACT_UNSPEC);
+        expectFrame(r.data, frame({ ...syn, dst: f.backend, dport: 8080 }));
+        expect(verifyChecksums(r.data)).toEqual(goodSums(f, 'TCP'));
+        const flow: Flow = {
+          ...webFlow('TCP', 43000),
+          clientAddr: f.ext,
+          frontAddr: f.node,
+          frontPort: NODEPORT_LOCAL,
+          svcId: id.npLocal,
+          flags: SY_CT_F_EXT,
+        };
+        expect(timeless(r.ct)).toEqual(halves('TCP', flow));
+        const rep: FrameSpec = { srcMac: BACKEND_MAC, dstMac: VETH_MAC, src: f.backend, dst: f.ext, proto: 'TCP', sport: 8080, dport: 43000, tcpFlags: TCP.SYN | TCP.ACK };
+        expectFrame((await h.run('sy_from_pod', frame(rep))).data, frame(rep));
+        const back = await h.run('sy_to_net', frame(rep));
+        expect(back.verdict).toBe(TC_ACT_UNSPEC);
+        expectFrame(back.data, frame({ ...rep, src: f.node, sport: NODEPORT_LOCAL }));
+        expect(verifyChecksums(back.data)).toEqual(goodSums(f, 'TCP'));
+      });
+
+      test('EXT_SCOPE: a pod client of the same address gets the INTERNAL master\'s backends', async () => {
+        const syn = fromClient('TCP', f.node, 43100, { dport: NODEPORT_LOCAL });
+        const r = await h.run('sy_from_pod', frame(syn));
+        expect(r.verdict).toBe(TC_ACT_UNSPEC);
+        const i = whichOf(r.data, f.pool.map((ip) => frame({ ...syn, dst: ip, dport: 8080 })));
+        expect(i).toBeGreaterThanOrEqual(0);
+        expect(r.ct.every((e) => e.value.flags === 0 && e.value.svcId === id.npLocal)).toBe(true);
+      });
+
+      test('DROP: the EXTERNAL master drops external clients; pod clients still get the backend', async () => {
+        const r = await h.run('sy_from_net', frame(extSyn(f.node, NODEPORT_DROP)));
+        expect(r.verdict).toBe(TC_ACT_SHOT);
+        expect(r.counted).toEqual({ SVC_HIT: 1n, DROP_NO_LOCAL: 1n });
+        expect(r.ct).toEqual([]);
+        const pod = fromClient('TCP', f.node, 43200, { dport: NODEPORT_DROP });
+        const ok = await h.run('sy_from_pod', frame(pod));
+        expect(ok.verdict).toBe(TC_ACT_UNSPEC);
+        expectFrame(ok.data, frame({ ...pod, dst: f.backend, dport: 8080 }));
+      });
+
+      test('source ranges (LPM): a client inside passes, one outside and a pod outside are dropped', async () => {
+        const inside = extSyn(f.lb, 80);
+        const r = await h.run('sy_from_net', frame(inside));
+        expect(r.verdict).toBe(TC_ACT_UNSPEC);
+        expectFrame(r.data, frame({ ...inside, dst: f.backend, dport: 8080 }));
+        for (const [prog, spec] of [
+          ['sy_from_net', extSyn(f.lb, 80, f.extOutside)],
+          ['sy_from_pod', fromClient('TCP', f.lb, 43300)],
+        ] as const) {
+          const out = await h.run(prog, frame(spec));
+          expect(out.verdict).toBe(TC_ACT_SHOT);
+          expect(out.counted).toEqual({ SVC_HIT: 1n, DROP_SRC_RANGE: 1n });
+        }
+      });
+
+      test('not ours: another destination, ICMP echo to a Service IP, GRE, ARP — all TC_ACT_UNSPEC and untouched', async () => {
+        const echo = f.name === 'IPv4' ? ICMP.ECHO_REQUEST : ICMP6.ECHO_REQUEST;
+        await expectUntouched('sy_from_pod', frame(fromClient('TCP', f.elsewhere)));
+        await expectUntouched('sy_from_pod', frame({ src: f.client, dst: f.vip, proto: f.name === 'IPv4' ? 'ICMP' : 'ICMPv6', icmp: { type: echo, code: 0, rest: 0x10001 }, payload: PAYLOAD }));
+        await expectUntouched('sy_from_net', frame({ src: f.ext, dst: f.vip, proto: IPPROTO_GRE, l4: Buffer.alloc(8) }));
+        const arp = Buffer.concat([Buffer.from('ffffffffffff020000000001', 'hex'), Buffer.from([0x08, 0x06]), Buffer.alloc(28)]);
+        for (const prog of ['sy_from_pod', 'sy_to_pod', 'sy_from_net', 'sy_to_net'] as const) await expectUntouched(prog, arp);
+      });
+
+      test('REJECT: a frontend without endpoints answers a TCP SYN with an RST from the frontend', async () => {
+        const syn = fromClient('TCP', f.emptyVip, 43400);
+        const r = await h.run('sy_from_pod', frame(syn));
+        expect(r.counted).toEqual({ SVC_HIT: 1n, REJECT: 1n });
+        expect(r.ct).toEqual([]);
+        expect(r.verdict).toBe(TC_ACT_REDIRECT);
+        const out = parseFrame(r.data);
+        expect(out.tcp?.flags).toBe(TCP.RST | TCP.ACK);
+        expect([out.ip?.src ?? out.ip6?.src, out.ip?.dst ?? out.ip6?.dst, out.tcp?.sport, out.tcp?.dport]).toEqual([f.emptyVip, f.client, 80, 43400]);
+        expect(verifyChecksums(r.data)).toEqual(goodSums(f, 'TCP'));
+      });
+
+      test('REJECT: UDP gets an ICMP port unreachable quoting the datagram', async () => {
+        const dgram = fromClient('UDP', f.emptyVip, 43500);
+        const r = await h.run('sy_from_pod', frame(dgram));
+        expect(r.counted).toEqual({ SVC_HIT: 1n, REJECT: 1n });
+        expect(r.verdict).toBe(TC_ACT_REDIRECT);
+        const out = parseFrame(r.data);
+        expect(out.icmp?.type).toBe(f.name === 'IPv4' ? ICMP.DEST_UNREACH : ICMP6.DEST_UNREACH);
+        expect(out.icmp?.code).toBe(f.name === 'IPv4' ? 3 : 4);
+        expect([out.ip?.src ?? out.ip6?.src, out.ip?.dst ?? out.ip6?.dst]).toEqual([f.emptyVip, f.client]);
+        expect(verifyChecksums(r.data).l4).toBe(true);
+      });
+    });
+
+    describe('ICMP errors of translated flows', () => {
+      test('toward the client (frag-needed / packet too big from a router): quote and addresses back to the frontend', async () => {
+        const pkt = fromClient('UDP', f.vip, 44000);
+        const sent = await h.run('sy_from_pod', frame(pkt));
+        const err = f.name === 'IPv4' ? { type: ICMP.DEST_UNREACH, code: 4, rest: 1400 } : { type: ICMP6.PACKET_TOO_BIG, code: 0, rest: 1400 };
+        const input = icmpError(sent.data, { ...err, from: f.peer });
+        const r = await h.run('sy_to_pod', input);
+        expect(r.verdict).toBe(TC_ACT_UNSPEC);
+        expect(r.counted).toEqual({ ICMP_XLATE: 1n });
+        expectFrame(r.data, icmpError(frame(pkt), { ...err, from: f.peer, srcMac: parseFrame(sent.data).eth.dst, dstMac: parseFrame(sent.data).eth.src }));
+      });
+
+      test('from the client about a reply: quote and destination go to the backend', async () => {
+        const pkt = fromClient('UDP', f.vip, 44100);
+        await h.run('sy_from_pod', frame(pkt));
+        const seen = frame({ ...reply('UDP', 44100), src: f.vip, sport: 53 });
+        const err = f.name === 'IPv4' ? { type: ICMP.DEST_UNREACH, code: 3 } : { type: ICMP6.DEST_UNREACH, code: 4 };
+        const r = await h.run('sy_from_pod', icmpError(seen, err));
+        expect(r.verdict).toBe(TC_ACT_UNSPEC);
+        expect(r.counted).toEqual({ ICMP_XLATE: 1n });
+        const orig = frame(reply('UDP', 44100));
+        expectFrame(r.data, icmpError(orig, { ...err, srcMac: parseFrame(seen).eth.dst, dstMac: parseFrame(seen).eth.src, from: f.client, to: f.backend }));
+      });
+    });
+
+    test('IPv4 fragments: first and later fragments translated; a later one without its first to a Service IP dropped; IPv6 fragments to a Service IP dropped', async () => {
+      if (f.name === 'IPv6') {
+        const r = await h.run('sy_from_pod', frame({ ...fromClient('UDP', f.vip, 44200), fragment6: { offset: 0, more: true, id: 7 } }));
+        expect(r.verdict).toBe(TC_ACT_SHOT);
+        expect(r.counted).toEqual({ FRAG_DROP: 1n });
+        return;
+      }
+      const pkt = fromClient('UDP', f.vip, 44200, { id: 0x4242, payload: Buffer.alloc(400, 0xab) });
+      const first = await h.run('sy_from_pod', firstFragment(frame(pkt), 48));
+      expect(first.verdict).toBe(TC_ACT_UNSPEC);
+      expectFrame(first.data, firstFragment(frame({ ...pkt, dst: f.backend, dport: 5353 }), 48));
+      expect(await h.dump('frag4')).toEqual([{ key: { saddr: f.client, daddr: f.vip, id: 0x4242, proto: 'UDP' }, value: { sport: 44200, dport: 53, createdNs: expect.any(BigInt) } }]);
+      const rest = { ...pkt, fragOffset: 7, l4: Buffer.alloc(64, 0xab), payload: undefined, proto: 17 } as FrameSpec;
+      const later = await h.run('sy_from_pod', frame(rest));
+      expect(later.verdict).toBe(TC_ACT_UNSPEC);
+      expect(later.counted).toEqual({ FRAG: 1n, SVC_HIT: 1n });
+      expectFrame(later.data, frame({ ...rest, dst: f.backend }));
+      expect(verifyChecksums(later.data).ip).toBe(true);
+      const orphan = await h.run('sy_from_pod', frame({ ...rest, id: 0x4343 }));
+      expect(orphan.verdict).toBe(TC_ACT_SHOT);
+      expect(orphan.counted).toEqual({ FRAG_DROP: 1n });
+      const elsewhere = frame({ ...rest, id: 0x4444, dst: f.elsewhere });
+      const passed = await h.run('sy_from_pod', elsewhere);
+      expect(passed.verdict).toBe(TC_ACT_UNSPEC);
+      expectFrame(passed.data, elsewhere);
     });
   });
+});
 
-  test('a Service with no backends: dropped (TC_ACT_SHOT) and counted, no flow recorded', async () => {
-    const r = await h.run(frame(fromClient('TCP', EMPTY_VIP)));
-    expect(r.verdict).toBe(TC_ACT_SHOT);
-    expect(r.counted).toEqual({ SVC_HIT: 1n, NO_BACKEND: 1n });
-    expect(r.ct).toEqual([]);
-    expect(r.rnat).toEqual([]);
+// ---------------------------------------------------------------------------
+// Masqueraded flows are redirected by the FIB: run in a namespace with a
+// node interface (veth sy-fib0, NODE_MAC), the node addresses, pod routes
+// via the other node (PEER_MAC) and the external client as a neighbour.
+
+const NETNS = `sy-dp-fib-${process.pid}`;
+
+function ns(...args: string[]): void {
+  execFileSync('ip', ['netns', 'exec', NETNS, ...args], { stdio: 'pipe' });
+}
+
+describe.skipIf(skip)('packet fixtures: masquerade and FIB redirect (in a network namespace)', () => {
+  let h: PacketHarness;
+
+  beforeAll(async () => {
+    spawnSync('ip', ['netns', 'del', NETNS], { stdio: 'ignore' });
+    execFileSync('ip', ['netns', 'add', NETNS]);
+    ns('ip', 'link', 'set', 'lo', 'up');
+    ns('ip', 'link', 'add', 'sy-fib0', 'address', NODE_MAC, 'type', 'veth', 'peer', 'name', 'sy-fib1');
+    ns('ip', 'link', 'set', 'sy-fib0', 'up');
+    ns('ip', 'link', 'set', 'sy-fib1', 'up');
+    ns('sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1');
+    for (const f of FAMILIES) {
+      const six = f.name === 'IPv6' ? ['-6'] : ['-4'];
+      ns('ip', ...six, 'addr', 'add', `${f.node}/${f.name === 'IPv6' ? 64 : 24}`, 'dev', 'sy-fib0', ...(f.name === 'IPv6' ? ['nodad'] : []));
+      ns('ip', ...six, 'neigh', 'add', f.peer, 'lladdr', PEER_MAC, 'dev', 'sy-fib0', 'nud', 'permanent');
+      ns('ip', ...six, 'neigh', 'add', f.ext, 'lladdr', EXT_MAC, 'dev', 'sy-fib0', 'nud', 'permanent');
+      ns('ip', ...six, 'route', 'add', f.podNet, 'via', f.peer, 'dev', 'sy-fib0');
+    }
+    h = await PacketHarness.open(CONFIG);
+    for (const f of FAMILIES) await programFamily(h, f);
+  });
+
+  afterAll(() => {
+    h?.close();
+    spawnSync('ip', ['netns', 'del', NETNS], { stdio: 'ignore' });
+  });
+
+  beforeEach(async () => {
+    await h.flushConntrack();
+  });
+
+  describe.each(FAMILIES)('$name', (f) => {
+    test('NodePort from an external client (masquerade): SNAT to node:port from the range, redirected toward the backend; the reply is reversed at sy_from_net and redirected to the client', async () => {
+      const syn: FrameSpec = { srcMac: EXT_MAC, dstMac: NODE_MAC, src: f.ext, dst: f.node, proto: 'TCP', sport: 45000, dport: NODEPORT, tcpFlags: TCP.SYN, payload: PAYLOAD };
+      const [r] = h.runInNetns(NETNS, [{ prog: 'sy_from_net', frame: frame(syn) }]);
+      const ct = await h.conntrack();
+      const flow = ct.find((e) => e.key.dir === SY_CT_DIR_FWD)?.value as CtValue;
+      expect(flow.flags).toBe(SY_CT_F_SNAT | SY_CT_F_EXT);
+      expect(flow.natAddr).toBe(f.node);
+      expect(flow.natPort).toBeGreaterThanOrEqual(SNAT_MIN);
+      expect(flow.natPort).toBeLessThanOrEqual(SNAT_MAX);
+      expect(r?.verdict).toBe(TC_ACT_REDIRECT);
+      expectFrame(r?.data as Buffer, frame({ ...syn, srcMac: NODE_MAC, dstMac: PEER_MAC, src: f.node, sport: flow.natPort, dst: f.backend, dport: 8080 }));
+      expect(verifyChecksums(r?.data as Buffer)).toEqual(goodSums(f, 'TCP'));
+      expect(ct.find((e) => e.key.dir === SY_CT_DIR_REV)?.key).toEqual({ saddr: f.backend, daddr: f.node, sport: 8080, dport: flow.natPort, proto: 'TCP', dir: SY_CT_DIR_REV });
+
+      const rep: FrameSpec = { srcMac: PEER_MAC, dstMac: NODE_MAC, src: f.backend, dst: f.node, proto: 'TCP', sport: 8080, dport: flow.natPort, tcpFlags: TCP.SYN | TCP.ACK };
+      const [back] = h.runInNetns(NETNS, [{ prog: 'sy_from_net', frame: frame(rep) }]);
+      expect(back?.verdict).toBe(TC_ACT_REDIRECT);
+      expectFrame(back?.data as Buffer, frame({ ...rep, srcMac: NODE_MAC, dstMac: EXT_MAC, src: f.node, sport: NODEPORT, dst: f.ext, dport: 45000 }));
+      expect(verifyChecksums(back?.data as Buffer)).toEqual(goodSums(f, 'TCP'));
+    });
+
+    test('hairpin: a pod reaching itself is masqueraded to the node and redirected; CT records SNAT | HAIRPIN', async () => {
+      const syn: FrameSpec = { srcMac: CLIENT_MAC, dstMac: VETH_MAC, src: f.client, dst: f.selfVip, proto: 'UDP', sport: 45100, dport: 53, payload: PAYLOAD };
+      const [r] = h.runInNetns(NETNS, [{ prog: 'sy_from_pod', frame: frame(syn) }]);
+      const flow = (await h.conntrack()).find((e) => e.key.dir === SY_CT_DIR_FWD)?.value as CtValue;
+      expect(flow.flags).toBe(SY_CT_F_SNAT | SY_CT_F_HAIRPIN);
+      expect(r?.verdict).toBe(TC_ACT_REDIRECT);
+      expectFrame(r?.data as Buffer, frame({ ...syn, srcMac: NODE_MAC, dstMac: PEER_MAC, src: f.node, sport: flow.natPort, dst: f.client, dport: 5353 }));
+      expect(verifyChecksums(r?.data as Buffer)).toEqual(goodSums(f, 'UDP'));
+    });
+
+    test('no route for a masqueraded packet: dropped and counted (FIB_FAIL)', async () => {
+      await h.put(f.name === 'IPv4' ? 'backend4' : 'backend6', [[9999 + f.base, { addr: f.name === 'IPv4' ? '203.0.113.9' : '2001:db8::9', port: 8080, proto: 'TCP', flags: 0 }]]);
+      await h.frontend({ addr: f.node, port: 30999, proto: 'TCP', svcId: 99 + f.base, flags: SY_SVC_F_MASQ_EXT, backends: [{ id: 9999 + f.base, addr: f.name === 'IPv4' ? '203.0.113.9' : '2001:db8::9', port: 8080 }] });
+      const before = (await h.stats()).FIB_FAIL;
+      const [r] = h.runInNetns(NETNS, [{ prog: 'sy_from_net', frame: frame({ src: f.ext, dst: f.node, proto: 'TCP', sport: 45200, dport: 30999, tcpFlags: TCP.SYN }) }]);
+      expect(r?.verdict).toBe(TC_ACT_SHOT);
+      expect((await h.stats()).FIB_FAIL - before).toBe(1n);
+    });
   });
 });

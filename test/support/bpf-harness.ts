@@ -1,119 +1,138 @@
 // The packet-fixture harness (Katran's katran/lib/testing is the model): the
-// real bpf/build/switchyard.bpf.o loaded into this kernel with its maps
-// pinned in a throwaway bpffs, Services programmed through the daemon's own
-// pipeline (compile -> diff -> apply, from a ProxySnapshot, with the
-// production encoders and map writer), and the tc program run on a frame
-// through BPF_PROG_TEST_RUN. A run returns the verdict, the frame as the
-// program left it, the connection-tracking entries (decoded) and the
-// counters it moved. Nothing is attached and no packet is sent.
-// Packets themselves are built and checked in packets.ts.
+// real bpf/build/switchyard.bpf.o (datapath v2: sy_from_pod, sy_to_pod,
+// sy_from_net, sy_to_net) loaded into this kernel with its maps pinned in a
+// throwaway bpffs; map entries written explicitly with the layout v2 codecs
+// (frontends with their slots and backends, Service IPs, source ranges, the
+// node config: the control-plane pipeline that computes them is tested
+// elsewhere); a program run on a frame through BPF_PROG_TEST_RUN. A run
+// returns the verdict, the frame as the program left it, the connection
+// tracking of both families (decoded) and the counters it moved. Nothing is
+// attached and no packet is sent. Packets themselves are built and checked
+// in packets.ts.
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import type { EndpointInfo, Protocol, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
+import type { Protocol } from '../../src/model/types.ts';
 import { BpfObject, loadBinding, type BpfProgram, type NativeBinding } from '../../src/native/index.ts';
-import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
-import { applyOps, applyPlan } from '../../src/dataplane/bpf/apply.ts';
-import { compile } from '../../src/dataplane/bpf/compile.ts';
-import { objectMapWriter, PROGRAM_NAME, writeNodeConfig } from '../../src/dataplane/bpf/dataplane.ts';
-import { diff } from '../../src/dataplane/bpf/diff.ts';
 import {
-  ctKeyCodec,
-  ctValueCodec,
   decodePerCpuCounters,
   HEADER_DEFINES,
+  type KeyOf,
   MAPS,
-  rnatValueCodec,
+  type MapName,
+  type NodeConfig,
+  type Scope,
+  SY_ACT_FORWARD,
+  SY_SCOPE_INTERNAL,
+  srcRangeKey,
   sumCounters,
   type CtKey,
   type CtValue,
-  type RnatValue,
-} from '../../src/dataplane/bpf/layout-v1.ts';
-import { backendKeyOf, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
-import type { Problem } from '../../src/dataplane/types.ts';
-import { BPF_OBJECT } from './requirements.ts';
+  type Gen,
+  type SvcAction,
+  type ValueOf,
+} from '../../src/dataplane/bpf/layout.ts';
+import { BPF_OBJECT, REPO } from './requirements.ts';
 
 /** tc verdicts (uapi linux/pkt_cls.h). */
+export const TC_ACT_UNSPEC = -1;
 export const TC_ACT_OK = 0;
 export const TC_ACT_SHOT = 2;
 export const TC_ACT_REDIRECT = 7;
 
-/** The SY_STAT_* counters of sy_maps.h, by name. */
-export type StatName = 'SVC_HIT' | 'CT_NEW' | 'NO_BACKEND' | 'RNAT' | 'SNAT_FAIL';
-const STATS: ReadonlyArray<readonly [StatName, number]> = [
-  ['SVC_HIT', HEADER_DEFINES.SY_STAT_SVC_HIT],
-  ['CT_NEW', HEADER_DEFINES.SY_STAT_CT_NEW],
-  ['NO_BACKEND', HEADER_DEFINES.SY_STAT_NO_BACKEND],
-  ['RNAT', HEADER_DEFINES.SY_STAT_RNAT],
-  ['SNAT_FAIL', HEADER_DEFINES.SY_STAT_SNAT_FAIL],
-];
+/** The four programs of the object. */
+export type ProgramName = 'sy_from_pod' | 'sy_to_pod' | 'sy_from_net' | 'sy_to_net';
+export const PROGRAMS: readonly ProgramName[] = ['sy_from_pod', 'sy_to_pod', 'sy_from_net', 'sy_to_net'];
+
+/** The SY_STAT_* counters of sy_maps.h, by name (without the prefix). */
+const STAT_NAMES = [
+  'SVC_HIT',
+  'CT_NEW',
+  'REJECT',
+  'DROP_NO_LOCAL',
+  'DROP_SRC_RANGE',
+  'DROP_NO_PORT',
+  'RNAT',
+  'SNAT_FAIL',
+  'CT_FULL',
+  'CT_RESTORE',
+  'ICMP_XLATE',
+  'FRAG',
+  'FRAG_DROP',
+  'FIB_FAIL',
+  'RETRY',
+  'TCP_REOPEN',
+] as const;
+export type StatName = (typeof STAT_NAMES)[number];
+const STATS: ReadonlyArray<readonly [StatName, number]> = STAT_NAMES.map((n) => [n, HEADER_DEFINES[`SY_STAT_${n}`]] as const);
 
 export interface CtEntry {
   readonly key: CtKey;
   readonly value: CtValue;
 }
 
-export interface RnatEntry {
-  readonly key: CtKey;
-  readonly value: RnatValue;
-}
-
-export interface Conntrack {
-  /** sy_ct4_v1, sorted by key. */
-  readonly ct: CtEntry[];
-  /** sy_rnat4_v1, sorted by key. */
-  readonly rnat: RnatEntry[];
-}
-
-export interface RunResult extends Conntrack {
+export interface RunResult {
   /** The program's return value: TC_ACT_*. */
   readonly verdict: number;
   /** The frame as the program left it. */
   readonly data: Buffer;
   /** Counters this run moved (only those that changed). */
   readonly counted: Partial<Record<StatName, bigint>>;
+  /** sy_ct4_v2 and sy_ct6_v2 after the run, sorted by key. */
+  readonly ct: CtEntry[];
 }
 
-export interface HarnessOptions {
-  /** sy_config_v1's node address: the masquerade source of hairpin flows. */
-  readonly nodeAddress: string;
-  readonly masqueradeAll?: boolean;
-  readonly objectPath?: string;
-  readonly native?: NativeBinding;
+/** One backend of a frontend: its id in sy_backend*_v2, address and port. */
+export interface BackendSpec {
+  readonly id: number;
+  readonly addr: string;
+  readonly port: number;
+  /** SY_BE_F_*; default 0. */
+  readonly flags?: number;
 }
+
+/** A frontend as the control plane writes it: master + slots of one generation (+ backends). */
+export interface FrontendSpec {
+  readonly addr: string;
+  readonly port: number;
+  readonly proto: Protocol;
+  readonly svcId: number;
+  readonly scope?: Scope;
+  readonly action?: SvcAction;
+  /** SY_SVC_F_* */
+  readonly flags?: number;
+  readonly gen?: Gen;
+  readonly backends: readonly BackendSpec[];
+}
+
+const v6 = (addr: string): boolean => addr.includes(':');
 
 export class PacketHarness {
   readonly pinRoot: string;
   readonly #native: NativeBinding;
   readonly #obj: BpfObject;
-  readonly #prog: BpfProgram;
-  readonly #masqueradeAll: boolean;
-  #programmed: ProgrammedState;
+  readonly #progs: Map<ProgramName, BpfProgram>;
+  readonly #objectPath: string;
 
-  private constructor(native: NativeBinding, obj: BpfObject, pinRoot: string, programmed: ProgrammedState, masqueradeAll: boolean) {
+  private constructor(native: NativeBinding, obj: BpfObject, pinRoot: string, objectPath: string) {
     this.#native = native;
+    this.#objectPath = objectPath;
     this.#obj = obj;
-    this.#prog = obj.program(PROGRAM_NAME);
+    this.#progs = new Map(PROGRAMS.map((n) => [n, obj.program(n)]));
     this.pinRoot = pinRoot;
-    this.#programmed = programmed;
-    this.#masqueradeAll = masqueradeAll;
   }
 
-  /**
-   * Loads the object as the daemon does (BpfObject.open with a pin root,
-   * the node config written, the pinned maps adopted), in a fresh bpffs
-   * mounted under /run that close() unmounts.
-   */
-  static async open(o: HarnessOptions): Promise<PacketHarness> {
+  /** Loads the object with its maps pinned in a fresh bpffs mounted under /run (close() unmounts it) and writes the node config. */
+  static async open(config: NodeConfig, o: { objectPath?: string; native?: NativeBinding } = {}): Promise<PacketHarness> {
     const native = o.native ?? loadBinding();
     const pinRoot = fs.mkdtempSync('/run/sy-packets-');
+    const objectPath = o.objectPath ?? BPF_OBJECT;
     let obj: BpfObject | undefined;
     try {
-      obj = await BpfObject.open(o.objectPath ?? BPF_OBJECT, pinRoot, native);
-      await writeNodeConfig(obj, o.nodeAddress);
-      const adopted = programmedFromDump(await obj.map(MAPS.svc.name).dump(), await obj.map(MAPS.backend.name).dump());
-      await applyOps([adopted.orphans], objectMapWriter(obj, native));
-      return new PacketHarness(native, obj, pinRoot, adopted.state, o.masqueradeAll ?? false);
+      obj = await BpfObject.open(objectPath, pinRoot, native);
+      const h = new PacketHarness(native, obj, pinRoot, objectPath);
+      await h.setConfig(config);
+      return h;
     } catch (e) {
       obj?.close();
       unmount(pinRoot);
@@ -121,46 +140,131 @@ export class PacketHarness {
     }
   }
 
-  /**
-   * Programs exactly these ServicePorts (a full sync: frontends not among
-   * them are removed) through compile -> diff -> apply. Returns compile's
-   * problems.
-   */
-  async program(servicePorts: readonly ServicePortInfo[]): Promise<readonly Problem[]> {
-    const snapshot: ProxySnapshot = { nodeName: 'fixture-node', servicePorts: new Map(servicePorts.map((sp) => [sp.id, sp])), changed: 'all' };
-    const desired = compile(snapshot, { masqueradeAll: this.#masqueradeAll });
-    const plan = diff(desired, this.#programmed, 'all');
-    await applyPlan(plan, objectMapWriter(this.#obj, this.#native));
-    this.#programmed = plan.next;
-    return desired.problems;
+  async setConfig(config: NodeConfig): Promise<void> {
+    await this.put('config', [[0, config]]);
   }
 
-  /** The id diff gave a backend (what sy_ct_value.backend_id holds), or undefined. */
-  backendId(addr: string, port: number, proto: Protocol): number | undefined {
-    return this.#programmed.backends.get(backendKeyOf({ addr, port, proto }))?.id;
+  /** Writes entries into one map with its layout v2 codecs. */
+  async put<M extends MapName>(map: M, entries: ReadonlyArray<readonly [KeyOf<M>, ValueOf<M>]>, flags?: number): Promise<void> {
+    const def = MAPS[map];
+    const records = entries.map(([k, v]) => {
+      const kb = Buffer.alloc(def.key.size);
+      const vb = Buffer.alloc(def.value.size);
+      (def.keyCodec as { encodeInto(x: KeyOf<M>, b: Buffer, base: number): void }).encodeInto(k, kb, 0);
+      (def.valueCodec as { encodeInto(x: ValueOf<M>, b: Buffer, base: number): void }).encodeInto(v, vb, 0);
+      return [kb, vb] as const;
+    });
+    await this.#obj.map(def.name).update(records, flags);
   }
 
-  /** Runs sy_ingress once on a copy of the frame. */
-  async run(frame: Uint8Array): Promise<RunResult> {
+  /** Deletes entries of one map. */
+  async remove<M extends MapName>(map: M, keys: ReadonlyArray<KeyOf<M>>): Promise<void> {
+    const def = MAPS[map];
+    const bufs = keys.map((k) => {
+      const kb = Buffer.alloc(def.key.size);
+      (def.keyCodec as { encodeInto(x: KeyOf<M>, b: Buffer, base: number): void }).encodeInto(k, kb, 0);
+      return kb;
+    });
+    await this.#obj.map(def.name).delete(bufs);
+  }
+
+  /** Every entry of one map, decoded. */
+  async dump<M extends MapName>(map: M): Promise<Array<{ key: KeyOf<M>; value: ValueOf<M> }>> {
+    const def = MAPS[map];
+    return (await this.#obj.map(def.name).dump()).map(([k, v]) => ({
+      key: (def.keyCodec as { decode(b: Buffer): KeyOf<M> }).decode(k),
+      value: (def.valueCodec as { decode(b: Buffer): ValueOf<M> }).decode(v),
+    }));
+  }
+
+  /** A frontend: its backends, slots 1..n of its generation, then the master (count = number of backends). */
+  async frontend(f: FrontendSpec): Promise<void> {
+    const fam = v6(f.addr) ? '6' : '4';
+    const scope = f.scope ?? SY_SCOPE_INTERNAL;
+    const gen = f.gen ?? 0;
+    if (f.backends.length > 0)
+      await this.put(
+        `backend${fam}`,
+        f.backends.map((b) => [b.id, { addr: b.addr, port: b.port, proto: f.proto, flags: b.flags ?? 0 }] as const),
+      );
+    const slots = f.backends.map(
+      (b, i) =>
+        [
+          { addr: f.addr, port: f.port, proto: f.proto, scope, slot: i + 1, gen },
+          { count: 0, gen: 0 as Gen, action: SY_ACT_FORWARD, backendId: b.id, svcId: 0, flags: 0, affinityTimeoutS: 0 },
+        ] as const,
+    );
+    const master = [
+      { addr: f.addr, port: f.port, proto: f.proto, scope, slot: 0, gen: 0 as Gen },
+      { count: f.backends.length, gen, action: f.action ?? SY_ACT_FORWARD, backendId: 0, svcId: f.svcId, flags: f.flags ?? 0, affinityTimeoutS: 0 },
+    ] as const;
+    await this.put(`svc${fam}`, [...slots, master]);
+  }
+
+  /** A Service IP (sy_vip*_v2). */
+  async vip(addr: string, flags = HEADER_DEFINES.SY_VIP_F_CLUSTER_IP): Promise<void> {
+    await this.put(v6(addr) ? 'vip6' : 'vip4', [[{ addr }, { flags }]]);
+  }
+
+  /** loadBalancerSourceRanges of a frontend (sy_srcrange*_v2). */
+  async sourceRanges(svcId: number, cidrs: readonly string[]): Promise<void> {
+    for (const c of cidrs) {
+      const key = srcRangeKey(svcId, c);
+      if (key === null) throw new Error(`not a CIDR: ${c}`);
+      await this.put(c.includes(':') ? 'srcrange6' : 'srcrange4', [[key, { flags: 0 }]]);
+    }
+  }
+
+  /** Runs one program once on a copy of the frame. */
+  async run(prog: ProgramName, frame: Uint8Array): Promise<RunResult> {
+    const p = this.#progs.get(prog);
+    if (p === undefined) throw new Error(`no program ${prog}`);
     const before = await this.stats();
-    const r = await this.#prog.testRun(frame);
+    const r = await p.testRun(frame);
     const after = await this.stats();
     const counted: Partial<Record<StatName, bigint>> = {};
     for (const [name] of STATS) if (after[name] !== before[name]) counted[name] = after[name] - before[name];
-    return { verdict: r.retval, data: r.data, counted, ...(await this.conntrack()) };
+    // retval is the program's int as the kernel's u32: TC_ACT_UNSPEC reads 0xffffffff.
+    return { verdict: r.retval | 0, data: r.data, counted, ct: await this.conntrack() };
   }
 
-  async conntrack(): Promise<Conntrack> {
-    const ct = (await this.#obj.map(MAPS.ct.name).dump()).map(([k, v]) => ({ key: ctKeyCodec.decode(k), value: ctValueCodec.decode(v) }));
-    const rnat = (await this.#obj.map(MAPS.rnat.name).dump()).map(([k, v]) => ({ key: ctKeyCodec.decode(k), value: rnatValueCodec.decode(v) }));
-    const byKey = (a: { key: CtKey }, b: { key: CtKey }): number => ctKeyText(a.key).localeCompare(ctKeyText(b.key));
-    return { ct: ct.sort(byKey), rnat: rnat.sort(byKey) };
+  /**
+   * Runs frames in another network namespace (`ip netns exec`, a child
+   * process opening the same object on the same pinned maps), where
+   * bpf_fib_lookup sees that namespace's routes and neighbours. Verdicts
+   * and output frames only; read counters and conntrack from here after.
+   */
+  runInNetns(netns: string, runs: ReadonlyArray<{ prog: ProgramName; frame: Uint8Array }>): Array<{ verdict: number; data: Buffer }> {
+    const input = JSON.stringify(runs.map((r) => ({ prog: r.prog, frame: Buffer.from(r.frame).toString('hex') })));
+    const child = spawnSync('ip', ['netns', 'exec', netns, process.execPath, `${REPO}test/support/testrun-main.ts`, this.#objectPath, this.pinRoot], {
+      input,
+      encoding: 'utf8',
+    });
+    if (child.status !== 0) throw new Error(`testrun-main in ${netns} failed (${child.status}): ${child.stderr}`);
+    const lines = child.stdout.trim().split('\n');
+    const out = JSON.parse(lines[lines.length - 1] ?? '[]') as Array<{ verdict: number; data: string }>;
+    return out.map((r) => ({ verdict: r.verdict, data: Buffer.from(r.data, 'hex') }));
   }
 
-  /** Empties sy_ct4_v1 and sy_rnat4_v1, so a fixture starts with no flows. */
+  /** sy_ct4_v2 then sy_ct6_v2, each sorted by key. */
+  async conntrack(): Promise<CtEntry[]> {
+    const byKey = (a: CtEntry, b: CtEntry): number => ctKeyText(a.key).localeCompare(ctKeyText(b.key));
+    return [...(await this.dump('ct4')).sort(byKey), ...(await this.dump('ct6')).sort(byKey)];
+  }
+
+  /** Empties the maps the programs write (conntrack, fragments), so a fixture starts with no flows. */
   async flushConntrack(): Promise<void> {
-    for (const name of [MAPS.ct.name, MAPS.rnat.name]) {
+    for (const name of [MAPS.ct4.name, MAPS.ct6.name, MAPS.frag4.name]) {
       const m = this.#obj.map(name);
+      const keys = (await m.dump()).map(([k]) => k);
+      if (keys.length > 0) await m.delete(keys);
+    }
+  }
+
+  /** Empties every map the control plane writes (frontends, backends, VIPs, source ranges). */
+  async flushServices(): Promise<void> {
+    for (const n of ['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6'] as const) {
+      const m = this.#obj.map(MAPS[n].name);
       const keys = (await m.dump()).map(([k]) => k);
       if (keys.length > 0) await m.delete(keys);
     }
@@ -185,44 +289,7 @@ function unmount(pinRoot: string): void {
   fs.rmSync(pinRoot, { recursive: true, force: true });
 }
 
-/** "10.244.1.5:40000 -> 10.96.0.10:80/TCP" */
+/** "10.244.1.5:40000 -> 10.96.0.10:80/TCP fwd" */
 export function ctKeyText(k: CtKey): string {
-  return `${k.saddr}:${k.sport} -> ${k.daddr}:${k.dport}/${k.proto}`;
-}
-
-// ---------------------------------------------------------------------------
-// Services as the model hands them to the dataplane.
-
-export interface ClusterIPSpec {
-  readonly name: string;
-  readonly clusterIP: string;
-  readonly port: number;
-  readonly protocol: Protocol;
-  /** [ip, port] of each ready endpoint. */
-  readonly endpoints: ReadonlyArray<readonly [string, number]>;
-}
-
-/** A ClusterIP ServicePort with ready endpoints and default policies, as the SnapshotBuilder makes one. */
-export function clusterIP(s: ClusterIPSpec): ServicePortInfo {
-  const endpoints: EndpointInfo[] = s.endpoints.map(([ip, port]) => ({
-    ip,
-    port,
-    nodeName: 'fixture-node',
-    zone: null,
-    ready: true,
-    serving: true,
-    terminating: false,
-    isLocal: true,
-  }));
-  return {
-    id: `default/${s.name}:/${s.protocol}`,
-    namespace: 'default',
-    name: s.name,
-    portName: '',
-    protocol: s.protocol,
-    clusterIPs: [s.clusterIP],
-    port: s.port,
-    endpoints,
-    clusterEndpoints: endpoints,
-  };
+  return `${k.saddr}:${k.sport} -> ${k.daddr}:${k.dport}/${k.proto} ${k.dir === 0 ? 'fwd' : 'rev'}`;
 }

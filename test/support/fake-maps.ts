@@ -28,12 +28,26 @@
 // fake-native.ts, does, and layers the addon's handling on top).
 
 import { constants } from 'node:os';
-import { formatSvcKey } from '../../src/dataplane/bpf/diff.ts';
-import { backendCodec, encode, encodeOpBatch, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
-import type { MapSpec, OpBatch } from '../../src/dataplane/bpf/layout-v1.ts';
+import { formatBackend, formatSvcKey, formatSvcValue } from '../../src/dataplane/bpf/diff.ts';
+import {
+  decodeEntries,
+  encode,
+  encodeOpBatch,
+  MAPS,
+  type MapName,
+  type MapSpec,
+  type Op,
+  type OpBatch,
+  SY_SCOPE_EXTERNAL,
+  SY_SVC_F_EXT_SCOPE,
+  type SvcKey,
+  svc4KeyCodec,
+  svc6KeyCodec,
+  svcValueCodec,
+  u32Codec,
+} from '../../src/dataplane/bpf/layout.ts';
 import { l4Key, PHASE_NAMES } from '../../src/dataplane/bpf/state.ts';
-import type { Op, Plan, SvcKey } from '../../src/dataplane/bpf/state.ts';
-import { formatIPv4 } from '../../src/util/ip.ts';
+import type { Plan } from '../../src/dataplane/bpf/state.ts';
 
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
@@ -113,6 +127,9 @@ export class FakeMap {
     if (value.length !== this.valueBytes) throw this.err('EINVAL', call, `value is ${value.length} bytes, the map's value records are ${this.valueBytes}`);
     if ((flags & ~BPF_F_LOCK) > BPF_EXIST) throw this.err('EINVAL', call, `unknown flags 0x${flags.toString(16)}`);
     if ((flags & BPF_F_LOCK) !== 0) throw this.err('EINVAL', call, 'BPF_F_LOCK: the value has no bpf_spin_lock');
+    if (this.spec.type === 'lpm_trie' && key.readUInt32LE(0) > (this.spec.key.size - 4) * 8) {
+      throw this.err('EINVAL', call, `prefixlen ${key.readUInt32LE(0)} > ${(this.spec.key.size - 4) * 8}`);
+    }
     const hex = key.toString('hex');
     if (this.isArray()) {
       if (this.arrayIndex(key) >= this.maxEntries) throw this.err('E2BIG', call, `index ${this.arrayIndex(key)} >= max_entries ${this.maxEntries}`);
@@ -211,12 +228,9 @@ export class FakeMapStore {
     return m;
   }
 
-  get svc(): FakeMap {
-    return this.map(MAPS.svc.name);
-  }
-
-  get backends(): FakeMap {
-    return this.map(MAPS.backend.name);
+  /** The map of MAPS[m]. */
+  of(m: MapName): FakeMap {
+    return this.map(MAPS[m].name);
   }
 
   /** Applies one encoded batch, as apply does with the addon. */
@@ -257,72 +271,25 @@ export class FakeMapStore {
 
   /** Sorted, decoded dump of every non-empty map, one entry per line (formatDump). */
   dumpCanonical(): string {
-    return formatDump(new Map([...this.maps].map(([name, m]) => [name, m.dump()])));
+    return formatDump(storeDumps(this));
   }
 }
 
 type Entries = ReadonlyArray<readonly [Buffer, Buffer]>;
 
-/**
- * Map dumps (by map name) as sorted, decoded text, one entry per line: the
- * backend and svc maps always, decoded; other hash maps in hex when not
- * empty; arrays left out. The same text for a FakeMapStore and for maps
- * dumped through a binding (real or fake), so the two can be compared.
- */
-export function formatDump(dumps: ReadonlyMap<string, Entries>): string {
-  const lines: string[] = [];
-  const backends = (dumps.get(MAPS.backend.name) ?? []).map(([k, v]) => ({ id: u32Codec.decode(k), text: l4Key(backendCodec.decode(v)) }));
-  backends.sort((a, b) => a.id - b.id);
-  const svc = (dumps.get(MAPS.svc.name) ?? []).map(([k, v]) => ({ key: svcKeyCodec.decode(k), raw: k, v: svcValueCodec.decode(v) }));
-  svc.sort((a, b) => compareSvcKeys(a.key, b.key, a.raw, b.raw));
-  lines.push(`${MAPS.backend.name} (${backends.length}):`);
-  for (const b of backends) lines.push(`  ${b.id} = ${b.text}`);
-  lines.push(`${MAPS.svc.name} (${svc.length}):`);
-  for (const { key, v } of svc) {
-    const what = key.slot === 0 ? `count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}` : `backend ${v.backendId}`;
-    lines.push(`  ${formatSvcKey(key)} = ${what}`);
-  }
-  const arrays = new Set<string>(Object.values(MAPS).flatMap((m) => (m.type === 'array' || m.type === 'percpu_array' ? [m.name] : [])));
-  for (const [name, entries] of dumps) {
-    if (name === MAPS.svc.name || name === MAPS.backend.name || arrays.has(name) || entries.length === 0) continue;
-    const text = entries.map(([k, v]) => `  ${k.toString('hex')} = ${v.toString('hex')}`).sort();
-    lines.push(`${name} (${text.length}):`, ...text);
-  }
-  return `${lines.join('\n')}\n`;
-}
+const FAMILY_MAPS = [
+  { svc: 'svc4', backend: 'backend4', vip: 'vip4', srcrange: 'srcrange4', svcKey: svc4KeyCodec },
+  { svc: 'svc6', backend: 'backend6', vip: 'vip6', srcrange: 'srcrange6', svcKey: svc6KeyCodec },
+] as const;
 
-/**
- * What each frontend resolves to: for every master (slot 0, key gen 0), the
- * backends of its live generation's slots, sorted ("addr:port/PROTO", or
- * "missing slot N" / "missing backend ID"). Independent of ids and
- * generations, so two histories that should program the same Services
- * compare equal.
- */
-export function resolveFrontends(svcEntries: Entries, backendEntries: Entries): Record<string, string[]> {
-  const backends = new Map(backendEntries.map(([k, v]) => [u32Codec.decode(k), l4Key(backendCodec.decode(v))]));
-  const slots = new Map(svcEntries.map(([k, v]) => [k.toString('hex'), v]));
-  const out: Record<string, string[]> = {};
-  for (const [k, v] of svcEntries) {
-    const key = svcKeyCodec.decode(k);
-    if (key.slot !== 0 || key.gen !== 0) continue;
-    const master = svcValueCodec.decode(v);
-    const list: string[] = [];
-    for (let slot = 1; slot <= master.count; slot++) {
-      const sv = slots.get(encode(svcKeyCodec, { ...key, gen: master.gen, slot }).toString('hex'));
-      const id = sv === undefined ? undefined : svcValueCodec.decode(sv).backendId;
-      list.push(id === undefined ? `missing slot ${slot}` : (backends.get(id) ?? `missing backend ${id}`));
-    }
-    out[l4Key(key)] = list.sort();
-  }
-  return out;
-}
-
-/** Frontend address numerically, port, protocol, master before slots, gen, slot. */
+/** Frontend address bytes, port, protocol, scope, master before slots, gen, slot. */
 function compareSvcKeys(a: SvcKey, b: SvcKey, ra: Buffer, rb: Buffer): number {
+  const addrBytes = ra.length === 12 ? 4 : 16;
   return (
-    ra.readUInt32BE(0) - rb.readUInt32BE(0) ||
+    Buffer.compare(ra.subarray(0, addrBytes), rb.subarray(0, addrBytes)) ||
     a.port - b.port ||
     (a.proto < b.proto ? -1 : a.proto > b.proto ? 1 : 0) ||
+    a.scope - b.scope ||
     Math.min(a.slot, 1) - Math.min(b.slot, 1) ||
     a.gen - b.gen ||
     a.slot - b.slot
@@ -330,31 +297,108 @@ function compareSvcKeys(a: SvcKey, b: SvcKey, ra: Buffer, rb: Buffer): number {
 }
 
 /**
+ * Map dumps (by map name) as sorted, decoded text, one entry per line: the
+ * maps the control plane writes (backend, svc, vip, srcrange of each family)
+ * always, decoded; other hash maps in hex when not empty; arrays left out.
+ * The same text for a FakeMapStore and for maps dumped through a binding
+ * (real or fake), so the two can be compared.
+ */
+export function formatDump(dumps: ReadonlyMap<string, Entries>): string {
+  const lines: string[] = [];
+  const known = new Set<string>();
+  for (const fm of FAMILY_MAPS) {
+    const get = (m: MapName): Entries => {
+      known.add(MAPS[m].name);
+      return dumps.get(MAPS[m].name) ?? [];
+    };
+    const backends = decodeEntries(fm.backend, get(fm.backend)).sort((a, b) => a[0] - b[0]);
+    lines.push(`${MAPS[fm.backend].name} (${backends.length}):`);
+    for (const [id, b] of backends) lines.push(`  ${id} = ${formatBackend(b)}`);
+    const svc = get(fm.svc).map(([k, v]) => ({ key: fm.svcKey.decode(k), raw: k, v: svcValueCodec.decode(v) }));
+    svc.sort((a, b) => compareSvcKeys(a.key, b.key, a.raw, b.raw));
+    lines.push(`${MAPS[fm.svc].name} (${svc.length}):`);
+    for (const { key, v } of svc) lines.push(`  ${formatSvcKey(key)} = ${formatSvcValue(key, v)}`);
+    const vips = decodeEntries(fm.vip, get(fm.vip)).map(([k, v]) => `  ${k.addr} = flags 0x${v.flags.toString(16)}`);
+    if (vips.length > 0) lines.push(`${MAPS[fm.vip].name} (${vips.length}):`, ...vips.sort());
+    const ranges = decodeEntries(fm.srcrange, get(fm.srcrange)).map(([k]) => `  svc ${k.svcId} ${k.addr}/${k.prefixlen - 32}`);
+    if (ranges.length > 0) lines.push(`${MAPS[fm.srcrange].name} (${ranges.length}):`, ...ranges.sort());
+  }
+  const arrays = new Set<string>(Object.values(MAPS).flatMap((m) => (m.type === 'array' || m.type === 'percpu_array' ? [m.name] : [])));
+  for (const [name, entries] of [...dumps].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    if (known.has(name) || arrays.has(name) || entries.length === 0) continue;
+    const text = entries.map(([k, v]) => `  ${k.toString('hex')} = ${v.toString('hex')}`).sort();
+    lines.push(`${name} (${text.length}):`, ...text);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * What each frontend resolves to, per scope: for every master (slot 0, key
+ * gen 0), the backends of its live generation's slots, sorted
+ * ("addr:port/PROTO", or "missing slot N" / "missing backend ID"), under
+ * "frontend int" / "frontend ext", with the action when not forward.
+ * Independent of ids and generations, so two histories that should program
+ * the same Services compare equal.
+ */
+export function resolveFrontends(dumps: ReadonlyMap<string, Entries>): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const fm of FAMILY_MAPS) {
+    const svcEntries = dumps.get(MAPS[fm.svc].name) ?? [];
+    const backends = new Map(decodeEntries(fm.backend, dumps.get(MAPS[fm.backend].name) ?? []).map(([id, b]) => [id, l4Key(b)]));
+    const slots = new Map(svcEntries.map(([k, v]) => [k.toString('hex'), v]));
+    for (const [k, v] of svcEntries) {
+      const key = fm.svcKey.decode(k);
+      if (key.slot !== 0 || key.gen !== 0) continue;
+      const master = svcValueCodec.decode(v);
+      const list: string[] = [];
+      for (let slot = 1; slot <= master.count; slot++) {
+        const sv = slots.get(encode(fm.svcKey, { ...key, gen: master.gen, slot }).toString('hex'));
+        const id = sv === undefined ? undefined : svcValueCodec.decode(sv).backendId;
+        list.push(id === undefined ? `missing slot ${slot}` : (backends.get(id) ?? `missing backend ${id}`));
+      }
+      list.sort();
+      if (master.action !== 0) list.unshift(master.action === 1 ? 'REJECT' : 'DROP');
+      out[`${l4Key(key)} ${key.scope === SY_SCOPE_EXTERNAL ? 'ext' : 'int'}`] = list;
+    }
+  }
+  return out;
+}
+
+/** Dumps of every map of a store, by name. */
+export function storeDumps(store: FakeMapStore): Map<string, Array<[Buffer, Buffer]>> {
+  return new Map([...store.maps].map(([name, m]) => [name, m.dump()]));
+}
+
+/**
  * The invariant a packet relies on: every master (slot 0, key gen 0) has
  * its live generation's slots 1..count, each pointing at an existing
- * backend. Returns the violations (empty when consistent). Entries no
- * packet can reach (dead generations, slots beyond count) are not checked:
- * adopt finds those.
+ * backend; an internal master with SY_SVC_F_EXT_SCOPE has an external
+ * master. Returns the violations (empty when consistent). Entries no packet
+ * can reach (dead generations, slots beyond count) are not checked: adopt
+ * finds those.
  */
 export function checkConsistent(store: FakeMapStore): string[] {
   const problems: string[] = [];
-  for (const [k, v] of store.svc.dump()) {
-    const key = svcKeyCodec.decode(k);
-    if (key.slot !== 0 || key.gen !== 0) continue; // {slot 0, gen 1} is never looked up: garbage for adopt, not a master
-    const name = `${formatIPv4(k.readUInt32BE(0))}:${key.port}/${key.proto}`;
-    const master = svcValueCodec.decode(v);
-    for (let slot = 1; slot <= master.count; slot++) {
-      const sk = Buffer.alloc(svcKeyCodec.spec.size);
-      svcKeyCodec.encodeInto({ ...key, gen: master.gen, slot }, sk, 0);
-      const sv = store.svc.lookup(sk);
-      if (sv === undefined) {
-        problems.push(`${name}: gen ${master.gen} slot ${slot} of ${master.count} missing`);
-        continue;
+  for (const fm of FAMILY_MAPS) {
+    const svc = store.of(fm.svc);
+    const backends = store.of(fm.backend);
+    for (const [k, v] of svc.dump()) {
+      const key = fm.svcKey.decode(k);
+      if (key.slot !== 0 || key.gen !== 0) continue; // {slot 0, gen 1} is never looked up: garbage for adopt, not a master
+      const name = `${l4Key(key)} ${key.scope === SY_SCOPE_EXTERNAL ? 'ext' : 'int'}`;
+      const master = svcValueCodec.decode(v);
+      if ((master.flags & SY_SVC_F_EXT_SCOPE) !== 0 && svc.lookup(encode(fm.svcKey, { ...key, scope: SY_SCOPE_EXTERNAL })) === undefined) {
+        problems.push(`${name}: EXT_SCOPE without an external master`);
       }
-      const id = svcValueCodec.decode(sv).backendId;
-      const idKey = Buffer.alloc(4);
-      u32Codec.encodeInto(id, idKey, 0);
-      if (store.backends.lookup(idKey) === undefined) problems.push(`${name}: gen ${master.gen} slot ${slot} points at missing backend ${id}`);
+      for (let slot = 1; slot <= master.count; slot++) {
+        const sv = svc.lookup(encode(fm.svcKey, { ...key, gen: master.gen, slot }));
+        if (sv === undefined) {
+          problems.push(`${name}: gen ${master.gen} slot ${slot} of ${master.count} missing`);
+          continue;
+        }
+        const id = svcValueCodec.decode(sv).backendId;
+        if (backends.lookup(encode(u32Codec, id)) === undefined) problems.push(`${name}: gen ${master.gen} slot ${slot} points at missing backend ${id}`);
+      }
     }
   }
   return problems.sort();

@@ -62,7 +62,7 @@
 import { constants } from 'node:os';
 import { posix } from 'node:path';
 import type { Link, LinkSource } from '../../src/host/links.ts';
-import { MAPS, type MapSpec, type MapType } from '../../src/dataplane/bpf/layout-v1.ts';
+import { MAPS, type MapSpec, type MapType } from '../../src/dataplane/bpf/layout.ts';
 import type {
   MapDumpResult,
   MapLookupResult,
@@ -127,7 +127,7 @@ function recordNote(i: number, count: number): string {
 }
 
 // enum bpf_map_type / bpf_prog_type values (uapi linux/bpf.h).
-export const BPF_MAP_TYPE: Readonly<Record<MapType, number>> = { hash: 1, array: 2, percpu_array: 6, lru_hash: 9 };
+export const BPF_MAP_TYPE: Readonly<Record<MapType, number>> = { hash: 1, array: 2, percpu_array: 6, lru_hash: 9, lpm_trie: 11 };
 export const BPF_PROG_TYPE_SCHED_CLS = 3;
 const BPF_F_LOCK = 4;
 
@@ -150,14 +150,17 @@ export const FAKE_OBJECT_PATH = '/fake/bpf/build/switchyard.bpf.o';
 
 /**
  * bpf/build/switchyard.bpf.o as libbpf loads it: layout.ts's MAPS in the
- * object's order, all pinned by name, and the tc program sy_ingress.
+ * object's order, all pinned by name, and the four tc programs of layout 2.
  * `maxEntries` stands for a build with a smaller limit (SY_BACKEND_MAX...),
  * so that a map fills up after a few entries.
  */
 export function switchyardObject(opts: { readonly maxEntries?: Readonly<Record<string, number>> } = {}): FakeObjectSpec {
   const maps = Object.values(MAPS).map((m): MapSpec => ({ ...m, maxEntries: opts.maxEntries?.[m.name] ?? m.maxEntries }));
-  return { maps, programs: [{ name: 'sy_ingress', section: 'tc', type: BPF_PROG_TYPE_SCHED_CLS }] };
+  return { maps, programs: PROGRAM_NAMES_V2.map((name) => ({ name, section: 'tc', type: BPF_PROG_TYPE_SCHED_CLS })) };
 }
+
+/** The programs of the layout 2 object (DATAPATH-v2.md). */
+export const PROGRAM_NAMES_V2 = ['sy_from_pod', 'sy_to_pod', 'sy_from_net', 'sy_to_net'] as const;
 
 export type MapOp = 'update' | 'delete' | 'lookup' | 'dump';
 
@@ -351,16 +354,25 @@ export class FakeNativeBinding implements NativeBinding {
   // -------------------------------------------------------------------------
   // NativeBinding: objects and bpffs.
 
-  openObject(path: string, opts: { pinRoot: string }): Promise<NativeObject> {
+  openObject(path: string, opts: { pinRoot: string; maxEntries?: Readonly<Record<string, number>> }): Promise<NativeObject> {
     argString(path, 'path');
     argObject(opts, 'opts');
     if (typeof opts.pinRoot !== 'string') throw new TypeError('opts.pinRoot must be a string');
     const pinRoot = opts.pinRoot;
+    const maxEntries = opts.maxEntries ?? {};
+    for (const [name, n] of Object.entries(maxEntries)) {
+      if (!(Number.isInteger(n) && n >= 1 && n <= 0xffffffff)) throw new TypeError(`opts.maxEntries.${name} must be an integer from 1 to 2^32-1`);
+    }
     return later(() => {
       this.ensureBpffs(pinRoot);
       const spec = this.#objects[path];
       if (spec === undefined) throw sysError('ENOENT', 'bpf_object__open_file', path);
-      return this.#load(path, pinRoot, spec);
+      // bpf_map__set_max_entries between open and load, as object.cc does.
+      for (const name of Object.keys(maxEntries)) {
+        if (!spec.maps.some((m) => m.name === name)) throw sysError('ENOENT', 'bpf_map__set_max_entries', `${path} map ${name}`);
+      }
+      const maps = spec.maps.map((m) => (maxEntries[m.name] === undefined ? m : { ...m, maxEntries: maxEntries[m.name] as number }));
+      return this.#load(path, pinRoot, { ...spec, maps });
     });
   }
 

@@ -1,15 +1,30 @@
 // A ProgrammedState (src/dataplane/bpf/state.ts) as plain sorted data, so
 // tests can deep-compare two states and print a readable difference.
 
-import { formatBackendKey, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
+import { FAMILIES, formatBackendKey, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 
 export function programmedToPlain(s: ProgrammedState): unknown {
   return {
     services: s.services.sortedKeys().map((k) => [k, s.services.get(k)]),
-    backends: s.backends.sortedKeys().map((k) => [formatBackendKey(k), s.backends.get(k)]),
-    backendsById: s.backendsById.sortedKeys().map((k) => [k, s.backendsById.get(k)]),
-    backendIds: s.backendIds.toArray(),
+    backends: Object.fromEntries(
+      FAMILIES.map((f) => {
+        const b = s.backends[f];
+        return [
+          f,
+          {
+            byKey: b.byKey
+              .keysArray()
+              .map((k) => [formatBackendKey(k), b.byKey.get(k)])
+              .sort((x, y) => (String(x[0]) < String(y[0]) ? -1 : 1)),
+            byId: b.byId.sortedKeys().map((k) => [k, b.byId.get(k)]),
+            ids: b.ids.toArray(),
+            danglingRefs: [...b.danglingRefs].sort((x, y) => x[0] - y[0]),
+          },
+        ];
+      }),
+    ),
     svcIds: s.svcIds.toArray(),
-    danglingRefs: [...s.danglingRefs].sort((a, b) => a[0] - b[0]),
+    vips: [...s.vips].sort(),
+    entries: s.entries,
   };
 }

@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
 export const BPF_OBJECT = `${REPO}bpf/build/switchyard.bpf.o`;
+/** The test-only programs of the BPF library headers (bpf/test/lib_test.bpf.c). */
+export const BPF_LIB_TEST_OBJECT = `${REPO}bpf/build/lib_test.bpf.o`;
 export const NATIVE_ADDON = `${REPO}native/build/Release/switchyard_native.node`;
 
 /** Whether skipping is forbidden in this run. */
@@ -17,7 +19,7 @@ export function requirePrivileged(env: NodeJS.ProcessEnv = process.env): boolean
   return (ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0') || env['SY_REQUIRE_PRIVILEGED'] === '1';
 }
 
-export type Need = 'root' | 'clang' | 'bpftool' | 'bpf-object' | 'native-addon' | 'ip';
+export type Need = 'root' | 'clang' | 'bpftool' | 'bpf-object' | 'bpf-lib-test-object' | 'native-addon' | 'ip';
 
 function haveCommand(cmd: string, args: string[]): boolean {
   try {
@@ -34,6 +36,7 @@ const PROBES: Record<Need, () => string | null> = {
   bpftool: () => (haveCommand('bpftool', ['version']) ? null : 'bpftool (scripts/setup.sh installs it)'),
   ip: () => (haveCommand('ip', ['-V']) ? null : 'ip from iproute2 (scripts/setup.sh installs it)'),
   'bpf-object': () => (existsSync(BPF_OBJECT) ? null : `the built BPF object ${BPF_OBJECT} (npm run build:bpf)`),
+  'bpf-lib-test-object': () => (existsSync(BPF_LIB_TEST_OBJECT) ? null : `the built BPF library test object ${BPF_LIB_TEST_OBJECT} (npm run build:bpf)`),
   'native-addon': () => (existsSync(NATIVE_ADDON) ? null : `the native addon ${NATIVE_ADDON} (npm run build:native)`),
 };
 

@@ -45,9 +45,11 @@ import {
   SY_CT_F_SNAT as CT_F_SNAT,
 } from '../../src/dataplane/bpf/layout.ts';
 import { BpfObject, Tc } from '../../src/native/index.ts';
+import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
+import { servicePort, snapshot } from '../support/snapshots.ts';
 import type { Protocol } from '../../src/model/types.ts';
 import { createLogger } from '../../src/util/log.ts';
-import { FAKE_OBJECT_PATH, FakeNativeBinding } from '../support/fake-native.ts';
+import { FAKE_OBJECT_PATH, FakeNativeBinding, switchyardObject } from '../support/fake-native.ts';
 
 const TCP_NONE = HEADER_DEFINES.SY_TCP_NONE;
 const TCP_ESTABLISHED = HEADER_DEFINES.SY_TCP_ESTABLISHED;
@@ -565,5 +567,112 @@ describe('LayoutUpgrade (what BpfDataplane calls)', () => {
     expect(fake.pins(PIN).filter((p) => p.endsWith('_v1'))).toEqual([]);
     obj.close();
     expect(fake.openFds()).toBe(0);
+  });
+});
+
+describe('BpfDataplane upgrading a node a layout 1 daemon left', () => {
+  const V1_OBJECT = '/fake/v1/switchyard.bpf.o';
+
+  test('the layout 1 program forwards until the first sync landed; then flows are carried, layout 2 attached everywhere, layout 1 gone', async () => {
+    const fake = new FakeNativeBinding({
+      objects: { [FAKE_OBJECT_PATH]: switchyardObject(), [V1_OBJECT]: { maps: [], programs: [{ name: 'sy_ingress', section: 'tc', type: 3 }] } },
+    });
+    const eth0 = fake.addLink('eth0');
+    const veth1 = fake.addLink('veth1');
+    const cali9 = fake.addLink('cali9'); // a pod interface layout 1 was told about, this daemon is not
+    // What the layout 1 daemon left: its maps with one flow, its program on three interfaces.
+    fake.ensureBpffs(PIN);
+    for (const m of Object.values(V1)) fake.pinMap(`${PIN}/${m.name}`, m);
+    const [fk, fv] = fwd({});
+    const [rk, rv] = rev({});
+    fake.pinnedMap(`${PIN}/${V1.ct.name}`).update(encode(ctKeyCodec, fk), encode(ctValueCodec, fv));
+    fake.pinnedMap(`${PIN}/${V1.rnat.name}`).update(encode(ctKeyCodec, rk), encode(rnatValueCodec, rv));
+    const v1 = new BpfObject(fake, await fake.openObject(V1_OBJECT, { pinRoot: '/sys/fs/bpf/v1-object' }), V1_OBJECT);
+    const v1Prog = v1.program('sy_ingress');
+    const ingress = { direction: 'ingress', handle: 0x5359, priority: 0x2000 } as const;
+    const tc = new Tc(fake);
+    for (const ifx of [eth0, veth1, cali9]) tc.attach(ifx, v1Prog.fd, ingress);
+    const v1Id = fake.progIdFromFd(v1Prog.fd);
+    v1.close();
+
+    const lines: string[] = [];
+    const dp = new BpfDataplane({
+      native: fake,
+      log: createLogger('bpf', { level: 'debug', write: (l) => lines.push(l) }),
+      objectPath: FAKE_OBJECT_PATH,
+      pinPath: PIN,
+      node: { ipv4: NODE, ipv6: null },
+      nodeInterface: 'eth0',
+      podInterfaces: 'veth*',
+      masqueradeAll: false,
+      detectLocal: { mode: 'ClusterCIDR', cidrs: ['10.244.0.0/16'] },
+      nodePortAddresses: [],
+      snatPorts: { min: 61000, max: 65535 },
+      capacities: {},
+      links: fake.linkSource(),
+    });
+    await dp.start(new AbortController().signal);
+    expect(
+      [eth0, veth1, cali9].map((i) => tc.query(i, ingress)),
+      'nothing attached before the first sync',
+    ).toEqual([v1Id, v1Id, v1Id]);
+    expect(dp.attached.size).toBe(0);
+
+    await dp.sync(snapshot([servicePort('web', FRONT, 80, [`${B1}:8080`])]));
+    expect(tc.query(cali9, ingress), 'layout 1 removed where layout 2 does not go').toBeNull();
+    for (const i of [eth0, veth1]) expect(tc.query(i, ingress)).not.toBe(v1Id);
+    expect(dp.attached.size).toBe(2);
+    expect(fake.pins(PIN).filter((p) => p.endsWith('_v1'))).toEqual([]);
+    const ids = await (async () => {
+      const be = new BpfObject(fake, await fake.openObject(FAKE_OBJECT_PATH, { pinRoot: PIN }), FAKE_OBJECT_PATH);
+      try {
+        const backends = (await be.map(MAPS.backend4.name).dump()).map(
+          ([k, v]) => [MAPS.backend4.keyCodec.decode(k), MAPS.backend4.valueCodec.decode(v)] as const,
+        );
+        const ct = (await be.map(MAPS.ct4.name).dump()).map(([k, v]) => [MAPS.ct4.keyCodec.decode(k), MAPS.ct4.valueCodec.decode(v)] as const);
+        return { backends, ct };
+      } finally {
+        be.close();
+      }
+    })();
+    const b1Id = ids.backends.find(([, b]) => b.addr === B1)?.[0];
+    expect(b1Id).toBeGreaterThan(0);
+    expect(ids.ct.map(([k, v]) => `${k.dir} ${k.saddr}:${k.sport}>${k.daddr}:${k.dport} backend=${v.backendId}`).sort()).toEqual([
+      `0 ${CLIENT}:40000>${FRONT}:80 backend=${b1Id}`,
+      `1 ${B1}:8080>${CLIENT}:40000 backend=${b1Id}`,
+    ]);
+    expect(lines.some((l) => / info bpf layout 1 connection tracking carried to layout 2 flows=1 whole=1 /.test(l))).toBe(true);
+    expect(lines.some((l) => / info bpf layout 1 program detached interfaces=cali9\/ingress/.test(l))).toBe(true);
+    expect(lines.some((l) => / info bpf layout 1 maps removed /.test(l))).toBe(true);
+
+    // The next sync does nothing of the upgrade again.
+    const before = lines.length;
+    await dp.sync(snapshot([servicePort('web', FRONT, 80, [`${B1}:8080`, `${B2}:8080`])]));
+    expect(lines.slice(before).filter((l) => l.includes('layout 1'))).toEqual([]);
+    await dp.stop();
+    expect(fake.openFds()).toBe(0);
+  });
+
+  test('without layout 1 pins, start() attaches at once as before', async () => {
+    const fake = new FakeNativeBinding();
+    fake.addLink('eth0');
+    const dp = new BpfDataplane({
+      native: fake,
+      log,
+      objectPath: FAKE_OBJECT_PATH,
+      pinPath: PIN,
+      node: { ipv4: NODE, ipv6: null },
+      nodeInterface: 'eth0',
+      podInterfaces: 'veth*',
+      masqueradeAll: false,
+      detectLocal: { mode: 'ClusterCIDR', cidrs: ['10.244.0.0/16'] },
+      nodePortAddresses: [],
+      snatPorts: { min: 61000, max: 65535 },
+      capacities: {},
+      links: fake.linkSource(),
+    });
+    await dp.start(new AbortController().signal);
+    expect(dp.attached.size).toBe(1);
+    await dp.stop();
   });
 });

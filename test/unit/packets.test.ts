@@ -4,11 +4,20 @@
 // and parser's fields, lengths and fragment handling.
 import { describe, expect, test } from 'vitest';
 import {
+  crc32c,
   firstFragment,
   frame,
+  ICMP,
+  ICMP6,
+  icmpError,
+  icmpErrorSpec,
   internetChecksum,
+  IPPROTO_ICMPV6,
   ipv4,
+  ipv6,
   l4Checksum,
+  pseudoHeader,
+  sctpChecksum,
   onesComplementSum,
   parseFrame,
   swapMacs,
@@ -147,3 +156,306 @@ describe('frames', () => {
     expect(s.subarray(12).equals(f.subarray(12))).toBe(true);
   });
 });
+
+// Frames captured from Linux 6.18 on lo in a network namespace (AF_PACKET):
+// the kernel's own checksums, ICMP errors and resets, as independent
+// vectors for the builder, the parser and the checks. The UDP datagrams and
+// SYNs a socket sent on lo carry an offloaded checksum (CHECKSUM_PARTIAL):
+// the field holds the folded pseudo-header sum, not yet complemented with
+// the segment's, which checks the pseudo-header by itself. The kernel's own
+// answers (RST, ICMP errors, echo reply) carry complete checksums.
+const LINUX = {
+  udp4: '00000000000000000000000008004500002664f940004011d7cb7f0000017f0000019c4000090012fe2573776974636879617264',
+  portUnreach4:
+    '000000000000000000000000080045c0004266d30000400115267f0000017f00000103033661000000004500002664f940004011d7cb7f0000017f0000019c4000090012fe2573776974636879617264',
+  udp6: '00000000000000000000000086dd600aa0800012114000000000000000000000000000000001000000000000000000000000000000019c4100090012002573776974636879617264',
+  portUnreach6:
+    '00000000000000000000000086dd6001d59300423a4000000000000000000000000000000001000000000000000000000000000000010104240300000000600aa0800012114000000000000000000000000000000001000000000000000000000000000000019c4100090012002573776974636879617264',
+  echo6: '00000000000000000000000086dd6005fd11000c3a40000000000000000000000000000000010000000000000000000000000000000180008eb11234000170696e67',
+  echoReply6: '00000000000000000000000086dd600c0a0b000c3a40000000000000000000000000000000010000000000000000000000000000000181008db11234000170696e67',
+  syn6: '00000000000000000000000086dd600f86cd002806400000000000000000000000000000000100000000000000000000000000000001c8a2000945680a7300000000a002ffc4003000000204ffc40402080a3cf24524000000000103030a',
+  rst6: '00000000000000000000000086dd6004309d0014064000000000000000000000000000000001000000000000000000000000000000010009c8a20000000045680a7450140000001c0000',
+  syn4: '00000000000000000000000008004500003c443540004006f8847f0000017f000001bb720009b8f07d3b00000000a002ffd7fe3000000204ffd70402080ae61ed2c6000000000103030a',
+  rst4: '0000000000000000000000000800450000280000400040063cce7f0000017f0000010009bb7200000000b8f07d3c50140000c0250000',
+} as const;
+const ZERO_MAC = '00:00:00:00:00:00';
+const lx = (k: keyof typeof LINUX): Buffer => Buffer.from(LINUX[k], 'hex');
+/** An offloaded IPv6 ::1 -> ::1 TCP/UDP frame with its checksum completed, as the wire would carry it. */
+function completed(f: Buffer, proto: number): Buffer {
+  const out = Buffer.from(f);
+  out.writeUInt16BE(l4Checksum(ipv6('::1'), ipv6('::1'), proto, f.subarray(54)), 54 + (proto === 6 ? 16 : 6));
+  return out;
+}
+
+describe('CRC32c (RFC 3309, RFC 4960 appendix B)', () => {
+  test('the check value: "123456789" -> e3069283', () => {
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
+  });
+
+  test('RFC 3720 B.4 vectors, in the byte order they are sent (least significant first)', () => {
+    const le = (n: number): string => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(n, 0);
+      return b.toString('hex');
+    };
+    expect(le(crc32c(Buffer.alloc(32, 0)))).toBe('aa36918a');
+    expect(le(crc32c(Buffer.alloc(32, 0xff)))).toBe('43aba862');
+    expect(le(crc32c(Buffer.from(Array.from({ length: 32 }, (_, i) => i))))).toBe('4e79dd46');
+    expect(le(crc32c(Buffer.from(Array.from({ length: 32 }, (_, i) => 31 - i))))).toBe('5cdb3f11');
+    const iscsiRead = Buffer.from('01c000000000000000000000000000001400000000000400000000140000001828000000000000000200000000000000', 'hex');
+    expect(le(crc32c(iscsiRead))).toBe('563a96d9');
+  });
+});
+
+describe('SCTP', () => {
+  const data = { src: '10.244.1.5', dst: '10.96.0.20', proto: 'SCTP' as const, sport: 40000, dport: 9999, payload: Buffer.from('hello') };
+
+  test('DATA: common header, one chunk padded to 4 bytes, CRC32c stored least significant byte first', () => {
+    const f = frame(data);
+    expect(f.length).toBe(14 + 20 + 12 + 24); // 16 + 5 bytes of chunk, padded to 24
+    const seg = f.subarray(34);
+    expect(seg.readUInt16BE(12 + 2)).toBe(21); // the chunk length excludes the padding
+    const zeroed = Buffer.from(seg);
+    zeroed.writeUInt32LE(0, 8);
+    expect(seg.readUInt32LE(8)).toBe(crc32c(zeroed));
+    expect(sctpChecksum(seg)).toBe(seg.readUInt32LE(8));
+    expect(parseFrame(f).sctp).toEqual({
+      sport: 40000,
+      dport: 9999,
+      vtag: 0x5c0ffee5,
+      checksum: `0x${crc32c(zeroed).toString(16).padStart(8, '0')}`,
+      chunks: [{ type: 0, flags: 3, length: 21 }],
+    });
+    expect(verifyChecksums(f)).toEqual({ ip: true, l4: true });
+  });
+
+  test('INIT: verification tag 0, a 20-byte chunk; over IPv6 as well', () => {
+    const f = frame({ ...data, src: 'fd00:10:244::5', dst: 'fd00:10:96::20', payload: undefined, sctp: { chunk: 'INIT' } });
+    const p = parseFrame(f);
+    expect(p.ip6).toMatchObject({ nextHeader: 132, proto: 132, payloadLength: 32 });
+    expect(p.sctp).toMatchObject({ vtag: 0, chunks: [{ type: 1, flags: 0, length: 20 }] });
+    expect(verifyChecksums(f)).toEqual({ ip: 'n/a', l4: true });
+  });
+
+  test('any changed byte, a port included, fails the CRC; addresses are not covered', () => {
+    const f = frame(data);
+    for (const at of [34, 34 + 3, 34 + 12, f.length - 4]) {
+      const g = Buffer.from(f);
+      g[at] = (g[at] as number) ^ 0x10;
+      expect(verifyChecksums(g)).toEqual({ ip: true, l4: false });
+    }
+    expect(
+      frame({ ...data, dst: '10.244.9.9' })
+        .subarray(34)
+        .equals(f.subarray(34)),
+    ).toBe(true);
+    expect(verifyChecksums(frame({ ...data, sctp: { checksum: 'zero' } })).l4).toBe(false);
+  });
+
+  test('odd and long payloads keep the padding rule and the CRC', () => {
+    for (const n of [0, 1, 2, 3, 4, 1399, 1400, 3001]) {
+      const f = frame({ ...data, payload: Buffer.alloc(n, 0x5a) });
+      expect(f.length - 34 - 12).toBe((16 + n + 3) & ~3);
+      expect(verifyChecksums(f).l4).toBe(true);
+    }
+  });
+});
+
+describe('IPv6', () => {
+  test('the pseudo-header: addresses, 32-bit length, three zeros, next header', () => {
+    const ph = pseudoHeader(ipv6('fd00::1'), ipv6('fd00::2'), 17, 0x10203);
+    expect(ph.toString('hex')).toBe(`fd000000000000000000000000000001fd000000000000000000000000000002${'00010203'}000000${'11'}`);
+  });
+
+  test('a UDP datagram Linux sent: parsed, verified, and rebuilt byte for byte', () => {
+    const f = lx('udp6');
+    const p = parseFrame(f);
+    expect(p.ip6).toEqual({ trafficClass: 0, flowLabel: 0xaa080, payloadLength: 18, nextHeader: 17, hopLimit: 64, src: '::1', dst: '::1', proto: 17 });
+    expect(p.udp).toEqual({ sport: 40001, dport: 9, length: 18, checksum: '0x0025' });
+    // Offloaded: the field is the pseudo-header's sum (1 + 1 + 18 + 17 = 0x25), so the whole does not verify yet.
+    expect(onesComplementSum(pseudoHeader(ipv6('::1'), ipv6('::1'), 17, 18))).toBe(0x25);
+    expect(verifyChecksums(f)).toEqual({ ip: 'n/a', l4: false });
+    expect(onesComplementSum(pseudoHeader(ipv4('127.0.0.1'), ipv4('127.0.0.1'), 17, 18))).toBe(lx('udp4').readUInt16BE(34 + 6));
+    const built = frame({
+      srcMac: ZERO_MAC,
+      dstMac: ZERO_MAC,
+      src: '::1',
+      dst: '::1',
+      proto: 'UDP',
+      sport: 40001,
+      dport: 9,
+      flowLabel: 0xaa080,
+      payload: Buffer.from('switchyard'),
+    });
+    expect(verifyChecksums(built)).toEqual({ ip: 'n/a', l4: true });
+    expect(built.toString('hex')).toBe(completed(f, 17).toString('hex'));
+  });
+
+  test("Linux's RST+ACK answers to a SYN, IPv6 and IPv4, rebuilt byte for byte", () => {
+    // The IPv6 reset leaves offloaded too (field = 1 + 1 + 20 + 6 = 0x1c); the IPv4 one is complete.
+    expect(lx('rst6').readUInt16BE(54 + 16)).toBe(onesComplementSum(pseudoHeader(ipv6('::1'), ipv6('::1'), 6, 20)));
+    expect(verifyChecksums(completed(lx('rst6'), 6))).toEqual({ ip: 'n/a', l4: true });
+    expect(verifyChecksums(lx('rst4'))).toEqual({ ip: true, l4: true });
+    const syn = parseFrame(lx('syn6')).tcp;
+    const rst = frame({
+      srcMac: ZERO_MAC,
+      dstMac: ZERO_MAC,
+      src: '::1',
+      dst: '::1',
+      proto: 'TCP',
+      flowLabel: 0x4309d,
+      sport: 9,
+      dport: syn?.sport,
+      seq: 0,
+      ack: (syn?.seq ?? 0) + 1,
+      tcpFlags: TCP.RST | TCP.ACK,
+      window: 0,
+    });
+    expect(rst.toString('hex')).toBe(completed(lx('rst6'), 6).toString('hex'));
+    const rst4 = frame({
+      srcMac: ZERO_MAC,
+      dstMac: ZERO_MAC,
+      src: '127.0.0.1',
+      dst: '127.0.0.1',
+      proto: 'TCP',
+      id: 0,
+      df: true,
+      sport: 9,
+      dport: 0xbb72,
+      seq: 0,
+      ack: 0xb8f07d3c,
+      tcpFlags: TCP.RST | TCP.ACK,
+      window: 0,
+    });
+    expect(rst4.toString('hex')).toBe(LINUX.rst4);
+    expect(parseFrame(lx('syn4')).tcp?.seq).toBe(0xb8f07d3b);
+  });
+
+  test('a Fragment header: next header 44, the L4 protocol behind it, later fragments not parsed as L4', () => {
+    const spec = { src: 'fd00::1', dst: 'fd00::2', proto: 'UDP' as const, sport: 1, dport: 2, payload: Buffer.alloc(16) };
+    const first = parseFrame(frame({ ...spec, fragment6: { offset: 0, more: true, id: 0xabcd } }));
+    expect(first.ip6).toMatchObject({ nextHeader: 44, proto: 17, payloadLength: 8 + 24, frag: { offset: 0, more: true, id: 0xabcd } });
+    expect(first.udp?.dport).toBe(2);
+    const later = parseFrame(frame({ ...spec, l4: Buffer.alloc(8), fragment6: { offset: 3, more: false, id: 0xabcd } }));
+    expect(later.udp).toBeUndefined();
+    expect(verifyChecksums(frame({ ...spec, fragment6: { offset: 0, more: true, id: 1 } })).l4).toBe('n/a');
+  });
+
+  test('IPv4-only fields on an IPv6 frame, and mixed families, are refused', () => {
+    expect(() => frame({ src: 'fd00::1', dst: 'fd00::2', proto: 'UDP', df: true })).toThrow(/IPv4 field/);
+    expect(() => frame({ src: '10.0.0.1', dst: 'fd00::2', proto: 'UDP' })).toThrow(/different families/);
+    expect(() => frame({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'UDP', flowLabel: 1 })).toThrow(/IPv6 fields/);
+  });
+
+  test('a changed byte in an address fails the UDP check through the pseudo-header', () => {
+    const f = lx('udp6');
+    const g = Buffer.from(f);
+    g[14 + 8 + 15] = 2; // source ::1 -> ::2
+    expect(verifyChecksums(g)).toEqual({ ip: 'n/a', l4: false });
+  });
+});
+
+describe('ICMP and ICMPv6', () => {
+  test('ICMPv6 echo request and reply Linux exchanged: checksums over the pseudo-header, rebuilt byte for byte', () => {
+    for (const [k, type, fl] of [
+      ['echo6', ICMP6.ECHO_REQUEST, 0x5fd11],
+      ['echoReply6', ICMP6.ECHO_REPLY, 0xc0a0b],
+    ] as const) {
+      const f = lx(k);
+      expect(verifyChecksums(f)).toEqual({ ip: 'n/a', l4: true });
+      expect(parseFrame(f).icmp).toEqual({ type, code: 0, checksum: hex(f.readUInt16BE(14 + 40 + 2)), rest: 0x12340001 });
+      const built = frame({
+        srcMac: ZERO_MAC,
+        dstMac: ZERO_MAC,
+        src: '::1',
+        dst: '::1',
+        proto: 'ICMPv6',
+        flowLabel: fl,
+        icmp: { type, code: 0, rest: 0x12340001 },
+        payload: Buffer.from('ping'),
+      });
+      expect(built.toString('hex')).toBe(f.toString('hex'));
+    }
+  });
+
+  test("Linux's ICMP port unreachable for a UDP datagram equals icmpError() of that datagram", () => {
+    const orig = lx('udp4');
+    const err = lx('portUnreach4');
+    // The quoted datagram carries the offloaded checksum it left with, so its own check fails.
+    expect(verifyChecksums(err)).toEqual({ ip: true, l4: true, inner: { ip: true, l4: false } });
+    const p = parseFrame(err);
+    expect(p.icmp).toMatchObject({ type: ICMP.DEST_UNREACH, code: ICMP.PORT_UNREACH, rest: 0 });
+    expect(p.icmp?.inner?.udp).toEqual(parseFrame(orig).udp);
+    const built = frame({ ...icmpErrorSpec(orig, { type: ICMP.DEST_UNREACH, code: ICMP.PORT_UNREACH }), tos: 0xc0, id: 0x66d3 });
+    expect(built.toString('hex')).toBe(err.toString('hex'));
+  });
+
+  test("Linux's ICMPv6 port unreachable equals icmpError() of the IPv6 datagram", () => {
+    const orig = lx('udp6');
+    const err = lx('portUnreach6');
+    expect(verifyChecksums(err)).toEqual({ ip: 'n/a', l4: true, inner: { ip: 'n/a', l4: false } });
+    const whole = icmpError(frame({ src: '::1', dst: '::1', proto: 'UDP', sport: 1, dport: 9 }), { type: 1, code: 4 });
+    expect(verifyChecksums(whole)).toEqual({ ip: 'n/a', l4: true, inner: { ip: 'n/a', l4: true } });
+    const built = frame({ ...icmpErrorSpec(orig, { type: ICMP6.DEST_UNREACH, code: ICMP6.PORT_UNREACH }), flowLabel: 0x1d593 });
+    expect(built.toString('hex')).toBe(err.toString('hex'));
+  });
+
+  test('a quote cut short: the inner IP header still checks, the inner L4 cannot; the outer ICMP checksum covers the quote', () => {
+    const orig = frame({ src: '10.244.1.5', dst: '10.96.0.10', proto: 'TCP', sport: 40000, dport: 80, payload: Buffer.alloc(1400, 1) });
+    const err = icmpError(orig, { type: ICMP.DEST_UNREACH, code: ICMP.FRAG_NEEDED, rest: 1280, from: '198.18.0.9', quoteBytes: 28 });
+    expect(err.length).toBe(14 + 20 + 8 + 28);
+    const p = parseFrame(err);
+    expect(p.ip).toMatchObject({ src: '198.18.0.9', dst: '10.244.1.5', proto: 1 });
+    expect(p.icmp).toMatchObject({ type: 3, code: 4, rest: 1280 });
+    expect(p.icmp?.inner?.ip).toMatchObject({ src: '10.244.1.5', dst: '10.96.0.10', totalLength: 1440 });
+    expect(p.icmp?.inner?.truncatedIn).toBe('tcp');
+    expect(verifyChecksums(err)).toEqual({ ip: true, l4: true, inner: { ip: true, l4: 'n/a' } });
+    const g = Buffer.from(err);
+    g[g.length - 1] = (g[g.length - 1] as number) ^ 1; // a quoted byte: only the ICMP checksum notices
+    expect(verifyChecksums(g)).toEqual({ ip: true, l4: false, inner: { ip: true, l4: 'n/a' } });
+    const h = Buffer.from(err);
+    h[14 + 28 + 12] = (h[14 + 28 + 12] as number) ^ 1; // the inner source address
+    expect(verifyChecksums(h)).toMatchObject({ l4: false, inner: { ip: false } });
+  });
+
+  test('packet too big (IPv6): MTU in the 32-bit word, the quote fills at most 1280 bytes', () => {
+    const orig = frame({ src: 'fd00:10:244::5', dst: 'fd00:10:96::10', proto: 'UDP', sport: 40000, dport: 53, payload: Buffer.alloc(1452, 2) });
+    const err = icmpError(orig, { type: ICMP6.PACKET_TOO_BIG, code: 0, rest: 1280, from: 'fd00:198:18::9' });
+    expect(err.length).toBe(14 + 1280);
+    expect(parseFrame(err).icmp).toMatchObject({ type: 2, code: 0, rest: 1280 });
+    expect(parseFrame(err).icmp?.inner?.udp).toMatchObject({ sport: 40000, dport: 53, length: 1460 });
+    expect(verifyChecksums(err)).toEqual({ ip: 'n/a', l4: true, inner: { ip: 'n/a', l4: 'n/a' } });
+  });
+
+  test('an ICMPv4 echo has no pseudo-header: its checksum does not change with the addresses', () => {
+    const a = frame({
+      src: '10.0.0.1',
+      dst: '10.0.0.2',
+      proto: 'ICMP',
+      icmp: { type: ICMP.ECHO_REQUEST, code: 0, rest: 0x00010002 },
+      payload: Buffer.from('abc'),
+    });
+    const b = frame({
+      src: '10.9.9.9',
+      dst: '10.0.0.2',
+      proto: 'ICMP',
+      icmp: { type: ICMP.ECHO_REQUEST, code: 0, rest: 0x00010002 },
+      payload: Buffer.from('abc'),
+    });
+    expect(a.subarray(34).equals(b.subarray(34))).toBe(true);
+    expect(internetChecksum(a.subarray(34))).toBe(0);
+    expect(verifyChecksums(a)).toEqual({ ip: true, l4: true });
+    expect(parseFrame(a).icmp?.inner).toBeUndefined();
+  });
+
+  test('l4Checksum dispatches on the protocol: ICMPv6 with the IPv6 pseudo-header, ICMPv4 without', () => {
+    const msg = Buffer.from('8000000012340001', 'hex');
+    const v6 = l4Checksum(ipv6('::1'), ipv6('::1'), IPPROTO_ICMPV6, msg);
+    expect(v6).toBe(internetChecksum(pseudoHeader(ipv6('::1'), ipv6('::1'), 58, 8), msg));
+    expect(l4Checksum(ipv4('1.2.3.4'), ipv4('5.6.7.8'), 1, msg)).toBe(internetChecksum(msg));
+  });
+});
+
+function hex(n: number): string {
+  return `0x${n.toString(16).padStart(4, '0')}`;
+}

@@ -1,24 +1,42 @@
 // adopt: rebuild the ProgrammedState from a dump of the pinned maps after a
 // restart or upgrade, so the first sync diffs against what the kernel
-// really holds (and established flows keep their backends).
+// really holds (and established flows keep their backends). Generic over
+// the maps the control plane writes (layout.ts PROGRAMMED_MAPS), both
+// families.
 //
-// What is live: each master (slot 0, key gen 0) and the slots 1..count of
-// the generation it names; each backend a live slot points at. Everything
-// else is left over from an interrupted plan and comes back as `orphans`:
-//   - slots of the other generation (crash between phases 2 and 4),
-//   - slots beyond count, slots with no master (crash in phase 4),
+// What is live: each internal master (scope INTERNAL, slot 0, key gen 0)
+// and the slots 1..count of the generation it names; the external master
+// of the same frontend (and its slots) when the internal one exists; each
+// backend a live slot points at; the source ranges under a live frontend's
+// svc_id; the VIPs of live ClusterIP frontends. Everything else is left
+// over from an interrupted plan and comes back as `orphans`:
+//   - slots of another generation (crash between phases 2 and 4),
+//   - slots beyond count, slots or external masters with no internal master,
 //   - master keys with gen != 0 (never written by diff),
-//   - backends no live slot points at (crash before phase 5 or after 1).
-// orphans are ordered safely (slot deletes, then backend deletes) and MUST
-// be applied before the first plan diffed against `state`: that plan may
+//   - backends no live slot points at, source ranges of no live frontend,
+//     VIPs no ClusterIP frontend uses.
+// orphans also re-adds the VIP of a live ClusterIP frontend that lost it.
+// orphans are ordered safely (svc deletes, then the rest) and MUST be
+// applied before the first plan diffed against `state`: that plan may
 // reuse the ids and keys they free.
 // A master whose live slots are missing or point at missing backends is
 // kept in `state` (with 0 / the dangling id in backendIds): diff never sees
 // it as unchanged, so the first full sync rewrites it, or removes it.
 
-import { backendCodec, svcKeyCodec, svcValueCodec, u32Codec } from './layout-v1.ts';
-import { l4Key, programmedState } from './state.ts';
-import type { FrontendKey, L4Addr, Op, ProgrammedService, ProgrammedState, SvcKey, SvcValue } from './state.ts';
+import type { IPFamily } from '../../model/types.ts';
+import {
+  decodeEntries,
+  MAPS,
+  type MapName,
+  type Op,
+  SY_SCOPE_EXTERNAL,
+  SY_SVC_F_CLUSTER_IP,
+  SY_VIP_F_CLUSTER_IP,
+  type SvcKey,
+  type SvcValue,
+} from './layout.ts';
+import { FAMILIES, l4Key, programmedState, type ProgrammedServiceIn } from './state.ts';
+import type { BackendAddr, FrontendKey, L4Addr, ProgrammedState } from './state.ts';
 
 export interface Adopted {
   readonly state: ProgrammedState;
@@ -26,63 +44,118 @@ export interface Adopted {
   readonly orphans: Op[];
 }
 
-interface Frontend {
+type Entries = ReadonlyArray<readonly [Buffer, Buffer]>;
+
+/** Dumps of the programmed maps, by pinned map name (MAPS[x].name); a missing map reads as empty. */
+export type MapDumps = ReadonlyMap<string, Entries>;
+
+interface ScopeEntries {
   master?: SvcValue;
-  badMasters: SvcKey[];
   /** "gen/slot" -> [key, value] */
-  slots: Map<string, [SvcKey, SvcValue]>;
-  frontend: L4Addr;
+  readonly slots: Map<string, [SvcKey, SvcValue]>;
 }
 
-export function programmedFromDump(svcEntries: ReadonlyArray<readonly [Buffer, Buffer]>, backendEntries: ReadonlyArray<readonly [Buffer, Buffer]>): Adopted {
-  const frontends = groupByFrontend(svcEntries);
-  const backends = new Map<number, L4Addr>();
-  for (const [k, v] of backendEntries) backends.set(u32Codec.decode(k), backendCodec.decode(v));
+interface Frontend {
+  readonly frontend: L4Addr;
+  readonly badMasters: SvcKey[];
+  readonly scopes: [ScopeEntries, ScopeEntries];
+}
 
-  const services: Array<[FrontendKey, Omit<ProgrammedService, 'backendKeys'>]> = [];
-  const slotOrphans: SvcKey[] = [];
-  for (const key of [...frontends.keys()].sort()) {
-    const fe = frontends.get(key) as Frontend;
-    slotOrphans.push(...fe.badMasters);
-    const m = fe.master;
-    const backendIds: number[] = [];
-    for (let slot = 1; m !== undefined && slot <= m.count; slot++) {
-      backendIds.push(fe.slots.get(`${m.gen}/${slot}`)?.[1].backendId ?? 0);
+const NAMES = {
+  IPv4: { svc: 'svc4', backend: 'backend4', vip: 'vip4', srcrange: 'srcrange4' },
+  IPv6: { svc: 'svc6', backend: 'backend6', vip: 'vip6', srcrange: 'srcrange6' },
+} as const;
+
+export function programmedFromDump(dumps: MapDumps): Adopted {
+  const services: Array<[FrontendKey, ProgrammedServiceIn]> = [];
+  const backends = { IPv4: new Map<number, BackendAddr>(), IPv6: new Map<number, BackendAddr>() } as Record<IPFamily, Map<number, BackendAddr>>;
+  const svcDeletes: Op[] = [];
+  const rest: Op[] = [];
+  const vips = new Map<string, number>();
+
+  for (const family of FAMILIES) {
+    const n = NAMES[family];
+    const dump = (m: MapName): Entries => dumps.get(MAPS[m].name) ?? [];
+    for (const [id, b] of decodeEntries(n.backend, dump(n.backend))) backends[family].set(id, b);
+    const ranges = new Map<number, string[]>();
+    for (const [k] of decodeEntries(n.srcrange, dump(n.srcrange))) {
+      const list = ranges.get(k.svcId) ?? [];
+      list.push(`${k.addr}/${k.prefixlen - 32}`);
+      ranges.set(k.svcId, list);
     }
-    for (const [sk] of fe.slots.values()) {
-      if (m === undefined || sk.gen !== m.gen || sk.slot > m.count) slotOrphans.push(sk);
+    const frontends = groupByFrontend(decodeEntries(n.svc, dump(n.svc)));
+    const live = new Set<number>();
+    const clusterIPs = new Set<string>();
+    for (const key of [...frontends.keys()].sort()) {
+      const fe = frontends.get(key) as Frontend;
+      const orphanSlots: SvcKey[] = [...fe.badMasters];
+      const [int, ext] = fe.scopes;
+      const m = int.master;
+      const scopeIn = (sc: ScopeEntries) => {
+        const master = sc.master as SvcValue;
+        const backendIds: number[] = [];
+        for (let slot = 1; slot <= master.count; slot++) backendIds.push(sc.slots.get(`${master.gen}/${slot}`)?.[1].backendId ?? 0);
+        for (const [sk] of sc.slots.values()) if (sk.gen !== master.gen || sk.slot > master.count) orphanSlots.push(sk);
+        return { gen: master.gen, action: master.action, flags: master.flags, backendIds };
+      };
+      if (m === undefined) {
+        // No internal master: nothing reaches this frontend; everything of it goes.
+        for (const sc of fe.scopes) for (const [sk] of sc.slots.values()) orphanSlots.push(sk);
+        if (ext.master !== undefined) orphanSlots.push({ ...fe.frontend, scope: SY_SCOPE_EXTERNAL, slot: 0, gen: 0 });
+      } else {
+        const internal = scopeIn(int);
+        const external = ext.master === undefined ? null : scopeIn(ext);
+        if (ext.master === undefined) for (const [sk] of ext.slots.values()) orphanSlots.push(sk);
+        live.add(m.svcId);
+        const sourceRanges = [...(ranges.get(m.svcId) ?? [])].sort();
+        services.push([key, { family, frontend: fe.frontend, svcId: m.svcId, internal, external, sourceRanges }]);
+        if ((m.flags & SY_SVC_F_CLUSTER_IP) !== 0) {
+          clusterIPs.add(fe.frontend.addr);
+          vips.set(fe.frontend.addr, (vips.get(fe.frontend.addr) ?? 0) + 1);
+        }
+      }
+      orphanSlots.sort(compareKeys);
+      for (const sk of orphanSlots) svcDeletes.push({ map: n.svc, action: 'delete', key: sk } as Op);
     }
-    if (m !== undefined) services.push([key, { frontend: fe.frontend, svcId: m.svcId, gen: m.gen, flags: m.flags, backendIds }]);
+    for (const [svcId, list] of [...ranges].sort((a, b) => a[0] - b[0])) {
+      if (live.has(svcId)) continue;
+      for (const cidr of list.sort()) {
+        const [addr = '', bits = '0'] = cidr.split('/');
+        rest.push({ map: n.srcrange, action: 'delete', key: { prefixlen: 32 + Number(bits), svcId, addr } } as Op);
+      }
+    }
+    const present = new Set(decodeEntries(n.vip, dump(n.vip)).map(([k]) => k.addr));
+    for (const addr of [...present].sort()) if (!clusterIPs.has(addr)) rest.push({ map: n.vip, action: 'delete', key: { addr } } as Op);
+    for (const addr of [...clusterIPs].sort())
+      if (!present.has(addr)) rest.push({ map: n.vip, action: 'update', key: { addr }, value: { flags: SY_VIP_F_CLUSTER_IP } } as Op);
   }
 
-  const state = programmedState(services, backends);
-  const deadBackends = [...backends.keys()].filter((id) => !state.backendsById.has(id)).sort((a, b) => a - b);
-  slotOrphans.sort(compareKeys);
-  const orphans: Op[] = [...slotOrphans.map((key): Op => ({ kind: 'svc-delete', key })), ...deadBackends.map((id): Op => ({ kind: 'backend-delete', id }))];
-  return { state, orphans };
+  const state = programmedState(services, backends, vips);
+  for (const family of FAMILIES) {
+    const dead = [...backends[family].keys()].filter((id) => !state.backends[family].byId.has(id)).sort((a, b) => a - b);
+    for (const id of dead) rest.push({ map: NAMES[family].backend, action: 'delete', key: id } as Op);
+  }
+  return { state, orphans: [...svcDeletes, ...rest] };
 }
 
-function groupByFrontend(entries: ReadonlyArray<readonly [Buffer, Buffer]>): Map<FrontendKey, Frontend> {
+function groupByFrontend(entries: ReadonlyArray<[SvcKey, SvcValue]>): Map<FrontendKey, Frontend> {
   const out = new Map<FrontendKey, Frontend>();
-  for (const [k, v] of entries) {
-    const key = svcKeyCodec.decode(k);
+  for (const [key, value] of entries) {
     const frontend: L4Addr = { addr: key.addr, port: key.port, proto: key.proto };
     const fk = l4Key(frontend);
     let fe = out.get(fk);
     if (fe === undefined) {
-      fe = { badMasters: [], slots: new Map(), frontend };
+      fe = { frontend, badMasters: [], scopes: [{ slots: new Map() }, { slots: new Map() }] };
       out.set(fk, fe);
     }
-    const value = svcValueCodec.decode(v);
-    if (key.slot === 0 && key.gen === 0) fe.master = value;
+    const sc = fe.scopes[key.scope];
+    if (key.slot === 0 && key.gen === 0) sc.master = value;
     else if (key.slot === 0) fe.badMasters.push(key);
-    else fe.slots.set(`${key.gen}/${key.slot}`, [key, value]);
+    else sc.slots.set(`${key.gen}/${key.slot}`, [key, value]);
   }
   return out;
 }
 
 function compareKeys(a: SvcKey, b: SvcKey): number {
-  const fa = l4Key(a);
-  const fb = l4Key(b);
-  return (fa < fb ? -1 : fa > fb ? 1 : 0) || a.gen - b.gen || a.slot - b.slot;
+  return a.scope - b.scope || a.gen - b.gen || a.slot - b.slot;
 }

@@ -1,11 +1,11 @@
 // apply: the only step of the BPF dataplane with side effects. It writes a
-// Plan's phases to the maps in order, one batch per map and operation within
-// a phase, so that backends exist before the slots that point at them, a
-// Service's new slots exist before its master flips to them, and nothing is
+// Plan's phases to the maps in order, one batch per run of ops on one map
+// with one action within a phase (generic over layout.ts's MAPS), so that
+// backends exist before the slots that point at them, a Service's new slots exist before its master flips to them, and nothing is
 // deleted while a master still points at it.
 
-import { encodeOpBatch, type OpBatch } from './layout-v1.ts';
-import type { Op, Plan } from './state.ts';
+import { encodeOpBatch, type Op, type OpBatch } from './layout.ts';
+import type { Plan } from './state.ts';
 
 /** Where batches go: the pinned maps in production, a fake store in unit tests. */
 export interface MapWriter {
@@ -18,31 +18,22 @@ export interface ApplyStats {
   readonly batches: number;
 }
 
-function mapOf(op: Op): 'svc' | 'backend' {
-  return op.kind === 'backend-update' || op.kind === 'backend-delete' ? 'backend' : 'svc';
-}
-
-function isDelete(op: Op): boolean {
-  return op.kind === 'backend-delete' || op.kind === 'svc-delete';
-}
-
 /**
- * Splits a phase into runs of the same (map, update|delete), keeping order:
- * a phase is normally one run, and order inside a run is kept by the batch.
+ * Splits a phase into runs of the same (map, action), in order of first
+ * appearance, keeping the order of ops within each run: within a phase,
+ * order matters only among ops on one map (an external master before the
+ * internal one, a removed master before its slots), never across maps, so
+ * a phase is one batch per map and action.
  */
 function runs(phase: readonly Op[]): Op[][] {
-  const out: Op[][] = [];
-  let cur: Op[] = [];
+  const byKind = new Map<string, Op[]>();
   for (const op of phase) {
-    const head = cur[0];
-    if (head && (mapOf(head) !== mapOf(op) || isDelete(head) !== isDelete(op))) {
-      out.push(cur);
-      cur = [];
-    }
-    cur.push(op);
+    const k = `${op.map}/${op.action}`;
+    const run = byKind.get(k);
+    if (run === undefined) byKind.set(k, [op]);
+    else run.push(op);
   }
-  if (cur.length > 0) out.push(cur);
-  return out;
+  return [...byKind.values()];
 }
 
 export async function applyPlan(plan: Plan, maps: MapWriter): Promise<ApplyStats> {

@@ -1,33 +1,90 @@
-// compile: ProxySnapshot -> DesiredState, the frontends and backends the BPF
-// maps should hold. Pure: no I/O, no clock, no input mutation. Bad input
-// becomes a Problem for its ServicePort and never stops the rest.
+// compile: ProxySnapshot -> DesiredState, the frontends, verdicts and
+// backends the BPF maps should hold. Pure: no I/O, no clock, no input
+// mutation. Bad input becomes a Problem for its ServicePort and never stops
+// the rest.
 //
-// One frontend per (IPv4 clusterIP, port, protocol) of each ServicePort;
-// IPv6 addresses belong to the v6 maps (not written yet) and are skipped
-// without a problem. Two ServicePorts claiming one frontend: the lower id
-// (string order) wins, the other gets a Problem.
+// The model decides (src/model/verdict.ts: verdicts()); compile only
+// translates. Per ServicePort, every frontend the model lists, both
+// families: each ClusterIP, the NodePort on every node address of the
+// family that --nodeport-addresses allows, each ExternalIP, each
+// LoadBalancer IP (ipMode VIP; the model leaves out Proxy). Per frontend:
+//   internal master: the verdict for pod clients (DNAT -> FORWARD with the
+//     endpoints, REJECT, DROP), SY_SVC_F_MASQ when it masquerades,
+//     SY_SVC_F_CLUSTER_IP on ClusterIPs (and a VIP entry);
+//   external master: the verdict for clients outside the cluster, only when
+//     it differs from the internal one in action or backends (the internal
+//     master then carries SY_SVC_F_EXT_SCOPE); otherwise the internal master
+//     carries SY_SVC_F_MASQ_EXT when external clients are masqueraded;
+//   loadBalancerSourceRanges (allowedSources) as LPM CIDRs with
+//     SY_SVC_F_SRC_RANGES on both masters.
+// Two ServicePorts claiming one frontend: the lower id (string order) wins,
+// the other gets a Problem.
 
-import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
+import type { EndpointInfo, IPFamily, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
+import { type FrontendVerdicts, type Verdict, type VerdictOptions, verdicts } from '../../model/verdict.ts';
 import type { Problem } from '../types.ts';
-import { canonicalIPv4, familyOf, formatIPv4, hasLeadingZero, parseIPv4 } from '../../util/ip.ts';
-import { SY_MAX_SLOTS, SY_SVC_F_MASQ_ALL } from './layout-v1.ts';
+import { canonicalIP, cidrContains, familyOf, parseCidr, parseIP } from '../../util/ip.ts';
+import { BPF_GAPS, gapProblems } from '../capabilities.ts';
+import {
+  SY_ACT_DROP,
+  SY_ACT_FORWARD,
+  SY_ACT_REJECT,
+  SY_BE_F_LOCAL,
+  SY_MAX_SLOTS,
+  SY_SVC_F_CLUSTER_IP,
+  SY_SVC_F_EXT_SCOPE,
+  SY_SVC_F_MASQ,
+  SY_SVC_F_MASQ_EXT,
+  SY_SVC_F_SRC_RANGES,
+  type SvcAction,
+  srcRangeKey,
+} from './layout.ts';
 import { CowMap } from '../../util/cow.ts';
-import { backendKey } from './state.ts';
-import type { BackendKey, CompileIndex, DesiredService, DesiredState, FrontendKey, L4Addr } from './state.ts';
+import { backendKeyOf, compareBackendKeys, l4Key } from './state.ts';
+import type { BackendAddr, BackendKey, CompileIndex, DesiredScope, DesiredService, DesiredState, FrontendKey, L4Addr } from './state.ts';
 
 export interface CompileOptions {
-  /** kube-proxy's masqueradeAll: SNAT every connection to a Service. */
+  /** kube-proxy's masqueradeAll: masquerade every connection to a ClusterIP. */
   readonly masqueradeAll: boolean;
+  /** Local-traffic detector by CIDR: --cluster-cidr (ClusterCIDR) or the Node's podCIDRs (NodeCIDR); empty: none. */
+  readonly localCIDRs: readonly string[];
+  /** Local-traffic detector by interface (BridgeInterface, InterfaceNamePrefix): pods in both families. */
+  readonly localByInterface: boolean;
+  readonly nodeName: string;
+  readonly nodeZone: string | null;
+  /** This node's addresses, both families: NodePort frontends, and the source-range exception. */
+  readonly nodeIPs: readonly string[];
+  /** --nodeport-addresses as CIDRs; empty: every node address. */
+  readonly nodePortAddresses: readonly string[];
+}
+
+/** Options for tests and callers that only care about a few. */
+export function compileOptions(o: Partial<CompileOptions> = {}): CompileOptions {
+  return {
+    masqueradeAll: false,
+    localCIDRs: [],
+    localByInterface: false,
+    nodeName: 'node-a',
+    nodeZone: null,
+    nodeIPs: [],
+    nodePortAddresses: [],
+    ...o,
+  };
+}
+
+function optionsKey(o: CompileOptions): string {
+  return JSON.stringify([o.masqueradeAll, o.localCIDRs, o.localByInterface, o.nodeName, o.nodeZone, o.nodeIPs, o.nodePortAddresses]);
 }
 
 /** Compiles the whole snapshot (snapshot.changed is ignored). */
 export function compile(snapshot: ProxySnapshot, opts: CompileOptions): DesiredState {
+  const ctx = context(opts);
   const services = CowMap.empty<FrontendKey, DesiredService>().edit();
   const claims = CowMap.empty<string, readonly FrontendKey[]>().edit();
   const inputProblems = CowMap.empty<string, readonly Problem[]>().edit();
   const losers = new Map<FrontendKey, string[]>();
   for (const sp of snapshot.servicePorts.values()) {
-    const c = compileServicePort(sp, opts);
+    const c = compileServicePort(sp, ctx);
     if (c.keys.length > 0) claims.set(sp.id, c.keys);
     if (c.problems.length > 0) inputProblems.set(sp.id, c.problems);
     for (const svc of c.services) {
@@ -44,7 +101,7 @@ export function compile(snapshot: ProxySnapshot, opts: CompileOptions): DesiredS
   }
   for (const list of losers.values()) list.sort();
   const index: CompileIndex = { claims: claims.done(), losers, inputProblems: inputProblems.done() };
-  return { services: services.done(), changed: 'all', problems: allProblems(index), masqueradeAll: opts.masqueradeAll, index };
+  return { services: services.done(), changed: 'all', problems: allProblems(index), optionsKey: ctx.key, index };
 }
 
 /**
@@ -53,9 +110,9 @@ export function compile(snapshot: ProxySnapshot, opts: CompileOptions): DesiredS
  * equals compile(snapshot) and its `changed` names the frontends that may
  * differ from prev: pass it to diff() as the scope.
  */
-export function compileChanged(prev: DesiredState, snapshot: ProxySnapshot, opts?: CompileOptions): DesiredState {
-  const o = opts ?? { masqueradeAll: prev.masqueradeAll };
-  if (snapshot.changed === 'all' || o.masqueradeAll !== prev.masqueradeAll) return compile(snapshot, o);
+export function compileChanged(prev: DesiredState, snapshot: ProxySnapshot, opts: CompileOptions): DesiredState {
+  const ctx = context(opts);
+  if (snapshot.changed === 'all' || ctx.key !== prev.optionsKey) return compile(snapshot, opts);
   const changedIds = snapshot.changed;
   const claims = prev.index.claims.edit();
   const inputProblems = prev.index.inputProblems.edit();
@@ -64,7 +121,7 @@ export function compileChanged(prev: DesiredState, snapshot: ProxySnapshot, opts
   for (const id of changedIds) {
     for (const key of prev.index.claims.get(id) ?? []) affected.add(key);
     const sp = snapshot.servicePorts.get(id);
-    const c = sp === undefined ? undefined : compileServicePort(sp, o);
+    const c = sp === undefined ? undefined : compileServicePort(sp, ctx);
     if (c !== undefined && c.keys.length > 0) claims.set(id, c.keys);
     else claims.delete(id);
     if (c !== undefined && c.problems.length > 0) inputProblems.set(id, c.problems);
@@ -85,7 +142,7 @@ export function compileChanged(prev: DesiredState, snapshot: ProxySnapshot, opts
     let svc: DesiredService | undefined;
     let lost: string[] = [];
     for (const [i, owner] of owners.entries()) {
-      svc = resolve(candidates.get(owner), owner, key, snapshot, o);
+      svc = resolve(candidates.get(owner), owner, key, snapshot, ctx);
       if (svc === undefined) continue; // gone from the snapshot without being in changed: not a claimant
       lost = owners.slice(i + 1);
       break;
@@ -99,7 +156,7 @@ export function compileChanged(prev: DesiredState, snapshot: ProxySnapshot, opts
     else losers.set(key, lost);
   }
   const index: CompileIndex = { claims: claims.done(), losers: losers ?? prev.index.losers, inputProblems: inputProblems.done() };
-  return { services: services.done(), changed: affected, problems: allProblems(index), masqueradeAll: o.masqueradeAll, index };
+  return { services: services.done(), changed: affected, problems: allProblems(index), optionsKey: ctx.key, index };
 }
 
 /**
@@ -121,16 +178,10 @@ function candidatesFor(
 }
 
 /** An unchanged loser that now wins: compile its ServicePort and take the frontend. */
-function resolve(
-  c: DesiredService | null | undefined,
-  owner: string,
-  key: FrontendKey,
-  snapshot: ProxySnapshot,
-  opts: CompileOptions,
-): DesiredService | undefined {
+function resolve(c: DesiredService | null | undefined, owner: string, key: FrontendKey, snapshot: ProxySnapshot, ctx: Context): DesiredService | undefined {
   if (c !== null) return c;
   const sp = snapshot.servicePorts.get(owner);
-  return sp === undefined ? undefined : compileServicePort(sp, opts).services.find((s) => s.key === key);
+  return sp === undefined ? undefined : compileServicePort(sp, ctx).services.find((s) => s.key === key);
 }
 
 function addTo(m: Map<string, string[]>, key: string, v: string): void {
@@ -146,7 +197,7 @@ function allProblems(index: CompileIndex): Problem[] {
     for (const owner of owners) {
       out.push({
         owner,
-        field: 'clusterIPs',
+        field: 'frontend',
         message: `frontend ${key} is also claimed by another ServicePort with a lower id; that one is programmed, this one is not`,
       });
     }
@@ -161,18 +212,52 @@ function cmp(a: string, b: string): number {
 // ---------------------------------------------------------------------------
 // One ServicePort.
 
+interface Context {
+  readonly key: string;
+  readonly verdict: VerdictOptions;
+  /** Node addresses NodePorts listen on, per family, canonical. */
+  readonly nodePortIPs: Readonly<Record<IPFamily, readonly string[]>>;
+}
+
+function context(o: CompileOptions): Context {
+  const allowed = o.nodePortAddresses.map((c) => parseCidr(c, 'decimal')).filter((c) => c !== null);
+  const ips: Record<IPFamily, string[]> = { IPv4: [], IPv6: [] };
+  for (const text of o.nodeIPs) {
+    const ip = parseIP(text, 'decimal');
+    if (ip === null) continue;
+    if (o.nodePortAddresses.length > 0 && !allowed.some((c) => cidrContains(c, ip))) continue;
+    const canon = canonicalIP(text, 'decimal') as string;
+    if (!ips[ip.family].includes(canon)) ips[ip.family].push(canon);
+  }
+  return {
+    key: optionsKey(o),
+    verdict: {
+      masqueradeAll: o.masqueradeAll,
+      clusterCIDRs: o.localCIDRs,
+      localByInterface: o.localByInterface,
+      nodeName: o.nodeName,
+      nodeZone: o.nodeZone,
+      nodeIPs: o.nodeIPs,
+    },
+    nodePortIPs: ips,
+  };
+}
+
 interface Compiled {
-  /** Frontend keys claimed, deduplicated, in clusterIPs order. */
+  /** Frontend keys claimed, deduplicated, in frontend order. */
   readonly keys: readonly FrontendKey[];
   readonly services: readonly DesiredService[];
   readonly problems: readonly Problem[];
 }
 
 const PROTOCOLS: ReadonlySet<string> = new Set(['TCP', 'UDP', 'SCTP']);
+const FIELD_OF_KIND = { clusterIP: 'clusterIPs', nodePort: 'nodePort', externalIP: 'externalIPs', loadBalancer: 'loadBalancerIPs' } as const;
 
-function compileServicePort(sp: ServicePortInfo, opts: CompileOptions): Compiled {
+function compileServicePort(sp: ServicePortInfo, ctx: Context): Compiled {
   const problems: Problem[] = [];
-  const bad = (field: string, message: string): void => void problems.push({ owner: sp.id, field, message });
+  const bad = (field: string, message: string): void => {
+    if (!problems.some((p) => p.field === field && p.message === message)) problems.push({ owner: sp.id, field, message });
+  };
   if (!PROTOCOLS.has(sp.protocol)) {
     bad('protocol', `unsupported protocol ${JSON.stringify(sp.protocol)}`);
     return { keys: [], services: [], problems };
@@ -181,98 +266,144 @@ function compileServicePort(sp: ServicePortInfo, opts: CompileOptions): Compiled
     bad('port', `port ${sp.port} is not in 1..65535`);
     return { keys: [], services: [], problems };
   }
-  notProgrammedYet(sp, bad);
-  const keys: FrontendKey[] = [];
-  const frontends: L4Addr[] = [];
+  for (const p of gapProblems(BPF_GAPS, sp)) bad(p.field, p.message);
+  // Headless ("None") and unset ClusterIPs have no frontends of their own.
+  const valid = sp.clusterIPs.filter((ip) => ip !== '' && ip !== 'None');
+  if (valid.length === 0) return { keys: [], services: [], problems };
   sp.clusterIPs.forEach((ip, i) => {
-    if (familyOf(ip) === 'IPv6' || ip === '' || ip === 'None') return; // IPv6 (other maps), headless
-    const addr = canonicalIPv4(ip);
-    if (addr === null) return bad(`clusterIPs[${i}]`, `not an IP address: ${JSON.stringify(ip)}`);
-    const key = `${addr}:${sp.port}/${sp.protocol}`;
-    if (keys.includes(key)) return;
-    keys.push(key);
-    frontends.push({ addr, port: sp.port, proto: sp.protocol });
+    if (ip !== '' && ip !== 'None' && canonicalIP(ip, 'decimal') === null) bad(`clusterIPs[${i}]`, `not an IP address: ${JSON.stringify(ip)}`);
   });
-  if (frontends.length === 0) return { keys, services: [], problems };
-
-  const { backends, backendKeys } = compileBackends(sp, bad);
-  const flags = opts.masqueradeAll ? SY_SVC_F_MASQ_ALL : 0;
-  const services = frontends.map(
-    (frontend, i): DesiredService => ({
-      key: keys[i] as FrontendKey,
-      frontend,
-      backends,
-      backendKeys,
-      flags,
-      owner: sp.id,
-    }),
-  );
+  const target = valid.length === sp.clusterIPs.length ? sp : { ...sp, clusterIPs: valid };
+  const backendsOf = backendMemo(sp.protocol, bad);
+  const keys: FrontendKey[] = [];
+  const services: DesiredService[] = [];
+  for (const fv of verdicts(target, ctx.verdict)) {
+    const addrs = frontendAddresses(fv, ctx, bad);
+    if (addrs.length === 0) continue;
+    const shape = compileVerdicts(fv, backendsOf, bad);
+    for (const addr of addrs) {
+      const frontend: L4Addr = { addr, port: fv.frontend.port, proto: fv.frontend.protocol };
+      const key = l4Key(frontend);
+      if (keys.includes(key)) continue;
+      keys.push(key);
+      services.push({ key, family: fv.frontend.family, kind: fv.frontend.kind, frontend, owner: sp.id, ...shape });
+    }
+  }
   return { keys, services, problems };
 }
 
-/**
- * What the model decided for this ServicePort that the BPF datapath does not
- * carry out yet: reported as problems so nothing is silently ignored. The
- * ClusterIP frontends are still programmed.
- */
-function notProgrammedYet(sp: ServicePortInfo, bad: (field: string, message: string) => void): void {
-  const later = 'is not programmed by the bpf dataplane yet';
-  if (sp.protocol === 'SCTP') bad('protocol', `SCTP ${later} (the program translates TCP and UDP)`);
-  if (sp.nodePort) bad('nodePort', `NodePort ${sp.nodePort} ${later}`);
-  if (sp.externalIPs && sp.externalIPs.length > 0) bad('externalIPs', `externalIPs ${sp.externalIPs.join(',')} ${later}`);
-  if (sp.loadBalancerIPs && sp.loadBalancerIPs.length > 0) bad('loadBalancerIPs', `LoadBalancer IPs ${sp.loadBalancerIPs.join(',')} ${later}`);
-  if (sp.sessionAffinity) bad('sessionAffinity', `ClientIP affinity (${sp.sessionAffinity.timeoutSeconds}s) ${later}; connections are balanced without it`);
-  if (sp.hasAnyEndpoints && !sp.hasAnyEndpoints.IPv4 && sp.clusterIPs.some((ip) => familyOf(ip) === 'IPv4')) {
-    bad('endpoints', `no usable endpoints: kube-proxy REJECTs; the bpf dataplane drops until REJECT is programmed`);
+/** The canonical addresses of a frontend: the NodePort's node addresses, or its own IP. */
+function frontendAddresses(fv: FrontendVerdicts, ctx: Context, bad: (field: string, message: string) => void): string[] {
+  const f = fv.frontend;
+  if (f.kind === 'nodePort') {
+    if (!isPort(f.port)) {
+      bad('nodePort', `nodePort ${f.port} is not in 1..65535`);
+      return [];
+    }
+    return [...ctx.nodePortIPs[f.family]];
   }
+  const ip = f.ip === null ? null : canonicalIP(f.ip, 'decimal');
+  if (ip === null || familyOf(ip) !== f.family) {
+    if (f.kind !== 'clusterIP') bad(FIELD_OF_KIND[f.kind], `not an ${f.family} address: ${JSON.stringify(f.ip)}`);
+    return [];
+  }
+  return [ip];
 }
 
-function compileBackends(
-  sp: ServicePortInfo,
+type BackendsOf = (endpoints: readonly EndpointInfo[]) => { backends: readonly BackendAddr[]; backendKeys: readonly BackendKey[] };
+
+function compileVerdicts(
+  fv: FrontendVerdicts,
+  backendsOf: BackendsOf,
   bad: (field: string, message: string) => void,
-): { backends: readonly L4Addr[]; backendKeys: readonly BackendKey[] } {
-  let backends: L4Addr[] = [];
-  let keys: BackendKey[] = [];
-  let sorted = true;
-  const proto = sp.protocol;
-  const eps: readonly EndpointInfo[] = sp.clusterEndpoints;
-  for (let i = 0; i < eps.length; i++) {
-    const ep = eps[i] as EndpointInfo;
-    const n = parseIPv4(ep.ip, 'decimal');
-    if (n < 0) {
-      if (familyOf(ep.ip) === 'IPv4') bad(`clusterEndpoints[${i}].ip`, `not an IP address: ${JSON.stringify(ep.ip)}`);
-      continue; // else an IPv6 endpoint of a dual-stack Service: the v6 maps' business
-    }
-    if (!isPort(ep.port)) {
-      bad(`clusterEndpoints[${i}].port`, `port ${ep.port} is not in 1..65535`);
-      continue;
-    }
-    const key = backendKey(n, ep.port, proto);
-    if (sorted && keys.length > 0 && !((keys[keys.length - 1] as number) < key)) sorted = false;
-    keys.push(key);
-    backends.push({ addr: hasLeadingZero(ep.ip) ? formatIPv4(n) : ep.ip, port: ep.port, proto });
+): Pick<DesiredService, 'internal' | 'external' | 'sourceRanges'> {
+  const sourceRanges = rangesOf(fv.allowedSources, bad);
+  let common = fv.frontend.kind === 'clusterIP' ? SY_SVC_F_CLUSTER_IP : 0;
+  if (fv.allowedSources !== null) common |= SY_SVC_F_SRC_RANGES;
+  const internal = scopeOf(fv.pod, common, backendsOf);
+  const external = scopeOf(fv.external, common, backendsOf);
+  if (internal.action !== external.action || !sameKeys(internal.backendKeys, external.backendKeys)) {
+    return { internal: { ...internal, flags: internal.flags | SY_SVC_F_EXT_SCOPE }, external, sourceRanges };
   }
-  if (!sorted) [backends, keys] = sortUnique(backends, keys);
-  if (keys.length > SY_MAX_SLOTS) {
-    bad('clusterEndpoints', `${keys.length} endpoints; a frontend holds at most ${SY_MAX_SLOTS}, the rest are not programmed`);
-    backends.length = SY_MAX_SLOTS;
-    keys.length = SY_MAX_SLOTS;
-  }
-  return { backends, backendKeys: keys };
+  const masqExt = masquerades(fv.external) || masquerades(fv.node);
+  return { internal: masqExt ? { ...internal, flags: internal.flags | SY_SVC_F_MASQ_EXT } : internal, external: null, sourceRanges };
 }
 
-/** Sorts the backends by key and drops duplicates. */
-function sortUnique(backends: readonly L4Addr[], keys: readonly BackendKey[]): [L4Addr[], BackendKey[]] {
-  const order = keys.map((_k, i) => i).sort((a, b) => (keys[a] as number) - (keys[b] as number));
-  const outB: L4Addr[] = [];
-  const outK: BackendKey[] = [];
-  for (const i of order) {
-    const k = keys[i] as number;
-    if (outK.length > 0 && outK[outK.length - 1] === k) continue;
-    outK.push(k);
-    outB.push(backends[i] as L4Addr);
+function masquerades(v: Verdict): boolean {
+  return v.action === 'dnat' && v.masquerade;
+}
+
+const ACTION: Record<Verdict['action'], SvcAction> = { dnat: SY_ACT_FORWARD, reject: SY_ACT_REJECT, drop: SY_ACT_DROP };
+const NONE = { backends: [] as readonly BackendAddr[], backendKeys: [] as readonly BackendKey[] };
+
+function scopeOf(v: Verdict, flags: number, backendsOf: BackendsOf): DesiredScope {
+  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, ...NONE };
+  return { action: SY_ACT_FORWARD, flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags, ...backendsOf(v.endpoints) };
+}
+
+function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {
+  return a === b || (a.length === b.length && a.every((k, i) => k === b[i]));
+}
+
+/** allowedSources as network CIDRs, sorted and unique; text that does not parse is a problem. */
+function rangesOf(allowed: readonly string[] | null, bad: (field: string, message: string) => void): readonly string[] {
+  if (allowed === null) return [];
+  const out = new Set<string>();
+  for (const cidr of allowed) {
+    const text = cidr.includes('/') ? cidr : `${cidr}/${cidr.includes(':') ? 128 : 32}`;
+    const k = srcRangeKey(0, text);
+    if (k === null) bad('loadBalancerSourceRanges', `not a CIDR: ${JSON.stringify(cidr)}`);
+    else out.add(`${k.addr}/${k.prefixlen - 32}`);
   }
-  return [outB, outK];
+  return [...out].sort();
+}
+
+/**
+ * Backends of an endpoint list, computed once per list (the verdicts of one
+ * ServicePort share their lists): sorted by BackendKey, unique, at most
+ * SY_MAX_SLOTS; bad endpoints are problems.
+ */
+function backendMemo(proto: BackendAddr['proto'], bad: (field: string, message: string) => void): BackendsOf {
+  const memo = new Map<readonly EndpointInfo[], ReturnType<BackendsOf>>();
+  return (eps) => {
+    const hit = memo.get(eps);
+    if (hit !== undefined) return hit;
+    const items: Array<{ b: BackendAddr; k: BackendKey }> = [];
+    for (const ep of eps) {
+      const addr = canonicalIP(ep.ip, 'decimal');
+      if (addr === null) {
+        bad('endpoints', `endpoint ${JSON.stringify(ep.ip)} is not an IP address`);
+        continue;
+      }
+      if (!isPort(ep.port)) {
+        bad('endpoints', `endpoint ${ep.ip} port ${ep.port} is not in 1..65535`);
+        continue;
+      }
+      const b: BackendAddr = { addr, port: ep.port, proto, flags: ep.isLocal ? SY_BE_F_LOCAL : 0 };
+      items.push({ b, k: backendKeyOf(b) });
+    }
+    const out = finishBackends(items, bad);
+    memo.set(eps, out);
+    return out;
+  };
+}
+
+function finishBackends(items: Array<{ b: BackendAddr; k: BackendKey }>, bad: (field: string, message: string) => void): ReturnType<BackendsOf> {
+  const withKeys = items;
+  withKeys.sort((x, y) => compareBackendKeys(x.k, y.k));
+  const backends: BackendAddr[] = [];
+  const backendKeys: BackendKey[] = [];
+  for (const { b, k } of withKeys) {
+    if (backendKeys.length > 0 && backendKeys[backendKeys.length - 1] === k) continue;
+    backends.push(b);
+    backendKeys.push(k);
+  }
+  if (backendKeys.length > SY_MAX_SLOTS) {
+    bad('endpoints', `${backendKeys.length} endpoints; a frontend holds at most ${SY_MAX_SLOTS}, the rest are not programmed`);
+    backends.length = SY_MAX_SLOTS;
+    backendKeys.length = SY_MAX_SLOTS;
+  }
+  return { backends, backendKeys };
 }
 
 function isPort(p: number): boolean {

@@ -1,15 +1,21 @@
-// The BPF dataplane: owns the loaded tc program and its pinned maps on this
-// node. start() loads the object (adopting pinned maps a previous daemon
-// left), reads back what is programmed, and attaches the program to the
-// node's interface and to every pod interface as they come and go.
-// sync() runs the pipeline compile -> diff -> apply for one snapshot; only
-// apply touches the kernel. A sync that fails reads the maps back (adopt)
-// and rejects with the apply error; the next sync reconciles everything.
-// stop() releases handles and leaves the program attached and the maps
-// pinned, so traffic keeps flowing across restarts. start() first takes the
-// pin directory's lock (pinlock.ts), waiting for a daemon that still holds
-// it; stop() releases it. Failures are
-// DataplaneErrors naming the operation ("update sy_svc4_v1 (3 entries)");
+// The BPF dataplane: owns the loaded tc programs and their pinned maps on
+// this node. start() loads the object (layout 2) with the configured map
+// capacities (adopting pinned maps a previous daemon left), writes
+// sy_config_v2, reads back what is programmed, and attaches the programs:
+// sy_from_pod (ingress) and sy_to_pod (egress) on every pod interface,
+// sy_from_net (ingress) and sy_to_net (egress) on the node interface, all
+// at one handle and priority, so a layout 1 sy_ingress filter is replaced
+// in place. sync() runs the pipeline compile -> diff -> apply for one
+// snapshot; only apply touches the kernel. A sync that fails reads the maps
+// back (adopt) and rejects with the apply error; the next sync reconciles
+// everything. stop() releases handles and leaves the programs attached and
+// the maps pinned, so traffic keeps flowing across restarts.
+// Two additions around that (kept apart from the pipeline): start() first
+// takes the pin directory's lock (pinlock.ts), waiting for a daemon that
+// still holds it, and stop() releases it; and when a layout 1 daemon left its
+// maps pinned (migrate.ts), the programs are attached only after the first
+// sync has landed and its connection tracking was carried over. Failures are
+// DataplaneErrors naming the operation ("update sy_svc4_v2 (3 entries)");
 // a kernel refusal keeps the native error as the cause.
 
 import type { ProxySnapshot } from '../../model/types.ts';
@@ -18,14 +24,28 @@ import type { Logger } from '../../util/log.ts';
 import type { NativeBinding } from '../../native/binding.ts';
 import { BpfObject, isNativeError, Tc } from '../../native/index.ts';
 import { globMatcher, type Link, type LinkSource } from '../../host/links.ts';
-import { compile, compileChanged } from './compile.ts';
+import { familyOf, parseCidr } from '../../util/ip.ts';
+import { type CompileOptions, compile, compileChanged } from './compile.ts';
 import { diff } from './diff.ts';
 import { programmedFromDump } from './adopt.ts';
 import { applyOps, applyPlan, type MapWriter } from './apply.ts';
-import { parseIPv4 } from '../../util/ip.ts';
-import { MAPS, configCodec, encode, u32Codec, type OpBatch } from './layout-v1.ts';
+import {
+  type Capacities,
+  capacityOf,
+  configCodec,
+  encode,
+  MAPS,
+  type MapName,
+  type NodeConfig,
+  type OpBatch,
+  PROGRAMMED_MAPS,
+  SY_CFG_DETECT_CIDR,
+  SY_CFG_DETECT_IFACE,
+  u32Codec,
+} from './layout.ts';
 import type { DesiredState, ProgrammedState } from './state.ts';
 import { acquirePinLock, type PinLock } from './pinlock.ts';
+import { LayoutUpgrade, type UpgradeContext } from './migrate.ts';
 import type { Clock } from '../../sync/clock.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
@@ -37,24 +57,60 @@ async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Where our tc filter sits on every interface (handle 0x5359 = "SY"). */
-export const TC_FILTER = { direction: 'ingress', handle: 0x5359, priority: 0x2000 } as const;
-export const PROGRAM_NAME = 'sy_ingress';
+/** Where our tc filters sit on every interface (handle 0x5359 = "SY"), both directions. */
+export const TC_FILTER = { handle: 0x5359, priority: 0x2000 } as const;
+/** The filters `cleanup` removes: ours in each direction. */
+export const TC_FILTERS = [
+  { direction: 'ingress', ...TC_FILTER },
+  { direction: 'egress', ...TC_FILTER },
+] as const;
+
+/** The programs of the object and where they go (DATAPATH-v2.md). */
+export const PROGRAMS = {
+  fromPod: 'sy_from_pod',
+  toPod: 'sy_to_pod',
+  fromNet: 'sy_from_net',
+  toNet: 'sy_to_net',
+} as const;
+
+/** kube-proxy's --detect-local-mode with what each mode needs. */
+export type LocalDetector =
+  | { readonly mode: 'ClusterCIDR'; readonly cidrs: readonly string[] }
+  /** The Node's spec.podCIDRs, from the snapshot (ProxySnapshot.nodePodCIDRs). */
+  | { readonly mode: 'NodeCIDR' }
+  | { readonly mode: 'BridgeInterface'; readonly bridge: string }
+  | { readonly mode: 'InterfaceNamePrefix'; readonly prefix: string };
+
+export interface NodeAddresses {
+  /** IPv4 masquerade source; null when the node has none. */
+  readonly ipv4: string | null;
+  readonly ipv6: string | null;
+  /** Every address of the node (NodePort frontends; --nodeport-addresses filters them). Default: ipv4 and ipv6. */
+  readonly all?: readonly string[];
+}
 
 export interface BpfDataplaneOptions {
   readonly native: NativeBinding;
   readonly log: Logger;
   readonly objectPath: string;
   readonly pinPath: string;
-  /** Masquerade source for hairpin traffic. */
-  readonly nodeAddress: string;
+  readonly node: NodeAddresses;
   /** The interface holding the node address (external traffic, replies from remote backends). */
   readonly nodeInterface: string | null;
   /** Comma-separated globs naming the host side of pod interfaces. */
   readonly podInterfaces: string;
   readonly masqueradeAll: boolean;
+  readonly detectLocal: LocalDetector;
+  /** --nodeport-addresses CIDRs; empty: every node address. */
+  readonly nodePortAddresses: readonly string[];
+  /** --bpf-snat-port-range, inclusive. */
+  readonly snatPorts: { readonly min: number; readonly max: number };
+  /** max_entries per map (layout.ts MAPS defaults where absent). */
+  readonly capacities: Capacities;
   /** The links to attach to and their changes: hostLinks() in the daemon. */
   readonly links: LinkSource;
+  /** Clock for the id quarantine (ms); default Date.now. */
+  readonly now?: () => number;
   /** How long start() waits for another daemon to release the pin directory; default PIN_LOCK_TIMEOUT_MS. */
   readonly pinLockTimeoutMs?: number;
   /** Time for the pin lock's waits; default the system clock. */
@@ -68,23 +124,37 @@ export interface BpfDataplaneOptions {
  */
 export type SyncFailure = Error & { adoptError?: unknown };
 
+interface Fds {
+  readonly fromPod: number;
+  readonly toPod: number;
+  readonly fromNet: number;
+  readonly toNet: number;
+}
+
 export class BpfDataplane implements Dataplane {
   readonly name = 'bpf';
   #o: BpfDataplaneOptions;
   #obj: BpfObject | null = null;
-  #progFd = -1;
+  #fds: Fds | null = null;
   #tc: Tc;
   #programmed: ProgrammedState | null = null;
   #desired: DesiredState | null = null;
+  /** ifindex -> "name/role" attached. */
   #attached = new Map<number, string>();
   #watcher: { stop(): void } | null = null;
   #isPodLink: (name: string) => boolean;
+  #configText = '';
+  /** The pin directory's lock, held from start() to stop(). */
   #lock: PinLock | null = null;
+  /** A pending upgrade from layout 1 (migrate.ts): holds the attach until the first sync. */
+  #upgrade: LayoutUpgrade | null = null;
 
   constructor(o: BpfDataplaneOptions) {
     this.#o = o;
     this.#tc = new Tc(o.native);
-    this.#isPodLink = globMatcher(o.podInterfaces);
+    const d = o.detectLocal;
+    const extra = d.mode === 'BridgeInterface' ? d.bridge : d.mode === 'InterfaceNamePrefix' ? `${d.prefix}*` : '';
+    this.#isPodLink = globMatcher([o.podInterfaces, extra].filter((p) => p !== '').join(','));
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -95,6 +165,7 @@ export class BpfDataplane implements Dataplane {
     if (lock === null) return; // stopped while waiting: nothing was touched
     this.#lock = lock;
     try {
+      this.#upgrade = LayoutUpgrade.detect(o.native, o.log, o.pinPath);
       await this.#load(signal);
     } catch (err) {
       await this.stop();
@@ -104,10 +175,13 @@ export class BpfDataplane implements Dataplane {
 
   async #load(signal: AbortSignal): Promise<void> {
     const o = this.#o;
-    const obj = await kernel(`load ${o.objectPath}`, () => BpfObject.open(o.objectPath, o.pinPath, o.native));
+    const maxEntries: Record<string, number> = {};
+    for (const [m, n] of Object.entries(o.capacities) as [MapName, number][]) maxEntries[MAPS[m].name] = n;
+    const obj = await kernel(`load ${o.objectPath}`, () => BpfObject.open(o.objectPath, o.pinPath, o.native, maxEntries));
     this.#obj = obj;
-    this.#progFd = obj.program(PROGRAM_NAME).fd;
-    await this.#writeConfig();
+    const fd = (name: string): number => obj.program(name).fd;
+    this.#fds = { fromPod: fd(PROGRAMS.fromPod), toPod: fd(PROGRAMS.toPod), fromNet: fd(PROGRAMS.fromNet), toNet: fd(PROGRAMS.toNet) };
+    await this.#writeConfig([]);
     await this.#adopt();
     this.#attachLinks();
     this.#watcher = o.links.watch(() => this.#attachLinks(), signal);
@@ -115,21 +189,24 @@ export class BpfDataplane implements Dataplane {
 
   async sync(snapshot: ProxySnapshot): Promise<SyncResult> {
     const started = performance.now();
-    const opts = { masqueradeAll: this.#o.masqueradeAll };
     if (!this.#obj) throw new DataplaneError('ERR_SY_DATAPLANE_NOT_STARTED', 'bpf', 'sync', 'not started: call start() first');
+    const podCIDRs = snapshot.nodePodCIDRs ?? [];
+    await this.#writeConfig(podCIDRs);
+    const opts = this.#compileOptions(snapshot.nodeName, podCIDRs);
     // Unknown after a failed sync whose read-back failed too: read the maps now.
     const programmed = this.#programmed ?? (await this.#adopt());
     const desired = this.#desired ? compileChanged(this.#desired, snapshot, opts) : compile(snapshot, opts);
     const scope = this.#desired ? desired.changed : 'all';
-    const plan = diff(desired, programmed, scope);
+    const plan = diff(desired, programmed, scope, { capacities: this.#o.capacities, nowMs: (this.#o.now ?? Date.now)() });
     try {
       const stats = await applyPlan(plan, this.#writer());
       this.#programmed = plan.next;
       this.#desired = desired;
+      if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
       return {
         frontendsChanged: plan.touched.length,
         operations: stats.updates + stats.deletes,
-        problems: desired.problems,
+        problems: [...desired.problems, ...plan.problems],
         durationMs: performance.now() - started,
       };
     } catch (err) {
@@ -153,13 +230,28 @@ export class BpfDataplane implements Dataplane {
     this.#watcher = null;
     this.#obj?.close();
     this.#obj = null;
+    this.#fds = null;
     this.#lock?.release();
     this.#lock = null;
   }
 
-  /** Interfaces the program is attached to now, by ifindex. */
+  /** Interfaces the programs are attached to now, by ifindex ("eth0 net", "veth1 pod"). */
   get attached(): ReadonlyMap<number, string> {
     return this.#attached;
+  }
+
+  #compileOptions(nodeName: string, podCIDRs: readonly string[]): CompileOptions {
+    const o = this.#o;
+    const d = o.detectLocal;
+    return {
+      masqueradeAll: o.masqueradeAll,
+      localCIDRs: d.mode === 'ClusterCIDR' ? d.cidrs : d.mode === 'NodeCIDR' ? podCIDRs : [],
+      localByInterface: d.mode === 'BridgeInterface' || d.mode === 'InterfaceNamePrefix',
+      nodeName,
+      nodeZone: null,
+      nodeIPs: o.node.all ?? [o.node.ipv4, o.node.ipv6].filter((a) => a !== null),
+      nodePortAddresses: o.nodePortAddresses,
+    };
   }
 
   #writer(): MapWriter {
@@ -168,41 +260,80 @@ export class BpfDataplane implements Dataplane {
     return objectMapWriter(obj, this.#o.native);
   }
 
-  async #writeConfig(): Promise<void> {
-    if (this.#obj) await writeNodeConfig(this.#obj, this.#o.nodeAddress);
+  /** Writes sy_config_v2 when it differs from what this daemon wrote last. */
+  async #writeConfig(podCIDRs: readonly string[]): Promise<void> {
+    const obj = this.#obj;
+    if (!obj) return;
+    const c = nodeConfig(this.#o, podCIDRs);
+    const text = JSON.stringify(c);
+    if (text === this.#configText) return;
+    await writeNodeConfig(obj, c);
+    this.#configText = text;
+    this.#o.log.info('node config', { ...c });
   }
 
   async #adopt(): Promise<ProgrammedState> {
     const obj = this.#obj;
     if (!obj) throw new DataplaneError('ERR_SY_DATAPLANE_NOT_STARTED', 'bpf', 'adopt', 'not started: call start() first');
-    const svc = await kernel(`dump ${MAPS.svc.name}`, () => obj.map(MAPS.svc.name).dump());
-    const backends = await kernel(`dump ${MAPS.backend.name}`, () => obj.map(MAPS.backend.name).dump());
-    const adopted = programmedFromDump(svc, backends);
+    const dumps = new Map<string, Array<[Buffer, Buffer]>>();
+    for (const m of PROGRAMMED_MAPS) {
+      const name = MAPS[m].name;
+      dumps.set(name, await kernel(`dump ${name}`, () => obj.map(name).dump()));
+    }
+    const adopted = programmedFromDump(dumps);
     if (adopted.orphans.length > 0) {
       this.#o.log.info('removing inconsistent entries left in pinned maps', { ops: adopted.orphans.length });
       await applyOps([adopted.orphans], this.#writer());
     }
     this.#programmed = adopted.state;
-    this.#o.log.info('adopted pinned maps', { frontends: adopted.state.services.size, backends: adopted.state.backends.size });
+    this.#o.log.info('adopted pinned maps', {
+      frontends: adopted.state.services.size,
+      backends4: adopted.state.backends.IPv4.byId.size,
+      backends6: adopted.state.backends.IPv6.byId.size,
+    });
     return adopted.state;
   }
 
-  #wanted(link: Link): boolean {
-    return link.name === this.#o.nodeInterface || this.#isPodLink(link.name);
+  /** The role of a link: the node interface, a pod interface, or neither. */
+  #role(link: Link): 'net' | 'pod' | null {
+    if (link.name === this.#o.nodeInterface) return 'net';
+    return this.#isPodLink(link.name) ? 'pod' : null;
+  }
+
+  /** What the layout 1 upgrade needs after a sync landed (migrate.ts). */
+  #upgradeContext(podCIDRs: readonly string[]): UpgradeContext {
+    const obj = this.#obj as BpfObject;
+    const fds = this.#fds as Fds;
+    return {
+      obj,
+      config: nodeConfig(this.#o, podCIDRs),
+      attach: () => this.#attachLinks(),
+      tc: this.#tc,
+      links: () => this.#o.links.list(),
+      ours: () => new Set([fds.fromPod, fds.toPod, fds.fromNet, fds.toNet].map((fd) => this.#o.native.progIdFromFd(fd))),
+      filters: TC_FILTERS,
+    };
   }
 
   /** Attaches to every wanted interface not attached yet; forgets ones that are gone. */
   #attachLinks(): void {
-    if (this.#progFd < 0) return;
+    const fds = this.#fds;
+    if (fds === null) return;
+    if (this.#upgrade?.holdsAttach) return; // the layout 1 program forwards until the first sync landed
     const present = new Set<number>();
     for (const link of this.#o.links.list()) {
-      if (!this.#wanted(link)) continue;
+      const role = this.#role(link);
+      if (role === null) continue;
       present.add(link.ifindex);
-      if (this.#attached.get(link.ifindex) === link.name) continue;
+      const tag = `${link.name} ${role}`;
+      if (this.#attached.get(link.ifindex) === tag) continue;
+      const [ingress, egress] = role === 'net' ? [fds.fromNet, fds.toNet] : [fds.fromPod, fds.toPod];
       try {
-        this.#tc.attach(link.ifindex, this.#progFd, { ...TC_FILTER, replace: true });
-        this.#attached.set(link.ifindex, link.name);
-        this.#o.log.info('attached', { interface: link.name, ifindex: link.ifindex });
+        // replace: true takes over the (handle, priority) slot, so a layout 1 sy_ingress filter is replaced in place.
+        this.#tc.attach(link.ifindex, ingress, { direction: 'ingress', ...TC_FILTER, replace: true });
+        this.#tc.attach(link.ifindex, egress, { direction: 'egress', ...TC_FILTER, replace: true });
+        this.#attached.set(link.ifindex, tag);
+        this.#o.log.info('attached', { interface: link.name, ifindex: link.ifindex, role });
       } catch (err) {
         // A link can vanish between listing and attaching; the next event retries others.
         this.#o.log.warn('attach failed', { interface: link.name, error: (err as Error).message });
@@ -225,10 +356,39 @@ export function objectMapWriter(obj: BpfObject, native: NativeBinding): MapWrite
   };
 }
 
-/** Writes sy_config_v1: the node address hairpin traffic is masqueraded to. */
-export async function writeNodeConfig(obj: BpfObject, nodeAddress: string): Promise<void> {
-  if (parseIPv4(nodeAddress, 'decimal') < 0)
-    throw new DataplaneError('ERR_SY_DATAPLANE_OPTION', 'bpf', 'start', `node address "${nodeAddress}" is not an IPv4 address`);
+/** sy_config_v2 from the options: node addresses, detector, SNAT range. */
+export function nodeConfig(o: Pick<BpfDataplaneOptions, 'node' | 'detectLocal' | 'snatPorts'>, podCIDRs: readonly string[]): NodeConfig {
+  const d = o.detectLocal;
+  const cidrs = d.mode === 'ClusterCIDR' ? d.cidrs : d.mode === 'NodeCIDR' ? podCIDRs : [];
+  const first = (family: 'IPv4' | 'IPv6'): string | null => cidrs.find((c) => familyOf(c) === family && parseCidr(c, 'decimal') !== null) ?? null;
+  const byCidr = d.mode === 'ClusterCIDR' || d.mode === 'NodeCIDR';
+  return {
+    nodeAddr4: o.node.ipv4,
+    nodeAddr6: o.node.ipv6,
+    podCidr4: byCidr ? first('IPv4') : null,
+    podCidr6: byCidr ? first('IPv6') : null,
+    snatPortMin: o.snatPorts.min,
+    snatPortMax: o.snatPorts.max,
+    flags: byCidr ? SY_CFG_DETECT_CIDR : SY_CFG_DETECT_IFACE,
+  };
+}
+
+/** Writes sy_config_v2. */
+export async function writeNodeConfig(obj: BpfObject, c: NodeConfig): Promise<void> {
+  for (const [addr, family] of [
+    [c.nodeAddr4, 'IPv4'],
+    [c.nodeAddr6, 'IPv6'],
+  ] as const) {
+    if (addr !== null && (familyOf(addr) !== family || parseCidr(`${addr}/${family === 'IPv4' ? 32 : 128}`, 'decimal') === null))
+      throw new DataplaneError('ERR_SY_DATAPLANE_OPTION', 'bpf', 'start', `node address "${addr}" is not an ${family} address`);
+  }
   const m = obj.map(MAPS.config.name);
-  await kernel(`update ${m.name}`, () => m.update([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: nodeAddress, flags: 0 })]]));
+  await kernel(`update ${m.name}`, () => m.update([[encode(u32Codec, 0), encode(configCodec, c)]]));
+}
+
+/** The capacities in effect for every map (defaults filled in), for logs. */
+export function effectiveCapacities(caps: Capacities): Record<MapName, number> {
+  const out = {} as Record<MapName, number>;
+  for (const m of Object.keys(MAPS) as MapName[]) out[m] = capacityOf(caps, m);
+  return out;
 }

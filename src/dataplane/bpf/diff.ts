@@ -1,228 +1,347 @@
 // diff: (DesiredState, ProgrammedState) -> Plan, the ordered map operations
 // that take the kernel from what is programmed to what is desired, and the
 // ProgrammedState that results. Pure and deterministic: frontends are
-// visited in sorted key order, backends in slot order, ids are the lowest
-// unused, so the same inputs give the same ops in the same order.
+// visited in a fixed order, backends in slot order, ids are the lowest
+// unused (and not quarantined), so the same inputs give the same ops.
 //
-// Per frontend (see sy_maps.h for the generation scheme):
-//   unchanged (same backend ids in the same slots, same flags): no ops;
-//   only flags changed: rewrite the master alone (same gen, same slots);
+// Per frontend and scope (see sy_maps.h for the generation scheme):
+//   unchanged (same backend ids in the same slots, same action and flags):
+//     no ops;
+//   only action/flags changed: rewrite the master alone (same gen, slots);
 //   new or backends changed: new backends, slots of the other generation,
 //     the master flip, then the old generation's slots;
-//   removed: the master first, then its slots.
-// Backends are refcounted by live slots across all frontends and deleted
-// last, once nothing points at them. Ids freed by a plan are reused only by
-// later plans, never within the same one (the old slots still point at them
-// until phase 4).
+//   removed: the masters first (internal, then external), then their slots.
+// An external master is written before the internal master that sends
+// clients to it, and deleted after the internal master stopped doing so.
+// Source ranges are added before the master and removed after it; VIPs are
+// refcounted by the ClusterIP frontends using them.
+// Backends are refcounted by live slots across all frontends of a family
+// and deleted last, once nothing points at them. Freed backend ids and
+// svc_ids are quarantined for ID_QUARANTINE_MS (state.ts) before reuse.
+//
+// Capacity: a frontend whose new entries do not fit a map (counting the
+// entries of the old generation that live until phase 4) is left as it is
+// (or left out), reported as a problem naming its Service, and retried by
+// every later diff (ProgrammedState.deferred). Everything that fits is
+// programmed; an overflow never removes what is there.
 
-import { l4Key, PHASE_BACKEND_DELETE, PHASE_BACKEND_UPDATE, PHASE_MASTER_UPDATE, PHASE_NAMES, PHASE_SLOT_UPDATE, PHASE_SVC_DELETE } from './state.ts';
+import {
+  capacityOf,
+  type Gen,
+  type MapName,
+  type ProgrammedMapName,
+  SY_ACT_FORWARD,
+  SY_SCOPE_EXTERNAL,
+  SY_SCOPE_INTERNAL,
+  SY_SVC_F_CLUSTER_IP,
+  SY_VIP_F_CLUSTER_IP,
+  type Scope,
+  srcRangeKey,
+  type SvcKey,
+  type SvcValue,
+} from './layout.ts';
 import type { CowMapEditor, CowVecEditor, IdSetEditor } from '../../util/cow.ts';
+import type { IPFamily } from '../../model/types.ts';
+import {
+  FAMILIES,
+  ID_QUARANTINE_MS,
+  l4Key,
+  PHASE_BACKEND_DELETE,
+  PHASE_BACKEND_UPDATE,
+  PHASE_MASTER_UPDATE,
+  PHASE_NAMES,
+  PHASE_SLOT_UPDATE,
+  PHASE_SVC_DELETE,
+} from './state.ts';
 import type {
+  BackendAddr,
   BackendKey,
+  DesiredScope,
   DesiredService,
   DesiredState,
+  DiffOptions,
+  FamilyBackends,
   FrontendKey,
   L4Addr,
   Op,
   Plan,
+  Problem,
   ProgrammedBackend,
+  ProgrammedScope,
   ProgrammedService,
   ProgrammedState,
-  SvcKey,
+  Quarantined,
 } from './state.ts';
+import { formatBackendKey } from './state.ts';
 
 /**
  * Plans the changes for the frontends in `scope` ('all' or undefined: every
  * frontend desired or programmed, so programmed-but-not-desired ones are
- * removed). Frontends outside the scope are left as they are even if they
- * differ; backends are still refcounted across all frontends.
+ * removed), plus the frontends earlier plans deferred. Frontends outside
+ * are left as they are even if they differ.
  */
-export function diff(desired: DesiredState, current: ProgrammedState, scope: ReadonlySet<FrontendKey> | 'all' = 'all'): Plan {
-  // Only frontends that need ops allocate ids, so only they need a fixed
-  // (sorted) order: a resync where little changed sorts little.
-  const dirty: FrontendKey[] = [];
+export function diff(desired: DesiredState, current: ProgrammedState, scope: ReadonlySet<FrontendKey> | 'all' = 'all', opts: DiffOptions = {}): Plan {
+  const removals: FrontendKey[] = [];
+  const updates: FrontendKey[] = [];
+  const additions: FrontendKey[] = [];
+  const seen = new Set<FrontendKey>();
   const visit = (key: FrontendKey): void => {
+    if (seen.has(key)) return;
+    seen.add(key);
     const want = desired.services.get(key);
     const have = current.services.get(key);
-    if (want === undefined ? have !== undefined : have === undefined || !sameSlots(want, have) || want.flags !== have.flags) dirty.push(key);
+    if (want === undefined) {
+      if (have !== undefined) removals.push(key);
+    } else if (have === undefined) additions.push(key);
+    else if (!sameService(want, have)) updates.push(key);
   };
   if (scope === 'all') {
     desired.services.forEach((_v, key) => visit(key));
-    current.services.forEach((_v, key) => {
-      if (!desired.services.has(key)) visit(key);
-    });
+    current.services.forEach((_v, key) => visit(key));
   } else {
     scope.forEach(visit);
   }
-  dirty.sort();
+  current.deferred.forEach(visit);
+  removals.sort();
+  updates.sort();
+  additions.sort();
 
-  const plan = new PlanBuilder(current);
-  for (const key of dirty) {
-    const want = desired.services.get(key);
-    const have = current.services.get(key);
-    if (want === undefined) plan.remove(key, have as ProgrammedService);
-    else if (have === undefined || !sameSlots(want, have)) plan.write(key, want, have);
-    else plan.reflag(key, want, have);
-  }
+  const plan = new PlanBuilder(current, opts);
+  for (const key of removals) plan.remove(key, current.services.get(key) as ProgrammedService);
+  for (const key of [...updates, ...additions]) plan.write(key, desired.services.get(key) as DesiredService, current.services.get(key));
   return plan.finish();
 }
 
-/** Whether the programmed slots already hold exactly the desired backends, in order. */
-function sameSlots(want: DesiredService, have: ProgrammedService): boolean {
-  const a = want.backendKeys;
-  const b = have.backendKeys;
+function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 
-function masterKey(f: L4Addr): SvcKey {
-  return { addr: f.addr, port: f.port, proto: f.proto, gen: 0, slot: 0 };
+function sameScope(want: DesiredScope | null, have: ProgrammedScope | null): boolean {
+  if (want === null || have === null) return want === have;
+  return want.action === have.action && want.flags === have.flags && sameKeys(want.backendKeys, have.backendKeys);
+}
+
+function sameRanges(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((r, i) => r === b[i]);
+}
+
+function sameService(want: DesiredService, have: ProgrammedService): boolean {
+  return sameScope(want.internal, have.internal) && sameScope(want.external, have.external) && sameRanges(want.sourceRanges, have.sourceRanges);
+}
+
+const SVC_MAP = { IPv4: 'svc4', IPv6: 'svc6' } as const;
+const BACKEND_MAP = { IPv4: 'backend4', IPv6: 'backend6' } as const;
+const VIP_MAP = { IPv4: 'vip4', IPv6: 'vip6' } as const;
+const SRCRANGE_MAP = { IPv4: 'srcrange4', IPv6: 'srcrange6' } as const;
+
+function svcKey(f: L4Addr, scope: Scope, gen: Gen, slot: number): SvcKey {
+  return { addr: f.addr, port: f.port, proto: f.proto, scope, slot, gen };
+}
+
+function masterValue(sc: { action: ProgrammedScope['action']; flags: number; gen: Gen }, count: number, svcId: number): SvcValue {
+  return { count, gen: sc.gen, action: sc.action, backendId: 0, svcId, flags: sc.flags, affinityTimeoutS: 0 };
+}
+
+function slotValue(backendId: number): SvcValue {
+  return { count: 0, gen: 0, action: SY_ACT_FORWARD, backendId, svcId: 0, flags: 0, affinityTimeoutS: 0 };
+}
+
+/** Editors over one family's backends. */
+interface FamilyEdit {
+  readonly current: FamilyBackends;
+  readonly byKey: CowMapEditor<BackendKey, ProgrammedBackend>;
+  readonly byId: CowVecEditor<ProgrammedBackend>;
+  readonly ids: IdSetEditor;
+  readonly quarantine: Quarantined[];
+  /** Net change of live-slot references per backend id. */
+  readonly refDelta: Map<number, number>;
 }
 
 class PlanBuilder {
   private readonly current: ProgrammedState;
   private readonly phases: Op[][] = PHASE_NAMES.map(() => []);
   private readonly touched: FrontendKey[] = [];
+  private readonly problems: Problem[] = [];
   private readonly services: CowMapEditor<FrontendKey, ProgrammedService>;
-  private readonly backendIds: IdSetEditor;
   private readonly svcIds: IdSetEditor;
-  /** The next state's backends. Those this plan creates count their refs in place (nothing else holds them yet). */
-  private readonly byKey: CowMapEditor<BackendKey, ProgrammedBackend>;
-  private readonly byId: CowVecEditor<ProgrammedBackend>;
-  /** Net change of live-slot references per backend id. */
-  private readonly refDelta = new Map<number, number>();
+  private readonly svcQuarantine: Quarantined[];
+  private readonly fam: Record<IPFamily, FamilyEdit>;
+  private readonly vips: Map<string, number>;
+  private readonly deferred: Set<FrontendKey>;
+  private readonly entries: Record<ProgrammedMapName, number>;
+  /** Entries this plan adds before it deletes any (phases 1-3): what must fit. */
+  private readonly peak: Record<ProgrammedMapName, number>;
   private readonly freedSvcIds: number[] = [];
+  private readonly now: number;
+  private readonly opts: DiffOptions;
 
-  constructor(current: ProgrammedState) {
+  constructor(current: ProgrammedState, opts: DiffOptions) {
     this.current = current;
+    this.opts = opts;
+    this.now = opts.nowMs ?? 0;
     this.services = current.services.edit();
-    this.byKey = current.backends.edit();
-    this.byId = current.backendsById.edit();
-    this.backendIds = current.backendIds.edit();
     this.svcIds = current.svcIds.edit();
-  }
-
-  /** New frontend, or changed backends: write the other generation and flip. */
-  write(key: FrontendKey, want: DesiredService, have: ProgrammedService | undefined): void {
-    const f = want.frontend;
-    const gen: 0 | 1 = have === undefined ? 0 : have.gen === 0 ? 1 : 0;
-    const svcId = have?.svcId ?? this.svcIds.allocate();
-    const ids: number[] = new Array<number>(want.backends.length);
-    const slots = this.phases[PHASE_SLOT_UPDATE] as Op[];
-    for (let i = 0; i < ids.length; i++) {
-      const id = this.refBackend(want.backendKeys[i] as BackendKey, want.backends[i] as L4Addr);
-      ids[i] = id;
-      slots.push({
-        kind: 'svc-update',
-        key: { addr: f.addr, port: f.port, proto: f.proto, gen, slot: i + 1 },
-        value: { backendId: id, count: 0, gen: 0, flags: 0, svcId: 0 },
-      });
+    this.svcQuarantine = release(current.svcQuarantine, this.svcIds, this.now);
+    const fam = {} as Record<IPFamily, FamilyEdit>;
+    for (const family of FAMILIES) {
+      const c = current.backends[family];
+      const ids = c.ids.edit();
+      fam[family] = { current: c, byKey: c.byKey.edit(), byId: c.byId.edit(), ids, quarantine: release(c.quarantine, ids, this.now), refDelta: new Map() };
     }
-    (this.phases[PHASE_MASTER_UPDATE] as Op[]).push({
-      kind: 'svc-update',
-      key: masterKey(f),
-      value: { backendId: 0, count: ids.length, gen, flags: want.flags, svcId },
-    });
-    if (have !== undefined) this.dropSlots(have);
-    this.services.set(key, { frontend: f, svcId, gen, flags: want.flags, backendIds: ids, backendKeys: want.backendKeys });
+    this.fam = fam;
+    this.vips = new Map(current.vips);
+    this.deferred = new Set(current.deferred);
+    this.entries = { ...current.entries };
+    this.peak = { ...current.entries };
+  }
+
+  /** New frontend, or one that changed: admitted if its new entries fit. */
+  write(key: FrontendKey, want: DesiredService, have: ProgrammedService | undefined): void {
+    const full = this.overflow(want, have);
+    if (full !== null) {
+      this.deferred.add(key);
+      const what = have === undefined ? 'not programmed' : 'not updated (the programmed version stays)';
+      this.problems.push({ owner: want.owner, field: 'frontend', message: `${key} ${what}: ${full}` });
+      return;
+    }
+    this.deferred.delete(key);
+    const family = want.family;
+    const f = want.frontend;
+    const svcId = have?.svcId ?? this.svcIds.allocate();
+    const rangesAdded = want.sourceRanges.filter((r) => !(have?.sourceRanges ?? []).includes(r));
+    const rangesGone = (have?.sourceRanges ?? []).filter((r) => !want.sourceRanges.includes(r));
+    for (const r of rangesAdded) this.srcRange(family, svcId, r, 'update', PHASE_BACKEND_UPDATE);
+    if (isClusterIP(want.internal.flags) && !(have !== undefined && isClusterIP(have.internal.flags))) this.vipRef(family, f.addr, 1);
+
+    // An external master is in place before the internal master sends clients to it.
+    const masters: Op[] = [];
+    const external = want.external === null ? null : this.writeScope(family, f, SY_SCOPE_EXTERNAL, want.external, have?.external ?? null, svcId, masters);
+    const internal = this.writeScope(family, f, SY_SCOPE_INTERNAL, want.internal, have?.internal ?? null, svcId, masters);
+    (this.phases[PHASE_MASTER_UPDATE] as Op[]).push(...masters);
+    if (have?.external && want.external === null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true);
+
+    for (const r of rangesGone) this.srcRange(family, svcId, r, 'delete', PHASE_SVC_DELETE);
+    if (have !== undefined && isClusterIP(have.internal.flags) && !isClusterIP(want.internal.flags)) this.vipRef(family, f.addr, -1);
+    this.services.set(key, { family, frontend: f, svcId, internal, external, sourceRanges: want.sourceRanges });
     this.touched.push(key);
   }
 
-  /** Same slots, new flags: the master alone changes, atomically. */
-  reflag(key: FrontendKey, want: DesiredService, have: ProgrammedService): void {
-    (this.phases[PHASE_MASTER_UPDATE] as Op[]).push({
-      kind: 'svc-update',
-      key: masterKey(have.frontend),
-      value: { backendId: 0, count: have.backendIds.length, gen: have.gen, flags: want.flags, svcId: have.svcId },
-    });
-    this.services.set(key, { ...have, flags: want.flags });
-    this.touched.push(key);
-  }
-
-  /** Removed frontend: master first (packets stop using it), then its slots. */
+  /** Removed frontend: masters first (packets stop using it), then slots, ranges, VIP. */
   remove(key: FrontendKey, have: ProgrammedService): void {
-    (this.phases[PHASE_SVC_DELETE] as Op[]).push({ kind: 'svc-delete', key: masterKey(have.frontend) });
-    this.dropSlots(have);
+    const family = have.family;
+    const f = have.frontend;
+    const del = this.phases[PHASE_SVC_DELETE] as Op[];
+    del.push(this.op(SVC_MAP[family], 'delete', svcKey(f, SY_SCOPE_INTERNAL, 0, 0)));
+    this.entries[SVC_MAP[family]]--;
+    if (have.external !== null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true);
+    this.dropSlots(family, f, SY_SCOPE_INTERNAL, have.internal);
+    for (const r of have.sourceRanges) this.srcRange(family, have.svcId, r, 'delete', PHASE_SVC_DELETE);
+    if (isClusterIP(have.internal.flags)) this.vipRef(family, f.addr, -1);
     this.services.delete(key);
+    this.deferred.delete(key);
     this.freedSvcIds.push(have.svcId);
     this.touched.push(key);
   }
 
   finish(): Plan {
-    const byId = this.byId;
-    const byKey = this.byKey;
-    const dead: ProgrammedBackend[] = [];
-    let dangling: Map<number, number> | undefined; // copied on first change
-    for (const [id, delta] of this.refDelta) {
-      const b = this.current.backendsById.get(id);
-      if (delta === 0) continue;
-      if (b === undefined) {
-        // A damaged slot (found by adopt) pointed at a missing backend: release the id with the last one.
-        const n = (this.current.danglingRefs.get(id) ?? 0) + delta;
-        dangling ??= new Map(this.current.danglingRefs);
-        if (n > 0) dangling.set(id, n);
-        else if (dangling.delete(id)) this.backendIds.delete(id);
-        continue;
-      }
-      if (b.refs + delta > 0) {
-        const nb: ProgrammedBackend = { id, key: b.key, backend: b.backend, refs: b.refs + delta };
-        byId.set(id, nb);
-        if (byKey.get(b.key)?.id === id) byKey.set(b.key, nb);
-      } else {
-        dead.push(b);
-      }
-    }
-    dead.sort((a, b) => a.id - b.id);
-    const deletes = this.phases[PHASE_BACKEND_DELETE] as Op[];
-    for (const b of dead) {
-      deletes.push({ kind: 'backend-delete', id: b.id });
-      byId.delete(b.id);
-      if (byKey.get(b.key)?.id === b.id) byKey.delete(b.key);
-      this.backendIds.delete(b.id);
-    }
-    for (const id of this.freedSvcIds) this.svcIds.delete(id);
+    const backends = {} as Record<IPFamily, FamilyBackends>;
+    for (const family of FAMILIES) backends[family] = this.finishFamily(family);
+    const svcQuarantine = this.svcQuarantine;
+    for (const id of this.freedSvcIds) svcQuarantine.push({ id, until: this.now + ID_QUARANTINE_MS });
+    this.touched.sort();
+    this.problems.sort((a, b) => (a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : a.message < b.message ? -1 : 1));
     return {
       phases: this.phases,
       touched: this.touched,
+      problems: this.problems,
       next: {
         services: this.services.done(),
-        backends: byKey.done(),
-        backendsById: byId.done(),
-        backendIds: this.backendIds.done(),
+        backends,
         svcIds: this.svcIds.done(),
-        danglingRefs: dangling ?? this.current.danglingRefs,
+        svcQuarantine,
+        vips: this.vips,
+        deferred: this.deferred,
+        entries: this.entries,
       },
     };
   }
 
-  /**
-   * Takes a reference on the backend for an address and returns its id: the
-   * programmed one, one created earlier in this plan, or a new one.
-   */
-  private refBackend(key: BackendKey, addr: L4Addr): number {
-    const old = this.current.backends.size === 0 ? undefined : this.current.backends.get(key);
-    if (old !== undefined) {
-      this.ref(old.id, 1);
-      return old.id;
+  // -------------------------------------------------------------------------
+
+  /** null when the frontend's new entries fit every map, else why not. */
+  private overflow(want: DesiredService, have: ProgrammedService | undefined): string | null {
+    const family = want.family;
+    const need: Partial<Record<ProgrammedMapName, number>> = {};
+    const add = (m: ProgrammedMapName, n: number): void => {
+      if (n > 0) need[m] = (need[m] ?? 0) + n;
+    };
+    const fe = this.fam[family];
+    const newKeys = new Set<BackendKey>();
+    for (const [w, h] of [
+      [want.internal, have?.internal ?? null],
+      [want.external, have?.external ?? null],
+    ] as const) {
+      if (w === null) continue;
+      if (h === null) add(SVC_MAP[family], 1);
+      if (h === null || !sameKeys(w.backendKeys, h.backendKeys)) add(SVC_MAP[family], w.backendKeys.length);
+      for (const k of w.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
     }
-    // Not programmed before: in the editor only if this plan created it.
-    const made = this.byKey.get(key) as { id: number; refs: number } | undefined;
-    if (made !== undefined) {
-      made.refs++;
-      return made.id;
+    add(BACKEND_MAP[family], newKeys.size);
+    add(SRCRANGE_MAP[family], want.sourceRanges.filter((r) => !(have?.sourceRanges ?? []).includes(r)).length);
+    if (isClusterIP(want.internal.flags) && !this.vips.has(want.frontend.addr)) add(VIP_MAP[family], 1);
+    const caps = this.opts.capacities ?? {};
+    const full: string[] = [];
+    for (const [m, n] of Object.entries(need) as [ProgrammedMapName, number][]) {
+      const cap = capacityOf(caps, m as MapName);
+      if (this.peak[m] + n > cap) full.push(`${m} holds ${this.peak[m]} of ${cap} entries, this frontend needs ${n} more`);
     }
-    const id = this.backendIds.allocate();
-    const b: ProgrammedBackend = { id, key, backend: addr, refs: 1 };
-    this.byKey.set(key, b);
-    this.byId.set(id, b);
-    (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push({ kind: 'backend-update', id, backend: addr });
-    return id;
+    if (full.length > 0) return `map full: ${full.join('; ')}`;
+    for (const [m, n] of Object.entries(need) as [ProgrammedMapName, number][]) this.peak[m] += n;
+    return null;
   }
 
-  private ref(id: number, delta: number): void {
-    this.refDelta.set(id, (this.refDelta.get(id) ?? 0) + delta);
+  /** Writes one scope of a frontend: a flip to new slots, or the master alone. Pushes its master to `masters`. */
+  private writeScope(
+    family: IPFamily,
+    f: L4Addr,
+    scope: Scope,
+    want: DesiredScope,
+    have: ProgrammedScope | null,
+    svcId: number,
+    masters: Op[],
+  ): ProgrammedScope {
+    const svcMap = SVC_MAP[family];
+    if (have !== null && sameKeys(want.backendKeys, have.backendKeys)) {
+      const next: ProgrammedScope = { ...have, action: want.action, flags: want.flags };
+      if (want.action !== have.action || want.flags !== have.flags)
+        masters.push(this.op(svcMap, 'update', svcKey(f, scope, 0, 0), masterValue(next, have.backendIds.length, svcId)));
+      return next;
+    }
+    const gen: Gen = have === null ? 0 : have.gen === 0 ? 1 : 0;
+    const ids = new Array<number>(want.backends.length);
+    const slots = this.phases[PHASE_SLOT_UPDATE] as Op[];
+    for (let i = 0; i < ids.length; i++) {
+      const id = this.refBackend(family, want.backendKeys[i] as BackendKey, want.backends[i] as BackendAddr);
+      ids[i] = id;
+      slots.push(this.op(svcMap, 'update', svcKey(f, scope, gen, i + 1), slotValue(id)));
+    }
+    this.entries[svcMap] += ids.length + (have === null ? 1 : 0);
+    const next: ProgrammedScope = { gen, action: want.action, flags: want.flags, backendIds: ids, backendKeys: want.backendKeys };
+    masters.push(this.op(svcMap, 'update', svcKey(f, scope, 0, 0), masterValue(next, ids.length, svcId)));
+    if (have !== null) this.dropSlots(family, f, scope, have);
+    return next;
+  }
+
+  /** Deletes a scope's master (when `master`) and slots. */
+  private dropScope(family: IPFamily, f: L4Addr, scope: Scope, have: ProgrammedScope, master: boolean): void {
+    if (master) {
+      (this.phases[PHASE_SVC_DELETE] as Op[]).push(this.op(SVC_MAP[family], 'delete', svcKey(f, scope, 0, 0)));
+      this.entries[SVC_MAP[family]]--;
+    }
+    this.dropSlots(family, f, scope, have);
   }
 
   /**
@@ -230,40 +349,157 @@ class PlanBuilder {
    * Slots adopt found missing (id 0) are not deleted: the kernel answers
    * ENOENT, and a batch delete stops at the first error.
    */
-  private dropSlots(have: ProgrammedService): void {
-    const f = have.frontend;
+  private dropSlots(family: IPFamily, f: L4Addr, scope: Scope, have: ProgrammedScope): void {
     const deletes = this.phases[PHASE_SVC_DELETE] as Op[];
+    const fe = this.fam[family];
     for (let i = 0; i < have.backendIds.length; i++) {
       const id = have.backendIds[i] as number;
       if (id === 0) continue;
-      deletes.push({ kind: 'svc-delete', key: { addr: f.addr, port: f.port, proto: f.proto, gen: have.gen, slot: i + 1 } });
-      this.ref(id, -1);
+      deletes.push(this.op(SVC_MAP[family], 'delete', svcKey(f, scope, have.gen, i + 1)));
+      this.entries[SVC_MAP[family]]--;
+      fe.refDelta.set(id, (fe.refDelta.get(id) ?? 0) - 1);
     }
   }
+
+  /**
+   * Takes a reference on the backend for a key and returns its id: the
+   * programmed one, one created earlier in this plan, or a new one.
+   */
+  private refBackend(family: IPFamily, key: BackendKey, addr: BackendAddr): number {
+    const fe = this.fam[family];
+    const old = fe.current.byKey.size === 0 ? undefined : fe.current.byKey.get(key);
+    if (old !== undefined) {
+      fe.refDelta.set(old.id, (fe.refDelta.get(old.id) ?? 0) + 1);
+      return old.id;
+    }
+    // Not programmed before: in the editor only if this plan created it.
+    const made = fe.byKey.get(key) as { id: number; refs: number } | undefined;
+    if (made !== undefined) {
+      made.refs++;
+      return made.id;
+    }
+    const id = fe.ids.allocate();
+    const b: ProgrammedBackend = { id, key, backend: addr, refs: 1 };
+    fe.byKey.set(key, b);
+    fe.byId.set(id, b);
+    this.entries[BACKEND_MAP[family]]++;
+    (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op(BACKEND_MAP[family], 'update', id, addr));
+    return id;
+  }
+
+  private finishFamily(family: IPFamily): FamilyBackends {
+    const fe = this.fam[family];
+    const dead: ProgrammedBackend[] = [];
+    let dangling: Map<number, number> | undefined; // copied on first change
+    for (const [id, delta] of fe.refDelta) {
+      if (delta === 0) continue;
+      const b = fe.current.byId.get(id);
+      if (b === undefined) {
+        // A damaged slot (found by adopt) pointed at a missing backend: release the id with the last one.
+        const n = (fe.current.danglingRefs.get(id) ?? 0) + delta;
+        dangling ??= new Map(fe.current.danglingRefs);
+        if (n > 0) dangling.set(id, n);
+        else if (dangling.delete(id)) fe.quarantine.push({ id, until: this.now + ID_QUARANTINE_MS });
+        continue;
+      }
+      if (b.refs + delta > 0) {
+        const nb: ProgrammedBackend = { id, key: b.key, backend: b.backend, refs: b.refs + delta };
+        fe.byId.set(id, nb);
+        if (fe.byKey.get(b.key)?.id === id) fe.byKey.set(b.key, nb);
+      } else {
+        dead.push(b);
+      }
+    }
+    dead.sort((a, b) => a.id - b.id);
+    const deletes = this.phases[PHASE_BACKEND_DELETE] as Op[];
+    for (const b of dead) {
+      deletes.push(this.op(BACKEND_MAP[family], 'delete', b.id));
+      this.entries[BACKEND_MAP[family]]--;
+      fe.byId.delete(b.id);
+      if (fe.byKey.get(b.key)?.id === b.id) fe.byKey.delete(b.key);
+      fe.quarantine.push({ id: b.id, until: this.now + ID_QUARANTINE_MS }); // stays in ids until released
+    }
+    return { byKey: fe.byKey.done(), byId: fe.byId.done(), ids: fe.ids.done(), danglingRefs: dangling ?? fe.current.danglingRefs, quarantine: fe.quarantine };
+  }
+
+  private vipRef(family: IPFamily, addr: string, delta: 1 | -1): void {
+    const n = (this.vips.get(addr) ?? 0) + delta;
+    if (delta > 0 && n === 1) {
+      (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op(VIP_MAP[family], 'update', { addr }, { flags: SY_VIP_F_CLUSTER_IP }));
+      this.entries[VIP_MAP[family]]++;
+    }
+    if (delta < 0 && n === 0) {
+      (this.phases[PHASE_SVC_DELETE] as Op[]).push(this.op(VIP_MAP[family], 'delete', { addr }));
+      this.entries[VIP_MAP[family]]--;
+    }
+    if (n > 0) this.vips.set(addr, n);
+    else this.vips.delete(addr);
+  }
+
+  private srcRange(family: IPFamily, svcId: number, cidr: string, action: 'update' | 'delete', phase: number): void {
+    const key = srcRangeKey(svcId, cidr);
+    if (key === null) return; // compile only passes parsed CIDRs
+    const m = SRCRANGE_MAP[family];
+    (this.phases[phase] as Op[]).push(action === 'update' ? this.op(m, 'update', key, { flags: 0 }) : this.op(m, 'delete', key));
+    this.entries[m] += action === 'update' ? 1 : -1;
+  }
+
+  private op(map: MapName, action: 'update' | 'delete', key: unknown, value?: unknown): Op {
+    return (action === 'update' ? { map, action, key, value } : { map, action, key }) as Op;
+  }
+}
+
+/** Releases quarantined ids whose time has come; returns the rest (a new array). */
+function release(q: readonly Quarantined[], ids: IdSetEditor, now: number): Quarantined[] {
+  const keep: Quarantined[] = [];
+  for (const e of q) {
+    if (e.until <= now) ids.delete(e.id);
+    else keep.push(e);
+  }
+  return keep;
+}
+
+function isClusterIP(flags: number): boolean {
+  return (flags & SY_SVC_F_CLUSTER_IP) !== 0;
 }
 
 // ---------------------------------------------------------------------------
 // Text forms, for logs and golden files.
 
+const SCOPE_NAME = ['int', 'ext'] as const;
+const ACTION_NAME = ['forward', 'reject', 'drop'] as const;
+
 export function formatSvcKey(k: SvcKey): string {
-  const f = `${k.addr}:${k.port}/${k.proto}`;
+  const f = `${l4Key(k)} ${SCOPE_NAME[k.scope]}`;
   return k.slot === 0 ? `${f} master${k.gen === 0 ? '' : ` (gen ${k.gen}!)`}` : `${f} gen ${k.gen} slot ${k.slot}`;
 }
 
+export function formatSvcValue(k: SvcKey, v: SvcValue): string {
+  if (k.slot !== 0) return `backend ${v.backendId}`;
+  return `${ACTION_NAME[v.action]} count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}`;
+}
+
+export function formatBackend(b: BackendAddr): string {
+  return `${l4Key(b)}${b.flags & 1 ? ' local' : ''}`;
+}
+
 export function formatOp(op: Op): string {
-  switch (op.kind) {
-    case 'backend-update':
-      return `backend-update ${op.id} = ${l4Key(op.backend)}`;
-    case 'backend-delete':
-      return `backend-delete ${op.id}`;
-    case 'svc-update': {
-      const v = op.value;
-      const what =
-        op.key.slot === 0 ? `count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}` : `backend ${v.backendId}`;
-      return `svc-update ${formatSvcKey(op.key)} = ${what}`;
-    }
-    case 'svc-delete':
-      return `svc-delete ${formatSvcKey(op.key)}`;
+  const head = `${op.action} ${op.map}`;
+  switch (op.map) {
+    case 'svc4':
+    case 'svc6':
+      return op.action === 'update' ? `${head} ${formatSvcKey(op.key)} = ${formatSvcValue(op.key, op.value)}` : `${head} ${formatSvcKey(op.key)}`;
+    case 'backend4':
+    case 'backend6':
+      return op.action === 'update' ? `${head} ${op.key} = ${formatBackend(op.value)}` : `${head} ${op.key}`;
+    case 'vip4':
+    case 'vip6':
+      return `${head} ${op.key.addr}`;
+    case 'srcrange4':
+    case 'srcrange6':
+      return `${head} svc ${op.key.svcId} ${op.key.addr}/${op.key.prefixlen - 32}`;
+    default:
+      return `${head} ${JSON.stringify(op.key, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`;
   }
 }
 
@@ -276,6 +512,7 @@ export function formatPlan(plan: Plan): string {
     for (const op of ops) lines.push(`  ${formatOp(op)}`);
   });
   if (lines.length === 0) lines.push('(no ops)');
+  for (const p of plan.problems) lines.push(`problem ${p.owner}: ${p.message}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -283,3 +520,5 @@ export function formatPlan(plan: Plan): string {
 export function planOps(plan: Plan): Op[] {
   return plan.phases.flat();
 }
+
+export { formatBackendKey };

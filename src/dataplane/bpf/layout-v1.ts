@@ -6,13 +6,37 @@
 
 import type { Protocol } from '../../model/types.ts';
 import { formatIPv4, parseIPv4 } from '../../util/ip.ts';
-import type { L4Addr, Op, SvcKey, SvcValue } from './state.ts';
-import { type Codec, encodeMany, LayoutError, protoName, protoNumber, struct, U32, U64, u32Codec, zeroPadding, type StructSpec } from './struct.ts';
+import { type Codec, LayoutError, protoName, protoNumber, struct, U32, U64, u32Codec, zeroPadding, type StructSpec } from './struct.ts';
 
 export { LayoutError, u32Codec, U32, U64 };
 export { type Codec, decodeMany, decodePerCpuCounters, encode, encodeMany, protoName, protoNumber, sumCounters } from './struct.ts';
 
 /** The #defines of sy_maps.h (checked against the header by the BTF test). */
+/** Key of sy_svc4_v1 in plain data. */
+export interface SvcKey {
+  readonly addr: string;
+  readonly port: number;
+  readonly proto: Protocol;
+  readonly gen: 0 | 1;
+  readonly slot: number;
+}
+
+/** Value of sy_svc4_v1 in plain data. */
+export interface SvcValue {
+  readonly backendId: number;
+  readonly count: number;
+  readonly gen: 0 | 1;
+  readonly flags: number;
+  readonly svcId: number;
+}
+
+/** sy_backend in plain data (flags: none defined in layout 1). */
+export interface L4Addr {
+  readonly addr: string;
+  readonly port: number;
+  readonly proto: Protocol;
+}
+
 export const HEADER_DEFINES = {
   SY_LAYOUT_VERSION: 1,
   SY_SVC_MAX: 262144,
@@ -327,56 +351,3 @@ export const configCodec: Codec<NodeConfig> = {
     return { nodeAddr: n === 0 ? null : formatIPv4(n), flags: CF.flags.get(b, base) };
   },
 };
-
-export const encodeSvcKeys = (keys: readonly SvcKey[]): Buffer => encodeMany(svcKeyCodec, keys);
-export const encodeSvcValues = (values: readonly SvcValue[]): Buffer => encodeMany(svcValueCodec, values);
-export const encodeBackendIds = (ids: readonly number[]): Buffer => encodeMany(u32Codec, ids);
-export const encodeBackends = (backends: readonly L4Addr[]): Buffer => encodeMany(backendCodec, backends);
-
-/** One kernel batch: all ops of one kind on one map, encoded back to back. */
-export interface OpBatch {
-  readonly map: typeof MAPS.svc.name | typeof MAPS.backend.name;
-  readonly action: 'update' | 'delete';
-  readonly count: number;
-  readonly keys: Buffer;
-  /** For updates. */
-  readonly values: Buffer | null;
-}
-
-/**
- * Encodes a run of ops of one kind (every Plan phase is one) into one key
- * buffer and one value buffer, in op order. Throws on mixed kinds.
- */
-export function encodeOpBatch(ops: readonly Op[]): OpBatch | null {
-  const first = ops[0];
-  if (first === undefined) return null;
-  const kind = first.kind;
-  const n = ops.length;
-  const isSvc = kind === 'svc-update' || kind === 'svc-delete';
-  const update = kind === 'svc-update' || kind === 'backend-update';
-  const keySize = isSvc ? SY_SVC_KEY.size : U32.size;
-  const valueSize = isSvc ? SY_SVC_VALUE.size : SY_BACKEND.size;
-  const keys = Buffer.allocUnsafe(keySize * n);
-  const values = update ? Buffer.allocUnsafe(valueSize * n) : null;
-  for (let i = 0; i < n; i++) {
-    const op = ops[i] as Op;
-    if (op.kind !== kind) throw new LayoutError('(batch)', 'kind', `op ${i} is ${op.kind} in a batch of ${kind}`);
-    switch (op.kind) {
-      case 'svc-update':
-        svcKeyCodec.encodeInto(op.key, keys, i * keySize);
-        svcValueCodec.encodeInto(op.value, values as Buffer, i * valueSize);
-        break;
-      case 'svc-delete':
-        svcKeyCodec.encodeInto(op.key, keys, i * keySize);
-        break;
-      case 'backend-update':
-        u32Codec.encodeInto(op.id, keys, i * keySize);
-        backendCodec.encodeInto(op.backend, values as Buffer, i * valueSize);
-        break;
-      case 'backend-delete':
-        u32Codec.encodeInto(op.id, keys, i * keySize);
-        break;
-    }
-  }
-  return { map: isSvc ? MAPS.svc.name : MAPS.backend.name, action: update ? 'update' : 'delete', count: n, keys, values };
-}

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * sctp.h: the SCTP CRC32c checksum (RFC 4960 appendix B, RFC 3309) updated
+ * for a changed source or destination port without reading the packet.
+ *
+ * CRC32c is affine in the message: for two messages of one length,
+ * crc(A) ^ crc(B) = L(A ^ B), where L is the CRC's linear part (initial
+ * value and final xor 0). A port change xors a 2-byte delta d at offset o
+ * into an otherwise unchanged packet of n bytes, so
+ *     crc(new) = crc(old) ^ L(d) * x^(8 (n - o - 2)) mod P,
+ * leading zero bytes not changing L's state and each trailing zero byte
+ * multiplying it by x^8. The power of x comes from square-and-multiply
+ * over x^(8 * 2^k) mod P (k = 0..15, so packets up to 64 KiB), with GF(2)
+ * products in 32-step bounded loops: a few thousand instructions, no loop
+ * whose length depends on the packet, verified on 5.10.
+ *
+ * Polynomials are in the reflected representation CRC32c computes in
+ * (zlib's crc32_combine uses the same): bit 31 is x^0, bit 0 is x^31.
+ * The checksum sits at offset 8 of the common header, least significant
+ * byte first (Linux stores cpu_to_le32(crc); RFC 3720 B.4's vectors are
+ * written in that byte order).
+ *
+ * Limits: n is skb->len - l4_off, so the frame must end where the SCTP
+ * packet does (an SCTP packet with a chunk is at least 28 bytes, so an
+ * Ethernet frame carrying one is never padded); GSO packets are not
+ * supported (their CRC is computed per segment later anyway). An skb whose
+ * CRC is still to be computed by offload (CHECKSUM_PARTIAL, csum_not_inet)
+ * gets it computed over the final bytes, so the update is harmless there.
+ */
+#ifndef SY_LIB_SCTP_H
+#define SY_LIB_SCTP_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define SY_CRC32C_POLY   0x82f63b78u /* reflected Castagnoli polynomial */
+#define SY_CRC32C_X0     0x80000000u /* x^0, the multiplicative identity */
+#define SY_SCTP_CSUM_OFF 8
+
+/* The CRC field's bytes read as a host-order __u32 are the CRC itself on a
+ * little-endian host; swap on a big-endian one. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define sy_le32_to_cpu(x) (x)
+#else
+#define sy_le32_to_cpu(x) __builtin_bswap32(x)
+#endif
+
+/* a * b mod P (reflected). Branch-free, 32 bounded steps. */
+static __always_inline __u32 sy_crc32c_mulmod(__u32 a, __u32 b)
+{
+	__u32 p = 0;
+	int i;
+
+#pragma clang loop unroll(disable)
+	for (i = 0; i < 32; i++) {
+		p ^= b & (0u - ((a >> (31 - i)) & 1));
+		b = (b >> 1) ^ (SY_CRC32C_POLY & (0u - (b & 1)));
+	}
+	return p;
+}
+
+/* x^(8 * 2^k) mod P, k = 0..15 (computed by squaring x^8). */
+static __always_inline __u32 sy_crc32c_x8pow2(int k)
+{
+	switch (k) {
+	case 0:
+		return 0x00800000u;
+	case 1:
+		return 0x00008000u;
+	case 2:
+		return 0x82f63b78u;
+	case 3:
+		return 0x6ea2d55cu;
+	case 4:
+		return 0x18b8ea18u;
+	case 5:
+		return 0x510ac59au;
+	case 6:
+		return 0xb82be955u;
+	case 7:
+		return 0xb8fdb1e7u;
+	case 8:
+		return 0x88e56f72u;
+	case 9:
+		return 0x74c360a4u;
+	case 10:
+		return 0xe4172b16u;
+	case 11:
+		return 0x0d65762au;
+	case 12:
+		return 0x35d73a62u;
+	case 13:
+		return 0x28461564u;
+	case 14:
+		return 0xbf455269u;
+	default:
+		return 0xe2ea32dcu;
+	}
+}
+
+/* L(bytes) of a 16-bit field as it sits in the packet (network order). */
+static __always_inline __u32 sy_crc32c_lin16(__be16 v)
+{
+	__u16 h = bpf_ntohs(v);
+	__u32 c = h >> 8; /* first byte on the wire */
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 8; i++)
+		c = (c >> 1) ^ (SY_CRC32C_POLY & (0u - (c & 1)));
+	c ^= h & 0xff;
+#pragma unroll
+	for (i = 0; i < 8; i++)
+		c = (c >> 1) ^ (SY_CRC32C_POLY & (0u - (c & 1)));
+	return c;
+}
+
+/* L(d) advanced over n zero bytes: L(d) * x^(8n) mod P, n < 2^16. */
+static __always_inline __u32 sy_crc32c_shift(__u32 crc, __u32 n)
+{
+	int k;
+
+#pragma unroll
+	for (k = 0; k < 16; k++) {
+		__u32 mask = 0u - ((n >> k) & 1);
+		__u32 f = (sy_crc32c_x8pow2(k) & mask) | (SY_CRC32C_X0 & ~mask);
+
+		if ((n >> k) == 0)
+			break;
+		crc = sy_crc32c_mulmod(f, crc);
+	}
+	return crc;
+}
+
+/*
+ * The SCTP packet at l4_off (common header: sport, dport, vtag, CRC32c)
+ * had its source (is_dst = 0) or destination (is_dst = 1) port changed
+ * from old_port to new_port (the caller stores the port, before or after);
+ * this updates the CRC32c field accordingly. Returns 0, or -1 when the
+ * packet is too short or too long (>= 64 KiB after the port) or a helper
+ * fails.
+ */
+static __always_inline int sctp_port_csum_update(struct __sk_buff *skb, __u32 l4_off,
+                                                 __be16 old_port, __be16 new_port, int is_dst)
+{
+	__u32 len = skb->len;
+	__u32 after; /* bytes after the changed field */
+	__u32 raw;
+	__u32 delta;
+
+	if (old_port == new_port)
+		return 0;
+	if (len < l4_off + 12)
+		return -1;
+	after = len - l4_off - (is_dst ? 4 : 2);
+	if (after > 0xffff)
+		return -1;
+	if (bpf_skb_load_bytes(skb, l4_off + SY_SCTP_CSUM_OFF, &raw, sizeof(raw)) < 0)
+		return -1;
+	delta = sy_crc32c_shift(sy_crc32c_lin16(old_port ^ new_port), after);
+	raw ^= sy_le32_to_cpu(delta);
+	if (bpf_skb_store_bytes(skb, l4_off + SY_SCTP_CSUM_OFF, &raw, sizeof(raw),
+	                        BPF_F_RECOMPUTE_CSUM) < 0)
+		return -1;
+	return 0;
+}
+
+#endif /* SY_LIB_SCTP_H */
