@@ -47,6 +47,14 @@ const ECHO_PORT = 7070;
 const V1_MAP_NAMES = ['sy_backend4_v1', 'sy_config_v1', 'sy_ct4_v1', 'sy_rnat4_v1', 'sy_stats_v1', 'sy_svc4_v1'];
 /** How long the held flows run: through the stop, the new daemon's start, first sync and migration. */
 const HOLD_MS = scaled(45_000);
+/**
+ * A held connection sends a line this often and fails when the answer takes
+ * longer: long enough for a TCP retransmission and for a busy 2-core machine
+ * (a lost packet is not a lost connection), short enough to see a reset.
+ */
+const HOLD_INTERVAL_MS = 1000;
+/** Held TCP connections and UDP flows per node (besides the hairpin one). */
+const FLOWS_PER_NODE = 3;
 const UDP_FLOW = fileURLToPath(new URL('../support/udp-flow.ts', import.meta.url));
 
 function manifests(backends: readonly Backend[], self: Backend): string {
@@ -124,13 +132,17 @@ describe.skipIf(skip)('upgrade from layout 1', () => {
           await untilServed(cluster, n, 'udp', VIP, daemons);
         }
         expect(pinsOf(f, 1), 'the layout 1 daemon pinned its maps').toEqual(V1_MAP_NAMES);
+        // Several flows of each kind: a flow that lost its tracking is re-balanced to a random one of
+        // four backends, so it could keep its backend by chance; all of them together cannot.
         for (const n of [1, 2]) {
-          const h = await cluster.hold(cluster.pod(n, 0), { ip: HOLD_VIP, port: HOLD_PORT, durationMs: HOLD_MS, intervalMs: 200 });
-          holds.push({ what: `TCP via ${HOLD_VIP} from node ${n}`, result: h.result });
-          const u = await udpFlow(f, cluster.pod(n, 0), VIP, 53);
-          flows.push({ what: `UDP via ${VIP} from node ${n}`, result: u.result });
+          for (let i = 0; i < FLOWS_PER_NODE; i++) {
+            const h = await cluster.hold(cluster.pod(n, 0), { ip: HOLD_VIP, port: HOLD_PORT, durationMs: HOLD_MS, intervalMs: HOLD_INTERVAL_MS });
+            holds.push({ what: `TCP #${i} via ${HOLD_VIP} from node ${n}`, result: h.result });
+            const u = await udpFlow(f, cluster.pod(n, 0), VIP, 53);
+            flows.push({ what: `UDP #${i} via ${VIP} from node ${n}`, result: u.result });
+          }
         }
-        const hp = await cluster.hold(cluster.pod(1, 1), { ip: SELF_VIP, port: HOLD_PORT, durationMs: HOLD_MS, intervalMs: 200 });
+        const hp = await cluster.hold(cluster.pod(1, 1), { ip: SELF_VIP, port: HOLD_PORT, durationMs: HOLD_MS, intervalMs: HOLD_INTERVAL_MS });
         holds.push({ what: `TCP hairpin via ${SELF_VIP} (masqueraded)`, result: hp.result });
 
         // The upgrade: SIGTERM leaves programs and maps; the new daemon takes the same pins.
