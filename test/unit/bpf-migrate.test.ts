@@ -676,3 +676,39 @@ describe('BpfDataplane upgrading a node a layout 1 daemon left', () => {
     await dp.stop();
   });
 });
+
+describe('LayoutUpgrade failures', () => {
+  test('a failure past the carry (the unpin) is logged, layout 2 is attached, and afterSync says to come back', async () => {
+    const fake = new FakeNativeBinding();
+    fake.ensureBpffs(PIN);
+    for (const m of Object.values(V1)) fake.pinMap(`${PIN}/${m.name}`, m);
+    const lines: string[] = [];
+    const logger = createLogger('bpf', { write: (l) => lines.push(l) });
+    const up = LayoutUpgrade.detect(fake, logger, PIN) as LayoutUpgrade;
+    const obj = new BpfObject(fake, await fake.openObject(FAKE_OBJECT_PATH, { pinRoot: PIN }), FAKE_OBJECT_PATH);
+    let attached = 0;
+    const ctx = {
+      obj,
+      config: null,
+      attach: () => attached++,
+      tc: new Tc(fake),
+      links: () => fake.links(),
+      ours: () => new Set<number>(),
+      filters: [],
+    };
+    const unpin = fake.unpin.bind(fake);
+    fake.unpin = (path: string) => {
+      if (path.endsWith('_v1')) throw Object.assign(new Error(`unlink on ${path}: Device or resource busy`), { errno: 16, code: 'EBUSY', syscall: 'unlink' });
+      return unpin(path);
+    };
+    expect(await up.afterSync(ctx)).toBe(false);
+    expect(attached).toBe(1);
+    expect(up.holdsAttach).toBe(false);
+    expect(lines.some((l) => / error bpf the upgrade from layout 1 failed/.test(l) && l.includes('Device or resource busy'))).toBe(true);
+    fake.unpin = unpin;
+    expect(await up.afterSync(ctx)).toBe(true);
+    expect(attached).toBe(2);
+    expect(fake.pins(PIN).filter((p) => p.endsWith('_v1'))).toEqual([]);
+    obj.close();
+  });
+});

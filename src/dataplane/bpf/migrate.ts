@@ -644,35 +644,28 @@ export class LayoutUpgrade {
     return this.#holdAttach;
   }
 
+  /**
+   * Never rejects: whatever fails is logged, layout 2 is attached anyway, and
+   * false says to call again after the next sync (the v1 pins stay).
+   */
   async afterSync(ctx: UpgradeContext): Promise<boolean> {
-    const dump = async (name: string): Promise<Array<[Buffer, Buffer]>> => {
-      try {
-        return await ctx.obj.map(name).dump();
-      } catch (err) {
-        throw wrap(`dump ${name}`, err);
-      }
-    };
-    let ids: V2Ids;
     try {
-      ids = v2IdsFromDumps(await dump(MAPS.svc4.name), await dump(MAPS.backend4.name), ctx.config);
+      const dump = async (name: string): Promise<Array<[Buffer, Buffer]>> => {
+        try {
+          return await ctx.obj.map(name).dump();
+        } catch (err) {
+          throw wrap(`dump ${name}`, err);
+        }
+      };
+      const ids = v2IdsFromDumps(await dump(MAPS.svc4.name), await dump(MAPS.backend4.name), ctx.config);
+      const target = ctTarget(ctx.obj.map(MAPS.ct4.name), MAPS.ct4.keyCodec, MAPS.ct4.valueCodec);
+      const steps: UpgradeSteps = { target, ids, attach: () => this.#attach(ctx), tc: ctx.tc, links: ctx.links, ours: ctx.ours, filters: ctx.filters };
+      return await completeMigration(this.#m, steps, this.#log);
     } catch (err) {
-      this.#log.error('reading the first layout 2 sync back for the upgrade failed; attaching layout 2 anyway; retried after the next sync', { error: err });
-      this.#attach(ctx);
+      this.#log.error('the upgrade from layout 1 failed; layout 2 is attached, the layout 1 maps stay; retried after the next sync', { error: err });
+      if (this.#holdAttach) this.#attach(ctx);
       return false;
     }
-    return completeMigration(
-      this.#m,
-      {
-        target: ctTarget(ctx.obj.map(MAPS.ct4.name), MAPS.ct4.keyCodec, MAPS.ct4.valueCodec),
-        ids,
-        attach: () => this.#attach(ctx),
-        tc: ctx.tc,
-        links: ctx.links,
-        ours: ctx.ours,
-        filters: ctx.filters,
-      },
-      this.#log,
-    );
   }
 
   #attach(ctx: UpgradeContext): void {
