@@ -17,9 +17,10 @@
 // the v2 program re-balances it on its next packet, as it does any flow whose
 // backend went away) and names the frontend's v2 svc_id.
 //
-// The sequence (dataplane.ts drives it; V1Migration holds the v1 pins):
+// The sequence (BpfDataplane calls LayoutUpgrade; V1Migration holds the v1
+// pins; completeMigration runs step 2):
 //   1. start(): detect() finds v1 pins; the v2 object is loaded and pinned
-//      but NOT attached, so the v1 program keeps forwarding meanwhile.
+//      but NOT attached (holdsAttach), so the v1 program keeps forwarding.
 //   2. after the first v2 sync has landed: carry() writes every v1 flow whose
 //      keys sy_ct4_v2 does not hold yet; then the v2 programs are attached
 //      (replacing the v1 program on every interface), carry() runs once more
@@ -29,7 +30,9 @@
 // Idempotent and crash-safe: the v1 pins are the "migration pending" mark
 // and go last; a daemon killed anywhere before re-runs it all, and carry()
 // never overwrites a v2 entry that exists (the v2 program's own view of a
-// flow wins), so running it twice writes nothing the second time.
+// flow wins), so running it twice writes nothing the second time. A failure
+// is logged and layout 2 attached anyway (a node must not stay on layout 1);
+// the pins stay and the next sync retries.
 
 import type { Protocol } from '../../model/types.ts';
 import type { BpfMap, BpfObject, NativeBinding, Tc, TcFilter } from '../../native/index.ts';
