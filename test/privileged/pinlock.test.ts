@@ -8,7 +8,7 @@
 // holds the pins, and takes over when the first one is stopped.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { describe, expect } from 'vitest';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
 import type { LinkSource } from '../../src/host/links.ts';
@@ -16,7 +16,7 @@ import { BpfObject, isLockHeld, loadBinding } from '../../src/native/index.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { BPF_OBJECT, NATIVE_ADDON, needs } from '../support/requirements.ts';
 import { thrownBy } from '../support/thrown.ts';
-import { e2eTest, PinRoot, SETTLE_MS, scaled, serviceYaml, sliceYaml, startBackends, startDaemon, untilServed } from './fixtures.ts';
+import { e2eTest, PinRoot, SETTLE_MS, SWITCHYARD, scaled, serviceYaml, sliceYaml, startBackends, startDaemon, untilServed } from './fixtures.ts';
 
 const skip = needs('the pin directory lock suite', ['root', 'ip', 'bpf-object', 'native-addon']);
 
@@ -159,6 +159,12 @@ describe.skipIf(skip)('the pin directory lock', () => {
       const log = surge.stderr;
       expect(log.indexOf('pin directory lock taken')).toBeGreaterThan(-1);
       expect(log.indexOf('pin directory lock taken')).toBeLessThan(log.indexOf('adopted pinned maps'));
+      await untilServed(cluster, 1, 'tcp', '10.96.0.30', daemons);
+      // `switchyard cleanup` refuses to pull the pins from under the running daemon.
+      const refused = await cluster.exec(node, [SWITCHYARD, 'cleanup', `--bpf-pin-path=${pins.dirFor(node)}`], { timeoutMs: scaled(60_000) });
+      expect(refused.code, refused.stderr).toBe(1);
+      expect(refused.stderr).toMatch(/is using the pin directory: stop it first/);
+      expect(readdirSync(pins.dirFor(node)).filter((n) => n.startsWith('sy_')).length).toBeGreaterThan(0);
       await untilServed(cluster, 1, 'tcp', '10.96.0.30', daemons);
     } finally {
       await Promise.all(daemons.map((d) => d.stop()));

@@ -7,7 +7,7 @@
 
 import { describe, expect, test } from 'vitest';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
-import { acquirePinLock, type PinLock } from '../../src/dataplane/bpf/pinlock.ts';
+import { acquirePinLock, holdPinLockNow, type PinLock } from '../../src/dataplane/bpf/pinlock.ts';
 import { DataplaneError } from '../../src/dataplane/types.ts';
 import { isLockHeld, isNativeError } from '../../src/native/index.ts';
 import { FakeClock } from '../../src/sync/clock.ts';
@@ -134,6 +134,22 @@ describe('acquirePinLock', () => {
     expect(e).toMatchObject({ code: 'ERR_SY_DATAPLANE_KERNEL' });
     const cause = (e as Error).cause;
     expect(isNativeError(cause) && cause.code).toBe('ENOENT');
+  });
+});
+
+describe('holdPinLockNow (switchyard cleanup)', () => {
+  test('refuses at once while a daemon holds the directory, naming it; takes and releases it otherwise', () => {
+    const fake = fakeWithPin();
+    const daemon = fake.lockDir(PIN);
+    const e = thrownBy(() => holdPinLockNow(fake, PIN, 'cleanup'), DataplaneError);
+    expect(e).toMatchObject({ code: 'ERR_SY_DATAPLANE_PIN_LOCKED', operation: `cleanup ${PIN}` });
+    expect(e.message).toContain(`pid ${process.pid}`);
+    expect(isLockHeld(e.cause)).toBe(true);
+    fake.closeFd(daemon);
+    const lock = holdPinLockNow(fake, PIN, 'cleanup');
+    expect(fake.lockHolders(PIN)).toEqual([process.pid]);
+    lock.release();
+    expect(fake.openFds()).toBe(0);
   });
 });
 

@@ -78,6 +78,26 @@ export async function acquirePinLock(o: PinLockOptions): Promise<PinLock | null>
   }
 }
 
+/**
+ * Takes the lock without waiting, for a one-shot command (`switchyard
+ * cleanup`): a daemon holding it is ERR_SY_DATAPLANE_PIN_LOCKED naming it.
+ */
+export function holdPinLockNow(native: NativeBinding, pinPath: string, operation: string): PinLock {
+  try {
+    return heldLock(native, pinPath, native.lockDir(pinPath));
+  } catch (err) {
+    if (isLockHeld(err))
+      throw new DataplaneError(
+        'ERR_SY_DATAPLANE_PIN_LOCKED',
+        'bpf',
+        `${operation} ${pinPath}`,
+        `a Switchyard daemon (${describeHolders(native, pinPath)}) is using the pin directory: stop it first`,
+        { cause: err },
+      );
+    throw isNativeError(err) ? DataplaneError.kernel('bpf', `${operation}: lock pin directory ${pinPath}`, err) : err;
+  }
+}
+
 function heldLock(native: NativeBinding, pinPath: string, fd: number): PinLock {
   let open = true;
   return {
