@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MapWriter } from '../src/dataplane/bpf/apply.ts';
-import type { OpBatch } from '../src/dataplane/bpf/layout-v1.ts';
+import type { OpBatch } from '../src/dataplane/bpf/layout.ts';
 import { BpfObject, type NativeBinding } from '../src/native/index.ts';
 
 /**

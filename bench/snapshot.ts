@@ -83,7 +83,7 @@ export class SyntheticCluster {
     if (id === undefined || old === undefined) throw new RangeError(`no Service ${s}`);
     if (this.#nextPod >= MAX_PODS) throw new RangeError('out of pod addresses');
     const eps = [...old.clusterEndpoints.slice(1), endpoint(podIP(this.#nextPod++))].sort(byIP);
-    this.#ports.set(id, { ...old, endpoints: eps, clusterEndpoints: eps });
+    this.#ports.set(id, { ...old, endpoints: eps, clusterEndpoints: eps, clusterPolicyEndpoints: eps, allEndpoints: eps });
     return {
       snapshot: { nodeName: NODE, servicePorts: this.#ports, changed: new Set([id]) },
       id,
@@ -105,5 +105,27 @@ function servicePort(s: number, eps: readonly EndpointInfo[]): ServicePortInfo {
     port: 80,
     endpoints: eps,
     clusterEndpoints: eps,
+    ...CLUSTER_IP_DEFAULTS,
+    clusterPolicyEndpoints: eps,
+    externalEndpoints: [],
+    allEndpoints: eps,
   };
 }
+
+/** The derived fields of a ClusterIP ServicePort with Cluster policies and ready, remote endpoints (as the model makes it). */
+const CLUSTER_IP_DEFAULTS = {
+  nodePort: null,
+  externalIPs: [],
+  loadBalancerIPs: [],
+  sessionAffinity: null,
+  externalPolicyLocal: false,
+  internalPolicyLocal: false,
+  healthCheckNodePort: null,
+  loadBalancerSourceRanges: [],
+  trafficDistribution: null,
+  localEndpoints: [],
+  hasAnyEndpoints: { IPv4: true, IPv6: false },
+  usesClusterEndpoints: true,
+  usesLocalEndpoints: false,
+  topologyMode: { IPv4: '', IPv6: '' },
+} as const;

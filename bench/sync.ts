@@ -23,9 +23,9 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { programmedFromDump } from '../src/dataplane/bpf/adopt.ts';
 import { applyPlan, type ApplyStats } from '../src/dataplane/bpf/apply.ts';
-import { compile, compileChanged, type CompileOptions } from '../src/dataplane/bpf/compile.ts';
+import { compile, compileChanged, compileOptions, type CompileOptions } from '../src/dataplane/bpf/compile.ts';
 import { diff } from '../src/dataplane/bpf/diff.ts';
-import { MAPS } from '../src/dataplane/bpf/layout-v1.ts';
+import { MAPS } from '../src/dataplane/bpf/layout.ts';
 import type { DesiredState, ProgrammedState } from '../src/dataplane/bpf/state.ts';
 import { loadBinding, type NativeBinding } from '../src/native/index.ts';
 import { BenchBpffs, BenchMaps, TimedWriter, type BatchTiming } from './kernel.ts';
@@ -43,7 +43,7 @@ const CHANGES = 50;
 const WARMUP_CHANGES = 5;
 /** Untimed full syncs at the smallest size before the timed ones. */
 const WARMUP_SYNCS = 2;
-const OPTS: CompileOptions = { masqueradeAll: false };
+const OPTS: CompileOptions = compileOptions();
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const OBJECT_PATH = fileURLToPath(new URL('../bpf/build/switchyard.bpf.o', import.meta.url));
@@ -87,10 +87,15 @@ interface FullSyncResult {
 
 /** Reads back what the maps hold, as the daemon does at start (here: nothing, fresh pins). */
 async function adoptEmpty(maps: BenchMaps): Promise<ProgrammedState> {
-  const svc = await maps.obj.map(MAPS.svc.name).dump();
-  const backends = await maps.obj.map(MAPS.backend.name).dump();
+  const svc = await maps.obj.map(MAPS.svc4.name).dump();
+  const backends = await maps.obj.map(MAPS.backend4.name).dump();
   if (svc.length + backends.length > 0) throw new Error(`fresh pin directory ${maps.pinDir} has ${svc.length + backends.length} entries`);
-  return programmedFromDump(svc, backends).state;
+  return programmedFromDump(
+    new Map([
+      [MAPS.svc4.name, svc],
+      [MAPS.backend4.name, backends],
+    ]),
+  ).state;
 }
 
 interface Applied {
@@ -294,9 +299,9 @@ async function verifyFullSync(k: Kept, failures: string[]): Promise<Expected> {
   const check = await checkMaps(maps.obj, result.desired, result.programmed, expected);
   failures.push(...check.failures);
   console.log(
-    `\nMaps after the ${thousands(cluster.services)}-Service apply: ${MAPS.svc.name} ${thousands(check.svcEntries)} entries ` +
+    `\nMaps after the ${thousands(cluster.services)}-Service apply: ${MAPS.svc4.name} ${thousands(check.svcEntries)} entries ` +
       `(${thousands(expected.frontends)} masters + ${thousands(expected.slots)} slots), ` +
-      `${MAPS.backend.name} ${thousands(check.backendEntries)} (unique backends: ${thousands(expected.backends)}); ` +
+      `${MAPS.backend4.name} ${thousands(check.backendEntries)} (unique backends: ${thousands(expected.backends)}); ` +
       `read back frontend by frontend: ${check.failures.length === 0 ? 'matches the plan' : 'MISMATCH'}`,
   );
   console.log(

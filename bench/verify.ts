@@ -9,8 +9,8 @@
 // chose, and nothing left over (no orphans).
 
 import { programmedFromDump, type Adopted } from '../src/dataplane/bpf/adopt.ts';
-import { MAPS } from '../src/dataplane/bpf/layout-v1.ts';
-import { formatBackendKey, type DesiredState, type ProgrammedState } from '../src/dataplane/bpf/state.ts';
+import { MAPS } from '../src/dataplane/bpf/layout.ts';
+import { type BackendKey, formatBackendKey, type DesiredState, type ProgrammedState } from '../src/dataplane/bpf/state.ts';
 import type { BpfObject } from '../src/native/index.ts';
 
 export interface Expected {
@@ -31,20 +31,25 @@ export interface MapCheck {
 
 export async function checkMaps(obj: BpfObject, desired: DesiredState, planned: ProgrammedState, want: Expected): Promise<MapCheck> {
   const t0 = performance.now();
-  const svc = await obj.map(MAPS.svc.name).dump();
-  const backends = await obj.map(MAPS.backend.name).dump();
+  const svc = await obj.map(MAPS.svc4.name).dump();
+  const backends = await obj.map(MAPS.backend4.name).dump();
   const t1 = performance.now();
   const failures: string[] = [];
   const fail = (msg: string): void => void failures.push(msg);
 
   if (svc.length !== want.frontends + want.slots) {
-    fail(`${MAPS.svc.name}: ${svc.length} entries, expected ${want.frontends} masters + ${want.slots} slots = ${want.frontends + want.slots}`);
+    fail(`${MAPS.svc4.name}: ${svc.length} entries, expected ${want.frontends} masters + ${want.slots} slots = ${want.frontends + want.slots}`);
   }
-  if (backends.length !== want.backends) fail(`${MAPS.backend.name}: ${backends.length} entries, expected ${want.backends} unique backends`);
+  if (backends.length !== want.backends) fail(`${MAPS.backend4.name}: ${backends.length} entries, expected ${want.backends} unique backends`);
 
   let adopted: Adopted;
   try {
-    adopted = programmedFromDump(svc, backends);
+    adopted = programmedFromDump(
+      new Map([
+        [MAPS.svc4.name, svc],
+        [MAPS.backend4.name, backends],
+      ]),
+    );
   } catch (err) {
     fail(`the maps cannot be read back: ${(err as Error).message}`);
     return { svcEntries: svc.length, backendEntries: backends.length, dumpMs: t1 - t0, adoptMs: NaN, failures };
@@ -61,22 +66,24 @@ export async function checkMaps(obj: BpfObject, desired: DesiredState, planned: 
     const g = got.get(key);
     const p = planned.services.get(key);
     if (g === undefined) return mismatch(key, 'desired but not in the maps');
-    const slot = firstDifference(g.backendKeys, d.backendKeys);
-    if (slot >= 0) return mismatch(key, `slot ${slot + 1} holds ${backendText(g.backendKeys[slot])}, desired ${backendText(d.backendKeys[slot])}`);
-    if (p === undefined || g.gen !== p.gen || g.svcId !== p.svcId || g.flags !== p.flags) mismatch(key, 'master differs from the plan (gen, svc_id or flags)');
+    const slot = firstDifference(g.internal.backendKeys, d.internal.backendKeys);
+    if (slot >= 0)
+      return mismatch(key, `slot ${slot + 1} holds ${backendText(g.internal.backendKeys[slot])}, desired ${backendText(d.internal.backendKeys[slot])}`);
+    if (p === undefined || g.internal.gen !== p.internal.gen || g.svcId !== p.svcId || g.internal.flags !== p.internal.flags)
+      mismatch(key, 'master differs from the plan (gen, svc_id or flags)');
   });
   if (shown > 5) fail(`... and ${shown - 5} more frontends`);
   return { svcEntries: svc.length, backendEntries: backends.length, dumpMs: t1 - t0, adoptMs: t2 - t1, failures };
 }
 
 /** The first index where the arrays differ (length included), or -1. */
-function firstDifference(a: readonly number[], b: readonly number[]): number {
+function firstDifference(a: readonly BackendKey[], b: readonly BackendKey[]): number {
   const n = Math.max(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
   return -1;
 }
 
 /** A slot's backend as text; adopt marks a damaged slot -1. */
-function backendText(k: number | undefined): string {
-  return k === undefined ? 'nothing' : k < 0 ? 'a missing or damaged backend' : formatBackendKey(k);
+function backendText(k: BackendKey | undefined): string {
+  return k === undefined ? 'nothing' : k === -1 ? 'a missing or damaged backend' : formatBackendKey(k);
 }

@@ -6,7 +6,16 @@
 
 import { familyOf } from '../util/ip.ts';
 import { categorizeEndpoints, type Categorized, type NodeContext, type PolicyUse } from './topology.ts';
-import type { CompleteServicePortInfo, EndpointInfo, IPFamily, PerFamily, ServicePortInfo, TopologyMode } from './types.ts';
+import type {
+  CompleteServicePortInfo,
+  DerivedServicePortKey,
+  EndpointInfo,
+  IPFamily,
+  PerFamily,
+  ServicePortInfo,
+  ServicePortSpec,
+  TopologyMode,
+} from './types.ts';
 
 /** The parts of a ServicePort that decide which endpoint sets it uses. */
 export interface PortPolicy {
@@ -87,7 +96,7 @@ function familySets(endpoints: readonly EndpointInfo[], policy: PortPolicy, fami
  * endpoint sets computed from `endpoints` for `node`. Fields present are
  * kept. A ServicePortInfo from the SnapshotBuilder is returned as is.
  */
-export function completeServicePort(sp: ServicePortInfo, node: NodeContext): CompleteServicePortInfo {
+export function completeServicePort(sp: ServicePortSpec, node: NodeContext): CompleteServicePortInfo {
   if (isComplete(sp)) return sp;
   const policy: PortPolicy = {
     internalPolicyLocal: sp.internalPolicyLocal ?? false,
@@ -109,6 +118,7 @@ export function completeServicePort(sp: ServicePortInfo, node: NodeContext): Com
 }
 
 const REQUIRED_KEYS = [
+  'clusterEndpoints',
   'nodePort',
   'externalIPs',
   'loadBalancerIPs',
@@ -126,13 +136,13 @@ const REQUIRED_KEYS = [
   'usesClusterEndpoints',
   'usesLocalEndpoints',
   'topologyMode',
-] as const satisfies readonly (keyof ServicePortInfo)[];
+] as const satisfies readonly DerivedServicePortKey[];
 
-function isComplete(sp: ServicePortInfo): sp is CompleteServicePortInfo {
+function isComplete(sp: ServicePortSpec): sp is CompleteServicePortInfo {
   return REQUIRED_KEYS.every((k) => sp[k] !== undefined);
 }
 
-function definedFields(sp: ServicePortInfo): Partial<ServicePortInfo> {
+function definedFields(sp: ServicePortSpec): Partial<ServicePortInfo> {
   return Object.fromEntries(Object.entries(sp).filter(([, v]) => v !== undefined));
 }
 

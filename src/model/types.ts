@@ -73,29 +73,28 @@ export interface ServicePortInfo {
   readonly clusterEndpoints: readonly EndpointInfo[];
 
   // -------------------------------------------------------------------------
-  // Everything below is always set by the SnapshotBuilder. The fields are
-  // optional only so that hand-made ServicePortInfos (dataplane tests, from
-  // before they existed) still type-check; absent means what a ClusterIP
-  // Service with Cluster policies and no affinity has. Readers that need
-  // them call completeServicePort() (src/model/verdict.ts).
+  // Set by the SnapshotBuilder from the Service and its EndpointSlices.
+  // Tests build them with servicePortInfo() (test/support/snapshots.ts),
+  // which derives the endpoint sets as the model does (completeServicePort
+  // in src/model/selection.ts).
 
   /** spec.ports[].nodePort; null: no NodePort. */
-  readonly nodePort?: number | null;
+  readonly nodePort: number | null;
   /** spec.externalIPs of the families the Service has a ClusterIP of, in spec order. */
-  readonly externalIPs?: readonly string[];
+  readonly externalIPs: readonly string[];
   /** VIP-mode status.loadBalancer.ingress IPs (ipMode Proxy skipped), families with a ClusterIP only. */
-  readonly loadBalancerIPs?: readonly string[];
-  readonly sessionAffinity?: SessionAffinity | null;
+  readonly loadBalancerIPs: readonly string[];
+  readonly sessionAffinity: SessionAffinity | null;
   /** externalTrafficPolicy Local on a Service reachable from outside (NodePort, LoadBalancer, or ExternalIPs). */
-  readonly externalPolicyLocal?: boolean;
+  readonly externalPolicyLocal: boolean;
   /** internalTrafficPolicy Local. */
-  readonly internalPolicyLocal?: boolean;
+  readonly internalPolicyLocal: boolean;
   /** Set only for LoadBalancer Services with externalTrafficPolicy Local. */
-  readonly healthCheckNodePort?: number | null;
+  readonly healthCheckNodePort: number | null;
   /** Trimmed CIDRs, both families (a frontend uses those of its own family). */
-  readonly loadBalancerSourceRanges?: readonly string[];
+  readonly loadBalancerSourceRanges: readonly string[];
   /** spec.trafficDistribution, informational (selection follows the hints). */
-  readonly trafficDistribution?: string | null;
+  readonly trafficDistribution: string | null;
 
   /**
    * kube-proxy's CategorizeEndpoints results, computed per family and
@@ -113,21 +112,49 @@ export interface ServicePortInfo {
    * allEndpoints: every endpoint reachable from this node under the port's
    *   policies (union of the cluster-policy and local sets).
    */
-  readonly clusterPolicyEndpoints?: readonly EndpointInfo[];
-  readonly localEndpoints?: readonly EndpointInfo[];
-  readonly externalEndpoints?: readonly EndpointInfo[];
-  readonly allEndpoints?: readonly EndpointInfo[];
+  readonly clusterPolicyEndpoints: readonly EndpointInfo[];
+  readonly localEndpoints: readonly EndpointInfo[];
+  readonly externalEndpoints: readonly EndpointInfo[];
+  readonly allEndpoints: readonly EndpointInfo[];
   /** Some usable endpoint exists anywhere in the cluster, per family: false means REJECT. */
-  readonly hasAnyEndpoints?: PerFamily<boolean>;
+  readonly hasAnyEndpoints: PerFamily<boolean>;
   /** kube-proxy's UsesClusterEndpoints / UsesLocalEndpoints (true if so in any family). */
-  readonly usesClusterEndpoints?: boolean;
-  readonly usesLocalEndpoints?: boolean;
+  readonly usesClusterEndpoints: boolean;
+  readonly usesLocalEndpoints: boolean;
   /** The hint filter applied to clusterPolicyEndpoints, per family. */
-  readonly topologyMode?: PerFamily<TopologyMode>;
+  readonly topologyMode: PerFamily<TopologyMode>;
 }
 
-/** A ServicePortInfo as the SnapshotBuilder makes it: every field present. */
-export type CompleteServicePortInfo = Required<ServicePortInfo>;
+/** A ServicePortInfo as the SnapshotBuilder makes it (every field is required now; kept as a name). */
+export type CompleteServicePortInfo = ServicePortInfo;
+
+/** The fields the model derives: what a hand-made ServicePortSpec may leave out. */
+export type DerivedServicePortKey =
+  | 'clusterEndpoints'
+  | 'nodePort'
+  | 'externalIPs'
+  | 'loadBalancerIPs'
+  | 'sessionAffinity'
+  | 'externalPolicyLocal'
+  | 'internalPolicyLocal'
+  | 'healthCheckNodePort'
+  | 'loadBalancerSourceRanges'
+  | 'trafficDistribution'
+  | 'clusterPolicyEndpoints'
+  | 'localEndpoints'
+  | 'externalEndpoints'
+  | 'allEndpoints'
+  | 'hasAnyEndpoints'
+  | 'usesClusterEndpoints'
+  | 'usesLocalEndpoints'
+  | 'topologyMode';
+
+/**
+ * A ServicePort described by hand (tests, tools): the derived fields may be
+ * left out; completeServicePort() fills them in as the model would (a
+ * ClusterIP port with Cluster policies and no affinity).
+ */
+export type ServicePortSpec = Omit<ServicePortInfo, DerivedServicePortKey> & Partial<Pick<ServicePortInfo, DerivedServicePortKey>>;
 
 /** What one sync programs: every ServicePort, and which of them changed since the last sync. */
 export interface ProxySnapshot {

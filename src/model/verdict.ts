@@ -32,7 +32,7 @@
 
 import { cidrContains, familyOf, parseCidr, parseIP } from '../util/ip.ts';
 import { completeServicePort } from './selection.ts';
-import type { CompleteServicePortInfo, EndpointInfo, IPFamily, Protocol, ServicePortInfo } from './types.ts';
+import type { CompleteServicePortInfo, EndpointInfo, IPFamily, Protocol, ServicePortInfo, ServicePortSpec } from './types.ts';
 
 export type FrontendKind = 'clusterIP' | 'nodePort' | 'externalIP' | 'loadBalancer';
 
@@ -88,7 +88,7 @@ export interface FrontendVerdicts {
 }
 
 /** Every frontend of the ServicePort, family by family in clusterIPs order. */
-export function frontendsOf(sp: ServicePortInfo): Frontend[] {
+export function frontendsOf(sp: ServicePortSpec): Frontend[] {
   const out: Frontend[] = [];
   for (const clusterIP of sp.clusterIPs) {
     const family = familyOf(clusterIP);
@@ -102,7 +102,7 @@ export function frontendsOf(sp: ServicePortInfo): Frontend[] {
 }
 
 /** The verdict for every frontend and every kind of source. */
-export function verdicts(sp: ServicePortInfo, opts: VerdictOptions): FrontendVerdicts[] {
+export function verdicts(sp: ServicePortSpec, opts: VerdictOptions): FrontendVerdicts[] {
   const full = complete(sp, opts);
   return frontendsOf(full).map((frontend) => ({
     frontend,
@@ -118,7 +118,7 @@ export function verdicts(sp: ServicePortInfo, opts: VerdictOptions): FrontendVer
  * source is assumed allowed by loadBalancerSourceRanges (see
  * allowedSources); with an address the ranges are applied.
  */
-export function decide(sp: ServicePortInfo, frontend: Frontend, source: TrafficSource | SourceAddress, opts: VerdictOptions): Verdict {
+export function decide(sp: ServicePortSpec, frontend: Frontend, source: TrafficSource | SourceAddress, opts: VerdictOptions): Verdict {
   const full = complete(sp, opts);
   const kind = typeof source === 'string' ? source : source.kind;
   if (typeof source !== 'string' && !sourceAllowed(full, frontend, source.ip, opts)) return DROP_SOURCE;
@@ -138,7 +138,7 @@ export function masqueradeFor(verdict: Verdict & { action: 'dnat' }, endpoint: E
  * LoadBalancer IPs when a range contains a node address. null when there is
  * no filter: another kind of frontend, or no range of that family.
  */
-export function allowedSources(sp: ServicePortInfo, frontend: Frontend, opts: VerdictOptions): readonly string[] | null {
+export function allowedSources(sp: ServicePortSpec, frontend: Frontend, opts: VerdictOptions): readonly string[] | null {
   if (frontend.kind !== 'loadBalancer') return null;
   const ranges = (sp.loadBalancerSourceRanges ?? []).filter((r) => familyOf(r) === frontend.family);
   if (ranges.length === 0) return null;
@@ -149,7 +149,7 @@ export function allowedSources(sp: ServicePortInfo, frontend: Frontend, opts: Ve
   return [...ranges, ...vips];
 }
 
-function sourceAllowed(sp: ServicePortInfo, frontend: Frontend, ip: string, opts: VerdictOptions): boolean {
+function sourceAllowed(sp: ServicePortSpec, frontend: Frontend, ip: string, opts: VerdictOptions): boolean {
   const allowed = allowedSources(sp, frontend, opts);
   return allowed === null || inRanges(ip, allowed);
 }
@@ -178,7 +178,7 @@ const REJECT: Verdict = Object.freeze({ action: 'reject' });
 const DROP_NO_LOCAL: Verdict = Object.freeze({ action: 'drop', reason: 'noLocalEndpoints' });
 const DROP_SOURCE: Verdict = Object.freeze({ action: 'drop', reason: 'sourceRange' });
 
-function complete(sp: ServicePortInfo, opts: VerdictOptions): CompleteServicePortInfo {
+function complete(sp: ServicePortSpec, opts: VerdictOptions): CompleteServicePortInfo {
   return completeServicePort(sp, { name: opts.nodeName, zone: opts.nodeZone });
 }
 

@@ -10,14 +10,7 @@
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import {
-  type CtEntry,
-  PacketHarness,
-  type ProgramName,
-  TC_ACT_REDIRECT,
-  TC_ACT_SHOT,
-  TC_ACT_UNSPEC,
-} from '../support/bpf-harness.ts';
+import { type CtEntry, PacketHarness, type ProgramName, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC } from '../support/bpf-harness.ts';
 import { firstFragment, frame, IPPROTO_GRE, ICMP, ICMP6, icmpError, parseFrame, TCP, truncate, verifyChecksums, type FrameSpec } from '../support/packets.ts';
 import { needs } from '../support/requirements.ts';
 import {
@@ -256,7 +249,19 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
 
     /** A first packet from the client pod: a SYN for TCP, a datagram for UDP, an INIT for SCTP. */
     function fromClient(proto: Proto, dst: string, sport = 40000, extra: Partial<FrameSpec> = {}): FrameSpec {
-      return { srcMac: CLIENT_MAC, dstMac: VETH_MAC, src: f.client, dst, proto, sport, dport: PORTS[proto].port, tcpFlags: TCP.SYN, payload: PAYLOAD, sctp: { chunk: 'DATA' }, ...extra };
+      return {
+        srcMac: CLIENT_MAC,
+        dstMac: VETH_MAC,
+        src: f.client,
+        dst,
+        proto,
+        sport,
+        dport: PORTS[proto].port,
+        tcpFlags: TCP.SYN,
+        payload: PAYLOAD,
+        sctp: { chunk: 'DATA' },
+        ...extra,
+      };
     }
 
     /** The backend's answer to the client (not yet reverse-translated). */
@@ -315,7 +320,7 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         expect(timeless(r.ct)).toEqual(halves(proto, webFlow(proto)));
       });
 
-      test('reverse DNAT at sy_to_pod (the client pod\'s last hop); the backend\'s first hop leaves it alone', async () => {
+      test("reverse DNAT at sy_to_pod (the client pod's last hop); the backend's first hop leaves it alone", async () => {
         await h.run('sy_from_pod', frame(fromClient(proto, f.vip)));
         const rep = reply(proto);
         const first = await h.run('sy_from_pod', frame(rep));
@@ -331,9 +336,20 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
       test('later packets stay on the backend the first chose (a pool of three)', async () => {
         const first = fromClient(proto, f.poolVip, 40100);
         const r = await h.run('sy_from_pod', frame(first));
-        const chosen = f.pool[whichOf(r.data, f.pool.map((ip) => frame({ ...first, dst: ip, dport: target })))] as string;
+        const chosen = f.pool[
+          whichOf(
+            r.data,
+            f.pool.map((ip) => frame({ ...first, dst: ip, dport: target })),
+          )
+        ] as string;
         for (let i = 1; i <= 6; i++) {
-          const later: FrameSpec = { ...first, tcpFlags: TCP.ACK | TCP.PSH, seq: 0x01020305 + i, ...(f.name === 'IPv4' ? { id: 0x1234 + i } : {}), sctp: { chunk: 'DATA', tsn: i } };
+          const later: FrameSpec = {
+            ...first,
+            tcpFlags: TCP.ACK | TCP.PSH,
+            seq: 0x01020305 + i,
+            ...(f.name === 'IPv4' ? { id: 0x1234 + i } : {}),
+            sctp: { chunk: 'DATA', tsn: i },
+          };
           const next = await h.run('sy_from_pod', frame(later));
           expect(next.verdict).toBe(TC_ACT_UNSPEC);
           expectFrame(next.data, frame({ ...later, dst: chosen, dport: target }));
@@ -347,7 +363,14 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         for (let sport = 41000; sport < 41045; sport++) {
           const pkt = fromClient(proto, f.poolVip, sport);
           const r = await h.run('sy_from_pod', frame(pkt));
-          seen.add(f.pool[whichOf(r.data, f.pool.map((ip) => frame({ ...pkt, dst: ip, dport: target })))] as string);
+          seen.add(
+            f.pool[
+              whichOf(
+                r.data,
+                f.pool.map((ip) => frame({ ...pkt, dst: ip, dport: target })),
+              )
+            ] as string,
+          );
         }
         expect([...seen].sort()).toEqual([...f.pool].sort());
       });
@@ -385,18 +408,34 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
       test('the backend of an open flow is removed: the next packet goes to a live one (re-balanced), the old reply key is gone', async () => {
         const first = fromClient(proto, f.poolVip, 40700);
         const r = await h.run('sy_from_pod', frame(first));
-        const gone = whichOf(r.data, f.pool.map((ip) => frame({ ...first, dst: ip, dport: target })));
+        const gone = whichOf(
+          r.data,
+          f.pool.map((ip) => frame({ ...first, dst: ip, dport: target })),
+        );
         const left = f.pool.map((addr, i) => ({ id: id.pool0(proto) + i, addr, port: target })).filter((_, i) => i !== gone);
         await h.frontend({ addr: f.poolVip, port, proto, svcId: id.pool, gen: 1, backends: left });
         await h.remove(f.name === 'IPv4' ? 'backend4' : 'backend6', [id.pool0(proto) + gone]);
         try {
           const next = { ...first, tcpFlags: TCP.ACK, sctp: { chunk: 'DATA' as const } };
           const moved = await h.run('sy_from_pod', frame(next));
-          const to = left[whichOf(moved.data, left.map((b) => frame({ ...next, dst: b.addr, dport: target })))];
+          const to =
+            left[
+              whichOf(
+                moved.data,
+                left.map((b) => frame({ ...next, dst: b.addr, dport: target })),
+              )
+            ];
           expect(moved.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
           expect(moved.ct.map((e) => e.value.backendAddr)).toEqual([to?.addr, to?.addr]);
         } finally {
-          await h.frontend({ addr: f.poolVip, port, proto, svcId: id.pool, gen: 0, backends: f.pool.map((addr, i) => ({ id: id.pool0(proto) + i, addr, port: target })) });
+          await h.frontend({
+            addr: f.poolVip,
+            port,
+            proto,
+            svcId: id.pool,
+            gen: 0,
+            backends: f.pool.map((addr, i) => ({ id: id.pool0(proto) + i, addr, port: target })),
+          });
         }
       });
 
@@ -471,7 +510,7 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         payload: PAYLOAD,
       });
 
-      test('EXT_SCOPE: an external client gets the EXTERNAL master\'s backend, unmasqueraded; the reply is reversed at sy_to_net', async () => {
+      test("EXT_SCOPE: an external client gets the EXTERNAL master's backend, unmasqueraded; the reply is reversed at sy_to_net", async () => {
         const syn = extSyn(f.node, NODEPORT_LOCAL);
         const r = await h.run('sy_from_net', frame(syn));
         expect(r.verdict).toBe(TC_ACT_UNSPEC);
@@ -486,7 +525,16 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
           flags: SY_CT_F_EXT,
         };
         expect(timeless(r.ct)).toEqual(halves('TCP', flow));
-        const rep: FrameSpec = { srcMac: BACKEND_MAC, dstMac: VETH_MAC, src: f.backend, dst: f.ext, proto: 'TCP', sport: 8080, dport: 43000, tcpFlags: TCP.SYN | TCP.ACK };
+        const rep: FrameSpec = {
+          srcMac: BACKEND_MAC,
+          dstMac: VETH_MAC,
+          src: f.backend,
+          dst: f.ext,
+          proto: 'TCP',
+          sport: 8080,
+          dport: 43000,
+          tcpFlags: TCP.SYN | TCP.ACK,
+        };
         expectFrame((await h.run('sy_from_pod', frame(rep))).data, frame(rep));
         const back = await h.run('sy_to_net', frame(rep));
         expect(back.verdict).toBe(TC_ACT_UNSPEC);
@@ -494,11 +542,14 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         expect(verifyChecksums(back.data)).toEqual(goodSums(f, 'TCP'));
       });
 
-      test('EXT_SCOPE: a pod client of the same address gets the INTERNAL master\'s backends', async () => {
+      test("EXT_SCOPE: a pod client of the same address gets the INTERNAL master's backends", async () => {
         const syn = fromClient('TCP', f.node, 43100, { dport: NODEPORT_LOCAL });
         const r = await h.run('sy_from_pod', frame(syn));
         expect(r.verdict).toBe(TC_ACT_UNSPEC);
-        const i = whichOf(r.data, f.pool.map((ip) => frame({ ...syn, dst: ip, dport: 8080 })));
+        const i = whichOf(
+          r.data,
+          f.pool.map((ip) => frame({ ...syn, dst: ip, dport: 8080 })),
+        );
         expect(i).toBeGreaterThanOrEqual(0);
         expect(r.ct.every((e) => e.value.flags === 0 && e.value.svcId === id.npLocal)).toBe(true);
       });
@@ -532,7 +583,10 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
       test('not ours: another destination, ICMP echo to a Service IP, GRE, ARP — all TC_ACT_UNSPEC and untouched', async () => {
         const echo = f.name === 'IPv4' ? ICMP.ECHO_REQUEST : ICMP6.ECHO_REQUEST;
         await expectUntouched('sy_from_pod', frame(fromClient('TCP', f.elsewhere)));
-        await expectUntouched('sy_from_pod', frame({ src: f.client, dst: f.vip, proto: f.name === 'IPv4' ? 'ICMP' : 'ICMPv6', icmp: { type: echo, code: 0, rest: 0x10001 }, payload: PAYLOAD }));
+        await expectUntouched(
+          'sy_from_pod',
+          frame({ src: f.client, dst: f.vip, proto: f.name === 'IPv4' ? 'ICMP' : 'ICMPv6', icmp: { type: echo, code: 0, rest: 0x10001 }, payload: PAYLOAD }),
+        );
         await expectUntouched('sy_from_net', frame({ src: f.ext, dst: f.vip, proto: IPPROTO_GRE, l4: Buffer.alloc(8) }));
         const arp = Buffer.concat([Buffer.from('ffffffffffff020000000001', 'hex'), Buffer.from([0x08, 0x06]), Buffer.alloc(28)]);
         for (const prog of ['sy_from_pod', 'sy_to_pod', 'sy_from_net', 'sy_to_net'] as const) await expectUntouched(prog, arp);
@@ -599,7 +653,9 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
       const first = await h.run('sy_from_pod', firstFragment(frame(pkt), 48));
       expect(first.verdict).toBe(TC_ACT_UNSPEC);
       expectFrame(first.data, firstFragment(frame({ ...pkt, dst: f.backend, dport: 5353 }), 48));
-      expect(await h.dump('frag4')).toEqual([{ key: { saddr: f.client, daddr: f.vip, id: 0x4242, proto: 'UDP' }, value: { sport: 44200, dport: 53, createdNs: expect.any(BigInt) } }]);
+      expect(await h.dump('frag4')).toEqual([
+        { key: { saddr: f.client, daddr: f.vip, id: 0x4242, proto: 'UDP' }, value: { sport: 44200, dport: 53, createdNs: expect.any(BigInt) } },
+      ]);
       const rest = { ...pkt, fragOffset: 7, l4: Buffer.alloc(64, 0xab), payload: undefined, proto: 17 } as FrameSpec;
       const later = await h.run('sy_from_pod', frame(rest));
       expect(later.verdict).toBe(TC_ACT_UNSPEC);
@@ -661,7 +717,17 @@ describe.skipIf(skip)('packet fixtures: masquerade and FIB redirect (in a networ
 
   describe.each(FAMILIES)('$name', (f) => {
     test('NodePort from an external client (masquerade): SNAT to node:port from the range, redirected toward the backend; the reply is reversed at sy_from_net and redirected to the client', async () => {
-      const syn: FrameSpec = { srcMac: EXT_MAC, dstMac: NODE_MAC, src: f.ext, dst: f.node, proto: 'TCP', sport: 45000, dport: NODEPORT, tcpFlags: TCP.SYN, payload: PAYLOAD };
+      const syn: FrameSpec = {
+        srcMac: EXT_MAC,
+        dstMac: NODE_MAC,
+        src: f.ext,
+        dst: f.node,
+        proto: 'TCP',
+        sport: 45000,
+        dport: NODEPORT,
+        tcpFlags: TCP.SYN,
+        payload: PAYLOAD,
+      };
       const [r] = h.runInNetns(NETNS, [{ prog: 'sy_from_net', frame: frame(syn) }]);
       const ct = await h.conntrack();
       const flow = ct.find((e) => e.key.dir === SY_CT_DIR_FWD)?.value as CtValue;
@@ -672,9 +738,25 @@ describe.skipIf(skip)('packet fixtures: masquerade and FIB redirect (in a networ
       expect(r?.verdict).toBe(TC_ACT_REDIRECT);
       expectFrame(r?.data as Buffer, frame({ ...syn, srcMac: NODE_MAC, dstMac: PEER_MAC, src: f.node, sport: flow.natPort, dst: f.backend, dport: 8080 }));
       expect(verifyChecksums(r?.data as Buffer)).toEqual(goodSums(f, 'TCP'));
-      expect(ct.find((e) => e.key.dir === SY_CT_DIR_REV)?.key).toEqual({ saddr: f.backend, daddr: f.node, sport: 8080, dport: flow.natPort, proto: 'TCP', dir: SY_CT_DIR_REV });
+      expect(ct.find((e) => e.key.dir === SY_CT_DIR_REV)?.key).toEqual({
+        saddr: f.backend,
+        daddr: f.node,
+        sport: 8080,
+        dport: flow.natPort,
+        proto: 'TCP',
+        dir: SY_CT_DIR_REV,
+      });
 
-      const rep: FrameSpec = { srcMac: PEER_MAC, dstMac: NODE_MAC, src: f.backend, dst: f.node, proto: 'TCP', sport: 8080, dport: flow.natPort, tcpFlags: TCP.SYN | TCP.ACK };
+      const rep: FrameSpec = {
+        srcMac: PEER_MAC,
+        dstMac: NODE_MAC,
+        src: f.backend,
+        dst: f.node,
+        proto: 'TCP',
+        sport: 8080,
+        dport: flow.natPort,
+        tcpFlags: TCP.SYN | TCP.ACK,
+      };
       const [back] = h.runInNetns(NETNS, [{ prog: 'sy_from_net', frame: frame(rep) }]);
       expect(back?.verdict).toBe(TC_ACT_REDIRECT);
       expectFrame(back?.data as Buffer, frame({ ...rep, srcMac: NODE_MAC, dstMac: EXT_MAC, src: f.node, sport: NODEPORT, dst: f.ext, dport: 45000 }));
@@ -692,10 +774,21 @@ describe.skipIf(skip)('packet fixtures: masquerade and FIB redirect (in a networ
     });
 
     test('no route for a masqueraded packet: dropped and counted (FIB_FAIL)', async () => {
-      await h.put(f.name === 'IPv4' ? 'backend4' : 'backend6', [[9999 + f.base, { addr: f.name === 'IPv4' ? '203.0.113.9' : '2001:db8::9', port: 8080, proto: 'TCP', flags: 0 }]]);
-      await h.frontend({ addr: f.node, port: 30999, proto: 'TCP', svcId: 99 + f.base, flags: SY_SVC_F_MASQ_EXT, backends: [{ id: 9999 + f.base, addr: f.name === 'IPv4' ? '203.0.113.9' : '2001:db8::9', port: 8080 }] });
+      await h.put(f.name === 'IPv4' ? 'backend4' : 'backend6', [
+        [9999 + f.base, { addr: f.name === 'IPv4' ? '203.0.113.9' : '2001:db8::9', port: 8080, proto: 'TCP', flags: 0 }],
+      ]);
+      await h.frontend({
+        addr: f.node,
+        port: 30999,
+        proto: 'TCP',
+        svcId: 99 + f.base,
+        flags: SY_SVC_F_MASQ_EXT,
+        backends: [{ id: 9999 + f.base, addr: f.name === 'IPv4' ? '203.0.113.9' : '2001:db8::9', port: 8080 }],
+      });
       const before = (await h.stats()).FIB_FAIL;
-      const [r] = h.runInNetns(NETNS, [{ prog: 'sy_from_net', frame: frame({ src: f.ext, dst: f.node, proto: 'TCP', sport: 45200, dport: 30999, tcpFlags: TCP.SYN }) }]);
+      const [r] = h.runInNetns(NETNS, [
+        { prog: 'sy_from_net', frame: frame({ src: f.ext, dst: f.node, proto: 'TCP', sport: 45200, dport: 30999, tcpFlags: TCP.SYN }) },
+      ]);
       expect(r?.verdict).toBe(TC_ACT_SHOT);
       expect((await h.stats()).FIB_FAIL - before).toBe(1n);
     });

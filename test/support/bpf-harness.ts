@@ -172,8 +172,8 @@ export class PacketHarness {
   async dump<M extends MapName>(map: M): Promise<Array<{ key: KeyOf<M>; value: ValueOf<M> }>> {
     const def = MAPS[map];
     return (await this.#obj.map(def.name).dump()).map(([k, v]) => ({
-      key: (def.keyCodec as { decode(b: Buffer): KeyOf<M> }).decode(k),
-      value: (def.valueCodec as { decode(b: Buffer): ValueOf<M> }).decode(v),
+      key: (def.keyCodec as unknown as { decode(b: Buffer): KeyOf<M> }).decode(k),
+      value: (def.valueCodec as unknown as { decode(b: Buffer): ValueOf<M> }).decode(v),
     }));
   }
 

@@ -47,6 +47,7 @@ import {
   u32Codec,
 } from '../../src/dataplane/bpf/layout.ts';
 import { l4Key, PHASE_NAMES } from '../../src/dataplane/bpf/state.ts';
+import { phaseRuns } from '../../src/dataplane/bpf/apply.ts';
 import type { Plan } from '../../src/dataplane/bpf/state.ts';
 
 export const BPF_ANY = 0;
@@ -250,7 +251,7 @@ export class FakeMapStore {
   }
 
   /**
-   * Applies a plan phase by phase, one batch per phase. `afterOp`, when
+   * Applies a plan phase by phase, one batch per map and action, as apply does. `afterOp`, when
    * given, switches to one op at a time and runs after every op (to check
    * invariants at every point the kernel could be observed); `afterPhase`
    * runs after each phase.
@@ -262,8 +263,10 @@ export class FakeMapStore {
       if (afterOp !== undefined) {
         this.applyOps(ops, (op) => afterOp(op, phase));
       } else {
-        const batch = encodeOpBatch(ops);
-        if (batch !== null) this.applyBatch(batch);
+        for (const run of phaseRuns(ops)) {
+          const batch = encodeOpBatch(run);
+          if (batch !== null) this.applyBatch(batch);
+        }
       }
       hooks.afterPhase?.(phase);
     });

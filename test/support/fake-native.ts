@@ -245,6 +245,8 @@ export class FakeNativeBinding implements NativeBinding {
   readonly #hooks = new Map<number, Map<string, FakeFilter>>();
   readonly #watchers = new Set<{ readonly onChange: () => void }>();
   #faults: ArmedFault[] = [];
+  /** Every program ever loaded, by id (the kernel keeps an attached program after its fds close). */
+  readonly #progNames = new Map<number, string>();
   /** Every map call that reached a map, in order. */
   readonly calls: MapCall[] = [];
 
@@ -299,6 +301,11 @@ export class FakeNativeBinding implements NativeBinding {
   /** The maps of layout.ts's MAPS pinned under pinRoot, as a FakeMapStore (dumpCanonical, checkConsistent). */
   store(pinRoot: string): FakeMapStore {
     return new FakeMapStore(Object.values(MAPS).map((m) => this.pinnedMap(`${pinRoot}/${m.name}`)));
+  }
+
+  /** The name of a loaded program by id (what bpftool prog show prints), or undefined. */
+  programName(id: number | undefined): string | undefined {
+    return id === undefined ? undefined : this.#progNames.get(id);
   }
 
   /** Open fds (maps and programs); 0 when every handle was released. */
@@ -610,6 +617,7 @@ export class FakeNativeBinding implements NativeBinding {
     }
     const progDescs: NativeProgramDesc[] = spec.programs.map((p) => {
       const prog: KernelProg = { id: this.#nextProgId++, name: p.name, type: p.type };
+      this.#progNames.set(prog.id, p.name);
       const fd = this.#openFd({ kind: 'prog', prog });
       opened.push(fd);
       return { name: p.name, section: p.section, fd, type: p.type };

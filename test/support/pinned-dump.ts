@@ -2,7 +2,7 @@
 // NativeBinding (the addon or the fake), for comparing what two bindings
 // hold (formatDump, resolveFrontends in fake-maps.ts).
 
-import { MAPS } from '../../src/dataplane/bpf/layout-v1.ts';
+import { MAPS } from '../../src/dataplane/bpf/layout.ts';
 import { BpfMap, type MapRecord, type NativeBinding } from '../../src/native/index.ts';
 
 /** Map name -> its entries, for every map of MAPS pinned under pinRoot. */

@@ -1,21 +1,21 @@
-// apply.ts: a Plan reaches the maps phase by phase, one batch per run of
-// same-kind ops, in order; the stats count what was written; a failing
+// apply.ts: a Plan reaches the maps phase by phase, one batch per map and
+// action within a phase (order kept within each), phases in order; the stats count what was written; a failing
 // batch stops everything after it and its error reaches the caller as is.
 // Applied through the fake native binding, the maps end up holding plan.next.
 
 import { describe, expect, test } from 'vitest';
 import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
 import { applyOps, applyPlan, type MapWriter } from '../../src/dataplane/bpf/apply.ts';
-import { compile } from '../../src/dataplane/bpf/compile.ts';
+import { compile, compileOptions } from '../../src/dataplane/bpf/compile.ts';
 import { diff } from '../../src/dataplane/bpf/diff.ts';
-import { encodeOpBatch, MAPS, svcKeyCodec, u32Codec, type OpBatch } from '../../src/dataplane/bpf/layout-v1.ts';
-import { emptyProgrammedState, PHASE_NAMES, type Op, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
+import { encodeOpBatch, MAPS, type Op, type OpBatch, PROGRAMMED_MAPS, svc4KeyCodec, u32Codec, vip4KeyCodec } from '../../src/dataplane/bpf/layout.ts';
+import { emptyProgrammedState, PHASE_NAMES, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 import { BpfObject } from '../../src/native/index.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding } from '../support/fake-native.ts';
 import { programmedToPlain } from '../support/plain-state.ts';
 import { servicePort, snapshot } from '../support/snapshots.ts';
 
-const OFF = { masqueradeAll: false };
+const OFF = compileOptions();
 
 /** A writer that records each batch (decoded enough to read) and can fail one. */
 function recorder(failAt?: { batch: number; error: unknown }): MapWriter & { batches: string[] } {
@@ -32,9 +32,10 @@ function recorder(failAt?: { batch: number; error: unknown }): MapWriter & { bat
 function describeKeys(b: OpBatch): string {
   const out: string[] = [];
   for (let i = 0; i < b.count; i++) {
-    if (b.map === MAPS.backend.name) out.push(String(u32Codec.decode(b.keys.subarray(i * 4, i * 4 + 4))));
+    if (b.map === MAPS.backend4.name) out.push(String(u32Codec.decode(b.keys.subarray(i * 4, i * 4 + 4))));
+    else if (b.map === MAPS.vip4.name) out.push(vip4KeyCodec.decode(b.keys.subarray(i * 4, i * 4 + 4)).addr);
     else {
-      const k = svcKeyCodec.decode(b.keys.subarray(i * 12, i * 12 + 12));
+      const k = svc4KeyCodec.decode(b.keys.subarray(i * 12, i * 12 + 12));
       out.push(k.slot === 0 ? `${k.addr}:${k.port}#master` : `${k.addr}:${k.port}#g${k.gen}s${k.slot}`);
     }
   }
@@ -51,25 +52,27 @@ function plans(): { p1: ReturnType<typeof diff>; p2: ReturnType<typeof diff> } {
 }
 
 describe('applyPlan', () => {
-  test('writes the phases in order, one batch per phase, and counts what it wrote', async () => {
+  test('writes the phases in order, one batch per map and action, and counts what it wrote', async () => {
     const { p1, p2 } = plans();
     const w1 = recorder();
-    expect(await applyPlan(p1, w1)).toEqual({ updates: 3 + 3 + 2, deletes: 0, batches: 3 });
+    expect(await applyPlan(p1, w1)).toEqual({ updates: 3 + 2 + 3 + 2, deletes: 0, batches: 4 });
     expect(w1.batches).toEqual([
-      'update sy_backend4_v1 1,2,3',
-      'update sy_svc4_v1 10.96.0.1:80#g0s1,10.96.0.1:80#g0s2,10.96.0.2:53#g0s1',
-      'update sy_svc4_v1 10.96.0.1:80#master,10.96.0.2:53#master',
+      'update sy_backend4_v2 1,2,3',
+      'update sy_vip4_v2 10.96.0.1,10.96.0.2',
+      'update sy_svc4_v2 10.96.0.1:80#g0s1,10.96.0.1:80#g0s2,10.96.0.2:53#g0s1',
+      'update sy_svc4_v2 10.96.0.1:80#master,10.96.0.2:53#master',
     ]);
     // a changes backends (new generation), b goes away: every phase has work.
     expect(p2.phases.map((ops) => ops.length > 0)).toEqual([true, true, true, true, true]);
     const w2 = recorder();
-    expect(await applyPlan(p2, w2)).toEqual({ updates: 1 + 2 + 1, deletes: 2 + 2 + 2, batches: 5 });
+    expect(await applyPlan(p2, w2)).toEqual({ updates: 1 + 2 + 1, deletes: 2 + 2 + 1 + 2, batches: 6 });
     expect(w2.batches).toEqual([
-      'update sy_backend4_v1 4',
-      'update sy_svc4_v1 10.96.0.1:80#g1s1,10.96.0.1:80#g1s2',
-      'update sy_svc4_v1 10.96.0.1:80#master',
-      'delete sy_svc4_v1 10.96.0.1:80#g0s1,10.96.0.1:80#g0s2,10.96.0.2:53#master,10.96.0.2:53#g0s1',
-      'delete sy_backend4_v1 1,3',
+      'update sy_backend4_v2 4',
+      'update sy_svc4_v2 10.96.0.1:80#g1s1,10.96.0.1:80#g1s2',
+      'update sy_svc4_v2 10.96.0.1:80#master',
+      'delete sy_svc4_v2 10.96.0.2:53#master,10.96.0.2:53#g0s1,10.96.0.1:80#g0s1,10.96.0.1:80#g0s2',
+      'delete sy_vip4_v2 10.96.0.2',
+      'delete sy_backend4_v2 1,3',
     ]);
     expect(PHASE_NAMES).toHaveLength(5);
   });
@@ -92,29 +95,28 @@ describe('applyPlan', () => {
     });
     const w = recorder({ batch: 1, error: boom });
     await expect(applyPlan(p2, w)).rejects.toBe(boom);
-    expect(w.batches).toEqual(['update sy_backend4_v1 4']);
+    expect(w.batches).toEqual(['update sy_backend4_v2 4']);
     await expect(applyPlan(p1, recorder({ batch: 0, error: boom }))).rejects.toBe(boom);
   });
 });
 
 describe('applyOps', () => {
-  test('splits a phase into runs of one map and one action, keeping their order', async () => {
-    const key = { addr: '10.96.0.9', port: 80, proto: 'TCP' as const, gen: 0 as const, slot: 1 };
+  test('groups a phase into one run per map and action, in order of first appearance, keeping the order within each', async () => {
+    const key = { addr: '10.96.0.9', port: 80, proto: 'TCP' as const, scope: 0 as const, gen: 0 as const, slot: 1 };
     const phase: Op[] = [
-      { kind: 'svc-delete', key },
-      { kind: 'svc-delete', key: { ...key, slot: 2 } },
-      { kind: 'backend-delete', id: 7 },
-      { kind: 'backend-delete', id: 8 },
-      { kind: 'svc-delete', key: { ...key, slot: 3 } },
-      { kind: 'backend-update', id: 9, backend: { addr: '10.244.9.9', port: 80, proto: 'TCP' } },
+      { map: 'svc4', action: 'delete', key },
+      { map: 'svc4', action: 'delete', key: { ...key, slot: 2 } },
+      { map: 'backend4', action: 'delete', key: 7 },
+      { map: 'backend4', action: 'delete', key: 8 },
+      { map: 'svc4', action: 'delete', key: { ...key, slot: 3 } },
+      { map: 'backend4', action: 'update', key: 9, value: { addr: '10.244.9.9', port: 80, proto: 'TCP', flags: 0 } },
     ];
     const w = recorder();
-    expect(await applyOps([[], phase, []], w)).toEqual({ updates: 1, deletes: 5, batches: 4 });
+    expect(await applyOps([[], phase, []], w)).toEqual({ updates: 1, deletes: 5, batches: 3 });
     expect(w.batches).toEqual([
-      'delete sy_svc4_v1 10.96.0.9:80#g0s1,10.96.0.9:80#g0s2',
-      'delete sy_backend4_v1 7,8',
-      'delete sy_svc4_v1 10.96.0.9:80#g0s3',
-      'update sy_backend4_v1 9',
+      'delete sy_svc4_v2 10.96.0.9:80#g0s1,10.96.0.9:80#g0s2,10.96.0.9:80#g0s3',
+      'delete sy_backend4_v2 7,8',
+      'update sy_backend4_v2 9',
     ]);
     // Each run is what encodeOpBatch makes of it.
     expect(encodeOpBatch(phase.slice(0, 2))?.count).toBe(2);
@@ -132,23 +134,34 @@ describe('applyOps', () => {
     };
     const { p1, p2 } = plans();
     const readBack = async (): Promise<ProgrammedState> => {
-      const adopted = programmedFromDump(await obj.map(MAPS.svc.name).dump(), await obj.map(MAPS.backend.name).dump());
+      const dumps = new Map<string, Array<[Buffer, Buffer]>>();
+      for (const m of PROGRAMMED_MAPS) dumps.set(MAPS[m].name, await obj.map(MAPS[m].name).dump());
+      const adopted = programmedFromDump(dumps);
       expect(adopted.orphans).toEqual([]);
       return adopted.state;
     };
     await applyPlan(p1, writer);
     expect(programmedToPlain(await readBack())).toEqual(programmedToPlain(p1.next));
     await applyPlan(p2, writer);
-    expect(programmedToPlain(await readBack())).toEqual(programmedToPlain(p2.next));
+    const next = programmedToPlain(p2.next) as { backends: { IPv4: { ids: unknown } }; svcIds: unknown };
+    const back = programmedToPlain(await readBack()) as typeof next;
+    // What adopt cannot know: the quarantined ids (backend 1 and 3, svc 2) are still reserved in plan.next.
+    expect(next.backends.IPv4.ids).toEqual([1, 2, 3, 4]);
+    expect(back.backends.IPv4.ids).toEqual([2, 4]);
+    back.backends.IPv4.ids = next.backends.IPv4.ids;
+    back.svcIds = next.svcIds;
+    expect(back).toEqual(next);
     expect(fake.calls.map((c) => `${c.op} ${c.map} ${c.count}`).filter((c) => !c.startsWith('dump'))).toEqual([
-      'update sy_backend4_v1 3',
-      'update sy_svc4_v1 3',
-      'update sy_svc4_v1 2',
-      'update sy_backend4_v1 1',
-      'update sy_svc4_v1 2',
-      'update sy_svc4_v1 1',
-      'delete sy_svc4_v1 4',
-      'delete sy_backend4_v1 2',
+      'update sy_backend4_v2 3',
+      'update sy_vip4_v2 2',
+      'update sy_svc4_v2 3',
+      'update sy_svc4_v2 2',
+      'update sy_backend4_v2 1',
+      'update sy_svc4_v2 2',
+      'update sy_svc4_v2 1',
+      'delete sy_svc4_v2 4',
+      'delete sy_vip4_v2 1',
+      'delete sy_backend4_v2 2',
     ]);
     obj.close();
   });

@@ -3,17 +3,29 @@
 // incremental syncs, a sync that fails half way and the re-adopt after it
 // (the original error reaches the caller, even when the re-adopt fails too),
 // the next sync reconciling everything, a map that fills up, stop() leaving
-// pins and filters in place, and tc attach as links come and go.
+// pins and filters in place, tc attach of the four programs (ingress and
+// egress) as links come and go, and capacities given at load time.
 
 import { describe, expect, test } from 'vitest';
 import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
-import { TC_FILTER, BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
-import { backendCodec, configCodec, encode, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
+import { TC_FILTER, BpfDataplane, type BpfDataplaneOptions } from '../../src/dataplane/bpf/dataplane.ts';
+import {
+  backend4Codec,
+  configCodec,
+  encode,
+  MAPS,
+  SY_CFG_DETECT_CIDR,
+  SY_CFG_DETECT_IFACE,
+  svc4KeyCodec,
+  svcValueCodec,
+  u32Codec,
+} from '../../src/dataplane/bpf/layout.ts';
 import type { LinkSource } from '../../src/host/links.ts';
 import { isNativeError, type NativeError } from '../../src/native/index.ts';
 import { DataplaneError } from '../../src/dataplane/types.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { checkConsistent, formatDump, resolveFrontends } from '../support/fake-maps.ts';
+import { dataplaneOptions } from '../support/dataplane-options.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding, switchyardObject } from '../support/fake-native.ts';
 import { dumpPinned } from '../support/pinned-dump.ts';
 import { servicePort, snapshot } from '../support/snapshots.ts';
@@ -27,19 +39,22 @@ interface Setup {
   readonly logs: string[];
 }
 
-function dataplane(fake: FakeNativeBinding, opts: { links?: LinkSource; nodeInterface?: string | null; nodeAddress?: string } = {}): Setup {
+const INGRESS = { direction: 'ingress', ...TC_FILTER } as const;
+const EGRESS = { direction: 'egress', ...TC_FILTER } as const;
+
+function dataplane(fake: FakeNativeBinding, opts: Partial<BpfDataplaneOptions> = {}): Setup {
   const logs: string[] = [];
-  const dp = new BpfDataplane({
-    native: fake,
-    log: createLogger('bpf', { level: 'debug', write: (l) => logs.push(l) }),
-    objectPath: FAKE_OBJECT_PATH,
-    pinPath: PIN,
-    nodeAddress: opts.nodeAddress ?? NODE,
-    nodeInterface: opts.nodeInterface === undefined ? 'eth0' : opts.nodeInterface,
-    podInterfaces: 'veth*,cali*',
-    masqueradeAll: false,
-    links: opts.links ?? fake.linkSource(),
-  });
+  const dp = new BpfDataplane(
+    dataplaneOptions(fake, {
+      log: createLogger('bpf', { level: 'debug', write: (l) => logs.push(l) }),
+      pinPath: PIN,
+      node: { ipv4: NODE, ipv6: 'fd00:198:18::10' },
+      nodeInterface: 'eth0',
+      podInterfaces: 'veth*,cali*',
+      links: fake.linkSource(),
+      ...opts,
+    }),
+  );
   return { fake, dp, logs };
 }
 
@@ -57,14 +72,13 @@ async function started(fake = node(), opts: Parameters<typeof dataplane>[1] = {}
 
 /** What every frontend resolves to, read back through the binding. */
 async function programmed(fake: FakeNativeBinding): Promise<Record<string, string[]>> {
-  const d = await dumpPinned(fake, PIN);
-  return resolveFrontends(d.get(MAPS.svc.name) ?? [], d.get(MAPS.backend.name) ?? []);
+  return resolveFrontends(await dumpPinned(fake, PIN));
 }
 
 /** The maps hold no orphans and every master is whole. */
 async function expectClean(fake: FakeNativeBinding): Promise<void> {
   const d = await dumpPinned(fake, PIN);
-  expect(programmedFromDump(d.get(MAPS.svc.name) ?? [], d.get(MAPS.backend.name) ?? []).orphans).toEqual([]);
+  expect(programmedFromDump(d).orphans).toEqual([]);
   expect(checkConsistent(fake.store(PIN))).toEqual([]);
 }
 
@@ -90,20 +104,20 @@ const A = servicePort('a', '10.96.0.1', 80, ['10.244.1.1:8080', '10.244.1.2:8080
 const B = servicePort('b', '10.96.0.2', 53, ['10.244.1.3:53', '10.244.2.3:53'], 'UDP');
 const S1 = snapshot([A, B]);
 const S1_PROGRAMMED = {
-  '10.96.0.1:80/TCP': ['10.244.1.1:8080/TCP', '10.244.1.2:8080/TCP'],
-  '10.96.0.2:53/UDP': ['10.244.1.3:53/UDP', '10.244.2.3:53/UDP'],
+  '10.96.0.1:80/TCP int': ['10.244.1.1:8080/TCP', '10.244.1.2:8080/TCP'],
+  '10.96.0.2:53/UDP int': ['10.244.1.3:53/UDP', '10.244.2.3:53/UDP'],
 };
 // a gains a backend (shared with c), b goes, c comes.
 const A2 = servicePort('a', '10.96.0.1', 80, ['10.244.1.1:8080', '10.244.1.2:8080', '10.244.3.1:8080']);
 const C = servicePort('c', '10.96.0.3', 443, ['10.244.3.1:8080']);
 const S2 = snapshot([A2, C]);
 const S2_PROGRAMMED = {
-  '10.96.0.1:80/TCP': ['10.244.1.1:8080/TCP', '10.244.1.2:8080/TCP', '10.244.3.1:8080/TCP'],
-  '10.96.0.3:443/TCP': ['10.244.3.1:8080/TCP'],
+  '10.96.0.1:80/TCP int': ['10.244.1.1:8080/TCP', '10.244.1.2:8080/TCP', '10.244.3.1:8080/TCP'],
+  '10.96.0.3:443/TCP int': ['10.244.3.1:8080/TCP'],
 };
 
 describe('start', () => {
-  test('without pinned state: loads and pins the maps, writes the node config, attaches to the node and pod interfaces', async () => {
+  test('without pinned state: loads and pins the maps, writes the node config, attaches the four programs to the node and pod interfaces', async () => {
     const { fake, dp, logs } = await started();
     expect(fake.pins(PIN)).toEqual(
       Object.values(MAPS)
@@ -111,12 +125,28 @@ describe('start', () => {
         .sort(),
     );
     const config = (await dumpPinned(fake, PIN)).get(MAPS.config.name);
-    expect(config).toEqual([[encode(u32Codec, 0), encode(configCodec, { nodeAddr: NODE, flags: 0 })]]);
+    expect(config).toEqual([
+      [
+        encode(u32Codec, 0),
+        encode(configCodec, {
+          nodeAddr4: NODE,
+          nodeAddr6: 'fd00:198:18::10',
+          podCidr4: null,
+          podCidr6: null,
+          snatPortMin: 61000,
+          snatPortMax: 65535,
+          flags: SY_CFG_DETECT_CIDR,
+        }),
+      ],
+    ]);
     expect(await programmed(fake)).toEqual({});
-    expect([...dp.attached.values()].sort()).toEqual(['cali2', 'eth0', 'veth1']);
-    for (const name of ['eth0', 'veth1', 'cali2']) expect(fake.tcQuery(fake.ifNameToIndex(name), TC_FILTER)).not.toBeNull();
+    expect([...dp.attached.values()].sort()).toEqual(['cali2 pod', 'eth0 net', 'veth1 pod']);
+    const progName = (id: number | undefined) => fake.programName(id);
+    const at = (name: string, f: typeof INGRESS | typeof EGRESS) => progName(fake.tcQuery(fake.ifNameToIndex(name), f)?.progId);
+    expect([at('eth0', INGRESS), at('eth0', EGRESS)]).toEqual(['sy_from_net', 'sy_to_net']);
+    for (const name of ['veth1', 'cali2']) expect([at(name, INGRESS), at(name, EGRESS)]).toEqual(['sy_from_pod', 'sy_to_pod']);
     for (const name of ['lo', 'docker0']) expect(fake.filters(fake.ifNameToIndex(name))).toBeNull();
-    expect(logs.some((l) => /adopted pinned maps frontends=0 backends=0/.test(l))).toBe(true);
+    expect(logs.some((l) => /adopted pinned maps frontends=0 backends4=0 backends6=0/.test(l))).toBe(true);
     await dp.stop();
   });
 
@@ -124,11 +154,11 @@ describe('start', () => {
     const fake = node();
     const first = await started(fake);
     await first.dp.sync(S1);
-    const progBefore = fake.tcQuery(fake.ifNameToIndex('eth0'), TC_FILTER)?.progId;
+    const progBefore = fake.tcQuery(fake.ifNameToIndex('eth0'), INGRESS)?.progId;
     await first.dp.stop();
 
     const second = await started(fake);
-    expect(second.logs.some((l) => /adopted pinned maps frontends=2 backends=4/.test(l))).toBe(true);
+    expect(second.logs.some((l) => /adopted pinned maps frontends=2 backends4=4/.test(l))).toBe(true);
     expect(second.logs.some((l) => /removing inconsistent entries/.test(l))).toBe(false);
     const before = formatDump(await dumpPinned(fake, PIN));
     const calls = fake.calls.length;
@@ -137,7 +167,7 @@ describe('start', () => {
     expect(fake.calls.slice(calls).filter((c) => c.op === 'update' || c.op === 'delete')).toEqual([]);
     expect(formatDump(await dumpPinned(fake, PIN))).toBe(before);
     // The new daemon's program replaced the old one's in the same filter.
-    const progAfter = fake.tcQuery(fake.ifNameToIndex('eth0'), TC_FILTER)?.progId;
+    const progAfter = fake.tcQuery(fake.ifNameToIndex('eth0'), INGRESS)?.progId;
     expect(progAfter).toBeDefined();
     expect(progAfter).not.toBe(progBefore);
     await second.dp.stop();
@@ -151,14 +181,14 @@ describe('start', () => {
     // What a daemon killed part way through a plan can leave: a slot of the
     // other generation, a slot beyond count, a master key with gen 1, a
     // slot with no master, a backend no slot points at.
-    const svc = fake.pinnedMap(`${PIN}/${MAPS.svc.name}`);
-    const key = { addr: '10.96.0.1', port: 80, proto: 'TCP' as const };
-    const slot = (backendId: number) => encode(svcValueCodec, { backendId, count: 0, gen: 0, flags: 0, svcId: 0 });
-    svc.update(encode(svcKeyCodec, { ...key, gen: 1, slot: 1 }), slot(1));
-    svc.update(encode(svcKeyCodec, { ...key, gen: 0, slot: 7 }), slot(1));
-    svc.update(encode(svcKeyCodec, { ...key, gen: 1, slot: 0 }), slot(0));
-    svc.update(encode(svcKeyCodec, { addr: '10.96.9.9', port: 9, proto: 'TCP', gen: 0, slot: 1 }), slot(1));
-    fake.pinnedMap(`${PIN}/${MAPS.backend.name}`).update(encode(u32Codec, 99), encode(backendCodec, { addr: '10.244.9.9', port: 9, proto: 'TCP' }));
+    const svc = fake.pinnedMap(`${PIN}/${MAPS.svc4.name}`);
+    const key = { addr: '10.96.0.1', port: 80, proto: 'TCP' as const, scope: 0 as const };
+    const slot = (backendId: number) => encode(svcValueCodec, { backendId, count: 0, gen: 0, action: 0, flags: 0, svcId: 0, affinityTimeoutS: 0 });
+    svc.update(encode(svc4KeyCodec, { ...key, gen: 1, slot: 1 }), slot(1));
+    svc.update(encode(svc4KeyCodec, { ...key, gen: 0, slot: 7 }), slot(1));
+    svc.update(encode(svc4KeyCodec, { ...key, gen: 1, slot: 0 }), slot(0));
+    svc.update(encode(svc4KeyCodec, { addr: '10.96.9.9', port: 9, proto: 'TCP', scope: 0, gen: 0, slot: 1 }), slot(1));
+    fake.pinnedMap(`${PIN}/${MAPS.backend4.name}`).update(encode(u32Codec, 99), encode(backend4Codec, { addr: '10.244.9.9', port: 9, proto: 'TCP', flags: 0 }));
 
     const second = await started(fake);
     expect(second.logs.some((l) => /removing inconsistent entries left in pinned maps ops=5/.test(l))).toBe(true);
@@ -171,14 +201,48 @@ describe('start', () => {
   test('a pinned map that does not match the object: start fails with the loader error', async () => {
     const fake = node();
     fake.ensureBpffs(PIN);
-    fake.pinMap(`${PIN}/${MAPS.backend.name}`, { ...MAPS.backend, maxEntries: 16 });
+    fake.pinMap(`${PIN}/${MAPS.backend4.name}`, { ...MAPS.backend4, maxEntries: 16 });
     const e = await rejection(dataplane(fake).dp.start(new AbortController().signal));
     expect([e.code, e.syscall]).toEqual(['EINVAL', 'bpf_object__load']);
     expect(e.message).toContain('parameter mismatch');
   });
 
-  test('a node address that is not IPv4 fails start', async () => {
-    await expect(dataplane(node(), { nodeAddress: 'fd00::1' }).dp.start(new AbortController().signal)).rejects.toThrow(/not an IPv4 address/);
+  test('a node address of the wrong family fails start', async () => {
+    await expect(dataplane(node(), { node: { ipv4: 'fd00::1', ipv6: null } }).dp.start(new AbortController().signal)).rejects.toThrow(
+      /node address "fd00::1" is not an IPv4 address/,
+    );
+    await expect(dataplane(node(), { node: { ipv4: null, ipv6: '198.18.0.1' } }).dp.start(new AbortController().signal)).rejects.toThrow(/not an IPv6 address/);
+  });
+
+  test('capacities are given to the loader per map, and the pinned maps get them', async () => {
+    const fake = node();
+    const { dp } = await started(fake, { capacities: { svc4: 100, ct4: 64, ct6: 64 } });
+    expect(fake.pinnedMap(`${PIN}/${MAPS.svc4.name}`).maxEntries).toBe(100);
+    expect(fake.pinnedMap(`${PIN}/${MAPS.ct6.name}`).maxEntries).toBe(64);
+    expect(fake.pinnedMap(`${PIN}/${MAPS.svc6.name}`).maxEntries).toBe(MAPS.svc6.maxEntries);
+    await dp.stop();
+  });
+
+  test('detect-local-mode: ClusterCIDR and NodeCIDR write the CIDRs, the interface modes the flag and attach to those interfaces', async () => {
+    const fake = node();
+    fake.addLink('cbr0');
+    fake.addLink('tap5');
+    const config = async () => configCodec.decode(((await dumpPinned(fake, PIN)).get(MAPS.config.name) ?? [])[0]?.[1] ?? Buffer.alloc(56));
+    const c1 = await started(fake, { detectLocal: { mode: 'ClusterCIDR', cidrs: ['10.244.0.0/16', 'fd00:10:244::/56'] } });
+    expect(await config()).toMatchObject({ podCidr4: '10.244.0.0/16', podCidr6: 'fd00:10:244::/56', flags: SY_CFG_DETECT_CIDR });
+    await c1.dp.stop();
+    const c2 = await started(fake, { detectLocal: { mode: 'NodeCIDR' } });
+    expect(await config()).toMatchObject({ podCidr4: null, podCidr6: null, flags: SY_CFG_DETECT_CIDR });
+    await c2.dp.sync({ ...snapshot([A]), nodePodCIDRs: ['10.244.7.0/24'] });
+    expect(await config(), 'the Node podCIDRs arrive with the snapshot').toMatchObject({ podCidr4: '10.244.7.0/24', flags: SY_CFG_DETECT_CIDR });
+    await c2.dp.stop();
+    const c3 = await started(fake, { detectLocal: { mode: 'BridgeInterface', bridge: 'cbr0' } });
+    expect(await config()).toMatchObject({ podCidr4: null, flags: SY_CFG_DETECT_IFACE });
+    expect([...c3.dp.attached.values()]).toContain('cbr0 pod');
+    await c3.dp.stop();
+    const c4 = await started(fake, { detectLocal: { mode: 'InterfaceNamePrefix', prefix: 'tap' } });
+    expect([...c4.dp.attached.values()]).toContain('tap5 pod');
+    await c4.dp.stop();
   });
 });
 
@@ -192,7 +256,7 @@ describe('sync', () => {
     const bad = servicePort('bad', '10.96.0.300', 80, ['10.244.1.9:80']);
     const r = await dp.sync(snapshot([A, B, bad]));
     expect(r.frontendsChanged).toBe(2);
-    expect(r.operations).toBe(4 + 4 + 2); // backends, slots, masters
+    expect(r.operations).toBe(4 + 2 + 4 + 2); // backends, VIPs, slots, masters
     expect(r.problems.map((p) => p.owner)).toEqual([bad.id]);
     expect(r.durationMs).toBeGreaterThanOrEqual(0);
     expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
@@ -205,8 +269,8 @@ describe('sync', () => {
     await dp.sync(S1);
     const bEntries = async () =>
       (await dumpPinned(fake, PIN))
-        .get(MAPS.svc.name)
-        ?.filter(([k]) => svcKeyCodec.decode(k).addr === '10.96.0.2')
+        .get(MAPS.svc4.name)
+        ?.filter(([k]) => svc4KeyCodec.decode(k).addr === '10.96.0.2')
         .map(([k, v]) => `${k.toString('hex')}=${v.toString('hex')}`)
         .sort();
     const bBefore = await bEntries();
@@ -216,14 +280,14 @@ describe('sync', () => {
     expect(r.frontendsChanged).toBe(1);
     // one new slot, its master flip, the two old slots, the dropped backend.
     expect(fake.calls.slice(calls).map((c) => `${c.op} ${c.map} ${c.count}`)).toEqual([
-      'update sy_svc4_v1 1',
-      'update sy_svc4_v1 1',
-      'delete sy_svc4_v1 2',
-      'delete sy_backend4_v1 1',
+      'update sy_svc4_v2 1',
+      'update sy_svc4_v2 1',
+      'delete sy_svc4_v2 2',
+      'delete sy_backend4_v2 1',
     ]);
     expect(r.operations).toBe(5);
     expect(await bEntries()).toEqual(bBefore);
-    expect(await programmed(fake)).toEqual({ ...S1_PROGRAMMED, '10.96.0.1:80/TCP': ['10.244.1.2:8080/TCP'] });
+    expect(await programmed(fake)).toEqual({ ...S1_PROGRAMMED, '10.96.0.1:80/TCP int': ['10.244.1.2:8080/TCP'] });
     await dp.stop();
   });
 
@@ -231,20 +295,21 @@ describe('sync', () => {
     const { fake, dp } = await started();
     await dp.sync(S1);
     // Phase 2 (the new slots) fails after two records.
-    fake.failMap({ op: 'update', map: MAPS.svc.name, after: 2, code: 'ENOMEM' });
+    fake.failMap({ op: 'update', map: MAPS.svc4.name, after: 2, code: 'ENOMEM' });
     const calls = fake.calls.length;
     const e = await rejection(dp.sync(snapshot([A2, B, C], new Set([A2.id, C.id]))));
     expect({ code: e.code, syscall: e.syscall, done: e.done }).toEqual({ code: 'ENOMEM', syscall: 'bpf_map_update_batch', done: 2 });
     expect(e).not.toHaveProperty('adoptError');
-    // Re-adopted: dumped both maps, then removed what the plan had written
-    // (two slots of the new generation, the new backend): S1 is back.
+    // Re-adopted: dumped the maps, then removed what the plan had written
+    // (two slots of the new generation, the new VIP, the new backend): S1 is back.
     expect(fake.calls.slice(calls).map((c) => `${c.op} ${c.map}`)).toEqual([
-      'update sy_backend4_v1',
-      'update sy_svc4_v1',
-      'dump sy_svc4_v1',
-      'dump sy_backend4_v1',
-      'delete sy_svc4_v1',
-      'delete sy_backend4_v1',
+      'update sy_backend4_v2',
+      'update sy_vip4_v2',
+      'update sy_svc4_v2',
+      ...['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6'].map((m) => `dump sy_${m}_v2`),
+      'delete sy_svc4_v2',
+      'delete sy_vip4_v2',
+      'delete sy_backend4_v2',
     ]);
     expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
     await expectClean(fake);
@@ -259,8 +324,8 @@ describe('sync', () => {
   test('a sync that fails and whose re-adopt fails too: the original error still reaches the caller, the next sync reads the maps back first', async () => {
     const { fake, dp, logs } = await started();
     await dp.sync(S1);
-    fake.failMap({ op: 'update', map: MAPS.svc.name, after: 1, code: 'ENOMEM' });
-    fake.failMap({ op: 'dump', map: MAPS.svc.name, code: 'EAGAIN' });
+    fake.failMap({ op: 'update', map: MAPS.svc4.name, after: 1, code: 'ENOMEM' });
+    fake.failMap({ op: 'dump', map: MAPS.svc4.name, code: 'EAGAIN' });
     const e = await rejection(dp.sync(S2));
     expect({ code: e.code, syscall: e.syscall, done: e.done }).toEqual({ code: 'ENOMEM', syscall: 'bpf_map_update_batch', done: 1 });
     const adoptError = nativeCause((e.outer as DataplaneError & { adoptError?: unknown }).adoptError);
@@ -269,7 +334,7 @@ describe('sync', () => {
 
     const calls = fake.calls.length;
     const r = await dp.sync(snapshot([A2, C], new Set()));
-    expect(fake.calls[calls]).toEqual({ op: 'dump', map: MAPS.svc.name, count: 0 });
+    expect(fake.calls[calls]).toEqual({ op: 'dump', map: MAPS.svc4.name, count: 0 });
     expect(r.frontendsChanged).toBe(3);
     expect(await programmed(fake)).toEqual(S2_PROGRAMMED);
     await expectClean(fake);
@@ -277,15 +342,35 @@ describe('sync', () => {
   });
 
   test('a map that fills up: E2BIG as a native error naming the record, the partial write undone, smaller snapshots still sync', async () => {
-    const fake = node(new FakeNativeBinding({ objects: { [FAKE_OBJECT_PATH]: switchyardObject({ maxEntries: { [MAPS.backend.name]: 3 } }) } }));
+    const fake = node(new FakeNativeBinding({ objects: { [FAKE_OBJECT_PATH]: switchyardObject({ maxEntries: { [MAPS.backend4.name]: 3 } }) } }));
     const { dp } = await started(fake);
     const e = await rejection(dp.sync(S1)); // four backends
     expect({ errno: e.errno, code: e.code, syscall: e.syscall, done: e.done }).toEqual({ errno: 7, code: 'E2BIG', syscall: 'bpf_map_update_batch', done: 3 });
     expect(e.message).toMatch(/Argument list too long \(record 3 of 4\)$/);
     expect(await programmed(fake)).toEqual({});
-    expect((await dumpPinned(fake, PIN)).get(MAPS.backend.name)).toEqual([]);
+    expect((await dumpPinned(fake, PIN)).get(MAPS.backend4.name)).toEqual([]);
     await dp.sync(snapshot([A]));
-    expect(await programmed(fake)).toEqual({ '10.96.0.1:80/TCP': S1_PROGRAMMED['10.96.0.1:80/TCP'] });
+    expect(await programmed(fake)).toEqual({ '10.96.0.1:80/TCP int': S1_PROGRAMMED['10.96.0.1:80/TCP int'] });
+    await expectClean(fake);
+    await dp.stop();
+  });
+
+  test('capacities known to the control plane: what does not fit is reported by name, what fits is programmed, nothing is emptied', async () => {
+    const { fake, dp } = await started(node(), { capacities: { backend4: 3 } });
+    const r = await dp.sync(S1); // four backends: b's second one does not fit, so b is left out
+    expect(r.problems.map((p) => [p.owner, p.message])).toEqual([
+      [B.id, '10.96.0.2:53/UDP not programmed: map full: backend4 holds 2 of 3 entries, this frontend needs 2 more'],
+    ]);
+    expect(await programmed(fake)).toEqual({ '10.96.0.1:80/TCP int': S1_PROGRAMMED['10.96.0.1:80/TCP int'] });
+    await expectClean(fake);
+    // a loses a backend: now b fits (retried without being in the changed set).
+    const a = servicePort('a', '10.96.0.1', 80, ['10.244.1.1:8080']);
+    const r2 = await dp.sync(snapshot([a, B], new Set([a.id])));
+    expect(
+      r2.problems.map((p) => p.owner),
+      'the freed id is quarantined: b still does not fit',
+    ).toEqual([B.id]);
+    expect(await programmed(fake)).toEqual({ '10.96.0.1:80/TCP int': ['10.244.1.1:8080/TCP'] });
     await expectClean(fake);
     await dp.stop();
   });
@@ -296,12 +381,12 @@ describe('stop', () => {
     const { fake, dp } = await started();
     await dp.sync(S1);
     const eth0 = fake.ifNameToIndex('eth0');
-    const prog = fake.tcQuery(eth0, TC_FILTER);
+    const prog = fake.tcQuery(eth0, INGRESS);
     await dp.stop();
     expect(fake.openFds()).toBe(0);
     expect(fake.pins(PIN)).toHaveLength(Object.keys(MAPS).length);
     expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
-    expect(fake.tcQuery(eth0, TC_FILTER)).toEqual(prog);
+    expect(fake.tcQuery(eth0, INGRESS)).toEqual(prog);
     const veth = fake.addLink('veth7');
     expect(fake.filters(veth)).toBeNull();
     expect(dp.attached.has(veth)).toBe(false);
@@ -312,10 +397,11 @@ describe('stop', () => {
 describe('links', () => {
   test('attaches to pod interfaces as they appear, forgets them as they go', async () => {
     const { fake, dp } = await started(node(), { nodeInterface: null });
-    expect([...dp.attached.values()].sort()).toEqual(['cali2', 'veth1']);
+    expect([...dp.attached.values()].sort()).toEqual(['cali2 pod', 'veth1 pod']);
     const veth = fake.addLink('veth3');
-    expect(dp.attached.get(veth)).toBe('veth3');
-    expect(fake.tcQuery(veth, TC_FILTER)?.progId).toBe(fake.tcQuery(fake.ifNameToIndex('veth1'), TC_FILTER)?.progId);
+    expect(dp.attached.get(veth)).toBe('veth3 pod');
+    expect(fake.tcQuery(veth, INGRESS)?.progId).toBe(fake.tcQuery(fake.ifNameToIndex('veth1'), INGRESS)?.progId);
+    expect(fake.tcQuery(veth, EGRESS)?.progId).toBe(fake.tcQuery(fake.ifNameToIndex('veth1'), EGRESS)?.progId);
     fake.addLink('wlan0'); // neither the node interface nor a pod interface
     expect(dp.attached.size).toBe(3);
     fake.removeLink('veth3');
@@ -323,8 +409,11 @@ describe('links', () => {
     // The same name back with a new index: attached again.
     const again = fake.addLink('veth3');
     expect(again).not.toBe(veth);
-    expect(dp.attached.get(again)).toBe('veth3');
-    expect(fake.filters(again)?.map((f) => f.handle)).toEqual([TC_FILTER.handle]);
+    expect(dp.attached.get(again)).toBe('veth3 pod');
+    expect(fake.filters(again)?.map((f) => `${f.direction} ${f.handle} ${f.priority}`)).toEqual([
+      `ingress ${TC_FILTER.handle} ${TC_FILTER.priority}`,
+      `egress ${TC_FILTER.handle} ${TC_FILTER.priority}`,
+    ]);
     await dp.stop();
   });
 
@@ -333,7 +422,7 @@ describe('links', () => {
     const real = fake.linkSource();
     const links: LinkSource = { list: () => [...real.list(), { name: 'veth9', ifindex: 999 }], watch: real.watch };
     const { dp, logs } = await started(fake, { links });
-    expect([...dp.attached.values()].sort()).toEqual(['cali2', 'eth0', 'veth1']);
+    expect([...dp.attached.values()].sort()).toEqual(['cali2 pod', 'eth0 net', 'veth1 pod']);
     expect(logs.some((l) => /warn bpf attach failed interface=veth9 .*No such device/.test(l))).toBe(true);
     await dp.stop();
   });

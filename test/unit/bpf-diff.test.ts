@@ -8,44 +8,58 @@
 //     a full reconcile finds nothing left to do, and new ids are the lowest unused.
 
 import { expect, test } from 'vitest';
-import type { EndpointInfo, Protocol, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
+import type { Protocol, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
 import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
-import { compile, compileChanged } from '../../src/dataplane/bpf/compile.ts';
+import { type CompileOptions, compile, compileChanged, compileOptions } from '../../src/dataplane/bpf/compile.ts';
 import { diff, formatOp, formatPlan, planOps } from '../../src/dataplane/bpf/diff.ts';
-import { checkConsistent, FakeMapStore } from '../support/fake-maps.ts';
-import { backendCodec, MAPS, svcKeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
-import { emptyProgrammedState, l4Key } from '../../src/dataplane/bpf/state.ts';
+import { checkConsistent, FakeMapStore, storeDumps } from '../support/fake-maps.ts';
+import { decodeEntries, MAPS, type MapName, type Op, svcValueCodec } from '../../src/dataplane/bpf/layout.ts';
+import { emptyProgrammedState, FAMILIES, ID_QUARANTINE_MS, l4Key } from '../../src/dataplane/bpf/state.ts';
 import { CowMap } from '../../src/util/cow.ts';
 import { programmedToPlain } from '../support/plain-state.ts';
-import type { DesiredState, FrontendKey, Plan, ProgrammedState } from '../../src/dataplane/bpf/state.ts';
+import type { DesiredScope, DesiredState, FrontendKey, Plan, ProgrammedState } from '../../src/dataplane/bpf/state.ts';
+import { endpoint, servicePortInfo, snapshot as snap, TEST_NODE } from '../support/snapshots.ts';
 
 /** Maps that answer a delete of a missing key with ENOENT, as the kernel does: no plan may issue one. */
-function strictStore(): FakeMapStore {
-  return new FakeMapStore(undefined, { [MAPS.svc.name]: { deleteMissing: 'enoent' }, [MAPS.backend.name]: { deleteMissing: 'enoent' } });
+function strictStore(caps: Partial<Record<MapName, number>> = {}): FakeMapStore {
+  const opts: Record<string, { deleteMissing: 'enoent'; maxEntries?: number }> = {};
+  for (const [m, d] of Object.entries(MAPS)) opts[d.name] = { deleteMissing: 'enoent', ...(caps[m as MapName] ? { maxEntries: caps[m as MapName] } : {}) };
+  return new FakeMapStore(undefined, opts);
 }
 
-function ep(ip: string, port: number): EndpointInfo {
-  return { ip, port, nodeName: null, zone: null, ready: true, serving: true, terminating: false, isLocal: false };
+function sp(
+  name: string,
+  clusterIPs: string[],
+  port: number,
+  eps: Array<[string, number]>,
+  protocol: Protocol = 'TCP',
+  more: Partial<ServicePortInfo> = {},
+): ServicePortInfo {
+  const endpoints = eps.map(([ip, p]) => endpoint(ip.includes(':') ? `[${ip}]:${p}` : `${ip}:${p}`));
+  return servicePortInfo({ name, clusterIPs, port, endpoints, protocol, ...more });
 }
 
-function sp(name: string, clusterIPs: string[], port: number, eps: Array<[string, number]>, protocol: Protocol = 'TCP'): ServicePortInfo {
-  const endpoints = eps.map(([ip, p]) => ep(ip, p));
-  return { id: `ns/${name}:/${protocol}`, namespace: 'ns', name, portName: '', protocol, clusterIPs, port, endpoints, clusterEndpoints: endpoints };
-}
-
-function snap(sps: ServicePortInfo[], changed: ReadonlySet<string> | 'all' = 'all'): ProxySnapshot {
-  return { nodeName: 'n', servicePorts: new Map(sps.map((s) => [s.id, s])), changed };
-}
-
-const OFF = { masqueradeAll: false };
+const OFF = compileOptions();
 
 const plainState = programmedToPlain;
+
+/** A ProgrammedState without what adopt cannot know (quarantined ids, deferred frontends). */
+function plainAdoptable(s: ProgrammedState): unknown {
+  const p = programmedToPlain(s) as { backends: Record<string, { ids: unknown }>; svcIds: unknown };
+  for (const f of Object.values(p.backends)) f.ids = null;
+  p.svcIds = null;
+  return p;
+}
+
+function scopeText(s: DesiredScope | null | undefined): string {
+  return s == null ? '-' : `${s.action} ${s.flags} [${s.backends.map(l4Key).join(', ')}]`;
+}
 
 function plainDesired(d: DesiredState): unknown {
   return {
     services: d.services.sortedKeys().map((k) => {
       const s = d.services.get(k);
-      return [k, s?.owner, s?.flags, s?.backends.map(l4Key), s?.backendKeys];
+      return [k, s?.owner, scopeText(s?.internal), scopeText(s?.external), s?.sourceRanges, s?.internal.backendKeys];
     }),
     problems: d.problems,
   };
@@ -54,29 +68,39 @@ function plainDesired(d: DesiredState): unknown {
 // ---------------------------------------------------------------------------
 // Targeted cases.
 
-test('ids freed by a plan are not reused within it; the next plan reuses the lowest', () => {
-  const p1 = diff(compile(snap([sp('a', ['10.96.0.1'], 80, [['10.244.0.1', 80]])]), OFF), emptyProgrammedState());
-  const p2 = diff(compile(snap([sp('a', ['10.96.0.1'], 80, [['10.244.0.2', 80]])]), OFF), p1.next);
+test('a backend id freed by a plan is quarantined: not reused until ID_QUARANTINE_MS later', () => {
+  const at = (nowMs: number) => ({ nowMs });
+  const p1 = diff(compile(snap([sp('a', ['10.96.0.1'], 80, [['10.244.0.1', 80]])]), OFF), emptyProgrammedState(), 'all', at(0));
+  const p2 = diff(compile(snap([sp('a', ['10.96.0.1'], 80, [['10.244.0.2', 80]])]), OFF), p1.next, 'all', at(1000));
   expect(planOps(p2).map(formatOp)).toStrictEqual([
-    'backend-update 2 = 10.244.0.2:80/TCP',
-    'svc-update 10.96.0.1:80/TCP gen 1 slot 1 = backend 2',
-    'svc-update 10.96.0.1:80/TCP master = count 1 gen 1 flags 0x00 svc 1',
-    'svc-delete 10.96.0.1:80/TCP gen 0 slot 1',
-    'backend-delete 1',
+    'update backend4 2 = 10.244.0.2:80/TCP',
+    'update svc4 10.96.0.1:80/TCP int gen 1 slot 1 = backend 2',
+    'update svc4 10.96.0.1:80/TCP int master = forward count 1 gen 1 flags 0x40 svc 1',
+    'delete svc4 10.96.0.1:80/TCP int gen 0 slot 1',
+    'delete backend4 1',
   ]);
-  const p3 = diff(
-    compile(
-      snap([
-        sp('a', ['10.96.0.1'], 80, [
-          ['10.244.0.2', 80],
-          ['10.244.0.3', 80],
-        ]),
+  expect(p2.next.backends.IPv4.quarantine).toStrictEqual([{ id: 1, until: 1000 + ID_QUARANTINE_MS }]);
+  const three = compile(
+    snap([
+      sp('a', ['10.96.0.1'], 80, [
+        ['10.244.0.2', 80],
+        ['10.244.0.3', 80],
+        ['10.244.0.4', 80],
       ]),
-      OFF,
-    ),
-    p2.next,
+    ]),
+    OFF,
   );
-  expect(p3.phases[0]?.map(formatOp)).toStrictEqual(['backend-update 1 = 10.244.0.3:80/TCP']);
+  const early = diff(three, p2.next, 'all', at(1000 + ID_QUARANTINE_MS - 1));
+  expect(early.phases[0]?.map(formatOp), 'id 1 still quarantined').toStrictEqual([
+    'update backend4 3 = 10.244.0.3:80/TCP',
+    'update backend4 4 = 10.244.0.4:80/TCP',
+  ]);
+  const later = diff(three, p2.next, 'all', at(1000 + ID_QUARANTINE_MS));
+  expect(later.phases[0]?.map(formatOp), 'released: the lowest again').toStrictEqual([
+    'update backend4 1 = 10.244.0.3:80/TCP',
+    'update backend4 3 = 10.244.0.4:80/TCP',
+  ]);
+  expect(later.next.backends.IPv4.quarantine).toStrictEqual([]);
 });
 
 test('a backend moving from one Service to another in one plan is neither deleted nor re-created', () => {
@@ -86,17 +110,72 @@ test('a backend moving from one Service to another in one plan is neither delete
   const p2 = diff(compile(after, OFF), p1.next);
   expect(p2.phases[0]).toStrictEqual([]);
   expect(p2.phases[4]).toStrictEqual([]);
-  expect(p2.next.backendsById.get(1)?.refs).toBe(1);
+  expect(p2.next.backends.IPv4.byId.get(1)?.refs).toBe(1);
 });
 
-test('svc ids: stable per frontend, lowest unused for new ones', () => {
+test('svc ids: stable per frontend (shared by both scopes), never reused while quarantined', () => {
   const three = ['a', 'b', 'c'].map((n, i) => sp(n, [`10.96.0.${i + 1}`], 80, []));
   const p1 = diff(compile(snap(three), OFF), emptyProgrammedState());
   expect(p1.next.services.sortedKeys().map((k) => p1.next.services.get(k)?.svcId)).toStrictEqual([1, 2, 3]);
-  const p2 = diff(compile(snap([three[0], three[2]] as ServicePortInfo[]), OFF), p1.next);
-  const p3 = diff(compile(snap([...three.slice(0, 1), three[2] as ServicePortInfo, sp('d', ['10.96.0.9'], 80, [])]), OFF), p2.next);
-  expect(p3.next.services.get('10.96.0.9:80/TCP')?.svcId).toBe(2);
+  const p2 = diff(compile(snap([three[0], three[2]] as ServicePortInfo[]), OFF), p1.next, 'all', { nowMs: 0 });
+  const d = sp('d', ['10.96.0.9'], 80, []);
+  const p3 = diff(compile(snap([three[0] as ServicePortInfo, three[2] as ServicePortInfo, d]), OFF), p2.next, 'all', { nowMs: 1 });
+  expect(p3.next.services.get('10.96.0.9:80/TCP')?.svcId).toBe(4);
   expect(p3.next.services.get('10.96.0.3:80/TCP')?.svcId).toBe(3);
+  const p4 = diff(compile(snap([three[0] as ServicePortInfo, three[2] as ServicePortInfo, d, sp('e', ['10.96.0.8'], 80, [])]), OFF), p3.next, 'all', {
+    nowMs: ID_QUARANTINE_MS,
+  });
+  expect(p4.next.services.get('10.96.0.8:80/TCP')?.svcId).toBe(2);
+});
+
+test('an external scope: its master is written before the internal master that points clients at it, and deleted after', () => {
+  const opts = compileOptions({ nodeIPs: ['198.18.0.1'], localCIDRs: ['10.244.0.0/16'] });
+  const eps = [endpoint('10.244.1.5:80', TEST_NODE), endpoint('10.244.2.5:80', 'node-b')];
+  const local = servicePortInfo({ name: 'loc', clusterIPs: ['10.96.0.3'], nodePort: 30003, externalPolicyLocal: true, endpoints: eps });
+  const p1 = diff(compile(snap([local]), opts), emptyProgrammedState());
+  const masters = (p1.phases[2] ?? []).map(formatOp);
+  expect(masters).toStrictEqual([
+    'update svc4 10.96.0.3:80/TCP int master = forward count 2 gen 0 flags 0x42 svc 1',
+    'update svc4 198.18.0.1:30003/TCP ext master = forward count 1 gen 0 flags 0x00 svc 2',
+    'update svc4 198.18.0.1:30003/TCP int master = forward count 2 gen 0 flags 0x04 svc 2',
+  ]);
+  const cluster = { ...local, externalPolicyLocal: false };
+  const p2 = diff(compile(snap([servicePortInfo({ ...cluster, localEndpoints: undefined, externalEndpoints: undefined })]), opts), p1.next);
+  const ops = planOps(p2).map(formatOp);
+  const intFlip = ops.findIndex((o) => o.startsWith('update svc4 198.18.0.1:30003/TCP int master'));
+  const extGone = ops.indexOf('delete svc4 198.18.0.1:30003/TCP ext master');
+  expect(intFlip).toBeGreaterThanOrEqual(0);
+  expect(extGone).toBeGreaterThan(intFlip);
+  const store = strictStore();
+  store.applyPlan(p1);
+  expect(checkConsistent(store)).toStrictEqual([]);
+  store.applyPlan(p2, { afterOp: (op, phase) => expect(checkConsistent(store), `${phase} ${formatOp(op)}`).toStrictEqual([]) });
+});
+
+test('VIPs follow the ClusterIPs in use (refcounted); source ranges are added before their master and removed after', () => {
+  const a = sp('a', ['10.96.0.1'], 80, [['10.244.0.1', 80]]);
+  const a2 = sp('a', ['10.96.0.1'], 81, [['10.244.0.1', 80]], 'TCP', { portName: 'x', id: 'ns/a:x/TCP' });
+  const p1 = diff(compile(snap([a, a2]), OFF), emptyProgrammedState());
+  expect((p1.phases[0] ?? []).map(formatOp)).toContain('update vip4 10.96.0.1');
+  expect(p1.next.vips.get('10.96.0.1')).toBe(2);
+  const p2 = diff(compile(snap([a2]), OFF), p1.next);
+  expect(
+    planOps(p2)
+      .map(formatOp)
+      .filter((o) => o.includes('vip4')),
+  ).toStrictEqual([]);
+  const p3 = diff(compile(snap([]), OFF), p2.next);
+  expect((p3.phases[3] ?? []).map(formatOp)).toContain('delete vip4 10.96.0.1');
+
+  const lb = (ranges: string[]) =>
+    sp('lb', ['10.96.0.2'], 443, [['10.244.0.2', 443]], 'TCP', { loadBalancerIPs: ['198.18.2.10'], loadBalancerSourceRanges: ranges });
+  const q1 = diff(compile(snap([lb(['203.0.113.0/24'])]), OFF), emptyProgrammedState());
+  const svcId = q1.next.services.get('198.18.2.10:443/TCP')?.svcId;
+  expect((q1.phases[0] ?? []).map(formatOp)).toContain(`update srcrange4 svc ${svcId} 203.0.113.0/24`);
+  const q2 = diff(compile(snap([lb(['198.51.100.0/24'])]), OFF), q1.next);
+  expect((q2.phases[0] ?? []).map(formatOp)).toStrictEqual([`update srcrange4 svc ${svcId} 198.51.100.0/24`]);
+  expect((q2.phases[3] ?? []).map(formatOp)).toStrictEqual([`delete srcrange4 svc ${svcId} 203.0.113.0/24`]);
+  expect(q2.phases[2], 'the master does not change').toStrictEqual([]);
 });
 
 test('diff is pure: current is not modified, and the same inputs give the same plan', () => {
@@ -123,7 +202,7 @@ test('scope: out-of-scope frontends are untouched, in-scope removals happen, unk
   const p2 = diff(none, p1.next, new Set(['10.96.0.2:80/TCP', '10.99.9.9:1/TCP']));
   expect(p2.touched).toStrictEqual(['10.96.0.2:80/TCP']);
   expect(p2.next.services.sortedKeys()).toStrictEqual(['10.96.0.1:80/TCP']);
-  expect(p2.phases[4]?.map(formatOp)).toStrictEqual(['backend-delete 2']);
+  expect(p2.phases[4]?.map(formatOp)).toStrictEqual(['delete backend4 2']);
   const p3 = diff(none, p2.next, new Set());
   expect(planOps(p3).length).toBe(0);
   expect(diff(none, p2.next).touched.length, 'full reconcile removes the rest').toBe(1);
@@ -133,6 +212,57 @@ test('plans always have the five phases, in order', () => {
   const p = diff(compile(snap([]), OFF), emptyProgrammedState());
   expect(p.phases.length).toBe(5);
   expect(formatPlan(p)).toMatch(/\(no ops\)/);
+});
+
+test('capacity: frontends that do not fit are reported by Service and retried; what fits is programmed; nothing is emptied', () => {
+  // svc4 holds 7 entries: a (1+2), b (1+2) fit; c (1+2) does not.
+  const caps = { svc4: 7 };
+  const a = sp('a', ['10.96.0.1'], 80, [
+    ['10.244.0.1', 80],
+    ['10.244.0.2', 80],
+  ]);
+  const b = sp('b', ['10.96.0.2'], 80, [
+    ['10.244.0.3', 80],
+    ['10.244.0.4', 80],
+  ]);
+  const c = sp('c', ['10.96.0.3'], 80, [
+    ['10.244.0.5', 80],
+    ['10.244.0.6', 80],
+  ]);
+  const store = strictStore(caps);
+  const p1 = diff(compile(snap([a, b, c]), OFF), emptyProgrammedState(), 'all', { capacities: caps });
+  expect(p1.problems.map((p) => [p.owner, p.message])).toStrictEqual([
+    ['ns/c:/TCP', '10.96.0.3:80/TCP not programmed: map full: svc4 holds 6 of 7 entries, this frontend needs 3 more'],
+  ]);
+  store.applyPlan(p1);
+  expect(p1.next.services.sortedKeys()).toStrictEqual(['10.96.0.1:80/TCP', '10.96.0.2:80/TCP']);
+  expect(p1.next.deferred).toStrictEqual(new Set(['10.96.0.3:80/TCP']));
+  expect(p1.next.entries.svc4).toBe(6);
+  // A change to a: its new generation does not fit next to the old one; a keeps its old version.
+  const a2 = sp('a', ['10.96.0.1'], 80, [
+    ['10.244.0.1', 80],
+    ['10.244.0.9', 80],
+  ]);
+  const p2 = diff(compile(snap([a2, b, c]), OFF), p1.next, new Set(['10.96.0.1:80/TCP']), { capacities: caps });
+  expect(p2.problems.map((p) => p.owner)).toStrictEqual(['ns/a:/TCP', 'ns/c:/TCP']);
+  expect(p2.problems[0]?.message).toMatch(/not updated \(the programmed version stays\)/);
+  expect(planOps(p2)).toStrictEqual([]);
+  store.applyPlan(p2);
+  expect(checkConsistent(store)).toStrictEqual([]);
+  expect(store.of('svc4').size, 'an overflow never empties the maps').toBe(6);
+  // b goes away; the deferred frontends are retried by every later plan, whatever its scope, until they fit.
+  let state = diff(compile(snap([a2, c]), OFF), p2.next, new Set(['10.96.0.2:80/TCP']), { capacities: caps });
+  store.applyPlan(state);
+  for (let i = 0; i < 3 && state.next.deferred.size > 0; i++) {
+    state = diff(compile(snap([a2, c]), OFF), state.next, new Set(), { capacities: caps });
+    store.applyPlan(state);
+    expect(checkConsistent(store)).toStrictEqual([]);
+  }
+  expect(state.problems).toStrictEqual([]);
+  expect(state.next.services.sortedKeys()).toStrictEqual(['10.96.0.1:80/TCP', '10.96.0.3:80/TCP']);
+  expect(state.next.deferred.size).toBe(0);
+  expect(store.of('svc4').size).toBe(6);
+  expect(state.next.entries.svc4).toBe(6);
 });
 
 // ---------------------------------------------------------------------------
@@ -149,52 +279,74 @@ function mulberry32(seed: number): () => number {
   };
 }
 
-const FRONT_IPS = ['10.96.0.1', '10.96.0.2', '10.96.0.3', '10.96.0.10', 'fd00::1', '10.96.0.x'];
-const BACK_IPS = ['10.244.0.1', '10.244.0.2', '10.244.0.3', '10.244.1.1', '10.244.1.20', 'fd00::2', '10.244.0.01'];
+const FRONT_IPS = ['10.96.0.1', '10.96.0.2', '10.96.0.3', '10.96.0.10', 'fd00:10:96::1', 'fd00:10:96::2', '10.96.0.x'];
+const BACK_IPS = ['10.244.0.1', '10.244.0.2', '10.244.0.3', '10.244.1.1', '10.244.1.20', 'fd00:10:244::2', 'fd00:10:244::3', '10.244.0.01'];
+const NODES = [TEST_NODE, 'node-b', null];
 
 function randomServicePort(r: () => number, i: number): ServicePortInfo {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)] as T;
-  const proto: Protocol = i % 4 === 0 ? 'UDP' : 'TCP';
+  const proto: Protocol = i % 4 === 0 ? 'UDP' : i % 7 === 0 ? 'SCTP' : 'TCP';
   const ips = [pick(FRONT_IPS)];
   if (r() < 0.2) ips.push(pick(FRONT_IPS));
-  const eps: Array<[string, number]> = [];
+  const eps = [];
   const n = Math.floor(r() * 6);
-  for (let e = 0; e < n; e++) eps.push([pick(BACK_IPS), r() < 0.8 ? 8080 : 8081]);
-  return sp(`s${i}`, ips, r() < 0.7 ? 80 : 443, eps, proto);
+  for (let e = 0; e < n; e++) {
+    const ip = pick(BACK_IPS);
+    const port = r() < 0.8 ? 8080 : 8081;
+    eps.push(endpoint(ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`, pick(NODES)));
+  }
+  const more: Partial<ServicePortInfo> = {};
+  const m = more as { -readonly [K in keyof ServicePortInfo]?: ServicePortInfo[K] };
+  if (r() < 0.3) m.nodePort = 30000 + (i % 3);
+  if (r() < 0.2) m.externalIPs = [r() < 0.5 ? '198.18.1.10' : 'fd00:198:18::10'];
+  if (r() < 0.25) {
+    m.loadBalancerIPs = [r() < 0.5 ? '198.18.2.10' : 'fd00:198:18::20'];
+    if (r() < 0.6) m.loadBalancerSourceRanges = r() < 0.5 ? ['203.0.113.0/24'] : ['198.51.100.0/24', 'fd00:1::/48'];
+  }
+  if (r() < 0.3) m.externalPolicyLocal = true;
+  return servicePortInfo({ name: `s${i}`, clusterIPs: ips, port: r() < 0.7 ? 80 : 443, endpoints: eps, protocol: proto, ...more });
 }
 
-/** What a packet can see: frontend -> "flags [backends...]", from the maps alone. */
-function packetView(store: FakeMapStore): Map<FrontendKey, string> {
-  const backends = new Map(store.backends.dump().map(([k, v]) => [u32Codec.decode(k), l4Key(backendCodec.decode(v))]));
-  const slots = new Map<string, number>();
-  const masters: Array<[FrontendKey, number, number, number]> = [];
-  for (const [k, v] of store.svc.dump()) {
-    const key = svcKeyCodec.decode(k);
-    const val = svcValueCodec.decode(v);
-    if (key.slot === 0 && key.gen === 0) masters.push([l4Key(key), val.gen, val.count, val.flags]);
-    else slots.set(`${l4Key(key)} ${key.gen} ${key.slot}`, val.backendId);
-  }
-  const view = new Map<FrontendKey, string>();
-  for (const [fk, gen, count, flags] of masters) {
-    const seen: string[] = [];
-    for (let s = 1; s <= count; s++) {
-      const id = slots.get(`${fk} ${gen} ${s}`);
-      seen.push(id === undefined ? 'MISSING-SLOT' : (backends.get(id) ?? 'MISSING-BACKEND'));
+/** What a packet can see: "frontend scope" -> "action flags [backends...]", from the maps alone. */
+function packetView(store: FakeMapStore): Map<string, string> {
+  const view = new Map<string, string>();
+  for (const [svcMap, backendMap] of [
+    ['svc4', 'backend4'],
+    ['svc6', 'backend6'],
+  ] as const) {
+    const backends = new Map(decodeEntries(backendMap, store.of(backendMap).dump()).map(([id, b]) => [id, l4Key(b)]));
+    const slots = new Map<string, number>();
+    const masters: Array<[string, number, number, number, number]> = [];
+    for (const [key, val] of decodeEntries(svcMap, store.of(svcMap).dump())) {
+      const fk = `${l4Key(key)} ${key.scope}`;
+      if (key.slot === 0 && key.gen === 0) masters.push([fk, val.gen, val.count, val.flags, val.action]);
+      else slots.set(`${fk} ${key.gen} ${key.slot}`, val.backendId);
     }
-    view.set(fk, `${flags} [${seen.join(', ')}]`);
+    for (const [fk, gen, count, flags, action] of masters) {
+      const seen: string[] = [];
+      for (let s = 1; s <= count; s++) {
+        const id = slots.get(`${fk} ${gen} ${s}`);
+        seen.push(id === undefined ? 'MISSING-SLOT' : (backends.get(id) ?? 'MISSING-BACKEND'));
+      }
+      view.set(fk, `${action} ${flags} [${seen.join(', ')}]`);
+    }
   }
   return view;
 }
 
-function desiredView(d: DesiredState): Map<FrontendKey, string> {
-  const view = new Map<FrontendKey, string>();
-  for (const [k, s] of d.services) view.set(k, `${s.flags} [${s.backends.map(l4Key).join(', ')}]`);
+function desiredView(d: DesiredState, deferred: ReadonlySet<FrontendKey>): Map<string, string> {
+  const view = new Map<string, string>();
+  for (const [k, s] of d.services) {
+    if (deferred.has(k)) continue;
+    view.set(`${k} 0`, scopeText(s.internal));
+    if (s.external !== null) view.set(`${k} 1`, scopeText(s.external));
+  }
   return view;
 }
 
 function applyChecked(store: FakeMapStore, plan: Plan, ctx: string): void {
   const before = packetView(store);
-  const seen: Array<[string, Map<FrontendKey, string>]> = [];
+  const seen: Array<[string, Map<string, string>]> = [];
   store.applyPlan(plan, {
     afterOp: (op, phase) => {
       expect(checkConsistent(store), `${ctx}: after ${phase} ${formatOp(op)}`).toStrictEqual([]);
@@ -210,18 +362,36 @@ function applyChecked(store: FakeMapStore, plan: Plan, ctx: string): void {
   }
 }
 
-/** The ids allocated by a plan are, in order, the lowest ids free in `current`. */
-function assertLowestIds(plan: Plan, current: ProgrammedState, ctx: string): void {
-  const allocated = (plan.phases[0] ?? []).map((op) => (op.kind === 'backend-update' ? op.id : -1));
-  const expected: number[] = [];
-  for (let id = 1; expected.length < allocated.length; id++) if (!current.backendIds.has(id)) expected.push(id);
-  expect(allocated, `${ctx}: backend ids`).toStrictEqual(expected);
+/** The ids allocated by a plan are, in order, the lowest ids neither in use nor quarantined in `current` at `now`. */
+function assertLowestIds(plan: Plan, current: ProgrammedState, now: number, ctx: string): void {
+  for (const family of FAMILIES) {
+    const map = family === 'IPv4' ? 'backend4' : 'backend6';
+    const allocated = (plan.phases[0] ?? []).flatMap((op: Op) => (op.map === map && op.action === 'update' ? [op.key] : []));
+    const b = current.backends[family];
+    const released = new Set(b.quarantine.filter((q) => q.until <= now).map((q) => q.id));
+    const expected: number[] = [];
+    for (let id = 1; expected.length < allocated.length; id++) if (!b.ids.has(id) || released.has(id)) expected.push(id);
+    expect(allocated, `${ctx}: ${family} backend ids`).toStrictEqual(expected);
+  }
 }
 
 test('random walk: incremental compile + scoped diff + apply stays correct at every op', () => {
-  const SEEDS = 25;
+  const SEEDS = 10;
   const STEPS = 40;
-  const seen = { conflicts: 0, problems: 0, flips: 0, removals: 0, backendDeletes: 0, shared: 0, flagsOnly: 0, emptyPlans: 0 };
+  const seen = {
+    conflicts: 0,
+    problems: 0,
+    flips: 0,
+    removals: 0,
+    backendDeletes: 0,
+    shared: 0,
+    masterOnly: 0,
+    emptyPlans: 0,
+    ipv6: 0,
+    external: 0,
+    ranges: 0,
+    reuse: 0,
+  };
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = mulberry32(seed);
     const ports = new Map<string, ServicePortInfo>();
@@ -229,8 +399,10 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
     let programmed = emptyProgrammedState();
     let desired: DesiredState | undefined;
     let masqueradeAll = false;
+    let detector = false;
     for (let step = 0; step < STEPS; step++) {
       const ctx = `seed ${seed} step ${step}`;
+      const now = step * 30_000;
       const changed = new Set<string>();
       for (let k = 1 + Math.floor(r() * 3); k > 0; k--) {
         const i = Math.floor(r() * 10);
@@ -240,9 +412,14 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
         changed.add(next.id);
       }
       if (r() < 0.05) masqueradeAll = !masqueradeAll;
+      if (r() < 0.05) detector = !detector;
       const full = step % 10 === 9;
-      const snapshot: ProxySnapshot = { nodeName: 'n', servicePorts: new Map(ports), changed: full ? 'all' : changed };
-      const opts: { masqueradeAll: boolean } = { masqueradeAll };
+      const snapshot: ProxySnapshot = { nodeName: TEST_NODE, servicePorts: new Map(ports), changed: full ? 'all' : changed };
+      const opts: CompileOptions = compileOptions({
+        masqueradeAll,
+        localCIDRs: detector ? ['10.244.0.0/16', 'fd00:10:244::/56'] : [],
+        nodeIPs: ['198.18.0.1', 'fd00:198:18::1'],
+      });
 
       const next: DesiredState = desired === undefined ? compile(snapshot, opts) : compileChanged(desired, snapshot, opts);
       const reference = compile(snapshot, opts);
@@ -254,30 +431,39 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
         }
       }
 
-      const plan = diff(next, programmed, next.changed);
-      expect(plan.phases, `${ctx}: deterministic`).toStrictEqual(diff(next, programmed, next.changed).phases);
-      assertLowestIds(plan, programmed, ctx);
+      const plan = diff(next, programmed, next.changed, { nowMs: now });
+      expect(plan.phases, `${ctx}: deterministic`).toStrictEqual(diff(next, programmed, next.changed, { nowMs: now }).phases);
+      expect(plan.problems, `${ctx}: default capacities hold it all`).toStrictEqual([]);
+      assertLowestIds(plan, programmed, now, ctx);
       applyChecked(store, plan, ctx);
 
-      expect(packetView(store), `${ctx}: maps hold the desired state`).toStrictEqual(desiredView(next));
-      const adopted = programmedFromDump(store.svc.dump(), store.backends.dump());
-      expect(adopted.orphans, `${ctx}: no orphans`).toStrictEqual([]);
-      expect(plainState(adopted.state), `${ctx}: adopt == plan.next`).toStrictEqual(plainState(plan.next));
-      expect(planOps(diff(next, plan.next)).length, `${ctx}: nothing left for a full reconcile`).toBe(0);
-      for (const b of plan.next.backendsById.values()) expect(b.refs, `${ctx}: backend ${b.id} unreferenced`).toBeGreaterThanOrEqual(1);
+      expect(packetView(store), `${ctx}: maps hold the desired state`).toStrictEqual(desiredView(next, plan.next.deferred));
+      const adopted = programmedFromDump(storeDumps(store));
+      expect(adopted.orphans.map(formatOp), `${ctx}: no orphans`).toStrictEqual([]);
+      expect(plainAdoptable(adopted.state), `${ctx}: adopt == plan.next`).toStrictEqual(plainAdoptable(plan.next));
+      expect(planOps(diff(next, plan.next, 'all', { nowMs: now })).length, `${ctx}: nothing left for a full reconcile`).toBe(0);
+      for (const family of FAMILIES) {
+        for (const b of plan.next.backends[family].byId.values()) expect(b.refs, `${ctx}: backend ${b.id} unreferenced`).toBeGreaterThanOrEqual(1);
+      }
+      const vipsInMaps = decodeEntries('vip4', store.of('vip4').dump()).length + decodeEntries('vip6', store.of('vip6').dump()).length;
+      expect(vipsInMaps, `${ctx}: one VIP per ClusterIP in use`).toBe(plan.next.vips.size);
 
-      seen.conflicts += next.problems.filter((p) => p.field === 'clusterIPs').length;
+      seen.conflicts += next.problems.filter((p) => p.field === 'frontend').length;
       seen.problems += next.problems.length;
-      seen.removals += (plan.phases[3] ?? []).filter((op) => op.kind === 'svc-delete' && op.key.slot === 0).length;
+      seen.removals += (plan.phases[3] ?? []).filter((op) => op.action === 'delete' && (op.map === 'svc4' || op.map === 'svc6') && op.key.slot === 0).length;
       seen.backendDeletes += (plan.phases[4] ?? []).length;
-      seen.shared += [...plan.next.backendsById.values()].filter((b) => b.refs > 1).length;
+      seen.ipv6 += planOps(plan).filter((op) => op.map === 'svc6').length;
+      seen.external += planOps(plan).filter((op) => (op.map === 'svc4' || op.map === 'svc6') && op.key.scope === 1).length;
+      seen.ranges += planOps(plan).filter((op) => op.map === 'srcrange4' || op.map === 'srcrange6').length;
+      seen.reuse += FAMILIES.filter((f) => programmed.backends[f].quarantine.some((q) => q.until <= now)).length;
+      for (const f of FAMILIES) seen.shared += [...plan.next.backends[f].byId.values()].filter((b) => b.refs > 1).length;
       seen.emptyPlans += planOps(plan).length === 0 ? 1 : 0;
       for (const k of plan.touched) {
         const was = programmed.services.get(k);
-        const now = plan.next.services.get(k);
-        if (was !== undefined && now !== undefined) {
-          if (was.gen !== now.gen) seen.flips++;
-          else seen.flagsOnly++;
+        const now2 = plan.next.services.get(k);
+        if (was !== undefined && now2 !== undefined) {
+          if (was.internal.gen !== now2.internal.gen) seen.flips++;
+          else seen.masterOnly++;
         }
       }
       programmed = plan.next;

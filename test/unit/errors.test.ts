@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/index.ts';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
-import { encode, LayoutError, MAPS, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
+import { encode, LayoutError, MAPS, u32Codec } from '../../src/dataplane/bpf/layout.ts';
 import { DataplaneError } from '../../src/dataplane/types.ts';
 import type { NativeBinding, NativeMapDesc, NativeObject } from '../../src/native/binding.ts';
 import { isNativeError } from '../../src/native/errors.ts';
@@ -18,7 +18,7 @@ import { WatchStatusError } from '../../src/sources/kube-reflector.ts';
 import { parseObject, ValidationError } from '../../src/sources/objects.ts';
 import { CowEditorDoneError, IdSet } from '../../src/util/cow.ts';
 import { SwitchyardError } from '../../src/util/errors.ts';
-import { nullLogger } from '../../src/util/log.ts';
+import { dataplaneOptions } from '../support/dataplane-options.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SRC = join(ROOT, 'src');
@@ -102,7 +102,7 @@ function fakeAddon(fail: { open?: Error; update?: Error }): FakeAddon {
   const updates: number[] = [];
   const object: NativeObject = {
     maps: () => [CONFIG_MAP],
-    programs: () => [{ name: 'sy_ingress', section: 'tc', fd: 12, type: 3 }],
+    programs: () => ['sy_from_pod', 'sy_to_pod', 'sy_from_net', 'sy_to_net'].map((name, i) => ({ name, section: 'tc', fd: 12 + i, type: 3 })),
     close: () => {},
   };
   const native: Partial<NativeBinding> = {
@@ -127,17 +127,9 @@ function fakeAddon(fail: { open?: Error; update?: Error }): FakeAddon {
 }
 
 function dataplane(addon: FakeAddon, nodeAddress = '198.18.0.1'): BpfDataplane {
-  return new BpfDataplane({
-    native: addon.native,
-    log: nullLogger(),
-    objectPath: '/opt/sy/switchyard.bpf.o',
-    pinPath: '/sys/fs/bpf/sy-test',
-    nodeAddress,
-    nodeInterface: null,
-    podInterfaces: 'sy-no-such-link-*',
-    masqueradeAll: false,
-    links: { list: () => [], watch: () => ({ stop() {} }) },
-  });
+  return new BpfDataplane(
+    dataplaneOptions(addon.native, { objectPath: '/opt/sy/switchyard.bpf.o', node: { ipv4: nodeAddress, ipv6: null }, podInterfaces: 'sy-no-such-link-*' }),
+  );
 }
 
 async function rejection(p: Promise<unknown>): Promise<DataplaneError> {
@@ -175,7 +167,7 @@ describe('DataplaneError', () => {
     const err = await rejection(dp.start(new AbortController().signal));
     await dp.stop();
     expect(err).toMatchObject({ code: 'ERR_SY_DATAPLANE_KERNEL', dataplane: 'bpf', operation: `update ${MAPS.config.name}` });
-    expect(err.message).toBe(`bpf dataplane: update sy_config_v1: bpf_map_update_elem on sy_config_v1: Operation not permitted`);
+    expect(err.message).toBe(`bpf dataplane: update sy_config_v2: bpf_map_update_elem on sy_config_v2: Operation not permitted`);
     expect(err.cause).toMatchObject({ errno: 1, code: 'EPERM', syscall: 'bpf_map_update_elem' });
     expect(addon.updates).toEqual([CONFIG_MAP.fd]);
   });

@@ -10,7 +10,7 @@
 
 import { expect, test } from 'vitest';
 import { decide, frontendsOf, masqueradeFor, verdicts } from '../../src/model/verdict.ts';
-import type { EndpointInfo, ServicePortInfo } from '../../src/model/types.ts';
+import type { EndpointInfo, ServicePortSpec } from '../../src/model/types.ts';
 import { TERMINATING, every, ep, node, options, runCase, service, showVerdict, slice, type Case } from './model-semantics-fixtures.ts';
 
 const CIP = 'clusterIP 10.96.0.10:80/TCP';
@@ -401,7 +401,7 @@ const endpoint = (ip: string, isLocal = false): EndpointInfo => ({
 });
 
 test('hairpin: a pod reaching itself through its Service is masqueraded even where the verdict is not', () => {
-  const sp: ServicePortInfo = {
+  const sp: ServicePortSpec = {
     id: 'default/web:http/TCP',
     namespace: 'default',
     name: 'web',
@@ -420,8 +420,8 @@ test('hairpin: a pod reaching itself through its Service is masqueraded even whe
   expect(masqueradeFor(v, v.endpoints[0]!, '10.244.1.7')).toBe(false);
 });
 
-test('a hand-made ServicePortInfo (fields from before this model) reads as a ClusterIP Service with Cluster policy', () => {
-  const sp: ServicePortInfo = {
+test('a hand-made ServicePortSpec (derived fields left out) reads as a ClusterIP Service with Cluster policy', () => {
+  const sp: ServicePortSpec = {
     id: 'ns/s:/TCP',
     namespace: 'ns',
     name: 's',
@@ -436,7 +436,7 @@ test('a hand-made ServicePortInfo (fields from before this model) reads as a Clu
   expect(table.map((r) => [r.frontend.kind, r.allowedSources, showVerdict(r.pod), showVerdict(r.node)])).toStrictEqual([
     ['clusterIP', null, 'dnat 10.244.1.1:8080 10.244.2.1:8080', 'masq 10.244.1.1:8080 10.244.2.1:8080'],
   ]);
-  const empty: ServicePortInfo = { ...sp, endpoints: [], clusterEndpoints: [] };
+  const empty: ServicePortSpec = { ...sp, endpoints: [], clusterEndpoints: [] };
   expect(showVerdict(decide(empty, frontendsOf(empty)[0]!, 'pod', options()))).toBe('reject');
 });
 

@@ -25,7 +25,7 @@ export interface ApplyStats {
  * internal one, a removed master before its slots), never across maps, so
  * a phase is one batch per map and action.
  */
-function runs(phase: readonly Op[]): Op[][] {
+export function phaseRuns(phase: readonly Op[]): Op[][] {
   const byKind = new Map<string, Op[]>();
   for (const op of phase) {
     const k = `${op.map}/${op.action}`;
@@ -46,7 +46,7 @@ export async function applyOps(phases: readonly (readonly Op[])[], maps: MapWrit
   let deletes = 0;
   let batches = 0;
   for (const phase of phases) {
-    for (const run of runs(phase)) {
+    for (const run of phaseRuns(phase)) {
       const batch = encodeOpBatch(run);
       if (!batch) continue;
       await maps.write(batch);

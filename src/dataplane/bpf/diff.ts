@@ -170,6 +170,8 @@ class PlanBuilder {
   private readonly svcQuarantine: Quarantined[];
   private readonly fam: Record<IPFamily, FamilyEdit>;
   private readonly vips: Map<string, number>;
+  /** Addresses whose VIP count this plan changed, with their family. */
+  private readonly vipFamily = new Map<string, IPFamily>();
   private readonly deferred: Set<FrontendKey>;
   private readonly entries: Record<ProgrammedMapName, number>;
   /** Entries this plan adds before it deletes any (phases 1-3): what must fit. */
@@ -247,6 +249,7 @@ class PlanBuilder {
   }
 
   finish(): Plan {
+    this.finishVips();
     const backends = {} as Record<IPFamily, FamilyBackends>;
     for (const family of FAMILIES) backends[family] = this.finishFamily(family);
     const svcQuarantine = this.svcQuarantine;
@@ -424,16 +427,24 @@ class PlanBuilder {
 
   private vipRef(family: IPFamily, addr: string, delta: 1 | -1): void {
     const n = (this.vips.get(addr) ?? 0) + delta;
-    if (delta > 0 && n === 1) {
-      (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op(VIP_MAP[family], 'update', { addr }, { flags: SY_VIP_F_CLUSTER_IP }));
-      this.entries[VIP_MAP[family]]++;
-    }
-    if (delta < 0 && n === 0) {
-      (this.phases[PHASE_SVC_DELETE] as Op[]).push(this.op(VIP_MAP[family], 'delete', { addr }));
-      this.entries[VIP_MAP[family]]--;
-    }
     if (n > 0) this.vips.set(addr, n);
     else this.vips.delete(addr);
+    this.vipFamily.set(addr, family);
+  }
+
+  /** VIP ops from the counts before and after the plan (one address may lose a frontend and gain another in one plan). */
+  private finishVips(): void {
+    for (const [addr, family] of [...this.vipFamily].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      const had = this.current.vips.has(addr);
+      const has = this.vips.has(addr);
+      if (!had && has) {
+        (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op(VIP_MAP[family], 'update', { addr }, { flags: SY_VIP_F_CLUSTER_IP }));
+        this.entries[VIP_MAP[family]]++;
+      } else if (had && !has) {
+        (this.phases[PHASE_SVC_DELETE] as Op[]).push(this.op(VIP_MAP[family], 'delete', { addr }));
+        this.entries[VIP_MAP[family]]--;
+      }
+    }
   }
 
   private srcRange(family: IPFamily, svcId: number, cidr: string, action: 'update' | 'delete', phase: number): void {
