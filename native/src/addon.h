@@ -19,6 +19,7 @@ void InitBpffs(Napi::Env env, Napi::Object exports);    // bpffs.cc
 void InitMaps(Napi::Env env, Napi::Object exports);     // maps.cc
 void InitTc(Napi::Env env, Napi::Object exports);       // tc.cc
 void InitTestRun(Napi::Env env, Napi::Object exports);  // testrun.cc
+void InitLock(Napi::Env env, Napi::Object exports);     // lock.cc
 
 // bpffs.cc: makes path a directory on a bpffs, mounting one there when neither
 // it nor its nearest existing ancestor is on bpffs. True when it mounted.

@@ -2,6 +2,9 @@
 // network namespace: our tc filters (ingress and egress) on every interface (the clsact qdisc too
 // when nothing else uses it is left alone: other tools may share it), and the
 // pinned maps under the pin path. Safe to run when nothing is installed.
+// Refuses (ERR_SY_DATAPLANE_PIN_LOCKED, nothing touched) while a daemon holds
+// the pin directory's lock (dataplane/bpf/pinlock.ts): it would pull the maps
+// and filters from under a running daemon.
 
 import { readdirSync, rmSync, existsSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +13,7 @@ import { Tc } from '../native/index.ts';
 import { listLinks } from '../host/links.ts';
 import { TC_FILTERS } from '../dataplane/bpf/dataplane.ts';
 import type { Logger } from '../util/log.ts';
+import { holdPinLockNow } from '../dataplane/bpf/pinlock.ts';
 
 export interface CleanupResult {
   readonly detached: string[];
@@ -20,6 +24,15 @@ export interface CleanupResult {
 const OUR_PIN = /^sy_[a-z0-9_]+_v\d+$/;
 
 export function cleanup(native: NativeBinding, pinPath: string, log: Logger): CleanupResult {
+  const lock = existsSync(pinPath) ? holdPinLockNow(native, pinPath, 'cleanup') : null;
+  try {
+    return cleanupLocked(native, pinPath, log);
+  } finally {
+    lock?.release();
+  }
+}
+
+function cleanupLocked(native: NativeBinding, pinPath: string, log: Logger): CleanupResult {
   const tc = new Tc(native);
   const detached: string[] = [];
   for (const link of listLinks()) {

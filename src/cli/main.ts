@@ -106,7 +106,7 @@ export async function main(argv: readonly string[], stop: AbortSignal): Promise<
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       return 2;
     }
-    if (err instanceof SwitchyardError && err.code === 'ERR_SY_INVALID_KUBECONFIG') {
+    if (err instanceof SwitchyardError && (err.code === 'ERR_SY_INVALID_KUBECONFIG' || err.code === 'ERR_SY_DATAPLANE_PIN_LOCKED')) {
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       return 1;
     }

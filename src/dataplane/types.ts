@@ -45,7 +45,11 @@ export type DataplaneErrorCode =
   /** An option the dataplane cannot use, e.g. a node address of a family it does not program. */
   | 'ERR_SY_DATAPLANE_OPTION'
   /** The kernel refused an operation; `cause` is the native error (errno, code, syscall). */
-  | 'ERR_SY_DATAPLANE_KERNEL';
+  | 'ERR_SY_DATAPLANE_KERNEL'
+  /** Another daemon held the pin directory's lock past the timeout (bpf/pinlock.ts). */
+  | 'ERR_SY_DATAPLANE_PIN_LOCKED'
+  /** A map of the previous layout could not be read or carried over (bpf/migrate.ts). */
+  | 'ERR_SY_DATAPLANE_MIGRATION';
 
 /** What a dataplane throws: which dataplane, what it was doing, and why ("bpf dataplane: update sy_svc4_v1 (3 entries): ..."). */
 export class DataplaneError extends SwitchyardError {

@@ -95,6 +95,9 @@ export interface NativeBinding {
   openObject(path: string, opts: { pinRoot: string; maxEntries?: Readonly<Record<string, number>> }): Promise<NativeObject>;
   // mkdir -p path, mounting a bpffs there unless it is already on one. True when it mounted.
   ensureBpffs(path: string): boolean;
+  // Removes a pin (unlink); the object lives on while fds or programs hold it.
+  // False when nothing was pinned there; EINVAL for a path outside a bpffs.
+  unpin(path: string): boolean;
   progIdFromFd(fd: number): number;
 
   mapUpdate(fd: number, keys: Uint8Array, values: Uint8Array, keySize: number, valueSize: number, flags?: number): Promise<void>;
@@ -118,6 +121,15 @@ export interface NativeBinding {
   // BPF_PROG_TEST_RUN: runs the program once (or `repeat` times) on a copy of
   // data (at least 14 bytes for tc programs); map updates it makes are real.
   progTestRun(progFd: number, data: Uint8Array, opts?: TestRunOptions): Promise<TestRunResult>;
+
+  // lock.cc: a non-blocking exclusive flock(2) on the directory path (it must
+  // exist); the returned fd holds it until closeFd() or exit. Held by another
+  // open file (another daemon, or another lockDir() in this process):
+  // EWOULDBLOCK, which Linux names EAGAIN (code 'EAGAIN', syscall 'flock').
+  lockDir(path: string): number;
+  // Pids holding a flock on the directory path, from /proc/locks (holders in
+  // another PID namespace are left out): for the message while waiting.
+  lockHolders(path: string): number[];
 }
 
 // BPF_ANY / BPF_NOEXIST / BPF_EXIST for mapUpdate's flags (uapi linux/bpf.h).
@@ -126,6 +138,7 @@ export const UpdateFlags = { any: 0, noExist: 1, exist: 2 } as const;
 const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'openObject',
   'ensureBpffs',
+  'unpin',
   'progIdFromFd',
   'mapUpdate',
   'mapDelete',
@@ -142,6 +155,8 @@ const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'ifNameToIndex',
   'ifIndexToName',
   'progTestRun',
+  'lockDir',
+  'lockHolders',
 ];
 
 // The build output, relative to this file: src/native/ -> repo root.

@@ -38,3 +38,8 @@ export function isNotSupported(e: unknown): e is NativeError {
 export function isPermissionDenied(e: unknown): e is NativeError {
   return hasCode(e, ['EPERM', 'EACCES']);
 }
+
+// lockDir(): another open file holds the lock (EWOULDBLOCK; Linux calls it EAGAIN).
+export function isLockHeld(e: unknown): e is NativeError {
+  return hasCode(e, ['EAGAIN', 'EWOULDBLOCK']);
+}

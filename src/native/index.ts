@@ -30,7 +30,7 @@ export type {
   TestRunOptions,
   TestRunResult,
 } from './binding.ts';
-export { isNativeError, isNotExist, isNotSupported, isPermissionDenied, type NativeError } from './errors.ts';
+export { isLockHeld, isNativeError, isNotExist, isNotSupported, isPermissionDenied, type NativeError } from './errors.ts';
 
 export type MapRecord = [key: Buffer, value: Buffer];
 

@@ -46,6 +46,10 @@
 //   hook (not compared: a deleted netdev takes its qdiscs along). Argument
 //   errors are TypeErrors with the addon's messages.
 // - interfaces: if_nametoindex ENODEV, if_indextoname ENXIO.
+// - the pin directory lock (lock.cc): lockDir of a directory that does not
+//   exist ENOENT open, of a pin ENOTDIR open; held by another fd EAGAIN
+//   (EWOULDBLOCK) flock; closeFd releases it. lockHolders: this process's pid
+//   once per holding fd (by hand: the kernel lists each flock in /proc/locks).
 // Not modelled: LRU eviction order beyond "least recently written or looked
 // up" (the kernel's is approximate and per CPU), program verification,
 // cgroup hooks, a program fd passed where a map fd is expected (EBADF here).
@@ -95,6 +99,7 @@ const ERRNO_TEXT = {
   ENOSPC: 'No space left on device',
   EOPNOTSUPP: 'Operation not supported',
   ENOTSUPP: 'Operation not supported (kernel ENOTSUPP)',
+  ENOTDIR: 'Not a directory',
 } as const;
 
 export type Errno = keyof typeof ERRNO_TEXT;
@@ -202,7 +207,10 @@ interface KernelProg {
   readonly type: number;
 }
 
-type FdEntry = { readonly kind: 'map'; readonly map: KernelMap } | { readonly kind: 'prog'; readonly prog: KernelProg };
+type FdEntry =
+  | { readonly kind: 'map'; readonly map: KernelMap }
+  | { readonly kind: 'prog'; readonly prog: KernelProg }
+  | { readonly kind: 'lock'; readonly path: string };
 
 export interface FakeFilter extends TcFilter {
   readonly progId: number;
@@ -264,9 +272,12 @@ export class FakeNativeBinding implements NativeBinding {
     return [...this.#pins.keys()].filter((p) => p.startsWith(prefix)).sort();
   }
 
-  /** rm of a pin: the map lives on while fds hold it. */
+  /** rm of a pin (also the binding's unpin): the map lives on while fds hold it. */
   unpin(path: string): boolean {
-    return this.#pins.delete(clean(path));
+    argString(path, 'path');
+    const p = clean(path);
+    if (!this.#inBpffs(posix.dirname(p))) throw invalid('unpin', path, 'not inside a bpffs');
+    return this.#pins.delete(p);
   }
 
   /** The map pinned at path, to read or seed directly. */
@@ -385,7 +396,7 @@ export class FakeNativeBinding implements NativeBinding {
   progIdFromFd(fd: number): number {
     argFd(fd, 'fd');
     const e = this.#fds.get(fd);
-    if (e === undefined) throw sysError('EBADF', 'bpf_obj_get_info_by_fd', `program fd ${fd}`);
+    if (e === undefined || e.kind === 'lock') throw sysError('EBADF', 'bpf_obj_get_info_by_fd', `program fd ${fd}`);
     return e.kind === 'prog' ? e.prog.id : e.map.id;
   }
 
@@ -399,6 +410,30 @@ export class FakeNativeBinding implements NativeBinding {
     const e = this.#fds.get(progFd);
     if (e === undefined || e.kind !== 'prog') throw sysError('EBADF', 'bpf_prog_test_run_opts', `program fd ${progFd}`);
     throw sysError('EOPNOTSUPP', 'bpf_prog_test_run_opts', `program fd ${progFd} (${data.length} bytes in)`, ': the fake binding does not execute BPF');
+  }
+
+  // -------------------------------------------------------------------------
+  // NativeBinding: the pin directory's lock (lock.cc).
+
+  lockDir(path: string): number {
+    argString(path, 'path');
+    const p = clean(path);
+    if (this.#pins.has(p)) throw sysError('ENOTDIR', 'open', path);
+    if (!this.#dirs.has(p)) throw sysError('ENOENT', 'open', path);
+    if (this.#lockFds(p).length > 0) throw sysError('EAGAIN', 'flock', path);
+    return this.#openFd({ kind: 'lock', path: p });
+  }
+
+  /** Every holder is this process (one fake kernel per test process). */
+  lockHolders(path: string): number[] {
+    argString(path, 'path');
+    const p = clean(path);
+    if (!this.#dirs.has(p) && !this.#pins.has(p)) throw sysError('ENOENT', 'stat', path);
+    return this.#lockFds(p).map(() => process.pid);
+  }
+
+  #lockFds(path: string): number[] {
+    return [...this.#fds].filter(([, e]) => e.kind === 'lock' && e.path === path).map(([fd]) => fd);
   }
 
   // -------------------------------------------------------------------------

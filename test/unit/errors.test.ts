@@ -114,6 +114,14 @@ function fakeAddon(fail: { open?: Error; update?: Error }): FakeAddon {
       updates.push(fd);
       if (fail.update) throw fail.update;
     },
+    // The pin directory's lock (pinlock.ts) and the layout 1 check (migrate.ts): free, and nothing pinned.
+    ensureBpffs: () => false,
+    lockDir: () => 20,
+    lockHolders: () => [],
+    closeFd: () => {},
+    mapOpenPinned: (path) => {
+      throw nativeError(2, 'ENOENT', 'bpf_obj_get', path, 'No such file or directory');
+    },
   };
   return { native: native as NativeBinding, updates };
 }

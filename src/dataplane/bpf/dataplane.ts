@@ -9,7 +9,12 @@
 // snapshot; only apply touches the kernel. A sync that fails reads the maps
 // back (adopt) and rejects with the apply error; the next sync reconciles
 // everything. stop() releases handles and leaves the programs attached and
-// the maps pinned, so traffic keeps flowing across restarts. Failures are
+// the maps pinned, so traffic keeps flowing across restarts.
+// Two additions around that (kept apart from the pipeline): start() first
+// takes the pin directory's lock (pinlock.ts), waiting for a daemon that
+// still holds it, and stop() releases it; and when a layout 1 daemon left its
+// maps pinned (migrate.ts), the programs are attached only after the first
+// sync has landed and its connection tracking was carried over. Failures are
 // DataplaneErrors naming the operation ("update sy_svc4_v2 (3 entries)");
 // a kernel refusal keeps the native error as the cause.
 
@@ -39,6 +44,9 @@ import {
   u32Codec,
 } from './layout.ts';
 import type { DesiredState, ProgrammedState } from './state.ts';
+import { acquirePinLock, type PinLock } from './pinlock.ts';
+import { LayoutUpgrade, type UpgradeContext } from './migrate.ts';
+import type { Clock } from '../../sync/clock.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -103,6 +111,10 @@ export interface BpfDataplaneOptions {
   readonly links: LinkSource;
   /** Clock for the id quarantine (ms); default Date.now. */
   readonly now?: () => number;
+  /** How long start() waits for another daemon to release the pin directory; default PIN_LOCK_TIMEOUT_MS. */
+  readonly pinLockTimeoutMs?: number;
+  /** Time for the pin lock's waits; default the system clock. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -132,6 +144,10 @@ export class BpfDataplane implements Dataplane {
   #watcher: { stop(): void } | null = null;
   #isPodLink: (name: string) => boolean;
   #configText = '';
+  /** The pin directory's lock, held from start() to stop(). */
+  #lock: PinLock | null = null;
+  /** A pending upgrade from layout 1 (migrate.ts): holds the attach until the first sync. */
+  #upgrade: LayoutUpgrade | null = null;
 
   constructor(o: BpfDataplaneOptions) {
     this.#o = o;
@@ -142,6 +158,22 @@ export class BpfDataplane implements Dataplane {
   }
 
   async start(signal: AbortSignal): Promise<void> {
+    const o = this.#o;
+    // One daemon per pin directory: wait for one that is still terminating.
+    await kernel(`prepare pin directory ${o.pinPath}`, async () => o.native.ensureBpffs(o.pinPath));
+    const lock = await acquirePinLock({ native: o.native, log: o.log, pinPath: o.pinPath, timeoutMs: o.pinLockTimeoutMs, clock: o.clock, signal });
+    if (lock === null) return; // stopped while waiting: nothing was touched
+    this.#lock = lock;
+    try {
+      this.#upgrade = LayoutUpgrade.detect(o.native, o.log, o.pinPath);
+      await this.#load(signal);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  async #load(signal: AbortSignal): Promise<void> {
     const o = this.#o;
     const maxEntries: Record<string, number> = {};
     for (const [m, n] of Object.entries(o.capacities) as [MapName, number][]) maxEntries[MAPS[m].name] = n;
@@ -170,6 +202,7 @@ export class BpfDataplane implements Dataplane {
       const stats = await applyPlan(plan, this.#writer());
       this.#programmed = plan.next;
       this.#desired = desired;
+      if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
       return {
         frontendsChanged: plan.touched.length,
         operations: stats.updates + stats.deletes,
@@ -198,6 +231,8 @@ export class BpfDataplane implements Dataplane {
     this.#obj?.close();
     this.#obj = null;
     this.#fds = null;
+    this.#lock?.release();
+    this.#lock = null;
   }
 
   /** Interfaces the programs are attached to now, by ifindex ("eth0 net", "veth1 pod"). */
@@ -265,10 +300,26 @@ export class BpfDataplane implements Dataplane {
     return this.#isPodLink(link.name) ? 'pod' : null;
   }
 
+  /** What the layout 1 upgrade needs after a sync landed (migrate.ts). */
+  #upgradeContext(podCIDRs: readonly string[]): UpgradeContext {
+    const obj = this.#obj as BpfObject;
+    const fds = this.#fds as Fds;
+    return {
+      obj,
+      config: nodeConfig(this.#o, podCIDRs),
+      attach: () => this.#attachLinks(),
+      tc: this.#tc,
+      links: () => this.#o.links.list(),
+      ours: () => new Set([fds.fromPod, fds.toPod, fds.fromNet, fds.toNet].map((fd) => this.#o.native.progIdFromFd(fd))),
+      filters: TC_FILTERS,
+    };
+  }
+
   /** Attaches to every wanted interface not attached yet; forgets ones that are gone. */
   #attachLinks(): void {
     const fds = this.#fds;
     if (fds === null) return;
+    if (this.#upgrade?.holdsAttach) return; // the layout 1 program forwards until the first sync landed
     const present = new Set<number>();
     for (const link of this.#o.links.list()) {
       const role = this.#role(link);

@@ -1,0 +1,64 @@
+// A long-lived UDP flow for the upgrade test, the datagram counterpart of
+// src/rig/holder.ts: one socket (one source port, so one tracked flow)
+// sends a datagram to a rig backend's UDP port (through a Service) every
+// interval and reads the backend's one-line answers. Prints `connected`
+// after the first answer, then at the end one JSON document: datagrams sent,
+// answered, and the backends that answered in order of first appearance.
+//
+//   node test/support/udp-flow.ts --target IP:PORT --duration-ms D [--interval-ms I]
+
+import * as dgram from 'node:dgram';
+import { parseArgs } from 'node:util';
+import { parseBackendLine, parseEndpoint } from '../../src/rig/protocol.ts';
+
+export interface UdpFlowOutput {
+  readonly sent: number;
+  readonly answered: number;
+  readonly backends: string[];
+  readonly localPort: number;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { target: { type: 'string' }, 'duration-ms': { type: 'string' }, 'interval-ms': { type: 'string' } }, strict: true });
+  const target = parseEndpoint(values.target ?? '');
+  if (!target) throw new Error('--target IP:PORT is required');
+  const duration = Number(values['duration-ms'] ?? '5000');
+  const interval = Number(values['interval-ms'] ?? '100');
+  const sock = dgram.createSocket('udp4');
+  let sent = 0;
+  let answered = 0;
+  const backends: string[] = [];
+  let first: (() => void) | null = null;
+  const connected = new Promise<void>((resolve) => {
+    first = resolve;
+  });
+  sock.on('message', (msg) => {
+    const line = parseBackendLine(msg.toString('utf8'));
+    if (!line) return;
+    answered++;
+    if (!backends.includes(line.name)) backends.push(line.name);
+    first?.();
+    first = null;
+  });
+  await new Promise<void>((resolve) => sock.bind(0, () => resolve()));
+  const send = (): void => {
+    sock.send('ping\n', target.port, target.ip);
+    sent++;
+  };
+  // Until the first answer (the Service may still be programming), then for `duration`.
+  const timer = setInterval(send, interval);
+  send();
+  await connected;
+  process.stdout.write('connected\n');
+  await new Promise((r) => setTimeout(r, duration));
+  clearInterval(timer);
+  await new Promise((r) => setTimeout(r, interval * 3));
+  const out: UdpFlowOutput = { sent, answered, backends, localPort: sock.address().port };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+  sock.close();
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`udp-flow: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
