@@ -17,7 +17,7 @@ export function requirePrivileged(env: NodeJS.ProcessEnv = process.env): boolean
   return (ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0') || env['SY_REQUIRE_PRIVILEGED'] === '1';
 }
 
-export type Need = 'root' | 'clang' | 'bpftool' | 'bpf-object' | 'native-addon' | 'ip';
+export type Need = 'root' | 'clang' | 'bpftool' | 'bpf-object' | 'native-addon' | 'ip' | 'promtool';
 
 function haveCommand(cmd: string, args: string[]): boolean {
   try {
@@ -33,6 +33,7 @@ const PROBES: Record<Need, () => string | null> = {
   clang: () => (haveCommand('clang', ['--version']) ? null : 'clang (scripts/setup.sh installs it)'),
   bpftool: () => (haveCommand('bpftool', ['version']) ? null : 'bpftool (scripts/setup.sh installs it)'),
   ip: () => (haveCommand('ip', ['-V']) ? null : 'ip from iproute2 (scripts/setup.sh installs it)'),
+  promtool: () => (haveCommand('promtool', ['--version']) ? null : "promtool from Debian's prometheus package (scripts/setup.sh installs it)"),
   'bpf-object': () => (existsSync(BPF_OBJECT) ? null : `the built BPF object ${BPF_OBJECT} (npm run build:bpf)`),
   'native-addon': () => (existsSync(NATIVE_ADDON) ? null : `the native addon ${NATIVE_ADDON} (npm run build:native)`),
 };
