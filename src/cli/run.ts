@@ -2,14 +2,21 @@
 // dependencies in (sources -> cache -> model -> sync runner -> dataplane),
 // starts it, and on SIGTERM/SIGINT stops it, leaving the program attached and
 // the maps pinned so traffic keeps flowing until the next daemon adopts them.
+// Before anything touches the kernel's networking it runs the pre-flight
+// checks (cli/preflight.ts: privileges, kernel, bpffs, API server) and opens
+// the health and metrics servers (src/ops), so an expected failure ends it
+// with one line; --init-only stops after the privileged part of that.
 
 import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, type SwitchyardConfig } from '../config/index.ts';
 import { isUnspecifiedIP } from '../util/ip.ts';
-import { createLogger, type Logger } from '../util/log.ts';
-import { loadBinding } from '../native/binding.ts';
+import { createLogger, type LogFormat, type Logger, type LogLevel } from '../util/log.ts';
+import { defaultBindingPath, loadBinding } from '../native/binding.ts';
 import { ClusterCache } from '../sources/cache.ts';
 import { ManifestsSource } from '../sources/manifests.ts';
+import { loadKubeConfig, serverOf } from '../sources/kube-config.ts';
 import { SnapshotBuilder } from '../model/snapshot.ts';
 import { SyncRunner } from '../sync/runner.ts';
 import { createSnapshotSync } from '../sync/pipeline.ts';
@@ -20,6 +27,12 @@ import type { SyncResult } from '../dataplane/types.ts';
 import { detectNodeAddress } from '../host/node-address.ts';
 import { hostLinks } from '../host/links.ts';
 import { ProblemLog } from '../util/problems.ts';
+import { EventRecorder, type EventSink } from '../ops/events.ts';
+import { ProxyHealth } from '../ops/health.ts';
+import { ProxyMetrics, dataplaneStatsOf } from '../ops/metrics.ts';
+import { Operations } from '../ops/operations.ts';
+import { ServiceHealthServer } from '../ops/service-health.ts';
+import { checkBpffs, checkKernel, checkPrivileges, host, waitForApiServer } from './preflight.ts';
 
 interface RunConfig {
   /** Read objects from this directory; null = from the Kubernetes API. */
@@ -34,8 +47,18 @@ interface RunConfig {
   readonly pinPath: string;
   readonly objectPath: string;
   readonly podInterfaces: string;
-  readonly logLevel: 'info' | 'debug';
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  readonly healthzBindAddress: string;
+  readonly metricsBindAddress: string;
+  readonly bindAddressHardFail: boolean;
+  readonly initOnly: boolean;
+  /** How long to wait for the API server to answer at start before giving up. */
+  readonly apiWaitMs: number;
 }
+
+/** The bounded wait for the API server at start; the kubelet restarts the pod after it (with backoff). */
+export const API_WAIT_MS = 30_000;
 
 /** What `run` needs from the validated configuration; refuses what this build cannot do yet. */
 export function runConfig(c: SwitchyardConfig): RunConfig {
@@ -55,6 +78,12 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
     objectPath: c.switchyard.bpf.object,
     podInterfaces: c.switchyard.bpf.podInterfaces.join(','),
     logLevel: c.logging.verbosity >= 4 ? 'debug' : 'info',
+    logFormat: c.logging.format === 'json' ? 'json' : 'klog',
+    healthzBindAddress: c.healthzBindAddress,
+    metricsBindAddress: c.metricsBindAddress,
+    bindAddressHardFail: c.bindAddressHardFail,
+    initOnly: c.command.initOnly,
+    apiWaitMs: API_WAIT_MS,
   };
 }
 
@@ -76,23 +105,39 @@ interface Source {
 }
 
 /** The manifests directory when given, else the Kubernetes API (kubeconfig, master, or in-cluster). */
-async function makeSource(cfg: RunConfig, cache: ClusterCache, onChange: () => void, level: 'info' | 'debug'): Promise<Source> {
-  if (cfg.manifests) return new ManifestsSource({ dir: cfg.manifests, cache, onChange, logger: createLogger('manifests', { level }) });
+async function makeSource(cfg: RunConfig, kc: KubeConfig | null, cache: ClusterCache, onChange: () => void, logger: (c: string) => Logger): Promise<Source> {
+  if (cfg.manifests || !kc) return new ManifestsSource({ dir: cfg.manifests ?? '', cache, onChange, logger: logger('manifests') });
   // Loaded on demand: the client library takes about a second to import.
   const { KubeApiSource } = await import('../sources/kube-api.ts');
-  return new KubeApiSource({
-    kubeConfig: { kubeconfigPath: cfg.kubeconfig, master: cfg.master },
-    nodeName: cfg.nodeName,
-    cache,
-    onChange,
-    logger: createLogger('kube-api', { level }),
-  });
+  return new KubeApiSource({ kubeConfig: kc, nodeName: cfg.nodeName, cache, onChange, logger: logger('kube-api') });
+}
+
+/**
+ * The pre-flight checks (cli/preflight.ts) in order; returns the API
+ * server's KubeConfig (null with --manifests) and where Events go. Throws a
+ * PreflightError, KubeConfigError or ConfigError naming the fix.
+ */
+async function preflight(cfg: RunConfig, log: Logger, stop: AbortSignal): Promise<{ kc: KubeConfig | null; sink: EventSink | null }> {
+  checkPrivileges(host.status());
+  checkKernel(host.release(), { addon: fileURLToPath(defaultBindingPath), object: cfg.objectPath });
+  const { mounted } = checkBpffs(cfg.pinPath, (p) => loadBinding().ensureBpffs(p));
+  if (mounted) log.info('mounted a bpffs at the pin path', { pinPath: cfg.pinPath });
+  if (cfg.initOnly || cfg.manifests) return { kc: null, sink: null };
+  const kc = loadKubeConfig({ kubeconfigPath: cfg.kubeconfig, master: cfg.master });
+  const { apiProbe, apiEventSink } = await import('./kube-ops.ts');
+  await waitForApiServer({ probe: apiProbe(kc, cfg.nodeName), server: serverOf(kc), timeoutMs: cfg.apiWaitMs, signal: stop });
+  return { kc, sink: apiEventSink(kc) };
 }
 
 /** Runs until `stop` aborts (SIGTERM/SIGINT, turned into a signal by the entry point). */
 export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
-  const level = cfg.logLevel;
-  const log = createLogger('switchyard', { level });
+  const logger = (component: string) => createLogger(component, { level: cfg.logLevel, format: cfg.logFormat });
+  const log = logger('switchyard');
+  const { kc, sink } = await preflight(cfg, log, stop);
+  if (cfg.initOnly) {
+    log.info('initialisation done (--init-only): privileges, kernel and bpffs checked; exiting');
+    return 0;
+  }
   const node = detectNodeAddress(cfg.bindAddress);
   if (!node) {
     log.error(cfg.bindAddress ? `--bind-address ${cfg.bindAddress} is not an address of this host` : 'no IPv4 address found for this node');
@@ -115,51 +160,113 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
     else stop.addEventListener('abort', onStop, { once: true });
   });
   const clock = systemClock();
-  const cache = new ClusterCache({ now: () => clock.now() });
-  const builder = new SnapshotBuilder({ cache, nodeName: cfg.nodeName });
-  const dataplane = new BpfDataplane({
-    native: loadBinding(),
-    log: createLogger('bpf', { level }),
-    objectPath: cfg.objectPath,
-    pinPath: cfg.pinPath,
-    nodeAddress: node.address,
-    nodeInterface: node.interface,
-    podInterfaces: cfg.podInterfaces,
-    masqueradeAll: cfg.masqueradeAll,
-    links: hostLinks({ rescanMs: 2000 }),
+  // The bpf dataplane programs IPv4 so far; the health status and metrics say so.
+  const families = ['IPv4'] as const;
+  const events = new EventRecorder({ sink, nodeName: cfg.nodeName, log: logger('events') });
+  const metrics = new ProxyMetrics({ families, proxyMode: 'bpf', pending: () => pendingCounts(cache) });
+  const cache: ClusterCache = new ClusterCache({ now: () => clock.now(), onChanged: (kind) => ops.changeSeen(kind) });
+  const health = new ProxyHealth({ healthTimeoutMs: 2 * cfg.syncPeriodMs, node: () => cache.nodes.get(cfg.nodeName) });
+  const serviceHealth = new ServiceHealthServer({
+    proxyHealthy: () => health.healthy,
+    log: logger('healthcheck'),
+    onListenError: (service, port, error) => {
+      const [namespace = '', name = ''] = service.split('/');
+      events.record({
+        type: 'Warning',
+        reason: 'FailedToStartServiceHealthcheck',
+        action: 'Listen',
+        note: `node ${cfg.nodeName} failed to start healthcheck "${service}" on port ${port}: ${error.message}`,
+        regarding: { kind: 'Service', namespace, name, apiVersion: 'v1' },
+      });
+    },
   });
-  const latency = new ProgrammingLatency();
-  const runner = new SyncRunner({
-    sync: createSnapshotSync<SyncResult>({
-      changes: cache.changes,
-      builder,
-      sink: dataplane,
-      latency,
+  const ops = new Operations({
+    families,
+    health,
+    metrics,
+    serviceHealth,
+    events,
+    healthzBindAddress: cfg.healthzBindAddress,
+    metricsBindAddress: cfg.metricsBindAddress,
+    bindAddressHardFail: cfg.bindAddressHardFail,
+    log: logger('ops'),
+  });
+  await ops.start(); // before the kernel: --bind-address-hard-fail ends the daemon here
+  // Everything below is undone on a failure, so that the process can exit
+  // (open servers and watches would keep it alive) with the one-line error.
+  let source: Source | null = null;
+  let runner: SyncRunner | null = null;
+  let dataplane: BpfDataplane | null = null;
+  try {
+    const builder = new SnapshotBuilder({ cache, nodeName: cfg.nodeName });
+    dataplane = new BpfDataplane({
+      native: loadBinding(),
+      log: logger('bpf'),
+      objectPath: cfg.objectPath,
+      pinPath: cfg.pinPath,
+      nodeAddress: node.address,
+      nodeInterface: node.interface,
+      podInterfaces: cfg.podInterfaces,
+      masqueradeAll: cfg.masqueradeAll,
+      links: hostLinks({ rescanMs: 2000 }),
+    });
+    metrics.setDataplaneStats(dataplaneStatsOf(dataplane));
+    const latency = new ProgrammingLatency({ onSample: (sample) => ops.latency(sample) });
+    runner = new SyncRunner({
+      sync: createSnapshotSync<SyncResult>({
+        changes: cache.changes,
+        builder,
+        sink: dataplane,
+        latency,
+        clock,
+        logger: logger('sync'),
+        onSynced: (result, snapshot) => {
+          logResult(log, problems, result);
+          ops.programmed(snapshot);
+        },
+      }),
+      minSyncPeriodMs: cfg.minSyncPeriodMs,
+      syncPeriodMs: cfg.syncPeriodMs,
       clock,
-      logger: createLogger('sync', { level }),
-      onSynced: (result) => logResult(log, problems, result),
-    }),
-    minSyncPeriodMs: cfg.minSyncPeriodMs,
-    syncPeriodMs: cfg.syncPeriodMs,
-    clock,
-    logger: createLogger('sync', { level }),
-  });
-  const source = await makeSource(cfg, cache, () => runner.run(), level);
-  if (signal.aborted) return 0; // asked to stop before anything was touched
-  await dataplane.start(signal);
-  if (signal.aborted) return shutdown();
-  runner.start(signal);
-  await source.start(signal);
-  if (!source.isSynced || signal.aborted) return shutdown(); // stopped before the first list completed
-  runner.run();
-  log.info('running', { source: cfg.manifests ? `manifests ${cfg.manifests}` : 'kubernetes api' });
-  await stopped;
-  return shutdown();
+      logger: logger('sync'),
+      onResult: (result) => ops.attempt(result),
+    });
+    source = await makeSource(
+      cfg,
+      kc,
+      cache,
+      () => {
+        ops.queued();
+        runner?.run();
+      },
+      logger,
+    );
+    if (signal.aborted) return shutdown(); // asked to stop before anything was touched
+    await dataplane.start(signal);
+    metrics.dataplaneStarted(true);
+    if (signal.aborted) return shutdown();
+    runner.start(signal);
+    await source.start(signal);
+    if (!source.isSynced || signal.aborted) return shutdown(); // stopped before the first list completed
+    runner.run();
+    log.info('running', { source: cfg.manifests ? `manifests ${cfg.manifests}` : 'kubernetes api' });
+    await stopped;
+    return shutdown();
+  } catch (err) {
+    await shutdown().catch(() => 0);
+    throw err;
+  }
 
   async function shutdown(): Promise<number> {
-    await source.stop();
-    await runner.stop();
-    await dataplane.stop();
+    await source?.stop();
+    await runner?.stop();
+    await dataplane?.stop();
+    await ops.stop();
     return 0;
   }
+}
+
+function pendingCounts(cache: ClusterCache): { servicesPending: number; endpointsPending: number } {
+  const p = cache.changes.pendingCounts();
+  return { servicesPending: p.services, endpointsPending: p.endpoints };
 }

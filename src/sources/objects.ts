@@ -123,6 +123,10 @@ export interface Node {
   readonly labels: Readonly<Record<string, string>>;
   /** The topology.kubernetes.io/zone label; null when absent. */
   readonly zone: string | null;
+  /** metadata.deletionTimestamp is set (health: the node is not eligible for traffic). Absent means false. */
+  readonly deleting?: boolean;
+  /** spec.taints[].key, in order (health: ToBeDeletedByClusterAutoscaler). Absent means none. */
+  readonly taintKeys?: readonly string[];
 }
 
 export type KubeObject = Service | EndpointSlice | Node;
@@ -524,10 +528,27 @@ function readSlicePort(ctx: Ctx, v: unknown, path: string): SlicePort {
 // ---------------------------------------------------------------------------
 // Node
 
-function readNode(ctx: Ctx, _raw: Record<string, unknown>): ParseResult {
+function readNode(ctx: Ctx, raw: Record<string, unknown>): ParseResult {
   const meta = ctx.readMeta(false);
-  const object: Node = { kind: 'Node', name: meta.name, key: ctx.key, labels: meta.labels, zone: meta.labels[LABEL_TOPOLOGY_ZONE] ?? null };
+  const deleting = isRecord(raw['metadata']) && typeof raw['metadata']['deletionTimestamp'] === 'string' && raw['metadata']['deletionTimestamp'] !== '';
+  const taintKeys = readTaintKeys(raw['spec']);
+  const object: Node = {
+    kind: 'Node',
+    name: meta.name,
+    key: ctx.key,
+    labels: meta.labels,
+    zone: meta.labels[LABEL_TOPOLOGY_ZONE] ?? null,
+    // Set only when there is something to say, so that most Nodes read as before.
+    ...(deleting ? { deleting } : {}),
+    ...(taintKeys.length > 0 ? { taintKeys } : {}),
+  };
   return { status: 'valid', object, warnings: ctx.warnings };
+}
+
+/** spec.taints[].key; lenient: the health check is the only reader, and a malformed taint is not this proxy's business. */
+function readTaintKeys(spec: unknown): string[] {
+  if (!isRecord(spec) || !Array.isArray(spec['taints'])) return [];
+  return spec['taints'].flatMap((t: unknown) => (isRecord(t) && typeof t['key'] === 'string' ? [t['key']] : []));
 }
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,15 @@
-// A tiny structured logger: one line per event on stderr,
-//   2025-01-01T00:00:00.000Z warn manifests skipping object file=a.yaml doc=1
+// A tiny structured logger: one line per event on stderr, in one of three
+// formats:
+//   plain (the library default, tests read it):
+//     2025-01-01T00:00:00.000Z warn manifests skipping object file=a.yaml doc=1
+//   klog (the daemon's text format, kube-proxy's --logging-format=text):
+//     W0101 00:00:00.000000    4242 manifests] "skipping object" file="a.yaml" doc=1
+//   json (--logging-format=json, Kubernetes' JSON lines):
+//     {"ts":1735689600000.123,"logger":"manifests","msg":"skipping object","v":0,"file":"a.yaml","doc":1}
+// klog puts file:line where the component stands here; there is no line
+// number to give, so the component names the source. Levels map to klog's:
+// error E (JSON: an "err" field, no "v"), warn W, info I at V(0), debug at
+// V(4) (shown with -v=4 and up, as kube-proxy's per-sync detail is).
 // Each component creates its own logger and receives it by injection; there
 // is no global logger. Dependency-free on purpose.
 
@@ -13,9 +23,15 @@ export interface Logger {
   error(msg: string, fields?: LogFields): void;
 }
 
+export type LogFormat = 'plain' | 'klog' | 'json';
+
 export interface LoggerOptions {
   /** Lowest level written; default 'info'. */
   readonly level?: LogLevel;
+  /** Default 'plain'. */
+  readonly format?: LogFormat;
+  /** The pid klog lines carry; default this process's. */
+  readonly pid?: number;
   /** Where lines go (without the trailing newline); default stderr. */
   readonly write?: (line: string) => void;
   /** Time source; default wall clock. */
@@ -28,9 +44,14 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
   const min = RANK[options.level ?? 'info'];
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const now = options.now ?? (() => new Date());
+  const format = options.format ?? 'plain';
+  const pid = options.pid ?? process.pid;
   const emit = (level: LogLevel) => (msg: string, fields?: LogFields) => {
     if (RANK[level] < min) return;
-    write(formatLine(now(), level, component, msg, fields));
+    const at = now();
+    if (format === 'klog') write(formatKlogLine(at, pid, level, component, msg, fields));
+    else if (format === 'json') write(formatJsonLine(at, level, component, msg, fields));
+    else write(formatLine(at, level, component, msg, fields));
   };
   return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
 }
@@ -50,6 +71,45 @@ export function formatLine(at: Date, level: LogLevel, component: string, msg: st
     }
   }
   return line;
+}
+
+const KLOG_SEVERITY: Readonly<Record<LogLevel, string>> = { debug: 'I', info: 'I', warn: 'W', error: 'E' };
+
+/** klog's header and structured (InfoS) body: strings and errors quoted, numbers and booleans bare. */
+export function formatKlogLine(at: Date, pid: number, level: LogLevel, component: string, msg: string, fields?: LogFields): string {
+  const p2 = (n: number) => String(n).padStart(2, '0');
+  const micros = String(at.getUTCMilliseconds() * 1000).padStart(6, '0');
+  const time = `${p2(at.getUTCMonth() + 1)}${p2(at.getUTCDate())} ${p2(at.getUTCHours())}:${p2(at.getUTCMinutes())}:${p2(at.getUTCSeconds())}.${micros}`;
+  let line = `${KLOG_SEVERITY[level]}${time} ${String(pid).padStart(7)} ${component}] ${JSON.stringify(msg)}`;
+  for (const [key, value] of orderedFields(level, fields)) line += ` ${key}=${klogValue(value)}`;
+  return line;
+}
+
+/** One JSON object per line, Kubernetes' JSON log format ("ts" in ms since the epoch, "v" on non-errors). */
+export function formatJsonLine(at: Date, level: LogLevel, component: string, msg: string, fields?: LogFields): string {
+  const out: Record<string, unknown> = { ts: at.getTime(), logger: component, msg };
+  if (level !== 'error') out['v'] = level === 'debug' ? 4 : 0;
+  for (const [key, value] of orderedFields(level, fields)) {
+    if (key in out) continue;
+    out[key] = value instanceof Error ? value.message : typeof value === 'bigint' ? value.toString() : value;
+  }
+  return safeJson(out);
+}
+
+/** Fields without undefined values; on an error line the `error` field goes first as klog's `err`. */
+function orderedFields(level: LogLevel, fields?: LogFields): [string, unknown][] {
+  const entries = Object.entries(fields ?? {}).filter(([, v]) => v !== undefined);
+  if (level !== 'error') return entries;
+  const err = entries.find(([k]) => k === 'error');
+  return err ? [['err', err[1]], ...entries.filter(([k]) => k !== 'error')] : entries;
+}
+
+function klogValue(value: unknown): string {
+  if (value instanceof Error) return JSON.stringify(value.message);
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return String(value);
+  if (typeof value === 'bigint') return value.toString();
+  return safeJson(value);
 }
 
 function formatValue(value: unknown): string {
