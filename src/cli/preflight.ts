@@ -3,15 +3,15 @@
 // line naming what is wrong and how to fix it (exit 1), never a stack trace,
 // a hang, or a half-started proxy. In order (the configuration itself is
 // validated before this, see src/config):
-//   1. privileges: root, or the capabilities the bpf dataplane needs;
-//   2. kernel: a release the BPF program is tested on, the native addon and
+//   1. the kubeconfig loads (only with the Kubernetes API source);
+//   2. privileges: root, or the capabilities the bpf dataplane needs;
+//   3. kernel: a release the BPF program is tested on, the native addon and
 //      the BPF object present;
-//   3. bpffs at the pin path, mounted there when missing (needs
-//      CAP_SYS_ADMIN once);
-//   4. the API server: the kubeconfig loads and the server answers within a
-//      bounded wait (only with the Kubernetes API source).
-// --init-only runs 1-3 and exits, as kube-proxy's does for the steps that
-// need full privileges (the DaemonSet's init container).
+//   4. the API server answers within a bounded wait (API source only);
+//   5. bpffs at the pin path, mounted there when missing (needs
+//      CAP_SYS_ADMIN once): last, as the only check with an effect.
+// --init-only runs 2, 3 and 5 and exits, as kube-proxy's does for the steps
+// that need full privileges (the DaemonSet's init container).
 //
 // Each check is a function of injected inputs (the status file, the kernel
 // release, a probe) so tests drive every failure without root.

@@ -118,15 +118,19 @@ async function makeSource(cfg: RunConfig, kc: KubeConfig | null, cache: ClusterC
  * PreflightError, KubeConfigError or ConfigError naming the fix.
  */
 async function preflight(cfg: RunConfig, log: Logger, stop: AbortSignal): Promise<{ kc: KubeConfig | null; sink: EventSink | null }> {
+  const api = cfg.initOnly || cfg.manifests ? null : loadKubeConfig({ kubeconfigPath: cfg.kubeconfig, master: cfg.master });
   checkPrivileges(host.status());
   checkKernel(host.release(), { addon: fileURLToPath(defaultBindingPath), object: cfg.objectPath });
+  let sink: EventSink | null = null;
+  if (api) {
+    const { apiProbe, apiEventSink } = await import('./kube-ops.ts');
+    await waitForApiServer({ probe: apiProbe(api, cfg.nodeName), server: serverOf(api), timeoutMs: cfg.apiWaitMs, signal: stop });
+    sink = apiEventSink(api);
+  }
+  // Last: the only check with an effect (it may mount a bpffs).
   const { mounted } = checkBpffs(cfg.pinPath, (p) => loadBinding().ensureBpffs(p));
   if (mounted) log.info('mounted a bpffs at the pin path', { pinPath: cfg.pinPath });
-  if (cfg.initOnly || cfg.manifests) return { kc: null, sink: null };
-  const kc = loadKubeConfig({ kubeconfigPath: cfg.kubeconfig, master: cfg.master });
-  const { apiProbe, apiEventSink } = await import('./kube-ops.ts');
-  await waitForApiServer({ probe: apiProbe(kc, cfg.nodeName), server: serverOf(kc), timeoutMs: cfg.apiWaitMs, signal: stop });
-  return { kc, sink: apiEventSink(kc) };
+  return { kc: api, sink };
 }
 
 /** Runs until `stop` aborts (SIGTERM/SIGINT, turned into a signal by the entry point). */
