@@ -50,7 +50,7 @@ describe('EventRecorder through the API', () => {
       note: 'programming Services failed: boom',
       regarding: { kind: 'Node', name: 'node-a', uid: 'node-a', apiVersion: 'v1' },
     });
-    expect(String((api.events[0]?.['metadata'] as Record<string, unknown>)['name'])).toMatch(/^node-a\.[0-9a-f]+$/);
+    expect(String((api.events[0]?.['metadata'] as Record<string, unknown> | undefined)?.['name'])).toMatch(/^node-a\.[0-9a-f]+$/);
   });
 
   test('one reason per object at most once a minute; other reasons and objects pass', async () => {
