@@ -5,7 +5,7 @@
 // `kubectl describe node` / `kubectl get events`.
 //
 // The recorder never throws and never blocks the caller: a failed POST is
-// logged at -v=2 and dropped. Repeats of one reason are rate-limited (the
+// logged at -v=4 and dropped. Repeats of one reason are rate-limited (the
 // first, then at most one per `minIntervalMs`), as the API server would
 // otherwise get one per retry.
 
