@@ -124,12 +124,23 @@ export async function waitForApiServer(o: ApiWaitOptions): Promise<void> {
     if (pause > 0) await new Promise((r) => setTimeout(r, pause));
   }
   if (o.signal?.aborted) return;
-  const why = last instanceof Error ? last.message : last === null ? 'no answer' : String(last);
+  const why = last === null ? 'no answer' : causeChain(last);
   throw new PreflightError(
     'api-server',
     `api-server: ${o.server} did not answer within ${Math.round(o.timeoutMs / 1000)} s (${why}); check the kubeconfig's server address (deploy/configmap.yaml) and that this node can reach it`,
     { cause: last },
   );
+}
+
+/** An error's message with those of its causes ("fetch failed: connect ECONNREFUSED 10.0.0.1:6443"). */
+export function causeChain(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 6; depth++) {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (msg && !parts.some((p) => p.includes(msg))) parts.push(msg);
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return parts.join(': ');
 }
 
 /** The real inputs. */

@@ -5,7 +5,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { describe, expect, test } from 'vitest';
-import { checkBpffs, checkKernel, checkPrivileges, MIN_KERNEL } from '../../src/cli/preflight.ts';
+import { causeChain, checkBpffs, checkKernel, checkPrivileges, MIN_KERNEL } from '../../src/cli/preflight.ts';
 import { REPO } from '../support/requirements.ts';
 
 const status = (capEff: string) => `Name:\tnode\nCapInh:\t0000000000000000\nCapEff:\t${capEff}\nCapBnd:\t000001ffffffffff\n`;
@@ -52,6 +52,13 @@ describe('checkBpffs', () => {
       }),
     ).toThrow(/^bpffs: cannot prepare the pin directory \/sys\/fs\/bpf\/sy: Operation not permitted; mount it on the host \(mount -t bpf bpf \/sys\/fs\/bpf\)/);
   });
+});
+
+test('causeChain: the messages down the cause chain, without repeats', () => {
+  const inner = new Error('connect ECONNREFUSED 10.0.0.1:6443');
+  expect(causeChain(new Error('fetch failed', { cause: inner }))).toBe('fetch failed: connect ECONNREFUSED 10.0.0.1:6443');
+  expect(causeChain(new Error('a: b', { cause: new Error('b') }))).toBe('a: b');
+  expect(causeChain('text')).toBe('text');
 });
 
 describe('the CLI', () => {
