@@ -53,11 +53,16 @@ export class Operations {
     this.#log = options.log ?? nullLogger();
   }
 
-  /** Opens the servers; rejects (ERR_SY_BIND) only with bindAddressHardFail. */
+  /** Opens the servers; rejects (ERR_SY_BIND) only with bindAddressHardFail, having closed what it opened. */
   async start(): Promise<void> {
     const { health, metrics } = this.#o;
-    await this.#serve('healthz', this.#o.healthzBindAddress, () => health.serve(this.#o.healthzBindAddress, metrics));
-    await this.#serve('metrics', this.#o.metricsBindAddress, () => metrics.serve(this.#o.metricsBindAddress));
+    try {
+      await this.#serve('healthz', this.#o.healthzBindAddress, () => health.serve(this.#o.healthzBindAddress, metrics));
+      await this.#serve('metrics', this.#o.metricsBindAddress, () => metrics.serve(this.#o.metricsBindAddress));
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
   }
 
   async stop(): Promise<void> {

@@ -130,6 +130,18 @@ describe('Operations: the daemon wiring', () => {
     const base = { families: ['IPv4'] as const, health, metrics, events, serviceHealth: new ServiceHealthServer({ proxyHealthy: () => true }) };
     const hard = new Operations({ ...base, healthzBindAddress: `127.0.0.1:${first.port}`, metricsBindAddress: '', bindAddressHardFail: true });
     await expect(hard.start()).rejects.toMatchObject({ code: 'ERR_SY_BIND', message: expect.stringMatching(/healthz on 127\.0\.0\.1:\d+: .*EADDRINUSE/) });
+    // The metrics port fails after the health port opened: that one is closed again, so the process can exit.
+    const freeHealth = await metrics.serve('127.0.0.1:0');
+    const healthPort = freeHealth.port;
+    await freeHealth.close();
+    const half = new Operations({
+      ...base,
+      healthzBindAddress: `127.0.0.1:${healthPort}`,
+      metricsBindAddress: `127.0.0.1:${first.port}`,
+      bindAddressHardFail: true,
+    });
+    await expect(half.start()).rejects.toMatchObject({ code: 'ERR_SY_BIND' });
+    await expect(fetch(`http://127.0.0.1:${healthPort}/livez`)).rejects.toThrow();
     const soft = new Operations({ ...base, healthzBindAddress: `127.0.0.1:${first.port}`, metricsBindAddress: '', bindAddressHardFail: false, rebindMs: 20 });
     await soft.start();
     await first.close();
