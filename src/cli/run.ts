@@ -32,7 +32,7 @@ import { ProxyHealth } from '../ops/health.ts';
 import { ProxyMetrics, dataplaneStatsOf } from '../ops/metrics.ts';
 import { Operations } from '../ops/operations.ts';
 import { ServiceHealthServer } from '../ops/service-health.ts';
-import { checkBpffs, checkKernel, checkPrivileges, host, waitForApiServer } from './preflight.ts';
+import { PreflightError, checkBpffs, checkKernel, checkPrivileges, host, waitForApiServer } from './preflight.ts';
 
 interface RunConfig {
   /** Read objects from this directory; null = from the Kubernetes API. */
@@ -144,8 +144,12 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   }
   const node = detectNodeAddress(cfg.bindAddress);
   if (!node) {
-    log.error(cfg.bindAddress ? `--bind-address ${cfg.bindAddress} is not an address of this host` : 'no IPv4 address found for this node');
-    return 1;
+    throw new PreflightError(
+      'node-address',
+      cfg.bindAddress
+        ? `node address: --bind-address ${cfg.bindAddress} is not an address of this host; give one of its addresses, or 0.0.0.0 to detect it`
+        : "node address: no IPv4 address found on this host's interfaces; give the node's address with --bind-address",
+    );
   }
   log.info('starting', { mode: 'bpf', node: cfg.nodeName, address: node.address, interface: node.interface, pinPath: cfg.pinPath });
   log.info(`the bpf dataplane programs ClusterIP frontends only so far; not programmed yet: ${BPF_NOT_YET} (each affected Service is named when seen)`);
@@ -164,37 +168,8 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
     else stop.addEventListener('abort', onStop, { once: true });
   });
   const clock = systemClock();
-  // The bpf dataplane programs IPv4 so far; the health status and metrics say so.
-  const families = ['IPv4'] as const;
-  const events = new EventRecorder({ sink, nodeName: cfg.nodeName, log: logger('events') });
-  const metrics = new ProxyMetrics({ families, proxyMode: 'bpf', pending: () => pendingCounts(cache) });
   const cache: ClusterCache = new ClusterCache({ now: () => clock.now(), onChanged: (kind) => ops.changeSeen(kind) });
-  const health = new ProxyHealth({ healthTimeoutMs: 2 * cfg.syncPeriodMs, node: () => cache.nodes.get(cfg.nodeName) });
-  const serviceHealth = new ServiceHealthServer({
-    proxyHealthy: () => health.healthy,
-    log: logger('healthcheck'),
-    onListenError: (service, port, error) => {
-      const [namespace = '', name = ''] = service.split('/');
-      events.record({
-        type: 'Warning',
-        reason: 'FailedToStartServiceHealthcheck',
-        action: 'Listen',
-        note: `node ${cfg.nodeName} failed to start healthcheck "${service}" on port ${port}: ${error.message}`,
-        regarding: { kind: 'Service', namespace, name, apiVersion: 'v1' },
-      });
-    },
-  });
-  const ops = new Operations({
-    families,
-    health,
-    metrics,
-    serviceHealth,
-    events,
-    healthzBindAddress: cfg.healthzBindAddress,
-    metricsBindAddress: cfg.metricsBindAddress,
-    bindAddressHardFail: cfg.bindAddressHardFail,
-    log: logger('ops'),
-  });
+  const { ops, metrics } = operations(cfg, sink, cache, logger);
   await ops.start(); // before the kernel: --bind-address-hard-fail ends the daemon here
   // Everything below is undone on a failure, so that the process can exit
   // (open servers and watches would keep it alive) with the one-line error.
@@ -268,6 +243,44 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
     await ops.stop();
     return 0;
   }
+}
+
+/**
+ * What the daemon reports (src/ops): health with the Node's eligibility,
+ * per-Service health checks, metrics and Events, wired in one Operations.
+ * The bpf dataplane programs IPv4 so far; the health status and metrics say so.
+ */
+function operations(cfg: RunConfig, sink: EventSink | null, cache: ClusterCache, logger: (c: string) => Logger): { ops: Operations; metrics: ProxyMetrics } {
+  const families = ['IPv4'] as const;
+  const events = new EventRecorder({ sink, nodeName: cfg.nodeName, log: logger('events') });
+  const metrics = new ProxyMetrics({ families, proxyMode: 'bpf', pending: () => pendingCounts(cache) });
+  const health = new ProxyHealth({ healthTimeoutMs: 2 * cfg.syncPeriodMs, node: () => cache.nodes.get(cfg.nodeName) });
+  const serviceHealth = new ServiceHealthServer({
+    proxyHealthy: () => health.healthy,
+    log: logger('healthcheck'),
+    onListenError: (service, port, error) => {
+      const [namespace = '', name = ''] = service.split('/');
+      events.record({
+        type: 'Warning',
+        reason: 'FailedToStartServiceHealthcheck',
+        action: 'Listen',
+        note: `node ${cfg.nodeName} failed to start healthcheck "${service}" on port ${port}: ${error.message}`,
+        regarding: { kind: 'Service', namespace, name, apiVersion: 'v1' },
+      });
+    },
+  });
+  const ops = new Operations({
+    families,
+    health,
+    metrics,
+    serviceHealth,
+    events,
+    healthzBindAddress: cfg.healthzBindAddress,
+    metricsBindAddress: cfg.metricsBindAddress,
+    bindAddressHardFail: cfg.bindAddressHardFail,
+    log: logger('ops'),
+  });
+  return { ops, metrics };
 }
 
 function pendingCounts(cache: ClusterCache): { servicesPending: number; endpointsPending: number } {
