@@ -77,7 +77,7 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
     pinPath: c.switchyard.bpf.pinPath,
     objectPath: c.switchyard.bpf.object,
     podInterfaces: c.switchyard.bpf.podInterfaces.join(','),
-    logLevel: c.logging.verbosity >= 4 ? 'debug' : 'info',
+    logLevel: c.logging.verbosity >= 4 ? 'debug' : c.logging.verbosity >= 2 ? 'verbose' : 'info',
     logFormat: c.logging.format === 'json' ? 'json' : 'klog',
     healthzBindAddress: c.healthzBindAddress,
     metricsBindAddress: c.metricsBindAddress,

@@ -444,7 +444,7 @@ export const RUN_FLAGS: readonly RunFlag[] = [
     paths: ['logging.verbosity'],
     arg: 'N',
     default: '0',
-    help: "Log verbosity as kube-proxy's: 0 logs errors, warnings and the daemon's milestones; 4 and up adds per-sync and per-object detail.",
+    help: "Log verbosity as kube-proxy's: 0 logs errors, warnings and the daemon's milestones; 2 adds each sync and health check opened or closed; 4 and up adds detail.",
   }),
   log({
     name: 'vmodule',

@@ -88,6 +88,7 @@ export class Operations {
     this.#o.metrics.syncAttempt({ full: r.request.full, seconds: Math.max(0, r.endedAt - r.startedAt) / 1000, ok });
     if (ok) {
       this.#o.health.updated(this.#o.families);
+      this.#log.verbose('sync complete', { full: r.request.full, reason: r.request.reason, elapsedMs: Math.round(r.endedAt - r.startedAt) });
       return;
     }
     const message = r.error instanceof Error ? r.error.message : String(r.error);

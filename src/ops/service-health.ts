@@ -100,13 +100,13 @@ export class ServiceHealthServer {
   async #syncServices(wanted: ReadonlyMap<string, number>): Promise<void> {
     for (const [name, inst] of [...this.#services]) {
       if (wanted.get(name) === inst.port) continue;
-      this.#log.info('closing healthcheck', { service: name, port: inst.port });
+      this.#log.verbose('closing healthcheck', { service: name, port: inst.port });
       this.#services.delete(name);
       await Promise.all(inst.servers.map((s) => s.close()));
     }
     for (const [name, port] of wanted) {
       if (this.#services.has(name)) continue;
-      this.#log.info('opening healthcheck', { service: name, port });
+      this.#log.verbose('opening healthcheck', { service: name, port });
       const servers: Listening[] = [];
       try {
         for (const host of this.#addresses) servers.push(await this.#listen(host, port, this.#handler(name)));

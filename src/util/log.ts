@@ -8,16 +8,20 @@
 //     {"ts":1735689600000.123,"logger":"manifests","msg":"skipping object","v":0,"file":"a.yaml","doc":1}
 // klog puts file:line where the component stands here; there is no line
 // number to give, so the component names the source. Levels map to klog's:
-// error E (JSON: an "err" field, no "v"), warn W, info I at V(0), debug at
-// V(4) (shown with -v=4 and up, as kube-proxy's per-sync detail is).
+// error E (JSON: an "err" field, no "v"), warn W, info I at V(0), verbose at
+// V(2) (-v=2: per-sync and per-object news, as kube-proxy's), debug at V(4)
+// (-v=4: detail).
 // Each component creates its own logger and receives it by injection; there
 // is no global logger. Dependency-free on purpose.
 
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+/** debug is klog's V(4), verbose V(2), info V(0). */
+export type LogLevel = 'debug' | 'verbose' | 'info' | 'warn' | 'error';
 export type LogFields = Readonly<Record<string, unknown>>;
 
 export interface Logger {
   debug(msg: string, fields?: LogFields): void;
+  /** Per-object and per-sync news an operator follows with -v=2 (kube-proxy's V(2)). */
+  verbose(msg: string, fields?: LogFields): void;
   info(msg: string, fields?: LogFields): void;
   warn(msg: string, fields?: LogFields): void;
   error(msg: string, fields?: LogFields): void;
@@ -38,7 +42,7 @@ export interface LoggerOptions {
   readonly now?: () => Date;
 }
 
-const RANK: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn: 30, error: 40 };
+const RANK: Readonly<Record<LogLevel, number>> = { debug: 10, verbose: 15, info: 20, warn: 30, error: 40 };
 
 export function createLogger(component: string, options: LoggerOptions = {}): Logger {
   const min = RANK[options.level ?? 'info'];
@@ -53,13 +57,13 @@ export function createLogger(component: string, options: LoggerOptions = {}): Lo
     else if (format === 'json') write(formatJsonLine(at, level, component, msg, fields));
     else write(formatLine(at, level, component, msg, fields));
   };
-  return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
+  return { debug: emit('debug'), verbose: emit('verbose'), info: emit('info'), warn: emit('warn'), error: emit('error') };
 }
 
 /** A logger that drops everything, for tests and optional wiring. */
 export function nullLogger(): Logger {
   const drop = () => {};
-  return { debug: drop, info: drop, warn: drop, error: drop };
+  return { debug: drop, verbose: drop, info: drop, warn: drop, error: drop };
 }
 
 export function formatLine(at: Date, level: LogLevel, component: string, msg: string, fields?: LogFields): string {
@@ -73,7 +77,7 @@ export function formatLine(at: Date, level: LogLevel, component: string, msg: st
   return line;
 }
 
-const KLOG_SEVERITY: Readonly<Record<LogLevel, string>> = { debug: 'I', info: 'I', warn: 'W', error: 'E' };
+const KLOG_SEVERITY: Readonly<Record<LogLevel, string>> = { debug: 'I', verbose: 'I', info: 'I', warn: 'W', error: 'E' };
 
 /** klog's header and structured (InfoS) body: strings and errors quoted, numbers and booleans bare. */
 export function formatKlogLine(at: Date, pid: number, level: LogLevel, component: string, msg: string, fields?: LogFields): string {
@@ -88,7 +92,7 @@ export function formatKlogLine(at: Date, pid: number, level: LogLevel, component
 /** One JSON object per line, Kubernetes' JSON log format ("ts" in ms since the epoch, "v" on non-errors). */
 export function formatJsonLine(at: Date, level: LogLevel, component: string, msg: string, fields?: LogFields): string {
   const out: Record<string, unknown> = { ts: at.getTime(), logger: component, msg };
-  if (level !== 'error') out['v'] = level === 'debug' ? 4 : 0;
+  if (level !== 'error') out['v'] = level === 'debug' ? 4 : level === 'verbose' ? 2 : 0;
   for (const [key, value] of orderedFields(level, fields)) {
     if (key in out) continue;
     out[key] = value instanceof Error ? value.message : typeof value === 'bigint' ? value.toString() : value;

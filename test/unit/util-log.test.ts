@@ -3,6 +3,8 @@
 // library default.
 
 import { expect, test } from 'vitest';
+import { runConfig } from '../../src/cli/run.ts';
+import { loadConfig } from '../../src/config/index.ts';
 import { createLogger, formatJsonLine, formatKlogLine } from '../../src/util/log.ts';
 
 const AT = new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 678));
@@ -46,4 +48,19 @@ test('createLogger: the format option picks the writer; level filters (debug onl
     `{"ts":${AT.getTime()},"logger":"run","msg":"shown","v":4}`,
     '2026-01-02T03:04:05.678Z info run plain',
   ]);
+});
+
+test('-v as kube-proxy: 0 info, 2 adds verbose (V(2)), 4 adds debug; the daemon writes klog unless --logging-format=json', () => {
+  const level = (...argv: string[]) => runConfig(loadConfig(argv).config).logLevel;
+  expect(level()).toBe('info');
+  expect(level('-v=2')).toBe('verbose');
+  expect(level('-v', '3')).toBe('verbose');
+  expect(level('-v4')).toBe('debug');
+  expect(runConfig(loadConfig([]).config).logFormat).toBe('klog');
+  expect(runConfig(loadConfig(['--logging-format=json']).config).logFormat).toBe('json');
+  const lines: string[] = [];
+  const l = createLogger('ops', { level: 'verbose', format: 'json', now: () => AT, write: (x) => lines.push(x) });
+  l.debug('dropped');
+  l.verbose('sync complete', { full: true });
+  expect(lines).toEqual([`{"ts":${AT.getTime()},"logger":"ops","msg":"sync complete","v":2,"full":true}`]);
 });
