@@ -35,15 +35,30 @@ export function joinHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Binds with node:http; rejects with the listen error (EADDRINUSE, EACCES, EADDRNOTAVAIL). */
-export const listenHttp: Listen = (host, port, handler) =>
-  new Promise((resolve, reject) => {
+/**
+ * Binds with node:http; rejects with the listen error (EADDRINUSE, EACCES,
+ * EADDRNOTAVAIL). "0.0.0.0" and "::" mean every address of both families,
+ * as they do for Go's listener (kube-proxy's): a dual-stack socket on "::",
+ * or IPv4 only where the host has no IPv6.
+ */
+export const listenHttp: Listen = async (host, port, handler) => {
+  if (host === '0.0.0.0' || host === '::') {
+    try {
+      return await listenOn('::', port, handler);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL') throw err;
+      return listenOn('0.0.0.0', port, handler);
+    }
+  }
+  return listenOn(host, port, handler);
+};
+
+function listenOn(host: string, port: number, handler: Handler): Promise<Listening> {
+  return new Promise((resolve, reject) => {
     const server: Server = createServer({ keepAliveTimeout: 5000 }, handler);
     server.once('error', reject);
-    // ipv6Only: "::" binds IPv6 only, as Go's listener on "[::]" does not;
-    // kube-proxy's "0.0.0.0" and "::" both mean every address (dual-stack
-    // socket), which is what node gives for "::" by default.
-    server.listen({ host, port, exclusive: true }, () => {
+    server.listen({ host, port, exclusive: true, ipv6Only: false }, () => {
       server.off('error', reject);
       const a = server.address() as AddressInfo;
       resolve({
@@ -57,6 +72,7 @@ export const listenHttp: Listen = (host, port, handler) =>
       });
     });
   });
+}
 
 /** Go's 404 from an http.ServeMux with no matching pattern. */
 export function notFound(res: ServerResponse): void {

@@ -124,6 +124,14 @@ describe('bind addresses', () => {
     expect(() => parseBindAddress('1.2.3.4:99999')).toThrow(/invalid port/);
   });
 
+  test('0.0.0.0 answers on both families where the host has IPv6, as Go listeners do', async () => {
+    const s = await listenHttp('0.0.0.0', 0, (_q, r) => r.end('ok'));
+    open.push(s);
+    expect(await (await fetch(`http://127.0.0.1:${s.port}/`)).text()).toBe('ok');
+    if (s.address.startsWith('[::]')) expect(await (await fetch(`http://[::1]:${s.port}/`)).text()).toBe('ok');
+    else expect(s.address).toBe(`0.0.0.0:${s.port}`); // a host without IPv6
+  });
+
   test('a port in use rejects with EADDRINUSE', async () => {
     const a = await listenHttp('127.0.0.1', 0, (_q, s) => s.end());
     open.push(a);
