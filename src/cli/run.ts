@@ -7,7 +7,7 @@
 // the health and metrics servers (src/ops), so an expected failure ends it
 // with one line; --init-only stops after the privileged part of that.
 
-import { hostname } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, type SwitchyardConfig } from '../config/index.ts';
@@ -31,7 +31,7 @@ import { EventRecorder, type EventSink } from '../ops/events.ts';
 import { ProxyHealth } from '../ops/health.ts';
 import { ProxyMetrics, dataplaneStatsOf } from '../ops/metrics.ts';
 import { Operations } from '../ops/operations.ts';
-import { ServiceHealthServer } from '../ops/service-health.ts';
+import { ServiceHealthServer, healthCheckAddresses } from '../ops/service-health.ts';
 import { PreflightError, checkBpffs, checkKernel, checkPrivileges, host, waitForApiServer } from './preflight.ts';
 
 interface RunConfig {
@@ -53,6 +53,8 @@ interface RunConfig {
   readonly metricsBindAddress: string;
   readonly bindAddressHardFail: boolean;
   readonly initOnly: boolean;
+  /** --nodeport-addresses: where healthCheckNodePorts listen. */
+  readonly nodePortAddresses: readonly string[];
   /** How long to wait for the API server to answer at start before giving up. */
   readonly apiWaitMs: number;
 }
@@ -83,6 +85,7 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
     metricsBindAddress: c.metricsBindAddress,
     bindAddressHardFail: c.bindAddressHardFail,
     initOnly: c.command.initOnly,
+    nodePortAddresses: c.nodePortAddresses,
     apiWaitMs: API_WAIT_MS,
   };
 }
@@ -169,7 +172,8 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   });
   const clock = systemClock();
   const cache: ClusterCache = new ClusterCache({ now: () => clock.now(), onChanged: (kind) => ops.changeSeen(kind) });
-  const { ops, metrics } = operations(cfg, sink, cache, logger);
+  const addresses = healthCheckAddresses(cfg.nodePortAddresses, localIPs(), node.address);
+  const { ops, metrics } = operations(cfg, sink, cache, addresses, logger);
   await ops.start(); // before the kernel: --bind-address-hard-fail ends the daemon here
   // Everything below is undone on a failure, so that the process can exit
   // (open servers and watches would keep it alive) with the one-line error.
@@ -250,12 +254,19 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
  * per-Service health checks, metrics and Events, wired in one Operations.
  * The bpf dataplane programs IPv4 so far; the health status and metrics say so.
  */
-function operations(cfg: RunConfig, sink: EventSink | null, cache: ClusterCache, logger: (c: string) => Logger): { ops: Operations; metrics: ProxyMetrics } {
+function operations(
+  cfg: RunConfig,
+  sink: EventSink | null,
+  cache: ClusterCache,
+  healthCheckAddresses: readonly string[],
+  logger: (c: string) => Logger,
+): { ops: Operations; metrics: ProxyMetrics } {
   const families = ['IPv4'] as const;
   const events = new EventRecorder({ sink, nodeName: cfg.nodeName, log: logger('events') });
   const metrics = new ProxyMetrics({ families, proxyMode: 'bpf', pending: () => pendingCounts(cache) });
   const health = new ProxyHealth({ healthTimeoutMs: 2 * cfg.syncPeriodMs, node: () => cache.nodes.get(cfg.nodeName) });
   const serviceHealth = new ServiceHealthServer({
+    addresses: healthCheckAddresses,
     proxyHealthy: () => health.healthy,
     log: logger('healthcheck'),
     onListenError: (service, port, error) => {
@@ -281,6 +292,11 @@ function operations(cfg: RunConfig, sink: EventSink | null, cache: ClusterCache,
     log: logger('ops'),
   });
   return { ops, metrics };
+}
+
+/** This host's addresses (both families), for --nodeport-addresses. */
+function localIPs(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
 }
 
 function pendingCounts(cache: ClusterCache): { servicesPending: number; endpointsPending: number } {

@@ -29,6 +29,7 @@
 
 import type { ProxySnapshot } from '../model/types.ts';
 import { SwitchyardError } from '../util/errors.ts';
+import { cidrContains, parseCidr, parseIP } from '../util/ip.ts';
 import { nullLogger, type Logger } from '../util/log.ts';
 import { joinHostPort, listenHttp, type Handler, type Listen, type Listening } from './http.ts';
 
@@ -178,4 +179,21 @@ export function healthChecksOf(snapshot: ProxySnapshot): { ports: Map<string, nu
   const counts = new Map<string, number>();
   for (const [name, set] of ips) counts.set(name, set.size);
   return { ports, counts };
+}
+
+/**
+ * Where the checks listen, kube-proxy's rule: every address ("0.0.0.0",
+ * both families) unless --nodeport-addresses narrows NodePorts, then this
+ * node's addresses inside those CIDRs ("primary": the node's address);
+ * every address again when none matches (kube-proxy logs that and does so).
+ */
+export function healthCheckAddresses(nodePortAddresses: readonly string[], localIPs: readonly string[], primary: string): string[] {
+  if (nodePortAddresses.length === 0) return ['0.0.0.0'];
+  if (nodePortAddresses.includes('primary')) return [primary];
+  const cidrs = nodePortAddresses.map((c) => parseCidr(c.trim(), 'decimal')).filter((c) => c !== null);
+  const matched = localIPs.filter((ip) => {
+    const addr = parseIP(ip, 'decimal');
+    return addr !== null && cidrs.some((c) => cidrContains(c, addr));
+  });
+  return matched.length > 0 ? matched : ['0.0.0.0'];
 }

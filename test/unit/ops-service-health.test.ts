@@ -6,7 +6,7 @@
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../src/model/types.ts';
-import { ServiceHealthServer, healthChecksOf, serviceHealthBody } from '../../src/ops/service-health.ts';
+import { ServiceHealthServer, healthCheckAddresses, healthChecksOf, serviceHealthBody } from '../../src/ops/service-health.ts';
 
 const servers: ServiceHealthServer[] = [];
 afterEach(async () => {
@@ -136,4 +136,12 @@ test('healthChecksOf: ports of Services with a healthCheckNodePort, distinct loc
   expect([...hc]).toEqual([['ns/lb', 30001]]);
   expect(counts.get('ns/lb')).toBe(3);
   expect(counts.get('ns/plain')).toBe(1);
+});
+
+test('healthCheckAddresses: every address unless --nodeport-addresses narrows it (kube-proxy)', () => {
+  const local = ['127.0.0.1', '198.18.0.10', '10.0.0.5', 'fd00:198:18::10'];
+  expect(healthCheckAddresses([], local, '198.18.0.10')).toEqual(['0.0.0.0']);
+  expect(healthCheckAddresses(['198.18.0.0/15', 'fd00:198:18::/64'], local, '198.18.0.10')).toEqual(['198.18.0.10', 'fd00:198:18::10']);
+  expect(healthCheckAddresses(['primary'], local, '198.18.0.10')).toEqual(['198.18.0.10']);
+  expect(healthCheckAddresses(['192.0.2.0/24'], local, '198.18.0.10')).toEqual(['0.0.0.0']);
 });
