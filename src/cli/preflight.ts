@@ -8,9 +8,10 @@
 //   3. kernel: a release the BPF program is tested on, the native addon and
 //      the BPF object present;
 //   4. the API server answers within a bounded wait (API source only);
-//   5. bpffs at the pin path, mounted there when missing (needs
+//   5. the node's address is found (--bind-address, or detected);
+//   6. bpffs at the pin path, mounted there when missing (needs
 //      CAP_SYS_ADMIN once): last, as the only check with an effect.
-// --init-only runs 2, 3 and 5 and exits, as kube-proxy's does for the steps
+// --init-only runs 2, 3 and 6 and exits, as kube-proxy's does for the steps
 // that need full privileges (the DaemonSet's init container).
 //
 // Each check is a function of injected inputs (the status file, the kernel

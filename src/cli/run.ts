@@ -24,7 +24,7 @@ import { systemClock } from '../sync/clock.ts';
 import { ProgrammingLatency } from '../sync/latency.ts';
 import { BpfDataplane } from '../dataplane/bpf/dataplane.ts';
 import type { SyncResult } from '../dataplane/types.ts';
-import { detectNodeAddress } from '../host/node-address.ts';
+import { detectNodeAddress, type NodeAddress } from '../host/node-address.ts';
 import { hostLinks } from '../host/links.ts';
 import { ProblemLog } from '../util/problems.ts';
 import { EventRecorder, type EventSink } from '../ops/events.ts';
@@ -120,7 +120,7 @@ async function makeSource(cfg: RunConfig, kc: KubeConfig | null, cache: ClusterC
  * server's KubeConfig (null with --manifests) and where Events go. Throws a
  * PreflightError, KubeConfigError or ConfigError naming the fix.
  */
-async function preflight(cfg: RunConfig, log: Logger, stop: AbortSignal): Promise<{ kc: KubeConfig | null; sink: EventSink | null }> {
+async function preflight(cfg: RunConfig, log: Logger, stop: AbortSignal): Promise<{ kc: KubeConfig | null; sink: EventSink | null; node: NodeAddress | null }> {
   const api = cfg.initOnly || cfg.manifests ? null : loadKubeConfig({ kubeconfigPath: cfg.kubeconfig, master: cfg.master });
   checkPrivileges(host.status());
   checkKernel(host.release(), { addon: fileURLToPath(defaultBindingPath), object: cfg.objectPath });
@@ -130,29 +130,29 @@ async function preflight(cfg: RunConfig, log: Logger, stop: AbortSignal): Promis
     await waitForApiServer({ probe: apiProbe(api, cfg.nodeName), server: serverOf(api), timeoutMs: cfg.apiWaitMs, signal: stop });
     sink = apiEventSink(api);
   }
-  // Last: the only check with an effect (it may mount a bpffs).
-  const { mounted } = checkBpffs(cfg.pinPath, (p) => loadBinding().ensureBpffs(p));
-  if (mounted) log.info('mounted a bpffs at the pin path', { pinPath: cfg.pinPath });
-  return { kc: api, sink };
-}
-
-/** Runs until `stop` aborts (SIGTERM/SIGINT, turned into a signal by the entry point). */
-export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
-  const logger = (component: string) => createLogger(component, { level: cfg.logLevel, format: cfg.logFormat });
-  const log = logger('switchyard');
-  const { kc, sink } = await preflight(cfg, log, stop);
-  if (cfg.initOnly) {
-    log.info('initialisation done (--init-only): privileges, kernel and bpffs checked; exiting');
-    return 0;
-  }
-  const node = detectNodeAddress(cfg.bindAddress);
-  if (!node) {
+  const node = cfg.initOnly ? null : detectNodeAddress(cfg.bindAddress);
+  if (!cfg.initOnly && !node) {
     throw new PreflightError(
       'node-address',
       cfg.bindAddress
         ? `node address: --bind-address ${cfg.bindAddress} is not an address of this host; give one of its addresses, or 0.0.0.0 to detect it`
         : "node address: no IPv4 address found on this host's interfaces; give the node's address with --bind-address",
     );
+  }
+  // Last: the only check with an effect (it may mount a bpffs).
+  const { mounted } = checkBpffs(cfg.pinPath, (p) => loadBinding().ensureBpffs(p));
+  if (mounted) log.info('mounted a bpffs at the pin path', { pinPath: cfg.pinPath });
+  return { kc: api, sink, node };
+}
+
+/** Runs until `stop` aborts (SIGTERM/SIGINT, turned into a signal by the entry point). */
+export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
+  const logger = (component: string) => createLogger(component, { level: cfg.logLevel, format: cfg.logFormat });
+  const log = logger('switchyard');
+  const { kc, sink, node } = await preflight(cfg, log, stop);
+  if (cfg.initOnly || !node) {
+    log.info('initialisation done (--init-only): privileges, kernel and bpffs checked; exiting');
+    return 0;
   }
   log.info('starting', { mode: 'bpf', node: cfg.nodeName, address: node.address, interface: node.interface, pinPath: cfg.pinPath });
   log.info(`the bpf dataplane programs ClusterIP frontends only so far; not programmed yet: ${BPF_NOT_YET} (each affected Service is named when seen)`);
