@@ -1,14 +1,17 @@
 # Multi-stage build: the BPF object and the native addon are built in a
 # Debian bookworm image with the same toolchain as scripts/setup.sh, then
-# copied onto a Node 24 runtime image with only the shared libraries and
-# tools the daemon calls (libbpf, libelf, iproute2, nftables, ipvsadm).
+# copied onto a Node 24 runtime image with only what the daemon uses: the
+# addon's shared library (libbpf1, which brings libelf and zlib), iproute2
+# (`ip monitor link` follows pod interfaces), and bpftool for an operator debugging the
+# node (`kubectl exec ... -- bpftool map dump pinned /sys/fs/bpf/switchyard/...`).
+# .dockerignore keeps the build context to the files copied below.
 FROM node:24-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends clang llvm libbpf-dev libelf-dev zlib1g-dev \
       pkg-config make cmake g++ python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-COPY package.json package-lock.json tsconfig.json ./
+COPY package.json package-lock.json ./
 COPY bpf ./bpf
 COPY native ./native
 RUN npm ci --no-audit --no-fund \
@@ -19,7 +22,7 @@ COPY bin ./bin
 
 FROM node:24-bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libbpf1 libelf1 zlib1g iproute2 nftables ipvsadm kmod \
+ && apt-get install -y --no-install-recommends libbpf1 iproute2 bpftool \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
@@ -29,4 +32,4 @@ COPY --from=build /app/native/build/Release ./native/build/Release
 COPY --from=build /app/src ./src
 COPY --from=build /app/bin ./bin
 ENTRYPOINT ["/app/bin/switchyard"]
-CMD ["run", "--config=/etc/switchyard/config.yaml"]
+CMD ["run", "--config=/var/lib/switchyard/config.conf"]

@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 pkgs="clang clang-format llvm libbpf-dev libelf-dev zlib1g-dev pkg-config make cmake g++ iproute2 nftables
-      bpftool ipvsadm qemu-system-x86 busybox-static cpio kmod xz-utils zstd procps"
+      bpftool ipvsadm qemu-system-x86 busybox-static cpio kmod xz-utils zstd procps prometheus"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

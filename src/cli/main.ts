@@ -106,7 +106,10 @@ export async function main(argv: readonly string[], stop: AbortSignal): Promise<
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       return 2;
     }
-    if (err instanceof SwitchyardError && (err.code === 'ERR_SY_INVALID_KUBECONFIG' || err.code === 'ERR_SY_DATAPLANE_PIN_LOCKED')) {
+    // Every error Switchyard expects (a check that failed, a kubeconfig, the
+    // kernel refusing, the pin directory locked) is one line and exit 1; only
+    // a bug shows a stack.
+    if (err instanceof SwitchyardError) {
       process.stderr.write(`switchyard ${name}: ${err.message}\n`);
       return 1;
     }

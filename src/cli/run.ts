@@ -2,16 +2,23 @@
 // dependencies in (sources -> cache -> model -> sync runner -> dataplane),
 // starts it, and on SIGTERM/SIGINT stops it, leaving the program attached and
 // the maps pinned so traffic keeps flowing until the next daemon adopts them.
+// Before anything touches the kernel's networking it runs the pre-flight
+// checks (cli/preflight.ts: privileges, kernel, bpffs, API server) and opens
+// the health and metrics servers (src/ops), so an expected failure ends it
+// with one line; --init-only stops after the privileged part of that.
 
 import { readFileSync } from 'node:fs';
-import { availableParallelism, hostname } from 'node:os';
+import { availableParallelism, hostname, networkInterfaces } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, type SwitchyardConfig } from '../config/index.ts';
 import { familyOf, isUnspecifiedIP } from '../util/ip.ts';
 import { parsePortRange, rangesOverlap } from '../config/validate.ts';
-import { createLogger, type Logger } from '../util/log.ts';
-import { loadBinding } from '../native/binding.ts';
+import { createLogger, type LogFormat, type Logger, type LogLevel } from '../util/log.ts';
+import { defaultBindingPath, loadBinding } from '../native/binding.ts';
 import { ClusterCache } from '../sources/cache.ts';
 import { ManifestsSource } from '../sources/manifests.ts';
+import { loadKubeConfig, serverOf } from '../sources/kube-config.ts';
 import { SnapshotBuilder } from '../model/snapshot.ts';
 import { SyncRunner } from '../sync/runner.ts';
 import { createSnapshotSync } from '../sync/pipeline.ts';
@@ -21,9 +28,15 @@ import { BpfDataplane, effectiveCapacities, type LocalDetector } from '../datapl
 import type { Capacities } from '../dataplane/bpf/layout.ts';
 import { BPF_GAPS, gapSummary } from '../dataplane/capabilities.ts';
 import type { SyncResult } from '../dataplane/types.ts';
-import { detectNodeAddresses } from '../host/node-address.ts';
+import { detectNodeAddresses, type NodeAddresses } from '../host/node-address.ts';
 import { hostLinks } from '../host/links.ts';
 import { ProblemLog } from '../util/problems.ts';
+import { EventRecorder, type EventSink } from '../ops/events.ts';
+import { ProxyHealth } from '../ops/health.ts';
+import { ProxyMetrics, dataplaneStatsOf } from '../ops/metrics.ts';
+import { Operations } from '../ops/operations.ts';
+import { ServiceHealthServer, healthCheckAddresses } from '../ops/service-health.ts';
+import { PreflightError, checkBpffs, checkKernel, checkPrivileges, host, waitForApiServer } from './preflight.ts';
 
 interface RunConfig {
   /** Read objects from this directory; null = from the Kubernetes API. */
@@ -39,12 +52,22 @@ interface RunConfig {
   readonly objectPath: string;
   readonly podInterfaces: string;
   readonly detectLocal: LocalDetector;
-  /** --nodeport-addresses: CIDRs, ["primary"], or [] (every address). */
+  /** --nodeport-addresses: CIDRs, ["primary"], or [] (every address); also where healthCheckNodePorts listen. */
   readonly nodePortAddresses: readonly string[];
   readonly snatPorts: { readonly min: number; readonly max: number };
   readonly capacities: Capacities;
-  readonly logLevel: 'info' | 'debug';
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  readonly healthzBindAddress: string;
+  readonly metricsBindAddress: string;
+  readonly bindAddressHardFail: boolean;
+  readonly initOnly: boolean;
+  /** How long to wait for the API server to answer at start before giving up. */
+  readonly apiWaitMs: number;
 }
+
+/** The bounded wait for the API server at start; the kubelet restarts the pod after it (with backoff). */
+export const API_WAIT_MS = 30_000;
 
 /** kube-proxy's conntrack sizing (max(maxPerCore x CPUs, min); maxPerCore 0: leave it) as BPF CT entries: two per flow. */
 export function conntrackEntries(maxPerCore: number, min: number, cpus: number): number | null {
@@ -86,7 +109,13 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
     nodePortAddresses: c.nodePortAddresses,
     snatPorts: parsePortRange(c.switchyard.bpf.snatPortRange) ?? { min: 61000, max: 65535 },
     capacities: capacitiesOf(c),
-    logLevel: c.logging.verbosity >= 4 ? 'debug' : 'info',
+    logLevel: c.logging.verbosity >= 4 ? 'debug' : c.logging.verbosity >= 2 ? 'verbose' : 'info',
+    logFormat: c.logging.format === 'json' ? 'json' : 'klog',
+    healthzBindAddress: c.healthzBindAddress,
+    metricsBindAddress: c.metricsBindAddress,
+    bindAddressHardFail: c.bindAddressHardFail,
+    initOnly: c.command.initOnly,
+    apiWaitMs: API_WAIT_MS,
   };
 }
 
@@ -138,34 +167,62 @@ interface Source {
 }
 
 /** The manifests directory when given, else the Kubernetes API (kubeconfig, master, or in-cluster). */
-async function makeSource(cfg: RunConfig, cache: ClusterCache, onChange: () => void, level: 'info' | 'debug'): Promise<Source> {
-  if (cfg.manifests) return new ManifestsSource({ dir: cfg.manifests, cache, onChange, logger: createLogger('manifests', { level }) });
+async function makeSource(cfg: RunConfig, kc: KubeConfig | null, cache: ClusterCache, onChange: () => void, logger: (c: string) => Logger): Promise<Source> {
+  if (cfg.manifests || !kc) return new ManifestsSource({ dir: cfg.manifests ?? '', cache, onChange, logger: logger('manifests') });
   // Loaded on demand: the client library takes about a second to import.
   const { KubeApiSource } = await import('../sources/kube-api.ts');
-  return new KubeApiSource({
-    kubeConfig: { kubeconfigPath: cfg.kubeconfig, master: cfg.master },
-    nodeName: cfg.nodeName,
-    cache,
-    onChange,
-    logger: createLogger('kube-api', { level }),
-  });
+  return new KubeApiSource({ kubeConfig: kc, nodeName: cfg.nodeName, cache, onChange, logger: logger('kube-api') });
+}
+
+/**
+ * The pre-flight checks (cli/preflight.ts) in order; returns the API
+ * server's KubeConfig (null with --manifests) and where Events go. Throws a
+ * PreflightError, KubeConfigError or ConfigError naming the fix.
+ */
+async function preflight(
+  cfg: RunConfig,
+  log: Logger,
+  stop: AbortSignal,
+): Promise<{ kc: KubeConfig | null; sink: EventSink | null; node: NodeAddresses | null }> {
+  const api = cfg.initOnly || cfg.manifests ? null : loadKubeConfig({ kubeconfigPath: cfg.kubeconfig, master: cfg.master });
+  checkPrivileges(host.status());
+  checkKernel(host.release(), { addon: fileURLToPath(defaultBindingPath), object: cfg.objectPath });
+  let sink: EventSink | null = null;
+  if (api) {
+    const { apiProbe, apiEventSink } = await import('./kube-ops.ts');
+    await waitForApiServer({ probe: apiProbe(api, cfg.nodeName), server: serverOf(api), timeoutMs: cfg.apiWaitMs, signal: stop });
+    sink = apiEventSink(api);
+  }
+  const ephemeral = localPortRange();
+  if (ephemeral !== null && rangesOverlap(cfg.snatPorts, ephemeral)) {
+    throw new PreflightError(
+      'snat-port-range',
+      `--bpf-snat-port-range ${cfg.snatPorts.min}-${cfg.snatPorts.max} overlaps the node's ephemeral ports net.ipv4.ip_local_port_range ${ephemeral.min}-${ephemeral.max}: a masqueraded flow could collide with a local socket; choose a range outside it`,
+    );
+  }
+  const node = cfg.initOnly ? null : detectNodeAddresses(cfg.bindAddress);
+  if (!cfg.initOnly && !node) {
+    throw new PreflightError(
+      'node-address',
+      cfg.bindAddress
+        ? `node address: --bind-address ${cfg.bindAddress} is not an address of this host; give one of its addresses, or 0.0.0.0 to detect it`
+        : "node address: no address found on this host's interfaces; give the node's address with --bind-address",
+    );
+  }
+  // Last: the only check with an effect (it may mount a bpffs).
+  const { mounted } = checkBpffs(cfg.pinPath, (p) => loadBinding().ensureBpffs(p));
+  if (mounted) log.info('mounted a bpffs at the pin path', { pinPath: cfg.pinPath });
+  return { kc: api, sink, node };
 }
 
 /** Runs until `stop` aborts (SIGTERM/SIGINT, turned into a signal by the entry point). */
 export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
-  const level = cfg.logLevel;
-  const log = createLogger('switchyard', { level });
-  const node = detectNodeAddresses(cfg.bindAddress);
-  if (!node) {
-    log.error(cfg.bindAddress ? `--bind-address ${cfg.bindAddress} is not an address of this host` : 'no address found for this node');
-    return 1;
-  }
-  const ephemeral = localPortRange();
-  if (ephemeral !== null && rangesOverlap(cfg.snatPorts, ephemeral)) {
-    log.error(
-      `--bpf-snat-port-range ${cfg.snatPorts.min}-${cfg.snatPorts.max} overlaps the node's ephemeral ports net.ipv4.ip_local_port_range ${ephemeral.min}-${ephemeral.max}: a masqueraded flow could collide with a local socket; choose a range outside it`,
-    );
-    return 1;
+  const logger = (component: string) => createLogger(component, { level: cfg.logLevel, format: cfg.logFormat });
+  const log = logger('switchyard');
+  const { kc, sink, node } = await preflight(cfg, log, stop);
+  if (cfg.initOnly || !node) {
+    log.info('initialisation done (--init-only): privileges, kernel, masquerade ports and bpffs checked; exiting');
+    return 0;
   }
   log.info('starting', {
     mode: 'bpf',
@@ -193,56 +250,148 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
     else stop.addEventListener('abort', onStop, { once: true });
   });
   const clock = systemClock();
-  const cache = new ClusterCache({ now: () => clock.now() });
-  // Both families: the v2 dataplane programs IPv6 frontends and backends too.
-  const builder = new SnapshotBuilder({ cache, nodeName: cfg.nodeName, endpointFamilies: ['IPv4', 'IPv6'] });
-  const dataplane = new BpfDataplane({
-    native: loadBinding(),
-    log: createLogger('bpf', { level }),
-    objectPath: cfg.objectPath,
-    pinPath: cfg.pinPath,
-    node,
-    nodeInterface: node.interface,
-    podInterfaces: cfg.podInterfaces,
-    masqueradeAll: cfg.masqueradeAll,
-    detectLocal: cfg.detectLocal,
-    nodePortAddresses: nodePortCidrs(cfg.nodePortAddresses, node),
-    snatPorts: cfg.snatPorts,
-    capacities: cfg.capacities,
-    links: hostLinks({ rescanMs: 2000 }),
-  });
-  const latency = new ProgrammingLatency();
-  const runner = new SyncRunner({
-    sync: createSnapshotSync<SyncResult>({
-      changes: cache.changes,
-      builder,
-      sink: dataplane,
-      latency,
+  const cache: ClusterCache = new ClusterCache({ now: () => clock.now(), onChanged: (kind) => ops.changeSeen(kind) });
+  const primary = node.ipv4 ?? node.ipv6 ?? '0.0.0.0';
+  const addresses = healthCheckAddresses(cfg.nodePortAddresses, localIPs(), primary);
+  const { ops, metrics } = operations(cfg, sink, cache, addresses, logger);
+  await ops.start(); // before the kernel: --bind-address-hard-fail ends the daemon here
+  // Everything below is undone on a failure, so that the process can exit
+  // (open servers and watches would keep it alive) with the one-line error.
+  let source: Source | null = null;
+  let runner: SyncRunner | null = null;
+  let dataplane: BpfDataplane | null = null;
+  try {
+    // Both families: the v2 dataplane programs IPv6 frontends and backends too.
+    const builder = new SnapshotBuilder({ cache, nodeName: cfg.nodeName, endpointFamilies: PROGRAMMED_FAMILIES });
+    dataplane = new BpfDataplane({
+      native: loadBinding(),
+      log: logger('bpf'),
+      objectPath: cfg.objectPath,
+      pinPath: cfg.pinPath,
+      node,
+      nodeInterface: node.interface,
+      podInterfaces: cfg.podInterfaces,
+      masqueradeAll: cfg.masqueradeAll,
+      detectLocal: cfg.detectLocal,
+      nodePortAddresses: nodePortCidrs(cfg.nodePortAddresses, node),
+      snatPorts: cfg.snatPorts,
+      capacities: cfg.capacities,
+      links: hostLinks({ rescanMs: 2000 }),
+    });
+    metrics.setDataplaneStats(dataplaneStatsOf(dataplane));
+    const latency = new ProgrammingLatency({ onSample: (sample) => ops.latency(sample) });
+    runner = new SyncRunner({
+      sync: createSnapshotSync<SyncResult>({
+        changes: cache.changes,
+        builder,
+        sink: dataplane,
+        latency,
+        clock,
+        logger: logger('sync'),
+        onSynced: (result, snapshot) => {
+          logResult(log, problems, result);
+          ops.programmed(snapshot);
+        },
+      }),
+      minSyncPeriodMs: cfg.minSyncPeriodMs,
+      syncPeriodMs: cfg.syncPeriodMs,
       clock,
-      logger: createLogger('sync', { level }),
-      onSynced: (result) => logResult(log, problems, result),
-    }),
-    minSyncPeriodMs: cfg.minSyncPeriodMs,
-    syncPeriodMs: cfg.syncPeriodMs,
-    clock,
-    logger: createLogger('sync', { level }),
-  });
-  const source = await makeSource(cfg, cache, () => runner.run(), level);
-  if (signal.aborted) return 0; // asked to stop before anything was touched
-  await dataplane.start(signal);
-  if (signal.aborted) return shutdown();
-  runner.start(signal);
-  await source.start(signal);
-  if (!source.isSynced || signal.aborted) return shutdown(); // stopped before the first list completed
-  runner.run();
-  log.info('running', { source: cfg.manifests ? `manifests ${cfg.manifests}` : 'kubernetes api' });
-  await stopped;
-  return shutdown();
+      logger: logger('sync'),
+      onResult: (result) => ops.attempt(result),
+    });
+    source = await makeSource(
+      cfg,
+      kc,
+      cache,
+      () => {
+        ops.queued();
+        runner?.run();
+      },
+      logger,
+    );
+    if (signal.aborted) return shutdown(); // asked to stop before anything was touched
+    await dataplane.start(signal);
+    metrics.dataplaneStarted(true);
+    if (signal.aborted) return shutdown();
+    runner.start(signal);
+    await source.start(signal);
+    if (!source.isSynced || signal.aborted) return shutdown(); // stopped before the first list completed
+    runner.run();
+    log.info('running', { source: cfg.manifests ? `manifests ${cfg.manifests}` : 'kubernetes api' });
+    await stopped;
+    return shutdown();
+  } catch (err) {
+    await shutdown().catch(() => 0);
+    throw err;
+  }
 
   async function shutdown(): Promise<number> {
-    await source.stop();
-    await runner.stop();
-    await dataplane.stop();
+    await source?.stop();
+    await runner?.stop();
+    await dataplane?.stop();
+    await ops.stop();
     return 0;
   }
+}
+
+/**
+ * The families the bpf dataplane (layout 2) programs: the snapshot carries
+ * EndpointSlices of both and the maps are per family (a family without a
+ * node address has no masquerade source). Health and metrics report the
+ * same families.
+ */
+const PROGRAMMED_FAMILIES = ['IPv4', 'IPv6'] as const;
+
+/**
+ * What the daemon reports (src/ops): health with the Node's eligibility,
+ * per-Service health checks, metrics and Events, wired in one Operations.
+ */
+function operations(
+  cfg: RunConfig,
+  sink: EventSink | null,
+  cache: ClusterCache,
+  healthCheckAddresses: readonly string[],
+  logger: (c: string) => Logger,
+): { ops: Operations; metrics: ProxyMetrics } {
+  const families = PROGRAMMED_FAMILIES;
+  const events = new EventRecorder({ sink, nodeName: cfg.nodeName, log: logger('events') });
+  const metrics = new ProxyMetrics({ families, proxyMode: 'bpf', pending: () => pendingCounts(cache) });
+  const health = new ProxyHealth({ healthTimeoutMs: 2 * cfg.syncPeriodMs, node: () => cache.nodes.get(cfg.nodeName) });
+  const serviceHealth = new ServiceHealthServer({
+    addresses: healthCheckAddresses,
+    proxyHealthy: () => health.healthy,
+    log: logger('healthcheck'),
+    onListenError: (service, port, error) => {
+      const [namespace = '', name = ''] = service.split('/');
+      events.record({
+        type: 'Warning',
+        reason: 'FailedToStartServiceHealthcheck',
+        action: 'Listen',
+        note: `node ${cfg.nodeName} failed to start healthcheck "${service}" on port ${port}: ${error.message}`,
+        regarding: { kind: 'Service', namespace, name, apiVersion: 'v1' },
+      });
+    },
+  });
+  const ops = new Operations({
+    families,
+    health,
+    metrics,
+    serviceHealth,
+    events,
+    healthzBindAddress: cfg.healthzBindAddress,
+    metricsBindAddress: cfg.metricsBindAddress,
+    bindAddressHardFail: cfg.bindAddressHardFail,
+    log: logger('ops'),
+  });
+  return { ops, metrics };
+}
+
+/** This host's addresses (both families), for --nodeport-addresses. */
+function localIPs(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
+}
+
+function pendingCounts(cache: ClusterCache): { servicesPending: number; endpointsPending: number } {
+  const p = cache.changes.pendingCounts();
+  return { servicesPending: p.services, endpointsPending: p.endpoints };
 }

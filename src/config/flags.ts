@@ -453,7 +453,7 @@ export const RUN_FLAGS: readonly RunFlag[] = [
     paths: ['logging.verbosity'],
     arg: 'N',
     default: '0',
-    help: 'Log verbosity: 0 logs info and above, 4 and up adds debug.',
+    help: "Log verbosity as kube-proxy's: 0 logs errors, warnings and the daemon's milestones; 2 adds each sync and health check opened or closed; 4 and up adds detail.",
   }),
   log({
     name: 'vmodule',
@@ -463,7 +463,14 @@ export const RUN_FLAGS: readonly RunFlag[] = [
     help: 'Per-file verbosity, for the text format.',
     ignored: "Switchyard's logger has one level per component",
   }),
-  log({ name: 'logging-format', kind: 'string', paths: ['logging.format'], arg: 'FORMAT', default: 'text', help: 'Log format: text or json.' }),
+  log({
+    name: 'logging-format',
+    kind: 'string',
+    paths: ['logging.format'],
+    arg: 'FORMAT',
+    default: 'text',
+    help: 'Log format: text (klog lines, as kube-proxy writes them) or json (one JSON object per line).',
+  }),
   log({
     name: 'log-flush-frequency',
     kind: 'duration',

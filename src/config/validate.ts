@@ -240,7 +240,6 @@ function validateLinux(f: Fields, c: SwitchyardConfig): void {
 function validateLogging(f: Fields, c: SwitchyardConfig): void {
   const l = c.logging;
   if (l.format !== 'text' && l.format !== 'json') f.fail('logging.format', l.format, 'must be text or json');
-  else if (l.format === 'json') f.warn('logging.format', "json is accepted, but Switchyard's logger writes text lines");
   if (l.verbosity > 2147483647) f.fail('logging.verbosity', l.verbosity, 'must be at most 2147483647');
   const origin = f.origin('logging.vmodule');
   if (l.vmodule.length > 0 && l.format !== 'text')

@@ -10,7 +10,7 @@
 // token covered (a key changed again after the peek stays pending).
 
 import { deepEqual } from './equal.ts';
-import type { EndpointSlice, KubeObject, Node, ObjectRef, Service } from './objects.ts';
+import type { EndpointSlice, KubeObject, Node, ObjectKind, ObjectRef, Service } from './objects.ts';
 
 /** What changed since the last commit, as handed to one sync attempt. */
 export interface PendingChanges {
@@ -30,6 +30,17 @@ interface PendingEntry {
   readonly seq: number;
   readonly seenAt: number;
   readonly triggeredAt: number | null;
+  /** What changed for this key since its last commit: the Service, its slices, or both. */
+  readonly service: boolean;
+  readonly endpoints: boolean;
+}
+
+/** Pending changes by kind, kube-proxy's *_changes_pending metrics. */
+export interface PendingCounts {
+  /** Service keys with a pending change of the Service itself. */
+  readonly services: number;
+  /** Service keys with a pending change of their EndpointSlices. */
+  readonly endpoints: number;
 }
 
 export class ChangeTracker {
@@ -42,14 +53,30 @@ export class ChangeTracker {
     this.#now = now;
   }
 
-  /** `triggeredAt`: the change's trigger time from an EndpointSlice annotation, if any (earliest kept). */
-  recordService(serviceKey: string, triggeredAt: number | null = null): void {
+  /**
+   * `triggeredAt`: the change's trigger time from an EndpointSlice annotation, if any (earliest kept);
+   * `kind`: which object changed (for the pending counts).
+   */
+  recordService(serviceKey: string, triggeredAt: number | null = null, kind: 'Service' | 'EndpointSlice' = 'Service'): void {
     const seq = ++this.#seq;
     const prev = this.#services.get(serviceKey);
     const seenAt = prev?.seenAt ?? this.#now();
     const earlier = prev?.triggeredAt ?? null;
     const trig = earlier === null ? triggeredAt : triggeredAt === null ? earlier : Math.min(earlier, triggeredAt);
-    this.#services.set(serviceKey, { seq, seenAt, triggeredAt: trig });
+    const service = (prev?.service ?? false) || kind === 'Service';
+    const endpoints = (prev?.endpoints ?? false) || kind === 'EndpointSlice';
+    this.#services.set(serviceKey, { seq, seenAt, triggeredAt: trig, service, endpoints });
+  }
+
+  /** Pending Service keys by what changed (a key whose Service and slices both changed counts in both). */
+  pendingCounts(): PendingCounts {
+    let services = 0;
+    let endpoints = 0;
+    for (const e of this.#services.values()) {
+      if (e.service) services++;
+      if (e.endpoints) endpoints++;
+    }
+    return { services, endpoints };
   }
 
   recordNodes(): void {
@@ -166,14 +193,14 @@ export class EndpointSliceCache {
     let slices = this.#byService.get(slice.serviceKey);
     if (!slices) this.#byService.set(slice.serviceKey, (slices = new Map()));
     slices.set(slice.key, slice);
-    this.#tracker.recordService(slice.serviceKey, slice.triggerTime);
+    this.#tracker.recordService(slice.serviceKey, slice.triggerTime, 'EndpointSlice');
   }
 
   #unindex(slice: EndpointSlice): void {
     const slices = this.#byService.get(slice.serviceKey);
     slices?.delete(slice.key);
     if (slices?.size === 0) this.#byService.delete(slice.serviceKey);
-    this.#tracker.recordService(slice.serviceKey);
+    this.#tracker.recordService(slice.serviceKey, null, 'EndpointSlice');
   }
 }
 
@@ -214,14 +241,31 @@ export class ClusterCache {
   readonly endpointSlices: EndpointSliceCache;
   readonly nodes: NodeCache;
 
-  constructor(options: { readonly now?: () => number } = {}) {
+  readonly #onChanged: (kind: ObjectKind) => void;
+
+  /** `onChanged`: told of every effective apply or delete, by kind (metrics count them). */
+  constructor(options: { readonly now?: () => number; readonly onChanged?: (kind: ObjectKind) => void } = {}) {
     this.changes = new ChangeTracker(options.now);
     this.services = new ServiceCache(this.changes);
     this.endpointSlices = new EndpointSliceCache(this.changes);
     this.nodes = new NodeCache(this.changes);
+    this.#onChanged = options.onChanged ?? (() => {});
   }
 
   apply(obj: KubeObject): boolean {
+    return this.#changed(obj.kind, this.#apply(obj));
+  }
+
+  delete(ref: ObjectRef): boolean {
+    return this.#changed(ref.kind, this.#delete(ref));
+  }
+
+  #changed(kind: ObjectKind, changed: boolean): boolean {
+    if (changed) this.#onChanged(kind);
+    return changed;
+  }
+
+  #apply(obj: KubeObject): boolean {
     switch (obj.kind) {
       case 'Service':
         return this.services.apply(obj);
@@ -232,7 +276,7 @@ export class ClusterCache {
     }
   }
 
-  delete(ref: ObjectRef): boolean {
+  #delete(ref: ObjectRef): boolean {
     switch (ref.kind) {
       case 'Service':
         return this.services.delete(ref.key);

@@ -281,7 +281,7 @@ function listParams(req: Parameters<ListFunction>[0]): ListParams {
 }
 
 /** Per-call options that attach `signal` to the request, so stop() and the list timeout abort it. */
-function abortable(signal: AbortSignal): ConfigurationOptions {
+export function abortable(signal: AbortSignal): ConfigurationOptions {
   // The Object API hands these straight to the Observable API (no promise
   // wrapping, whatever the `Middleware` export suggests), like the client's
   // own setHeaderMiddleware. 'append' keeps its User-Agent middleware.

@@ -125,6 +125,10 @@ export interface Node {
   readonly zone: string | null;
   /** spec.podCIDRs (or spec.podCIDR), the valid CIDRs only: detect-local-mode NodeCIDR. */
   readonly podCIDRs?: readonly string[];
+  /** metadata.deletionTimestamp is set (health: the node is not eligible for traffic). Absent means false. */
+  readonly deleting?: boolean;
+  /** spec.taints[].key, in order (health: ToBeDeletedByClusterAutoscaler). Absent means none. */
+  readonly taintKeys?: readonly string[];
 }
 
 export type KubeObject = Service | EndpointSlice | Node;
@@ -532,8 +536,26 @@ function readNode(ctx: Ctx, raw: Record<string, unknown>): ParseResult {
   const s = typeof spec === 'object' && spec !== null ? (spec as Record<string, unknown>) : {};
   const list = Array.isArray(s['podCIDRs']) ? (s['podCIDRs'] as unknown[]) : typeof s['podCIDR'] === 'string' ? [s['podCIDR']] : [];
   const podCIDRs = list.filter((c): c is string => typeof c === 'string' && parseCidr(c, 'reject') !== null);
-  const object: Node = { kind: 'Node', name: meta.name, key: ctx.key, labels: meta.labels, zone: meta.labels[LABEL_TOPOLOGY_ZONE] ?? null, podCIDRs };
+  const deleting = isRecord(raw['metadata']) && typeof raw['metadata']['deletionTimestamp'] === 'string' && raw['metadata']['deletionTimestamp'] !== '';
+  const taintKeys = readTaintKeys(raw['spec']);
+  const object: Node = {
+    kind: 'Node',
+    name: meta.name,
+    key: ctx.key,
+    labels: meta.labels,
+    zone: meta.labels[LABEL_TOPOLOGY_ZONE] ?? null,
+    podCIDRs,
+    // Set only when there is something to say, so that most Nodes read as before.
+    ...(deleting ? { deleting } : {}),
+    ...(taintKeys.length > 0 ? { taintKeys } : {}),
+  };
   return { status: 'valid', object, warnings: ctx.warnings };
+}
+
+/** spec.taints[].key; lenient: the health check is the only reader, and a malformed taint is not this proxy's business. */
+function readTaintKeys(spec: unknown): string[] {
+  if (!isRecord(spec) || !Array.isArray(spec['taints'])) return [];
+  return spec['taints'].flatMap((t: unknown) => (isRecord(t) && typeof t['key'] === 'string' ? [t['key']] : []));
 }
 
 // ---------------------------------------------------------------------------

@@ -24,6 +24,9 @@
 //   ERR_SY_NATIVE_ADDON         native/binding.ts: the addon cannot be loaded or is stale
 //   ERR_SY_NO_SUCH_MAP, ERR_SY_NO_SUCH_PROGRAM   native/index.ts: a name the object does not have
 //   ERR_SY_DEMO_FAILED          cli/demo.ts
+//   ERR_SY_PREFLIGHT            cli/preflight.ts PreflightError (a start-up check: privileges, kernel, bpffs, API server)
+//   ERR_SY_BIND                 ops/: a port that cannot be bound (health, metrics with --bind-address-hard-fail, a healthCheckNodePort)
+//   ERR_SY_BIND_ADDRESS         ops/http.ts: a bind address that is not host:port
 //   ERR_SY_USAGE                the rig's helper programs: a bad command line
 //   ERR_SY_COMMAND_FAILED       rig/proc.ts CommandError (a command's exit code and output)
 //   ERR_SY_RIG_*                rig/: a destroyed cluster, namespaces in use or left behind, a process that

@@ -14,7 +14,8 @@
 //   {"op":"delete","kind":"Service","namespace":"default","name":"x"}
 //
 // An unknown kind or a delete of an absent object is a 400 and applies
-// nothing after it. `GET /` reports the open watches and request counts.
+// nothing after it. `GET /` reports the open watches, request counts and the
+// Events posted so far.
 // SIGTERM or SIGINT closes both servers and removes the socket.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -60,7 +61,7 @@ async function control(fake: FakeApiServer, req: IncomingMessage, res: ServerRes
     const openWatches = Object.fromEntries(RESOURCES.map((r) => [r, fake.openWatches(r)]));
     const lists = Object.fromEntries(RESOURCES.map((r) => [r, fake.requestsFor(r, false).length]));
     const watches = Object.fromEntries(RESOURCES.map((r) => [r, fake.requestsFor(r, true).length]));
-    reply(res, 200, { resourceVersion: fake.resourceVersion, openWatches, requests: { lists, watches } });
+    reply(res, 200, { resourceVersion: fake.resourceVersion, openWatches, requests: { lists, watches }, events: fake.events });
     return;
   }
   if (req.method !== 'POST') {

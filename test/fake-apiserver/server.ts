@@ -17,6 +17,8 @@
 // Test controls: write objects, send bookmarks, expire watches (ERROR 410 or
 // a plain HTTP 410), compact the log, hold list responses, fail the next
 // watches, drop every connection, and a log of every request.
+// Events (POST /apis/events.k8s.io/v1/namespaces/NS/events) are recorded in
+// `events` as posted and answered 201 with the stored object.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -72,6 +74,8 @@ export class FakeApiServer {
   /** Answer a too-old watch with HTTP 410 instead of a 200 + ERROR event. */
   goneAsHttpStatus = false;
   readonly requests: RecordedRequest[] = [];
+  /** Every Event posted, in order, as the client sent it. */
+  readonly events: Record<string, unknown>[] = [];
   /** Called on every LIST request before it is answered (e.g. to expire continue tokens). */
   beforeList: ((resource: Resource, query: Readonly<Record<string, string>>) => void) | null = null;
   url = '';
@@ -222,6 +226,11 @@ export class FakeApiServer {
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://fake');
+    const eventPost = /^\/apis\/events\.k8s\.io\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname);
+    if (req.method === 'POST' && eventPost) {
+      this.#recordEvent(req, res, eventPost[1] ?? '');
+      return;
+    }
     const resource = (Object.keys(KINDS) as Resource[]).find((r) => KINDS[r].path === url.pathname);
     if (req.method !== 'GET' || !resource) {
       sendJson(res, 404, status(404, 'NotFound', `${req.method} ${url.pathname} not found`));
@@ -239,6 +248,23 @@ export class FakeApiServer {
     }
     if (watch) this.#watch(resource, query, matches, res);
     else void this.#list(resource, query, matches, res);
+  }
+
+  #recordEvent(req: IncomingMessage, res: ServerResponse, namespace: string): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+      } catch (err) {
+        sendJson(res, 400, status(400, 'BadRequest', (err as Error).message));
+        return;
+      }
+      this.events.push(body);
+      const meta = { ...(body['metadata'] as Record<string, unknown>), namespace, resourceVersion: String(++this.#rv), uid: `uid-${this.#rv}` };
+      sendJson(res, 201, { ...body, metadata: meta });
+    });
   }
 
   async #list(resource: Resource, query: Record<string, string>, matches: (o: Obj) => boolean, res: ServerResponse): Promise<void> {

@@ -20,7 +20,7 @@ export function requirePrivileged(env: NodeJS.ProcessEnv = process.env): boolean
   return (ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0') || env['SY_REQUIRE_PRIVILEGED'] === '1';
 }
 
-export type Need = 'root' | 'clang' | 'bpftool' | 'bpf-object' | 'bpf-lib-test-object' | 'native-addon' | 'ip' | 'nft' | 'cc' | 'sctp';
+export type Need = 'root' | 'clang' | 'bpftool' | 'bpf-object' | 'bpf-lib-test-object' | 'native-addon' | 'ip' | 'nft' | 'cc' | 'sctp' | 'promtool';
 
 function haveCommand(cmd: string, args: string[]): boolean {
   try {
@@ -40,6 +40,7 @@ const PROBES: Record<Need, () => string | null> = {
   cc: () => (['cc', 'gcc', 'clang'].some((c) => haveCommand(c, ['--version'])) ? null : "a C compiler (cc, gcc or clang) for the rig's SCTP helper"),
   // This is a kernel property: the kernel-matrix VMs have SCTP (a module); some hosts do not.
   sctp: () => (kernelHasSctp() ? null : 'a kernel with SCTP (the kernel-matrix VMs have it: npm run test:kernels)'),
+  promtool: () => (haveCommand('promtool', ['--version']) ? null : "promtool from Debian's prometheus package (scripts/setup.sh installs it)"),
   'bpf-object': () => (existsSync(BPF_OBJECT) ? null : `the built BPF object ${BPF_OBJECT} (npm run build:bpf)`),
   'bpf-lib-test-object': () => (existsSync(BPF_LIB_TEST_OBJECT) ? null : `the built BPF library test object ${BPF_LIB_TEST_OBJECT} (npm run build:bpf)`),
   'native-addon': () => (existsSync(NATIVE_ADDON) ? null : `the native addon ${NATIVE_ADDON} (npm run build:native)`),

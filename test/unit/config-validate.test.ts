@@ -88,7 +88,6 @@ test('logging: format, vmodule', () => {
   const { config, warnings } = load(`${HEAD}logging:\n  format: json\n  flushFrequency: 2000000000\n`);
   expect(config.logging.flushFrequency, 'an integer flushFrequency is nanoseconds').toBe(2000);
   expect(warnings.map((w) => w.message)).toStrictEqual([
-    `${CONF}:4: logging.format: json is accepted, but Switchyard's logger writes text lines`,
     `${CONF}:5: logging.flushFrequency: 2000000000: accepted for compatibility and ignored: Switchyard writes each line unbuffered`,
   ]);
 });

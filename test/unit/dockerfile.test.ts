@@ -2,8 +2,10 @@
 // keeps the Dockerfile and the DaemonSet honest by reading them: every path
 // the build stage copies from the repository exists, every path the runtime
 // stage copies from the build stage is in the repository or is produced by
-// `npm ci` (the BPF object, the addon), and the DaemonSet runs the image's
-// entry point with flags `switchyard run` knows.
+// `npm ci` (the BPF object, the addon), the build context (.dockerignore)
+// holds exactly what is copied, the runtime image installs only packages
+// something uses (and bpftool, for debugging), and the DaemonSet runs the
+// image's entry point with flags `switchyard run` knows.
 
 import { expect, test } from 'vitest';
 import { readFileSync, existsSync } from 'node:fs';
@@ -60,20 +62,63 @@ test('every COPY --from=build names something the build stage has: copied source
   expect(readFileSync(join(ROOT, 'bpf/Makefile'), 'utf8')).toMatch(/OUT := build\/switchyard\.bpf\.o/);
 });
 
-test('the entry point exists and the DaemonSet runs it with flags switchyard run accepts', () => {
+test('the entry point exists and the DaemonSet runs it (daemon and init container) with flags switchyard run accepts', () => {
   const entry = /^ENTRYPOINT \["\/app\/([^"]+)"\]/m.exec(dockerfile)?.[1];
   expect(entry).toBe('bin/switchyard');
   expect(existsSync(join(ROOT, entry!))).toBe(true);
   const docs = parseAllDocuments(readFileSync(join(ROOT, 'deploy/daemonset.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, unknown>);
-  const ds = docs.find((d) => d['kind'] === 'DaemonSet') as { spec: { template: { spec: { containers: { command: string[]; args: string[] }[] } } } };
-  const container = ds.spec.template.spec.containers[0];
-  expect(container).toBeDefined();
-  expect(container!.command).toStrictEqual(['/app/bin/switchyard']);
-  expect(container!.args[0]).toBe('run');
+  type Container = { command: string[]; args: string[] };
+  const ds = docs.find((d) => d['kind'] === 'DaemonSet') as { spec: { template: { spec: { containers: Container[]; initContainers: Container[] } } } };
+  const all = [...ds.spec.template.spec.containers, ...ds.spec.template.spec.initContainers];
+  expect(all).toHaveLength(2);
   const known = new Set(RUN_FLAGS.map((f) => f.name));
-  const unknown = container!.args
-    .slice(1)
-    .map((a) => a.replace(/^--/, '').split('=')[0] ?? '')
-    .filter((n) => !known.has(n));
-  expect(unknown).toStrictEqual([]);
+  for (const container of all) {
+    expect(container.command).toStrictEqual(['/app/bin/switchyard']);
+    expect(container.args[0]).toBe('run');
+    const unknown = container.args
+      .slice(1)
+      .map((a) => a.replace(/^--/, '').split('=')[0] ?? '')
+      .filter((n) => !known.has(n));
+    expect(unknown).toStrictEqual([]);
+  }
+});
+
+/** Whether .dockerignore keeps `path` out of the build context (last matching line wins, `!` re-includes). */
+function ignored(rules: readonly string[], path: string): boolean {
+  let out = false;
+  for (const rule of rules) {
+    const negate = rule.startsWith('!');
+    const pat = (negate ? rule.slice(1) : rule).replace(/\/$/, '');
+    if (pat === '*' || path === pat || path.startsWith(`${pat}/`)) out = !negate;
+  }
+  return out;
+}
+
+test('.dockerignore: the context holds what the build copies and none of the local build outputs or tests', () => {
+  const rules = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  for (const c of copies(dockerfile).filter((c) => c.from === null)) {
+    for (const s of c.srcs) expect(ignored(rules, s), `${s} is copied but .dockerignore excludes it`).toBe(false);
+  }
+  for (const p of ['node_modules', '.git', '.cache', 'test', 'bench', 'deploy', 'native/build', 'bpf/build', 'native/build/Release/x.node']) {
+    expect(ignored(rules, p), `${p} must stay out of the build context`).toBe(true);
+  }
+  expect(ignored(rules, 'native/src/addon.cc')).toBe(false);
+});
+
+test('the runtime image installs bpftool and only packages something in the image uses', () => {
+  const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  const install = /apt-get install -y --no-install-recommends ([^\\&]+)/.exec(runtime)?.[1] ?? '';
+  const pkgs = install.trim().split(/\s+/);
+  expect(pkgs).toContain('bpftool');
+  const cmake = readFileSync(join(ROOT, 'native/CMakeLists.txt'), 'utf8');
+  const links = readFileSync(join(ROOT, 'src/host/links.ts'), 'utf8');
+  const why: Record<string, boolean> = {
+    libbpf1: /LIBBPF_LIBRARY NAMES libbpf\.so/.test(cmake), // the addon links libbpf (libelf and zlib come with it)
+    iproute2: /spawn\('ip'/.test(links), // `ip monitor link` follows pod interfaces
+    bpftool: true, // for operators (the issue asks for it)
+  };
+  for (const p of pkgs) expect(why[p], `runtime package ${p}: nothing in the image uses it`).toBe(true);
 });

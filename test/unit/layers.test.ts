@@ -8,6 +8,7 @@
 //   model      ServicePorts, endpoint selection, verdicts, snapshots
 //   sync       the bounded-frequency runner and the snapshot pipeline
 //   dataplane  compile, diff, apply (on native and host)
+//   ops        what the daemon reports: health, metrics, Events (reads model, sync, dataplane results)
 //   config | rig   kube-proxy's flags and file | the test rig (peers: neither imports the other)
 //   cli        the commands, which wire everything together
 //   main       the entry point
@@ -29,6 +30,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['model'],
   ['sync'],
   ['dataplane'],
+  ['ops'],
   ['config', 'rig'],
   ['cli'],
   ['main'],

@@ -139,8 +139,10 @@ export class BpfDataplane implements Dataplane {
   #tc: Tc;
   #programmed: ProgrammedState | null = null;
   #desired: DesiredState | null = null;
-  /** ifindex -> "name/role" attached. */
+  /** ifindex -> "name role" attached. */
   #attached = new Map<number, string>();
+  /** ifindex -> "name role" wanted but whose last attach failed (metrics: attached 0). */
+  #attachFailed = new Map<number, string>();
   #watcher: { stop(): void } | null = null;
   #isPodLink: (name: string) => boolean;
   #configText = '';
@@ -240,6 +242,34 @@ export class BpfDataplane implements Dataplane {
     return this.#attached;
   }
 
+  /**
+   * Metrics (ops/metrics.ts DataplaneStats): the maps the control plane
+   * writes, their entries as last programmed (the state every diff counts
+   * against) and their max_entries as loaded. The kernel-written maps
+   * (conntrack, fragments) are not counted here: that would need a dump
+   * per scrape. Empty before start().
+   */
+  mapUsage(): { map: string; entries: number; capacity: number }[] {
+    const obj = this.#obj;
+    const programmed = this.#programmed;
+    if (obj === null || programmed === null) return [];
+    return PROGRAMMED_MAPS.map((m) => ({ map: MAPS[m].name, entries: programmed.entries[m], capacity: obj.map(MAPS[m].name).maxEntries }));
+  }
+
+  /** Metrics: the tc attachments this daemon made (attached) or last failed to make (not attached), per interface and direction. */
+  programAttachments(): { program: string; attachPoint: string; hook: 'ingress' | 'egress'; attached: boolean }[] {
+    const out: ReturnType<BpfDataplane['programAttachments']> = [];
+    const add = (tag: string, attached: boolean): void => {
+      const cut = tag.lastIndexOf(' ');
+      const [name, role] = [tag.slice(0, cut), tag.slice(cut + 1)];
+      const [ingress, egress] = role === 'net' ? [PROGRAMS.fromNet, PROGRAMS.toNet] : [PROGRAMS.fromPod, PROGRAMS.toPod];
+      out.push({ program: ingress, attachPoint: name, hook: 'ingress', attached }, { program: egress, attachPoint: name, hook: 'egress', attached });
+    };
+    for (const tag of this.#attached.values()) add(tag, true);
+    for (const tag of this.#attachFailed.values()) add(tag, false);
+    return out;
+  }
+
   #compileOptions(nodeName: string, podCIDRs: readonly string[]): CompileOptions {
     const o = this.#o;
     const d = o.detectLocal;
@@ -333,13 +363,16 @@ export class BpfDataplane implements Dataplane {
         this.#tc.attach(link.ifindex, ingress, { direction: 'ingress', ...TC_FILTER, replace: true });
         this.#tc.attach(link.ifindex, egress, { direction: 'egress', ...TC_FILTER, replace: true });
         this.#attached.set(link.ifindex, tag);
+        this.#attachFailed.delete(link.ifindex);
         this.#o.log.info('attached', { interface: link.name, ifindex: link.ifindex, role });
       } catch (err) {
         // A link can vanish between listing and attaching; the next event retries others.
+        this.#attachFailed.set(link.ifindex, tag);
         this.#o.log.warn('attach failed', { interface: link.name, error: (err as Error).message });
       }
     }
     for (const ifindex of [...this.#attached.keys()]) if (!present.has(ifindex)) this.#attached.delete(ifindex);
+    for (const ifindex of [...this.#attachFailed.keys()]) if (!present.has(ifindex)) this.#attachFailed.delete(ifindex);
   }
 }
 
