@@ -59,6 +59,54 @@ export class Manifests {
   }
 }
 
+/**
+ * One klog line of a daemon's log (its default --logging-format=text, as
+ * kube-proxy's): `I1203 06:13:00.123456    4242 switchyard] "running" source="..."`.
+ * `time` is epoch ms; klog carries no year, so the current UTC year is
+ * assumed (a test spanning New Year would be off by one year).
+ */
+export interface KlogLine {
+  readonly severity: 'I' | 'W' | 'E' | 'F';
+  readonly time: number;
+  readonly component: string;
+  readonly msg: string;
+  /** The structured fields as logged: ` key=value key="quoted"`. */
+  readonly fields: string;
+}
+
+const KLOG_RE = /^([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})\s+\d+ ([^\]]+)\] ("(?:[^"\\]|\\.)*")(.*)$/;
+
+/** The klog lines of a daemon's stderr (other lines, such as a one-line failure, are skipped). */
+export function klogLines(stderr: string, year = new Date().getUTCFullYear()): KlogLine[] {
+  const out: KlogLine[] = [];
+  for (const line of stderr.split('\n')) {
+    const m = KLOG_RE.exec(line);
+    if (m === null) continue;
+    const [, severity, mo, d, h, mi, sec, us, component, quoted, fields] = m as unknown as string[];
+    out.push({
+      severity: severity as KlogLine['severity'],
+      time: Date.UTC(year, Number(mo) - 1, Number(d), Number(h), Number(mi), Number(sec), Math.floor(Number(us) / 1000)),
+      component: component as string,
+      msg: JSON.parse(quoted as string) as string,
+      fields: fields as string,
+    });
+  }
+  return out;
+}
+
+/** The first klog line of `component` with message `msg`, or undefined. */
+export function findLog(stderr: string, component: string, msg: string): KlogLine | undefined {
+  return klogLines(stderr).find((l) => l.component === component && l.msg === msg);
+}
+
+/** A field's value of a klog line (quotes removed), or undefined. */
+export function logField(line: KlogLine, key: string): string | undefined {
+  const m = new RegExp(` ${key}=("(?:[^"\\\\]|\\\\.)*"|\\S+)`).exec(line.fields);
+  if (m === null) return undefined;
+  const v = m[1] as string;
+  return v.startsWith('"') ? (JSON.parse(v) as string) : v;
+}
+
 export function startDaemon(c: Cluster, node: ClusterNode, manifests: Manifests, pins: PinRoot, extra: string[] = []): RigProcess {
   return c.spawn(node.ns, [
     SWITCHYARD,

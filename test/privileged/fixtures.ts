@@ -23,7 +23,7 @@ import { test, vi } from 'vitest';
 import { createCluster, FABRIC_GATEWAY, NODE_NFT_TABLE, type BackendOptions, type Cluster, type ClusterNode, type Pod } from '../../src/rig/cluster.ts';
 import type { RigProcess } from '../../src/rig/proc.ts';
 import type { Proto, RequestResult } from '../../src/rig/protocol.ts';
-import { Manifests, PinRoot, SWITCHYARD } from '../../src/rig/switchyard.ts';
+import { findLog, Manifests, PinRoot, SWITCHYARD } from '../../src/rig/switchyard.ts';
 import { scaled } from '../../src/rig/timing.ts';
 import type { ControlOp } from '../fake-apiserver/main.ts';
 
@@ -354,7 +354,7 @@ export function nodeObject(name: string, internalIP: string): Record<string, unk
 export async function untilProgrammed(daemons: readonly RigProcess[]): Promise<void> {
   await until(
     'every daemon running and programmed',
-    async () => daemons.every((d) => / info switchyard running /.test(d.stderr) && / info switchyard programmed /.test(d.stderr)),
+    async () => daemons.every((d) => findLog(d.stderr, 'switchyard', 'running') !== undefined && findLog(d.stderr, 'switchyard', 'programmed') !== undefined),
     daemons,
   );
 }

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect } from 'vitest';
 import type { ExitStatus, RigProcess } from '../../src/rig/proc.ts';
 import type { RequestResult } from '../../src/rig/protocol.ts';
+import { findLog, klogLines, logField } from '../../src/rig/switchyard.ts';
 import { needs } from '../support/requirements.ts';
 import {
   type Backend,
@@ -124,31 +125,33 @@ async function stopAll(s: Scenario): Promise<void> {
   for (const [d, status, ms] of stopped) {
     expect(status, `${d.ns}: exits 0 on SIGTERM within ${STOP_MS} ms (took ${ms} ms)\n${d.stderr.slice(-2000)}`).toStrictEqual({ code: 0, signal: null });
     expect(d.stderr, `${d.ns}: logs its orderly stop`).toMatch(/stopping; the program stays attached and maps stay pinned/);
-    const errors = d.stderr.split('\n').filter((l) => /^\S+ error /.test(l));
+    const errors = klogLines(d.stderr).filter((l) => l.severity === 'E' || l.severity === 'F');
     expect(errors, `${d.ns}: no error in its life`).toStrictEqual([]);
   }
   console.log(`# daemons exited after SIGTERM in ${stopped.map(([, , ms]) => `${ms} ms`).join(', ')}`);
 }
 
 function running(d: RigProcess): boolean {
-  return / info switchyard running /.test(d.stderr);
+  return findLog(d.stderr, 'switchyard', 'running') !== undefined;
 }
 
-/** Wall time (ms) of the first log line of `d` matching `re`; the daemon logs ISO timestamps. */
-function logTime(d: RigProcess, re: RegExp): number | null {
-  const line = d.stderr.split('\n').find((l) => re.test(l));
-  return line === undefined ? null : Date.parse(line.split(' ')[0] ?? '');
+/** Wall time (ms) of the first `component` line of `d` saying `msg` with these fields (the daemon logs klog lines). */
+function logTime(d: RigProcess, component: string, msg: string, fields: Readonly<Record<string, string>> = {}): number | null {
+  const line = klogLines(d.stderr).find((l) => l.component === component && l.msg === msg && Object.entries(fields).every(([k, v]) => logField(l, k) === v));
+  return line?.time ?? null;
 }
 
 /** frontends=N of the first "programmed" line (a sync that changed something), or null before one. */
 function firstProgrammed(d: RigProcess): number | null {
-  const m = / info switchyard programmed frontends=(\d+) /.exec(d.stderr);
-  return m ? Number(m[1]) : null;
+  const line = findLog(d.stderr, 'switchyard', 'programmed');
+  const n = line === undefined ? undefined : logField(line, 'frontends');
+  return n === undefined ? null : Number(n);
 }
 
 function adoptedFrontends(d: RigProcess): number | null {
-  const m = /adopted pinned maps frontends=(\d+) backends=(\d+)/.exec(d.stderr);
-  return m ? Number(m[1]) : null;
+  const line = findLog(d.stderr, 'bpf', 'adopted pinned maps');
+  const n = line === undefined ? undefined : logField(line, 'frontends');
+  return n === undefined ? null : Number(n);
 }
 
 /** Names of `sy_*` pins left in a node's pin directory ([] when the directory is gone). */
@@ -270,7 +273,7 @@ describe.skipIf(skip)('the daemon lifecycle', () => {
       if (wasRunning) break;
       expect(Date.now() - t0, `daemons running within ${SETTLE_MS} ms\n${s.daemons.map((d) => d.stderr.slice(-2000)).join('\n')}`).toBeLessThan(SETTLE_MS);
     }
-    const attachedAt = s.daemons.map((d) => logTime(d, /info bpf attached interface=eth0 /));
+    const attachedAt = s.daemons.map((d) => logTime(d, 'bpf', 'attached', { interface: 'eth0' }));
     const covered = attachedAt.filter((t) => t !== null && windows.some(([a, b]) => a <= t && t <= b)).length;
     console.log(
       `# restart: ${windows.length} rounds of ${4 * ROUND} requests, ${roundsBeforeRunning} started before both daemons were running, ` +
@@ -326,7 +329,7 @@ describe.skipIf(skip)('the daemon lifecycle', () => {
     for (const d of s.daemons) {
       expect(firstProgrammed(d), `${d.ns}: the first sync changes exactly the stale frontend\n${d.stderr.slice(-2000)}`).toBe(1);
     }
-    const removedAt = Math.max(...s.daemons.map((d) => logTime(d, / info switchyard programmed /) ?? NaN));
+    const removedAt = Math.max(...s.daemons.map((d) => logTime(d, 'switchyard', 'programmed') ?? NaN));
     console.log(`# stale frontend removed by the first sync, ${removedAt - t0} ms after the daemons were started`);
     await until(`${GONE_VIP} stops answering`, () => silent(s, GONE_VIP, ['tcp']), s.daemons);
     expectServed(

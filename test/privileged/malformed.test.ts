@@ -136,8 +136,8 @@ describe.skipIf(skip)('a daemon per node fed malformed manifests', () => {
       );
 
       for (const line of await logged(s, ['Service default/broken', 'spec.ports[0].port'])) {
-        expect(line, line).toMatch(/ warn /);
-        expect(line, `names the file: ${line}`).toMatch(/file=more\.yaml/);
+        expect(line, `a warning (klog W): ${line}`).toMatch(/^W\d{4} /);
+        expect(line, `names the file: ${line}`).toMatch(/ file="more\.yaml"/);
         expect(line, `shows the bad value: ${line}`).toMatch(/got \\?"http\\?"/);
       }
       for (const line of await logged(s, ['EndpointSlice default/extra-abc', 'endpoints[0].addresses[0]'])) {
@@ -180,7 +180,7 @@ describe.skipIf(skip)('a daemon per node fed malformed manifests', () => {
     // Not even YAML any more: same, the document is matched to the Service it was.
     from = s.daemons.map((d) => d.stderr.length);
     s.manifests.write('web.yaml', `${good.replace('  ports:\n', '  ports: [\n')}---\n${webSlice(s.backends)}`);
-    for (const line of await logged(s, ['unparsable', 'file=web.yaml'], from)) {
+    for (const line of await logged(s, ['unparsable', 'file="web.yaml"'], from)) {
       expect(line, `says which object is kept: ${line}`).toMatch(/Service default\/web/);
     }
     await expectKeepsServing(s, names);

@@ -160,7 +160,7 @@ describe.skipIf(skip)('upgrade from layout 1', () => {
         for (const d of daemons) expect(await d.stop(scaled(10_000)), `${d.ns}: the layout 1 daemon exits 0`).toStrictEqual({ code: 0, signal: null });
         daemons = cluster.nodes.map((n) => startDaemon(cluster, n, f.manifests, pins));
         for (const [i, d] of daemons.entries()) {
-          await until(`node ${i + 1}: layout 1 maps removed`, async () => / layout 1 maps removed /.test(d.stderr), daemons, SETTLE_MS);
+          await until(`node ${i + 1}: layout 1 maps removed`, async () => /"layout 1 maps removed"/.test(d.stderr), daemons, SETTLE_MS);
         }
         for (const n of [1, 2]) {
           const fresh = await requestService(cluster, n, 'tcp', VIP, 20);
@@ -193,7 +193,7 @@ describe.skipIf(skip)('upgrade from layout 1', () => {
           expect(r.backends, `${u.what}: one backend throughout (${JSON.stringify(r)})`).toHaveLength(1);
           expect(r.sent - r.answered, `${u.what}: datagrams lost (${JSON.stringify(r)})`).toBeLessThanOrEqual(2);
         }
-        const carried = daemons.map((d) => / layout 1 connection tracking carried to layout 2 (.*)/.exec(d.stderr)?.[1] ?? '(not logged)');
+        const carried = daemons.map((d) => /"layout 1 connection tracking carried to layout 2"(.*)/.exec(d.stderr)?.[1] ?? '(not logged)');
         console.log(`# migration: ${carried.join(' | ')}`);
       } finally {
         await Promise.all(daemons.map((d) => d.stop()));

@@ -397,7 +397,7 @@ describe.skipIf(skip)('north-south traffic through a daemon per node', () => {
       if (old) await old.stop();
       const d = startDaemon(c, c.node(1), m, pins, flags);
       s.daemons[0] = d;
-      await until('the restarted daemon on node 1 running', async () => / info switchyard running /.test(d.stderr), [d]);
+      await until('the restarted daemon on node 1 running', async () => / switchyard\] "running"/.test(d.stderr), [d]);
     }
 
     const masq = (c: Cluster): string[] => FAMILIES.map((f) => addr(c.node(1), f));

@@ -155,7 +155,7 @@ describe.skipIf(skip)('the pin directory lock', () => {
       expect(surge.stderr, 'the new daemon loaded nothing while the old one held the pins').not.toMatch(/adopted pinned maps/);
       expect(surge.running).toBe(true);
       expect(await old.stop(scaled(10_000))).toStrictEqual({ code: 0, signal: null });
-      await waitStderr(surge, / info switchyard running /);
+      await waitStderr(surge, / switchyard\] "running"/);
       const log = surge.stderr;
       expect(log.indexOf('pin directory lock taken')).toBeGreaterThan(-1);
       expect(log.indexOf('pin directory lock taken')).toBeLessThan(log.indexOf('adopted pinned maps'));
