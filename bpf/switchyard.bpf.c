@@ -22,6 +22,7 @@
 #include "lib/ct.h"
 #include "lib/nat.h"
 #include "lib/icmperr.h"
+#include "lib/reject.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -30,12 +31,19 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SY_HOOK_TO_POD   2
 #define SY_HOOK_TO_NET   3
 
-static __always_inline int reject(struct __sk_buff *skb, int v6, const struct pkt *p)
+/* to_frontend's answer when the packet is to be rejected: handle() calls
+ * sy_reject with the packet still untouched. */
+#define SY_DO_REJECT 0x10000
+
+/* TCP RST / ICMP(v6) port unreachable in place of the packet (reject.h),
+ * as a global BPF function: verified once on its own, not per call path
+ * (its checksum loops are long). */
+__noinline int sy_reject(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, __u32 proto, __u32 v6)
 {
 	stat_inc(SY_STAT_REJECT);
 	if (v6)
-		return sy_reject6(skb, p->l3_off, p->l4_off, p->proto);
-	return sy_reject4(skb, p->l3_off, p->l4_off, p->proto);
+		return sy_reject6(skb, l3_off, l4_off, proto);
+	return sy_reject4(skb, l3_off, l4_off, proto);
 }
 
 /* Forward translation with a flow: destination frontend -> backend, source
@@ -126,7 +134,7 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 	__builtin_memset(&f, 0, sizeof(f));
 	verdict = lb_pick(v6, p, scope, m, &f);
 	if (verdict == SY_ACT_REJECT)
-		return reject(skb, v6, p);
+		return SY_DO_REJECT;
 	if (verdict == SY_ACT_DROP) {
 		stat_inc(SY_STAT_DROP_NO_LOCAL);
 		return TC_ACT_SHOT;
@@ -203,28 +211,6 @@ static __always_inline int from_backend(struct __sk_buff *skb, int v6, struct pk
 	return snat ? fib_redirect(skb, v6, p) : TC_ACT_UNSPEC;
 }
 
-static __always_inline int icmp_error(struct __sk_buff *skb, int v6, struct pkt *p, int egress)
-{
-	struct pkt in = {};
-	int rc, snat = 0;
-
-	if (pkt_parse_quote(skb, v6, p, &in) < 0)
-		return TC_ACT_UNSPEC;
-	rc = icmp_to_client(skb, v6, p, &in, !egress);
-	if (rc == 0 && !egress) {
-		rc = icmp_to_backend(skb, v6, p, &in, &snat);
-		if (rc > 0 && !snat)
-			return TC_ACT_UNSPEC;
-	} else if (rc > 0) {
-		snat = !egress;
-	}
-	if (rc < 0)
-		return TC_ACT_SHOT;
-	if (rc == 0 || !snat)
-		return TC_ACT_UNSPEC;
-	return fib_redirect(skb, v6, p);
-}
-
 /* Later IPv4 fragments take their ports from the first; without one a
  * fragment to a Service IP is dropped, anything else is not ours. IPv6
  * fragments to a Service IP are dropped (not reassembled; see README). */
@@ -256,15 +242,39 @@ SY_PER_FAMILY(to_frontend,
               (skb, v6, hook, p, m))
 SY_PER_FAMILY(from_backend, (struct __sk_buff * skb, struct pkt *p, int egress),
               (skb, v6, p, egress))
-SY_PER_FAMILY(icmp_error, (struct __sk_buff * skb, struct pkt *p, int egress), (skb, v6, p, egress))
+SY_PER_FAMILY(icmp_plan,
+              (struct __sk_buff * skb, const struct pkt *p, int egress, struct icmp_xlate6 *x),
+              (skb, v6, p, egress, x))
+SY_PER_FAMILY(icmp_apply, (struct __sk_buff * skb, struct pkt *p, const struct icmp_xlate6 *x),
+              (skb, v6, p, x))
 
 #define SY_CALL(fn, v6, ...) ((v6) ? fn##6(__VA_ARGS__) : fn##4(__VA_ARGS__))
+
+/* An ICMP(v6) error: translated when it quotes a packet of a tracked flow
+ * (icmp_plan says which and how), redirected when the flow is masqueraded.
+ * Planning and rewriting are separate calls: each has its own frame. */
+static __always_inline int icmp_error(struct __sk_buff *skb, int v6, struct pkt *p, int egress)
+{
+	struct icmp_xlate6 x;
+	int rc;
+
+	rc = SY_CALL(icmp_plan, v6, skb, p, egress, &x);
+	if (rc == 0)
+		return TC_ACT_UNSPEC;
+	if (SY_CALL(icmp_apply, v6, skb, p, &x) < 0)
+		return TC_ACT_SHOT;
+	stat_inc(SY_STAT_ICMP_XLATE);
+	return rc == 2 ? fib_redirect(skb, v6, p) : TC_ACT_UNSPEC;
+}
+
+SY_PER_FAMILY(icmp_error, (struct __sk_buff * skb, struct pkt *p, int egress), (skb, v6, p, egress))
 
 static __always_inline int handle(struct __sk_buff *skb, int v6, int hook)
 {
 	int egress = hook == SY_HOOK_TO_POD || hook == SY_HOOK_TO_NET;
 	struct sy_svc_value *m;
 	struct pkt p = {};
+	int rc;
 
 	switch (pkt_parse(skb, v6, &p)) {
 	case SY_PARSE_L4:
@@ -286,8 +296,12 @@ static __always_inline int handle(struct __sk_buff *skb, int v6, int hook)
 	if (egress)
 		return SY_CALL(from_backend, v6, skb, &p, 1);
 	m = svc_lookup(v6, &p.daddr, p.dport, p.proto, SY_SCOPE_INTERNAL, 0, 0);
-	if (m)
-		return SY_CALL(to_frontend, v6, skb, hook, &p, m);
+	if (m) {
+		rc = SY_CALL(to_frontend, v6, skb, hook, &p, m);
+		if (rc == SY_DO_REJECT)
+			return sy_reject(skb, p.l3_off, p.l4_off, p.proto, v6);
+		return rc;
+	}
 	if (vip_has(v6, &p.daddr)) {
 		stat_inc(SY_STAT_DROP_NO_PORT);
 		return TC_ACT_SHOT;

@@ -14,7 +14,7 @@
 #include <linux/udp.h>
 #include "maps.h"
 #include "pkt.h"
-#include "dpx_stub.h"
+#include "sctp.h"
 
 #define SY_AF_INET  2
 #define SY_AF_INET6 10
@@ -72,6 +72,16 @@ static __always_inline int rw_addr(struct __sk_buff *skb, int v6, struct pkt *p,
 	return 0;
 }
 
+/* SCTP's CRC32c after a port change, as a global BPF function: the
+ * verifier checks it once on its own instead of at every call site of every
+ * path (inlined, its bit loops took the programs past the 1M-instruction
+ * verification limit). Global functions take only ctx and scalars (5.10). */
+__noinline int sy_sctp_port_fix(struct __sk_buff *skb, __u32 l4_off, __u32 old_port, __u32 new_port,
+                                __u32 is_dst)
+{
+	return sctp_port_csum_update(skb, l4_off, old_port, new_port, is_dst);
+}
+
 /* Replace the source (is_src) or destination port. */
 static __always_inline int rw_port(struct __sk_buff *skb, struct pkt *p, int is_src, __be16 to)
 {
@@ -82,7 +92,7 @@ static __always_inline int rw_port(struct __sk_buff *skb, struct pkt *p, int is_
 		return 0;
 	if (csum && bpf_l4_csum_replace(skb, csum, *from, to, BPF_F_MARK_MANGLED_0 | 2) < 0)
 		return -1;
-	if (p->proto == IPPROTO_SCTP && sctp_port_csum_update(skb, p->l4_off, *from, to) < 0)
+	if (p->proto == IPPROTO_SCTP && sy_sctp_port_fix(skb, p->l4_off, *from, to, !is_src) < 0)
 		return -1;
 	if (bpf_skb_store_bytes(skb, p->l4_off + (is_src ? 0 : 2), &to, 2, 0) < 0)
 		return -1;

@@ -109,19 +109,22 @@ static __always_inline __s64 sy_skb_csum(struct __sk_buff *skb, __u32 off, __u32
 			return -1;
 	}
 	if (rest > 0) {
-		__u32 padded = (rest + 3) & ~3u;
+		/* n = rest (1..63) in a form whose bounds every verifier sees:
+		 * 5.10 learns nothing from "n != 0", so n = ((rest - 1) & 63) + 1,
+		 * hidden from clang, which would fold it back to rest. */
+		__u32 n = rest - 1;
+		__u32 words;
 
+		asm volatile("" : "+r"(n));
+		n = (n & (SY_REJECT_CHUNK - 1)) + 1;
+		words = (n + 3) >> 2;
+		asm volatile("" : "+r"(words));
+		if (words > SY_REJECT_CHUNK / 4)
+			return -1;
 		__builtin_memset(buf, 0, sizeof(buf));
-		/* rest is in 1..63: keep the bound visible to the verifier. */
-		rest &= SY_REJECT_CHUNK - 1;
-		if (rest == 0)
+		if (bpf_skb_load_bytes(skb, off + chunks * SY_REJECT_CHUNK, buf, n) < 0)
 			return -1;
-		if (bpf_skb_load_bytes(skb, off + chunks * SY_REJECT_CHUNK, buf, rest) < 0)
-			return -1;
-		padded &= 2 * SY_REJECT_CHUNK - 1;
-		if (padded > SY_REJECT_CHUNK)
-			return -1;
-		sum = bpf_csum_diff(NULL, 0, (__be32 *)buf, padded, (__u32)sum);
+		sum = bpf_csum_diff(NULL, 0, (__be32 *)buf, words << 2, (__u32)sum);
 	}
 	return sum;
 }
@@ -139,13 +142,13 @@ static __always_inline int sy_swap_macs(struct __sk_buff *skb)
 	return bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0);
 }
 
-/* Resize the frame to new_len, growing at least once (a grow turns
- * CHECKSUM_COMPLETE into CHECKSUM_NONE, which the rewrite needs). */
+/* Resize the frame to new_len. Any resize turns CHECKSUM_COMPLETE into
+ * CHECKSUM_NONE (the rewrite does not keep skb->csum), so a frame already
+ * of that length is grown by 4 bytes and cut back. A large (GSO) frame is
+ * only ever cut: its GSO state is reset by the helper. */
 static __always_inline int sy_reject_resize(struct __sk_buff *skb, __u32 new_len)
 {
-	__u32 grown = (skb->len > new_len ? skb->len : new_len) + 4;
-
-	if (bpf_skb_change_tail(skb, grown, 0) < 0)
+	if (skb->len == new_len && bpf_skb_change_tail(skb, new_len + 4, 0) < 0)
 		return -1;
 	return bpf_skb_change_tail(skb, new_len, 0) < 0 ? -1 : 0;
 }

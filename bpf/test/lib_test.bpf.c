@@ -5,7 +5,8 @@
  * in test/privileged/bpf-lib.test.ts. Each parses a frame minimally
  * (Ethernet + IPv4 without assumptions on options, or IPv6 without
  * extension headers) and calls one library function:
- *   t_reject        sy_reject4 / sy_reject6 on a TCP, UDP or SCTP packet;
+ *   t_reject        sy_reject4 / sy_reject6 on a TCP, UDP or SCTP packet
+ *                   (anything else passes, so it can sit on a live link);
  *   t_sctp_dport    stores lib_test_cfg.sctp_port as the SCTP destination
  *   t_sctp_sport    (source) port and calls sctp_port_csum_update;
  *   t_icmp_xlate    icmp4/6_err_parse (result in lib_test_out) and
@@ -91,6 +92,9 @@ int t_reject(struct __sk_buff *skb)
 	int v6;
 
 	if (lt_parse(skb, &v6, &l4_off, &proto) < 0)
+		return TC_ACT_UNSPEC;
+	/* Everything else passes: ARP, neighbour discovery, ICMP. */
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_SCTP)
 		return TC_ACT_UNSPEC;
 	if (v6)
 		return sy_reject6(skb, ETH_HLEN, l4_off, proto);

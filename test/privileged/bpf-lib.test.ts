@@ -7,7 +7,7 @@
 // is built from scratch by test/support/packets.ts, and every checksum of
 // the output is verified by its RFC code (RFC 1071, pseudo-headers, CRC32c).
 
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { BpfObject, loadBinding } from '../../src/native/index.ts';
@@ -18,11 +18,10 @@ import {
   ICMP6,
   icmpError,
   ipBytes,
-  IPPROTO_ICMP,
-  IPPROTO_ICMPV6,
-  l4Checksum,
   parseFrame,
   quote,
+  rejectAnswer,
+  translatedIcmpError,
   TCP,
   verifyChecksums,
   type FrameSpec,
@@ -206,6 +205,7 @@ describe.skipIf(skip)('BPF library headers through BPF_PROG_TEST_RUN', () => {
         const r = await run('t_reject', syn);
         expect(r.verdict).toBe(TC_ACT_REDIRECT);
         expectFrame(r.data, rst({ seq: 0, ack: 0xfffffff1, tcpFlags: TCP.RST | TCP.ACK }));
+        expectFrame(r.data, rejectAnswer(syn));
         expect(verifyChecksums(r.data)).toEqual({ ip: v6 ? 'n/a' : true, l4: true });
       });
 
@@ -323,6 +323,7 @@ describe.skipIf(skip)('BPF library headers through BPF_PROG_TEST_RUN', () => {
       const e: IcmpErrorSpec = v6 ? { type: ICMP6.DEST_UNREACH, code: ICMP6.PORT_UNREACH } : { type: ICMP.DEST_UNREACH, code: ICMP.PORT_UNREACH };
       const expected = frame({ ...icmpErrorSpecOf(pkt, e), ...(v6 ? {} : { tos: 0xc0, id: 0 }) });
       expectFrame(r.data, expected);
+      expectFrame(r.data, rejectAnswer(pkt)); // the tooling's model of REJECT, for the datapath's fixtures
       const max = v6 ? 1232 : 548;
       expect(r.data.length).toBe(14 + (v6 ? 48 : 28) + Math.min(pkt.length - 14, max));
       const check = verifyChecksums(r.data);
@@ -505,7 +506,7 @@ describe.skipIf(skip)('BPF library headers through BPF_PROG_TEST_RUN', () => {
       });
       const r = await run('t_icmp_xlate', input);
       expect(r.verdict).toBe(TC_ACT_OK);
-      const expected = expectedError(frame(sent), frame(translated), { ...spec, from: c.from === 'router' ? router : vip }, c.proto);
+      const expected = translatedIcmpError(frame(sent), frame(translated), { ...spec, from: c.from === 'router' ? router : vip });
       expectFrame(r.data, expected);
       const check = verifyChecksums(r.data);
       expect(check.ip).toBe(c.v6 ? 'n/a' : true);
@@ -539,6 +540,26 @@ describe.skipIf(skip)('BPF library headers through BPF_PROG_TEST_RUN', () => {
       expect(r.verdict).toBe(TC_ACT_OK);
       expectFrame(r.data, icmpError(frame(sent), { ...e, from: vip, to: client }));
       expect(verifyChecksums(r.data)).toEqual({ ip: v6 ? 'n/a' : true, l4: true, inner: { ip: v6 ? 'n/a' : true, l4: true } });
+    });
+
+    test('the quoted IPv4 header carries options: ports and checksums found behind them', async () => {
+      const sent: FrameSpec = {
+        src: CLIENT,
+        dst: VIP,
+        proto: 'UDP',
+        sport: 40000,
+        dport: 53,
+        ipOptions: Buffer.from('94040000', 'hex'),
+        payload: Buffer.alloc(30, 3),
+      };
+      const translated: FrameSpec = { ...sent, dst: BACKEND, dport: 5353 };
+      const e: IcmpErrorSpec = { type: ICMP.DEST_UNREACH, code: ICMP.FRAG_NEEDED, rest: 1400, from: ROUTER, to: CLIENT };
+      await configure(0, { outerSrc: ROUTER, outerDst: CLIENT, innerSrc: CLIENT, innerDst: VIP, innerSport: 40000, innerDport: 53 });
+      const r = await run('t_icmp_xlate', icmpError(frame(translated), e));
+      expect(r.verdict).toBe(TC_ACT_OK);
+      expectFrame(r.data, icmpError(frame(sent), e));
+      expect(verifyChecksums(r.data)).toEqual({ ip: true, l4: true, inner: { ip: true, l4: true } });
+      expect((await lastParse(false)).l4Off).toBe(14 + 28 + 24);
     });
 
     test.each([false, true])('forward direction (the client reports an error about a reply): inner frontend -> backend, v6=%s', async (v6) => {
@@ -601,29 +622,88 @@ function quoteLen(c: { v6: boolean; quoteBytes?: number }, f: Buffer): number {
   return Math.min(f.length - 14, c.quoteBytes ?? (c.v6 ? 1232 : 548));
 }
 
-/**
- * The translated error: the error about the packet the client sent, except
- * that a TCP checksum in a partial quote and an SCTP CRC32c keep the
- * values of the translated packet (the rewrite leaves them, by design).
- */
-function expectedError(sent: Buffer, translated: Buffer, e: IcmpErrorSpec, proto: 'TCP' | 'UDP' | 'SCTP'): Buffer {
-  const out = icmpError(sent, e);
-  const v6 = parseFrame(sent).ip6 !== undefined;
-  const innerL4 = 14 + (v6 ? 48 + 40 : 28 + 20);
-  const quoted = out.length - (14 + (v6 ? 48 : 28));
-  const whole = sent.length - 14 <= quoted;
-  const field = proto === 'TCP' ? 16 : proto === 'SCTP' ? 8 : -1;
-  const width = proto === 'SCTP' ? 4 : 2;
-  if (field < 0 || (proto === 'TCP' && whole)) return out;
-  const at = innerL4 + field;
-  if (at + width > out.length) return out;
-  const tl4 = 14 + (v6 ? 40 : 20);
-  const icmpAt = 14 + (v6 ? 40 : 20);
-  translated.copy(out, at, tl4 + field, tl4 + field + width);
-  // The ICMP checksum covers the kept field: recompute it for the expectation.
-  const p = parseFrame(out);
-  const outer = p.ip ?? p.ip6;
-  if (outer === undefined) throw new Error('not IP');
-  out.writeUInt16BE(l4Checksum(ipBytes(outer.src), ipBytes(outer.dst), v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP, out.subarray(icmpAt)), icmpAt + 2);
-  return out;
-}
+// ---------------------------------------------------------------------------
+// reject.h on live traffic: t_reject attached (tc ingress, direct action) to
+// the node side of a veth pair between two namespaces this test creates; a
+// client socket in the other namespace must see the answers as the kernel
+// reports them: ECONNREFUSED for a TCP connect (the reset) and for a
+// connected UDP socket (the ICMP / ICMPv6 port unreachable). This goes
+// through the whole receive path of the client's stack, whose packets leave
+// with offloaded checksums (CHECKSUM_PARTIAL) as a pod's do.
+
+const liveSkip = needs('REJECT on live traffic', ['root', 'ip', 'bpftool', 'bpf-lib-test-object']);
+
+describe.skipIf(liveSkip)('reject.h on live traffic through a veth pair', () => {
+  const tag = `${process.pid}`;
+  const nodeNs = `sylib-n-${tag}`;
+  const clientNs = `sylib-c-${tag}`;
+  let pins = '';
+
+  function sh(cmd: string, args: readonly string[]): string {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+
+  beforeAll(() => {
+    pins = fs.mkdtempSync('/run/sy-bpflib-live-');
+    sh('mount', ['-t', 'bpf', 'bpf', pins]);
+    sh('bpftool', ['prog', 'loadall', BPF_LIB_TEST_OBJECT, `${pins}/progs`, 'type', 'classifier']);
+    sh('ip', ['netns', 'add', nodeNs]);
+    sh('ip', ['netns', 'add', clientNs]);
+    const steps: string[][] = [
+      ['-n', nodeNs, 'link', 'add', 'vn', 'type', 'veth', 'peer', 'name', 'vc', 'netns', clientNs],
+      ['-n', nodeNs, 'addr', 'add', '10.244.1.1/24', 'dev', 'vn'],
+      ['-n', nodeNs, 'addr', 'add', 'fd00:10:244:1::1/64', 'dev', 'vn', 'nodad'],
+      ['-n', nodeNs, 'link', 'set', 'vn', 'up'],
+      ['-n', nodeNs, 'link', 'set', 'lo', 'up'],
+      ['-n', clientNs, 'addr', 'add', `${CLIENT}/24`, 'dev', 'vc'],
+      ['-n', clientNs, 'addr', 'add', `${CLIENT6}/64`, 'dev', 'vc', 'nodad'],
+      ['-n', clientNs, 'link', 'set', 'vc', 'up'],
+      ['-n', clientNs, 'link', 'set', 'lo', 'up'],
+      ['-n', clientNs, 'route', 'add', '10.96.0.0/12', 'via', '10.244.1.1'],
+      ['-n', clientNs, '-6', 'route', 'add', 'fd00:10:96::/112', 'via', 'fd00:10:244:1::1'],
+    ];
+    for (const s of steps) sh('ip', s);
+    sh('ip', ['netns', 'exec', nodeNs, 'tc', 'qdisc', 'add', 'dev', 'vn', 'clsact']);
+    sh('ip', ['netns', 'exec', nodeNs, 'tc', 'filter', 'add', 'dev', 'vn', 'ingress', 'bpf', 'direct-action', 'object-pinned', `${pins}/progs/t_reject`]);
+  });
+
+  afterAll(() => {
+    for (const ns of [clientNs, nodeNs]) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    if (pins !== '') {
+      while (spawnSync('umount', [pins], { stdio: 'ignore' }).status === 0);
+      fs.rmSync(pins, { recursive: true, force: true });
+    }
+  });
+
+  /** Runs a node script in the client namespace; it prints one word: the outcome. */
+  function inClient(script: string): string {
+    return sh('ip', ['netns', 'exec', clientNs, process.execPath, '-e', script]).trim();
+  }
+
+  const TCP_CONNECT = (host: string): string => `
+    const s = require('node:net').connect({ host: '${host}', port: 80 });
+    s.on('connect', () => { console.log('connected'); process.exit(0); });
+    s.on('error', (e) => { console.log(e.code); process.exit(0); });
+    setTimeout(() => { console.log('timeout'); process.exit(0); }, 5000);`;
+
+  const UDP_SEND = (host: string, type: 'udp4' | 'udp6'): string => `
+    const s = require('node:dgram').createSocket('${type}');
+    s.on('error', (e) => { console.log(e.code); process.exit(0); });
+    s.on('message', () => { console.log('message'); process.exit(0); });
+    s.connect(53, '${host}', () => s.send('switchyard'));
+    setTimeout(() => { console.log('timeout'); process.exit(0); }, 5000);`;
+
+  test.each([
+    ['IPv4', VIP],
+    ['IPv6', VIP6],
+  ])('%s: a TCP connect to the frontend is refused at once (the reset)', (_name, host) => {
+    expect(inClient(TCP_CONNECT(host))).toBe('ECONNREFUSED');
+  });
+
+  test.each([
+    ['IPv4', VIP, 'udp4'],
+    ['IPv6', VIP6, 'udp6'],
+  ] as const)('%s: a connected UDP socket gets ECONNREFUSED (the port unreachable)', (_name, host, type) => {
+    expect(inClient(UDP_SEND(host, type))).toBe('ECONNREFUSED');
+  });
+});

@@ -303,10 +303,6 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
       };
     }
 
-    async function flowOf(proto: Proto, dir: 0 | 1, match: (k: CtKey) => boolean): Promise<CtValue | undefined> {
-      return (await h.conntrack()).find((e) => e.key.proto === proto && e.key.dir === dir && match(e.key))?.value;
-    }
-
     describe.each(['TCP', 'UDP', 'SCTP'] as const)('%s', (proto) => {
       const { port, target } = PORTS[proto];
 
@@ -565,6 +561,32 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         expectFrame(ok.data, frame({ ...pod, dst: f.backend, dport: 8080 }));
       });
 
+      test('a slot missing under a master (replaced meanwhile) rereads the master (RETRY) instead of picking garbage', async () => {
+        // count 2 but only slot 1 written: a pick of slot 2 misses, is retried once, and drops after two misses.
+        const vip = f.name === 'IPv4' ? '10.96.0.20' : 'fd00:10:96::20';
+        await h.frontend({ addr: vip, port: 53, proto: 'UDP', svcId: f.base + 20, backends: [{ id: id.backend('UDP'), addr: f.backend, port: 5353 }] });
+        await h.put(f.name === 'IPv4' ? 'svc4' : 'svc6', [
+          [
+            { addr: vip, port: 53, proto: 'UDP', scope: 0, slot: 0, gen: 0 },
+            { count: 2, gen: 0, action: 0, backendId: 0, svcId: f.base + 20, flags: 0, affinityTimeoutS: 0 },
+          ],
+        ]);
+        let retries = 0n;
+        for (let sport = 46000; sport < 46024; sport++) {
+          const pkt = fromClient('UDP', vip, sport);
+          const r = await h.run('sy_from_pod', frame(pkt));
+          retries += r.counted.RETRY ?? 0n;
+          if (r.verdict === TC_ACT_SHOT) {
+            expect(r.counted).toEqual({ SVC_HIT: 1n, RETRY: 2n });
+          } else {
+            expect(r.verdict).toBe(TC_ACT_UNSPEC);
+            expectFrame(r.data, frame({ ...pkt, dst: f.backend, dport: 5353 }));
+            expect([undefined, 1n]).toContain(r.counted.RETRY);
+          }
+        }
+        expect(retries).toBeGreaterThan(0n); // all 24 first picks on slot 1: 2^-24
+      });
+
       test('source ranges (LPM): a client inside passes, one outside and a pod outside are dropped', async () => {
         const inside = extSyn(f.lb, 80);
         const r = await h.run('sy_from_net', frame(inside));
@@ -771,6 +793,76 @@ describe.skipIf(skip)('packet fixtures: masquerade and FIB redirect (in a networ
       expect(r?.verdict).toBe(TC_ACT_REDIRECT);
       expectFrame(r?.data as Buffer, frame({ ...syn, srcMac: NODE_MAC, dstMac: PEER_MAC, src: f.node, sport: flow.natPort, dst: f.client, dport: 5353 }));
       expect(verifyChecksums(r?.data as Buffer)).toEqual(goodSums(f, 'UDP'));
+    });
+
+    test('hairpin reply: the pod answers node:port; reversed to frontend -> pod and redirected', async () => {
+      const syn: FrameSpec = { srcMac: CLIENT_MAC, dstMac: VETH_MAC, src: f.client, dst: f.selfVip, proto: 'TCP', sport: 45300, dport: 80, tcpFlags: TCP.SYN };
+      h.runInNetns(NETNS, [{ prog: 'sy_from_pod', frame: frame(syn) }]);
+      const flow = (await h.conntrack()).find((e) => e.key.dir === SY_CT_DIR_FWD)?.value as CtValue;
+      const rep: FrameSpec = {
+        srcMac: CLIENT_MAC,
+        dstMac: VETH_MAC,
+        src: f.client,
+        dst: f.node,
+        proto: 'TCP',
+        sport: 8080,
+        dport: flow.natPort,
+        tcpFlags: TCP.SYN | TCP.ACK,
+      };
+      const before = await h.stats();
+      const [back] = h.runInNetns(NETNS, [{ prog: 'sy_from_pod', frame: frame(rep) }]);
+      expect(back?.verdict).toBe(TC_ACT_REDIRECT);
+      expectFrame(back?.data as Buffer, frame({ ...rep, srcMac: NODE_MAC, dstMac: PEER_MAC, src: f.selfVip, sport: 80, dst: f.client, dport: 45300 }));
+      expect(verifyChecksums(back?.data as Buffer)).toEqual(goodSums(f, 'TCP'));
+      expect((await h.stats()).RNAT - before.RNAT).toBe(1n);
+      expect((await h.conntrack()).map((e) => e.value.tcpState)).toEqual([SY_TCP_ESTABLISHED, SY_TCP_ESTABLISHED]);
+    });
+
+    test('an ICMP error about a masqueraded flow (frag-needed / packet too big to the node) goes back to the external client, redirected', async () => {
+      const pkt: FrameSpec = {
+        srcMac: EXT_MAC,
+        dstMac: NODE_MAC,
+        src: f.ext,
+        dst: f.node,
+        proto: 'TCP',
+        sport: 45400,
+        dport: NODEPORT,
+        tcpFlags: TCP.ACK,
+        payload: PAYLOAD,
+      };
+      const [sent] = h.runInNetns(NETNS, [{ prog: 'sy_from_net', frame: frame(pkt) }]);
+      expect(sent?.verdict).toBe(TC_ACT_REDIRECT);
+      const err = f.name === 'IPv4' ? { type: ICMP.DEST_UNREACH, code: ICMP.FRAG_NEEDED, rest: 1400 } : { type: ICMP6.PACKET_TOO_BIG, code: 0, rest: 1400 };
+      const input = icmpError(sent?.data as Buffer, { ...err, from: f.peer, srcMac: PEER_MAC, dstMac: NODE_MAC });
+      const before = await h.stats();
+      const [r] = h.runInNetns(NETNS, [{ prog: 'sy_from_net', frame: input }]);
+      expect(r?.verdict).toBe(TC_ACT_REDIRECT);
+      expect((await h.stats()).ICMP_XLATE - before.ICMP_XLATE).toBe(1n);
+      // The error as the client's own router would have sent it about the packet the client sent.
+      expectFrame(r?.data as Buffer, icmpError(frame(pkt), { ...err, from: f.peer, srcMac: NODE_MAC, dstMac: EXT_MAC }));
+    });
+
+    test('masquerade ports run out: the range holds one port, a second flow to the same backend fails (SNAT_FAIL, dropped)', async () => {
+      await h.setConfig({ ...CONFIG, snatPortMin: 61000, snatPortMax: 61000 });
+      try {
+        const syn = (sport: number): Buffer =>
+          frame({ srcMac: EXT_MAC, dstMac: NODE_MAC, src: f.ext, dst: f.node, proto: 'TCP', sport, dport: NODEPORT, tcpFlags: TCP.SYN });
+        const [first, second] = h.runInNetns(NETNS, [
+          { prog: 'sy_from_net', frame: syn(45500) },
+          { prog: 'sy_from_net', frame: syn(45501) },
+        ]);
+        expect(first?.verdict).toBe(TC_ACT_REDIRECT);
+        expect(parseFrame(first?.data as Buffer).tcp?.sport).toBe(61000);
+        expect(second?.verdict).toBe(TC_ACT_SHOT);
+        const ct = await h.conntrack();
+        expect(ct.map((e) => [e.key.dir, e.value.clientPort, e.value.natPort])).toEqual([
+          [SY_CT_DIR_REV, 45500, 61000],
+          [SY_CT_DIR_FWD, 45500, 61000],
+        ]);
+        expect((await h.stats()).SNAT_FAIL).toBeGreaterThanOrEqual(1n);
+      } finally {
+        await h.setConfig(CONFIG);
+      }
     });
 
     test('no route for a masqueraded packet: dropped and counted (FIB_FAIL)', async () => {

@@ -18,6 +18,7 @@ import {
   decodePerCpuCounters,
   HEADER_DEFINES,
   type KeyOf,
+  type MapDef,
   MAPS,
   type MapName,
   type NodeConfig,
@@ -107,6 +108,11 @@ export interface FrontendSpec {
 
 const v6 = (addr: string): boolean => addr.includes(':');
 
+/** One map's definition with its codecs typed by the map's name. */
+function mapDef<M extends MapName>(map: M): MapDef<KeyOf<M>, ValueOf<M>> {
+  return MAPS[map] as unknown as MapDef<KeyOf<M>, ValueOf<M>>;
+}
+
 export class PacketHarness {
   readonly pinRoot: string;
   readonly #native: NativeBinding;
@@ -146,12 +152,12 @@ export class PacketHarness {
 
   /** Writes entries into one map with its layout v2 codecs. */
   async put<M extends MapName>(map: M, entries: ReadonlyArray<readonly [KeyOf<M>, ValueOf<M>]>, flags?: number): Promise<void> {
-    const def = MAPS[map];
+    const def = mapDef(map);
     const records = entries.map(([k, v]) => {
       const kb = Buffer.alloc(def.key.size);
       const vb = Buffer.alloc(def.value.size);
-      (def.keyCodec as { encodeInto(x: KeyOf<M>, b: Buffer, base: number): void }).encodeInto(k, kb, 0);
-      (def.valueCodec as { encodeInto(x: ValueOf<M>, b: Buffer, base: number): void }).encodeInto(v, vb, 0);
+      def.keyCodec.encodeInto(k, kb, 0);
+      def.valueCodec.encodeInto(v, vb, 0);
       return [kb, vb] as const;
     });
     await this.#obj.map(def.name).update(records, flags);
@@ -159,10 +165,10 @@ export class PacketHarness {
 
   /** Deletes entries of one map. */
   async remove<M extends MapName>(map: M, keys: ReadonlyArray<KeyOf<M>>): Promise<void> {
-    const def = MAPS[map];
+    const def = mapDef(map);
     const bufs = keys.map((k) => {
       const kb = Buffer.alloc(def.key.size);
-      (def.keyCodec as { encodeInto(x: KeyOf<M>, b: Buffer, base: number): void }).encodeInto(k, kb, 0);
+      def.keyCodec.encodeInto(k, kb, 0);
       return kb;
     });
     await this.#obj.map(def.name).delete(bufs);
@@ -170,11 +176,8 @@ export class PacketHarness {
 
   /** Every entry of one map, decoded. */
   async dump<M extends MapName>(map: M): Promise<Array<{ key: KeyOf<M>; value: ValueOf<M> }>> {
-    const def = MAPS[map];
-    return (await this.#obj.map(def.name).dump()).map(([k, v]) => ({
-      key: (def.keyCodec as unknown as { decode(b: Buffer): KeyOf<M> }).decode(k),
-      value: (def.valueCodec as unknown as { decode(b: Buffer): ValueOf<M> }).decode(v),
-    }));
+    const def = mapDef(map);
+    return (await this.#obj.map(def.name).dump()).map(([k, v]) => ({ key: def.keyCodec.decode(k), value: def.valueCodec.decode(v) }));
   }
 
   /** A frontend: its backends, slots 1..n of its generation, then the master (count = number of backends). */

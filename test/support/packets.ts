@@ -509,6 +509,88 @@ export function icmpError(original: Uint8Array, e: IcmpErrorSpec): Buffer {
   return frame(icmpErrorSpec(original, e));
 }
 
+/** Where the L4 header of a frame's IP packet starts, from the start of the IP header. */
+function l4OffsetInPacket(f: Uint8Array): number {
+  const p = parseFrame(f);
+  if (p.ip6 !== undefined) return p.ip6.frag !== undefined ? 48 : 40;
+  if (p.ip !== undefined) return p.ip.ihl * 4;
+  throw new Error('not an IP frame');
+}
+
+/**
+ * The ICMP error about `sent` as bpf/lib/icmp.h's rewrite makes it from the
+ * error `e` about `translated` (the same packet after NAT): everything as
+ * icmpError(sent, e) builds it, except the quoted L4 checksums the rewrite
+ * leaves alone: TCP's unless the whole segment is quoted, SCTP's CRC32c
+ * always. The ICMP checksum is computed over that.
+ */
+export function translatedIcmpError(sent: Uint8Array, translated: Uint8Array, e: IcmpErrorSpec): Buffer {
+  const out = icmpError(sent, e);
+  const p = parseFrame(sent);
+  const v6 = p.ip6 !== undefined;
+  const proto = p.tcp !== undefined ? IPPROTO_TCP : p.sctp !== undefined ? IPPROTO_SCTP : 0;
+  if (proto === 0) return out;
+  const icmpAt = ETH_HLEN + (v6 ? 40 : 20);
+  const quoteAt = icmpAt + 8;
+  const ipLength = v6 ? 40 + (p.ip6?.payloadLength ?? 0) : (p.ip?.totalLength ?? 0);
+  if (proto === IPPROTO_TCP && ipLength <= out.length - quoteAt) return out;
+  const field = proto === IPPROTO_TCP ? 16 : 8;
+  const width = proto === IPPROTO_TCP ? 2 : 4;
+  const at = quoteAt + l4OffsetInPacket(sent) + field;
+  if (at + width > out.length) return out;
+  const from = ETH_HLEN + l4OffsetInPacket(translated) + field;
+  out.set(translated.subarray(from, from + width), at);
+  const outer = parseFrame(out);
+  const ip = outer.ip ?? outer.ip6;
+  if (ip === undefined) throw new Error('translatedIcmpError: the error is not IP');
+  out.writeUInt16BE(l4Checksum(ipBytes(ip.src), ipBytes(ip.dst), v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP, out.subarray(icmpAt)), icmpAt + 2);
+  return out;
+}
+
+/**
+ * The answer kube-proxy's REJECT gives a frame, as bpf/lib/reject.h builds
+ * it (and Linux would): MACs swapped, from the packet's destination to its
+ * source, TTL / hop limit 64, no IP options. TCP: a reset (RFC 793: to a
+ * segment with ACK, seq = its ack and RST; else seq 0, RST|ACK and ack =
+ * seq + payload + SYN + FIN; IPv4 ID 0 with DF; window 0). UDP and SCTP:
+ * ICMP port unreachable (TOS 0xc0, ID 0) or ICMPv6 port unreachable quoting
+ * the packet (548 / 1232 bytes at most). Throws for a reset (never answered)
+ * and other protocols.
+ */
+export function rejectAnswer(original: Uint8Array): Buffer {
+  const p = parseFrame(original);
+  const ip = p.ip ?? p.ip6;
+  if (ip === undefined) throw new Error('rejectAnswer: not an IP frame');
+  const v6 = p.ip6 !== undefined;
+  if (p.tcp !== undefined) {
+    if (p.tcp.flags & TCP.RST) throw new Error('rejectAnswer: a reset is never answered');
+    const l3Length = v6 ? 40 : (p.ip?.ihl ?? 5) * 4;
+    const hdrs = l3Length + ((original[ETH_HLEN + l3Length + 12] as number) >> 4) * 4;
+    const ipLength = v6 ? 40 + (p.ip6?.payloadLength ?? 0) : (p.ip?.totalLength ?? 0);
+    const payload = Math.max(0, ipLength - hdrs);
+    const hasAck = (p.tcp.flags & TCP.ACK) !== 0;
+    const syn = p.tcp.flags & TCP.SYN ? 1 : 0;
+    const fin = p.tcp.flags & TCP.FIN ? 1 : 0;
+    return frame({
+      srcMac: p.eth.dst,
+      dstMac: p.eth.src,
+      src: ip.dst,
+      dst: ip.src,
+      proto: 'TCP',
+      ...(v6 ? {} : { id: 0, df: true }),
+      sport: p.tcp.dport,
+      dport: p.tcp.sport,
+      seq: hasAck ? p.tcp.ack : 0,
+      ack: hasAck ? 0 : (p.tcp.seq + payload + syn + fin) >>> 0,
+      tcpFlags: hasAck ? TCP.RST : TCP.RST | TCP.ACK,
+      window: 0,
+    });
+  }
+  if (p.udp === undefined && p.sctp === undefined) throw new Error('rejectAnswer: not TCP, UDP or SCTP');
+  const spec = icmpErrorSpec(original, v6 ? { type: ICMP6.DEST_UNREACH, code: ICMP6.PORT_UNREACH } : { type: ICMP.DEST_UNREACH, code: ICMP.PORT_UNREACH });
+  return frame(v6 ? spec : { ...spec, tos: 0xc0, id: 0 });
+}
+
 // ---------------------------------------------------------------------------
 // Reading.
 

@@ -17,7 +17,9 @@ import {
   ipv6,
   l4Checksum,
   pseudoHeader,
+  rejectAnswer,
   sctpChecksum,
+  translatedIcmpError,
   onesComplementSum,
   parseFrame,
   swapMacs,
@@ -459,3 +461,101 @@ describe('ICMP and ICMPv6', () => {
 function hex(n: number): string {
   return `0x${n.toString(16).padStart(4, '0')}`;
 }
+
+describe('rejectAnswer (what bpf/lib/reject.h must send)', () => {
+  test("Linux's own reset to a SYN with options is rejectAnswer() of that SYN, byte for byte", () => {
+    expect(rejectAnswer(lx('syn4')).toString('hex')).toBe(LINUX.rst4);
+  });
+
+  test("IPv6: the same reset as Linux's but for the flow label Linux picked", () => {
+    const ours = rejectAnswer(completed(lx('syn6'), 6));
+    const linux = completed(lx('rst6'), 6);
+    expect({ ...parseFrame(ours), ip6: { ...parseFrame(ours).ip6, flowLabel: 0 } }).toEqual({
+      ...parseFrame(linux),
+      ip6: { ...parseFrame(linux).ip6, flowLabel: 0 },
+    });
+    expect(parseFrame(ours).tcp).toMatchObject({ seq: 0, ack: 0x45680a74, flags: TCP.RST | TCP.ACK, window: 0 });
+    expect(verifyChecksums(ours)).toEqual({ ip: 'n/a', l4: true });
+  });
+
+  test("ICMP port unreachable: Linux's error but for the IP ID (Linux counts, the program sends 0)", () => {
+    const ours = rejectAnswer(lx('udp4'));
+    const linux = Buffer.from(lx('portUnreach4'));
+    linux.writeUInt16BE(0, 14 + 4);
+    linux.writeUInt16BE(0, 14 + 10);
+    linux.writeUInt16BE(internetChecksum(linux.subarray(14, 34)), 14 + 10);
+    expect(ours.toString('hex')).toBe(linux.toString('hex'));
+    const ours6 = rejectAnswer(lx('udp6'));
+    expect(ours6.subarray(14 + 4).toString('hex')).toBe(
+      lx('portUnreach6')
+        .subarray(14 + 4)
+        .toString('hex'),
+    ); // all but version/class/flow label
+  });
+
+  test('a segment with ACK gets seq = its ack and RST alone; data, SYN and FIN count in ack; resets are refused', () => {
+    const base = { src: '10.0.0.1', dst: '10.96.0.1', proto: 'TCP' as const, sport: 1, dport: 80 };
+    expect(parseFrame(rejectAnswer(frame({ ...base, tcpFlags: TCP.ACK, seq: 9, ack: 77, payload: Buffer.alloc(5) }))).tcp).toMatchObject({
+      seq: 77,
+      ack: 0,
+      flags: TCP.RST,
+    });
+    expect(parseFrame(rejectAnswer(frame({ ...base, tcpFlags: TCP.SYN | TCP.FIN, seq: 0xffffffff, payload: Buffer.alloc(5) }))).tcp).toMatchObject({
+      seq: 0,
+      ack: 6,
+      flags: TCP.RST | TCP.ACK,
+    });
+    expect(() => rejectAnswer(frame({ ...base, tcpFlags: TCP.RST }))).toThrow(/never answered/);
+  });
+});
+
+describe('translatedIcmpError (what bpf/lib/icmp.h must leave)', () => {
+  const sent = { src: '10.244.1.5', dst: '10.96.0.10', proto: 'TCP' as const, sport: 40000, dport: 80, tcpFlags: TCP.ACK, payload: Buffer.alloc(1000, 1) };
+  const translated = { ...sent, dst: '10.244.2.20', dport: 8080 };
+  const e = { type: ICMP.DEST_UNREACH, code: ICMP.FRAG_NEEDED, rest: 576, from: '198.18.0.9' };
+
+  test('TCP quoted in part: the error about the sent packet, but with the translated TCP checksum, and a valid ICMP checksum', () => {
+    const out = translatedIcmpError(frame(sent), frame(translated), e);
+    const plain = icmpError(frame(sent), e);
+    const at = 14 + 28 + 20 + 16;
+    expect(out.readUInt16BE(at)).toBe(frame(translated).readUInt16BE(34 + 16));
+    expect(out.readUInt16BE(at)).not.toBe(plain.readUInt16BE(at));
+    expect(
+      Buffer.concat([out.subarray(0, 36), out.subarray(38, at), out.subarray(at + 2)]).equals(
+        Buffer.concat([plain.subarray(0, 36), plain.subarray(38, at), plain.subarray(at + 2)]),
+      ),
+    ).toBe(true);
+    expect(verifyChecksums(out).l4).toBe(true);
+  });
+
+  test('TCP quoted whole and UDP: exactly icmpError of the sent packet', () => {
+    const small = { ...sent, payload: Buffer.alloc(4) };
+    expect(translatedIcmpError(frame(small), frame({ ...small, dst: '10.244.2.20', dport: 8080 }), e).equals(icmpError(frame(small), e))).toBe(true);
+    const udp = { ...sent, proto: 'UDP' as const };
+    expect(translatedIcmpError(frame(udp), frame({ ...udp, dport: 8080 }), e).equals(icmpError(frame(udp), e))).toBe(true);
+  });
+
+  test('SCTP: the CRC32c stays the translated one', () => {
+    const sctp = { ...sent, proto: 'SCTP' as const, payload: Buffer.from('x') };
+    const out = translatedIcmpError(frame(sctp), frame({ ...sctp, dport: 8080 }), e);
+    expect(out.readUInt32LE(14 + 28 + 20 + 8)).toBe(frame({ ...sctp, dport: 8080 }).readUInt32LE(34 + 8));
+    expect(verifyChecksums(out)).toEqual({ ip: true, l4: true, inner: { ip: true, l4: false } });
+  });
+});
+
+describe('truncation of the new headers', () => {
+  test('IPv6, SCTP and ICMP headers cut short are named', () => {
+    const v6 = frame({ src: 'fd00::1', dst: 'fd00::2', proto: 'UDP', sport: 1, dport: 2 });
+    expect(parseFrame(v6.subarray(0, 14 + 39)).truncatedIn).toBe('ip6');
+    expect(parseFrame(v6.subarray(0, 14 + 40 + 7)).truncatedIn).toBe('udp');
+    const sctp = frame({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'SCTP', sport: 1, dport: 2 });
+    expect(parseFrame(sctp.subarray(0, 34 + 11)).truncatedIn).toBe('sctp');
+    const icmp = frame({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'ICMP', icmp: { type: 8, code: 0 } });
+    expect(parseFrame(icmp.subarray(0, 34 + 7)).truncatedIn).toBe('icmp');
+    expect(verifyChecksums(sctp.subarray(0, 34 + 20)).l4).toBe('n/a');
+  });
+
+  test('an ICMP frame without its type and code is refused by the builder', () => {
+    expect(() => frame({ src: '10.0.0.1', dst: '10.0.0.2', proto: 'ICMP' })).toThrow(/spec.icmp/);
+  });
+});
