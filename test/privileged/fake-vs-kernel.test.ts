@@ -12,7 +12,15 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
-import { encodeBackendIds, encodeBackends, MAPS } from '../../src/dataplane/bpf/layout-v1.ts';
+import { backend4Codec, encodeMany, MAPS, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { dataplaneOptions } from '../support/dataplane-options.ts';
+
+const encodeBackendIds = (ids: readonly number[]): Buffer => encodeMany(u32Codec, ids);
+const encodeBackends = (bs: ReadonlyArray<{ addr: string; port: number; proto: 'TCP' | 'UDP' | 'SCTP' }>): Buffer =>
+  encodeMany(
+    backend4Codec,
+    bs.map((b) => ({ ...b, flags: 0 })),
+  );
 import { DataplaneError } from '../../src/dataplane/types.ts';
 import type { LinkSource } from '../../src/host/links.ts';
 import type { ProxySnapshot } from '../../src/model/types.ts';
@@ -112,7 +120,7 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
       const pinRoot = `${ROOT}/maps`;
       const obj = await native.openObject(BPF_OBJECT, { pinRoot });
       const fd = (name: string): number => obj.maps().find((m) => m.name === name)?.fd ?? -1;
-      const be = fd(MAPS.backend.name);
+      const be = fd(MAPS.backend4.name);
       const cfg = fd(MAPS.config.name);
       const stats = fd(MAPS.stats.name);
       const stride = native.mapInfo(stats).valueStride;
@@ -160,7 +168,7 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
       ];
       const out: Array<[string, Outcome]> = [];
       for (const [what, f] of steps) out.push([what, await outcome(f)]);
-      const pinned = native.mapOpenPinned(`${pinRoot}/${MAPS.backend.name}`);
+      const pinned = native.mapOpenPinned(`${pinRoot}/${MAPS.backend4.name}`);
       out.push(['pinned map dump', await outcome(async () => sortDump(await native.mapDump(pinned, 4, 8), 4, 8))]);
       native.closeFd(pinned);
       out.push(['info of a closed fd', await outcome(() => native.mapInfo(pinned))]);
@@ -183,7 +191,7 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
     execFileSync('bpftool', [
       'map',
       'create',
-      `${dir}/${MAPS.backend.name}`,
+      `${dir}/${MAPS.backend4.name}`,
       'type',
       'hash',
       'key',
@@ -193,23 +201,23 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
       'entries',
       '16',
       'name',
-      MAPS.backend.name,
+      MAPS.backend4.name,
       'flags',
       '1',
     ]);
-    fake.pinMap(`${dir}/${MAPS.backend.name}`, { ...MAPS.backend, maxEntries: 16 });
+    fake.pinMap(`${dir}/${MAPS.backend4.name}`, { ...MAPS.backend4, maxEntries: 16 });
     const load = (native: NativeBinding) => outcome(async () => (await native.openObject(BPF_OBJECT, { pinRoot: dir })).maps());
     const want = await load(real);
     expect(await load(fake)).toEqual(want);
     expect('error' in want && want.error.message).toMatch(/parameter mismatch/);
     expect(fake.pins(dir).map((p) => p.slice(dir.length + 1))).toEqual(pinnedNames(dir));
 
-    rmSync(`${dir}/${MAPS.backend.name}`);
-    fake.unpin(`${dir}/${MAPS.backend.name}`);
+    rmSync(`${dir}/${MAPS.backend4.name}`);
+    fake.unpin(`${dir}/${MAPS.backend4.name}`);
     execFileSync('bpftool', [
       'map',
       'create',
-      `${dir}/${MAPS.backend.name}`,
+      `${dir}/${MAPS.backend4.name}`,
       'type',
       'hash',
       'key',
@@ -223,7 +231,7 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
       'flags',
       '1',
     ]);
-    fake.pinMap(`${dir}/${MAPS.backend.name}`, MAPS.backend, { name: 'other_name' });
+    fake.pinMap(`${dir}/${MAPS.backend4.name}`, MAPS.backend4, { name: 'other_name' });
     const names = async (native: NativeBinding) => {
       const obj = await native.openObject(BPF_OBJECT, { pinRoot: dir });
       const n = obj.maps().map((m) => m.name);
@@ -246,17 +254,9 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
     async function both(pinRoot: string) {
       const fake = fakeBinding();
       const make = (native: NativeBinding) =>
-        new BpfDataplane({
-          native,
-          log: nullLogger(),
-          objectPath: BPF_OBJECT,
-          pinPath: pinRoot,
-          nodeAddress: '198.18.0.10',
-          nodeInterface: null,
-          podInterfaces: '',
-          masqueradeAll: false,
-          links: noLinks,
-        });
+        new BpfDataplane(
+          dataplaneOptions(native, { objectPath: BPF_OBJECT, pinPath: pinRoot, node: { ipv4: '198.18.0.10', ipv6: null }, podInterfaces: '', links: noLinks }),
+        );
       const dps = { real: make(real), fake: make(fake) };
       await dps.real.start(new AbortController().signal);
       await dps.fake.start(new AbortController().signal);
@@ -287,9 +287,9 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
       expect((await compare()).filter((l) => l.startsWith(MAPS.config.name))).toHaveLength(1);
       await sync(snapshot([A, B]));
       const d = await dumpPinned(real, pinRoot);
-      expect(resolveFrontends(d.get(MAPS.svc.name) ?? [], d.get(MAPS.backend.name) ?? [])).toEqual({
-        '10.96.0.1:80/TCP': ['10.244.1.1:8080/TCP', '10.244.1.2:8080/TCP'],
-        '10.96.0.2:53/UDP': ['10.244.1.3:53/UDP', '10.244.2.3:53/UDP'],
+      expect(resolveFrontends(d)).toEqual({
+        '10.96.0.1:80/TCP int': ['10.244.1.1:8080/TCP', '10.244.1.2:8080/TCP'],
+        '10.96.0.2:53/UDP int': ['10.244.1.3:53/UDP', '10.244.2.3:53/UDP'],
       });
       await sync(snapshot([A2, B], new Set([A2.id])));
       await sync(snapshot([A2, B, C, D], new Set([C.id, D.id])));
@@ -297,7 +297,7 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
       expect(await sync(snapshot([A2, C, D, BAD], new Set([BAD.id])))).toMatchObject({ ok: { problems: [{ owner: BAD.id }] } });
       expect(await sync(snapshot([A2, C, D]))).toMatchObject({ ok: { frontendsChanged: 0, operations: 0 } });
       await sync(snapshot([]));
-      expect((await compare()).filter((l) => l.startsWith(MAPS.svc.name) || l.startsWith(MAPS.backend.name))).toEqual([]);
+      expect((await compare()).filter((l) => l.startsWith(MAPS.svc4.name) || l.startsWith(MAPS.backend4.name))).toEqual([]);
       await dps.real.stop();
       await dps.fake.stop();
     });
@@ -308,12 +308,12 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
       await sync(snapshot([A, B])); // 4 backends
       // Fill the backend map but for two entries, with ids no plan uses.
       const free = 2;
-      const fill = MAPS.backend.maxEntries - 4 - free;
+      const fill = MAPS.backend4.maxEntries - 4 - free;
       const junkIds = Array.from({ length: fill }, (_, i) => 1_000_000 + i);
       const keys = encodeBackendIds(junkIds);
       const values = encodeBackends(junkIds.map(() => ({ addr: '10.244.250.250', port: 1, proto: 'TCP' as const })));
       const raw = async (native: NativeBinding): Promise<Outcome[]> => {
-        const fd = native.mapOpenPinned(`${pinRoot}/${MAPS.backend.name}`);
+        const fd = native.mapOpenPinned(`${pinRoot}/${MAPS.backend4.name}`);
         const one = (id: number) => encodeBackendIds([id]);
         const addr = encodeBackends([{ addr: '10.244.251.1', port: 2, proto: 'TCP' }]);
         const out = [
@@ -338,8 +338,8 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
       expect((failed as { error: { message: string } }).error.message).toMatch(/\(record 2 of 3\)$/);
       // The re-adopt removed the junk (no slot points at it) and the two backends written.
       const d = await dumpPinned(real, pinRoot);
-      expect(d.get(MAPS.backend.name)).toHaveLength(4);
-      expect(fake.store(pinRoot).backends.size).toBe(4);
+      expect(d.get(MAPS.backend4.name)).toHaveLength(4);
+      expect(fake.store(pinRoot).of('backend4').size).toBe(4);
       expect(await sync(snapshot([A, B, E], new Set()))).toMatchObject({ ok: { frontendsChanged: 1 } });
       await dps.real.stop();
       await dps.fake.stop();

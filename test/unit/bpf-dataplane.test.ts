@@ -211,9 +211,7 @@ describe('start', () => {
     await expect(dataplane(node(), { node: { ipv4: 'fd00::1', ipv6: null } }).dp.start(new AbortController().signal)).rejects.toThrow(
       /node address "fd00::1" is not an IPv4 address/,
     );
-    await expect(dataplane(node(), { node: { ipv4: null, ipv6: '198.18.0.1' } }).dp.start(new AbortController().signal)).rejects.toThrow(
-      /not an IPv6 address/,
-    );
+    await expect(dataplane(node(), { node: { ipv4: null, ipv6: '198.18.0.1' } }).dp.start(new AbortController().signal)).rejects.toThrow(/not an IPv6 address/);
   });
 
   test('capacities are given to the loader per map, and the pinned maps get them', async () => {
@@ -368,7 +366,10 @@ describe('sync', () => {
     // a loses a backend: now b fits (retried without being in the changed set).
     const a = servicePort('a', '10.96.0.1', 80, ['10.244.1.1:8080']);
     const r2 = await dp.sync(snapshot([a, B], new Set([a.id])));
-    expect(r2.problems.map((p) => p.owner), 'the freed id is quarantined: b still does not fit').toEqual([B.id]);
+    expect(
+      r2.problems.map((p) => p.owner),
+      'the freed id is quarantined: b still does not fit',
+    ).toEqual([B.id]);
     expect(await programmed(fake)).toEqual({ '10.96.0.1:80/TCP int': ['10.244.1.1:8080/TCP'] });
     await expectClean(fake);
     await dp.stop();

@@ -153,7 +153,15 @@ test("a SwitchyardConfiguration document after --- sets Switchyard's options", (
   const { config, warnings } = fromFixture('with-switchyard.yaml');
   expect(config.switchyard).toStrictEqual({
     manifests: '/etc/switchyard/manifests',
-    bpf: { pinPath: '/run/switchyard/bpf', object: '/opt/switchyard/switchyard.bpf.o', podInterfaces: ['veth*', 'cali*'] },
+    bpf: {
+      pinPath: '/run/switchyard/bpf',
+      object: '/opt/switchyard/switchyard.bpf.o',
+      podInterfaces: ['veth*', 'cali*'],
+      snatPortRange: '61000-65535',
+      servicesMax: 1048576,
+      backendsMax: 1048576,
+    },
+    serviceNodePortRange: '30000-32767',
   });
   expect(config.nodePortAddresses).toStrictEqual(['192.168.0.0/16', 'fd00::/64']);
   expect(warnings).toStrictEqual([]);

@@ -108,7 +108,16 @@ test("the table has every kube-proxy flag, and Switchyard's own apart", () => {
   expect(new Set(names).size, 'no flag twice').toBe(names.length);
   for (const name of KUBE_PROXY_FLAGS) expect(names, `--${name} is missing`).toContain(name);
   const ours = RUN_FLAGS.filter((f) => f.section === 'switchyard').map((f) => f.name);
-  expect(ours.sort()).toStrictEqual(['bpf-object', 'bpf-pin-path', 'manifests', 'pod-interfaces']);
+  expect(ours.sort()).toStrictEqual([
+    'bpf-backends-max',
+    'bpf-object',
+    'bpf-pin-path',
+    'bpf-services-max',
+    'bpf-snat-port-range',
+    'manifests',
+    'pod-interfaces',
+    'service-node-port-range',
+  ]);
   for (const f of RUN_FLAGS.filter((x) => x.section !== 'switchyard')) expect(KUBE_PROXY_FLAGS, `--${f.name} is not kube-proxy's`).toContain(f.name);
 });
 
@@ -215,7 +224,18 @@ test('--hostname-override is trimmed and lower-cased; a blank one is refused', (
 
 test("Switchyard's flags", () => {
   const { config } = flags('--manifests=/etc/m', '--bpf-pin-path=/run/sy', '--bpf-object=/opt/sy.o', '--pod-interfaces=veth*,cali*');
-  expect(config.switchyard).toStrictEqual({ manifests: '/etc/m', bpf: { pinPath: '/run/sy', object: '/opt/sy.o', podInterfaces: ['veth*', 'cali*'] } });
+  expect(config.switchyard).toStrictEqual({
+    manifests: '/etc/m',
+    bpf: {
+      pinPath: '/run/sy',
+      object: '/opt/sy.o',
+      podInterfaces: ['veth*', 'cali*'],
+      snatPortRange: '61000-65535',
+      servicesMax: 1048576,
+      backendsMax: 1048576,
+    },
+    serviceNodePortRange: '30000-32767',
+  });
   expect(refused('--bpf-pin-path=sys/fs/bpf').message).toBe(
     '--bpf-pin-path: "sys/fs/bpf": must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)',
   );

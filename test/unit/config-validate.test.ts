@@ -102,7 +102,19 @@ test('SwitchyardConfiguration fields are checked like flags, named as written', 
     `${CONF}:7: bpf.podInterfaces: []: must be one or more non-empty globs, such as veth* or cali*`,
   );
   expect(refused(sy('bpf:\n  pinpath: /x\n')).message).toBe(`${CONF}:7: bpf.pinpath: unknown field (did you mean "pinPath"?)`);
-  expect(refused(sy('mode: bpf\n')).message).toBe(`${CONF}:6: mode: unknown field; SwitchyardConfiguration has manifests, bpf`);
+  expect(refused(sy('mode: bpf\n')).message).toBe(`${CONF}:6: mode: unknown field; SwitchyardConfiguration has manifests, bpf, serviceNodePortRange`);
+});
+
+test('--bpf-snat-port-range: inside 1024-65535, MIN <= MAX, not overlapping --service-node-port-range', () => {
+  expect(load(HEAD).config.switchyard.bpf.snatPortRange).toBe('61000-65535');
+  expect(load(HEAD, '--bpf-snat-port-range=40000-40999').config.switchyard.bpf.snatPortRange).toBe('40000-40999');
+  expect(refused(HEAD, '--bpf-snat-port-range=80-1000').message).toMatch(/--bpf-snat-port-range.*must be a port range MIN-MAX inside 1024-65535/);
+  expect(refused(HEAD, '--bpf-snat-port-range=65000-61000').message).toMatch(/must be a port range MIN-MAX inside 1024-65535 with MIN <= MAX/);
+  expect(refused(HEAD, '--bpf-snat-port-range=nope').message).toMatch(/--bpf-snat-port-range/);
+  expect(refused(HEAD, '--bpf-snat-port-range=32000-33000').message).toMatch(/overlaps the NodePort range 30000-32767 \(--service-node-port-range\)/);
+  expect(load(HEAD, '--bpf-snat-port-range=32000-33000', '--service-node-port-range=20000-22767').config.switchyard.serviceNodePortRange).toBe('20000-22767');
+  expect(refused(HEAD, '--service-node-port-range=9-1').message).toMatch(/--service-node-port-range/);
+  expect(refused(HEAD, '--bpf-services-max=3').message).toMatch(/--bpf-services-max.*at least 16/);
 });
 
 test('Windows-only and removed options are accepted and reported as ignored', () => {

@@ -5,7 +5,7 @@
 // kernel (see the header of fake-native.ts and test/privileged/fake-vs-kernel.test.ts).
 
 import { describe, expect, test } from 'vitest';
-import { encode, MAPS, u32Codec } from '../../src/dataplane/bpf/layout-v1.ts';
+import { encode, MAPS, u32Codec } from '../../src/dataplane/bpf/layout.ts';
 import { BpfMap, BpfObject, isNativeError, type NativeError } from '../../src/native/index.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding, switchyardObject } from '../support/fake-native.ts';
 
@@ -40,8 +40,8 @@ async function open(fake: FakeNativeBinding, root = ROOT): Promise<BpfObject> {
 
 describe('maps through the addon', () => {
   test('a batch update into a full hash map stops at the first record that does not fit', async () => {
-    const fake = new FakeNativeBinding({ objects: { [FAKE_OBJECT_PATH]: switchyardObject({ maxEntries: { [MAPS.backend.name]: 3 } }) } });
-    const be = (await open(fake)).map(MAPS.backend.name);
+    const fake = new FakeNativeBinding({ objects: { [FAKE_OBJECT_PATH]: switchyardObject({ maxEntries: { [MAPS.backend4.name]: 3 } }) } });
+    const be = (await open(fake)).map(MAPS.backend4.name);
     await be.update([[id(1), v8(1)]]);
     const e = await rejection(be.update([2, 3, 4, 5].map((n) => [id(n), v8(n)])));
     expect(brief(e)).toEqual({ code: 'E2BIG', errno: 7, syscall: 'bpf_map_update_batch', done: 2 });
@@ -52,7 +52,7 @@ describe('maps through the addon', () => {
   });
 
   test('BPF_NOEXIST/BPF_EXIST go one by one: bpf_map_update_elem, done = records applied', async () => {
-    const be = (await open(new FakeNativeBinding())).map(MAPS.backend.name);
+    const be = (await open(new FakeNativeBinding())).map(MAPS.backend4.name);
     await be.update([[id(1), v8(1)]]);
     const exists = await rejection(
       be.update(
@@ -73,7 +73,7 @@ describe('maps through the addon', () => {
   test('deletes skip absent keys anywhere in the batch; arrays refuse deletes', async () => {
     const fake = new FakeNativeBinding();
     const obj = await open(fake);
-    const be = obj.map(MAPS.backend.name);
+    const be = obj.map(MAPS.backend4.name);
     await be.update([1, 2, 3, 4].map((n) => [id(n), v8(n)]));
     await be.delete([id(9), id(1), id(10), id(3), id(11)]);
     expect((await be.dump()).map(([k]) => k.readUInt32LE(0)).sort()).toEqual([2, 4]);
@@ -83,10 +83,10 @@ describe('maps through the addon', () => {
 
   test("sizes that do not match the map: EINVAL from the addon's own check, no done", async () => {
     const fake = new FakeNativeBinding();
-    const be = (await open(fake)).map(MAPS.backend.name);
+    const be = (await open(fake)).map(MAPS.backend4.name);
     const key = await rejection(fake.mapUpdate(be.fd, Buffer.alloc(12), v8(1), 12, 8));
     expect(brief(key)).toEqual({ code: 'EINVAL', errno: 22, syscall: 'mapUpdate', done: undefined });
-    expect(key.message).toBe(`mapUpdate on map fd ${be.fd} (sy_backend4_v1): key size 12 does not match the map's 4`);
+    expect(key.message).toBe(`mapUpdate on map fd ${be.fd} (sy_backend4_v2): key size 12 does not match the map's 4`);
     const values = await rejection(fake.mapUpdate(be.fd, id(1), Buffer.alloc(12), 4, 8));
     expect(values.message).toBe(`mapUpdate on map fd ${be.fd}: 1 keys need 8 value bytes, got 12`);
     expect((await rejection(fake.mapDelete(be.fd, Buffer.alloc(6), 4))).message).toMatch(/keys hold 6 bytes, not a multiple of the key size 4/);
@@ -98,29 +98,30 @@ describe('maps through the addon', () => {
     const fake = new FakeNativeBinding({ cpus: 3 });
     const obj = await open(fake);
     const cfg = obj.map(MAPS.config.name);
-    expect(await cfg.dump()).toEqual([[id(0), Buffer.alloc(8)]]);
+    const v56 = (n: number): Buffer => Buffer.alloc(56, n);
+    expect(await cfg.dump()).toEqual([[id(0), Buffer.alloc(56)]]);
     const past = await rejection(
       cfg.update([
-        [id(0), v8(1)],
-        [id(1), v8(1)],
+        [id(0), v56(1)],
+        [id(1), v56(1)],
       ]),
     );
     expect(brief(past)).toEqual({ code: 'E2BIG', errno: 7, syscall: 'bpf_map_update_batch', done: 1 });
-    expect(await cfg.lookup([id(0), id(1)])).toEqual([v8(1), undefined]);
-    expect(brief(await rejection(cfg.update([[id(0), v8(2)]], 1))).code).toBe('EEXIST');
+    expect(await cfg.lookup([id(0), id(1)])).toEqual([v56(1), undefined]);
+    expect(brief(await rejection(cfg.update([[id(0), v56(2)]], 1))).code).toBe('EEXIST');
     const stats = obj.map(MAPS.stats.name);
     expect(stats.valueStride).toBe(24);
     expect(fake.mapInfo(stats.fd).valueStride).toBe(24);
     const v = Buffer.alloc(24, 5);
     await stats.update([[id(7), v]]);
     const dumped = await stats.dump();
-    expect(dumped.length).toBe(8);
+    expect(dumped.length).toBe(MAPS.stats.maxEntries);
     expect(dumped[7]).toEqual([id(7), v]);
-    expect(brief(await rejection(fake.mapUpdate(stats.fd, id(1), v8(1), 4, 8))).syscall).toBe('mapUpdate');
+    expect(brief(await rejection(fake.mapUpdate(stats.fd, id(1), v56(1), 4, 8))).syscall).toBe('mapUpdate');
   });
 
   test('a hash map dumps in bucket order, not in the order keys were written', async () => {
-    const be = (await open(new FakeNativeBinding())).map(MAPS.backend.name);
+    const be = (await open(new FakeNativeBinding())).map(MAPS.backend4.name);
     const written = Array.from({ length: 50 }, (_, i) => i + 1);
     await be.update(written.map((n) => [id(n), v8(n)]));
     const dumped = (await be.dump()).map(([k]) => k.readUInt32LE(0));
@@ -132,8 +133,8 @@ describe('maps through the addon', () => {
 describe('fault injection', () => {
   test('fail the Nth matching call half way: records before the failing one are applied', async () => {
     const fake = new FakeNativeBinding();
-    const be = (await open(fake)).map(MAPS.backend.name);
-    fake.failMap({ op: 'update', map: MAPS.backend.name, skip: 1, after: 2, code: 'ENOMEM' });
+    const be = (await open(fake)).map(MAPS.backend4.name);
+    fake.failMap({ op: 'update', map: MAPS.backend4.name, skip: 1, after: 2, code: 'ENOMEM' });
     await be.update([[id(1), v8(1)]]); // too short to match: not counted
     await be.update([10, 11, 12].map((n) => [id(n), v8(n)])); // the first match, skipped
     const e = await rejection(be.update([20, 21, 22, 23].map((n) => [id(n), v8(n)])));
@@ -144,11 +145,11 @@ describe('fault injection', () => {
 
   test('a fault in a delete batch; a persistent dump fault; an EINVAL in a batch is retried one by one', async () => {
     const fake = new FakeNativeBinding();
-    const be = (await open(fake)).map(MAPS.backend.name);
+    const be = (await open(fake)).map(MAPS.backend4.name);
     await be.update([1, 2, 3].map((n) => [id(n), v8(n)]));
     fake.failMap({ op: 'delete', after: 1, code: 'EINTR' });
     expect(brief(await rejection(be.delete([id(9), id(1), id(2)])))).toEqual({ code: 'EINTR', errno: 4, syscall: 'bpf_map_delete_batch', done: 1 });
-    fake.failMap({ op: 'dump', map: MAPS.backend.name, code: 'EAGAIN', times: Number.POSITIVE_INFINITY });
+    fake.failMap({ op: 'dump', map: MAPS.backend4.name, code: 'EAGAIN', times: Number.POSITIVE_INFINITY });
     for (let i = 0; i < 3; i++) expect(brief(await rejection(be.dump())).syscall).toBe('bpf_map_get_next_key');
     fake.clearFaults();
     expect((await be.dump()).length).toBe(3); // record 1 failed: nothing was deleted
@@ -164,8 +165,8 @@ describe('objects, pins and fds', () => {
   test('a second load on the same pin root reuses the pinned maps and their contents; pins outlive close()', async () => {
     const fake = new FakeNativeBinding();
     const a = await open(fake);
-    await a.map(MAPS.svc.name).update([[Buffer.alloc(12, 1), Buffer.alloc(16, 2)]]);
-    const progA = fake.progIdFromFd(a.program('sy_ingress').fd);
+    await a.map(MAPS.svc4.name).update([[Buffer.alloc(12, 1), Buffer.alloc(24, 2)]]);
+    const progA = fake.progIdFromFd(a.program('sy_from_pod').fd);
     a.close();
     a.close();
     expect(fake.openFds()).toBe(0);
@@ -175,13 +176,13 @@ describe('objects, pins and fds', () => {
         .sort(),
     );
     const b = await open(fake);
-    expect(await b.map(MAPS.svc.name).dump()).toEqual([[Buffer.alloc(12, 1), Buffer.alloc(16, 2)]]);
-    expect(fake.progIdFromFd(b.program('sy_ingress').fd)).not.toBe(progA);
+    expect(await b.map(MAPS.svc4.name).dump()).toEqual([[Buffer.alloc(12, 1), Buffer.alloc(24, 2)]]);
+    expect(fake.progIdFromFd(b.program('sy_from_pod').fd)).not.toBe(progA);
     expect(b.maps().map((m) => m.pinPath)).toEqual(Object.values(MAPS).map((m) => `${ROOT}/${m.name}`));
     const other = await open(fake, '/sys/fs/bpf/other');
-    expect(await other.map(MAPS.svc.name).dump()).toEqual([]);
-    const pinned = BpfMap.openPinned(`${ROOT}//${MAPS.svc.name}`, fake);
-    expect(pinned.maxEntries).toBe(MAPS.svc.maxEntries);
+    expect(await other.map(MAPS.svc4.name).dump()).toEqual([]);
+    const pinned = BpfMap.openPinned(`${ROOT}//${MAPS.svc4.name}`, fake);
+    expect(pinned.maxEntries).toBe(MAPS.svc4.maxEntries);
     expect(fake.mapInfo(pinned.fd).flags).toBe(1);
     pinned.close();
     b.close();
@@ -195,14 +196,14 @@ describe('objects, pins and fds', () => {
     const fake = new FakeNativeBinding();
     expect(fake.ensureBpffs(ROOT)).toBe(true);
     expect(fake.ensureBpffs(`${ROOT}/`)).toBe(false);
-    fake.pinMap(`${ROOT}/${MAPS.ct.name}`, { ...MAPS.ct, maxEntries: 16 });
+    fake.pinMap(`${ROOT}/${MAPS.ct4.name}`, { ...MAPS.ct4, maxEntries: 16 });
     const e = await rejection(open(fake));
     expect(brief(e)).toEqual({ code: 'EINVAL', errno: 22, syscall: 'bpf_object__load', done: undefined });
-    expect(e.message).toContain(`couldn't reuse pinned map at '${ROOT}/${MAPS.ct.name}': parameter mismatch`);
-    expect(fake.pins()).toEqual([`${ROOT}/${MAPS.ct.name}`]);
+    expect(e.message).toContain(`couldn't reuse pinned map at '${ROOT}/${MAPS.ct4.name}': parameter mismatch`);
+    expect(fake.pins()).toEqual([`${ROOT}/${MAPS.ct4.name}`]);
     expect(fake.openFds()).toBe(0);
-    fake.unpin(`${ROOT}/${MAPS.ct.name}`);
-    fake.pinMap(`${ROOT}/${MAPS.ct.name}`, MAPS.ct, { name: 'other_name' });
+    fake.unpin(`${ROOT}/${MAPS.ct4.name}`);
+    fake.pinMap(`${ROOT}/${MAPS.ct4.name}`, MAPS.ct4, { name: 'other_name' });
     const obj = await open(fake);
     expect(obj.maps().map((m) => m.name)).toContain('other_name'); // libbpf takes the reused map's name
     obj.close();
@@ -231,13 +232,13 @@ describe('tc and links', () => {
     const fake = new FakeNativeBinding();
     const a = await open(fake);
     const b = await open(fake);
-    const progA = a.program('sy_ingress');
-    const progB = b.program('sy_ingress');
+    const progA = a.program('sy_from_pod');
+    const progB = b.program('sy_from_pod');
     const idA = fake.progIdFromFd(progA.fd);
     const idB = fake.progIdFromFd(progB.fd);
     expect(fake.tcQuery(1, F)).toBeNull();
     expect(fake.tcHookDestroy(1, 'ingress')).toBe(false);
-    expect(brief(thrown(() => fake.tcAttach(1, a.map(MAPS.svc.name).fd, F)))).toMatchObject({ code: 'EINVAL', syscall: 'bpf_tc_attach' });
+    expect(brief(thrown(() => fake.tcAttach(1, a.map(MAPS.svc4.name).fd, F)))).toMatchObject({ code: 'EINVAL', syscall: 'bpf_tc_attach' });
     expect(fake.filters(1)).toEqual([]); // the hook was created before the program was checked
     expect(fake.tcAttach(1, progA.fd, F)).toEqual({ progId: idA, handle: 1, priority: 1 });
     fake.tcAttach(1, progA.fd, { ...F, direction: 'egress' });
@@ -266,7 +267,7 @@ describe('tc and links', () => {
   test('a missing interface: ENODEV from the hook, the query, the name lookup; ENXIO from the index lookup', async () => {
     const fake = new FakeNativeBinding();
     const obj = await open(fake);
-    const prog = obj.program('sy_ingress').fd;
+    const prog = obj.program('sy_from_pod').fd;
     expect(brief(thrown(() => fake.tcAttach(42, prog, F)))).toMatchObject({ code: 'ENODEV', syscall: 'bpf_tc_hook_create' });
     expect(brief(thrown(() => fake.tcQuery(42, F)))).toMatchObject({ code: 'ENODEV', syscall: 'bpf_tc_query' });
     expect(brief(thrown(() => fake.tcDetach(42, F)))).toMatchObject({ code: 'ENODEV', syscall: 'bpf_tc_query' });

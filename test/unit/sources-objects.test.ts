@@ -252,7 +252,20 @@ test('Nodes, unsupported kinds and non-objects', () => {
     key: 'node-1',
     labels: { 'topology.kubernetes.io/zone': 'a' },
     zone: 'a',
+    podCIDRs: [],
   });
+  const withCidrs = parseObject({
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name: 'n3' },
+    spec: { podCIDRs: ['10.244.3.0/24', 'fd00:10:244:3::/64', 'junk'] },
+  });
+  expect(withCidrs.status === 'valid' && withCidrs.object.kind === 'Node' && withCidrs.object.podCIDRs, 'valid CIDRs only').toStrictEqual([
+    '10.244.3.0/24',
+    'fd00:10:244:3::/64',
+  ]);
+  const single = parseObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n4' }, spec: { podCIDR: '10.244.4.0/24' } });
+  expect(single.status === 'valid' && single.object.kind === 'Node' && single.object.podCIDRs).toStrictEqual(['10.244.4.0/24']);
   const unzoned = parseObject({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-2' } });
   expect(unzoned.status === 'valid' && unzoned.object.kind === 'Node' && unzoned.object.zone).toBe(null);
   expect(parseObject({ apiVersion: 'apps/v1', kind: 'Deployment' })).toStrictEqual({ status: 'unsupported', kind: 'Deployment' });

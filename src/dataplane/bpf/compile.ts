@@ -14,7 +14,7 @@
 //   external master: the verdict for clients outside the cluster, only when
 //     it differs from the internal one in action or backends (the internal
 //     master then carries SY_SVC_F_EXT_SCOPE); otherwise the internal master
-//     carries SY_SVC_F_MASQ_EXT when external clients are masqueraded;
+//     carries SY_SVC_F_MASQ_EXT when the external verdict masquerades;
 //   loadBalancerSourceRanges (allowedSources) as LPM CIDRs with
 //     SY_SVC_F_SRC_RANGES on both masters.
 // Two ServicePorts claiming one frontend: the lower id (string order) wins,
@@ -325,11 +325,10 @@ function compileVerdicts(
   if (internal.action !== external.action || !sameKeys(internal.backendKeys, external.backendKeys)) {
     return { internal: { ...internal, flags: internal.flags | SY_SVC_F_EXT_SCOPE }, external, sourceRanges };
   }
-  // Only fv.external: the tc programs never see this node's own traffic to
-  // its frontends (it leaves through lo), so fv.node (kube-proxy's
-  // --src-type LOCAL masquerade) must not masquerade external clients, e.g.
-  // those of an externalTrafficPolicy Local NodePort whose endpoints are all
-  // local (internal and external sets equal: no EXT_SCOPE master).
+  // The datapath tells pods from everything else, so external clients and
+  // this node's own (which the node verdict covers, and which the tc
+  // programs do not see) share the external verdict: externalTrafficPolicy
+  // Local keeps external clients' addresses.
   const masqExt = masquerades(fv.external);
   return { internal: masqExt ? { ...internal, flags: internal.flags | SY_SVC_F_MASQ_EXT } : internal, external: null, sourceRanges };
 }
