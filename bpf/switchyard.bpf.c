@@ -242,39 +242,29 @@ SY_PER_FAMILY(to_frontend,
               (skb, v6, hook, p, m))
 SY_PER_FAMILY(from_backend, (struct __sk_buff * skb, struct pkt *p, int egress),
               (skb, v6, p, egress))
-SY_PER_FAMILY(icmp_plan_to_client,
-              (const struct pkt *p, const struct pkt *in, int snat, struct icmp_xlate6 *x),
-              (v6, p, in, snat, x))
-SY_PER_FAMILY(icmp_plan_to_backend,
-              (const struct pkt *p, const struct pkt *in, struct icmp_xlate6 *x), (v6, p, in, x))
+SY_PER_FAMILY(icmp_plan,
+              (struct __sk_buff * skb, const struct pkt *p, int egress, struct icmp_xlate6 *x),
+              (skb, v6, p, egress, x))
 SY_PER_FAMILY(icmp_apply, (struct __sk_buff * skb, struct pkt *p, const struct icmp_xlate6 *x),
               (skb, v6, p, x))
 
 #define SY_CALL(fn, v6, ...) ((v6) ? fn##6(__VA_ARGS__) : fn##4(__VA_ARGS__))
 
-/* An ICMP(v6) error: translated when it quotes a packet of a tracked flow.
- * Ingress: errors toward the client of masqueraded flows (redirected) and
- * errors from the client about a reply; egress: errors toward the client
- * of the other flows. */
+/* An ICMP(v6) error: translated when it quotes a packet of a tracked flow
+ * (icmp_plan says which and how), redirected when the flow is masqueraded.
+ * Planning and rewriting are separate calls: each has its own frame. */
 static __always_inline int icmp_error(struct __sk_buff *skb, int v6, struct pkt *p, int egress)
 {
 	struct icmp_xlate6 x;
-	struct pkt in = {};
-	int rc, redirect = !egress;
+	int rc;
 
-	if (pkt_parse_quote(skb, v6, p, &in) < 0)
-		return TC_ACT_UNSPEC;
-	rc = SY_CALL(icmp_plan_to_client, v6, p, &in, !egress, &x);
-	if (rc == 0 && !egress) {
-		rc = SY_CALL(icmp_plan_to_backend, v6, p, &in, &x);
-		redirect = rc == 2;
-	}
+	rc = SY_CALL(icmp_plan, v6, skb, p, egress, &x);
 	if (rc == 0)
 		return TC_ACT_UNSPEC;
 	if (SY_CALL(icmp_apply, v6, skb, p, &x) < 0)
 		return TC_ACT_SHOT;
 	stat_inc(SY_STAT_ICMP_XLATE);
-	return redirect ? fib_redirect(skb, v6, p) : TC_ACT_UNSPEC;
+	return rc == 2 ? fib_redirect(skb, v6, p) : TC_ACT_UNSPEC;
 }
 
 SY_PER_FAMILY(icmp_error, (struct __sk_buff * skb, struct pkt *p, int egress), (skb, v6, p, egress))

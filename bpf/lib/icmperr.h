@@ -98,4 +98,23 @@ static __always_inline int icmp_plan_to_backend(int v6, const struct pkt *p, con
 	return 2;
 }
 
+/* Which flow an ICMP(v6) error belongs to and what it becomes (*x), from
+ * its quote. 0: not ours; 1: translate in place; 2: translate and redirect
+ * (a masqueraded flow). Ingress: errors toward the client of masqueraded
+ * flows, errors from the client about a reply; egress: errors toward the
+ * client of the other flows. */
+static __always_inline int icmp_plan(struct __sk_buff *skb, int v6, const struct pkt *p, int egress,
+                                     struct icmp_xlate6 *x)
+{
+	struct pkt in = {};
+
+	if (pkt_parse_quote(skb, v6, p, &in) < 0)
+		return 0;
+	if (icmp_plan_to_client(v6, p, &in, !egress, x))
+		return egress ? 1 : 2;
+	if (egress)
+		return 0;
+	return icmp_plan_to_backend(v6, p, &in, x);
+}
+
 #endif /* SY_LIB_ICMPERR_H */

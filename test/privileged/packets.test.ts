@@ -561,6 +561,32 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         expectFrame(ok.data, frame({ ...pod, dst: f.backend, dport: 8080 }));
       });
 
+      test('a slot missing under a master (replaced meanwhile) rereads the master (RETRY) instead of picking garbage', async () => {
+        // count 2 but only slot 1 written: a pick of slot 2 misses, is retried once, and drops after two misses.
+        const vip = f.name === 'IPv4' ? '10.96.0.20' : 'fd00:10:96::20';
+        await h.frontend({ addr: vip, port: 53, proto: 'UDP', svcId: f.base + 20, backends: [{ id: id.backend('UDP'), addr: f.backend, port: 5353 }] });
+        await h.put(f.name === 'IPv4' ? 'svc4' : 'svc6', [
+          [
+            { addr: vip, port: 53, proto: 'UDP', scope: 0, slot: 0, gen: 0 },
+            { count: 2, gen: 0, action: 0, backendId: 0, svcId: f.base + 20, flags: 0, affinityTimeoutS: 0 },
+          ],
+        ]);
+        let retries = 0n;
+        for (let sport = 46000; sport < 46024; sport++) {
+          const pkt = fromClient('UDP', vip, sport);
+          const r = await h.run('sy_from_pod', frame(pkt));
+          retries += r.counted.RETRY ?? 0n;
+          if (r.verdict === TC_ACT_SHOT) {
+            expect(r.counted).toEqual({ SVC_HIT: 1n, RETRY: 2n });
+          } else {
+            expect(r.verdict).toBe(TC_ACT_UNSPEC);
+            expectFrame(r.data, frame({ ...pkt, dst: f.backend, dport: 5353 }));
+            expect([undefined, 1n]).toContain(r.counted.RETRY);
+          }
+        }
+        expect(retries).toBeGreaterThan(0n); // all 24 first picks on slot 1: 2^-24
+      });
+
       test('source ranges (LPM): a client inside passes, one outside and a pod outside are dropped', async () => {
         const inside = extSyn(f.lb, 80);
         const r = await h.run('sy_from_net', frame(inside));
