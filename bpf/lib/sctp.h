@@ -9,11 +9,11 @@
  * into an otherwise unchanged packet of n bytes, so
  *     crc(new) = crc(old) ^ L(d) * x^(8 (n - o - 2)) mod P,
  * leading zero bytes not changing L's state and each trailing zero byte
- * multiplying it by x^8. The power of x is a product of at most four
- * constants x^(8 j 16^k) mod P, one per hex digit j of n (so packets up to
- * 64 KiB), with GF(2) products in 32-step bounded loops: about a thousand
- * instructions, no loop whose length depends on the packet, verified on
- * 5.10.
+ * multiplying it by x^8. With m = n - o - 2 the bytes after the port,
+ * x^(8m) is a product of at most four constants x^(8 j 16^k) mod P, one
+ * per hex digit j of m (so m < 64 Ki), with GF(2) products in 32-step
+ * bounded loops: about a thousand instructions, no loop whose length
+ * depends on the packet, verified on 5.10.
  *
  * Polynomials are in the reflected representation CRC32c computes in
  * (zlib's crc32_combine uses the same): bit 31 is x^0, bit 0 is x^31.
