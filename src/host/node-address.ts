@@ -84,10 +84,11 @@ export function detectNodeAddresses(
     const a = byIf.get(name);
     if (a === undefined) return null;
     const isV6 = pin?.includes(':') === true;
+    const canon = (x: string | undefined): string | null => (x === undefined ? null : (canonicalIP(x, 'decimal') ?? x));
     return {
       interface: name,
-      ipv4: pin !== undefined && !isV6 ? pin : (a.v4[0] ?? null),
-      ipv6: pin !== undefined && isV6 ? pin : (a.v6[0] ?? null),
+      ipv4: canon(pin !== undefined && !isV6 ? pin : a.v4[0]),
+      ipv6: canon(pin !== undefined && isV6 ? pin : a.v6[0]),
       all: [...new Set(all)],
     };
   };

@@ -257,7 +257,7 @@ async function runOne(r: Run): Promise<RequestResult[]> {
   return runPool(count, concurrency, () => udpRequest(target, sourceIp, timeoutMs, r.udpConnected));
 }
 
-/** --plan: a JSON array of PlanRun (protocol.ts); every run at the same time; prints PlanOutput. */
+/** --plan: a JSON array of PlanRun (protocol.ts); prints PlanOutput. */
 async function runPlan(text: string): Promise<void> {
   let plan: PlanRun[];
   try {
@@ -278,7 +278,17 @@ async function runPlan(text: string): Promise<void> {
       udpConnected: p.udpConnected === true,
     };
   });
-  const out: PlanOutput = { runs: await Promise.all(runs.map(runOne)) };
+  // Request sets run at the same time; bulk transfers after them, one at a
+  // time, so that a transfer saturating a slow machine does not push
+  // another set's requests past their timeouts.
+  const results: RequestResult[][] = new Array<RequestResult[]>(runs.length);
+  await Promise.all(
+    runs.map(async (r, i) => {
+      if (r.bulkBytes === 0) results[i] = await runOne(r);
+    }),
+  );
+  for (const [i, r] of runs.entries()) if (r.bulkBytes > 0) results[i] = await runOne(r);
+  const out: PlanOutput = { runs: results };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 

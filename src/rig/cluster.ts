@@ -348,8 +348,9 @@ export class Cluster {
   }
 
   /**
-   * Runs several request sets from `from` at the same time in one client
-   * process (TCP and UDP only); one result list per set, in order.
+   * Runs several request sets from `from` in one client process (TCP and UDP
+   * only): all at once, bulk transfers after the rest; one result list per
+   * set, in order.
    */
   async requestMany(from: Where, sets: readonly RequestOptions[]): Promise<RequestResult[][]> {
     if (sets.length === 0) return [];
@@ -367,7 +368,9 @@ export class Cluster {
       };
     });
     const argv = [process.execPath, CLIENT, '--plan', JSON.stringify(plan)];
-    const budget = Math.max(...plan.map((p) => Math.ceil((p.count ?? 1) / (p.concurrency ?? 10)) * (p.timeoutMs ?? 1000))) + READY_TIMEOUT_MS;
+    const each = plan.map((p) => Math.ceil((p.count ?? 1) / (p.concurrency ?? 10)) * (p.timeoutMs ?? 1000));
+    // Bulk sets run one after another, after the rest (client.ts).
+    const budget = each.reduce((a, b) => a + b, 0) + READY_TIMEOUT_MS;
     const r = await this.exec(from, argv, { timeoutMs: budget, check: true });
     try {
       return (JSON.parse(r.stdout) as PlanOutput).runs;

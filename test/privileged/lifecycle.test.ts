@@ -165,14 +165,24 @@ function pinsOf(s: Scenario, nodeIndex: number): string[] {
 }
 
 /** `tc filter show dev IF ingress` in a node's namespace, for eth0 and every pod interface. */
+/** `tc filter show` of both directions of eth0 and every pod interface, by "dev direction". */
 async function ingressFilters(s: Scenario, nodeIndex: number): Promise<Map<string, string>> {
   const node = s.cluster.node(nodeIndex);
   const out = new Map<string, string>();
   for (const dev of ['eth0', ...node.pods.map((p) => p.hostIf)]) {
-    const r = await s.cluster.exec(node, ['tc', 'filter', 'show', 'dev', dev, 'ingress'], { check: true });
-    out.set(dev, r.stdout);
+    for (const dir of ['ingress', 'egress']) {
+      const r = await s.cluster.exec(node, ['tc', 'filter', 'show', 'dev', dev, dir], { check: true });
+      out.set(`${dev} ${dir}`, r.stdout);
+    }
   }
   return out;
+}
+
+/** The program layout 2 attaches to a device in a direction (DATAPATH-v2.md). */
+function programFor(devDir: string): RegExp {
+  const [dev, dir] = devDir.split(' ');
+  const where = dev === 'eth0' ? 'net' : 'pod';
+  return new RegExp(dir === 'ingress' ? `sy_from_${where}` : `sy_to_${where}`);
 }
 
 /** Backends (with an echo port) behind `web`, `gone` and `hold`, a daemon per node, `web` and `gone` served from both nodes. */
@@ -233,7 +243,7 @@ describe.skipIf(skip)('the daemon lifecycle', () => {
     for (const n of [1, 2]) {
       expect(pinsOf(s, n).length > 0, `node ${n}: maps still pinned`).toBe(true);
       for (const [dev, filters] of await ingressFilters(s, n)) {
-        expect(filters, `node ${n} ${dev}: the program is still attached`).toMatch(/sy_ingress/);
+        expect(filters, `node ${n} ${dev}: the program is still attached`).toMatch(programFor(dev));
       }
     }
     const [runs, gone] = await Promise.all([webEverywhere(s, 60), Promise.all([1, 2].map((n) => web(s, n, 'tcp', 10, GONE_VIP)))]);
@@ -350,7 +360,7 @@ describe.skipIf(skip)('the daemon lifecycle', () => {
       const r = first[n - 1]!;
       expect(r.code, `node ${n}: cleanup exits 0\n${r.stderr}`).toBe(0);
       for (const [dev, filters] of await ingressFilters(s, n)) {
-        expect(filters, `node ${n} ${dev}: no sy_ingress filter left:\n${filters}`).not.toMatch(/sy_ingress/);
+        expect(filters, `node ${n} ${dev}: no sy_ filter left:\n${filters}`).not.toMatch(/sy_(from|to)_/);
       }
       expect(pinsOf(s, n), `node ${n}: no sy_* pins left`).toStrictEqual([]);
     }

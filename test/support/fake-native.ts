@@ -159,8 +159,8 @@ export function switchyardObject(opts: { readonly maxEntries?: Readonly<Record<s
   return { maps, programs: PROGRAM_NAMES_V2.map((name) => ({ name, section: 'tc', type: BPF_PROG_TYPE_SCHED_CLS })) };
 }
 
-/** The programs of the layout 2 object (DATAPATH-v2.md). */
-export const PROGRAM_NAMES_V2 = ['sy_from_pod', 'sy_to_pod', 'sy_from_net', 'sy_to_net'] as const;
+/** The programs of the layout 2 object (DATAPATH-v2.md), in the order the object declares them. */
+export const PROGRAM_NAMES_V2 = ['sy_from_pod', 'sy_from_net', 'sy_to_pod', 'sy_to_net'] as const;
 
 export type MapOp = 'update' | 'delete' | 'lookup' | 'dump';
 
