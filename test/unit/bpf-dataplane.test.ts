@@ -223,6 +223,36 @@ describe('start', () => {
     await dp.stop();
   });
 
+  test('metrics: mapUsage counts the programmed entries against the loaded max_entries; programAttachments names every tc hook', async () => {
+    const fake = node();
+    const { dp } = dataplane(fake, { capacities: { svc4: 100 } });
+    expect(dp.mapUsage(), 'nothing before start').toStrictEqual([]);
+    await dp.start(new AbortController().signal);
+    await dp.sync(snapshot([servicePort('web', '10.96.0.10', 80, ['10.244.1.5:8080', '10.244.2.6:8080'])]));
+    const usage = new Map(dp.mapUsage().map((u) => [u.map, u]));
+    const dump = await dumpPinned(fake, PIN);
+    for (const m of ['svc4', 'backend4', 'vip4', 'svc6'] as const) {
+      expect(usage.get(MAPS[m].name)?.entries, `${m}: as many entries as the pinned map holds`).toBe((dump.get(MAPS[m].name) ?? []).length);
+    }
+    expect(usage.get(MAPS.backend4.name)?.entries).toBe(2);
+    expect(usage.get(MAPS.svc4.name)?.capacity).toBe(100);
+    expect(usage.get(MAPS.backend4.name)?.capacity).toBe(fake.pinnedMap(`${PIN}/${MAPS.backend4.name}`).maxEntries);
+    expect(usage.has(MAPS.ct4.name), 'conntrack is not counted').toBe(false);
+    const hooks = dp.programAttachments().map((a) => `${a.attachPoint} ${a.hook} ${a.program} ${a.attached}`);
+    expect(hooks.sort()).toStrictEqual(
+      [
+        'cali2 egress sy_to_pod true',
+        'cali2 ingress sy_from_pod true',
+        'eth0 egress sy_to_net true',
+        'eth0 ingress sy_from_net true',
+        'veth1 egress sy_to_pod true',
+        'veth1 ingress sy_from_pod true',
+      ].sort(),
+    );
+    await dp.stop();
+    expect(dp.mapUsage(), 'nothing after stop').toStrictEqual([]);
+  });
+
   test('detect-local-mode: ClusterCIDR and NodeCIDR write the CIDRs, the interface modes the flag and attach to those interfaces', async () => {
     const fake = node();
     fake.addLink('cbr0');
