@@ -201,7 +201,7 @@ describe('start', () => {
   test('a pinned map that does not match the object: start fails with the loader error', async () => {
     const fake = node();
     fake.ensureBpffs(PIN);
-    fake.pinMap(`${PIN}/${MAPS.backend4.name}`, { ...MAPS.backend4, maxEntries: 16 });
+    fake.pinMap(`${PIN}/${MAPS.backend4.name}`, MAPS.backend4, { flags: 0 }); // preallocated: not the object's map
     const e = await rejection(dataplane(fake).dp.start(new AbortController().signal));
     expect([e.code, e.syscall]).toEqual(['EINVAL', 'bpf_object__load']);
     expect(e.message).toContain('parameter mismatch');
@@ -251,6 +251,30 @@ describe('start', () => {
     );
     await dp.stop();
     expect(dp.mapUsage(), 'nothing after stop').toStrictEqual([]);
+  });
+
+  test('a capacity changed between runs: the pinned maps keep their size (and entries), the log names map, pinned and configured sizes, the plan uses the pinned size', async () => {
+    const fake = node();
+    const first = await started(fake, { capacities: { backend4: 2 } });
+    await first.dp.sync(snapshot([A]));
+    await first.dp.stop();
+    const before = await programmed(fake);
+    const second = await started(fake, { capacities: { backend4: 1000, ct4: 64 } });
+    expect(fake.pinnedMap(`${PIN}/${MAPS.backend4.name}`).maxEntries, 'kept: recreating it would lose its entries').toBe(2);
+    const warning = second.logs.find((l) => l.includes('a pinned map keeps its size'));
+    expect(warning).toContain(MAPS.backend4.name);
+    expect(warning).toMatch(/pinned=2\b.*configured=1000\b/);
+    expect(
+      second.logs.some((l) => l.includes('keeps its size') && l.includes(MAPS.ct4.name)),
+      'ct4 was pinned at its default size',
+    ).toBe(true);
+    expect(await programmed(fake), 'nothing programmed was lost').toEqual(before);
+    const r = await second.dp.sync(snapshot([A, B]));
+    expect(
+      r.problems.some((p) => /capacity|does not fit|full/i.test(p.message)),
+      'B does not fit in the pinned 2-entry backend map: reported, not a kernel error',
+    ).toBe(true);
+    await second.dp.stop();
   });
 
   test('detect-local-mode: ClusterCIDR and NodeCIDR write the CIDRs, the interface modes the flag and attach to those interfaces', async () => {

@@ -22,7 +22,7 @@ import type { ProxySnapshot } from '../../model/types.ts';
 import { DataplaneError, type Dataplane, type SyncResult } from '../types.ts';
 import type { Logger } from '../../util/log.ts';
 import type { NativeBinding } from '../../native/binding.ts';
-import { BpfObject, isNativeError, Tc } from '../../native/index.ts';
+import { BpfObject, isNativeError, isNotExist, Tc } from '../../native/index.ts';
 import { globMatcher, type Link, type LinkSource } from '../../host/links.ts';
 import { familyOf, parseCidr } from '../../util/ip.ts';
 import { type CompileOptions, compile, compileChanged } from './compile.ts';
@@ -139,6 +139,8 @@ export class BpfDataplane implements Dataplane {
   #tc: Tc;
   #programmed: ProgrammedState | null = null;
   #desired: DesiredState | null = null;
+  /** Capacities in effect: the configured ones, or the size of a map already pinned (#pinnedCapacities). */
+  #capacities: Capacities = {};
   /** ifindex -> "name role" attached. */
   #attached = new Map<number, string>();
   /** ifindex -> "name role" wanted but whose last attach failed (metrics: attached 0). */
@@ -159,6 +161,46 @@ export class BpfDataplane implements Dataplane {
     this.#isPodLink = globMatcher([o.podInterfaces, extra].filter((p) => p !== '').join(','));
   }
 
+  /**
+   * The configured capacities, except for maps already pinned here: libbpf
+   * reuses a pinned map only at its own max_entries, and recreating it would
+   * drop its entries (connection tracking included). A pinned map keeps its
+   * size, and the log says which flag asked for another one and how to apply
+   * it (`switchyard cleanup`, then start: established flows are lost).
+   */
+  #pinnedCapacities(): Capacities {
+    const o = this.#o;
+    const out: Partial<Record<MapName, number>> = { ...o.capacities };
+    for (const m of Object.keys(MAPS) as MapName[]) {
+      const path = `${o.pinPath}/${MAPS[m].name}`;
+      let fd: number;
+      try {
+        fd = o.native.mapOpenPinned(path);
+      } catch (err) {
+        if (isNotExist(err)) continue;
+        throw isNativeError(err) ? DataplaneError.kernel('bpf', `open pinned ${path}`, err) : err;
+      }
+      try {
+        const pinned = o.native.mapInfo(fd).maxEntries;
+        const wanted = capacityOf(o.capacities, m);
+        if (pinned !== wanted) {
+          o.log.warn(
+            'a pinned map keeps its size: the configured capacity applies once it is recreated (switchyard cleanup, then start; established flows are lost)',
+            {
+              map: MAPS[m].name,
+              pinned,
+              configured: wanted,
+            },
+          );
+          out[m] = pinned;
+        }
+      } finally {
+        o.native.closeFd(fd);
+      }
+    }
+    return out;
+  }
+
   async start(signal: AbortSignal): Promise<void> {
     const o = this.#o;
     // One daemon per pin directory: wait for one that is still terminating.
@@ -177,8 +219,9 @@ export class BpfDataplane implements Dataplane {
 
   async #load(signal: AbortSignal): Promise<void> {
     const o = this.#o;
+    this.#capacities = this.#pinnedCapacities();
     const maxEntries: Record<string, number> = {};
-    for (const [m, n] of Object.entries(o.capacities) as [MapName, number][]) maxEntries[MAPS[m].name] = n;
+    for (const [m, n] of Object.entries(this.#capacities) as [MapName, number][]) maxEntries[MAPS[m].name] = n;
     const obj = await kernel(`load ${o.objectPath}`, () => BpfObject.open(o.objectPath, o.pinPath, o.native, maxEntries));
     this.#obj = obj;
     const fd = (name: string): number => obj.program(name).fd;
@@ -199,7 +242,7 @@ export class BpfDataplane implements Dataplane {
     const programmed = this.#programmed ?? (await this.#adopt());
     const desired = this.#desired ? compileChanged(this.#desired, snapshot, opts) : compile(snapshot, opts);
     const scope = this.#desired ? desired.changed : 'all';
-    const plan = diff(desired, programmed, scope, { capacities: this.#o.capacities, nowMs: (this.#o.now ?? Date.now)() });
+    const plan = diff(desired, programmed, scope, { capacities: this.#capacities, nowMs: (this.#o.now ?? Date.now)() });
     try {
       const stats = await applyPlan(plan, this.#writer());
       this.#programmed = plan.next;
