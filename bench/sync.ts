@@ -305,7 +305,7 @@ async function verifyFullSync(k: Kept, failures: string[]): Promise<Expected> {
       `read back frontend by frontend: ${check.failures.length === 0 ? 'matches the plan' : 'MISMATCH'}`,
   );
   console.log(
-    `  reading them back as a restarting daemon does: dump both maps ${fixed(check.dumpMs)} ms, adopt (rebuild the state) ${fixed(check.adoptMs)} ms`,
+    `  reading them back as a restarting daemon does: dump the three maps ${fixed(check.dumpMs)} ms, adopt (rebuild the state) ${fixed(check.adoptMs)} ms`,
   );
   return expected;
 }

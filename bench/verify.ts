@@ -1,5 +1,5 @@
-// Correctness check for the sync benchmark: dumps sy_svc4_v1 and
-// sy_backend4_v1 and compares them with what was planned. A fast apply that
+// Correctness check for the sync benchmark: dumps sy_svc4_v2,
+// sy_backend4_v2 and sy_vip4_v2 and compares them with what was planned. A fast apply that
 // wrote the wrong thing is not a result, so any mismatch fails the run.
 //
 // Two checks: the entry counts (one master per frontend plus one slot per
@@ -33,6 +33,7 @@ export async function checkMaps(obj: BpfObject, desired: DesiredState, planned: 
   const t0 = performance.now();
   const svc = await obj.map(MAPS.svc4.name).dump();
   const backends = await obj.map(MAPS.backend4.name).dump();
+  const vips = await obj.map(MAPS.vip4.name).dump();
   const t1 = performance.now();
   const failures: string[] = [];
   const fail = (msg: string): void => void failures.push(msg);
@@ -48,6 +49,7 @@ export async function checkMaps(obj: BpfObject, desired: DesiredState, planned: 
       new Map([
         [MAPS.svc4.name, svc],
         [MAPS.backend4.name, backends],
+        [MAPS.vip4.name, vips],
       ]),
     );
   } catch (err) {
