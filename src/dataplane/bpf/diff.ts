@@ -40,7 +40,7 @@ import {
   type SvcKey,
   type SvcValue,
 } from './layout.ts';
-import type { CowMapEditor, CowVecEditor, IdSetEditor } from '../../util/cow.ts';
+import { CowMap, type CowMapEditor, type CowVecEditor, type IdSetEditor } from '../../util/cow.ts';
 import type { IPFamily } from '../../model/types.ts';
 import {
   FAMILIES,
@@ -169,7 +169,8 @@ class PlanBuilder {
   private readonly svcIds: IdSetEditor;
   private readonly svcQuarantine: Quarantined[];
   private readonly fam: Record<IPFamily, FamilyEdit>;
-  private readonly vips: Map<string, number>;
+  /** VIP refcounts, copy-on-write: a plan copies only the shards it changes, not every ClusterIP. */
+  private readonly vips: CowMapEditor<string, number>;
   /** Addresses whose VIP count this plan changed, with their family. */
   private readonly vipFamily = new Map<string, IPFamily>();
   private readonly deferred: Set<FrontendKey>;
@@ -194,7 +195,7 @@ class PlanBuilder {
       fam[family] = { current: c, byKey: c.byKey.edit(), byId: c.byId.edit(), ids, quarantine: release(c.quarantine, ids, this.now), refDelta: new Map() };
     }
     this.fam = fam;
-    this.vips = new Map(current.vips);
+    this.vips = (current.vips instanceof CowMap ? current.vips : CowMap.from(current.vips)).edit();
     this.deferred = new Set(current.deferred);
     this.entries = { ...current.entries };
     this.peak = { ...current.entries };
@@ -265,7 +266,7 @@ class PlanBuilder {
         backends,
         svcIds: this.svcIds.done(),
         svcQuarantine,
-        vips: this.vips,
+        vips: this.vips.done(),
         deferred: this.deferred,
         entries: this.entries,
       },
