@@ -154,6 +154,12 @@ static __always_inline int sctp_port_csum_update(struct __sk_buff *skb, __u32 l4
 		return -1;
 	if (bpf_skb_load_bytes(skb, l4_off + SY_SCTP_CSUM_OFF, &raw, sizeof(raw)) < 0)
 		return -1;
+	/* Zero: the CRC is still to be computed (Linux leaves the field 0 when
+	 * a device offloads it, CHECKSUM_PARTIAL + csum_not_inet, and its
+	 * software fallback skb_crc32c_csum_help() sums the field as it is).
+	 * A delta stored here would end up in that CRC: leave it. */
+	if (raw == 0)
+		return 0;
 	delta = sy_crc32c_shift(sy_crc32c_lin16(old_port ^ new_port), after);
 	raw ^= sy_le32_to_cpu(delta);
 	if (bpf_skb_store_bytes(skb, l4_off + SY_SCTP_CSUM_OFF, &raw, sizeof(raw),

@@ -1,7 +1,7 @@
 // End to end, SCTP (issue 7, item 8): associations through a ClusterIP from a
-// pod (backend on the same node and on the other node) and (with
-// SY_SCTP_NODEPORT=1, see below) through a NodePort from the external client
-// (policy Cluster: masqueraded, backend on the other node), IPv4 and IPv6,
+// pod (backend on the same node and on the other node) and through a
+// NodePort from the external client (policy Cluster: masqueraded, backend
+// on the other node), IPv4 and IPv6,
 // on the real-node rig. The port changes on the way (80 -> 9999, NodePort
 // 30099 -> 9999), so the program must fix the CRC32c:
 // a wrong checksum is dropped by the receiver and the association never
@@ -74,12 +74,6 @@ describe.skipIf(skip)('SCTP through a daemon per node', () => {
       });
     }
 
-    // Known to fail on 5.10 (the only kernel it has run on): the association
-    // never comes up although node 1 translates both ways (CT_NEW and RNAT
-    // count). Unfinished (issue 7 stays open): registered only with
-    // SY_SCTP_NODEPORT=1, out of CI's path, e.g.
-    //   SY_SCTP_NODEPORT=1 npm run test:kernels -- --kernels 5.10 --files test/privileged/northsouth.sctp.test.ts
-    if (process.env['SY_SCTP_NODEPORT'] !== '1') continue;
     test(`${f}: ext -> NodePort on node 1 -> backend on node 2, masqueraded`, async ({ cluster: c, pins }) => {
       const node = c.node(1);
       const ip = f === 'IPv4' ? node.addr : node.addr6;
