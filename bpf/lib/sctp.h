@@ -26,7 +26,8 @@
  * Ethernet frame carrying one is never padded); GSO packets are not
  * supported (their CRC is computed per segment later anyway). An skb whose
  * CRC is still to be computed by offload (CHECKSUM_PARTIAL, csum_not_inet)
- * gets it computed over the final bytes, so the update is harmless there.
+ * carries 0 in the field, and the kernel's software fallback sums the field
+ * as it is: such a packet is left alone (a real CRC of 0 is 1 in 2^32).
  */
 #ifndef SY_LIB_SCTP_H
 #define SY_LIB_SCTP_H
