@@ -26,6 +26,7 @@ import type { Proto, RequestResult } from '../../src/rig/protocol.ts';
 import { findLog, Manifests, PinRoot, SWITCHYARD } from '../../src/rig/switchyard.ts';
 import { scaled } from '../../src/rig/timing.ts';
 import type { ControlOp } from '../fake-apiserver/main.ts';
+import { STAT_NAMES } from '../support/bpf-harness.ts';
 
 export * from '../../src/rig/switchyard.ts';
 export { scaled, TIME_SCALE } from '../../src/rig/timing.ts';
@@ -359,25 +360,8 @@ export async function untilProgrammed(daemons: readonly RigProcess[]): Promise<v
   );
 }
 
-/** sy_stats_v2 indexes (bpf/include/sy_maps.h). */
-const STATS_V2 = [
-  'SVC_HIT',
-  'CT_NEW',
-  'REJECT',
-  'DROP_NO_LOCAL',
-  'DROP_SRC_RANGE',
-  'DROP_NO_PORT',
-  'RNAT',
-  'SNAT_FAIL',
-  'CT_FULL',
-  'CT_RESTORE',
-  'ICMP_XLATE',
-  'FRAG',
-  'FRAG_DROP',
-  'FIB_FAIL',
-  'RETRY',
-  'TCP_REOPEN',
-];
+/** sy_stats_v2 names in index order (bpf/include/sy_maps.h), shared with the packet harness. */
+const STATS_V2 = STAT_NAMES;
 const STATS_V1 = ['SVC_HIT', 'CT_NEW', 'NO_BACKEND', 'RNAT', 'SNAT_FAIL'];
 
 function u64le(bytes: readonly string[]): number {

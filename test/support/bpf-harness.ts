@@ -45,8 +45,8 @@ export const TC_ACT_REDIRECT = 7;
 export type ProgramName = 'sy_from_pod' | 'sy_to_pod' | 'sy_from_net' | 'sy_to_net';
 export const PROGRAMS: readonly ProgramName[] = ['sy_from_pod', 'sy_to_pod', 'sy_from_net', 'sy_to_net'];
 
-/** The SY_STAT_* counters of sy_maps.h, by name (without the prefix). */
-const STAT_NAMES = [
+/** The SY_STAT_* counters of sy_maps.h, by name (without the prefix), in index order. */
+export const STAT_NAMES = [
   'SVC_HIT',
   'CT_NEW',
   'REJECT',
