@@ -6,9 +6,12 @@
 // during bpf_object__load). Load runs on a worker thread; a failure's message
 // carries the tail of libbpf's log, which holds the verifier's log.
 // NativeObject owns the bpf_object: the map and program fds it lists are valid
-// until close() (pins stay). progIdFromFd lives here as it reads program info.
+// until close() (pins stay). progIdFromFd and progInfo live here as they read
+// program info.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+
+#include <unistd.h>
 
 #include <cerrno>
 #include <string>
@@ -193,12 +196,37 @@ Napi::Value ProgIdFromFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), prog.id);
 }
 
+// progInfo(id) => {id, name, type}: a loaded program by id (what tcQuery
+// reports is attached), as `bpftool prog show id N` names it. The name is the
+// kernel's (BPF_OBJ_NAME_LEN: 15 characters). ENOENT: no such program (it
+// was unloaded); EPERM without CAP_SYS_ADMIN (bpf_prog_get_fd_by_id).
+Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = ArgU32(info, 0, "id");
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) throw SysError(errno, "bpf_prog_get_fd_by_id", "program id " + std::to_string(id));
+  bpf_prog_info prog{};
+  try {
+    ReadInfoByFd(fd, &prog, sizeof prog, "program id " + std::to_string(id));
+  } catch (...) {
+    close(fd);
+    throw;
+  }
+  close(fd);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("id", prog.id);
+  out.Set("name", prog.name);
+  out.Set("type", prog.type);
+  return out;
+}
+
 }  // namespace
 
 void InitObject(Napi::Env env, Napi::Object exports) {
   env.GetInstanceData<AddonData>()->native_object = Napi::Persistent(NativeObject::Define(env));
   exports.Set("openObject", Napi::Function::New(env, OpenObject, "openObject"));
   exports.Set("progIdFromFd", Napi::Function::New(env, Guarded<ProgIdFromFd>, "progIdFromFd"));
+  exports.Set("progInfo", Napi::Function::New(env, Guarded<ProgInfo>, "progInfo"));
 }
 
 }  // namespace sy

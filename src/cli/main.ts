@@ -1,5 +1,5 @@
 // The commands: builds each from its flags by passing dependencies in; no
-// module-level state. Commands: run, cleanup, demo, help.
+// module-level state. Commands: run, cleanup, status, demo, help.
 
 import { runConfig, run } from './run.ts';
 import {
@@ -17,6 +17,7 @@ import { writeFileSync, readFileSync } from 'node:fs';
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 import { cleanup } from './cleanup.ts';
 import { demo } from './demo.ts';
+import { status, STATUS_FLAGS } from './status.ts';
 import { loadBinding } from '../native/binding.ts';
 import { SwitchyardError } from '../util/errors.ts';
 import { createLogger } from '../util/log.ts';
@@ -64,6 +65,17 @@ const COMMANDS: Record<string, Command> = {
       cleanup(loadBinding(), typeof pinPath === 'string' ? pinPath : DEFAULT_PIN_PATH, createLogger('cleanup'));
       return 0;
     },
+  },
+  status: {
+    summary:
+      'Print what is programmed, read back from the kernel (pinned maps, tc programs), daemon running or not. Exits 3 when nothing is pinned, 4 for layout 1 maps only.',
+    flags: STATUS_FLAGS,
+    main: (argv) =>
+      status(argv, {
+        native: loadBinding(),
+        out: (t) => process.stdout.write(t),
+        err: (t) => process.stderr.write(t),
+      }),
   },
   demo: {
     summary: 'Build a two-node cluster out of network namespaces, send traffic through a ClusterIP Service, report, tear down.',

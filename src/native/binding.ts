@@ -37,6 +37,12 @@ export interface NativeObject {
   close(): void;
 }
 
+export interface NativeProgramInfo {
+  id: number;
+  name: string;
+  type: number; // enum bpf_prog_type
+}
+
 export interface NativeMapInfo {
   id: number;
   name: string;
@@ -99,6 +105,9 @@ export interface NativeBinding {
   // False when nothing was pinned there; EINVAL for a path outside a bpffs.
   unpin(path: string): boolean;
   progIdFromFd(fd: number): number;
+  // A loaded program by id (tcQuery's progId): its kernel name (15 characters
+  // at most) and type. ENOENT bpf_prog_get_fd_by_id when there is none.
+  progInfo(id: number): NativeProgramInfo;
 
   mapUpdate(fd: number, keys: Uint8Array, values: Uint8Array, keySize: number, valueSize: number, flags?: number): Promise<void>;
   mapDelete(fd: number, keys: Uint8Array, keySize: number): Promise<void>; // absent keys are not an error
@@ -140,6 +149,7 @@ const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'ensureBpffs',
   'unpin',
   'progIdFromFd',
+  'progInfo',
   'mapUpdate',
   'mapDelete',
   'mapLookup',

@@ -23,6 +23,7 @@ export type {
   NativeBinding,
   NativeMapDesc,
   NativeProgramDesc,
+  NativeProgramInfo,
   TcAttachOptions,
   TcAttachResult,
   TcDirection,

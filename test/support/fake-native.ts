@@ -33,6 +33,9 @@
 //   id); close() closes the fds, pins stay, attached programs stay attached.
 // - bpffs (bpffs.cc): ensureBpffs mounts unless the path is inside a bpffs;
 //   bpf_obj_get ENOENT on no pin, EACCES on a directory.
+// - programs: progInfo of an id never loaded ENOENT bpf_prog_get_fd_by_id
+//   (by hand; the fake keeps every program: the kernel frees one that no fd
+//   or hook holds).
 // - fds: lowest free number reused; a closed fd EBADF (bpf_obj_get_info_by_fd
 //   for map calls, close for closeFd); progIdFromFd of a map fd gives the
 //   map's id (by hand: the kernel fills in whatever object the fd is).
@@ -71,6 +74,7 @@ import type {
   NativeMapInfo,
   NativeObject,
   NativeProgramDesc,
+  NativeProgramInfo,
   TcAttachOptions,
   TcAttachResult,
   TcDirection,
@@ -398,6 +402,14 @@ export class FakeNativeBinding implements NativeBinding {
     const e = this.#fds.get(fd);
     if (e === undefined || e.kind === 'lock') throw sysError('EBADF', 'bpf_obj_get_info_by_fd', `program fd ${fd}`);
     return e.kind === 'prog' ? e.prog.id : e.map.id;
+  }
+
+  /** A program ever loaded here (the fake never unloads one), else ENOENT as the kernel's bpf_prog_get_fd_by_id. */
+  progInfo(id: number): NativeProgramInfo {
+    argU32(id, 'id');
+    const name = this.#progNames.get(id);
+    if (name === undefined) throw sysError('ENOENT', 'bpf_prog_get_fd_by_id', `program id ${id}`);
+    return { id, name, type: BPF_PROG_TYPE_SCHED_CLS };
   }
 
   /**

@@ -73,6 +73,37 @@ export const PROGRAMS = {
   toNet: 'sy_to_net',
 } as const;
 
+/** The programs of each kind of interface, [ingress, egress]: the node interface ('net') and pod interfaces ('pod'). */
+export const ROLE_PROGRAMS = {
+  net: [PROGRAMS.fromNet, PROGRAMS.toNet],
+  pod: [PROGRAMS.fromPod, PROGRAMS.toPod],
+} as const;
+
+/** The role whose programs include `program` (a kernel program name), or null: not one of layout 2's. */
+export function roleOfProgram(program: string): keyof typeof ROLE_PROGRAMS | null {
+  for (const role of ['net', 'pod'] as const) if ((ROLE_PROGRAMS[role] as readonly string[]).includes(program)) return role;
+  return null;
+}
+
+/** One map's fill, as metrics and `switchyard status` report it. */
+export interface MapUsage {
+  /** The pinned name (MAPS[x].name). */
+  readonly map: string;
+  readonly entries: number;
+  /** max_entries as loaded (or pinned). */
+  readonly capacity: number;
+}
+
+/**
+ * The fill of the maps the control plane writes: the entries a
+ * ProgrammedState counts (the daemon's after each apply, or adopt's from a
+ * dump of the pinned maps) against each map's max_entries. The one code
+ * path behind mapUsage() (metrics) and `switchyard status`.
+ */
+export function programmedMapUsage(entries: ProgrammedState['entries'], capacity: (pinnedName: string) => number): MapUsage[] {
+  return PROGRAMMED_MAPS.map((m) => ({ map: MAPS[m].name, entries: entries[m], capacity: capacity(MAPS[m].name) }));
+}
+
 /** kube-proxy's --detect-local-mode with what each mode needs. */
 export type LocalDetector =
   | { readonly mode: 'ClusterCIDR'; readonly cidrs: readonly string[] }
@@ -292,11 +323,11 @@ export class BpfDataplane implements Dataplane {
    * (conntrack, fragments) are not counted here: that would need a dump
    * per scrape. Empty before start().
    */
-  mapUsage(): { map: string; entries: number; capacity: number }[] {
+  mapUsage(): MapUsage[] {
     const obj = this.#obj;
     const programmed = this.#programmed;
     if (obj === null || programmed === null) return [];
-    return PROGRAMMED_MAPS.map((m) => ({ map: MAPS[m].name, entries: programmed.entries[m], capacity: obj.map(MAPS[m].name).maxEntries }));
+    return programmedMapUsage(programmed.entries, (name) => obj.map(name).maxEntries);
   }
 
   /** Metrics: the tc attachments this daemon made (attached) or last failed to make (not attached), per interface and direction. */
@@ -305,7 +336,7 @@ export class BpfDataplane implements Dataplane {
     const add = (tag: string, attached: boolean): void => {
       const cut = tag.lastIndexOf(' ');
       const [name, role] = [tag.slice(0, cut), tag.slice(cut + 1)];
-      const [ingress, egress] = role === 'net' ? [PROGRAMS.fromNet, PROGRAMS.toNet] : [PROGRAMS.fromPod, PROGRAMS.toPod];
+      const [ingress, egress] = ROLE_PROGRAMS[role === 'net' ? 'net' : 'pod'];
       out.push({ program: ingress, attachPoint: name, hook: 'ingress', attached }, { program: egress, attachPoint: name, hook: 'egress', attached });
     };
     for (const tag of this.#attached.values()) add(tag, true);
