@@ -10,7 +10,6 @@
 // program info.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-
 #include <unistd.h>
 
 #include <cerrno>

@@ -56,7 +56,8 @@ export function formatStatusJson(s: DataplaneStatus): string {
 /** The tables a person reads: frontends with their backends, map fill, tc programs, notes. */
 export function formatStatusText(s: DataplaneStatus): string {
   const out: string[] = [];
-  const daemon = s.daemonPids.length > 0 ? `daemon pid ${s.daemonPids.join(', ')} holds them` : 'no daemon holds them (none running, or in another PID namespace)';
+  const daemon =
+    s.daemonPids.length > 0 ? `daemon pid ${s.daemonPids.join(', ')} holds them` : 'no daemon holds them (none running, or in another PID namespace)';
   out.push(`${s.dataplane} dataplane, layout ${s.layout}, maps pinned in ${s.source}; ${daemon}`, '');
   out.push(...frontendLines(s.frontends), '');
   out.push(
@@ -79,7 +80,9 @@ function frontendLines(frontends: readonly FrontendStatus[]): string[] {
   const rows: Row[] = [];
   const backendRows = (sc: ScopeStatus): void => {
     for (const b of sc.backends) {
-      const tags = [b.local === true ? 'local' : '', b.weight !== null ? `weight=${b.weight}` : '', b.terminating === true ? 'terminating' : ''].filter((t) => t !== '');
+      const tags = [b.local === true ? 'local' : '', b.weight !== null ? `weight=${b.weight}` : '', b.terminating === true ? 'terminating' : ''].filter(
+        (t) => t !== '',
+      );
       rows.push(['', `  -> ${hostPort(b.address, b.port)}`, '', '', '', tags.join(' '), ...(withCounters ? counterCells(b.counters) : [])]);
     }
   };
@@ -96,7 +99,9 @@ function frontendLines(frontends: readonly FrontendStatus[]): string[] {
     backendRows(f.internal);
     if (!f.sharedScope) {
       const e = f.external;
-      rows.push(`       external clients: ${e.action}${e.masquerade ? ', masquerade' : ''}, ${e.backends.length} ${e.backends.length === 1 ? 'backend' : 'backends'}`);
+      rows.push(
+        `       external clients: ${e.action}${e.masquerade ? ', masquerade' : ''}, ${e.backends.length} ${e.backends.length === 1 ? 'backend' : 'backends'}`,
+      );
       backendRows(e);
     }
     for (const p of f.problems) rows.push(`       ! ${p}`);

@@ -87,7 +87,8 @@ export async function readPinnedStatus(o: PinnedStatusOptions): Promise<PinnedRe
     const missing = (Object.keys(MAPS) as MapName[]).filter((m) => !maps.has(m)).map((m) => MAPS[m].name);
     if (missing.length > 0) notes.push(`not pinned: ${missing.join(', ')} (read as empty)`);
     const v1 = V1_MAPS.filter((name) => isPinned(o.native, `${o.pinPath}/${name}`));
-    if (v1.length > 0) notes.push(`layout 1 maps are still pinned (${v1.join(', ')}): the upgrade to layout 2 has not finished; the daemon completes it after its first sync`);
+    if (v1.length > 0)
+      notes.push(`layout 1 maps are still pinned (${v1.join(', ')}): the upgrade to layout 2 has not finished; the daemon completes it after its first sync`);
     const attachments = readAttachments(o.native, o.links);
     for (const a of attachments) {
       if (a.program === null || roleOfProgram(a.program) !== null) continue;
@@ -283,7 +284,8 @@ function scopeBackends(sc: ProgrammedScope, fam: FamilyBackends, svc: Programmed
   sc.backendIds.forEach((id, i) => {
     const b = id === 0 ? undefined : fam.byId.get(id);
     if (id === 0) problem(`slot ${i + 1} is missing`);
-    else if (b === undefined) problem(`slot ${i + 1} names backend id ${id}, which ${svc.family === 'IPv4' ? MAPS.backend4.name : MAPS.backend6.name} does not hold`);
+    else if (b === undefined)
+      problem(`slot ${i + 1} names backend id ${id}, which ${svc.family === 'IPv4' ? MAPS.backend4.name : MAPS.backend6.name} does not hold`);
     if (b === undefined) return;
     out.push({
       address: b.backend.addr,
