@@ -1,7 +1,9 @@
 // The commands: builds each from its flags by passing dependencies in; no
-// module-level state. Commands: run, cleanup, status, demo, help.
+// module-level state. Commands: run, cleanup, status, demo, help. `run` and
+// `demo` are imported when they run: their dependencies (the API client,
+// metrics, the rig) take seconds to load, which the one-shot commands
+// (`status`, `cleanup`, `--help`) need not pay.
 
-import { runConfig, run } from './run.ts';
 import {
   loadConfig,
   ConfigError,
@@ -16,7 +18,6 @@ import { writeFileSync, readFileSync } from 'node:fs';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 import { cleanup } from './cleanup.ts';
-import { demo } from './demo.ts';
 import { status, STATUS_FLAGS } from './status.ts';
 import { loadBinding } from '../native/binding.ts';
 import { SwitchyardError } from '../util/errors.ts';
@@ -54,6 +55,7 @@ const COMMANDS: Record<string, Command> = {
         cleanup(loadBinding(), config.switchyard.bpf.pinPath, createLogger('cleanup'));
         return 0;
       }
+      const { run, runConfig } = await import('./run.ts');
       return run(runConfig(config), stop);
     },
   },
@@ -82,6 +84,7 @@ const COMMANDS: Record<string, Command> = {
     flags: [],
     main: async (argv) => {
       parseCommandFlags(argv, [], 'demo');
+      const { demo } = await import('./demo.ts');
       return demo();
     },
   },
