@@ -24,11 +24,12 @@ const encodeBackends = (bs: ReadonlyArray<{ addr: string; port: number; proto: '
 import { DataplaneError } from '../../src/dataplane/types.ts';
 import type { LinkSource } from '../../src/host/links.ts';
 import type { ProxySnapshot } from '../../src/model/types.ts';
-import { loadBinding, type NativeBinding } from '../../src/native/index.ts';
+import { loadBinding, type NativeBinding, type NativeError } from '../../src/native/index.ts';
 import { nullLogger } from '../../src/util/log.ts';
 import { resolveFrontends } from '../support/fake-maps.ts';
 import { FakeNativeBinding, switchyardObject } from '../support/fake-native.ts';
 import { dumpPinned } from '../support/pinned-dump.ts';
+import { thrownBy } from '../support/thrown.ts';
 import { BPF_OBJECT, needs, REPO } from '../support/requirements.ts';
 import { servicePort, snapshot } from '../support/snapshots.ts';
 import { SCENARIO_LINK, type Step, tcScenario } from '../support/tc-scenario.ts';
@@ -100,7 +101,9 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
       try {
         return {
           maps: obj.maps().map(({ fd, ...m }) => ({ ...m, info: (({ id, ...i }) => i)(native.mapInfo(fd)) })),
-          programs: obj.programs().map(({ fd, ...p }) => p),
+          // progInfo by the id of each program: its kernel name and type (what status prints).
+          programs: obj.programs().map(({ fd, ...p }) => ({ ...p, info: (({ id, ...i }) => i)(native.progInfo(native.progIdFromFd(fd))) })),
+          unknownProgram: (({ code, syscall }) => ({ code, syscall }))(thrownBy(() => native.progInfo(0x7ffffff0), Error) as NativeError),
           pins: [] as string[],
         };
       } finally {
