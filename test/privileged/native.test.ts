@@ -120,6 +120,11 @@ describe.skipIf(skip)('native addon (privileged)', () => {
     const prog = obj.program('sy_fixture_pass');
     expect(prog.type).toBe(BPF_PROG_TYPE_SCHED_CLS);
     expect(native.progIdFromFd(prog.fd)).toBeGreaterThan(0);
+    expect(native.progInfo(native.progIdFromFd(prog.fd)), 'progInfo by id: the kernel name and type').toStrictEqual({
+      id: native.progIdFromFd(prog.fd),
+      name: 'sy_fixture_pass',
+      type: BPF_PROG_TYPE_SCHED_CLS,
+    });
     expect(() => obj?.map('nope')).toThrow(/has no map nope \(maps: .*sy_fixture_hash/);
   });
 

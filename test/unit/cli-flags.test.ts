@@ -70,6 +70,17 @@ test('cleanup and demo --help list their flags in the one help format', () => {
   expect(demo.stdout).not.toContain('Flags:');
 });
 
+test('status --help lists --bpf-pin-path and --json; a bad --json value exits 2 naming it', () => {
+  const help = sy('status', '--help');
+  expect(help.status).toBe(0);
+  expect(help.stdout).toMatch(/^Usage: switchyard status \[flags\]\n/);
+  expect(help.stdout).toContain(`    --bpf-pin-path=DIR\n          The pin directory \`run\` uses. (default ${DEFAULT_PIN_PATH})`);
+  expect(help.stdout).toContain('    --json\n');
+  const bad = sy('status', '--json=maybe');
+  expect(bad.status).toBe(2);
+  expect(bad.stderr).toMatch(/^switchyard status: --json: "maybe": /);
+});
+
 test("a command's bad flag exits 2 naming it, before anything runs", () => {
   const r = sy('cleanup', '--bpf-pin-path');
   expect(r.status).toBe(2);
