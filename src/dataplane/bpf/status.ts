@@ -12,7 +12,7 @@
 // reported as it is.
 
 import type { Link } from '../../host/links.ts';
-import { BpfMap, isNativeError, isNotExist, type MapRecord, type NativeBinding } from '../../native/index.ts';
+import { BpfMap, isNativeError, isNotExist, isPermissionDenied, type MapRecord, type NativeBinding } from '../../native/index.ts';
 import { canonicalIP } from '../../util/ip.ts';
 import {
   type AttachmentStatus,
@@ -125,6 +125,8 @@ function openPinnedMaps(native: NativeBinding, pinPath: string): Map<MapName, Bp
         out.set(m, BpfMap.openPinned(path, native));
       } catch (err) {
         if (isNotExist(err)) continue;
+        if (isPermissionDenied(err))
+          throw new DataplaneError('ERR_SY_DATAPLANE_KERNEL', 'bpf', `open pinned ${path}`, `${err.message} (run as root)`, { cause: err });
         throw isNativeError(err) ? DataplaneError.kernel('bpf', `open pinned ${path}`, err) : err;
       }
     }
@@ -180,8 +182,12 @@ async function readOnce(maps: ReadonlyMap<MapName, BpfMap>, o: PinnedStatusOptio
   const affinity = affinityTimeouts(dumps);
   const frontends = statusFrontends(adopted.state, { nodeAddresses: nodeAddressSet(o.nodeAddresses, config), affinity });
   const capacity = (name: string): number => [...maps.values()].find((m) => m.name === name)?.maxEntries ?? 0;
-  const tables: TableUsage[] = programmedMapUsage(adopted.state.entries, capacity).map((u) => ({ name: u.map, entries: u.entries, capacity: u.capacity }));
-  for (const m of DATAPATH_MAPS) tables.push({ name: MAPS[m].name, entries: (await dump(m)).length, capacity: capacity(MAPS[m].name) });
+  // Maps that are not pinned have no fill (a note names them).
+  const pinned = new Set([...maps.values()].map((m) => m.name));
+  const tables: TableUsage[] = programmedMapUsage(adopted.state.entries, capacity)
+    .filter((u) => pinned.has(u.map))
+    .map((u) => ({ name: u.map, entries: u.entries, capacity: u.capacity }));
+  for (const m of DATAPATH_MAPS) if (maps.has(m)) tables.push({ name: MAPS[m].name, entries: (await dump(m)).length, capacity: capacity(MAPS[m].name) });
   const notes: string[] = [];
   const leftover = new Map<string, number>();
   for (const op of adopted.orphans) leftover.set(MAPS[op.map].name, (leftover.get(MAPS[op.map].name) ?? 0) + 1);
