@@ -203,7 +203,10 @@ describe('status read back from the pinned maps', () => {
     fake.pinMap(`${PIN}/${MAPS.svc4.name}`, MAPS.svc4);
     const s = await statusOf(fake);
     expect(s.frontends).toStrictEqual([]);
-    expect(s.tables.map((t) => t.name), 'a map that is not pinned has no fill').toStrictEqual([MAPS.svc4.name]);
+    expect(
+      s.tables.map((t) => t.name),
+      'a map that is not pinned has no fill',
+    ).toStrictEqual([MAPS.svc4.name]);
     expect(s.notes.join('\n')).toMatch(/^not pinned: sy_svc6_v2, sy_backend4_v2, .* \(read as empty\)$/m);
     expect(s.notes.join('\n')).toContain('layout 1 maps are still pinned (sy_svc4_v1, sy_ct4_v1)');
   });
