@@ -58,7 +58,8 @@ export function formatStatusText(s: DataplaneStatus): string {
   const out: string[] = [];
   const daemon =
     s.daemonPids.length > 0 ? `daemon pid ${s.daemonPids.join(', ')} holds them` : 'no daemon holds them (none running, or in another PID namespace)';
-  out.push(`${s.dataplane} dataplane, layout ${s.layout}, maps pinned in ${s.source}; ${daemon}`, '');
+  const where = s.dataplane === 'bpf' ? `maps pinned in ${s.source}` : `read from ${s.source}`;
+  out.push(`${s.dataplane} dataplane, layout ${s.layout}, ${where}; ${daemon}`, '');
   out.push(...frontendLines(s.frontends), '');
   out.push(
     ...table(

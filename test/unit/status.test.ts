@@ -212,6 +212,50 @@ describe('status read back from the pinned maps', () => {
   });
 });
 
+describe('the tables', () => {
+  const backend = { address: '10.244.1.5', port: 8080, local: true, weight: 2, terminating: true, counters: { packets: 7, bytes: 700, connections: 1 } };
+  const scope = { action: 'DNAT', masquerade: false, backends: [backend] } as const;
+  const model: DataplaneStatus = {
+    schema: 'switchyard.status/v1',
+    dataplane: 'ipvs',
+    source: 'ipvs',
+    layout: 1,
+    daemonPids: [42],
+    frontends: [
+      {
+        family: 'IPv4',
+        address: '10.96.0.10',
+        port: 80,
+        protocol: 'TCP',
+        kind: 'ClusterIP',
+        id: null,
+        internal: scope,
+        external: scope,
+        sharedScope: true,
+        externalTrafficPolicy: null,
+        sourceRanges: [],
+        affinity: { timeoutSeconds: 10800 },
+        counters: { packets: 12, bytes: 3400, connections: 3 },
+        problems: [],
+      },
+    ],
+    tables: [],
+    attachments: [],
+    notes: [],
+  };
+
+  test('counters, weights, terminating backends and affinity (another dataplane, or counters later) get their columns and flags', () => {
+    expect(formatStatusText(model).split('\n').slice(0, 6)).toStrictEqual([
+      'ipvs dataplane, layout 1, read from ipvs; daemon pid 42 holds them',
+      '',
+      'Frontends (1):',
+      'PROTO  FRONTEND              KIND       ACTION  BACKENDS  FLAGS                       PACKETS  BYTES  CONNS',
+      'TCP    10.96.0.10:80         ClusterIP  DNAT           1  affinity=10800s                  12   3400      3',
+      '         -> 10.244.1.5:8080                               local weight=2 terminating        7    700      1',
+    ]);
+  });
+});
+
 describe('the status command', () => {
   const run = async (fake: FakeNativeBinding, ...argv: string[]) => {
     const out: string[] = [];
