@@ -32,7 +32,7 @@
 
 import { cidrContains, familyOf, parseCidr, parseIP } from '../util/ip.ts';
 import { completeServicePort } from './selection.ts';
-import type { CompleteServicePortInfo, EndpointInfo, IPFamily, Protocol, ServicePortInfo, ServicePortSpec } from './types.ts';
+import type { CompleteServicePortInfo, EndpointInfo, IPFamily, Protocol, ServicePortSpec } from './types.ts';
 
 export type FrontendKind = 'clusterIP' | 'nodePort' | 'externalIP' | 'loadBalancer';
 

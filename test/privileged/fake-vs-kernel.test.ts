@@ -25,7 +25,6 @@ import { DataplaneError } from '../../src/dataplane/types.ts';
 import type { LinkSource } from '../../src/host/links.ts';
 import type { ProxySnapshot } from '../../src/model/types.ts';
 import { loadBinding, type NativeBinding, type NativeError } from '../../src/native/index.ts';
-import { nullLogger } from '../../src/util/log.ts';
 import { resolveFrontends } from '../support/fake-maps.ts';
 import { FakeNativeBinding, switchyardObject } from '../support/fake-native.ts';
 import { dumpPinned } from '../support/pinned-dump.ts';

@@ -13,7 +13,7 @@ import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
 import { type CompileOptions, compile, compileChanged, compileOptions } from '../../src/dataplane/bpf/compile.ts';
 import { diff, formatOp, formatPlan, planOps } from '../../src/dataplane/bpf/diff.ts';
 import { checkConsistent, FakeMapStore, storeDumps } from '../support/fake-maps.ts';
-import { decodeEntries, MAPS, type MapName, type Op, svcValueCodec } from '../../src/dataplane/bpf/layout.ts';
+import { decodeEntries, MAPS, type MapName, type Op } from '../../src/dataplane/bpf/layout.ts';
 import { emptyProgrammedState, FAMILIES, ID_QUARANTINE_MS, l4Key } from '../../src/dataplane/bpf/state.ts';
 import { CowMap } from '../../src/util/cow.ts';
 import { programmedToPlain } from '../support/plain-state.ts';
