@@ -53,8 +53,8 @@ constexpr size_t kRecvBuffer = 64 << 10;
 struct LinkEvent {
   enum Kind { kNew, kDel, kOverrun } kind;
   int ifindex = 0;
-  unsigned flags = 0;    // IFF_*
-  int operstate = -1;    // IF_OPER_*; -1 when the message had none
+  unsigned flags = 0;  // IFF_*
+  int operstate = -1;  // IF_OPER_*; -1 when the message had none
   std::string name;
 };
 
