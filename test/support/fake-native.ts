@@ -46,6 +46,14 @@
 //   hook (not compared: a deleted netdev takes its qdiscs along). Argument
 //   errors are TypeErrors with the addon's messages.
 // - interfaces: if_nametoindex ENODEV, if_indextoname ENXIO.
+// - link events (links.cc, by hand: test/privileged/links.test.ts shows the
+//   kernel's): addLink/removeLink reach every open linkWatch() as new/del
+//   with name and ifindex (a new veth end: down, no carrier, operstate
+//   down), batched and delivered on a later turn of the event loop;
+//   overrunLinkWatches() drops what was not delivered for an overrun event,
+//   breakLinkWatches() ends each watch with an error event (recvmsg), and
+//   refuseLinkWatch() makes linkWatch() throw (socket). Argument errors are
+//   the addon's TypeErrors.
 // - the pin directory lock (lock.cc): lockDir of a directory that does not
 //   exist ENOENT open, of a pin ENOTDIR open; held by another fd EAGAIN
 //   (EWOULDBLOCK) flock; closeFd releases it. lockHolders: this process's pid
