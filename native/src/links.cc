@@ -103,7 +103,7 @@ void Decode(const uint8_t* buf, size_t len, std::vector<LinkEvent>* out) {
 // first stops the reader, and nothing is freed while still in use.
 class Watch {
  public:
-  Watch(int rcvbuf) {
+  explicit Watch(int rcvbuf) {
     sock_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     if (sock_ < 0) throw SysError(errno, "socket", "rtnetlink (NETLINK_ROUTE)");
     if (setsockopt(sock_, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0 &&
