@@ -1,9 +1,11 @@
 # Multi-stage build: the BPF object and the native addon are built in a
 # Debian bookworm image with the same toolchain as scripts/setup.sh, then
-# copied onto a Node 24 runtime image with only what the daemon uses: the
+# copied onto a Node 24 runtime image with only what its commands use: the
 # addon's shared library (libbpf1, which brings libelf and zlib), iproute2
-# (`ip monitor link` follows pod interfaces), and bpftool for an operator debugging the
-# node (`kubectl exec ... -- bpftool map dump pinned /sys/fs/bpf/switchyard/...`).
+# (`switchyard demo` builds its namespaces with `ip`; the daemon runs no
+# `ip`: pod interfaces come from the addon's link events), and bpftool for an
+# operator debugging the node
+# (`kubectl exec ... -- bpftool map dump pinned /sys/fs/bpf/switchyard/...`).
 # .dockerignore keeps the build context to the files copied below.
 FROM node:24-bookworm-slim AS build
 RUN apt-get update \

@@ -31,10 +31,17 @@ const REPO = resolve(import.meta.dirname, '..', '..');
 const VITEST = 'vitest run --configLoader native --project privileged';
 /**
  * The dataplane's end-to-end tests on each kernel: the addon against the
- * kernel, ClusterIP traffic, the real-node regression (item 0 of issue 7),
+ * kernel (maps and tc, link events), ClusterIP traffic, the real-node regression (item 0 of issue 7),
  * north-south traffic on both families, and SCTP (the VMs have it).
  */
-const DEFAULT_COMMAND = `${VITEST} ${['native.test.ts', 'clusterip.test.ts', 'realnode.test.ts', 'northsouth.test.ts', 'northsouth.sctp.test.ts']
+const DEFAULT_COMMAND = `${VITEST} ${[
+  'native.test.ts',
+  'links.test.ts',
+  'clusterip.test.ts',
+  'realnode.test.ts',
+  'northsouth.test.ts',
+  'northsouth.sctp.test.ts',
+]
   .map((f) => `test/privileged/${f}`)
   .join(' ')}`;
 /** --all: every privileged test (~25 min per kernel under TCG on 2 cores). */

@@ -69,6 +69,13 @@ interface RunConfig {
 /** The bounded wait for the API server at start; the kubelet restarts the pod after it (with backoff). */
 export const API_WAIT_MS = 30_000;
 
+/**
+ * How often the links are relisted whatever the link events say. Events
+ * (and a relist when the kernel reports it dropped some) attach new pod
+ * interfaces at once; this only bounds how long a lost one could go unseen.
+ */
+export const LINK_RESCAN_MS = 10_000;
+
 /** kube-proxy's conntrack sizing (max(maxPerCore x CPUs, min); maxPerCore 0: leave it) as BPF CT entries: two per flow. */
 export function conntrackEntries(maxPerCore: number, min: number, cpus: number): number | null {
   if (maxPerCore <= 0) return null;
@@ -263,8 +270,9 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   try {
     // Both families: the v2 dataplane programs IPv6 frontends and backends too.
     const builder = new SnapshotBuilder({ cache, nodeName: cfg.nodeName, endpointFamilies: PROGRAMMED_FAMILIES });
+    const native = loadBinding();
     dataplane = new BpfDataplane({
-      native: loadBinding(),
+      native,
       log: logger('bpf'),
       objectPath: cfg.objectPath,
       pinPath: cfg.pinPath,
@@ -276,7 +284,7 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
       nodePortAddresses: nodePortCidrs(cfg.nodePortAddresses, node),
       snatPorts: cfg.snatPorts,
       capacities: cfg.capacities,
-      links: hostLinks({ rescanMs: 2000 }),
+      links: hostLinks({ native, rescanMs: LINK_RESCAN_MS, log: logger('links') }),
     });
     metrics.setDataplaneStats(dataplaneStatsOf(dataplane));
     const latency = new ProgrammingLatency({ onSample: (sample) => ops.latency(sample) });

@@ -1,12 +1,14 @@
 // The network interfaces of this namespace: listing them (from /sys/class/net,
 // which `ip netns exec` remounts for the namespace), their IPv4 addresses, and
-// a watcher that reports when links come and go (`ip -o monitor link` events,
-// with a periodic rescan as a safety net); hostLinks() bundles listing and
+// a watcher that reports when links come and go (rtnetlink link events from
+// the native addon, a relist at once when the kernel says events were lost,
+// and a periodic rescan as the safety net); hostLinks() bundles listing and
 // watching as the LinkSource a dataplane is given. No Kubernetes knowledge here.
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { LinkEvent, LinkWatchOptions, NativeBinding, NativeLinkWatch } from '../native/binding.ts';
+import { nullLogger, type Logger } from '../util/log.ts';
 
 export interface Link {
   readonly name: string;
@@ -69,42 +71,91 @@ export function globMatcher(patterns: string): (name: string) => boolean {
 }
 
 export interface LinkWatcherOptions {
+  readonly native: Pick<NativeBinding, 'linkWatch'>;
   readonly onChange: () => void;
+  /** onChange this often whatever the events say: the safety net. */
   readonly rescanMs: number;
-  readonly spawnMonitor?: () => ChildProcess;
+  readonly log?: Logger;
+  /** The event socket's receive buffer (LinkWatchOptions.rcvbuf); the addon's default when absent. */
+  readonly rcvbuf?: number;
 }
 
-/** Calls onChange whenever a link may have appeared or disappeared. */
+/**
+ * Calls onChange whenever a link may have appeared or disappeared: once per
+ * burst of link events (the addon's batches, coalesced until the next turn
+ * of the event loop), at once when events were lost (socket overrun), and
+ * every rescanMs. If the event socket cannot be opened or fails, the rescan
+ * carries on alone and reopens it.
+ */
 export class LinkWatcher {
   #opts: LinkWatcherOptions;
-  #monitor: ChildProcess | null = null;
+  #log: Logger;
+  #watch: NativeLinkWatch | null = null;
   #timer: NodeJS.Timeout | null = null;
+  #pending: NodeJS.Immediate | null = null;
+  #running = false;
+  /** The last failure was logged: log the next one only after a success. */
+  #warned = false;
 
   constructor(opts: LinkWatcherOptions) {
     this.#opts = opts;
+    this.#log = opts.log ?? nullLogger();
   }
 
   start(signal: AbortSignal): void {
-    const spawnMonitor = this.#opts.spawnMonitor ?? (() => spawn('ip', ['-o', 'monitor', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] }));
-    try {
-      this.#monitor = spawnMonitor();
-      this.#monitor.on('error', () => {
-        this.#monitor = null;
-      });
-      this.#monitor.stdout?.on('data', () => this.#opts.onChange());
-    } catch {
-      this.#monitor = null; // the periodic rescan still finds new links
-    }
-    this.#timer = setInterval(() => this.#opts.onChange(), this.#opts.rescanMs);
+    if (this.#running || signal.aborted) return;
+    this.#running = true;
+    this.#open();
+    this.#timer = setInterval(() => {
+      if (this.#watch === null) this.#open();
+      this.#opts.onChange();
+    }, this.#opts.rescanMs);
     this.#timer.unref();
     signal.addEventListener('abort', () => this.stop(), { once: true });
   }
 
   stop(): void {
+    this.#running = false;
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
-    this.#monitor?.kill();
-    this.#monitor = null;
+    if (this.#pending) clearImmediate(this.#pending);
+    this.#pending = null;
+    this.#watch?.close();
+    this.#watch = null;
+  }
+
+  #open(): void {
+    const opts: LinkWatchOptions = { rcvbuf: this.#opts.rcvbuf };
+    try {
+      this.#watch = this.#opts.native.linkWatch((events) => this.#onEvents(events), opts);
+      if (this.#warned) this.#log.info('link events resumed');
+      this.#warned = false;
+    } catch (err) {
+      this.#failed('cannot subscribe to link events', err);
+    }
+  }
+
+  #onEvents(events: readonly LinkEvent[]): void {
+    if (!this.#running) return;
+    for (const e of events) {
+      if (e.type === 'overrun') this.#log.warn('link events were lost (socket buffer overrun): relisting the links');
+      if (e.type === 'error') {
+        this.#watch?.close();
+        this.#watch = null;
+        this.#failed('link events stopped', e.error);
+      }
+    }
+    if (this.#pending === null) {
+      this.#pending = setImmediate(() => {
+        this.#pending = null;
+        this.#opts.onChange();
+      });
+    }
+  }
+
+  #failed(what: string, err: unknown): void {
+    if (!this.#warned) this.#log.warn(`${what}: relisting the links every ${this.#opts.rescanMs}ms instead`, { error: (err as Error).message });
+    this.#warned = true;
   }
 }
 
@@ -115,12 +166,19 @@ export interface LinkSource {
   watch(onChange: () => void, signal: AbortSignal): { stop(): void };
 }
 
+export interface HostLinksOptions {
+  readonly native: Pick<NativeBinding, 'linkWatch'>;
+  readonly rescanMs: number;
+  readonly log?: Logger;
+  readonly sysClassNet?: string;
+}
+
 /** The links of this network namespace: listLinks() and a LinkWatcher. */
-export function hostLinks(opts: { readonly rescanMs: number; readonly sysClassNet?: string }): LinkSource {
+export function hostLinks(opts: HostLinksOptions): LinkSource {
   return {
     list: () => listLinks(opts.sysClassNet),
     watch(onChange, signal) {
-      const watcher = new LinkWatcher({ onChange, rescanMs: opts.rescanMs });
+      const watcher = new LinkWatcher({ native: opts.native, onChange, rescanMs: opts.rescanMs, log: opts.log });
       watcher.start(signal);
       return watcher;
     },

@@ -94,6 +94,36 @@ export interface TestRunResult {
   durationNs: number; // average per run
 }
 
+/** IF_OPER_* (uapi linux/if.h, RFC 2863 ifOperStatus). */
+export type LinkOperState = 'unknown' | 'notpresent' | 'down' | 'lowerlayerdown' | 'testing' | 'dormant' | 'up';
+
+/**
+ * One rtnetlink link event (links.cc). 'new': RTM_NEWLINK, a link appeared
+ * or its name, flags or operstate changed; 'del': RTM_DELLINK, it went (or
+ * left the namespace). 'overrun': the socket's buffer overflowed and events
+ * were lost (relist the links). 'error': reading failed; no events follow.
+ */
+export type LinkEvent =
+  | {
+      type: 'new' | 'del';
+      ifindex: number;
+      name: string; // IFLA_IFNAME ('' if the message had none)
+      up: boolean; // IFF_UP
+      lowerUp: boolean; // IFF_LOWER_UP (carrier)
+      operstate: LinkOperState | null; // IFLA_OPERSTATE, null if absent
+    }
+  | { type: 'overrun' }
+  | { type: 'error'; error: Error };
+
+/** A subscription to link events; close() is idempotent. An unclosed handle stops when collected. */
+export interface NativeLinkWatch {
+  close(): void;
+}
+
+export interface LinkWatchOptions {
+  rcvbuf?: number; // the socket's receive buffer in bytes; default 4 MiB
+}
+
 export interface NativeBinding {
   // Opens and loads an ELF object; LIBBPF_PIN_BY_NAME maps are reused from
   // or pinned in pinRoot, which ensureBpffs() prepares first. maxEntries
@@ -126,6 +156,11 @@ export interface NativeBinding {
 
   ifNameToIndex(name: string): number;
   ifIndexToName(index: number): string;
+
+  // links.cc: rtnetlink link events of the network namespace the process
+  // runs in, delivered in batches (one array per read of the socket) on the
+  // main thread until close(). Does not keep the process alive.
+  linkWatch(onEvents: (events: LinkEvent[]) => void, opts?: LinkWatchOptions): NativeLinkWatch;
 
   // BPF_PROG_TEST_RUN: runs the program once (or `repeat` times) on a copy of
   // data (at least 14 bytes for tc programs); map updates it makes are real.
@@ -164,6 +199,7 @@ const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'tcHookDestroy',
   'ifNameToIndex',
   'ifIndexToName',
+  'linkWatch',
   'progTestRun',
   'lockDir',
   'lockHolders',

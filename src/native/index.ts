@@ -20,7 +20,11 @@ import { SwitchyardError } from '../util/errors.ts';
 
 export { loadBinding, UpdateFlags } from './binding.ts';
 export type {
+  LinkEvent,
+  LinkOperState,
+  LinkWatchOptions,
   NativeBinding,
+  NativeLinkWatch,
   NativeMapDesc,
   NativeProgramDesc,
   NativeProgramInfo,

@@ -17,7 +17,7 @@ import { CommandError, RigProcess, inNetns, run, runSync } from './proc.ts';
 import type { ExecOptions, ExecResult, SpawnOptions } from './proc.ts';
 import { formatEndpoint } from './protocol.ts';
 import type { ClientOutput, PlanOutput, PlanRun, Proto, RequestResult } from './protocol.ts';
-import { planCluster } from './topology.ts';
+import { planCluster, podHostSide, podSide } from './topology.ts';
 import type { ClusterNode, ClusterPlan, Host, Pod } from './topology.ts';
 import { parseSctpClientOutput, sctpHelper } from './sctp.ts';
 import { scaled } from './timing.ts';
@@ -188,6 +188,8 @@ export class Cluster {
   readonly nodes: readonly ClusterNode[];
   #namespaces: ReadonlySet<string>;
   #procs = new Set<RigProcess>();
+  /** Host side of a pod's veth where unplugPod/plugPod changed it (pod name -> interface; '' while unplugged). */
+  #hostIfs = new Map<string, string>();
   #destroying: Promise<void> | undefined;
 
   constructor(plan: ClusterPlan) {
@@ -241,6 +243,41 @@ export class Cluster {
     }
     if (this.#destroying) throw new SwitchyardError('ERR_SY_RIG_DESTROYED', `cluster ${this.prefix} is destroyed`);
     return ns;
+  }
+
+  /** The host side of a pod's veth now (its plan's hostIf unless plugPod renamed it), or null while unplugged. */
+  hostIf(pod: Pod): string | null {
+    const now = this.#hostIfs.get(pod.name) ?? pod.hostIf;
+    return now === '' ? null : now;
+  }
+
+  /**
+   * Takes a pod off its node, as a pod sandbox being torn down: deletes the
+   * host side of its veth (the pod's eth0 goes with it). Its namespace and
+   * processes stay; plugPod() gives it an interface again.
+   */
+  async unplugPod(pod: Pod): Promise<void> {
+    const hostIf = this.hostIf(pod);
+    if (hostIf === null) throw new RangeError(`${pod.name} is unplugged already`);
+    await this.exec(this.nodeOf(pod), ['ip', 'link', 'del', hostIf], { check: true });
+    this.#hostIfs.set(pod.name, '');
+  }
+
+  /**
+   * Gives an unplugged pod a new veth, as a new pod sandbox gets: the host
+   * side, named hostIf, is a new link (a new ifindex) on the pod's node,
+   * configured as at creation (addresses, routes; the node's default
+   * sysctls apply), and the pod's end is eth0 with the pod's addresses.
+   */
+  async plugPod(pod: Pod, hostIf: string): Promise<void> {
+    if (this.hostIf(pod) !== null) throw new RangeError(`${pod.name} has an interface: unplugPod() it first`);
+    const node = this.nodeOf(pod);
+    const batch = async (ns: string, lines: readonly string[]): Promise<void> => {
+      await this.exec(ns, ['ip', '-batch', '-'], { input: lines.map((l) => `${l}\n`).join(''), check: true });
+    };
+    await batch(node.ns, [`link add ${hostIf} type veth peer name eth0 netns ${this.#checkNs(pod.ns)}`, ...podHostSide(node, pod, hostIf)]);
+    this.#hostIfs.set(pod.name, hostIf);
+    await batch(pod.ns, podSide(pod));
   }
 
   /** Runs argv to completion inside a namespace of this cluster. */

@@ -163,6 +163,28 @@ export function validatePlanOptions(o: PlanOptions): void {
   }
 }
 
+/** `ip -batch` lines for the node's end of a pod's veth (named hostIf): the pod's gateway addresses and its host routes. */
+export function podHostSide(n: ClusterNode, pod: Pod, hostIf: string): string[] {
+  return [
+    `addr add ${POD_GATEWAY6}/64 dev ${hostIf} nodad`,
+    `link set ${hostIf} up`,
+    `route add ${pod.ip}/32 dev ${hostIf} src ${n.podGateway}`,
+    `route add ${pod.ip6}/128 dev ${hostIf}`,
+  ];
+}
+
+/** `ip -batch` lines for the pod's end of its veth (eth0): its addresses and default routes via its node. */
+export function podSide(pod: Pod): string[] {
+  return [
+    `addr add ${pod.ip}/32 dev eth0`,
+    `addr add ${pod.ip6}/128 dev eth0 nodad`,
+    'link set eth0 up',
+    `route add ${pod.gateway} dev eth0 scope link`,
+    `route add default via ${pod.gateway} dev eth0`,
+    `route add default via ${POD_GATEWAY6} dev eth0`,
+  ];
+}
+
 type Role = 'host' | 'gateway' | 'node';
 
 /**
@@ -307,30 +329,9 @@ export function planCluster(o: PlanOptions): ClusterPlan {
     for (const other of nodes) {
       if (other !== n) batch.push(`route add ${other.podCidr} via ${other.addr} dev eth0`, `route add ${other.podCidr6} via ${other.addr6} dev eth0`);
     }
-    for (const pod of n.pods) {
-      batch.push(
-        `addr add ${POD_GATEWAY6}/64 dev ${pod.hostIf} nodad`,
-        `link set ${pod.hostIf} up`,
-        `route add ${pod.ip}/32 dev ${pod.hostIf} src ${n.podGateway}`,
-        `route add ${pod.ip6}/128 dev ${pod.hostIf}`,
-      );
-    }
+    for (const pod of n.pods) batch.push(...podHostSide(n, pod, pod.hostIf));
     setup.push({ ns: n.ns, script: sysctlScript('node'), batch });
-    for (const pod of n.pods) {
-      setup.push({
-        ns: pod.ns,
-        script: sysctlScript('host'),
-        batch: [
-          'link set lo up',
-          `addr add ${pod.ip}/32 dev eth0`,
-          `addr add ${pod.ip6}/128 dev eth0 nodad`,
-          'link set eth0 up',
-          `route add ${pod.gateway} dev eth0 scope link`,
-          `route add default via ${pod.gateway} dev eth0`,
-          `route add default via ${POD_GATEWAY6} dev eth0`,
-        ],
-      });
-    }
+    for (const pod of n.pods) setup.push({ ns: pod.ns, script: sysctlScript('host'), batch: ['link set lo up', ...podSide(pod)] });
   }
 
   const namespaces = [fabric.ns, ext.ns, ext2.ns, ...nodes.flatMap((n) => [n.ns, ...n.pods.map((pod) => pod.ns)])];

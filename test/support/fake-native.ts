@@ -49,6 +49,14 @@
 //   hook (not compared: a deleted netdev takes its qdiscs along). Argument
 //   errors are TypeErrors with the addon's messages.
 // - interfaces: if_nametoindex ENODEV, if_indextoname ENXIO.
+// - link events (links.cc, by hand: test/privileged/links.test.ts shows the
+//   kernel's): addLink/removeLink reach every open linkWatch() as new/del
+//   with name and ifindex (a new veth end: down, no carrier, operstate
+//   down), batched and delivered on a later turn of the event loop;
+//   overrunLinkWatches() drops what was not delivered for an overrun event,
+//   breakLinkWatches() ends each watch with an error event (recvmsg), and
+//   refuseLinkWatch() makes linkWatch() throw (socket). Argument errors are
+//   the addon's TypeErrors.
 // - the pin directory lock (lock.cc): lockDir of a directory that does not
 //   exist ENOENT open, of a pin ENOTDIR open; held by another fd EAGAIN
 //   (EWOULDBLOCK) flock; closeFd releases it. lockHolders: this process's pid
@@ -67,10 +75,13 @@ import { posix } from 'node:path';
 import type { Link, LinkSource } from '../../src/host/links.ts';
 import { MAPS, type MapSpec, type MapType } from '../../src/dataplane/bpf/layout.ts';
 import type {
+  LinkEvent,
+  LinkWatchOptions,
   MapDumpResult,
   MapLookupResult,
   NativeBinding,
   NativeMapDesc,
+  NativeLinkWatch,
   NativeMapInfo,
   NativeObject,
   NativeProgramDesc,
@@ -248,6 +259,9 @@ export class FakeNativeBinding implements NativeBinding {
   /** ifindex -> filters by "direction/handle/priority"; present = the clsact qdisc exists. */
   readonly #hooks = new Map<number, Map<string, FakeFilter>>();
   readonly #watchers = new Set<{ readonly onChange: () => void }>();
+  readonly #linkWatches = new Set<FakeLinkWatch>();
+  /** linkWatch() fails with this until cleared (refuseLinkWatch). */
+  #linkWatchRefusal: Errno | null = null;
   #faults: ArmedFault[] = [];
   /** Every program ever loaded, by id (the kernel keeps an attached program after its fds close). */
   readonly #progNames = new Map<number, string>();
@@ -324,6 +338,7 @@ export class FakeNativeBinding implements NativeBinding {
     this.#lastIfindex = Math.max(this.#lastIfindex, index);
     this.#links.set(index, name);
     this.#notify();
+    this.#linkEvent({ type: 'new', ifindex: index, name, up: false, lowerUp: false, operstate: 'down' });
     return index;
   }
 
@@ -334,6 +349,27 @@ export class FakeNativeBinding implements NativeBinding {
     this.#links.delete(index);
     this.#hooks.delete(index);
     this.#notify();
+    this.#linkEvent({ type: 'del', ifindex: index, name, up: false, lowerUp: false, operstate: 'down' });
+  }
+
+  /** Link watches open now (linkWatch() minus close()). */
+  openLinkWatches(): number {
+    return this.#linkWatches.size;
+  }
+
+  /** The kernel drops the events not read yet: each open watch gets an overrun instead. */
+  overrunLinkWatches(): void {
+    for (const w of this.#linkWatches) w.overrun();
+  }
+
+  /** Reading fails: each open watch gets an error event and stops (as recvmsg failing). */
+  breakLinkWatches(code: Errno): void {
+    for (const w of [...this.#linkWatches]) w.fail(sysError(code, 'recvmsg', 'rtnetlink socket'));
+  }
+
+  /** linkWatch() throws code (as socket(2) failing) until called with null. */
+  refuseLinkWatch(code: Errno | null): void {
+    this.#linkWatchRefusal = code;
   }
 
   links(): Link[] {
@@ -571,6 +607,20 @@ export class FakeNativeBinding implements NativeBinding {
     const index = this.#ifindexOf(name);
     if (index === undefined) throw sysError('ENODEV', 'if_nametoindex', `interface ${name}`);
     return index;
+  }
+
+  linkWatch(onEvents: (events: LinkEvent[]) => void, opts?: LinkWatchOptions): NativeLinkWatch {
+    if (typeof onEvents !== 'function') throw new TypeError('onEvents must be a function');
+    if (opts !== undefined) {
+      argObject(opts, 'opts');
+      const r = opts.rcvbuf;
+      if (r !== undefined && !(typeof r === 'number' && Number.isInteger(r) && r >= 1 && r <= 0x3fffffff))
+        throw new TypeError(typeof r === 'number' ? 'opts.rcvbuf must be an integer in [1, 1073741823]' : 'opts.rcvbuf must be a number');
+    }
+    if (this.#linkWatchRefusal !== null) throw sysError(this.#linkWatchRefusal, 'socket', 'rtnetlink (NETLINK_ROUTE)');
+    const w = new FakeLinkWatch(onEvents, () => this.#linkWatches.delete(w));
+    this.#linkWatches.add(w);
+    return w;
   }
 
   ifIndexToName(index: number): string {
@@ -835,6 +885,58 @@ export class FakeNativeBinding implements NativeBinding {
 
   #notify(): void {
     for (const w of [...this.#watchers]) w.onChange();
+  }
+
+  #linkEvent(e: LinkEvent): void {
+    for (const w of this.#linkWatches) w.push(e);
+  }
+}
+
+/**
+ * An open linkWatch(): events queue up as the kernel's socket buffer does
+ * and are delivered in one batch on a later turn of the event loop (the
+ * addon's reader thread hands each read to the main thread). close() drops
+ * what was not delivered.
+ */
+class FakeLinkWatch implements NativeLinkWatch {
+  readonly #onEvents: (events: LinkEvent[]) => void;
+  readonly #onClose: () => void;
+  #queue: LinkEvent[] = [];
+  #scheduled: NodeJS.Immediate | null = null;
+  #closed = false;
+
+  constructor(onEvents: (events: LinkEvent[]) => void, onClose: () => void) {
+    this.#onEvents = onEvents;
+    this.#onClose = onClose;
+  }
+
+  push(e: LinkEvent): void {
+    this.#queue.push(e);
+    this.#scheduled ??= setImmediate(() => {
+      this.#scheduled = null;
+      const batch = this.#queue;
+      this.#queue = [];
+      if (!this.#closed && batch.length > 0) this.#onEvents(batch);
+    });
+  }
+
+  overrun(): void {
+    this.#queue = [];
+    this.push({ type: 'overrun' });
+  }
+
+  fail(error: Error): void {
+    this.push({ type: 'error', error });
+    this.#onClose(); // no events after the error; the handle stays to be closed
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue = [];
+    if (this.#scheduled) clearImmediate(this.#scheduled);
+    this.#scheduled = null;
+    this.#onClose();
   }
 }
 

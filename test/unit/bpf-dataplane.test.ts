@@ -450,7 +450,7 @@ describe('stop', () => {
 
 describe('links', () => {
   test('attaches to pod interfaces as they appear, forgets them as they go', async () => {
-    const { fake, dp } = await started(node(), { nodeInterface: null });
+    const { fake, dp, logs } = await started(node(), { nodeInterface: null });
     expect([...dp.attached.values()].sort()).toEqual(['cali2 pod', 'veth1 pod']);
     const veth = fake.addLink('veth3');
     expect(dp.attached.get(veth)).toBe('veth3 pod');
@@ -460,6 +460,7 @@ describe('links', () => {
     expect(dp.attached.size).toBe(3);
     fake.removeLink('veth3');
     expect(dp.attached.has(veth)).toBe(false);
+    expect(logs.filter((l) => / info bpf forgot interface /.test(l))).toEqual([expect.stringContaining(`interface=veth3 ifindex=${veth}`)]);
     // The same name back with a new index: attached again.
     const again = fake.addLink('veth3');
     expect(again).not.toBe(veth);

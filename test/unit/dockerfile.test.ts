@@ -114,10 +114,10 @@ test('the runtime image installs bpftool and only packages something in the imag
   const pkgs = install.trim().split(/\s+/);
   expect(pkgs).toContain('bpftool');
   const cmake = readFileSync(join(ROOT, 'native/CMakeLists.txt'), 'utf8');
-  const links = readFileSync(join(ROOT, 'src/host/links.ts'), 'utf8');
+  const rig = readFileSync(join(ROOT, 'src/rig/cluster.ts'), 'utf8');
   const why: Record<string, boolean> = {
     libbpf1: /LIBBPF_LIBRARY NAMES libbpf\.so/.test(cmake), // the addon links libbpf (libelf and zlib come with it)
-    iproute2: /spawn\('ip'/.test(links), // `ip monitor link` follows pod interfaces
+    iproute2: /run\(\['ip'/.test(rig), // `switchyard demo` builds its namespaces with `ip` (src/rig)
     bpftool: true, // for operators (the issue asks for it)
   };
   for (const p of pkgs) expect(why[p], `runtime package ${p}: nothing in the image uses it`).toBe(true);

@@ -259,8 +259,9 @@ export class BpfDataplane implements Dataplane {
     this.#fds = { fromPod: fd(PROGRAMS.fromPod), toPod: fd(PROGRAMS.toPod), fromNet: fd(PROGRAMS.fromNet), toNet: fd(PROGRAMS.toNet) };
     await this.#writeConfig([]);
     await this.#adopt();
-    this.#attachLinks();
+    // Watch first, then list: a link that appears in between is in both, not in neither.
     this.#watcher = o.links.watch(() => this.#attachLinks(), signal);
+    this.#attachLinks();
   }
 
   async sync(snapshot: ProxySnapshot): Promise<SyncResult> {
@@ -445,7 +446,11 @@ export class BpfDataplane implements Dataplane {
         this.#o.log.warn('attach failed', { interface: link.name, error: (err as Error).message });
       }
     }
-    for (const ifindex of [...this.#attached.keys()]) if (!present.has(ifindex)) this.#attached.delete(ifindex);
+    for (const [ifindex, tag] of [...this.#attached]) {
+      if (present.has(ifindex)) continue;
+      this.#attached.delete(ifindex);
+      this.#o.log.info('forgot interface', { interface: tag.split(' ')[0], ifindex }); // gone, or renamed out of the patterns
+    }
     for (const ifindex of [...this.#attachFailed.keys()]) if (!present.has(ifindex)) this.#attachFailed.delete(ifindex);
   }
 }
