@@ -11,6 +11,8 @@
 //   the plan's timeout (default 5 s: a SYN retransmitted twice, 1 s + 2 s,
 //   still fits), or a reply that is not a backend line. Slow (reported, not
 //   a failure): answered after SLOW_MS, i.e. some packet had to be resent.
+//   Masqueraded (reported; a test decides what it expects): the backend saw
+//   another client address than the connection's own.
 // - long-lived TCP connection: one line every interval, one backend line
 //   back for each. Broken: an error or close, LINE_STALL lines sent since the
 //   last answer while lines were outstanding (2 s at 100 ms: TCP recovers a
@@ -18,8 +20,7 @@
 //   the first, or, at the end, lines still unanswered after the drain.
 // - UDP flow: one socket (one source port: one tracked flow), a datagram
 //   every interval. Moved: any answer from another backend than the first.
-//   Stalled: UDP_STALL datagrams in a row sent with no answer in between
-//   (1 s at 100 ms). Lost datagrams (sent - answered after the drain) are
+//   Stalled: UDP_STALL datagrams in a row unanswered (1 s at 100 ms). Lost datagrams (sent - answered after the drain) are
 //   counted too: a single lost datagram is neither a moved nor a stalled flow.
 
 import { formatEndpoint, type Endpoint } from './protocol.ts';
@@ -54,6 +55,8 @@ export interface ChurnReport {
   readonly failed: number;
   readonly slow: number;
   readonly maxMs: number;
+  /** Answered connections whose backend saw another client address than the connection's own (masqueraded). */
+  readonly masqueraded: number;
   /** Failures by error code. */
   readonly errors: Record<string, number>;
   /** Answers by backend name. */
@@ -210,7 +213,14 @@ export class UdpFlowBook {
 
 /** Several meters' reports summed. */
 export interface MeterSummary {
-  readonly churn: { readonly attempted: number; readonly succeeded: number; readonly failed: number; readonly slow: number; readonly maxMs: number };
+  readonly churn: {
+    readonly attempted: number;
+    readonly succeeded: number;
+    readonly failed: number;
+    readonly slow: number;
+    readonly maxMs: number;
+    readonly masqueraded: number;
+  };
   readonly long: { readonly connections: number; readonly intact: number; readonly broken: number };
   readonly udp: { readonly flows: number; readonly moved: number; readonly stalled: number; readonly sent: number; readonly lost: number };
 }
@@ -224,7 +234,7 @@ export function udpStalled(u: UdpReport): boolean {
 }
 
 export function summarize(reports: readonly MeterReport[]): MeterSummary {
-  const churn = { attempted: 0, succeeded: 0, failed: 0, slow: 0, maxMs: 0 };
+  const churn = { attempted: 0, succeeded: 0, failed: 0, slow: 0, maxMs: 0, masqueraded: 0 };
   const long = { connections: 0, intact: 0, broken: 0 };
   const udp = { flows: 0, moved: 0, stalled: 0, sent: 0, lost: 0 };
   for (const r of reports) {
@@ -232,6 +242,7 @@ export function summarize(reports: readonly MeterReport[]): MeterSummary {
     churn.succeeded += r.churn.succeeded;
     churn.failed += r.churn.failed;
     churn.slow += r.churn.slow;
+    churn.masqueraded += r.churn.masqueraded;
     churn.maxMs = Math.max(churn.maxMs, r.churn.maxMs);
     for (const l of r.long) {
       long.connections++;
@@ -249,11 +260,14 @@ export function summarize(reports: readonly MeterReport[]): MeterSummary {
   return { churn, long, udp };
 }
 
-/** `LABEL: churn 812/812 ok (0 failed, 3 slow, max 1040 ms), long-lived 16/16 intact, udp 16 flows 0 moved 0 stalled, 0/2400 datagrams lost`. */
+/**
+ * `LABEL: churn 812/812 ok (0 failed, 3 slow, max 1040 ms, 406 masqueraded), long-lived 16/16 intact,
+ * udp 16 flows 0 moved 0 stalled, 0/2400 datagrams lost` (one line).
+ */
 export function formatSummary(label: string, s: MeterSummary): string {
   const c = s.churn;
   return (
-    `${label}: churn ${c.succeeded}/${c.attempted} ok (${c.failed} failed, ${c.slow} slow, max ${c.maxMs} ms), ` +
+    `${label}: churn ${c.succeeded}/${c.attempted} ok (${c.failed} failed, ${c.slow} slow, max ${c.maxMs} ms, ${c.masqueraded} masqueraded), ` +
     `long-lived ${s.long.intact}/${s.long.connections} intact, ` +
     `udp ${s.udp.flows} flows ${s.udp.moved} moved ${s.udp.stalled} stalled, ${s.udp.lost}/${s.udp.sent} datagrams lost`
   );

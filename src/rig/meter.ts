@@ -22,6 +22,7 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { parseArgs } from 'node:util';
 import { SwitchyardError } from '../util/errors.ts';
+import { unmapIPv4 } from '../util/ip.ts';
 import { type ChurnFailure, LineStream, type MeterPlan, type MeterReport, SLOW_MS, UdpFlowBook } from './meter-core.ts';
 import { formatEndpoint, parseBackendLine, type Endpoint } from './protocol.ts';
 
@@ -36,6 +37,16 @@ function errorCode(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Two spellings of one address (IPv6 has several). */
+function sameAddress(a: string, b: string): boolean {
+  return (
+    a === b ||
+    (net.isIPv6(a) &&
+      net.isIPv6(b) &&
+      new net.SocketAddress({ address: a, family: 'ipv6' }).address === new net.SocketAddress({ address: b, family: 'ipv6' }).address)
+  );
+}
+
 function nameOf(text: string): string | null {
   return parseBackendLine(text)?.name ?? null;
 }
@@ -46,6 +57,7 @@ class Churn {
   failed = 0;
   slow = 0;
   maxMs = 0;
+  masqueraded = 0;
   readonly errors: Record<string, number> = {};
   readonly backends: Record<string, number> = {};
   readonly failures: ChurnFailure[] = [];
@@ -94,7 +106,8 @@ class Churn {
         clearTimeout(timer);
         sock.destroy();
         const ms = Math.round(performance.now() - start);
-        const name = error === null ? nameOf(data) : null;
+        const line = error === null ? parseBackendLine(data) : undefined;
+        const name = line?.name ?? null;
         if (error === null && name === null) error = 'bad-reply';
         if (error !== null || name === null) {
           this.failed++;
@@ -105,12 +118,15 @@ class Churn {
           this.succeeded++;
           this.backends[name] = (this.backends[name] ?? 0) + 1;
           if (ms > SLOW_MS) this.slow++;
+          if (line && !sameAddress(line.client.ip, local)) this.masqueraded++;
           this.maxMs = Math.max(this.maxMs, ms);
         }
         resolve();
       };
       const timer = setTimeout(() => finish('timeout'), this.#timeoutMs);
+      let local = '';
       sock.setEncoding('utf8');
+      sock.on('connect', () => (local = unmapIPv4(sock.localAddress ?? '')));
       sock.on('data', (chunk: string) => (data += chunk));
       sock.on('end', () => finish(null));
       sock.on('error', (err) => finish(errorCode(err)));
@@ -291,6 +307,7 @@ async function main(): Promise<void> {
       failed: churn.failed,
       slow: churn.slow,
       maxMs: churn.maxMs,
+      masqueraded: churn.masqueraded,
       errors: churn.errors,
       backends: churn.backends,
       failures: churn.failures,

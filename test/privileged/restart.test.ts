@@ -36,6 +36,8 @@ import {
   failures,
   klogLines,
   logField,
+  manifestText,
+  nodeDoc,
   type RigFixtures,
   requestService,
   SETTLE_MS,
@@ -63,7 +65,12 @@ const addedVip = (i: number): string => `10.96.0.${60 + i}`;
 
 /** The configured sync period: a change made while down must be programmed within one of it after the start. */
 const SYNC_PERIOD_MS = 30_000;
-const FLAGS = ['--cluster-cidr=10.244.0.0/16,fd00:10:244::/56', `--iptables-sync-period=${SYNC_PERIOD_MS / 1000}s`, '--v=2'];
+/**
+ * NodeCIDR: which sources are pods comes from the Node's podCIDRs, i.e.
+ * from the API, not from flags, so a restarted daemon knows it only after
+ * its first sync (ClusterCIDR's come from flags).
+ */
+const FLAGS = ['--detect-local-mode=NodeCIDR', `--iptables-sync-period=${SYNC_PERIOD_MS / 1000}s`, '--v=2'];
 /** Traffic before the event, with the daemons down, and after the first sync. */
 const BEFORE_MS = scaled(3000);
 const DOWN_MS = scaled(2000);
@@ -109,13 +116,13 @@ function v4Only(eps: readonly SliceEndpoint[]): SliceEndpoint[] {
 }
 
 /** What a pod meters: the ClusterIP of `families`. */
-function podPlan(families: readonly string[]): MeterPlan {
+function podPlan(families: readonly string[], perTarget: number): MeterPlan {
   const ips = families.map((f) => (f === 'IPv6' ? SVC.v6 : SVC.v4));
   const at = (port: number): Endpoint[] => ips.map((ip) => ({ ip, port }));
   return {
     churn: { targets: at(HTTP.port), rate: CHURN_RATE },
-    long: { targets: at(ECHO.port), perTarget: PER_TARGET },
-    udp: { targets: at(DNS.port), perTarget: PER_TARGET },
+    long: { targets: at(ECHO.port), perTarget },
+    udp: { targets: at(DNS.port), perTarget },
   };
 }
 
@@ -131,20 +138,23 @@ function extPlan(c: Cluster): MeterPlan {
 }
 
 interface Metering {
-  readonly meters: { from: string; meter: Meter }[];
+  /** `masqueraded`: whether the backends must see the client's address (false) or the node's (true). */
+  readonly meters: { from: string; meter: Meter; masqueraded: boolean }[];
 }
 
-async function startMeters(s: Scenario, opts: { families: readonly string[]; nodePort: boolean }): Promise<Metering> {
+async function startMeters(s: Scenario, opts: { families: readonly string[]; nodePort: boolean; perTarget: number }): Promise<Metering> {
   const c = s.cluster;
-  const plans: { from: string; ns: { ns: string }; plan: MeterPlan }[] = [1, 2].map((n) => ({
+  // A pod's connections to a ClusterIP keep its address; the NodePort (externalTrafficPolicy Cluster) masquerades.
+  const plans: { from: string; ns: { ns: string }; plan: MeterPlan; masqueraded: boolean }[] = [1, 2].map((n) => ({
     from: c.pod(n, 0).name,
     ns: c.pod(n, 0),
-    plan: podPlan(opts.families),
+    plan: podPlan(opts.families, opts.perTarget),
+    masqueraded: false,
   }));
-  if (opts.nodePort) plans.push({ from: 'ext', ns: c.ext, plan: extPlan(c) });
+  if (opts.nodePort) plans.push({ from: 'ext', ns: c.ext, plan: extPlan(c), masqueraded: true });
   const meters: Metering['meters'] = [];
   try {
-    for (const p of plans) meters.push({ from: p.from, meter: await c.meter(p.ns, p.plan) });
+    for (const p of plans) meters.push({ from: p.from, meter: await c.meter(p.ns, p.plan), masqueraded: p.masqueraded });
   } catch (err) {
     await Promise.all(meters.map((m) => m.meter.proc.stop()));
     throw err;
@@ -152,25 +162,38 @@ async function startMeters(s: Scenario, opts: { families: readonly string[]; nod
   return { meters };
 }
 
-async function stopMeters(m: Metering): Promise<{ from: string; report: MeterReport }[]> {
-  return Promise.all(m.meters.map(async ({ from, meter }) => ({ from, report: await meter.stop() })));
+interface Metered {
+  readonly from: string;
+  readonly report: MeterReport;
+  readonly masqueraded: boolean;
+}
+
+async function stopMeters(m: Metering): Promise<Metered[]> {
+  return Promise.all(m.meters.map(async ({ from, meter, masqueraded }) => ({ from, report: await meter.stop(), masqueraded })));
 }
 
 /** Prints the case's line of counts; returns the summary. */
-function report(label: string, reports: { from: string; report: MeterReport }[]): ReturnType<typeof summarize> {
+function report(label: string, reports: readonly Metered[]): ReturnType<typeof summarize> {
   const sum = summarize(reports.map((r) => r.report));
   console.log(`# ${formatSummary(label, sum)}`);
   return sum;
 }
 
-/** Zero failed churn connections, broken long-lived connections, moved or stalled UDP flows; and the meters did run. */
-function expectNothingLost(label: string, reports: { from: string; report: MeterReport }[], daemons: readonly RigProcess[]): void {
+/**
+ * Zero failed churn connections, broken long-lived connections, moved or
+ * stalled UDP flows; every new connection translated as it should be (the
+ * client's address kept, or masqueraded); and the meters did run.
+ */
+function expectNothingLost(label: string, reports: readonly Metered[], daemons: readonly RigProcess[]): void {
   const sum = summarize(reports.map((r) => r.report));
   const losses = describeLosses(reports);
   const detail = `${label}: ${formatSummary(label, sum)}\n${losses.join('\n')}\n${daemons.map((d) => `--- ${d.ns}\n${d.stderr.slice(-1500)}`).join('\n')}`;
-  for (const { from, report: r } of reports) {
+  for (const { from, report: r, masqueraded } of reports) {
     expect(r.churn.attempted, `${from}: the churn ran`).toBeGreaterThan(0);
     expect(r.long.every((l) => l.sent > 0) && r.udp.every((u) => u.sent > 0), `${from}: every connection and flow sent`).toBe(true);
+    expect(r.churn.masqueraded, `${from}: new connections ${masqueraded ? 'all masqueraded' : 'keep the client address'}\n${detail}`).toBe(
+      masqueraded ? r.churn.succeeded : 0,
+    );
   }
   expect(losses, detail).toStrictEqual([]);
   expect([sum.churn.failed, sum.long.broken, sum.udp.moved, sum.udp.stalled], detail).toStrictEqual([0, 0, 0, 0]);
@@ -255,6 +278,7 @@ const test = e2eTest.extend<{ $file: { scenario: Scenario } }>({
       const s: Scenario = { cluster, pins, manifests, daemons: [], endpoints, shrink: v4Only(endpoints) };
       try {
         await startBackends(cluster, { tcp: [HTTP.target], udp: [DNS.target], echo: [ECHO.target] });
+        manifests.write('nodes.yaml', manifestText(cluster.nodes.map(nodeDoc)));
         manifests.write('meter.yaml', meterYaml(endpoints));
         manifests.write('shrink.yaml', httpYaml('shrink', SHRINK_VIP, s.shrink));
         s.daemons = start(s);
@@ -278,8 +302,8 @@ async function restart(
   label: string,
   stop: () => Promise<void>,
   whileDown: () => void = () => {},
-): Promise<{ reports: { from: string; report: MeterReport }[]; startedAt: number }> {
-  const metering = await startMeters(s, { families: ['IPv4', 'IPv6'], nodePort: true });
+): Promise<{ reports: Metered[]; startedAt: number }> {
+  const metering = await startMeters(s, { families: ['IPv4', 'IPv6'], nodePort: true, perTarget: PER_TARGET });
   let startedAt = 0;
   try {
     await sleep(BEFORE_MS);
@@ -364,8 +388,8 @@ describe.skipIf(skip)('restarts and upgrades lose nothing', () => {
         await untilServed(c, n, 'tcp', SVC.v4, s.daemons);
         await untilServed(c, n, 'tcp', SHRINK_VIP, s.daemons);
       }
-      // Layout 1 served IPv4 ClusterIPs only: that is what there is to keep.
-      const metering = await startMeters(s, { families: ['IPv4'], nodePort: false });
+      // Layout 1 served IPv4 ClusterIPs only: that is what there is to keep (with as many connections and flows as the restarts).
+      const metering = await startMeters(s, { families: ['IPv4'], nodePort: false, perTarget: 4 * PER_TARGET });
       let startedAt = 0;
       let removed: SliceEndpoint | undefined;
       try {
