@@ -5,8 +5,9 @@
 // sy_from_pod (ingress) and sy_to_pod (egress) on every pod interface,
 // sy_from_net (ingress) and sy_to_net (egress) on the node interface, all
 // at one handle and priority, so a layout 1 sy_ingress filter is replaced
-// in place (egress programs everywhere first, then ingress: #attachLinks). sync() runs the pipeline compile -> diff -> apply for one
-// snapshot; only apply touches the kernel. A sync that fails reads the maps
+// in place (egress programs everywhere first, then ingress: #attachLinks).
+// sync() runs the pipeline compile -> diff -> apply for one snapshot; only
+// apply touches the kernel. A sync that fails reads the maps
 // back (adopt) and rejects with the apply error; the next sync reconciles
 // everything. stop() releases handles and leaves the programs attached and
 // the maps pinned, so traffic keeps flowing across restarts.
