@@ -15,7 +15,11 @@
 //   4. an upgrade from the layout 1 daemon (test/support/v1-daemon.ts, IPv4
 //      ClusterIP only: what layout 1 served) to this one.
 // Each prints one line of counts and asserts zero failed churn connections,
-// zero broken long-lived connections, zero moved and zero stalled UDP flows.
+// zero broken long-lived connections, zero moved and zero stalled UDP flows,
+// and that new connections were translated as they should be (a pod's keep
+// its address, the external client's are masqueraded). The daemons run with
+// --detect-local-mode=NodeCIDR, whose pod CIDRs a restarted daemon learns
+// only from its first sync (the pinned ones are kept until then).
 // In 1, 2 and 4 Services are changed while no daemon runs (one added, one
 // endpoint removed from another): the first sync after the start must program
 // exactly that, within one sync period of the start (read from the daemon's
