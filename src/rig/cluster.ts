@@ -22,6 +22,7 @@ import type { ClusterNode, ClusterPlan, Host, Pod } from './topology.ts';
 import { parseSctpClientOutput, sctpHelper } from './sctp.ts';
 import { scaled } from './timing.ts';
 import type { HolderOutput } from './holder.ts';
+import type { MeterPlan, MeterReport } from './meter-core.ts';
 
 export type { ClusterNode, ClusterPlan, Host, Pod } from './topology.ts';
 export type { Endpoint, Proto, RequestResult } from './protocol.ts';
@@ -69,6 +70,12 @@ export interface BackendOptions {
   name?: string;
 }
 
+/** A traffic meter (meter.ts) running in one namespace: `stop()` ends it and resolves with its counts. */
+export interface Meter {
+  readonly proc: RigProcess;
+  stop(): Promise<MeterReport>;
+}
+
 /** One held TCP connection (holder.ts): wait for `result` after the event under test. */
 export interface Hold {
   readonly proc: RigProcess;
@@ -93,6 +100,7 @@ export interface RequestOptions {
 const BACKEND = fileURLToPath(new URL('./backend.ts', import.meta.url));
 const CLIENT = fileURLToPath(new URL('./client.ts', import.meta.url));
 const HOLDER = fileURLToPath(new URL('./holder.ts', import.meta.url));
+const METER = fileURLToPath(new URL('./meter.ts', import.meta.url));
 /** Node starts slowly under emulation: be generous with "ready". */
 const READY_TIMEOUT_MS = scaled(60_000);
 const NETNS_DIR = '/run/netns';
@@ -342,6 +350,29 @@ export class Cluster {
     await proc.waitForLine('connected', READY_TIMEOUT_MS);
     const result = proc.waitForLine(/^\{/, opts.durationMs + READY_TIMEOUT_MS).then((line) => JSON.parse(line) as HolderOutput);
     return { proc, result };
+  }
+
+  /**
+   * Starts a traffic meter (meter.ts) in `from`; resolves once its long-lived
+   * connections and UDP flows have had their first answer and its churn runs.
+   */
+  async meter(from: Where, plan: MeterPlan): Promise<Meter> {
+    const proc = this.spawn(from, [process.execPath, METER, '--plan', JSON.stringify(plan)]);
+    try {
+      await proc.waitForLine('ready', READY_TIMEOUT_MS);
+    } catch (err) {
+      await proc.stop();
+      throw err;
+    }
+    return {
+      proc,
+      stop: async () => {
+        proc.kill('SIGTERM');
+        // The drain: churn connections in flight (up to their timeout) and outstanding answers.
+        const line = await proc.waitForLine(/^\{/, READY_TIMEOUT_MS);
+        return JSON.parse(line) as MeterReport;
+      },
+    };
   }
 
   /** Runs client.ts once from `from` and returns one result per request. */

@@ -8,7 +8,7 @@
 // starts on the same pin directories. The held connections must keep
 // exchanging data with the same backend throughout, new connections must
 // work, and afterwards no layout 1 map is pinned and no layout 1 program is
-// attached. The nodes are set up as layout 1 needed (RELAX_NODE below).
+// attached. The nodes are set up as layout 1 needed (RELAX_NODE_FOR_V1 in test/support/v1-daemon.ts).
 // Also here: the addon's unpin() on a real bpffs (the migration's last step).
 
 import { mkdirSync, readdirSync } from 'node:fs';
@@ -20,7 +20,7 @@ import type { RigProcess } from '../../src/rig/proc.ts';
 import type { UdpFlowOutput } from '../support/udp-flow.ts';
 import { BPF_OBJECT, needs } from '../support/requirements.ts';
 import { thrownBy } from '../support/thrown.ts';
-import { v1Daemon } from '../support/v1-daemon.ts';
+import { RELAX_NODE_FOR_V1, v1Daemon } from '../support/v1-daemon.ts';
 import {
   type Backend,
   e2eTest,
@@ -75,16 +75,6 @@ function manifests(backends: readonly Backend[], self: Backend): string {
   ].join('---\n');
 }
 
-/**
- * Layout 1 cannot carry TCP through a ClusterIP on a node with strict
- * rp_filter or a conntrack INVALID drop rule (it reverse-translated replies
- * before the host stack: issue 7 item 0), so no such node ever had live
- * layout 1 connections to keep. The upgrade is tested on nodes set up as
- * layout 1 needed them: rp_filter off, no nftables rules (in the node's own
- * namespace; a rig without them is left as it is).
- */
-const RELAX_NODE = 'for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > $f; done; if command -v nft >/dev/null; then nft flush ruleset; fi';
-
 function pinsOf(f: RigFixtures, node: number): string[] {
   return readdirSync(f.pins.dirFor(f.cluster.node(node)))
     .filter((n) => n.startsWith('sy_'))
@@ -119,7 +109,7 @@ describe.skipIf(skip)('upgrade from layout 1', () => {
     async ({ cluster, pins, manifests: m }) => {
       const f: RigFixtures = { cluster, pins, manifests: m };
       const v1 = v1Daemon((l) => console.log(`# ${l}`));
-      for (const n of cluster.nodes) await cluster.exec(n, ['sh', '-c', RELAX_NODE], { check: true });
+      for (const n of cluster.nodes) await cluster.exec(n, ['sh', '-c', RELAX_NODE_FOR_V1], { check: true });
       const backends = await startBackends(cluster, { tcp: [8080], udp: [5353], echo: [ECHO_PORT] });
       const self = backends.find((b) => b.ip === cluster.pod(1, 1).ip) as Backend; // pod 1 is a backend; pod 0 the client
       f.manifests.write('svc.yaml', manifests(backends, self));

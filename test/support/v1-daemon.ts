@@ -10,6 +10,16 @@ import { existsSync, mkdirSync, renameSync, rmSync, symlinkSync, realpathSync } 
 import { join } from 'node:path';
 import { REPO } from './requirements.ts';
 
+/**
+ * Layout 1 cannot carry TCP through a ClusterIP on a node with strict
+ * rp_filter or a conntrack INVALID drop rule (it reverse-translated replies
+ * before the host stack: issue 7 item 0), so no such node ever had live
+ * layout 1 connections to keep. The upgrade is tested on nodes set up as
+ * layout 1 needed them: rp_filter off, no nftables rules (in the node's own
+ * namespace; a rig without them is left as it is).
+ */
+export const RELAX_NODE_FOR_V1 = 'for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > $f; done; if command -v nft >/dev/null; then nft flush ruleset; fi';
+
 /** The last main whose datapath used map layout 1. */
 export const V1_COMMIT = '9ef8560';
 

@@ -286,9 +286,15 @@ describe('start', () => {
     expect(await config()).toMatchObject({ podCidr4: '10.244.0.0/16', podCidr6: 'fd00:10:244::/56', flags: SY_CFG_DETECT_CIDR });
     await c1.dp.stop();
     const c2 = await started(fake, { detectLocal: { mode: 'NodeCIDR' } });
-    expect(await config()).toMatchObject({ podCidr4: null, podCidr6: null, flags: SY_CFG_DETECT_CIDR });
+    expect(await config(), 'until its first sync, the pod CIDRs the daemon before wrote').toMatchObject({
+      podCidr4: '10.244.0.0/16',
+      podCidr6: 'fd00:10:244::/56',
+      flags: SY_CFG_DETECT_CIDR,
+    });
     await c2.dp.sync({ ...snapshot([A]), nodePodCIDRs: ['10.244.7.0/24'] });
     expect(await config(), 'the Node podCIDRs arrive with the snapshot').toMatchObject({ podCidr4: '10.244.7.0/24', flags: SY_CFG_DETECT_CIDR });
+    await c2.dp.sync({ ...snapshot([A]), nodePodCIDRs: [] });
+    expect(await config(), 'a Node without podCIDRs: none').toMatchObject({ podCidr4: null, podCidr6: null, flags: SY_CFG_DETECT_CIDR });
     await c2.dp.stop();
     const c3 = await started(fake, { detectLocal: { mode: 'BridgeInterface', bridge: 'cbr0' } });
     expect(await config()).toMatchObject({ podCidr4: null, flags: SY_CFG_DETECT_IFACE });
@@ -298,6 +304,25 @@ describe('start', () => {
     expect([...c4.dp.attached.values()]).toContain('tap5 pod');
     await c4.dp.stop();
   });
+});
+
+test('NodeCIDR restart: the pod CIDRs pinned by the daemon before are kept from start to the first sync (pods stay pods)', async () => {
+  const fake = node();
+  const config = async () => configCodec.decode(((await dumpPinned(fake, PIN)).get(MAPS.config.name) ?? [])[0]?.[1] ?? Buffer.alloc(56));
+  const fresh = await started(fake, { detectLocal: { mode: 'NodeCIDR' } });
+  expect(await config(), 'a first start knows none').toMatchObject({ podCidr4: null, podCidr6: null });
+  await fresh.dp.sync({ ...snapshot([A]), nodePodCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'] });
+  await fresh.dp.stop();
+  const again = await started(fake, { detectLocal: { mode: 'NodeCIDR' } });
+  expect(await config()).toMatchObject({ podCidr4: '10.244.1.0/24', podCidr6: 'fd00:10:244:1::/64', flags: SY_CFG_DETECT_CIDR });
+  await again.dp.sync({ ...snapshot([A]), nodePodCIDRs: ['10.244.2.0/24'] });
+  expect(await config(), "the first sync writes the Node's").toMatchObject({ podCidr4: '10.244.2.0/24', podCidr6: null });
+  await again.dp.stop();
+  // From an interface mode (no CIDR pinned): nothing to keep.
+  const iface = await started(fake, { detectLocal: { mode: 'InterfaceNamePrefix', prefix: 'veth' } });
+  await iface.dp.stop();
+  await started(fake, { detectLocal: { mode: 'NodeCIDR' } });
+  expect(await config()).toMatchObject({ podCidr4: null, podCidr6: null, flags: SY_CFG_DETECT_CIDR });
 });
 
 describe('sync', () => {
@@ -466,9 +491,25 @@ describe('links', () => {
     expect(again).not.toBe(veth);
     expect(dp.attached.get(again)).toBe('veth3 pod');
     expect(fake.filters(again)?.map((f) => `${f.direction} ${f.handle} ${f.priority}`)).toEqual([
-      `ingress ${TC_FILTER.handle} ${TC_FILTER.priority}`,
       `egress ${TC_FILTER.handle} ${TC_FILTER.priority}`,
+      `ingress ${TC_FILTER.handle} ${TC_FILTER.priority}`,
     ]);
+    await dp.stop();
+  });
+
+  test('egress programs go on every interface before any ingress program (replacing layout 1, which reversed replies at ingress)', async () => {
+    const fake = node();
+    const order: string[] = [];
+    const attach = fake.tcAttach.bind(fake);
+    fake.tcAttach = (ifindex, fd, opts) => {
+      order.push(`${fake.ifIndexToName(ifindex)} ${opts.direction}`);
+      return attach(ifindex, fd, opts);
+    };
+    const { dp } = await started(fake);
+    const lastEgress = order.findLastIndex((o) => o.endsWith(' egress'));
+    const firstIngress = order.findIndex((o) => o.endsWith(' ingress'));
+    expect(order.toSorted()).toEqual(['cali2 egress', 'cali2 ingress', 'eth0 egress', 'eth0 ingress', 'veth1 egress', 'veth1 ingress']);
+    expect(lastEgress, order.join(', ')).toBeLessThan(firstIngress);
     await dp.stop();
   });
 

@@ -5,8 +5,9 @@
 // sy_from_pod (ingress) and sy_to_pod (egress) on every pod interface,
 // sy_from_net (ingress) and sy_to_net (egress) on the node interface, all
 // at one handle and priority, so a layout 1 sy_ingress filter is replaced
-// in place. sync() runs the pipeline compile -> diff -> apply for one
-// snapshot; only apply touches the kernel. A sync that fails reads the maps
+// in place (egress programs everywhere first, then ingress: #attachLinks).
+// sync() runs the pipeline compile -> diff -> apply for one snapshot; only
+// apply touches the kernel. A sync that fails reads the maps
 // back (adopt) and rejects with the apply error; the next sync reconciles
 // everything. stop() releases handles and leaves the programs attached and
 // the maps pinned, so traffic keeps flowing across restarts.
@@ -257,7 +258,7 @@ export class BpfDataplane implements Dataplane {
     this.#obj = obj;
     const fd = (name: string): number => obj.program(name).fd;
     this.#fds = { fromPod: fd(PROGRAMS.fromPod), toPod: fd(PROGRAMS.toPod), fromNet: fd(PROGRAMS.fromNet), toNet: fd(PROGRAMS.toNet) };
-    await this.#writeConfig([]);
+    await this.#writeConfig(await this.#pinnedPodCidrs());
     await this.#adopt();
     // Watch first, then list: a link that appears in between is in both, not in neither.
     this.#watcher = o.links.watch(() => this.#attachLinks(), signal);
@@ -377,6 +378,26 @@ export class BpfDataplane implements Dataplane {
     this.#o.log.info('node config', { ...c });
   }
 
+  /**
+   * NodeCIDR takes the pod CIDRs from the Node, so they are known only at
+   * the first sync. Until then a restarted daemon keeps the ones pinned in
+   * sy_config_v2 by the daemon before it: writing none would make the
+   * programs, attached at start, take every pod for an external client
+   * until that sync (a new pod connection to a ClusterIP masqueraded, a pod's
+   * traffic to an externalTrafficPolicy: Local NodePort without a local
+   * endpoint dropped). The other modes do not depend on the snapshot.
+   */
+  async #pinnedPodCidrs(): Promise<string[]> {
+    const obj = this.#obj;
+    if (obj === null || this.#o.detectLocal.mode !== 'NodeCIDR') return [];
+    const m = obj.map(MAPS.config.name);
+    const [value] = await kernel(`lookup ${m.name}`, () => m.lookup([encode(u32Codec, 0)]));
+    if (value === undefined) return [];
+    const pinned = configCodec.decode(value);
+    if ((pinned.flags & SY_CFG_DETECT_CIDR) === 0) return [];
+    return [pinned.podCidr4, pinned.podCidr6].filter((c) => c !== null);
+  }
+
   async #adopt(): Promise<ProgrammedState> {
     const obj = this.#obj;
     if (!obj) throw new DataplaneError('ERR_SY_DATAPLANE_NOT_STARTED', 'bpf', 'adopt', 'not started: call start() first');
@@ -420,30 +441,50 @@ export class BpfDataplane implements Dataplane {
     };
   }
 
-  /** Attaches to every wanted interface not attached yet; forgets ones that are gone. */
+  /**
+   * Attaches to every wanted interface not attached yet; forgets ones that
+   * are gone. Egress everywhere first, then ingress: the egress programs
+   * reverse the replies that the ingress programs leave to the client's last
+   * hop, so an ingress program must not run anywhere before every egress
+   * program is in place. That matters when replacing a layout 1 program
+   * (ingress only, which reversed replies itself): a reply entering a node
+   * through a replaced ingress on the way to a pod interface without egress
+   * yet would reach the client untranslated, and the client's reset would
+   * end the connection. Replacing a program of the same layout changes
+   * nothing either way.
+   */
   #attachLinks(): void {
     const fds = this.#fds;
     if (fds === null) return;
     if (this.#upgrade?.holdsAttach) return; // the layout 1 program forwards until the first sync landed
     const present = new Set<number>();
+    const todo: { link: Link; role: 'net' | 'pod'; tag: string }[] = [];
     for (const link of this.#o.links.list()) {
       const role = this.#role(link);
       if (role === null) continue;
       present.add(link.ifindex);
       const tag = `${link.name} ${role}`;
-      if (this.#attached.get(link.ifindex) === tag) continue;
-      const [ingress, egress] = role === 'net' ? [fds.fromNet, fds.toNet] : [fds.fromPod, fds.toPod];
-      try {
-        // replace: true takes over the (handle, priority) slot, so a layout 1 sy_ingress filter is replaced in place.
-        this.#tc.attach(link.ifindex, ingress, { direction: 'ingress', ...TC_FILTER, replace: true });
-        this.#tc.attach(link.ifindex, egress, { direction: 'egress', ...TC_FILTER, replace: true });
-        this.#attached.set(link.ifindex, tag);
-        this.#attachFailed.delete(link.ifindex);
-        this.#o.log.info('attached', { interface: link.name, ifindex: link.ifindex, role });
-      } catch (err) {
-        // A link can vanish between listing and attaching; the next event retries others.
-        this.#attachFailed.set(link.ifindex, tag);
-        this.#o.log.warn('attach failed', { interface: link.name, error: (err as Error).message });
+      if (this.#attached.get(link.ifindex) !== tag) todo.push({ link, role, tag });
+    }
+    const failed = new Set<number>();
+    for (const direction of ['egress', 'ingress'] as const) {
+      for (const { link, role, tag } of todo) {
+        if (failed.has(link.ifindex)) continue;
+        const fd = direction === 'ingress' ? (role === 'net' ? fds.fromNet : fds.fromPod) : role === 'net' ? fds.toNet : fds.toPod;
+        try {
+          // replace: true takes over the (handle, priority) slot, so a layout 1 sy_ingress filter is replaced in place.
+          this.#tc.attach(link.ifindex, fd, { direction, ...TC_FILTER, replace: true });
+          if (direction === 'ingress') {
+            this.#attached.set(link.ifindex, tag);
+            this.#attachFailed.delete(link.ifindex);
+            this.#o.log.info('attached', { interface: link.name, ifindex: link.ifindex, role });
+          }
+        } catch (err) {
+          // A link can vanish between listing and attaching; the next event retries others.
+          failed.add(link.ifindex);
+          this.#attachFailed.set(link.ifindex, tag);
+          this.#o.log.warn('attach failed', { interface: link.name, error: (err as Error).message });
+        }
       }
     }
     for (const [ifindex, tag] of [...this.#attached]) {
