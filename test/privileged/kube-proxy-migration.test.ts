@@ -213,7 +213,11 @@ describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README 
     expect(hold.error, `the long-lived TCP connection: ${JSON.stringify(hold)}`).toBeUndefined();
     expect(hold.answered).toBe(hold.sent);
     expect(hold.backends, 'one backend throughout').toHaveLength(1);
+    // Why it held: the first sync handed kube-proxy's connections (the held one among them) to the kernel.
+    const handed = /"connections the kernel translated \(kube-proxy\) stay with the kernel until they end" flows=(\d+)/.exec(daemons[0]?.stderr ?? '');
+    expect(Number(handed ? handed[1] : 0), `node 1 handed kube-proxy's TCP flows to the kernel\n${daemons[0]?.stderr.slice(-3000)}`).toBeGreaterThanOrEqual(1);
     const udp = await flows.udp;
+    console.log(`# UDP flow across the migration: ${JSON.stringify(udp)}`);
     expect(udp.sent - udp.answered, `the UDP flow lost at most 2 datagrams: ${JSON.stringify(udp)}`).toBeLessThanOrEqual(2);
 
     // What is gone and what stays.

@@ -28,6 +28,8 @@ import { familyOf, parseCidr } from '../../util/ip.ts';
 import { type CompileOptions, compile, compileChanged } from './compile.ts';
 import { diff } from './diff.ts';
 import { programmedFromDump } from './adopt.ts';
+import type { ConntrackEntry } from '../../host/conntrack.ts';
+import { kernelFlows } from './kernel-flows.ts';
 import { applyOps, applyPlan, type MapWriter } from './apply.ts';
 import {
   type Capacities,
@@ -45,7 +47,7 @@ import {
 } from './layout.ts';
 import type { DesiredState, ProgrammedState } from './state.ts';
 import { acquirePinLock, type PinLock } from './pinlock.ts';
-import { LayoutUpgrade, type UpgradeContext } from './migrate.ts';
+import { ctTarget, LayoutUpgrade, type UpgradeContext } from './migrate.ts';
 import type { Clock } from '../../sync/clock.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
@@ -115,6 +117,13 @@ export interface BpfDataplaneOptions {
   readonly pinLockTimeoutMs?: number;
   /** Time for the pin lock's waits; default the system clock. */
   readonly clock?: Clock;
+  /**
+   * The kernel's conntrack table (host/conntrack.ts readConntrack in the
+   * daemon): before a full sync lands and right after, the TCP flows the
+   * kernel DNATed to its frontends (kube-proxy's) are handed to the program
+   * as SY_CT_F_KERNEL entries (kernel-flows.ts). Absent: not done.
+   */
+  readonly kernelConntrack?: () => readonly ConntrackEntry[];
 }
 
 /**
@@ -243,8 +252,15 @@ export class BpfDataplane implements Dataplane {
     const desired = this.#desired ? compileChanged(this.#desired, snapshot, opts) : compile(snapshot, opts);
     const scope = this.#desired ? desired.changed : 'all';
     const plan = diff(desired, programmed, scope, { capacities: this.#capacities, nowMs: (this.#o.now ?? Date.now)() });
+    // A full sync (the first of this daemon) may take over frontends kube-proxy carried.
+    const handOver = this.#desired === null && this.#o.kernelConntrack !== undefined;
     try {
+      const handed = handOver ? await this.#handKernelFlows(desired) : 0;
       const stats = await applyPlan(plan, this.#writer());
+      if (handOver) {
+        const total = handed + (await this.#handKernelFlows(desired));
+        if (total > 0) this.#o.log.info('connections the kernel translated (kube-proxy) stay with the kernel until they end', { flows: total });
+      }
       this.#programmed = plan.next;
       this.#desired = desired;
       if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
@@ -278,6 +294,27 @@ export class BpfDataplane implements Dataplane {
     this.#fds = null;
     this.#lock?.release();
     this.#lock = null;
+  }
+
+  /** Writes SY_CT_F_KERNEL entries for kernel-DNATed TCP flows to `desired`'s frontends not tracked yet; returns how many. */
+  async #handKernelFlows(desired: DesiredState): Promise<number> {
+    const obj = this.#obj;
+    const read = this.#o.kernelConntrack;
+    if (obj === null || read === undefined) return 0;
+    const flows = kernelFlows(read(), (k) => desired.services.has(k), process.hrtime.bigint());
+    let written = 0;
+    for (const [m, list] of [
+      ['ct4', flows.v4],
+      ['ct6', flows.v6],
+    ] as const) {
+      if (list.length === 0) continue;
+      const target = ctTarget(obj.map(MAPS[m].name), MAPS[m].keyCodec, MAPS[m].valueCodec);
+      const have = await target.has(list.map(([k]) => k));
+      const missing = list.filter((_, i) => !have[i]);
+      await target.write(missing);
+      written += missing.length;
+    }
+    return written;
   }
 
   /** Interfaces the programs are attached to now, by ifindex ("eth0 net", "veth1 pod"). */
