@@ -308,6 +308,10 @@ _Static_assert(sizeof(struct sy_frag_value) == 16, "sy_frag_value size");
 #define SY_CFG_DETECT_CIDR 0x01 /* a source in pod_cidr4/6 is a pod (ClusterCIDR, NodeCIDR) */
 #define SY_CFG_DETECT_IFACE                                                                        \
 	0x02 /* traffic entering a pod interface is from a pod (BridgeInterface, InterfaceNamePrefix) */
+/* Set by the daemon while it hands the kernel's own NAT flows over (a full sync taking
+ * over kube-proxy's frontends, kernel-flows.ts): a TCP packet that is not a bare SYN and
+ * has no flow is left to the kernel, whose conntrack may be translating it. */
+#define SY_CFG_KERNEL_HANDOVER 0x04
 
 struct sy_config_v2 {
 	__be32 node_addr4_be;    /* IPv4 masquerade source; 0 = none */

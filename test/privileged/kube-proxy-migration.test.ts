@@ -156,11 +156,14 @@ async function startFlows(c: Cluster): Promise<Flows> {
 }
 
 const daemons: RigProcess[] = [];
+/** The endpoints of `web`, set by the first test. */
+let endpoints: Backend[] = [];
 
 describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README guide)', () => {
   e2eTest('there: kube-proxy -> Switchyard -> cleanup --kube-proxy, with traffic running throughout', async ({ cluster: c, pins, manifests }) => {
     const f: RigFixtures = { cluster: c, pins, manifests };
     const backends = await startBackends(c, { tcp: [8080], udp: [5353], echo: [ECHO_PORT] });
+    endpoints = backends;
     for (const n of c.nodes) await installKubeProxy(c, n, backends);
     await sh(c, c.node(1), OTHER_LEFTOVERS);
 
@@ -243,5 +246,57 @@ describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README 
     expect(again.stderr).toMatch(/kube-proxy cleanup done" iptables=0 nftTables="-" ipvsServices=0 ipvsDevice=false ipsets=0 errors=0|kube-proxy cleanup done iptables=0 nftTables=- ipvsServices=0 ipvsDevice=false ipsets=0 errors=0/);
     expect(again.stderr, 'IPVS absent from this kernel: said, and skipped').toMatch(/IPVS is not in this kernel/);
     void f;
+  });
+
+  e2eTest('back: Switchyard -> kube-proxy, with new connections never failing', async ({ cluster: c, pins }) => {
+    expect(daemons, 'the first test left Switchyard running').toHaveLength(2);
+    const churns = [churn(c, 1), churn(c, 2)];
+    const flows = await startFlows(c);
+    let ok = false;
+    try {
+      // Step 1: stop Switchyard (the DaemonSet deleted): programs stay attached, maps pinned, traffic flows.
+      for (const d of daemons.splice(0)) expect(await d.stop(scaled(10_000)), `${d.ns}: the daemon exits 0 on SIGTERM`).toStrictEqual({ code: 0, signal: null });
+      // Step 2: kube-proxy is back (its DaemonSet) and writes its rules: Switchyard's programs still translate first.
+      for (const n of c.nodes) await installKubeProxy(c, n, endpoints);
+      // Step 3: `switchyard cleanup` on every node: from now on kube-proxy's rules carry the Services.
+      for (const n of c.nodes) {
+        const r = await runCli(c, n, ['cleanup', `--bpf-pin-path=${pins.dirFor(n)}`]);
+        expect(r.code, `${n.name}: cleanup\n${r.stderr}`).toBe(0);
+      }
+      await new Promise((r) => setTimeout(r, scaled(5000)));
+      ok = true;
+    } finally {
+      const churned = (await Promise.all(churns.map((x) => x.stop()))).flat();
+      if (ok) {
+        expect(churned.length, 'the churn ran').toBeGreaterThan(40);
+        expect(describeFailures(churned), 'no new connection or request failed on the way back').toBe('');
+      }
+    }
+    // Nothing of Switchyard's is left: no tc filter of ours in either direction, no pin.
+    for (const n of c.nodes) {
+      for (const dev of ['eth0', ...n.pods.map((p) => p.hostIf)]) {
+        for (const dir of ['ingress', 'egress']) {
+          const shown = await sh(c, n, `tc filter show dev ${dev} ${dir}`);
+          expect(shown, `${n.name} ${dev} ${dir}: no Switchyard program`).not.toMatch(/sy_(from|to)_(pod|net)|handle 0x5359/);
+        }
+      }
+      const pinned = await sh(c, n, `ls -A ${pins.dirFor(n)} 2>/dev/null || true`);
+      expect(pinned.trim(), `${n.name}: nothing pinned`).toBe('');
+    }
+    // New connections go through kube-proxy's DNAT again.
+    const before = await sh(c, c.node(1), 'iptables-nft -t nat -L KUBE-SERVICES -v -x -n');
+    const fresh = await requestService(c, 1, 'tcp', VIP, 10);
+    expect(describeFailures(fresh)).toBe('');
+    const after = await sh(c, c.node(1), 'iptables-nft -t nat -L KUBE-SERVICES -v -x -n');
+    const hits = (t: string): number => Number(/^\s*(\d+)\s+\d+\s+KUBE-SVC-/m.exec(t)?.[1] ?? 0);
+    expect(hits(after), "kube-proxy's KUBE-SERVICES rule matched the new connections").toBeGreaterThanOrEqual(hits(before) + 10);
+    // What survives: a TCP connection Switchyard translated has no NAT in the kernel's conntrack, so
+    // once the program is gone its next packet is a new flow to kube-proxy's rules (another backend,
+    // or the same one under a remapped port): it is reset. A UDP flow goes on (a new NAT binding).
+    const hold = await flows.hold;
+    expect(hold.error, `the long-lived TCP connection opened under Switchyard ends with the cleanup: ${JSON.stringify(hold)}`).toBeDefined();
+    const udp = await flows.udp;
+    console.log(`# UDP flow across the way back: ${JSON.stringify(udp)}`);
+    expect(udp.sent - udp.answered, `the UDP flow lost at most 2 datagrams: ${JSON.stringify(udp)}`).toBeLessThanOrEqual(2);
   });
 });

@@ -43,6 +43,7 @@ import {
   PROGRAMMED_MAPS,
   SY_CFG_DETECT_CIDR,
   SY_CFG_DETECT_IFACE,
+  SY_CFG_KERNEL_HANDOVER,
   u32Codec,
 } from './layout.ts';
 import type { DesiredState, ProgrammedState } from './state.ts';
@@ -252,14 +253,18 @@ export class BpfDataplane implements Dataplane {
     const desired = this.#desired ? compileChanged(this.#desired, snapshot, opts) : compile(snapshot, opts);
     const scope = this.#desired ? desired.changed : 'all';
     const plan = diff(desired, programmed, scope, { capacities: this.#capacities, nowMs: (this.#o.now ?? Date.now)() });
-    // A full sync (the first of this daemon) may take over frontends kube-proxy carried.
+    // A full sync (the first of this daemon) may take over frontends kube-proxy carried: while the
+    // plan lands, TCP packets without a flow are left to the kernel; then the kernel's own NAT
+    // flows to these frontends (all there are: from now on new connections are the program's)
+    // get SY_CT_F_KERNEL entries, and the handover ends.
     const handOver = this.#desired === null && this.#o.kernelConntrack !== undefined;
     try {
-      const handed = handOver ? await this.#handKernelFlows(desired) : 0;
+      if (handOver) await this.#writeConfig(podCIDRs, true);
       const stats = await applyPlan(plan, this.#writer());
       if (handOver) {
-        const total = handed + (await this.#handKernelFlows(desired));
-        if (total > 0) this.#o.log.info('connections the kernel translated (kube-proxy) stay with the kernel until they end', { flows: total });
+        const handed = await this.#handKernelFlows(desired);
+        if (handed > 0) this.#o.log.info('connections the kernel translated (kube-proxy) stay with the kernel until they end', { flows: handed });
+        await this.#writeConfig(podCIDRs, false);
       }
       this.#programmed = plan.next;
       this.#desired = desired;
@@ -271,6 +276,7 @@ export class BpfDataplane implements Dataplane {
         durationMs: performance.now() - started,
       };
     } catch (err) {
+      if (handOver) await this.#writeConfig(podCIDRs, false).catch(() => undefined); // the next sync writes it anyway
       // Part of the plan may have landed: read back what the kernel holds
       // and reconcile everything on the next sync. The caller must learn
       // why the plan failed, so a read-back failure does not replace it.
@@ -371,10 +377,11 @@ export class BpfDataplane implements Dataplane {
   }
 
   /** Writes sy_config_v2 when it differs from what this daemon wrote last. */
-  async #writeConfig(podCIDRs: readonly string[]): Promise<void> {
+  async #writeConfig(podCIDRs: readonly string[], handover = false): Promise<void> {
     const obj = this.#obj;
     if (!obj) return;
-    const c = nodeConfig(this.#o, podCIDRs);
+    const base = nodeConfig(this.#o, podCIDRs);
+    const c = handover ? { ...base, flags: base.flags | SY_CFG_KERNEL_HANDOVER } : base;
     const text = JSON.stringify(c);
     if (text === this.#configText) return;
     await writeNodeConfig(obj, c);

@@ -77,6 +77,7 @@ export const HEADER_DEFINES = {
   SY_TCP_CLOSED: 4,
   SY_CFG_DETECT_CIDR: 0x01,
   SY_CFG_DETECT_IFACE: 0x02,
+  SY_CFG_KERNEL_HANDOVER: 0x04,
   SY_STAT_SVC_HIT: 0,
   SY_STAT_CT_NEW: 1,
   SY_STAT_REJECT: 2,
@@ -118,6 +119,7 @@ export const SY_CT_F_EXT = D.SY_CT_F_EXT;
 export const SY_CT_F_KERNEL = D.SY_CT_F_KERNEL;
 export const SY_CFG_DETECT_CIDR = D.SY_CFG_DETECT_CIDR;
 export const SY_CFG_DETECT_IFACE = D.SY_CFG_DETECT_IFACE;
+export const SY_CFG_KERNEL_HANDOVER = D.SY_CFG_KERNEL_HANDOVER;
 /** The largest count a master can hold (count is 16 bits of state, slot is __u16). */
 export const SY_MAX_SLOTS = 0xffff;
 
