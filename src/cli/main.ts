@@ -29,7 +29,11 @@ const CLEANUP_FLAGS: readonly FlagSpec[] = [
     kind: 'bool',
     help: "Remove kube-proxy's leftovers instead (iptables/ip6tables chains of both backends, nftables tables, IPVS services, kube-ipvs0, ipsets): the migration step, refused unless Switchyard is programmed here.",
   },
-  { name: 'force', kind: 'bool', help: 'With --kube-proxy: remove them even when Switchyard is not programmed here (Services stop working until a proxy programs them).' },
+  {
+    name: 'force',
+    kind: 'bool',
+    help: 'With --kube-proxy: remove them even when Switchyard is not programmed here (Services stop working until a proxy programs them).',
+  },
 ];
 
 /** kube-proxy's leftovers with the real tools; exit 1 when a step failed. */

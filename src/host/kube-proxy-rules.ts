@@ -40,16 +40,7 @@ export interface SavedTable {
 const BUILTIN = new Set(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING']);
 
 const FIXED: Readonly<Record<string, readonly string[]>> = {
-  nat: [
-    'KUBE-SERVICES',
-    'KUBE-NODEPORTS',
-    'KUBE-POSTROUTING',
-    'KUBE-MARK-MASQ',
-    'KUBE-PROXY-CANARY',
-    'KUBE-NODE-PORT',
-    'KUBE-LOAD-BALANCER',
-    'KUBE-FIREWALL',
-  ],
+  nat: ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', 'KUBE-PROXY-CANARY', 'KUBE-NODE-PORT', 'KUBE-LOAD-BALANCER', 'KUBE-FIREWALL'],
   filter: [
     'KUBE-SERVICES',
     'KUBE-EXTERNAL-SERVICES',

@@ -193,7 +193,13 @@ describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README 
       expect(await iptablesView(c, c.node(1)), 'nothing touched').toMatch(/KUBE-SVC-/);
 
       // Step 2: Switchyard starts on every node (the DaemonSet) and programs the same Services.
-      manifests.write('web.yaml', serviceManifest({ name: 'web', clusterIPs: [VIP, VIP6], ports: PORTS }, backends.flatMap((b) => [{ ip: b.ip, node: b.node }])));
+      manifests.write(
+        'web.yaml',
+        serviceManifest(
+          { name: 'web', clusterIPs: [VIP, VIP6], ports: PORTS },
+          backends.flatMap((b) => [{ ip: b.ip, node: b.node }]),
+        ),
+      );
       daemons.push(...c.nodes.map((n) => startDaemon(c, n, manifests, pins, [`--cluster-cidr=${CLUSTER_CIDR},${CLUSTER_CIDR6}`])));
       await untilProgrammed(daemons);
 
@@ -226,7 +232,10 @@ describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README 
     // What is gone and what stays.
     for (const n of c.nodes) {
       const view = await iptablesView(c, n);
-      expect(view.split('\n').filter((l) => KUBE_PROXY_CHAIN.test(l)), `${n.name}: no kube-proxy chain or jump left`).toStrictEqual([]);
+      expect(
+        view.split('\n').filter((l) => KUBE_PROXY_CHAIN.test(l)),
+        `${n.name}: no kube-proxy chain or jump left`,
+      ).toStrictEqual([]);
       expect(view, `${n.name}: kubelet's chains stay`).toMatch(/:KUBE-KUBELET-CANARY/);
       expect(view, `${n.name}: kubelet's KUBE-FIREWALL stays`).toMatch(/-A INPUT -j KUBE-FIREWALL/);
       expect(view, `${n.name}: the node's own rule stays`).toContain(`--comment "${USER_RULE_COMMENT}" -j DROP`);
@@ -243,7 +252,9 @@ describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README 
     // Idempotent: a second run finds nothing.
     const again = await runCli(c, node1, ['cleanup', '--kube-proxy', `--bpf-pin-path=${pins.dirFor(node1)}`]);
     expect(again.code, again.stderr).toBe(0);
-    expect(again.stderr).toMatch(/kube-proxy cleanup done" iptables=0 nftTables="-" ipvsServices=0 ipvsDevice=false ipsets=0 errors=0|kube-proxy cleanup done iptables=0 nftTables=- ipvsServices=0 ipvsDevice=false ipsets=0 errors=0/);
+    expect(again.stderr).toMatch(
+      /kube-proxy cleanup done" iptables=0 nftTables="-" ipvsServices=0 ipvsDevice=false ipsets=0 errors=0|kube-proxy cleanup done iptables=0 nftTables=- ipvsServices=0 ipvsDevice=false ipsets=0 errors=0/,
+    );
     expect(again.stderr, 'IPVS absent from this kernel: said, and skipped').toMatch(/IPVS is not in this kernel/);
     void f;
   });
@@ -255,7 +266,8 @@ describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README 
     let ok = false;
     try {
       // Step 1: stop Switchyard (the DaemonSet deleted): programs stay attached, maps pinned, traffic flows.
-      for (const d of daemons.splice(0)) expect(await d.stop(scaled(10_000)), `${d.ns}: the daemon exits 0 on SIGTERM`).toStrictEqual({ code: 0, signal: null });
+      for (const d of daemons.splice(0))
+        expect(await d.stop(scaled(10_000)), `${d.ns}: the daemon exits 0 on SIGTERM`).toStrictEqual({ code: 0, signal: null });
       // Step 2: kube-proxy is back (its DaemonSet) and writes its rules: Switchyard's programs still translate first.
       for (const n of c.nodes) await installKubeProxy(c, n, endpoints);
       // Step 3: `switchyard cleanup` on every node: from now on kube-proxy's rules carry the Services.

@@ -65,7 +65,11 @@ export const USER_RULE_COMMENT = 'node firewall: not kube-proxy';
  */
 export function kubeProxyRuleset(services: readonly KpService[], clusterCIDR: string, v6: boolean): string {
   const host = v6 ? '/128' : '/32';
-  const localnet = v6 ? [] : ['-A KUBE-FIREWALL -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP'];
+  const localnet = v6
+    ? []
+    : [
+        '-A KUBE-FIREWALL -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
+      ];
   const natChains: string[] = [];
   const natRules: string[] = [];
   const svcRules: string[] = [];
@@ -76,7 +80,9 @@ export function kubeProxyRuleset(services: readonly KpService[], clusterCIDR: st
       const svc = svcChain(spn, proto);
       natChains.push(`:${svc} - [0:0]`);
       svcRules.push(`-A KUBE-SERVICES -d ${s.clusterIP}${host} -p ${proto} -m comment --comment "${spn} cluster IP" -m ${proto} --dport ${p.port} -j ${svc}`);
-      natRules.push(`-A ${svc} ! -s ${clusterCIDR} -d ${s.clusterIP}${host} -p ${proto} -m comment --comment "${spn} cluster IP" -m ${proto} --dport ${p.port} -j KUBE-MARK-MASQ`);
+      natRules.push(
+        `-A ${svc} ! -s ${clusterCIDR} -d ${s.clusterIP}${host} -p ${proto} -m comment --comment "${spn} cluster IP" -m ${proto} --dport ${p.port} -j KUBE-MARK-MASQ`,
+      );
       p.endpoints.forEach((ep, i) => {
         const sep = sepChain(spn, proto, ep);
         const left = p.endpoints.length - i;

@@ -20,7 +20,20 @@ export function requirePrivileged(env: NodeJS.ProcessEnv = process.env): boolean
   return (ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0') || env['SY_REQUIRE_PRIVILEGED'] === '1';
 }
 
-export type Need = 'root' | 'clang' | 'bpftool' | 'bpf-object' | 'bpf-lib-test-object' | 'native-addon' | 'ip' | 'nft' | 'cc' | 'sctp' | 'promtool' | 'iptables' | 'ipset';
+export type Need =
+  | 'root'
+  | 'clang'
+  | 'bpftool'
+  | 'bpf-object'
+  | 'bpf-lib-test-object'
+  | 'native-addon'
+  | 'ip'
+  | 'nft'
+  | 'cc'
+  | 'sctp'
+  | 'promtool'
+  | 'iptables'
+  | 'ipset';
 
 function haveCommand(cmd: string, args: string[]): boolean {
   try {
