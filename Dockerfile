@@ -3,7 +3,9 @@
 # copied onto a Node 24 runtime image with only what the daemon uses: the
 # addon's shared library (libbpf1, which brings libelf and zlib), iproute2
 # (`ip monitor link` follows pod interfaces), and bpftool for an operator debugging the
-# node (`kubectl exec ... -- bpftool map dump pinned /sys/fs/bpf/switchyard/...`).
+# node (`kubectl exec ... -- bpftool map dump pinned /sys/fs/bpf/switchyard/...`),
+# and kube-proxy's tools for `switchyard cleanup --kube-proxy` (iptables with
+# both backends, nftables, ipset, ipvsadm).
 # .dockerignore keeps the build context to the files copied below.
 FROM node:24-bookworm-slim AS build
 RUN apt-get update \
@@ -22,7 +24,7 @@ COPY bin ./bin
 
 FROM node:24-bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libbpf1 iproute2 bpftool \
+ && apt-get install -y --no-install-recommends libbpf1 iproute2 bpftool iptables nftables ipset ipvsadm \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
