@@ -310,5 +310,11 @@ describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README 
     const udp = await flows.udp;
     console.log(`# UDP flow across the way back: ${JSON.stringify(udp)}`);
     expect(udp.sent - udp.answered, `the UDP flow lost at most 2 datagrams: ${JSON.stringify(udp)}`).toBeLessThanOrEqual(2);
+
+    // `switchyard run --cleanup` (kube-proxy's flag): every proxy's state goes, kube-proxy's included, no refusal.
+    const node2 = c.node(2);
+    const rc = await runCli(c, node2, ['run', '--cleanup', `--bpf-pin-path=${pins.dirFor(node2)}`]);
+    expect(rc.code, rc.stderr).toBe(0);
+    expect((await iptablesView(c, node2)).split('\n').filter((l) => KUBE_PROXY_CHAIN.test(l))).toStrictEqual([]);
   });
 });
