@@ -120,9 +120,10 @@ export interface BpfDataplaneOptions {
   readonly clock?: Clock;
   /**
    * The kernel's conntrack table (host/conntrack.ts readConntrack in the
-   * daemon): before a full sync lands and right after, the TCP flows the
-   * kernel DNATed to its frontends (kube-proxy's) are handed to the program
-   * as SY_CT_F_KERNEL entries (kernel-flows.ts). Absent: not done.
+   * daemon): a full sync lands with SY_CFG_KERNEL_HANDOVER set, then the TCP
+   * flows the kernel DNATed to its frontends (kube-proxy's) are handed to the
+   * program as SY_CT_F_KERNEL entries (kernel-flows.ts) and the flag is
+   * cleared. Absent: not done.
    */
   readonly kernelConntrack?: () => readonly ConntrackEntry[];
 }
