@@ -3,9 +3,11 @@
 # copied onto a Node 24 runtime image with only what its commands use: the
 # addon's shared library (libbpf1, which brings libelf and zlib), iproute2
 # (`switchyard demo` builds its namespaces with `ip`; the daemon runs no
-# `ip`: pod interfaces come from the addon's link events), and bpftool for an
+# `ip`: pod interfaces come from the addon's link events), bpftool for an
 # operator debugging the node
-# (`kubectl exec ... -- bpftool map dump pinned /sys/fs/bpf/switchyard/...`).
+# (`kubectl exec ... -- bpftool map dump pinned /sys/fs/bpf/switchyard/...`),
+# and kube-proxy's tools for `switchyard cleanup --kube-proxy` (iptables with
+# both backends, nftables, ipset, ipvsadm).
 # .dockerignore keeps the build context to the files copied below.
 FROM node:24-bookworm-slim AS build
 RUN apt-get update \
@@ -24,7 +26,7 @@ COPY bin ./bin
 
 FROM node:24-bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libbpf1 iproute2 bpftool \
+ && apt-get install -y --no-install-recommends libbpf1 iproute2 bpftool iptables nftables ipset ipvsadm \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json

@@ -115,14 +115,26 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 	}
 
 	ct_key_pkt(&k, p, SY_CT_DIR_FWD);
-	if (ct_read(v6, &k, &f) == 0) {
-		if (flow_usable(v6, p, &f)) {
+	if (ct_read(v6, &k, &f) < 0) {
+		/* during a handover, a connection without a flow here may be the kernel's */
+		if ((cfg->flags & SY_CFG_KERNEL_HANDOVER) && p->proto == IPPROTO_TCP &&
+		    (p->tcp_flags & (SY_TCP_SYN | SY_TCP_ACK)) != SY_TCP_SYN)
+			return TC_ACT_UNSPEC;
+	} else {
+		if (f.flags & SY_CT_F_KERNEL) {
+			/* the kernel's conntrack translates it (kube-proxy's), unless a new connection */
+			if (!(p->proto == IPPROTO_TCP &&
+			      (p->tcp_flags & (SY_TCP_SYN | SY_TCP_ACK)) == SY_TCP_SYN))
+				return TC_ACT_UNSPEC;
+			ct_delete(v6, &k);
+		} else if (flow_usable(v6, p, &f)) {
 			ct_touch(v6, p, &k, &f, SY_CT_DIR_FWD);
 			return xlate_fwd(skb, v6, p, &f);
+		} else {
+			/* re-balanced or reopened: free the old reply key (and nat port) */
+			flow_rev_key(&k, &f, p->proto);
+			ct_delete(v6, &k);
 		}
-		/* re-balanced or reopened: free the old reply key (and nat port) */
-		flow_rev_key(&k, &f, p->proto);
-		ct_delete(v6, &k);
 	}
 	if (p->frag == SY_FRAG_LATER)
 		return TC_ACT_SHOT; /* no flow for a fragment's datagram: cannot choose */

@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-pkgs="clang clang-format llvm libbpf-dev libelf-dev zlib1g-dev pkg-config make cmake g++ iproute2 nftables
+pkgs="clang clang-format llvm libbpf-dev libelf-dev zlib1g-dev pkg-config make cmake g++ iproute2 nftables iptables ipset
       bpftool ipvsadm qemu-system-x86 busybox-static cpio kmod xz-utils zstd procps prometheus"
 missing=""
 for p in $pkgs; do

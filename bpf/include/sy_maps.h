@@ -225,6 +225,11 @@ _Static_assert(sizeof(struct sy_ct6_key) == 40, "sy_ct6_key size");
 #define SY_CT_F_SNAT    0x0001 /* source was masqueraded to nat addr:port */
 #define SY_CT_F_HAIRPIN 0x0002 /* the backend is the client itself */
 #define SY_CT_F_EXT     0x0004 /* the client was classified external */
+/* A flow the kernel translated before Switchyard carried its frontend (kube-proxy's
+ * DNAT, written by the daemon from the kernel's conntrack at start): its NAT lives in
+ * the kernel's conntrack entry, so its packets are left alone (FWD half only). A bare
+ * SYN on its tuple is a new connection, which Switchyard takes. */
+#define SY_CT_F_KERNEL  0x0008
 
 /* sy_ct*_value.tcp_state */
 #define SY_TCP_NONE        0 /* not TCP */
@@ -303,6 +308,10 @@ _Static_assert(sizeof(struct sy_frag_value) == 16, "sy_frag_value size");
 #define SY_CFG_DETECT_CIDR 0x01 /* a source in pod_cidr4/6 is a pod (ClusterCIDR, NodeCIDR) */
 #define SY_CFG_DETECT_IFACE                                                                        \
 	0x02 /* traffic entering a pod interface is from a pod (BridgeInterface, InterfaceNamePrefix) */
+/* Set by the daemon while it hands the kernel's own NAT flows over (a full sync taking
+ * over kube-proxy's frontends, kernel-flows.ts): a TCP packet that is not a bare SYN and
+ * has no flow is left to the kernel, whose conntrack may be translating it. */
+#define SY_CFG_KERNEL_HANDOVER 0x04
 
 struct sy_config_v2 {
 	__be32 node_addr4_be;    /* IPv4 masquerade source; 0 = none */

@@ -79,8 +79,8 @@ static __always_inline int icmp_plan_to_backend(int v6, const struct pkt *p, con
 	struct sy_ct6_value f;
 
 	ct_key(&k, in->daddr.w, in->saddr.w, in->dport, in->sport, in->proto, SY_CT_DIR_FWD);
-	if (ct_read(v6, &k, &f) < 0)
-		return 0;
+	if (ct_read(v6, &k, &f) < 0 || (f.flags & SY_CT_F_KERNEL))
+		return 0; /* a kernel-translated flow's errors are the kernel's (conntrack RELATED) */
 	__builtin_memcpy(x->outer_saddr, &p->saddr, 16);
 	__builtin_memcpy(x->outer_daddr, &p->daddr, 16);
 	if (addr_eq(v6, &p->daddr, (const union sy_addr *)f.front_addr_be))

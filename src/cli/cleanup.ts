@@ -4,7 +4,11 @@
 // pinned maps under the pin path. Safe to run when nothing is installed.
 // Refuses (ERR_SY_DATAPLANE_PIN_LOCKED, nothing touched) while a daemon holds
 // the pin directory's lock (dataplane/bpf/pinlock.ts): it would pull the maps
-// and filters from under a running daemon.
+// and filters from under a running daemon. That is all `run` installs: it
+// writes no sysctl and no iptables or nftables rule, attaches no cgroup
+// program yet, and its lock is an flock on the directory (gone with the
+// process), so kube-proxy can start on the node afterwards. kube-proxy's own
+// leftovers are cli/kube-proxy-cleanup.ts's (`cleanup --kube-proxy`).
 
 import { readdirSync, rmSync, existsSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';

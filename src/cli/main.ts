@@ -19,13 +19,35 @@ import { writeFileSync, readFileSync } from 'node:fs';
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 import { cleanup } from './cleanup.ts';
 import { status, STATUS_FLAGS } from './status.ts';
+import { assertSwitchyardProgrammed, cleanupKubeProxy, ipvsadm, systemCommands } from './kube-proxy-cleanup.ts';
 import { loadBinding } from '../native/binding.ts';
 import { SwitchyardError } from '../util/errors.ts';
 import { createLogger } from '../util/log.ts';
 
 const CLEANUP_FLAGS: readonly FlagSpec[] = [
   { name: 'bpf-pin-path', kind: 'string', arg: 'DIR', default: DEFAULT_PIN_PATH, help: 'The pin directory `run` used.' },
+  {
+    name: 'kube-proxy',
+    kind: 'bool',
+    help: "Remove kube-proxy's leftovers instead (iptables/ip6tables chains of both backends, nftables tables, IPVS services, kube-ipvs0, ipsets): the migration step, refused unless Switchyard is programmed here.",
+  },
+  {
+    name: 'force',
+    kind: 'bool',
+    help: 'With --kube-proxy: remove them even when Switchyard is not programmed here (Services stop working until a proxy programs them).',
+  },
 ];
+
+/** kube-proxy's leftovers with the real tools; exit 1 when a step failed. */
+function removeKubeProxyLeftovers(): number {
+  const commands = systemCommands();
+  const r = cleanupKubeProxy({ commands, ipvs: ipvsadm(commands), log: createLogger('cleanup') });
+  if (r.errors.length > 0) {
+    process.stderr.write(`switchyard cleanup: ${r.errors.length} step(s) of the kube-proxy cleanup failed; first: ${r.errors[0]}\n`);
+    return 1;
+  }
+  return 0;
+}
 
 interface Command {
   readonly summary: string;
@@ -51,20 +73,32 @@ const COMMANDS: Record<string, Command> = {
         return 0;
       }
       if (cmd.cleanup) {
-        // kube-proxy --cleanup: remove what the proxy installed, then exit.
+        // kube-proxy --cleanup: remove every proxy's rules from this node (kube-proxy's of
+        // every mode, and Switchyard's own), then exit; nothing is left programmed.
         cleanup(loadBinding(), config.switchyard.bpf.pinPath, createLogger('cleanup'));
-        return 0;
+        return removeKubeProxyLeftovers();
       }
       const { run, runConfig } = await import('./run.ts');
       return run(runConfig(config), stop);
     },
   },
   cleanup: {
-    summary: 'Remove what `switchyard run` installed in this network namespace (tc filters, pinned maps).',
+    summary: "Remove what `switchyard run` installed in this network namespace (tc filters, pinned maps); with --kube-proxy, kube-proxy's leftovers instead.",
     flags: CLEANUP_FLAGS,
     main: async (argv) => {
-      const pinPath = parseCommandFlags(argv, CLEANUP_FLAGS, 'cleanup').get('bpf-pin-path');
-      cleanup(loadBinding(), typeof pinPath === 'string' ? pinPath : DEFAULT_PIN_PATH, createLogger('cleanup'));
+      const flags = parseCommandFlags(argv, CLEANUP_FLAGS, 'cleanup');
+      const pinFlag = flags.get('bpf-pin-path');
+      const pinPath = typeof pinFlag === 'string' ? pinFlag : DEFAULT_PIN_PATH;
+      if (flags.get('force') === true && flags.get('kube-proxy') !== true) {
+        throw new ConfigError([{ field: 'force', message: '--force applies to --kube-proxy only' }]);
+      }
+      if (flags.get('kube-proxy') === true) {
+        const log = createLogger('cleanup');
+        if (flags.get('force') === true) log.warn('--force: not checking that Switchyard is programmed here');
+        else log.info('Switchyard is programmed here', { pinPath, attached: assertSwitchyardProgrammed(loadBinding(), pinPath).attached.join(',') });
+        return removeKubeProxyLeftovers();
+      }
+      cleanup(loadBinding(), pinPath, createLogger('cleanup'));
       return 0;
     },
   },

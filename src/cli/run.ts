@@ -30,6 +30,7 @@ import { BPF_GAPS, gapSummary } from '../dataplane/capabilities.ts';
 import type { SyncResult } from '../dataplane/types.ts';
 import { detectNodeAddresses, type NodeAddresses } from '../host/node-address.ts';
 import { hostLinks } from '../host/links.ts';
+import { readConntrack } from '../host/conntrack.ts';
 import { ProblemLog } from '../util/problems.ts';
 import { EventRecorder, type EventSink } from '../ops/events.ts';
 import { ProxyHealth } from '../ops/health.ts';
@@ -285,6 +286,7 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
       snatPorts: cfg.snatPorts,
       capacities: cfg.capacities,
       links: hostLinks({ native, rescanMs: LINK_RESCAN_MS, log: logger('links') }),
+      kernelConntrack: () => readConntrack(),
     });
     metrics.setDataplaneStats(dataplaneStatsOf(dataplane));
     const latency = new ProgrammingLatency({ onSample: (sample) => ops.latency(sample) });

@@ -16,10 +16,12 @@ import { needs } from '../support/requirements.ts';
 import {
   SY_ACT_DROP,
   SY_CFG_DETECT_CIDR,
+  SY_CFG_KERNEL_HANDOVER,
   SY_CT_DIR_FWD,
   SY_CT_DIR_REV,
   SY_CT_F_EXT,
   SY_CT_F_HAIRPIN,
+  SY_CT_F_KERNEL,
   SY_CT_F_SNAT,
   SY_SCOPE_EXTERNAL,
   SY_SVC_F_EXT_SCOPE,
@@ -490,6 +492,49 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         const again = await h.run('sy_from_pod', frame(syn));
         expect(again.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n, TCP_REOPEN: 1n });
         expect(again.ct.map((e) => e.value.tcpState)).toEqual([SY_TCP_SYN_SENT, SY_TCP_SYN_SENT]);
+      });
+    });
+
+    describe("kube-proxy's connections (handover, README migration guide)", () => {
+      const ctMap = f.name === 'IPv4' ? ('ct4' as const) : ('ct6' as const);
+
+      test('a SY_CT_F_KERNEL flow is left to the kernel (untouched, no flow added); a bare SYN on its tuple is a new connection, translated', async () => {
+        const kernel: CtValue = {
+          ...webFlow('TCP', 43000, { backendId: 0, svcId: 0, flags: SY_CT_F_KERNEL, tcpState: SY_TCP_ESTABLISHED }),
+          createdNs: 1n,
+          lastSeenNs: 1n,
+        };
+        const key: CtKey = { saddr: f.client, daddr: f.vip, sport: 43000, dport: PORTS.TCP.port, proto: 'TCP', dir: SY_CT_DIR_FWD };
+        await h.put(ctMap, [[key, kernel]]);
+        const ack = frame(fromClient('TCP', f.vip, 43000, { tcpFlags: TCP.ACK }));
+        const r = await h.run('sy_from_pod', ack);
+        expect(r.verdict).toBe(TC_ACT_UNSPEC);
+        expectFrame(r.data, ack);
+        expect(r.ct).toEqual([{ key, value: kernel }]);
+        const syn = fromClient('TCP', f.vip, 43000);
+        const taken = await h.run('sy_from_pod', frame(syn));
+        expectFrame(taken.data, frame({ ...syn, dst: f.backend, dport: PORTS.TCP.target }));
+        expect(timeless(taken.ct)).toEqual(halves('TCP', webFlow('TCP', 43000)));
+      });
+
+      test('SY_CFG_KERNEL_HANDOVER: a TCP packet without a flow that is not a bare SYN is left to the kernel, a SYN and UDP are translated; without it the packet is picked up', async () => {
+        await h.setConfig({ ...CONFIG, flags: CONFIG.flags | SY_CFG_KERNEL_HANDOVER });
+        try {
+          const ack = frame(fromClient('TCP', f.vip, 43100, { tcpFlags: TCP.ACK }));
+          const left = await h.run('sy_from_pod', ack);
+          expect(left.verdict).toBe(TC_ACT_UNSPEC);
+          expectFrame(left.data, ack);
+          expect(left.ct).toEqual([]);
+          const syn = fromClient('TCP', f.vip, 43101);
+          expectFrame((await h.run('sy_from_pod', frame(syn))).data, frame({ ...syn, dst: f.backend, dport: PORTS.TCP.target }));
+          const udp = fromClient('UDP', f.vip, 43102);
+          expectFrame((await h.run('sy_from_pod', frame(udp))).data, frame({ ...udp, dst: f.backend, dport: PORTS.UDP.target }));
+        } finally {
+          await h.setConfig(CONFIG);
+        }
+        await h.flushConntrack();
+        const ack = fromClient('TCP', f.vip, 43100, { tcpFlags: TCP.ACK });
+        expectFrame((await h.run('sy_from_pod', frame(ack))).data, frame({ ...ack, dst: f.backend, dport: PORTS.TCP.target }));
       });
     });
 

@@ -20,7 +20,20 @@ export function requirePrivileged(env: NodeJS.ProcessEnv = process.env): boolean
   return (ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0') || env['SY_REQUIRE_PRIVILEGED'] === '1';
 }
 
-export type Need = 'root' | 'clang' | 'bpftool' | 'bpf-object' | 'bpf-lib-test-object' | 'native-addon' | 'ip' | 'nft' | 'cc' | 'sctp' | 'promtool';
+export type Need =
+  | 'root'
+  | 'clang'
+  | 'bpftool'
+  | 'bpf-object'
+  | 'bpf-lib-test-object'
+  | 'native-addon'
+  | 'ip'
+  | 'nft'
+  | 'cc'
+  | 'sctp'
+  | 'promtool'
+  | 'iptables'
+  | 'ipset';
 
 function haveCommand(cmd: string, args: string[]): boolean {
   try {
@@ -37,6 +50,11 @@ const PROBES: Record<Need, () => string | null> = {
   bpftool: () => (haveCommand('bpftool', ['version']) ? null : 'bpftool (scripts/setup.sh installs it)'),
   ip: () => (haveCommand('ip', ['-V']) ? null : 'ip from iproute2 (scripts/setup.sh installs it)'),
   nft: () => (haveCommand('nft', ['--version']) ? null : "nft from nftables (scripts/setup.sh installs it; the rig's nodes drop conntrack INVALID with it)"),
+  iptables: () =>
+    ['iptables-nft-save', 'ip6tables-nft-restore', 'iptables-legacy-save'].every((c) => haveCommand(c, ['--version']))
+      ? null
+      : 'iptables with both backends (iptables-nft-*, iptables-legacy-*: scripts/setup.sh installs the iptables package)',
+  ipset: () => (haveCommand('ipset', ['version']) ? null : 'ipset (scripts/setup.sh installs it)'),
   cc: () => (['cc', 'gcc', 'clang'].some((c) => haveCommand(c, ['--version'])) ? null : "a C compiler (cc, gcc or clang) for the rig's SCTP helper"),
   // This is a kernel property: the kernel-matrix VMs have SCTP (a module); some hosts do not.
   sctp: () => (kernelHasSctp() ? null : 'a kernel with SCTP (the kernel-matrix VMs have it: npm run test:kernels)'),

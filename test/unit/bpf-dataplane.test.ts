@@ -13,6 +13,7 @@ import {
   backend4Codec,
   configCodec,
   encode,
+  HEADER_DEFINES,
   MAPS,
   SY_CFG_DETECT_CIDR,
   SY_CFG_DETECT_IFACE,
@@ -520,6 +521,42 @@ describe('links', () => {
     const { dp, logs } = await started(fake, { links });
     expect([...dp.attached.values()].sort()).toEqual(['cali2 pod', 'eth0 net', 'veth1 pod']);
     expect(logs.some((l) => /warn bpf attach failed interface=veth9 .*No such device/.test(l))).toBe(true);
+    await dp.stop();
+  });
+});
+
+describe("handover of kube-proxy's connections (kernel-flows.ts)", () => {
+  const KERNEL_FLOW = {
+    family: 'IPv4' as const,
+    proto: 'tcp',
+    state: 'ESTABLISHED',
+    original: { src: '10.244.1.9', dst: '10.96.0.1', sport: 40000, dport: 80 },
+    reply: { src: '10.244.1.2', dst: '10.244.1.9', sport: 8080, dport: 40000 },
+  };
+
+  test('the first sync lands with SY_CFG_KERNEL_HANDOVER set, writes SY_CT_F_KERNEL entries for kernel-DNATed TCP flows to its frontends, then clears the flag; later syncs do not look', async () => {
+    let reads = 0;
+    const { fake, dp, logs } = await started(node(), {
+      kernelConntrack: () => {
+        reads++;
+        return [KERNEL_FLOW, { ...KERNEL_FLOW, original: { ...KERNEL_FLOW.original, dst: '10.96.0.99' } }];
+      },
+    });
+    await dp.sync(S1);
+    const ct = ((await dumpPinned(fake, PIN)).get(MAPS.ct4.name) ?? []).map(([k, v]) => ({
+      key: MAPS.ct4.keyCodec.decode(k),
+      value: MAPS.ct4.valueCodec.decode(v),
+    }));
+    expect(ct.map((e) => e.key)).toStrictEqual([{ saddr: '10.244.1.9', daddr: '10.96.0.1', sport: 40000, dport: 80, proto: 'TCP', dir: 0 }]);
+    expect(ct[0]?.value).toMatchObject({ flags: HEADER_DEFINES.SY_CT_F_KERNEL, backendAddr: '10.244.1.2', backendPort: 8080 });
+    const configFlags = logs.filter((l) => l.includes('node config')).map((l) => Number(/flags=(\d+)/.exec(l)?.[1]));
+    const handover = HEADER_DEFINES.SY_CFG_KERNEL_HANDOVER;
+    expect(configFlags.map((f) => (f & handover) !== 0)).toStrictEqual([false, true, false]);
+    expect(logs.some((l) => /connections the kernel translated \(kube-proxy\) stay with the kernel until they end.*flows=1/.test(l))).toBe(true);
+    const [config] = (await dumpPinned(fake, PIN)).get(MAPS.config.name) ?? [];
+    expect((configCodec.decode(config?.[1] as Buffer).flags & handover) === 0, 'the flag is cleared in the map').toBe(true);
+    await dp.sync(snapshot([A]));
+    expect(reads, 'incremental syncs do not read the conntrack table').toBe(1);
     await dp.stop();
   });
 });

@@ -34,7 +34,9 @@ type Obj = Record<string, unknown>;
 function docs(file: string): Obj[] {
   return parseAllDocuments(readFileSync(join(ROOT, 'deploy', file), 'utf8')).map((d) => d.toJS() as Obj);
 }
-const ALL = ['configmap.yaml', 'daemonset.yaml', 'rbac.yaml'].flatMap((f) => docs(f).map((doc) => ({ file: f, doc })));
+const ALL = ['configmap.yaml', 'daemonset.yaml', 'rbac.yaml', 'cleanup-kube-proxy.yaml', 'cleanup-switchyard.yaml'].flatMap((f) =>
+  docs(f).map((doc) => ({ file: f, doc })),
+);
 
 // kubernetes-models' generated validators, by apiVersion/kind.
 interface Validating {

@@ -115,10 +115,16 @@ test('the runtime image installs bpftool and only packages something in the imag
   expect(pkgs).toContain('bpftool');
   const cmake = readFileSync(join(ROOT, 'native/CMakeLists.txt'), 'utf8');
   const rig = readFileSync(join(ROOT, 'src/rig/cluster.ts'), 'utf8');
+  const kubeProxy = readFileSync(join(ROOT, 'src/cli/kube-proxy-cleanup.ts'), 'utf8');
   const why: Record<string, boolean> = {
     libbpf1: /LIBBPF_LIBRARY NAMES libbpf\.so/.test(cmake), // the addon links libbpf (libelf and zlib come with it)
     iproute2: /run\(\['ip'/.test(rig), // `switchyard demo` builds its namespaces with `ip` (src/rig)
     bpftool: true, // for operators (the issue asks for it)
+    // cleanup --kube-proxy runs kube-proxy's tools: iptables-save/-restore (both backends), nft, ipset, ipvsadm
+    iptables: /-save`/.test(kubeProxy) && /-restore`/.test(kubeProxy),
+    nftables: /'nft', 'delete', 'table'/.test(kubeProxy),
+    ipset: /'ipset', 'destroy'/.test(kubeProxy),
+    ipvsadm: /'ipvsadm'/.test(kubeProxy),
   };
   for (const p of pkgs) expect(why[p], `runtime package ${p}: nothing in the image uses it`).toBe(true);
 });

@@ -29,6 +29,8 @@ import { familyOf, parseCidr } from '../../util/ip.ts';
 import { type CompileOptions, compile, compileChanged } from './compile.ts';
 import { diff } from './diff.ts';
 import { programmedFromDump } from './adopt.ts';
+import type { ConntrackEntry } from '../../host/conntrack.ts';
+import { kernelFlows } from './kernel-flows.ts';
 import { applyOps, applyPlan, type MapWriter } from './apply.ts';
 import {
   type Capacities,
@@ -42,11 +44,12 @@ import {
   PROGRAMMED_MAPS,
   SY_CFG_DETECT_CIDR,
   SY_CFG_DETECT_IFACE,
+  SY_CFG_KERNEL_HANDOVER,
   u32Codec,
 } from './layout.ts';
 import type { DesiredState, ProgrammedState } from './state.ts';
 import { acquirePinLock, type PinLock } from './pinlock.ts';
-import { LayoutUpgrade, type UpgradeContext } from './migrate.ts';
+import { ctTarget, LayoutUpgrade, type UpgradeContext } from './migrate.ts';
 import type { Clock } from '../../sync/clock.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
@@ -147,6 +150,14 @@ export interface BpfDataplaneOptions {
   readonly pinLockTimeoutMs?: number;
   /** Time for the pin lock's waits; default the system clock. */
   readonly clock?: Clock;
+  /**
+   * The kernel's conntrack table (host/conntrack.ts readConntrack in the
+   * daemon): a full sync lands with SY_CFG_KERNEL_HANDOVER set, then the TCP
+   * flows the kernel DNATed to its frontends (kube-proxy's) are handed to the
+   * program as SY_CT_F_KERNEL entries (kernel-flows.ts) and the flag is
+   * cleared. Absent: not done.
+   */
+  readonly kernelConntrack?: () => readonly ConntrackEntry[];
 }
 
 /**
@@ -276,8 +287,19 @@ export class BpfDataplane implements Dataplane {
     const desired = this.#desired ? compileChanged(this.#desired, snapshot, opts) : compile(snapshot, opts);
     const scope = this.#desired ? desired.changed : 'all';
     const plan = diff(desired, programmed, scope, { capacities: this.#capacities, nowMs: (this.#o.now ?? Date.now)() });
+    // A full sync (the first of this daemon) may take over frontends kube-proxy carried: while the
+    // plan lands, TCP packets without a flow are left to the kernel; then the kernel's own NAT
+    // flows to these frontends (all there are: from now on new connections are the program's)
+    // get SY_CT_F_KERNEL entries, and the handover ends.
+    const handOver = this.#desired === null && this.#o.kernelConntrack !== undefined;
     try {
+      if (handOver) await this.#writeConfig(podCIDRs, true);
       const stats = await applyPlan(plan, this.#writer());
+      if (handOver) {
+        const handed = await this.#handKernelFlows(desired);
+        if (handed > 0) this.#o.log.info('connections the kernel translated (kube-proxy) stay with the kernel until they end', { flows: handed });
+        await this.#writeConfig(podCIDRs, false);
+      }
       this.#programmed = plan.next;
       this.#desired = desired;
       if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
@@ -288,6 +310,7 @@ export class BpfDataplane implements Dataplane {
         durationMs: performance.now() - started,
       };
     } catch (err) {
+      if (handOver) await this.#writeConfig(podCIDRs, false).catch(() => undefined); // the next sync writes it anyway
       // Part of the plan may have landed: read back what the kernel holds
       // and reconcile everything on the next sync. The caller must learn
       // why the plan failed, so a read-back failure does not replace it.
@@ -311,6 +334,27 @@ export class BpfDataplane implements Dataplane {
     this.#fds = null;
     this.#lock?.release();
     this.#lock = null;
+  }
+
+  /** Writes SY_CT_F_KERNEL entries for kernel-DNATed TCP flows to `desired`'s frontends not tracked yet; returns how many. */
+  async #handKernelFlows(desired: DesiredState): Promise<number> {
+    const obj = this.#obj;
+    const read = this.#o.kernelConntrack;
+    if (obj === null || read === undefined) return 0;
+    const flows = kernelFlows(read(), (k) => desired.services.has(k), process.hrtime.bigint());
+    let written = 0;
+    for (const [m, list] of [
+      ['ct4', flows.v4],
+      ['ct6', flows.v6],
+    ] as const) {
+      if (list.length === 0) continue;
+      const target = ctTarget(obj.map(MAPS[m].name), MAPS[m].keyCodec, MAPS[m].valueCodec);
+      const have = await target.has(list.map(([k]) => k));
+      const missing = list.filter((_, i) => !have[i]);
+      await target.write(missing);
+      written += missing.length;
+    }
+    return written;
   }
 
   /** Interfaces the programs are attached to now, by ifindex ("eth0 net", "veth1 pod"). */
@@ -367,10 +411,11 @@ export class BpfDataplane implements Dataplane {
   }
 
   /** Writes sy_config_v2 when it differs from what this daemon wrote last. */
-  async #writeConfig(podCIDRs: readonly string[]): Promise<void> {
+  async #writeConfig(podCIDRs: readonly string[], handover = false): Promise<void> {
     const obj = this.#obj;
     if (!obj) return;
-    const c = nodeConfig(this.#o, podCIDRs);
+    const base = nodeConfig(this.#o, podCIDRs);
+    const c = handover ? { ...base, flags: base.flags | SY_CFG_KERNEL_HANDOVER } : base;
     const text = JSON.stringify(c);
     if (text === this.#configText) return;
     await writeNodeConfig(obj, c);

@@ -69,6 +69,7 @@ export const HEADER_DEFINES = {
   SY_CT_F_SNAT: 0x0001,
   SY_CT_F_HAIRPIN: 0x0002,
   SY_CT_F_EXT: 0x0004,
+  SY_CT_F_KERNEL: 0x0008,
   SY_TCP_NONE: 0,
   SY_TCP_SYN_SENT: 1,
   SY_TCP_ESTABLISHED: 2,
@@ -76,6 +77,7 @@ export const HEADER_DEFINES = {
   SY_TCP_CLOSED: 4,
   SY_CFG_DETECT_CIDR: 0x01,
   SY_CFG_DETECT_IFACE: 0x02,
+  SY_CFG_KERNEL_HANDOVER: 0x04,
   SY_STAT_SVC_HIT: 0,
   SY_STAT_CT_NEW: 1,
   SY_STAT_REJECT: 2,
@@ -114,8 +116,10 @@ export const SY_CT_DIR_REV = D.SY_CT_DIR_REV;
 export const SY_CT_F_SNAT = D.SY_CT_F_SNAT;
 export const SY_CT_F_HAIRPIN = D.SY_CT_F_HAIRPIN;
 export const SY_CT_F_EXT = D.SY_CT_F_EXT;
+export const SY_CT_F_KERNEL = D.SY_CT_F_KERNEL;
 export const SY_CFG_DETECT_CIDR = D.SY_CFG_DETECT_CIDR;
 export const SY_CFG_DETECT_IFACE = D.SY_CFG_DETECT_IFACE;
+export const SY_CFG_KERNEL_HANDOVER = D.SY_CFG_KERNEL_HANDOVER;
 /** The largest count a master can hold (count is 16 bits of state, slot is __u16). */
 export const SY_MAX_SLOTS = 0xffff;
 
