@@ -23,7 +23,7 @@
 import type { EndpointInfo, IPFamily, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
 import { type FrontendVerdicts, type Verdict, type VerdictOptions, verdicts } from '../../model/verdict.ts';
 import type { Problem } from '../types.ts';
-import { canonicalIP, cidrContains, familyOf, parseCidr, parseIP } from '../../util/ip.ts';
+import { canonicalIP, cidrContains, familyOf, formatIPv4, parseCidr, parseIP, parseIPv4 } from '../../util/ip.ts';
 import { BPF_GAPS, gapProblems } from '../capabilities.ts';
 import {
   SY_ACT_DROP,
@@ -40,7 +40,7 @@ import {
   srcRangeKey,
 } from './layout.ts';
 import { CowMap } from '../../util/cow.ts';
-import { backendKeyOf, compareBackendKeys, l4Key } from './state.ts';
+import { backendKey4, backendKeyOf, compareBackendKeys, l4Key } from './state.ts';
 import type { BackendAddr, BackendKey, CompileIndex, DesiredScope, DesiredService, DesiredState, FrontendKey, L4Addr } from './state.ts';
 
 export interface CompileOptions {
@@ -374,7 +374,9 @@ function backendMemo(proto: BackendAddr['proto'], bad: (field: string, message: 
     if (hit !== undefined) return hit;
     const items: Array<{ b: BackendAddr; k: BackendKey }> = [];
     for (const ep of eps) {
-      const addr = canonicalIP(ep.ip, 'decimal');
+      // IPv4 (most endpoints) parsed once, for both the canonical text and the key.
+      const v4 = ep.ip.includes(':') ? -1 : parseIPv4(ep.ip, 'decimal');
+      const addr = v4 >= 0 ? formatIPv4(v4) : canonicalIP(ep.ip, 'decimal');
       if (addr === null) {
         bad('endpoints', `endpoint ${JSON.stringify(ep.ip)} is not an IP address`);
         continue;
@@ -383,8 +385,9 @@ function backendMemo(proto: BackendAddr['proto'], bad: (field: string, message: 
         bad('endpoints', `endpoint ${ep.ip} port ${ep.port} is not in 1..65535`);
         continue;
       }
-      const b: BackendAddr = { addr, port: ep.port, proto, flags: ep.isLocal ? SY_BE_F_LOCAL : 0 };
-      items.push({ b, k: backendKeyOf(b) });
+      const flags = ep.isLocal ? SY_BE_F_LOCAL : 0;
+      const b: BackendAddr = { addr, port: ep.port, proto, flags };
+      items.push({ b, k: v4 >= 0 ? backendKey4(v4, ep.port, proto, flags) : backendKeyOf(b) });
     }
     const out = finishBackends(items, bad);
     memo.set(eps, out);
