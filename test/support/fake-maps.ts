@@ -33,6 +33,7 @@ import {
   decodeEntries,
   encode,
   encodeOpBatch,
+  isPerCpu,
   MAPS,
   type MapName,
   type MapSpec,
@@ -98,7 +99,7 @@ export class FakeMap {
     this.spec = spec;
     this.maxEntries = opts.maxEntries ?? spec.maxEntries;
     this.deleteMissing = opts.deleteMissing ?? 'noop';
-    const perCpu = spec.type === 'percpu_array';
+    const perCpu = isPerCpu(spec.type);
     this.valueBytes = perCpu && opts.cpus !== undefined ? Math.ceil(spec.value.size / 8) * 8 * opts.cpus : spec.value.size;
   }
 
