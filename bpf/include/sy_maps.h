@@ -35,8 +35,8 @@
 /* Traffic counters: one entry per live svc_id (frontends of both families)
  * and per live backend id of a family; not preallocated, so the limit costs
  * nothing until used. */
-#define SY_SVC_CNT_MAX 524288 /* 2 * SY_SVC_MAX */
-#define SY_BE_CNT_MAX  131072 /* SY_BACKEND_MAX */
+#define SY_SVC_CNT_MAX  524288 /* 2 * SY_SVC_MAX */
+#define SY_BE_CNT_MAX   131072 /* SY_BACKEND_MAX */
 
 /* ------------------------------------------------------------------------
  * Frontends: sy_svc4_v2 / sy_svc6_v2 (hash).
@@ -361,7 +361,7 @@ _Static_assert(sizeof(struct sy_config_v2) == 56, "sy_config_v2 size");
  * created (a backend chosen and connection tracking written).
  */
 struct sy_traffic {
-	__u64 packets;       /* forward: client -> frontend */
+	__u64 packets; /* forward: client -> frontend */
 	__u64 bytes;
 	__u64 reply_packets; /* reply: backend -> client */
 	__u64 reply_bytes;

@@ -114,8 +114,8 @@ static __always_inline void traffic_add(struct sy_traffic *t, __u64 segs, __u64 
 	t->conns += new_conn;
 }
 
-static __always_inline void traffic_count(struct __sk_buff *skb, int v6, __u32 l3_off,
-                                          __u32 svc_id, __u32 backend_id, int reply, int new_conn)
+static __always_inline void traffic_count(struct __sk_buff *skb, int v6, __u32 l3_off, __u32 svc_id,
+                                          __u32 backend_id, int reply, int new_conn)
 {
 	__u64 segs = skb->gso_segs ? skb->gso_segs : 1;
 	__u64 bytes = skb->len > l3_off ? skb->len - l3_off : 0;

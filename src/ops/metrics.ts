@@ -370,7 +370,10 @@ export class ProxyMetrics implements HealthObserver {
           pending = null;
         };
         // Cleared after this scrape's collectors have run (they run back to back).
-        pending.then(() => setImmediate(clear), () => setImmediate(clear));
+        pending.then(
+          () => setImmediate(clear),
+          () => setImmediate(clear),
+        );
       }
       return pending;
     };
@@ -391,7 +394,14 @@ export class ProxyMetrics implements HealthObserver {
             const l: Record<string, string> =
               'endpoint' in row
                 ? { endpoint: row.endpoint, protocol: row.protocol }
-                : { namespace: row.namespace, service: row.service, port_name: row.portName, protocol: row.protocol, frontend: row.frontend, ip_family: row.ipFamily };
+                : {
+                    namespace: row.namespace,
+                    service: row.service,
+                    port_name: row.portName,
+                    protocol: row.protocol,
+                    frontend: row.frontend,
+                    ip_family: row.ipFamily,
+                  };
             if (what === 'connections') this.inc(l, row.connections);
             else {
               this.inc({ ...l, direction: 'original' }, what === 'packets' ? row.packets : row.bytes);
@@ -401,8 +411,16 @@ export class ProxyMetrics implements HealthObserver {
         },
       });
     };
-    traffic('service', 'packets', 'Packets the datapath translated for a Service port, by frontend kind, family and direction (original: client to Service; reply)');
-    traffic('service', 'bytes', 'IP bytes the datapath translated for a Service port, by frontend kind, family and direction (original: client to Service; reply)');
+    traffic(
+      'service',
+      'packets',
+      'Packets the datapath translated for a Service port, by frontend kind, family and direction (original: client to Service; reply)',
+    );
+    traffic(
+      'service',
+      'bytes',
+      'IP bytes the datapath translated for a Service port, by frontend kind, family and direction (original: client to Service; reply)',
+    );
     traffic('service', 'connections', 'Connections (flows) the datapath created to a Service port, by frontend kind and family');
     traffic('backend', 'packets', 'Packets the datapath translated to or from an endpoint, over every Service port using it, by direction');
     traffic('backend', 'bytes', 'IP bytes the datapath translated to or from an endpoint, over every Service port using it, by direction');

@@ -310,7 +310,7 @@ describe('sync', () => {
     const bad = servicePort('bad', '10.96.0.300', 80, ['10.244.1.9:80']);
     const r = await dp.sync(snapshot([A, B, bad]));
     expect(r.frontendsChanged).toBe(2);
-    expect(r.operations).toBe(4 + 2 + 4 + 2); // backends, VIPs, slots, masters
+    expect(r.operations).toBe(4 + 4 + 2 + 2 + 4 + 2); // backends, their counters, frontend counters, VIPs, slots, masters
     expect(r.problems.map((p) => p.owner)).toEqual([bad.id]);
     expect(r.durationMs).toBeGreaterThanOrEqual(0);
     expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
@@ -332,14 +332,15 @@ describe('sync', () => {
     const a = servicePort('a', '10.96.0.1', 80, ['10.244.1.2:8080']);
     const r = await dp.sync(snapshot([a, B], new Set([a.id])));
     expect(r.frontendsChanged).toBe(1);
-    // one new slot, its master flip, the two old slots, the dropped backend.
+    // one new slot, its master flip, the two old slots, the dropped backend and its counters.
     expect(fake.calls.slice(calls).map((c) => `${c.op} ${c.map} ${c.count}`)).toEqual([
       'update sy_svc4_v2 1',
       'update sy_svc4_v2 1',
       'delete sy_svc4_v2 2',
       'delete sy_backend4_v2 1',
+      'delete sy_be_cnt4_v2 1',
     ]);
-    expect(r.operations).toBe(5);
+    expect(r.operations).toBe(6);
     expect(await bEntries()).toEqual(bBefore);
     expect(await programmed(fake)).toEqual({ ...S1_PROGRAMMED, '10.96.0.1:80/TCP int': ['10.244.1.2:8080/TCP'] });
     await dp.stop();
@@ -355,15 +356,20 @@ describe('sync', () => {
     expect({ code: e.code, syscall: e.syscall, done: e.done }).toEqual({ code: 'ENOMEM', syscall: 'bpf_map_update_batch', done: 2 });
     expect(e).not.toHaveProperty('adoptError');
     // Re-adopted: dumped the maps, then removed what the plan had written
-    // (two slots of the new generation, the new VIP, the new backend): S1 is back.
+    // (two slots of the new generation, the new VIP, the new backend, the
+    // new ids' counters): S1 is back.
     expect(fake.calls.slice(calls).map((c) => `${c.op} ${c.map}`)).toEqual([
       'update sy_backend4_v2',
+      'update sy_be_cnt4_v2',
+      'update sy_svc_cnt_v2',
       'update sy_vip4_v2',
       'update sy_svc4_v2',
-      ...['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6'].map((m) => `dump sy_${m}_v2`),
+      ...['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'svc_cnt', 'be_cnt4', 'be_cnt6'].map((m) => `dump sy_${m}_v2`),
       'delete sy_svc4_v2',
       'delete sy_vip4_v2',
       'delete sy_backend4_v2',
+      'delete sy_be_cnt4_v2',
+      'delete sy_svc_cnt_v2',
     ]);
     expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
     await expectClean(fake);

@@ -117,7 +117,19 @@ describe('switchyard_* from a dataplane', () => {
       programAttachments: async () => [{ program: 'sy_from_pod', attachPoint: 'veth1', hook: 'ingress', attached: false }],
       trafficCounters: () => ({
         services: [
-          { namespace: 'ns', service: 'web', portName: 'http', protocol: 'TCP', frontend: 'clusterIP', ipFamily: 'IPv4', packets: 10, bytes: 1500, replyPackets: 8, replyBytes: 4000, connections: 2 },
+          {
+            namespace: 'ns',
+            service: 'web',
+            portName: 'http',
+            protocol: 'TCP',
+            frontend: 'clusterIP',
+            ipFamily: 'IPv4',
+            packets: 10,
+            bytes: 1500,
+            replyPackets: 8,
+            replyBytes: 4000,
+            connections: 2,
+          },
         ],
         backends: [{ endpoint: '10.244.1.2:8080', protocol: 'TCP', packets: 10, bytes: 1500, replyPackets: 8, replyBytes: 4000, connections: 2 }],
       }),
@@ -194,7 +206,19 @@ describe('the metrics server', () => {
       programAttachments: () => [{ program: 'sy_from_pod', attachPoint: 'veth1', hook: 'ingress', attached: true }],
       trafficCounters: () => ({
         services: [
-          { namespace: 'ns', service: 'web', portName: 'http', protocol: 'TCP', frontend: 'clusterIP', ipFamily: 'IPv4', packets: 10, bytes: 1500, replyPackets: 8, replyBytes: 4000, connections: 2 },
+          {
+            namespace: 'ns',
+            service: 'web',
+            portName: 'http',
+            protocol: 'TCP',
+            frontend: 'clusterIP',
+            ipFamily: 'IPv4',
+            packets: 10,
+            bytes: 1500,
+            replyPackets: 8,
+            replyBytes: 4000,
+            connections: 2,
+          },
         ],
         backends: [{ endpoint: '10.244.1.2:8080', protocol: 'TCP', packets: 10, bytes: 1500, replyPackets: 8, replyBytes: 4000, connections: 2 }],
       }),

@@ -480,7 +480,13 @@ export class BpfDataplane implements Dataplane {
 type TrafficNumbers = Pick<ServiceTraffic, 'packets' | 'bytes' | 'replyPackets' | 'replyBytes' | 'connections'>;
 
 function trafficNumbers(t: Traffic): TrafficNumbers {
-  return { packets: Number(t.packets), bytes: Number(t.bytes), replyPackets: Number(t.replyPackets), replyBytes: Number(t.replyBytes), connections: Number(t.conns) };
+  return {
+    packets: Number(t.packets),
+    bytes: Number(t.bytes),
+    replyPackets: Number(t.replyPackets),
+    replyBytes: Number(t.replyBytes),
+    connections: Number(t.conns),
+  };
 }
 
 function sumNumbers(a: TrafficNumbers, b: TrafficNumbers): TrafficNumbers {
