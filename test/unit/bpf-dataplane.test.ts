@@ -18,10 +18,13 @@ import {
   SY_CFG_DETECT_IFACE,
   svc4KeyCodec,
   svcValueCodec,
+  type Traffic,
+  trafficCodec,
   u32Codec,
+  ZERO_TRAFFIC,
 } from '../../src/dataplane/bpf/layout.ts';
 import type { LinkSource } from '../../src/host/links.ts';
-import { isNativeError, type NativeError } from '../../src/native/index.ts';
+import { BpfMap, isNativeError, type NativeError } from '../../src/native/index.ts';
 import { DataplaneError } from '../../src/dataplane/types.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { checkConsistent, formatDump, resolveFrontends } from '../support/fake-maps.ts';
@@ -484,6 +487,62 @@ describe('links', () => {
     const { dp, logs } = await started(fake, { links });
     expect([...dp.attached.values()].sort()).toEqual(['cali2 pod', 'eth0 net', 'veth1 pod']);
     expect(logs.some((l) => /warn bpf attach failed interface=veth9 .*No such device/.test(l))).toBe(true);
+    await dp.stop();
+  });
+});
+
+describe('traffic counters', () => {
+  /** Per-CPU struct sy_traffic values (one per fake CPU) written into a pinned counter map. */
+  async function count(fake: FakeNativeBinding, map: 'svccnt' | 'becnt4', id: number, perCpu: Traffic[]): Promise<void> {
+    const m = BpfMap.openPinned(`${PIN}/${MAPS[map].name}`, fake);
+    try {
+      const v = Buffer.alloc(m.valueStride);
+      perCpu.forEach((t, cpu) => trafficCodec.encodeInto(t, v, cpu * 40));
+      await m.update([[encode(u32Codec, id), v]]);
+    } finally {
+      m.close();
+    }
+  }
+  const t = (packets: number, conns: number): Traffic => ({
+    packets: BigInt(packets),
+    bytes: BigInt(packets * 100),
+    replyPackets: BigInt(packets),
+    replyBytes: BigInt(packets * 50),
+    conns: BigInt(conns),
+  });
+
+  test('counters(): summed over CPUs, one row per programmed frontend and backend; trafficCounters(): per Service port and kind, busy endpoints only', async () => {
+    const { fake, dp } = await started();
+    expect(await dp.counters()).toEqual({ frontends: expect.any(Array), backends: [] });
+    await dp.sync(S1);
+    const c0 = await dp.counters();
+    const a = c0.frontends.find((f) => f.key === '10.96.0.1:80/TCP');
+    const be = c0.backends.find((b) => b.backend.addr === '10.244.1.2' && b.backend.port === 8080);
+    expect(a?.traffic).toEqual(ZERO_TRAFFIC);
+    expect(c0.backends.map((b) => b.traffic)).toEqual(c0.backends.map(() => ZERO_TRAFFIC));
+    await count(fake, 'svccnt', a?.svcId as number, [t(3, 1), t(4, 2)]);
+    await count(fake, 'becnt4', be?.id as number, [t(0, 0), t(7, 3)]);
+    const c1 = await dp.counters();
+    expect(c1.frontends.find((f) => f.key === '10.96.0.1:80/TCP')).toMatchObject({ kind: 'clusterIP', owner: A.id, traffic: t(7, 3) });
+    expect(c1.backends.find((b) => b.id === be?.id)?.traffic).toEqual(t(7, 3));
+    const report = await dp.trafficCounters();
+    expect(report.services.find((r) => r.service === 'a')).toEqual({
+      namespace: A.namespace,
+      service: 'a',
+      portName: A.portName,
+      protocol: 'TCP',
+      frontend: 'clusterIP',
+      ipFamily: 'IPv4',
+      packets: 7,
+      bytes: 700,
+      replyPackets: 7,
+      replyBytes: 350,
+      connections: 3,
+    });
+    expect(report.services.map((r) => r.service).sort()).toEqual(['a', 'b']);
+    expect(report.backends).toEqual([
+      { endpoint: '10.244.1.2:8080', protocol: 'TCP', packets: 7, bytes: 700, replyPackets: 7, replyBytes: 350, connections: 3 },
+    ]);
     await dp.stop();
   });
 });
