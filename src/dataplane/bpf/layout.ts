@@ -928,11 +928,11 @@ export const MAPS = {
   ct4: def('sy_ct4_v2', 'lru_hash', ct4KeyCodec, ct4ValueCodec, D.SY_CT_MAX, 0),
   ct6: def('sy_ct6_v2', 'lru_hash', ct6KeyCodec, ct6ValueCodec, D.SY_CT_MAX, 0),
   frag4: def('sy_frag4_v2', 'lru_hash', frag4KeyCodec, fragValueCodec, D.SY_FRAG_MAX, 0),
-  config: def('sy_config_v2', 'array', u32Codec, configCodec, 1, 0),
-  stats: def('sy_stats_v2', 'percpu_array', u32Codec, u64Codec, D.SY_STAT_MAX, 0),
   svccnt: def('sy_svc_cnt_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_SVC_CNT_MAX, NP),
   becnt4: def('sy_be_cnt4_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_BE_CNT_MAX, NP),
   becnt6: def('sy_be_cnt6_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_BE_CNT_MAX, NP),
+  config: def('sy_config_v2', 'array', u32Codec, configCodec, 1, 0),
+  stats: def('sy_stats_v2', 'percpu_array', u32Codec, u64Codec, D.SY_STAT_MAX, 0),
 } as const;
 
 export type MapName = keyof typeof MAPS;
