@@ -8,6 +8,7 @@
 
 import { describe, expect, test } from 'vitest';
 import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
+import { pinnedCounters } from '../../src/dataplane/bpf/counters.ts';
 import { TC_FILTER, BpfDataplane, type BpfDataplaneOptions } from '../../src/dataplane/bpf/dataplane.ts';
 import {
   backend4Codec,

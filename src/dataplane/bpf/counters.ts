@@ -9,13 +9,15 @@
 //
 // readCounters() works on any map source (the daemon's loaded object, or
 // maps opened from the pin directory by a command such as `switchyard
-// status`: readPinnedCounters()).
+// status`: readPinnedCounters() by id, pinnedCounters() per frontend and
+// backend).
 
 import type { IPFamily } from '../../model/types.ts';
 import type { FrontendKind } from '../../model/verdict.ts';
 import type { NativeBinding } from '../../native/binding.ts';
 import { BpfMap, isNotExist, type MapRecord } from '../../native/index.ts';
-import { addTraffic, COUNTER_MAPS, type CounterMapName, decodePerCpuTraffic, MAPS, type Traffic, u32Codec } from './layout.ts';
+import { ADOPTED_MAPS, COUNTER_MAPS, type CounterMapName, decodePerCpuTraffic, MAPS, type Traffic, u32Codec } from './layout.ts';
+import { programmedFromDump } from './adopt.ts';
 import type { BackendAddr, DesiredState, FrontendKey, L4Addr, ProgrammedState } from './state.ts';
 
 export type { Traffic } from './layout.ts';
@@ -68,26 +70,45 @@ export async function readCounters(dump: CounterDump, cpus: number): Promise<Raw
   return { services: out.svccnt, backends: { IPv4: out.becnt4, IPv6: out.becnt6 } };
 }
 
+/** A pinned map's entries; null when it is not pinned. */
+async function dumpPinned(native: NativeBinding, pinPath: string, name: string): Promise<MapRecord[] | null> {
+  let map: BpfMap;
+  try {
+    map = BpfMap.openPinned(`${pinPath}/${name}`, native);
+  } catch (err) {
+    if (isNotExist(err)) return null;
+    throw err;
+  }
+  try {
+    return await map.dump();
+  } finally {
+    map.close();
+  }
+}
+
 /**
- * The counters in the maps pinned under pinPath, without a daemon (for
- * `switchyard status`). A counter map that is not pinned reads as empty
- * (a daemon of a version without counters, or nothing running).
+ * The counters in the maps pinned under pinPath, by id, without a daemon.
+ * A counter map that is not pinned reads as empty (a daemon of a version
+ * without counters, or nothing running).
  */
 export async function readPinnedCounters(native: NativeBinding, pinPath: string): Promise<RawCounters> {
-  return readCounters(async (m) => {
-    let map: BpfMap;
-    try {
-      map = BpfMap.openPinned(`${pinPath}/${MAPS[m].name}`, native);
-    } catch (err) {
-      if (isNotExist(err)) return null;
-      throw err;
-    }
-    try {
-      return await map.dump();
-    } finally {
-      map.close();
-    }
-  }, native.numPossibleCpus());
+  return readCounters((m) => dumpPinned(native, pinPath, MAPS[m].name), native.numPossibleCpus());
+}
+
+/**
+ * The counters in the maps pinned under pinPath, one row per programmed
+ * frontend and backend as the maps hold them (read back as a starting
+ * daemon does: adopt.ts), for `switchyard status`. Kinds and owners are
+ * null: the maps do not record which Service a frontend belongs to.
+ */
+export async function pinnedCounters(native: NativeBinding, pinPath: string): Promise<Counters> {
+  const dumps = new Map<string, MapRecord[]>();
+  for (const m of ADOPTED_MAPS) {
+    const d = await dumpPinned(native, pinPath, MAPS[m].name);
+    if (d !== null) dumps.set(MAPS[m].name, d);
+  }
+  const raw = await readCounters(async (m) => dumps.get(MAPS[m].name) ?? null, native.numPossibleCpus());
+  return labelCounters(raw, programmedFromDump(dumps).state, null);
 }
 
 const NONE: Traffic = Object.freeze({ packets: 0n, bytes: 0n, replyPackets: 0n, replyBytes: 0n, conns: 0n });
@@ -127,11 +148,4 @@ export function labelCounters(raw: RawCounters, programmed: ProgrammedState, des
 /** Whether any counter moved. */
 export function hasTraffic(t: Traffic): boolean {
   return t.packets !== 0n || t.bytes !== 0n || t.replyPackets !== 0n || t.replyBytes !== 0n || t.conns !== 0n;
-}
-
-/** The sum of several counters. */
-export function sumTraffic(ts: Iterable<Traffic>): Traffic {
-  let s = NONE;
-  for (const t of ts) s = addTraffic(s, t);
-  return s;
 }
