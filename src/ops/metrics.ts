@@ -365,15 +365,16 @@ export class ProxyMetrics implements HealthObserver {
     let pending: Promise<TrafficReport | undefined> | null = null;
     const report = (): Promise<TrafficReport | undefined> => {
       if (pending === null) {
-        pending = Promise.resolve(stats()?.trafficCounters?.());
+        // A failed read (the counter maps could not be dumped) leaves these
+        // six out of this scrape rather than failing the whole of /metrics.
+        pending = Promise.resolve()
+          .then(() => stats()?.trafficCounters?.())
+          .catch(() => undefined);
         const clear = (): void => {
           pending = null;
         };
         // Cleared after this scrape's collectors have run (they run back to back).
-        pending.then(
-          () => setImmediate(clear),
-          () => setImmediate(clear),
-        );
+        void pending.then(() => setImmediate(clear));
       }
       return pending;
     };

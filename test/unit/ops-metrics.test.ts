@@ -181,6 +181,14 @@ describe('switchyard_* from a dataplane', () => {
     expect(text).toContain(`switchyard_service_packets_total{${l('clusterIP')},direction="original"} 1`);
     expect(text.filter((x) => x.startsWith('switchyard_backend_'))).toEqual([]);
     expect(reads).toBe(1);
+    const failing = await metrics({
+      mapUsage: () => [{ map: 'sy_svc4_v2', entries: 3, capacity: 65536 }],
+      trafficCounters: async () => {
+        throw new Error('dump sy_svc_cnt_v2: EPERM');
+      },
+    }).scrape();
+    expect(failing, 'a failed counter read leaves the rest of the scrape').toContain('switchyard_bpf_map_entries{map="sy_svc4_v2"} 3');
+    expect(failing).not.toMatch(/^switchyard_service_packets_total\{/m);
   });
 });
 
