@@ -546,4 +546,22 @@ describe('traffic counters', () => {
     ]);
     await dp.stop();
   });
+
+  test('maps pinned by a version without counters: the adopt at start gives every live id a zeroed entry, and counting starts', async () => {
+    const fake = node();
+    const first = await started(fake);
+    await first.dp.sync(S1);
+    await first.dp.stop();
+    // The counter maps are new next to the older daemon's maps: empty.
+    for (const m of ['svccnt', 'becnt4'] as const) {
+      const map = BpfMap.openPinned(`${PIN}/${MAPS[m].name}`, fake);
+      await map.delete((await map.dump()).map(([k]) => k));
+      map.close();
+    }
+    const second = await started(fake);
+    const d = await dumpPinned(fake, PIN);
+    expect([d.get(MAPS.svccnt.name)?.length, d.get(MAPS.becnt4.name)?.length], 'one per frontend, one per backend').toEqual([2, 4]);
+    await expectClean(fake);
+    await second.dp.stop();
+  });
 });
