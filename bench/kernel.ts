@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MapWriter } from '../src/dataplane/bpf/apply.ts';
-import type { OpBatch } from '../src/dataplane/bpf/layout.ts';
+import { expandPerCpu, type OpBatch } from '../src/dataplane/bpf/layout.ts';
 import { BpfObject, type NativeBinding } from '../src/native/index.ts';
 
 /**
@@ -99,7 +99,9 @@ export class TimedWriter implements MapWriter {
   async write(b: OpBatch): Promise<void> {
     const m = this.#obj.map(b.map);
     const t = performance.now();
-    if (b.action === 'update') await this.#native.mapUpdate(m.fd, b.keys, b.values ?? Buffer.alloc(0), m.keySize, m.valueSize);
+    // The traffic counters are per-CPU: the value once per possible CPU, as the dataplane's writer sends it.
+    if (b.action === 'update')
+      await this.#native.mapUpdate(m.fd, b.keys, expandPerCpu(b.values ?? Buffer.alloc(0), b.count, m.valueSize, m.valueStride), m.keySize, m.valueSize);
     else await this.#native.mapDelete(m.fd, b.keys, m.keySize);
     const ms = performance.now() - t;
     this.nativeMs += ms;

@@ -34,6 +34,8 @@ export async function checkMaps(obj: BpfObject, desired: DesiredState, planned: 
   const svc = await obj.map(MAPS.svc4.name).dump();
   const backends = await obj.map(MAPS.backend4.name).dump();
   const vips = await obj.map(MAPS.vip4.name).dump();
+  const svcCounters = await obj.map(MAPS.svccnt.name).dump();
+  const beCounters = await obj.map(MAPS.becnt4.name).dump();
   const t1 = performance.now();
   const failures: string[] = [];
   const fail = (msg: string): void => void failures.push(msg);
@@ -50,6 +52,8 @@ export async function checkMaps(obj: BpfObject, desired: DesiredState, planned: 
         [MAPS.svc4.name, svc],
         [MAPS.backend4.name, backends],
         [MAPS.vip4.name, vips],
+        [MAPS.svccnt.name, svcCounters],
+        [MAPS.becnt4.name, beCounters],
       ]),
     );
   } catch (err) {

@@ -129,6 +129,7 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 			ct_delete(v6, &k);
 		} else if (flow_usable(v6, p, &f)) {
 			ct_touch(v6, p, &k, &f, SY_CT_DIR_FWD);
+			traffic_count(skb, v6, p->l3_off, m->svc_id, f.backend_id, 0, 0);
 			return xlate_fwd(skb, v6, p, &f);
 		} else {
 			/* re-balanced or reopened: free the old reply key (and nat port) */
@@ -193,6 +194,7 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 			return TC_ACT_SHOT;
 		}
 	}
+	traffic_count(skb, v6, p->l3_off, m->svc_id, f.backend_id, 0, 1);
 	return xlate_fwd(skb, v6, p, &f);
 }
 
@@ -214,6 +216,7 @@ static __always_inline int from_backend(struct __sk_buff *skb, int v6, struct pk
 	if (snat == egress)
 		return TC_ACT_UNSPEC;
 	stat_inc(SY_STAT_RNAT);
+	traffic_count(skb, v6, p->l3_off, f.svc_id, f.backend_id, 1, 0);
 	if (p->frag == SY_FRAG_FIRST)
 		frag_record(p);
 	if (snat && rw_dst(skb, v6, p, f.client_addr_be, f.client_port_be) < 0)

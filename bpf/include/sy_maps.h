@@ -32,6 +32,11 @@
 #define SY_VIP_MAX      65536
 #define SY_SRCRANGE_MAX 16384
 #define SY_FRAG_MAX     8192
+/* Traffic counters: one entry per live svc_id (frontends of both families)
+ * and per live backend id of a family; not preallocated, so the limit costs
+ * nothing until used. */
+#define SY_SVC_CNT_MAX  524288 /* 2 * SY_SVC_MAX */
+#define SY_BE_CNT_MAX   131072 /* SY_BACKEND_MAX */
 
 /* ------------------------------------------------------------------------
  * Frontends: sy_svc4_v2 / sy_svc6_v2 (hash).
@@ -348,5 +353,29 @@ _Static_assert(sizeof(struct sy_config_v2) == 56, "sy_config_v2 size");
 #define SY_STAT_RETRY          14 /* a frontend changed under a reader: reread */
 #define SY_STAT_TCP_REOPEN     15 /* SYN on a closed flow: new backend chosen */
 #define SY_STAT_MAX            32
+
+/* ------------------------------------------------------------------------
+ * Traffic counters: sy_svc_cnt_v2 (per-CPU hash, svc_id -> counters of the
+ * frontend) and sy_be_cnt4_v2 / sy_be_cnt6_v2 (per-CPU hash, backend id ->
+ * counters of the backend, summed over every frontend using it).
+ *
+ * The daemon inserts a zeroed entry when it hands out an id (before any
+ * master or slot names it) and deletes it when the id is freed, so a reused
+ * id starts from zero; the programs only look entries up (no insert from
+ * the datapath). Counted by the programs where a packet is translated:
+ * forward (client -> frontend, at DNAT) and reply (backend -> client, at
+ * the reverse translation). packets counts GSO segments (an aggregate skb
+ * counts as skb->gso_segs packets), bytes the IP length of the skb as the
+ * hook sees it (headers of an aggregate counted once). conns counts flows
+ * created (a backend chosen and connection tracking written).
+ */
+struct sy_traffic {
+	__u64 packets; /* forward: client -> frontend */
+	__u64 bytes;
+	__u64 reply_packets; /* reply: backend -> client */
+	__u64 reply_bytes;
+	__u64 conns;
+};
+_Static_assert(sizeof(struct sy_traffic) == 40, "sy_traffic size");
 
 #endif /* SY_MAPS_H */

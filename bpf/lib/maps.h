@@ -55,6 +55,22 @@ SY_LRU(sy_ct4_v2, struct sy_ct4_key, struct sy_ct4_value, SY_CT_MAX);
 SY_LRU(sy_ct6_v2, struct sy_ct6_key, struct sy_ct6_value, SY_CT_MAX);
 SY_LRU(sy_frag4_v2, struct sy_frag4_key, struct sy_frag_value, SY_FRAG_MAX);
 
+/* Traffic counters (sy_maps.h): per-CPU, not preallocated; entries are
+ * inserted (zeroed) and deleted by the daemon only. */
+#define SY_PERCPU_HASH(name, kt, vt, max)                                                          \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_PERCPU_HASH);                                            \
+		__uint(max_entries, max);                                                          \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                                              \
+		__type(key, kt);                                                                   \
+		__type(value, vt);                                                                 \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                               \
+	} name SEC(".maps")
+
+SY_PERCPU_HASH(sy_svc_cnt_v2, __u32, struct sy_traffic, SY_SVC_CNT_MAX);
+SY_PERCPU_HASH(sy_be_cnt4_v2, __u32, struct sy_traffic, SY_BE_CNT_MAX);
+SY_PERCPU_HASH(sy_be_cnt6_v2, __u32, struct sy_traffic, SY_BE_CNT_MAX);
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -77,6 +93,40 @@ static __always_inline void stat_inc(__u32 idx)
 
 	if (v)
 		*v += 1;
+}
+
+/* One translated packet of a flow of frontend svc_id and backend
+ * backend_id: a per-CPU lookup and add in each counter map (the entries
+ * exist from before the ids were reachable; a missing one is not counted).
+ * reply: backend -> client; new_conn: the flow was just created. */
+static __always_inline void traffic_add(struct sy_traffic *t, __u64 segs, __u64 bytes, int reply,
+                                        int new_conn)
+{
+	if (!t)
+		return;
+	if (reply) {
+		t->reply_packets += segs;
+		t->reply_bytes += bytes;
+	} else {
+		t->packets += segs;
+		t->bytes += bytes;
+	}
+	t->conns += new_conn;
+}
+
+static __always_inline void traffic_count(struct __sk_buff *skb, int v6, __u32 l3_off, __u32 svc_id,
+                                          __u32 backend_id, int reply, int new_conn)
+{
+	__u64 segs = skb->gso_segs ? skb->gso_segs : 1;
+	__u64 bytes = skb->len > l3_off ? skb->len - l3_off : 0;
+
+	traffic_add(bpf_map_lookup_elem(&sy_svc_cnt_v2, &svc_id), segs, bytes, reply, new_conn);
+	if (v6)
+		traffic_add(bpf_map_lookup_elem(&sy_be_cnt6_v2, &backend_id), segs, bytes, reply,
+		            new_conn);
+	else
+		traffic_add(bpf_map_lookup_elem(&sy_be_cnt4_v2, &backend_id), segs, bytes, reply,
+		            new_conn);
 }
 
 static __always_inline struct sy_config_v2 *config_get(void)

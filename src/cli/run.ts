@@ -142,6 +142,10 @@ function capacitiesOf(c: SwitchyardConfig): Capacities {
     svc6: b.servicesMax,
     backend4: b.backendsMax,
     backend6: b.backendsMax,
+    // Traffic counters: one entry per live svc_id (both families share the id space) or backend id.
+    svccnt: 2 * b.servicesMax,
+    becnt4: b.backendsMax,
+    becnt6: b.backendsMax,
     ...(ct === null ? {} : { ct4: ct, ct6: ct }),
   };
 }

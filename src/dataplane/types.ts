@@ -70,3 +70,46 @@ export class DataplaneError extends SwitchyardError {
     return new DataplaneError('ERR_SY_DATAPLANE_KERNEL', dataplane, operation, cause.message, { cause });
   }
 }
+
+// ---------------------------------------------------------------------------
+// Traffic counters as a dataplane reports them for metrics (ops/metrics.ts).
+
+/**
+ * Cumulative traffic of one Service port through one kind of frontend in
+ * one family (the datapath counts per frontend address; addresses of one
+ * kind are summed here), as the datapath counts it.
+ */
+export interface ServiceTraffic {
+  readonly namespace: string;
+  readonly service: string;
+  /** The Service port's name ("" for an unnamed port). */
+  readonly portName: string;
+  readonly protocol: string;
+  /** Frontend kind: clusterIP, nodePort, externalIP, loadBalancer. */
+  readonly frontend: string;
+  readonly ipFamily: string;
+  /** Client -> Service (original direction). */
+  readonly packets: number;
+  readonly bytes: number;
+  /** Backend -> client (reply direction). */
+  readonly replyPackets: number;
+  readonly replyBytes: number;
+  readonly connections: number;
+}
+
+/** Cumulative traffic of one endpoint (address:port, protocol), summed over every Service port that uses it. */
+export interface BackendTraffic {
+  /** "10.244.1.5:8080", "[fd00:10:244::5]:8080". */
+  readonly endpoint: string;
+  readonly protocol: string;
+  readonly packets: number;
+  readonly bytes: number;
+  readonly replyPackets: number;
+  readonly replyBytes: number;
+  readonly connections: number;
+}
+
+export interface TrafficReport {
+  readonly services: readonly ServiceTraffic[];
+  readonly backends: readonly BackendTraffic[];
+}

@@ -104,3 +104,10 @@ function ofFamilies(ips: readonly string[], families: ReadonlySet<IPFamily>): re
   if (ips.length === 0 || ips.every((ip) => families.has(familyOf(ip)))) return ips;
   return ips.filter((ip) => families.has(familyOf(ip)));
 }
+
+/** The parts of a servicePortId(); null when `id` is not one. */
+export function parseServicePortId(id: string): { namespace: string; name: string; portName: string; protocol: string } | null {
+  const m = /^([^/]*)\/([^:/]*):([^/]*)\/([A-Z]+)$/.exec(id);
+  if (m === null) return null;
+  return { namespace: m[1] as string, name: m[2] as string, portName: m[3] as string, protocol: m[4] as string };
+}

@@ -24,6 +24,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { HealthFamily, HealthObserver } from './health.ts';
 import { listenHttp, notFound, parseBindAddress, pathOf, type Listen, type Listening } from './http.ts';
+import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../dataplane/types.ts';
+
+export type { BackendTraffic, ServiceTraffic, TrafficReport } from '../dataplane/types.ts';
 
 /** prometheus.ExponentialBuckets(start, factor, count). */
 export function exponentialBuckets(start: number, factor: number, count: number): number[] {
@@ -62,19 +65,6 @@ export interface ProgramAttachment {
   readonly attached: boolean;
 }
 
-/** Cumulative counters of one Service port or one backend, as the datapath counts them. */
-export interface TrafficCounters {
-  readonly namespace: string;
-  readonly service: string;
-  readonly port: string;
-  readonly protocol: string;
-  /** Set for a backend's counters: "ip:port". */
-  readonly backend?: string;
-  readonly packets: number;
-  readonly bytes: number;
-  readonly connections: number;
-}
-
 /**
  * What a dataplane may report for metrics. Every method is optional; each
  * may read the kernel (they run once per scrape).
@@ -82,14 +72,13 @@ export interface TrafficCounters {
 export interface DataplaneStats {
   mapUsage?(): readonly MapUsage[] | Promise<readonly MapUsage[]>;
   programAttachments?(): readonly ProgramAttachment[] | Promise<readonly ProgramAttachment[]>;
-  serviceCounters?(): readonly TrafficCounters[] | Promise<readonly TrafficCounters[]>;
-  backendCounters?(): readonly TrafficCounters[] | Promise<readonly TrafficCounters[]>;
+  trafficCounters?(): TrafficReport | Promise<TrafficReport>;
 }
 
 /** The DataplaneStats methods an object (a dataplane) has, or undefined if it has none. */
 export function dataplaneStatsOf(dataplane: object): DataplaneStats | undefined {
   const d = dataplane as Record<string, unknown>;
-  const names = ['mapUsage', 'programAttachments', 'serviceCounters', 'backendCounters'] as const;
+  const names = ['mapUsage', 'programAttachments', 'trafficCounters'] as const;
   const present = names.filter((n) => typeof d[n] === 'function');
   if (present.length === 0) return undefined;
   const stats: Record<string, unknown> = {};
@@ -372,30 +361,70 @@ export class ProxyMetrics implements HealthObserver {
         }
       },
     });
+    // Traffic counters: read once per scrape (six metrics, one dump of the counter maps).
+    let pending: Promise<TrafficReport | undefined> | null = null;
+    const report = (): Promise<TrafficReport | undefined> => {
+      if (pending === null) {
+        // A failed read (the counter maps could not be dumped) leaves these
+        // six out of this scrape rather than failing the whole of /metrics.
+        pending = Promise.resolve()
+          .then(() => stats()?.trafficCounters?.())
+          .catch(() => undefined);
+        const clear = (): void => {
+          pending = null;
+        };
+        // Cleared after this scrape's collectors have run (they run back to back).
+        void pending.then(() => setImmediate(clear));
+      }
+      return pending;
+    };
+    type Row = ServiceTraffic | BackendTraffic;
     const traffic = (scope: 'service' | 'backend', what: 'packets' | 'bytes' | 'connections', help: string) => {
-      const labels = scope === 'service' ? ['namespace', 'service', 'port', 'protocol'] : ['namespace', 'service', 'port', 'protocol', 'backend'];
+      const base = scope === 'service' ? ['namespace', 'service', 'port_name', 'protocol', 'frontend', 'ip_family'] : ['endpoint', 'protocol'];
+      const directed = what !== 'connections';
       new Counter({
         name: `switchyard_${scope}_${what}_total`,
         help,
-        labelNames: labels,
+        labelNames: directed ? [...base, 'direction'] : base,
         registers,
         async collect() {
           this.reset();
-          const s = stats();
-          const rows = (await (scope === 'service' ? s?.serviceCounters?.() : s?.backendCounters?.())) ?? [];
-          for (const r of rows) {
-            const l: Record<string, string> = { namespace: r.namespace, service: r.service, port: r.port, protocol: r.protocol };
-            if (scope === 'backend') l['backend'] = r.backend ?? '';
-            this.inc(l, r[what]);
+          const r = await report();
+          const rows: readonly Row[] = (scope === 'service' ? r?.services : r?.backends) ?? [];
+          for (const row of rows) {
+            const l: Record<string, string> =
+              'endpoint' in row
+                ? { endpoint: row.endpoint, protocol: row.protocol }
+                : {
+                    namespace: row.namespace,
+                    service: row.service,
+                    port_name: row.portName,
+                    protocol: row.protocol,
+                    frontend: row.frontend,
+                    ip_family: row.ipFamily,
+                  };
+            if (what === 'connections') this.inc(l, row.connections);
+            else {
+              this.inc({ ...l, direction: 'original' }, what === 'packets' ? row.packets : row.bytes);
+              this.inc({ ...l, direction: 'reply' }, what === 'packets' ? row.replyPackets : row.replyBytes);
+            }
           }
         },
       });
     };
-    traffic('service', 'packets', 'Packets the datapath translated to a Service port');
-    traffic('service', 'bytes', 'Bytes the datapath translated to a Service port');
-    traffic('service', 'connections', 'New connections (flows) the datapath sent to a Service port');
-    traffic('backend', 'packets', 'Packets the datapath sent to a backend of a Service port');
-    traffic('backend', 'bytes', 'Bytes the datapath sent to a backend of a Service port');
-    traffic('backend', 'connections', 'New connections (flows) the datapath sent to a backend of a Service port');
+    traffic(
+      'service',
+      'packets',
+      'Packets the datapath translated for a Service port, by frontend kind, family and direction (original: client to Service; reply)',
+    );
+    traffic(
+      'service',
+      'bytes',
+      'IP bytes the datapath translated for a Service port, by frontend kind, family and direction (original: client to Service; reply)',
+    );
+    traffic('service', 'connections', 'Connections (flows) the datapath created to a Service port, by frontend kind and family');
+    traffic('backend', 'packets', 'Packets the datapath translated to or from an endpoint, over every Service port using it, by direction');
+    traffic('backend', 'bytes', 'IP bytes the datapath translated to or from an endpoint, over every Service port using it, by direction');
+    traffic('backend', 'connections', 'Connections (flows) the datapath sent to an endpoint, over every Service port using it');
   }
 }

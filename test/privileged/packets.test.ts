@@ -10,7 +10,7 @@
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { type CtEntry, PacketHarness, type ProgramName, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC } from '../support/bpf-harness.ts';
+import { type CtEntry, PacketHarness, type ProgramName, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, trafficDelta } from '../support/bpf-harness.ts';
 import { firstFragment, frame, IPPROTO_GRE, ICMP, ICMP6, icmpError, parseFrame, TCP, truncate, verifyChecksums, type FrameSpec } from '../support/packets.ts';
 import { needs } from '../support/requirements.ts';
 import {
@@ -29,6 +29,7 @@ import {
   SY_SVC_F_SRC_RANGES,
   type CtKey,
   type CtValue,
+  ZERO_TRAFFIC,
 } from '../../src/dataplane/bpf/layout.ts';
 
 const skip = needs('packet fixture', ['root', 'bpf-object', 'native-addon', 'ip']);
@@ -316,6 +317,42 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         expect(verifyChecksums(r.data)).toEqual(goodSums(f, proto));
         expect(r.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
         expect(timeless(r.ct)).toEqual(halves(proto, webFlow(proto)));
+      });
+
+      test('traffic counters: each packet of the flow on its frontend and backend, the connection once, the reply where it is translated', async () => {
+        const be = `backend${f.name === 'IPv6' ? 6 : 4} ${id.backend(proto)}`;
+        const svc = `svc ${id.web}`;
+        const ipBytes = (b: Buffer): bigint => BigInt(b.length - 14); // the IP packet: the frame less its Ethernet header
+        const first = frame(fromClient(proto, f.vip));
+        const r1 = await h.run('sy_from_pod', first);
+        const opened = { packets: 1n, bytes: ipBytes(first), replyPackets: 0n, replyBytes: 0n, conns: 1n };
+        expect(r1.traffic).toEqual({ [svc]: opened, [be]: opened });
+        const next = frame(fromClient(proto, f.vip, 40000, { tcpFlags: TCP.ACK, payload: Buffer.from('and some more bytes') }));
+        const r2 = await h.run('sy_from_pod', next);
+        const more = { packets: 1n, bytes: ipBytes(next), replyPackets: 0n, replyBytes: 0n, conns: 0n };
+        expect(r2.traffic).toEqual({ [svc]: more, [be]: more });
+        const rep = frame(reply(proto));
+        expect((await h.run('sy_from_pod', rep)).traffic, "the backend's first hop does not translate: not counted").toEqual({});
+        const r3 = await h.run('sy_to_pod', rep);
+        const back = { packets: 0n, bytes: 0n, replyPackets: 1n, replyBytes: ipBytes(rep), conns: 0n };
+        expect(r3.traffic).toEqual({ [svc]: back, [be]: back });
+        expect((await h.run('sy_from_pod', frame(fromClient(proto, f.emptyVip)))).traffic, 'a rejected packet reaches no backend: not counted').toEqual({});
+      });
+
+      test('traffic counters: an id written again (reused by the control plane) starts from zero', async () => {
+        await h.run('sy_from_pod', frame(fromClient(proto, f.vip)));
+        const be = id.backend(proto);
+        const fam = f.name === 'IPv6' ? 'IPv6' : 'IPv4';
+        expect((await h.traffic()).services.get(id.web)?.packets).toBeGreaterThan(0n);
+        await h.put('svccnt', [[id.web, ZERO_TRAFFIC]]);
+        await h.put(fam === 'IPv6' ? 'becnt6' : 'becnt4', [[be, ZERO_TRAFFIC]]);
+        const zeroed = await h.traffic();
+        expect([zeroed.services.get(id.web), zeroed.backends[fam].get(be)]).toEqual([ZERO_TRAFFIC, ZERO_TRAFFIC]);
+        const pkt = frame(fromClient(proto, f.vip, 40001));
+        await h.run('sy_from_pod', pkt);
+        const after = await h.traffic();
+        const one = { packets: 1n, bytes: BigInt(pkt.length - 14), replyPackets: 0n, replyBytes: 0n, conns: 1n };
+        expect([after.services.get(id.web), after.backends[fam].get(be)]).toEqual([one, one]);
       });
 
       test("reverse DNAT at sy_to_pod (the client pod's last hop); the backend's first hop leaves it alone", async () => {
@@ -824,8 +861,15 @@ describe.skipIf(skip)('packet fixtures: masquerade and FIB redirect (in a networ
         dport: flow.natPort,
         tcpFlags: TCP.SYN | TCP.ACK,
       };
+      const before = await h.traffic();
       const [back] = h.runInNetns(NETNS, [{ prog: 'sy_from_net', frame: frame(rep) }]);
       expect(back?.verdict).toBe(TC_ACT_REDIRECT);
+      // A masqueraded flow's reply is counted at the ingress that reverses it (once: the redirect's egress does not match it again).
+      const replied = { packets: 0n, bytes: 0n, replyPackets: 1n, replyBytes: BigInt(frame(rep).length - 14), conns: 0n };
+      expect(trafficDelta(before, await h.traffic())).toEqual({
+        [`svc ${ids(f).np}`]: replied,
+        [`backend${f.name === 'IPv6' ? 6 : 4} ${ids(f).backend('TCP')}`]: replied,
+      });
       expectFrame(back?.data as Buffer, frame({ ...rep, srcMac: NODE_MAC, dstMac: EXT_MAC, src: f.node, sport: NODEPORT, dst: f.ext, dport: 45000 }));
       expect(verifyChecksums(back?.data as Buffer)).toEqual(goodSums(f, 'TCP'));
     });

@@ -32,8 +32,11 @@ import {
   type Gen,
   type SvcAction,
   type ValueOf,
+  expandPerCpu,
+  ZERO_TRAFFIC,
 } from '../../src/dataplane/bpf/layout.ts';
 import { BPF_OBJECT, REPO } from './requirements.ts';
+import { type RawCounters, readCounters, type Traffic } from '../../src/dataplane/bpf/counters.ts';
 
 /** tc verdicts (uapi linux/pkt_cls.h). */
 export const TC_ACT_UNSPEC = -1;
@@ -81,6 +84,8 @@ export interface RunResult {
   readonly counted: Partial<Record<StatName, bigint>>;
   /** sy_ct4_v2 and sy_ct6_v2 after the run, sorted by key. */
   readonly ct: CtEntry[];
+  /** Traffic counters this run moved, by "svc ID" / "backend4 ID" / "backend6 ID" (only those that changed): the increments. */
+  readonly traffic: Record<string, Traffic>;
 }
 
 /** One backend of a frontend: its id in sy_backend*_v2, address and port. */
@@ -150,17 +155,18 @@ export class PacketHarness {
     await this.put('config', [[0, config]]);
   }
 
-  /** Writes entries into one map with its layout v2 codecs. */
+  /** Writes entries into one map with its layout v2 codecs (a per-CPU map gets the value on every CPU). */
   async put<M extends MapName>(map: M, entries: ReadonlyArray<readonly [KeyOf<M>, ValueOf<M>]>, flags?: number): Promise<void> {
     const def = mapDef(map);
+    const m = this.#obj.map(def.name);
     const records = entries.map(([k, v]) => {
       const kb = Buffer.alloc(def.key.size);
       const vb = Buffer.alloc(def.value.size);
       def.keyCodec.encodeInto(k, kb, 0);
       def.valueCodec.encodeInto(v, vb, 0);
-      return [kb, vb] as const;
+      return [kb, expandPerCpu(vb, 1, m.valueSize, m.valueStride)] as const;
     });
-    await this.#obj.map(def.name).update(records, flags);
+    await m.update(records, flags);
   }
 
   /** Deletes entries of one map. */
@@ -180,11 +186,22 @@ export class PacketHarness {
     return (await this.#obj.map(def.name).dump()).map(([k, v]) => ({ key: def.keyCodec.decode(k), value: def.valueCodec.decode(v) }));
   }
 
-  /** A frontend: its backends, slots 1..n of its generation, then the master (count = number of backends). */
+  /**
+   * A frontend: its backends, slots 1..n of its generation, then the master
+   * (count = number of backends); with zeroed traffic counters for its
+   * svc_id and backend ids first, as the control plane writes them with new
+   * ids (an id already counted is zeroed again).
+   */
   async frontend(f: FrontendSpec): Promise<void> {
     const fam = v6(f.addr) ? '6' : '4';
     const scope = f.scope ?? SY_SCOPE_INTERNAL;
     const gen = f.gen ?? 0;
+    await this.put('svccnt', [[f.svcId, ZERO_TRAFFIC]]);
+    if (f.backends.length > 0)
+      await this.put(
+        `becnt${fam}`,
+        f.backends.map((b) => [b.id, ZERO_TRAFFIC] as const),
+      );
     if (f.backends.length > 0)
       await this.put(
         `backend${fam}`,
@@ -223,12 +240,19 @@ export class PacketHarness {
     const p = this.#progs.get(prog);
     if (p === undefined) throw new Error(`no program ${prog}`);
     const before = await this.stats();
+    const trafficBefore = await this.traffic();
     const r = await p.testRun(frame);
     const after = await this.stats();
     const counted: Partial<Record<StatName, bigint>> = {};
     for (const [name] of STATS) if (after[name] !== before[name]) counted[name] = after[name] - before[name];
+    const traffic = trafficDelta(trafficBefore, await this.traffic());
     // retval is the program's int as the kernel's u32: TC_ACT_UNSPEC reads 0xffffffff.
-    return { verdict: r.retval | 0, data: r.data, counted, ct: await this.conntrack() };
+    return { verdict: r.retval | 0, data: r.data, counted, ct: await this.conntrack(), traffic };
+  }
+
+  /** The traffic counters (sy_svc_cnt_v2, sy_be_cnt*_v2) summed over CPUs. */
+  async traffic(): Promise<RawCounters> {
+    return readCounters((m) => this.#obj.map(MAPS[m].name).dump(), this.#native.numPossibleCpus());
   }
 
   /**
@@ -266,7 +290,7 @@ export class PacketHarness {
 
   /** Empties every map the control plane writes (frontends, backends, VIPs, source ranges). */
   async flushServices(): Promise<void> {
-    for (const n of ['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6'] as const) {
+    for (const n of ['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'svccnt', 'becnt4', 'becnt6'] as const) {
       const m = this.#obj.map(MAPS[n].name);
       const keys = (await m.dump()).map(([k]) => k);
       if (keys.length > 0) await m.delete(keys);
@@ -285,6 +309,28 @@ export class PacketHarness {
     this.#obj.close();
     unmount(this.pinRoot);
   }
+}
+
+/** What moved between two readings, by "svc ID" / "backend4 ID" / "backend6 ID". */
+export function trafficDelta(before: RawCounters, after: RawCounters): Record<string, Traffic> {
+  const out: Record<string, Traffic> = {};
+  const diff = (name: string, a: ReadonlyMap<number, Traffic>, b: ReadonlyMap<number, Traffic>): void => {
+    for (const [id, t] of b) {
+      const o = a.get(id) ?? ZERO_TRAFFIC;
+      const d: Traffic = {
+        packets: t.packets - o.packets,
+        bytes: t.bytes - o.bytes,
+        replyPackets: t.replyPackets - o.replyPackets,
+        replyBytes: t.replyBytes - o.replyBytes,
+        conns: t.conns - o.conns,
+      };
+      if (d.packets !== 0n || d.bytes !== 0n || d.replyPackets !== 0n || d.replyBytes !== 0n || d.conns !== 0n) out[`${name} ${id}`] = d;
+    }
+  };
+  diff('svc', before.services, after.services);
+  diff('backend4', before.backends.IPv4, after.backends.IPv4);
+  diff('backend6', before.backends.IPv6, after.backends.IPv6);
+  return out;
 }
 
 function unmount(pinRoot: string): void {

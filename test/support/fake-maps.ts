@@ -6,6 +6,10 @@
 // invariant a packet relies on (every live slot of every master exists and
 // points at an existing backend).
 //
+// checkConsistent also holds the traffic counters to the ids: every live
+// master's svc_id and every backend a live slot points at has its counter
+// entry (written before anything names the id).
+//
 // Kernel behaviour modelled (bpf(2), kernel/bpf/hashtab.c, arraymap.c):
 // - hash update of a new key in a full map: E2BIG (an LRU hash evicts the
 //   least recently used entry instead);
@@ -28,11 +32,12 @@
 // fake-native.ts, does, and layers the addon's handling on top).
 
 import { constants } from 'node:os';
-import { formatBackend, formatSvcKey, formatSvcValue } from '../../src/dataplane/bpf/diff.ts';
+import { formatBackend, formatSvcKey, formatSvcValue, formatTraffic } from '../../src/dataplane/bpf/diff.ts';
 import {
   decodeEntries,
   encode,
   encodeOpBatch,
+  isPerCpu,
   MAPS,
   type MapName,
   type MapSpec,
@@ -44,6 +49,7 @@ import {
   svc4KeyCodec,
   svc6KeyCodec,
   svcValueCodec,
+  trafficCodec,
   u32Codec,
 } from '../../src/dataplane/bpf/layout.ts';
 import { l4Key, PHASE_NAMES } from '../../src/dataplane/bpf/state.ts';
@@ -98,7 +104,7 @@ export class FakeMap {
     this.spec = spec;
     this.maxEntries = opts.maxEntries ?? spec.maxEntries;
     this.deleteMissing = opts.deleteMissing ?? 'noop';
-    const perCpu = spec.type === 'percpu_array';
+    const perCpu = isPerCpu(spec.type);
     this.valueBytes = perCpu && opts.cpus !== undefined ? Math.ceil(spec.value.size / 8) * 8 * opts.cpus : spec.value.size;
   }
 
@@ -281,9 +287,17 @@ export class FakeMapStore {
 type Entries = ReadonlyArray<readonly [Buffer, Buffer]>;
 
 const FAMILY_MAPS = [
-  { svc: 'svc4', backend: 'backend4', vip: 'vip4', srcrange: 'srcrange4', svcKey: svc4KeyCodec },
-  { svc: 'svc6', backend: 'backend6', vip: 'vip6', srcrange: 'srcrange6', svcKey: svc6KeyCodec },
+  { svc: 'svc4', backend: 'backend4', vip: 'vip4', srcrange: 'srcrange4', becnt: 'becnt4', svcKey: svc4KeyCodec },
+  { svc: 'svc6', backend: 'backend6', vip: 'vip6', srcrange: 'srcrange6', becnt: 'becnt6', svcKey: svc6KeyCodec },
 ] as const;
+
+/** A counter map's entries as "id = counters" lines (one CPU's value: the fakes hold zeroed entries). */
+function counterLines(entries: Entries): string[] {
+  return entries
+    .map(([k, v]) => [u32Codec.decode(k), formatTraffic(trafficCodec.decode(v))] as const)
+    .sort((a, b) => a[0] - b[0])
+    .map(([id, t]) => `  ${id} = ${t}`);
+}
 
 /** Frontend address bytes, port, protocol, scope, master before slots, gen, slot. */
 function compareSvcKeys(a: SvcKey, b: SvcKey, ra: Buffer, rb: Buffer): number {
@@ -325,7 +339,12 @@ export function formatDump(dumps: ReadonlyMap<string, Entries>): string {
     if (vips.length > 0) lines.push(`${MAPS[fm.vip].name} (${vips.length}):`, ...vips.sort());
     const ranges = decodeEntries(fm.srcrange, get(fm.srcrange)).map(([k]) => `  svc ${k.svcId} ${k.addr}/${k.prefixlen - 32}`);
     if (ranges.length > 0) lines.push(`${MAPS[fm.srcrange].name} (${ranges.length}):`, ...ranges.sort());
+    const becnt = counterLines(get(fm.becnt));
+    if (becnt.length > 0) lines.push(`${MAPS[fm.becnt].name} (${becnt.length}):`, ...becnt);
   }
+  known.add(MAPS.svccnt.name);
+  const svccnt = counterLines(dumps.get(MAPS.svccnt.name) ?? []);
+  if (svccnt.length > 0) lines.push(`${MAPS.svccnt.name} (${svccnt.length}):`, ...svccnt);
   const arrays = new Set<string>(Object.values(MAPS).flatMap((m) => (m.type === 'array' || m.type === 'percpu_array' ? [m.name] : [])));
   for (const [name, entries] of [...dumps].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
     if (known.has(name) || arrays.has(name) || entries.length === 0) continue;
@@ -385,11 +404,14 @@ export function checkConsistent(store: FakeMapStore): string[] {
   for (const fm of FAMILY_MAPS) {
     const svc = store.of(fm.svc);
     const backends = store.of(fm.backend);
+    const svcCounters = store.of('svccnt');
+    const beCounters = store.of(fm.becnt);
     for (const [k, v] of svc.dump()) {
       const key = fm.svcKey.decode(k);
       if (key.slot !== 0 || key.gen !== 0) continue; // {slot 0, gen 1} is never looked up: garbage for adopt, not a master
       const name = `${l4Key(key)} ${key.scope === SY_SCOPE_EXTERNAL ? 'ext' : 'int'}`;
       const master = svcValueCodec.decode(v);
+      if (svcCounters.lookup(encode(u32Codec, master.svcId)) === undefined) problems.push(`${name}: no counters for svc ${master.svcId}`);
       if ((master.flags & SY_SVC_F_EXT_SCOPE) !== 0 && svc.lookup(encode(fm.svcKey, { ...key, scope: SY_SCOPE_EXTERNAL })) === undefined) {
         problems.push(`${name}: EXT_SCOPE without an external master`);
       }
@@ -401,6 +423,7 @@ export function checkConsistent(store: FakeMapStore): string[] {
         }
         const id = svcValueCodec.decode(sv).backendId;
         if (backends.lookup(encode(u32Codec, id)) === undefined) problems.push(`${name}: gen ${master.gen} slot ${slot} points at missing backend ${id}`);
+        else if (beCounters.lookup(encode(u32Codec, id)) === undefined) problems.push(`${name}: no counters for backend ${id}`);
       }
     }
   }

@@ -142,7 +142,7 @@ function recordNote(i: number, count: number): string {
 }
 
 // enum bpf_map_type / bpf_prog_type values (uapi linux/bpf.h).
-export const BPF_MAP_TYPE: Readonly<Record<MapType, number>> = { hash: 1, array: 2, percpu_array: 6, lru_hash: 9, lpm_trie: 11 };
+export const BPF_MAP_TYPE: Readonly<Record<MapType, number>> = { hash: 1, array: 2, percpu_hash: 5, percpu_array: 6, lru_hash: 9, lpm_trie: 11 };
 export const BPF_PROG_TYPE_SCHED_CLS = 3;
 const BPF_F_LOCK = 4;
 
@@ -762,7 +762,7 @@ export class FakeNativeBinding implements NativeBinding {
       m.store.delete(keys.subarray(i * keySize, (i + 1) * keySize));
     };
     // Hash maps have a delete batch; arrays do not (the kernel says ENOTSUPP, count untouched).
-    const hasBatch = m.spec.type === 'hash' || m.spec.type === 'lru_hash';
+    const hasBatch = m.spec.type === 'hash' || m.spec.type === 'lru_hash' || m.spec.type === 'percpu_hash';
     let done = 0;
     while (done < count) {
       const r = hasBatch ? runBatch(done, count, elem) : { code: 'ENOTSUPP' as Errno, n: count - done };

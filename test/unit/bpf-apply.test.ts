@@ -8,7 +8,8 @@ import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
 import { applyOps, applyPlan, type MapWriter } from '../../src/dataplane/bpf/apply.ts';
 import { compile, compileOptions } from '../../src/dataplane/bpf/compile.ts';
 import { diff } from '../../src/dataplane/bpf/diff.ts';
-import { encodeOpBatch, MAPS, type Op, type OpBatch, PROGRAMMED_MAPS, svc4KeyCodec, u32Codec, vip4KeyCodec } from '../../src/dataplane/bpf/layout.ts';
+import { objectMapWriter } from '../../src/dataplane/bpf/dataplane.ts';
+import { ADOPTED_MAPS, encodeOpBatch, MAPS, type Op, type OpBatch, svc4KeyCodec, u32Codec, vip4KeyCodec } from '../../src/dataplane/bpf/layout.ts';
 import { emptyProgrammedState, PHASE_NAMES, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 import { BpfObject } from '../../src/native/index.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding } from '../support/fake-native.ts';
@@ -32,7 +33,8 @@ function recorder(failAt?: { batch: number; error: unknown }): MapWriter & { bat
 function describeKeys(b: OpBatch): string {
   const out: string[] = [];
   for (let i = 0; i < b.count; i++) {
-    if (b.map === MAPS.backend4.name) out.push(String(u32Codec.decode(b.keys.subarray(i * 4, i * 4 + 4))));
+    if (b.map === MAPS.backend4.name || b.map === MAPS.becnt4.name || b.map === MAPS.svccnt.name)
+      out.push(String(u32Codec.decode(b.keys.subarray(i * 4, i * 4 + 4))));
     else if (b.map === MAPS.vip4.name) out.push(vip4KeyCodec.decode(b.keys.subarray(i * 4, i * 4 + 4)).addr);
     else {
       const k = svc4KeyCodec.decode(b.keys.subarray(i * 12, i * 12 + 12));
@@ -55,9 +57,11 @@ describe('applyPlan', () => {
   test('writes the phases in order, one batch per map and action, and counts what it wrote', async () => {
     const { p1, p2 } = plans();
     const w1 = recorder();
-    expect(await applyPlan(p1, w1)).toEqual({ updates: 3 + 2 + 3 + 2, deletes: 0, batches: 4 });
+    expect(await applyPlan(p1, w1)).toEqual({ updates: 2 + 3 + 3 + 2 + 3 + 2, deletes: 0, batches: 6 });
     expect(w1.batches).toEqual([
+      'update sy_svc_cnt_v2 1,2',
       'update sy_backend4_v2 1,2,3',
+      'update sy_be_cnt4_v2 1,2,3',
       'update sy_vip4_v2 10.96.0.1,10.96.0.2',
       'update sy_svc4_v2 10.96.0.1:80#g0s1,10.96.0.1:80#g0s2,10.96.0.2:53#g0s1',
       'update sy_svc4_v2 10.96.0.1:80#master,10.96.0.2:53#master',
@@ -65,14 +69,17 @@ describe('applyPlan', () => {
     // a changes backends (new generation), b goes away: every phase has work.
     expect(p2.phases.map((ops) => ops.length > 0)).toEqual([true, true, true, true, true]);
     const w2 = recorder();
-    expect(await applyPlan(p2, w2)).toEqual({ updates: 1 + 2 + 1, deletes: 2 + 2 + 1 + 2, batches: 6 });
+    expect(await applyPlan(p2, w2)).toEqual({ updates: 2 + 2 + 1, deletes: 4 + 1 + 1 + 2 + 2, batches: 9 });
     expect(w2.batches).toEqual([
       'update sy_backend4_v2 4',
+      'update sy_be_cnt4_v2 4',
       'update sy_svc4_v2 10.96.0.1:80#g1s1,10.96.0.1:80#g1s2',
       'update sy_svc4_v2 10.96.0.1:80#master',
       'delete sy_svc4_v2 10.96.0.2:53#master,10.96.0.2:53#g0s1,10.96.0.1:80#g0s1,10.96.0.1:80#g0s2',
+      'delete sy_svc_cnt_v2 2',
       'delete sy_vip4_v2 10.96.0.2',
       'delete sy_backend4_v2 1,3',
+      'delete sy_be_cnt4_v2 1,3',
     ]);
     expect(PHASE_NAMES).toHaveLength(5);
   });
@@ -125,17 +132,11 @@ describe('applyOps', () => {
   test("through the fake native binding, with the dataplane's writer, the maps end up holding plan.next", async () => {
     const fake = new FakeNativeBinding();
     const obj = await BpfObject.open(FAKE_OBJECT_PATH, '/sys/fs/bpf/apply', fake);
-    const writer: MapWriter = {
-      async write(b) {
-        const m = obj.map(b.map);
-        if (b.action === 'update') await fake.mapUpdate(m.fd, b.keys, b.values ?? Buffer.alloc(0), m.keySize, m.valueSize);
-        else await fake.mapDelete(m.fd, b.keys, m.keySize);
-      },
-    };
+    const writer = objectMapWriter(obj, fake);
     const { p1, p2 } = plans();
     const readBack = async (): Promise<ProgrammedState> => {
       const dumps = new Map<string, Array<[Buffer, Buffer]>>();
-      for (const m of PROGRAMMED_MAPS) dumps.set(MAPS[m].name, await obj.map(MAPS[m].name).dump());
+      for (const m of ADOPTED_MAPS) dumps.set(MAPS[m].name, await obj.map(MAPS[m].name).dump());
       const adopted = programmedFromDump(dumps);
       expect(adopted.orphans).toEqual([]);
       return adopted.state;
@@ -152,17 +153,27 @@ describe('applyOps', () => {
     back.svcIds = next.svcIds;
     expect(back).toEqual(next);
     expect(fake.calls.map((c) => `${c.op} ${c.map} ${c.count}`).filter((c) => !c.startsWith('dump'))).toEqual([
+      'update sy_svc_cnt_v2 2',
       'update sy_backend4_v2 3',
+      'update sy_be_cnt4_v2 3',
       'update sy_vip4_v2 2',
       'update sy_svc4_v2 3',
       'update sy_svc4_v2 2',
       'update sy_backend4_v2 1',
+      'update sy_be_cnt4_v2 1',
       'update sy_svc4_v2 2',
       'update sy_svc4_v2 1',
       'delete sy_svc4_v2 4',
+      'delete sy_svc_cnt_v2 1',
       'delete sy_vip4_v2 1',
       'delete sy_backend4_v2 2',
+      'delete sy_be_cnt4_v2 2',
     ]);
+    // The per-CPU counters went in zeroed on every CPU (the writer spread each value over the CPUs).
+    const counters = await obj.map(MAPS.becnt4.name).dump();
+    const live: number[] = [];
+    p2.next.backends.IPv4.byId.forEach((_b, id) => live.push(id));
+    expect(counters.map(([k, v]) => [u32Codec.decode(k), v.length, v.every((x) => x === 0)]).sort()).toEqual(live.sort().map((id) => [id, 2 * 40, true]));
     obj.close();
   });
 });

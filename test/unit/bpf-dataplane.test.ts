@@ -19,10 +19,13 @@ import {
   SY_CFG_DETECT_IFACE,
   svc4KeyCodec,
   svcValueCodec,
+  type Traffic,
+  trafficCodec,
   u32Codec,
+  ZERO_TRAFFIC,
 } from '../../src/dataplane/bpf/layout.ts';
 import type { LinkSource } from '../../src/host/links.ts';
-import { isNativeError, type NativeError } from '../../src/native/index.ts';
+import { BpfMap, isNativeError, type NativeError } from '../../src/native/index.ts';
 import { DataplaneError } from '../../src/dataplane/types.ts';
 import { createLogger } from '../../src/util/log.ts';
 import { checkConsistent, formatDump, resolveFrontends } from '../support/fake-maps.ts';
@@ -336,7 +339,7 @@ describe('sync', () => {
     const bad = servicePort('bad', '10.96.0.300', 80, ['10.244.1.9:80']);
     const r = await dp.sync(snapshot([A, B, bad]));
     expect(r.frontendsChanged).toBe(2);
-    expect(r.operations).toBe(4 + 2 + 4 + 2); // backends, VIPs, slots, masters
+    expect(r.operations).toBe(4 + 4 + 2 + 2 + 4 + 2); // backends, their counters, frontend counters, VIPs, slots, masters
     expect(r.problems.map((p) => p.owner)).toEqual([bad.id]);
     expect(r.durationMs).toBeGreaterThanOrEqual(0);
     expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
@@ -358,14 +361,15 @@ describe('sync', () => {
     const a = servicePort('a', '10.96.0.1', 80, ['10.244.1.2:8080']);
     const r = await dp.sync(snapshot([a, B], new Set([a.id])));
     expect(r.frontendsChanged).toBe(1);
-    // one new slot, its master flip, the two old slots, the dropped backend.
+    // one new slot, its master flip, the two old slots, the dropped backend and its counters.
     expect(fake.calls.slice(calls).map((c) => `${c.op} ${c.map} ${c.count}`)).toEqual([
       'update sy_svc4_v2 1',
       'update sy_svc4_v2 1',
       'delete sy_svc4_v2 2',
       'delete sy_backend4_v2 1',
+      'delete sy_be_cnt4_v2 1',
     ]);
-    expect(r.operations).toBe(5);
+    expect(r.operations).toBe(6);
     expect(await bEntries()).toEqual(bBefore);
     expect(await programmed(fake)).toEqual({ ...S1_PROGRAMMED, '10.96.0.1:80/TCP int': ['10.244.1.2:8080/TCP'] });
     await dp.stop();
@@ -381,15 +385,20 @@ describe('sync', () => {
     expect({ code: e.code, syscall: e.syscall, done: e.done }).toEqual({ code: 'ENOMEM', syscall: 'bpf_map_update_batch', done: 2 });
     expect(e).not.toHaveProperty('adoptError');
     // Re-adopted: dumped the maps, then removed what the plan had written
-    // (two slots of the new generation, the new VIP, the new backend): S1 is back.
+    // (two slots of the new generation, the new VIP, the new backend, the
+    // new ids' counters): S1 is back.
     expect(fake.calls.slice(calls).map((c) => `${c.op} ${c.map}`)).toEqual([
       'update sy_backend4_v2',
+      'update sy_be_cnt4_v2',
+      'update sy_svc_cnt_v2',
       'update sy_vip4_v2',
       'update sy_svc4_v2',
-      ...['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6'].map((m) => `dump sy_${m}_v2`),
+      ...['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'svc_cnt', 'be_cnt4', 'be_cnt6'].map((m) => `dump sy_${m}_v2`),
       'delete sy_svc4_v2',
       'delete sy_vip4_v2',
       'delete sy_backend4_v2',
+      'delete sy_be_cnt4_v2',
+      'delete sy_svc_cnt_v2',
     ]);
     expect(await programmed(fake)).toEqual(S1_PROGRAMMED);
     await expectClean(fake);
@@ -558,5 +567,79 @@ describe("handover of kube-proxy's connections (kernel-flows.ts)", () => {
     await dp.sync(snapshot([A]));
     expect(reads, 'incremental syncs do not read the conntrack table').toBe(1);
     await dp.stop();
+  });
+});
+
+describe('traffic counters', () => {
+  /** Per-CPU struct sy_traffic values (one per fake CPU) written into a pinned counter map. */
+  async function count(fake: FakeNativeBinding, map: 'svccnt' | 'becnt4', id: number, perCpu: Traffic[]): Promise<void> {
+    const m = BpfMap.openPinned(`${PIN}/${MAPS[map].name}`, fake);
+    try {
+      const v = Buffer.alloc(m.valueStride);
+      perCpu.forEach((t, cpu) => trafficCodec.encodeInto(t, v, cpu * 40));
+      await m.update([[encode(u32Codec, id), v]]);
+    } finally {
+      m.close();
+    }
+  }
+  const t = (packets: number, conns: number): Traffic => ({
+    packets: BigInt(packets),
+    bytes: BigInt(packets * 100),
+    replyPackets: BigInt(packets),
+    replyBytes: BigInt(packets * 50),
+    conns: BigInt(conns),
+  });
+
+  test('counters(): summed over CPUs, one row per programmed frontend and backend; trafficCounters(): per Service port and kind, busy endpoints only', async () => {
+    const { fake, dp } = await started();
+    expect(await dp.counters()).toEqual({ frontends: expect.any(Array), backends: [] });
+    await dp.sync(S1);
+    const c0 = await dp.counters();
+    const a = c0.frontends.find((f) => f.key === '10.96.0.1:80/TCP');
+    const be = c0.backends.find((b) => b.backend.addr === '10.244.1.2' && b.backend.port === 8080);
+    expect(a?.traffic).toEqual(ZERO_TRAFFIC);
+    expect(c0.backends.map((b) => b.traffic)).toEqual(c0.backends.map(() => ZERO_TRAFFIC));
+    await count(fake, 'svccnt', a?.svcId as number, [t(3, 1), t(4, 2)]);
+    await count(fake, 'becnt4', be?.id as number, [t(0, 0), t(7, 3)]);
+    const c1 = await dp.counters();
+    expect(c1.frontends.find((f) => f.key === '10.96.0.1:80/TCP')).toMatchObject({ kind: 'clusterIP', owner: A.id, traffic: t(7, 3) });
+    expect(c1.backends.find((b) => b.id === be?.id)?.traffic).toEqual(t(7, 3));
+    const report = await dp.trafficCounters();
+    expect(report.services.find((r) => r.service === 'a')).toEqual({
+      namespace: A.namespace,
+      service: 'a',
+      portName: A.portName,
+      protocol: 'TCP',
+      frontend: 'clusterIP',
+      ipFamily: 'IPv4',
+      packets: 7,
+      bytes: 700,
+      replyPackets: 7,
+      replyBytes: 350,
+      connections: 3,
+    });
+    expect(report.services.map((r) => r.service).sort()).toEqual(['a', 'b']);
+    expect(report.backends).toEqual([
+      { endpoint: '10.244.1.2:8080', protocol: 'TCP', packets: 7, bytes: 700, replyPackets: 7, replyBytes: 350, connections: 3 },
+    ]);
+    await dp.stop();
+  });
+
+  test('maps pinned by a version without counters: the adopt at start gives every live id a zeroed entry, and counting starts', async () => {
+    const fake = node();
+    const first = await started(fake);
+    await first.dp.sync(S1);
+    await first.dp.stop();
+    // The counter maps are new next to the older daemon's maps: empty.
+    for (const m of ['svccnt', 'becnt4'] as const) {
+      const map = BpfMap.openPinned(`${PIN}/${MAPS[m].name}`, fake);
+      await map.delete((await map.dump()).map(([k]) => k));
+      map.close();
+    }
+    const second = await started(fake);
+    const d = await dumpPinned(fake, PIN);
+    expect([d.get(MAPS.svccnt.name)?.length, d.get(MAPS.becnt4.name)?.length], 'one per frontend, one per backend').toEqual([2, 4]);
+    await expectClean(fake);
+    await second.dp.stop();
   });
 });

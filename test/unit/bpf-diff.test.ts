@@ -74,10 +74,12 @@ test('a backend id freed by a plan is quarantined: not reused until ID_QUARANTIN
   const p2 = diff(compile(snap([sp('a', ['10.96.0.1'], 80, [['10.244.0.2', 80]])]), OFF), p1.next, 'all', at(1000));
   expect(planOps(p2).map(formatOp)).toStrictEqual([
     'update backend4 2 = 10.244.0.2:80/TCP',
+    'update becnt4 2 = 0',
     'update svc4 10.96.0.1:80/TCP int gen 1 slot 1 = backend 2',
     'update svc4 10.96.0.1:80/TCP int master = forward count 1 gen 1 flags 0x40 svc 1',
     'delete svc4 10.96.0.1:80/TCP int gen 0 slot 1',
     'delete backend4 1',
+    'delete becnt4 1',
   ]);
   expect(p2.next.backends.IPv4.quarantine).toStrictEqual([{ id: 1, until: 1000 + ID_QUARANTINE_MS }]);
   const three = compile(
@@ -93,12 +95,17 @@ test('a backend id freed by a plan is quarantined: not reused until ID_QUARANTIN
   const early = diff(three, p2.next, 'all', at(1000 + ID_QUARANTINE_MS - 1));
   expect(early.phases[0]?.map(formatOp), 'id 1 still quarantined').toStrictEqual([
     'update backend4 3 = 10.244.0.3:80/TCP',
+    'update becnt4 3 = 0',
     'update backend4 4 = 10.244.0.4:80/TCP',
+    'update becnt4 4 = 0',
   ]);
   const later = diff(three, p2.next, 'all', at(1000 + ID_QUARANTINE_MS));
-  expect(later.phases[0]?.map(formatOp), 'released: the lowest again').toStrictEqual([
+  // The reused id gets a zeroed counter entry before any slot names it: the new backend does not inherit the old one's traffic.
+  expect(later.phases[0]?.map(formatOp), 'released: the lowest again, counters zeroed').toStrictEqual([
     'update backend4 1 = 10.244.0.3:80/TCP',
+    'update becnt4 1 = 0',
     'update backend4 3 = 10.244.0.4:80/TCP',
+    'update becnt4 3 = 0',
   ]);
   expect(later.next.backends.IPv4.quarantine).toStrictEqual([]);
 });
@@ -202,7 +209,7 @@ test('scope: out-of-scope frontends are untouched, in-scope removals happen, unk
   const p2 = diff(none, p1.next, new Set(['10.96.0.2:80/TCP', '10.99.9.9:1/TCP']));
   expect(p2.touched).toStrictEqual(['10.96.0.2:80/TCP']);
   expect(p2.next.services.sortedKeys()).toStrictEqual(['10.96.0.1:80/TCP']);
-  expect(p2.phases[4]?.map(formatOp)).toStrictEqual(['delete backend4 2']);
+  expect(p2.phases[4]?.map(formatOp)).toStrictEqual(['delete backend4 2', 'delete becnt4 2']);
   const p3 = diff(none, p2.next, new Set());
   expect(planOps(p3).length).toBe(0);
   expect(diff(none, p2.next).touched.length, 'full reconcile removes the rest').toBe(1);

@@ -214,8 +214,8 @@ test('golden: a backend shared by two Services is one id, refcounted', async () 
   const p2 = rig.sync('front-canary removed: its master first, then its slots; the shared backend stays', snapshot([a], new Set([b.id])));
   expect(
     p2.phases[4]?.map((op) => formatOp(op)),
-    'only the canary-only backend goes',
-  ).toStrictEqual(['delete backend4 3']);
+    'only the canary-only backend goes (with its counters)',
+  ).toStrictEqual(['delete backend4 3', 'delete becnt4 3']);
   expect(p2.next.backends.IPv4.byId.get(shared?.id ?? -1)?.refs).toBe(1);
   await expect(rig.text()).toMatchFileSnapshot('./golden/bpf-shared-backend.txt');
 });
@@ -279,7 +279,8 @@ test('golden: scope limits the ops to the changed Service', async () => {
   // Both changed in the snapshot, only a is in scope: b's entries stay untouched.
   const p = rig.sync('a and b both change; diff scoped to a', snapshot([a(8081), b(8081)]), { scope: new Set(['10.96.0.60:80/TCP']) });
   expect(p.touched).toStrictEqual(['10.96.0.60:80/TCP']);
-  for (const op of p.phases.flat()) expect(op.map.startsWith('backend') || formatOp(op).includes('10.96.0.60:80/TCP'), formatOp(op)).toBe(true);
+  for (const op of p.phases.flat())
+    expect(op.map.startsWith('backend') || op.map.startsWith('becnt') || formatOp(op).includes('10.96.0.60:80/TCP'), formatOp(op)).toBe(true);
   // The incremental path: only b listed as changed, compileChanged scopes the diff itself.
   const p2 = rig.sync('b listed as changed: compileChanged scopes the diff to b', snapshot([a(8081), b(8081)], new Set(['ns/b:/TCP'])));
   expect(p2.touched).toStrictEqual(['10.96.0.61:80/TCP']);
@@ -383,8 +384,8 @@ test('golden: adopt a damaged frontend: a missing slot and a dangling backend id
   rig.note('## damaged: slot 3 deleted, backend 1 deleted');
   rig.note(rig.store.dumpCanonical());
   const adopted = programmedFromDump(storeDumps(rig.store));
-  // Slot 3 was the only reference to backend 3: an orphan now.
-  expect(adopted.orphans.map(formatOp)).toStrictEqual(['delete backend4 3']);
+  // Slot 3 was the only reference to backend 3: an orphan now, as are the counters of backends 1 and 3.
+  expect(adopted.orphans.map(formatOp)).toStrictEqual(['delete backend4 3', 'delete becnt4 1', 'delete becnt4 3']);
   rig.note('## orphans found by adopt');
   rig.note(`${adopted.orphans.map((op) => `  ${formatOp(op)}`).join('\n')}\n`);
   rig.store.applyOps(adopted.orphans);

@@ -143,7 +143,7 @@ function structDrift(btf: Btf, spec: StructSpec): string[] {
   return out;
 }
 
-const MAP_TYPE_ID: Record<MapType, number> = { hash: 1, array: 2, percpu_array: 6, lru_hash: 9, lpm_trie: 11 };
+const MAP_TYPE_ID: Record<MapType, number> = { hash: 1, array: 2, percpu_hash: 5, percpu_array: 6, lru_hash: 9, lpm_trie: 11 };
 
 /** The BTF-defined map `name` (libbpf's __uint/__type convention) against its MapSpec. */
 function mapDrift(btf: Btf, spec: MapSpec): string[] {

@@ -115,17 +115,80 @@ describe('switchyard_* from a dataplane', () => {
       name: 'bpf',
       mapUsage: () => [{ map: 'sy_svc4_v2', entries: 3, capacity: 65536 }],
       programAttachments: async () => [{ program: 'sy_from_pod', attachPoint: 'veth1', hook: 'ingress', attached: false }],
-      serviceCounters: () => [{ namespace: 'ns', service: 'web', port: 'http', protocol: 'TCP', packets: 10, bytes: 1500, connections: 2 }],
+      trafficCounters: () => ({
+        services: [
+          {
+            namespace: 'ns',
+            service: 'web',
+            portName: 'http',
+            protocol: 'TCP',
+            frontend: 'clusterIP',
+            ipFamily: 'IPv4',
+            packets: 10,
+            bytes: 1500,
+            replyPackets: 8,
+            replyBytes: 4000,
+            connections: 2,
+          },
+        ],
+        backends: [{ endpoint: '10.244.1.2:8080', protocol: 'TCP', packets: 10, bytes: 1500, replyPackets: 8, replyBytes: 4000, connections: 2 }],
+      }),
     };
     const stats = dataplaneStatsOf(dp);
-    expect(stats && Object.keys(stats).sort()).toEqual(['mapUsage', 'programAttachments', 'serviceCounters']);
+    expect(stats && Object.keys(stats).sort()).toEqual(['mapUsage', 'programAttachments', 'trafficCounters']);
     expect(dataplaneStatsOf({ name: 'ipvs' })).toBeUndefined();
     const text = (await metrics(stats).scrape()).split('\n');
     expect(text).toContain('switchyard_bpf_map_entries{map="sy_svc4_v2"} 3');
     expect(text).toContain('switchyard_bpf_map_capacity{map="sy_svc4_v2"} 65536');
     expect(text).toContain('switchyard_bpf_program_attached{program="sy_from_pod",attach_point="veth1",hook="ingress"} 0');
-    expect(text).toContain('switchyard_service_bytes_total{namespace="ns",service="web",port="http",protocol="TCP"} 1500');
-    expect(text).toContain('switchyard_service_connections_total{namespace="ns",service="web",port="http",protocol="TCP"} 2');
+    const svc = 'namespace="ns",service="web",port_name="http",protocol="TCP",frontend="clusterIP",ip_family="IPv4"';
+    expect(text).toContain(`switchyard_service_packets_total{${svc},direction="original"} 10`);
+    expect(text).toContain(`switchyard_service_packets_total{${svc},direction="reply"} 8`);
+    expect(text).toContain(`switchyard_service_bytes_total{${svc},direction="original"} 1500`);
+    expect(text).toContain(`switchyard_service_bytes_total{${svc},direction="reply"} 4000`);
+    expect(text).toContain(`switchyard_service_connections_total{${svc}} 2`);
+    expect(text).toContain('switchyard_backend_packets_total{endpoint="10.244.1.2:8080",protocol="TCP",direction="original"} 10');
+    expect(text).toContain('switchyard_backend_bytes_total{endpoint="10.244.1.2:8080",protocol="TCP",direction="reply"} 4000');
+    expect(text).toContain('switchyard_backend_connections_total{endpoint="10.244.1.2:8080",protocol="TCP"} 2');
+  });
+
+  test('rows with the same labels are summed; counters come from one read per scrape', async () => {
+    let reads = 0;
+    const r = (frontend: string, packets: number) => ({
+      namespace: 'ns',
+      service: 'web',
+      portName: '',
+      protocol: 'UDP',
+      frontend,
+      ipFamily: 'IPv4',
+      packets,
+      bytes: packets * 100,
+      replyPackets: 0,
+      replyBytes: 0,
+      connections: 1,
+    });
+    const text = (
+      await metrics({
+        trafficCounters: async () => {
+          reads++;
+          return { services: [r('externalIP', 3), r('externalIP', 4), r('clusterIP', 1)], backends: [] };
+        },
+      }).scrape()
+    ).split('\n');
+    const l = (frontend: string) => `namespace="ns",service="web",port_name="",protocol="UDP",frontend="${frontend}",ip_family="IPv4"`;
+    expect(text).toContain(`switchyard_service_packets_total{${l('externalIP')},direction="original"} 7`);
+    expect(text).toContain(`switchyard_service_connections_total{${l('externalIP')}} 2`);
+    expect(text).toContain(`switchyard_service_packets_total{${l('clusterIP')},direction="original"} 1`);
+    expect(text.filter((x) => x.startsWith('switchyard_backend_'))).toEqual([]);
+    expect(reads).toBe(1);
+    const failing = await metrics({
+      mapUsage: () => [{ map: 'sy_svc4_v2', entries: 3, capacity: 65536 }],
+      trafficCounters: async () => {
+        throw new Error('dump sy_svc_cnt_v2: EPERM');
+      },
+    }).scrape();
+    expect(failing, 'a failed counter read leaves the rest of the scrape').toContain('switchyard_bpf_map_entries{map="sy_svc4_v2"} 3');
+    expect(failing).not.toMatch(/^switchyard_service_packets_total\{/m);
   });
 });
 
@@ -149,10 +212,24 @@ describe('the metrics server', () => {
     const m = metrics({
       mapUsage: () => [{ map: 'sy_svc4_v2', entries: 3, capacity: 65536 }],
       programAttachments: () => [{ program: 'sy_from_pod', attachPoint: 'veth1', hook: 'ingress', attached: true }],
-      serviceCounters: () => [{ namespace: 'ns', service: 'web', port: 'http', protocol: 'TCP', packets: 10, bytes: 1500, connections: 2 }],
-      backendCounters: () => [
-        { namespace: 'ns', service: 'web', port: 'http', protocol: 'TCP', backend: '10.244.1.2:8080', packets: 10, bytes: 1500, connections: 2 },
-      ],
+      trafficCounters: () => ({
+        services: [
+          {
+            namespace: 'ns',
+            service: 'web',
+            portName: 'http',
+            protocol: 'TCP',
+            frontend: 'clusterIP',
+            ipFamily: 'IPv4',
+            packets: 10,
+            bytes: 1500,
+            replyPackets: 8,
+            replyBytes: 4000,
+            connections: 2,
+          },
+        ],
+        backends: [{ endpoint: '10.244.1.2:8080', protocol: 'TCP', packets: 10, bytes: 1500, replyPackets: 8, replyBytes: 4000, connections: 2 }],
+      }),
     });
     m.queued();
     m.syncAttempt({ full: true, seconds: 0.01, ok: true });

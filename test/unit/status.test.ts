@@ -9,7 +9,7 @@
 import { describe, expect, test } from 'vitest';
 import { formatStatusJson, formatStatusText, status, STATUS_EXIT } from '../../src/cli/status.ts';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
-import { backend4Codec, encode, MAPS, SY_SCOPE_INTERNAL, svc4KeyCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { backend4Codec, encode, MAPS, SY_SCOPE_INTERNAL, svc4KeyCodec, trafficCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
 import { MAPS as V1 } from '../../src/dataplane/bpf/layout-v1.ts';
 import { readPinnedStatus, type PinnedRead } from '../../src/dataplane/bpf/status.ts';
 import type { DataplaneStatus, FrontendStatus } from '../../src/dataplane/status.ts';
@@ -108,7 +108,7 @@ describe('status read back from the pinned maps', () => {
     ]);
     const web6 = s.frontends.find((f) => f.address === 'fd00:10:96::10');
     expect(web6?.family).toBe('IPv6');
-    expect(s.frontends.every((f) => f.problems.length === 0 && f.affinity === null && f.counters === null)).toBe(true);
+    expect(s.frontends.every((f) => f.problems.length === 0 && f.affinity === null && f.counters?.packets === 0)).toBe(true);
     expect(new Set(s.frontends.map((f) => f.id)).size, 'every frontend has its own svc_id').toBe(s.frontends.length);
     expect(s.notes).toStrictEqual([]);
     expect(s.daemonPids, 'the daemon stopped: nobody holds the pin directory').toStrictEqual([]);
@@ -125,6 +125,49 @@ describe('status read back from the pinned maps', () => {
       [MAPS.frag4.name, 0, MAPS.frag4.maxEntries],
     ]);
     expect(usage.find((u) => u.map === MAPS.backend6.name)?.entries).toBe(1);
+  });
+
+  test('counters: each frontend and backend has its zeroed entry from the sync; what the programs add is summed over CPUs, both directions', async () => {
+    const { fake } = await programmed();
+    const before = await statusOf(fake);
+    const all = before.frontends.flatMap((f) => [f.counters, ...f.internal.backends.map((b) => b.counters)]);
+    expect(all.every((c) => c !== null && c.packets === 0 && c.bytes === 0 && c.connections === 0)).toBe(true);
+    const web = before.frontends.find((f) => f.address === '10.96.0.10');
+    const be = web?.internal.backends.find((b) => b.address === '10.244.1.5');
+    // What the tc programs would have counted, on two CPUs (the fake has 2).
+    const write = async (map: 'svccnt' | 'becnt4', id: number, cpu: Array<[number, number, number, number, number]>): Promise<void> => {
+      const m = BpfMap.openPinned(`${PIN}/${MAPS[map].name}`, fake);
+      const v = Buffer.alloc(m.valueStride);
+      cpu.forEach(([packets, bytes, replyPackets, replyBytes, conns], i) =>
+        trafficCodec.encodeInto(
+          { packets: BigInt(packets), bytes: BigInt(bytes), replyPackets: BigInt(replyPackets), replyBytes: BigInt(replyBytes), conns: BigInt(conns) },
+          v,
+          i * 40,
+        ),
+      );
+      await m.update([[encode(u32Codec, id), v]]);
+      m.close();
+    };
+    const backendId = (await BpfMap.openPinned(`${PIN}/${MAPS.backend4.name}`, fake).dump())
+      .map(([k, v]) => [u32Codec.decode(k), backend4Codec.decode(v)] as const)
+      .find(([, b]) => b.addr === '10.244.1.5')?.[0];
+    await write('svccnt', web?.id as number, [
+      [3, 300, 2, 120, 1],
+      [4, 400, 4, 240, 2],
+    ]);
+    await write('becnt4', backendId as number, [
+      [0, 0, 0, 0, 0],
+      [5, 500, 5, 250, 2],
+    ]);
+    const after = await statusOf(fake);
+    const webAfter = after.frontends.find((f) => f.address === '10.96.0.10');
+    expect(webAfter?.counters).toStrictEqual({ packets: 13, bytes: 1060, connections: 3 });
+    expect(webAfter?.internal.backends.find((b) => b.address === be?.address)?.counters).toStrictEqual({ packets: 10, bytes: 750, connections: 2 });
+    expect(after.frontends.find((f) => f.address === '10.96.0.11')?.counters, 'other frontends unchanged').toStrictEqual({
+      packets: 0,
+      bytes: 0,
+      connections: 0,
+    });
   });
 
   test('the tc programs on each interface, by the kernel name of the program attached at our handle', async () => {

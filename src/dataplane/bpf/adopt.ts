@@ -15,7 +15,12 @@
 //   - master keys with gen != 0 (never written by diff),
 //   - backends no live slot points at, source ranges of no live frontend,
 //     VIPs no ClusterIP frontend uses.
-// orphans also re-adds the VIP of a live ClusterIP frontend that lost it.
+// orphans also re-adds the VIP of a live ClusterIP frontend that lost it,
+// and reconciles the traffic counters with the live ids: a zeroed entry
+// for a live svc_id or backend id that has none (counter maps created by
+// this version next to maps an older one left), a delete for an entry of
+// an id nothing uses; existing counters of live ids are kept (a restart
+// does not reset them).
 // orphans are ordered safely (svc deletes, then the rest) and MUST be
 // applied before the first plan diffed against `state`: that plan may
 // reuse the ids and keys they free.
@@ -27,6 +32,8 @@ import type { IPFamily } from '../../model/types.ts';
 import {
   decodeEntries,
   MAPS,
+  u32Codec,
+  ZERO_TRAFFIC,
   type MapName,
   type Op,
   SY_SCOPE_EXTERNAL,
@@ -62,9 +69,23 @@ interface Frontend {
 }
 
 const NAMES = {
-  IPv4: { svc: 'svc4', backend: 'backend4', vip: 'vip4', srcrange: 'srcrange4' },
-  IPv6: { svc: 'svc6', backend: 'backend6', vip: 'vip6', srcrange: 'srcrange6' },
+  IPv4: { svc: 'svc4', backend: 'backend4', vip: 'vip4', srcrange: 'srcrange4', becnt: 'becnt4' },
+  IPv6: { svc: 'svc6', backend: 'backend6', vip: 'vip6', srcrange: 'srcrange6', becnt: 'becnt6' },
 } as const;
+
+/** The ids a per-CPU counter map holds entries for (values are not decoded). */
+function counterIds(dumps: MapDumps, m: 'svccnt' | 'becnt4' | 'becnt6'): Set<number> {
+  return new Set((dumps.get(MAPS[m].name) ?? []).map(([k]) => u32Codec.decode(k)));
+}
+
+/** Ops that make a counter map hold exactly the live ids: zeroed entries for missing ones, deletes for the rest. */
+function reconcileCounters(m: 'svccnt' | 'becnt4' | 'becnt6', have: Set<number>, live: Iterable<number>): Op[] {
+  const want = new Set(live);
+  const out: Op[] = [];
+  for (const id of [...have].sort((a, b) => a - b)) if (!want.has(id)) out.push({ map: m, action: 'delete', key: id } as Op);
+  for (const id of [...want].sort((a, b) => a - b)) if (!have.has(id)) out.push({ map: m, action: 'update', key: id, value: ZERO_TRAFFIC } as Op);
+  return out;
+}
 
 export function programmedFromDump(dumps: MapDumps): Adopted {
   const services: Array<[FrontendKey, ProgrammedServiceIn]> = [];
@@ -134,7 +155,15 @@ export function programmedFromDump(dumps: MapDumps): Adopted {
   for (const family of FAMILIES) {
     const dead = [...backends[family].keys()].filter((id) => !state.backends[family].byId.has(id)).sort((a, b) => a - b);
     for (const id of dead) rest.push({ map: NAMES[family].backend, action: 'delete', key: id } as Op);
+    const live: number[] = [];
+    state.backends[family].byId.forEach((_b, id) => live.push(id));
+    rest.push(...reconcileCounters(NAMES[family].becnt, counterIds(dumps, NAMES[family].becnt), live));
   }
+  const liveSvc: number[] = [];
+  state.services.forEach((svc) => {
+    if (svc.svcId >= 1) liveSvc.push(svc.svcId);
+  });
+  rest.push(...reconcileCounters('svccnt', counterIds(dumps, 'svccnt'), liveSvc));
   return { state, orphans: [...svcDeletes, ...rest] };
 }
 

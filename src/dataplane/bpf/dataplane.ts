@@ -33,8 +33,10 @@ import type { ConntrackEntry } from '../../host/conntrack.ts';
 import { kernelFlows } from './kernel-flows.ts';
 import { applyOps, applyPlan, type MapWriter } from './apply.ts';
 import {
+  ADOPTED_MAPS,
   type Capacities,
   capacityOf,
+  expandPerCpu,
   configCodec,
   encode,
   MAPS,
@@ -51,6 +53,9 @@ import type { DesiredState, ProgrammedState } from './state.ts';
 import { acquirePinLock, type PinLock } from './pinlock.ts';
 import { ctTarget, LayoutUpgrade, type UpgradeContext } from './migrate.ts';
 import type { Clock } from '../../sync/clock.ts';
+import { type Counters, hasTraffic, labelCounters, readCounters, type Traffic } from './counters.ts';
+import { parseServicePortId } from '../../model/service-ports.ts';
+import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -376,6 +381,59 @@ export class BpfDataplane implements Dataplane {
     return programmedMapUsage(programmed.entries, (name) => obj.map(name).maxEntries);
   }
 
+  /**
+   * The datapath's traffic counters (sy_svc_cnt_v2, sy_be_cnt*_v2), summed
+   * over CPUs, one row per programmed frontend and backend (counters.ts).
+   * For `switchyard status` and metrics; one dump of each counter map.
+   * Empty before start().
+   */
+  async counters(): Promise<Counters> {
+    const obj = this.#obj;
+    const programmed = this.#programmed;
+    if (obj === null || programmed === null) return { frontends: [], backends: [] };
+    const raw = await kernel('read traffic counters', () => readCounters((m) => obj.map(MAPS[m].name).dump(), this.#o.native.numPossibleCpus()));
+    return labelCounters(raw, programmed, this.#desired);
+  }
+
+  /**
+   * Metrics (ops/metrics.ts DataplaneStats): counters per Service port,
+   * frontend kind and family (frontends of one kind summed), and per
+   * endpoint for the backends that carried traffic (an idle backend is not
+   * exported: every node programs every endpoint of the cluster). Frontends
+   * not compiled by this daemon yet (adopted, before the first sync) are
+   * left out.
+   */
+  async trafficCounters(): Promise<TrafficReport> {
+    const c = await this.counters();
+    const services = new Map<string, ServiceTraffic>();
+    for (const f of c.frontends) {
+      const sp = f.owner === null ? null : parseServicePortId(f.owner);
+      if (sp === null || f.kind === null) continue;
+      const row: ServiceTraffic = {
+        namespace: sp.namespace,
+        service: sp.name,
+        portName: sp.portName,
+        protocol: f.frontend.proto,
+        frontend: f.kind,
+        ipFamily: f.family,
+        ...trafficNumbers(f.traffic),
+      };
+      const k = `${f.owner} ${f.kind} ${f.family}`;
+      const had = services.get(k);
+      services.set(k, had === undefined ? row : { ...row, ...sumNumbers(had, row) });
+    }
+    const backends = new Map<string, BackendTraffic>();
+    for (const b of c.backends) {
+      if (!hasTraffic(b.traffic)) continue;
+      const endpoint = b.family === 'IPv6' ? `[${b.backend.addr}]:${b.backend.port}` : `${b.backend.addr}:${b.backend.port}`;
+      const row: BackendTraffic = { endpoint, protocol: b.backend.proto, ...trafficNumbers(b.traffic) };
+      const k = `${endpoint}/${b.backend.proto}`;
+      const had = backends.get(k);
+      backends.set(k, had === undefined ? row : { ...row, ...sumNumbers(had, row) });
+    }
+    return { services: [...services.values()], backends: [...backends.values()] };
+  }
+
   /** Metrics: the tc attachments this daemon made (attached) or last failed to make (not attached), per interface and direction. */
   programAttachments(): { program: string; attachPoint: string; hook: 'ingress' | 'egress'; attached: boolean }[] {
     const out: ReturnType<BpfDataplane['programAttachments']> = [];
@@ -447,7 +505,7 @@ export class BpfDataplane implements Dataplane {
     const obj = this.#obj;
     if (!obj) throw new DataplaneError('ERR_SY_DATAPLANE_NOT_STARTED', 'bpf', 'adopt', 'not started: call start() first');
     const dumps = new Map<string, Array<[Buffer, Buffer]>>();
-    for (const m of PROGRAMMED_MAPS) {
+    for (const m of ADOPTED_MAPS) {
       const name = MAPS[m].name;
       dumps.set(name, await kernel(`dump ${name}`, () => obj.map(name).dump()));
     }
@@ -541,13 +599,37 @@ export class BpfDataplane implements Dataplane {
   }
 }
 
+type TrafficNumbers = Pick<ServiceTraffic, 'packets' | 'bytes' | 'replyPackets' | 'replyBytes' | 'connections'>;
+
+function trafficNumbers(t: Traffic): TrafficNumbers {
+  return {
+    packets: Number(t.packets),
+    bytes: Number(t.bytes),
+    replyPackets: Number(t.replyPackets),
+    replyBytes: Number(t.replyBytes),
+    connections: Number(t.conns),
+  };
+}
+
+function sumNumbers(a: TrafficNumbers, b: TrafficNumbers): TrafficNumbers {
+  return {
+    packets: a.packets + b.packets,
+    bytes: a.bytes + b.bytes,
+    replyPackets: a.replyPackets + b.replyPackets,
+    replyBytes: a.replyBytes + b.replyBytes,
+    connections: a.connections + b.connections,
+  };
+}
+
 /** apply's MapWriter over a loaded object's maps: one batch syscall per OpBatch. */
 export function objectMapWriter(obj: BpfObject, native: NativeBinding): MapWriter {
   return {
     async write(b: OpBatch): Promise<void> {
       const m = obj.map(b.map);
       await kernel(`${b.action} ${b.map} (${b.count} ${b.count === 1 ? 'entry' : 'entries'})`, async () => {
-        if (b.action === 'update') await native.mapUpdate(m.fd, b.keys, b.values ?? Buffer.alloc(0), m.keySize, m.valueSize);
+        // A per-CPU map (the traffic counters) takes the value once per possible CPU.
+        if (b.action === 'update')
+          await native.mapUpdate(m.fd, b.keys, expandPerCpu(b.values ?? Buffer.alloc(0), b.count, m.valueSize, m.valueStride), m.keySize, m.valueSize);
         else await native.mapDelete(m.fd, b.keys, m.keySize);
       });
     },

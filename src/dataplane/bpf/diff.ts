@@ -18,6 +18,10 @@
 // Backends are refcounted by live slots across all frontends of a family
 // and deleted last, once nothing points at them. Freed backend ids and
 // svc_ids are quarantined for ID_QUARANTINE_MS (state.ts) before reuse.
+// Traffic counters (sy_svc_cnt_v2, sy_be_cnt*_v2) follow the ids: a zeroed
+// entry is written with a new id (phase 1, before anything names it, so a
+// reused id starts from zero) and deleted with the freed id (the frontend's
+// with its masters, the backend's with the backend).
 //
 // Capacity: a frontend whose new entries do not fit a map (counting the
 // entries of the old generation that live until phase 4) is left as it is
@@ -39,6 +43,8 @@ import {
   srcRangeKey,
   type SvcKey,
   type SvcValue,
+  type Traffic,
+  ZERO_TRAFFIC,
 } from './layout.ts';
 import { CowMap, type CowMapEditor, type CowVecEditor, type IdSetEditor } from '../../util/cow.ts';
 import type { IPFamily } from '../../model/types.ts';
@@ -136,6 +142,7 @@ const SVC_MAP = { IPv4: 'svc4', IPv6: 'svc6' } as const;
 const BACKEND_MAP = { IPv4: 'backend4', IPv6: 'backend6' } as const;
 const VIP_MAP = { IPv4: 'vip4', IPv6: 'vip6' } as const;
 const SRCRANGE_MAP = { IPv4: 'srcrange4', IPv6: 'srcrange6' } as const;
+const BECNT_MAP = { IPv4: 'becnt4', IPv6: 'becnt6' } as const;
 
 function svcKey(f: L4Addr, scope: Scope, gen: Gen, slot: number): SvcKey {
   return { addr: f.addr, port: f.port, proto: f.proto, scope, slot, gen };
@@ -213,7 +220,11 @@ class PlanBuilder {
     this.deferred.delete(key);
     const family = want.family;
     const f = want.frontend;
-    const svcId = have?.svcId ?? this.svcIds.allocate();
+    let svcId = have?.svcId;
+    if (svcId === undefined) {
+      svcId = this.svcIds.allocate();
+      (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op('svccnt', 'update', svcId, ZERO_TRAFFIC));
+    }
     const rangesAdded = want.sourceRanges.filter((r) => !(have?.sourceRanges ?? []).includes(r));
     const rangesGone = (have?.sourceRanges ?? []).filter((r) => !want.sourceRanges.includes(r));
     for (const r of rangesAdded) this.srcRange(family, svcId, r, 'update', PHASE_BACKEND_UPDATE);
@@ -242,6 +253,7 @@ class PlanBuilder {
     if (have.external !== null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true);
     this.dropSlots(family, f, SY_SCOPE_INTERNAL, have.internal);
     for (const r of have.sourceRanges) this.srcRange(family, have.svcId, r, 'delete', PHASE_SVC_DELETE);
+    del.push(this.op('svccnt', 'delete', have.svcId));
     if (isClusterIP(have.internal.flags)) this.vipRef(family, f.addr, -1);
     this.services.delete(key);
     this.deferred.delete(key);
@@ -387,7 +399,7 @@ class PlanBuilder {
     fe.byKey.set(key, b);
     fe.byId.set(id, b);
     this.entries[BACKEND_MAP[family]]++;
-    (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op(BACKEND_MAP[family], 'update', id, addr));
+    (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op(BACKEND_MAP[family], 'update', id, addr), this.op(BECNT_MAP[family], 'update', id, ZERO_TRAFFIC));
     return id;
   }
 
@@ -417,7 +429,7 @@ class PlanBuilder {
     dead.sort((a, b) => a.id - b.id);
     const deletes = this.phases[PHASE_BACKEND_DELETE] as Op[];
     for (const b of dead) {
-      deletes.push(this.op(BACKEND_MAP[family], 'delete', b.id));
+      deletes.push(this.op(BACKEND_MAP[family], 'delete', b.id), this.op(BECNT_MAP[family], 'delete', b.id));
       this.entries[BACKEND_MAP[family]]--;
       fe.byId.delete(b.id);
       if (fe.byKey.get(b.key)?.id === b.id) fe.byKey.delete(b.key);
@@ -491,6 +503,12 @@ export function formatSvcValue(k: SvcKey, v: SvcValue): string {
   return `${ACTION_NAME[v.action]} count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}`;
 }
 
+/** "0" for zeroed counters, else "fwd 3 pkts 180 B, reply 3 pkts 180 B, 1 conns". */
+export function formatTraffic(t: Traffic): string {
+  if (t.packets === 0n && t.bytes === 0n && t.replyPackets === 0n && t.replyBytes === 0n && t.conns === 0n) return '0';
+  return `fwd ${t.packets} pkts ${t.bytes} B, reply ${t.replyPackets} pkts ${t.replyBytes} B, ${t.conns} conns`;
+}
+
 export function formatBackend(b: BackendAddr): string {
   return `${l4Key(b)}${b.flags & 1 ? ' local' : ''}`;
 }
@@ -510,6 +528,10 @@ export function formatOp(op: Op): string {
     case 'srcrange4':
     case 'srcrange6':
       return `${head} svc ${op.key.svcId} ${op.key.addr}/${op.key.prefixlen - 32}`;
+    case 'svccnt':
+    case 'becnt4':
+    case 'becnt6':
+      return op.action === 'update' ? `${head} ${op.key} = ${formatTraffic(op.value)}` : `${head} ${op.key}`;
     default:
       return `${head} ${JSON.stringify(op.key, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`;
   }

@@ -50,6 +50,8 @@ export const HEADER_DEFINES = {
   SY_VIP_MAX: 65536,
   SY_SRCRANGE_MAX: 16384,
   SY_FRAG_MAX: 8192,
+  SY_SVC_CNT_MAX: 524288,
+  SY_BE_CNT_MAX: 131072,
   SY_SCOPE_INTERNAL: 0,
   SY_SCOPE_EXTERNAL: 1,
   SY_ACT_FORWARD: 0,
@@ -280,6 +282,14 @@ export const SY_CONFIG_V2 = struct('sy_config_v2', 56, [
   ['pad2', 52, 'u32'],
 ]);
 
+export const SY_TRAFFIC = struct('sy_traffic', 40, [
+  ['packets', 0, 'u64'],
+  ['bytes', 8, 'u64'],
+  ['reply_packets', 16, 'u64'],
+  ['reply_bytes', 24, 'u64'],
+  ['conns', 32, 'u64'],
+]);
+
 /** Every struct sy_maps.h defines, by C name. */
 export const STRUCTS: readonly StructSpec[] = [
   SY_SVC4_KEY,
@@ -300,6 +310,7 @@ export const STRUCTS: readonly StructSpec[] = [
   SY_FRAG4_KEY,
   SY_FRAG_VALUE,
   SY_CONFIG_V2,
+  SY_TRAFFIC,
 ];
 
 // ---------------------------------------------------------------------------
@@ -329,6 +340,19 @@ export interface SvcValue {
   /** SY_SVC_F_* */
   readonly flags: number;
   readonly affinityTimeoutS: number;
+}
+
+/** struct sy_traffic: counters of one frontend (svc_id) or backend id; see sy_maps.h. */
+export interface Traffic {
+  /** Forward: client -> frontend (GSO segments). */
+  readonly packets: bigint;
+  /** IP bytes of those packets. */
+  readonly bytes: bigint;
+  /** Reply: backend -> client. */
+  readonly replyPackets: bigint;
+  readonly replyBytes: bigint;
+  /** Flows created. */
+  readonly conns: bigint;
 }
 
 /** Value of sy_backend4_v2 / sy_backend6_v2 (key: the backend id, a __u32). */
@@ -742,6 +766,66 @@ export const fragValueCodec: Codec<FragValue> = {
   },
 };
 
+const TF = SY_TRAFFIC.f;
+/** struct sy_traffic: one CPU's counters (or a sum). */
+export const trafficCodec: Codec<Traffic> = {
+  spec: SY_TRAFFIC,
+  encodeInto(v, b, base) {
+    TF.packets.putBig(b, base, v.packets);
+    TF.bytes.putBig(b, base, v.bytes);
+    TF.reply_packets.putBig(b, base, v.replyPackets);
+    TF.reply_bytes.putBig(b, base, v.replyBytes);
+    TF.conns.putBig(b, base, v.conns);
+  },
+  decode(b, base = 0) {
+    return {
+      packets: TF.packets.getBig(b, base),
+      bytes: TF.bytes.getBig(b, base),
+      replyPackets: TF.reply_packets.getBig(b, base),
+      replyBytes: TF.reply_bytes.getBig(b, base),
+      conns: TF.conns.getBig(b, base),
+    };
+  },
+};
+
+export const ZERO_TRAFFIC: Traffic = Object.freeze({ packets: 0n, bytes: 0n, replyPackets: 0n, replyBytes: 0n, conns: 0n });
+
+export function addTraffic(a: Traffic, b: Traffic): Traffic {
+  return {
+    packets: a.packets + b.packets,
+    bytes: a.bytes + b.bytes,
+    replyPackets: a.replyPackets + b.replyPackets,
+    replyBytes: a.replyBytes + b.replyBytes,
+    conns: a.conns + b.conns,
+  };
+}
+
+/** A per-CPU struct sy_traffic as user space reads it (one value per possible CPU), summed over the CPUs. */
+export function decodePerCpuTraffic(b: Buffer, cpus: number): Traffic {
+  const stride = Math.ceil(SY_TRAFFIC.size / 8) * 8;
+  if (b.length !== stride * cpus)
+    throw new LayoutError(SY_TRAFFIC.name, 'value', `per-CPU value is ${b.length} bytes, expected ${stride * cpus} for ${cpus} CPUs`);
+  let sum = ZERO_TRAFFIC;
+  for (let i = 0; i < cpus; i++) sum = addTraffic(sum, trafficCodec.decode(b, i * stride));
+  return sum;
+}
+
+/**
+ * Value records of a per-CPU map from one value each (valueSize bytes, as
+ * encodeOpBatch writes them): each value copied to every CPU's slot of
+ * `stride` bytes (roundup(valueSize, 8) * CPUs), as bpf(2) takes them.
+ */
+export function expandPerCpu(values: Buffer, count: number, valueSize: number, stride: number): Buffer {
+  if (stride === valueSize) return values;
+  const slot = Math.ceil(valueSize / 8) * 8;
+  const cpus = stride / slot;
+  if (!Number.isInteger(cpus) || values.length !== count * valueSize)
+    throw new LayoutError('(per-CPU)', 'value', `cannot spread ${values.length} bytes of ${count} values of ${valueSize} over records of ${stride}`);
+  const out = Buffer.alloc(count * stride);
+  for (let i = 0; i < count; i++) for (let c = 0; c < cpus; c++) values.copy(out, i * stride + c * slot, i * valueSize, (i + 1) * valueSize);
+  return out;
+}
+
 const CF = SY_CONFIG_V2.f;
 const ZERO16 = new Uint8Array(16);
 
@@ -794,7 +878,12 @@ export const configCodec: Codec<NodeConfig> = {
 // ---------------------------------------------------------------------------
 // Maps.
 
-export type MapType = 'hash' | 'lru_hash' | 'array' | 'percpu_array' | 'lpm_trie';
+export type MapType = 'hash' | 'lru_hash' | 'array' | 'percpu_array' | 'percpu_hash' | 'lpm_trie';
+
+/** Whether user space reads and writes one value per possible CPU (roundup(value size, 8) bytes each). */
+export function isPerCpu(t: MapType): boolean {
+  return t === 'percpu_array' || t === 'percpu_hash';
+}
 
 /** BPF_F_NO_PREALLOC: a hash update links a freshly allocated element and frees the old one after an RCU grace period (a reader holding the old master keeps a consistent copy until then); an LPM trie requires it. */
 export const BPF_F_NO_PREALLOC = 1;
@@ -826,8 +915,10 @@ const NP = BPF_F_NO_PREALLOC;
 
 /**
  * Every map of layout 2 (all pinned by name), by short name. The BTF test
- * checks each against the object's .maps section. stats is per-CPU: its
- * value codec reads one CPU's counter (decodePerCpuCounters for the lot).
+ * checks each against the object's .maps section. stats and the traffic
+ * counters (svccnt, becnt4, becnt6) are per-CPU: their value codecs read
+ * one CPU's value (decodePerCpuCounters, decodePerCpuTraffic for the lot);
+ * an op writes the same value on every CPU (expandPerCpu).
  */
 export const MAPS = {
   svc4: def('sy_svc4_v2', 'hash', svc4KeyCodec, svcValueCodec, D.SY_SVC_MAX, NP),
@@ -841,6 +932,9 @@ export const MAPS = {
   ct4: def('sy_ct4_v2', 'lru_hash', ct4KeyCodec, ct4ValueCodec, D.SY_CT_MAX, 0),
   ct6: def('sy_ct6_v2', 'lru_hash', ct6KeyCodec, ct6ValueCodec, D.SY_CT_MAX, 0),
   frag4: def('sy_frag4_v2', 'lru_hash', frag4KeyCodec, fragValueCodec, D.SY_FRAG_MAX, 0),
+  svccnt: def('sy_svc_cnt_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_SVC_CNT_MAX, NP),
+  becnt4: def('sy_be_cnt4_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_BE_CNT_MAX, NP),
+  becnt6: def('sy_be_cnt6_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_BE_CNT_MAX, NP),
   config: def('sy_config_v2', 'array', u32Codec, configCodec, 1, 0),
   stats: def('sy_stats_v2', 'percpu_array', u32Codec, u64Codec, D.SY_STAT_MAX, 0),
 } as const;
@@ -852,6 +946,13 @@ export type ValueOf<M extends MapName> = (typeof MAPS)[M] extends MapDef<unknown
 /** The maps the control plane writes entry by entry (ops); the rest are the datapath's (ct, frag, stats) or written whole (config). */
 export const PROGRAMMED_MAPS = ['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6'] as const satisfies readonly MapName[];
 export type ProgrammedMapName = (typeof PROGRAMMED_MAPS)[number];
+
+/** The traffic counter maps: entries written (zeroed) and deleted by the control plane with the ids, counted by the programs. */
+export const COUNTER_MAPS = ['svccnt', 'becnt4', 'becnt6'] as const satisfies readonly MapName[];
+export type CounterMapName = (typeof COUNTER_MAPS)[number];
+
+/** What adopt reads back (src/dataplane/bpf/adopt.ts): the programmed maps and the counter maps (their keys). */
+export const ADOPTED_MAPS = [...PROGRAMMED_MAPS, ...COUNTER_MAPS] as const;
 
 /** Per-map max_entries the daemon loads the object with (MapSpec.maxEntries where absent). */
 export type Capacities = Readonly<Partial<Record<MapName, number>>>;

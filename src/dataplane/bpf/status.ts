@@ -36,7 +36,8 @@ import {
   MAPS,
   type MapName,
   type NodeConfig,
-  PROGRAMMED_MAPS,
+  ADOPTED_MAPS,
+  COUNTER_MAPS,
   SY_ACT_DROP,
   SY_ACT_REJECT,
   SY_BE_F_LOCAL,
@@ -48,6 +49,7 @@ import {
 } from './layout.ts';
 import { V1_MAPS } from './migrate.ts';
 import type { FamilyBackends, ProgrammedScope, ProgrammedService, ProgrammedState } from './state.ts';
+import { type RawCounters, readCounters, type Traffic } from './counters.ts';
 
 /** Reads of the maps while a daemon may be writing them, until one is consistent. */
 export const READ_ATTEMPTS = 3;
@@ -176,11 +178,12 @@ async function readOnce(maps: ReadonlyMap<MapName, BpfMap>, o: PinnedStatusOptio
     }
   };
   const dumps = new Map<string, MapRecord[]>();
-  for (const m of PROGRAMMED_MAPS) dumps.set(MAPS[m].name, await dump(m));
+  for (const m of ADOPTED_MAPS) dumps.set(MAPS[m].name, await dump(m));
   const config = decodeEntries('config', await dump('config'))[0]?.[1] ?? null;
   const adopted = programmedFromDump(dumps);
   const affinity = affinityTimeouts(dumps);
-  const frontends = statusFrontends(adopted.state, { nodeAddresses: nodeAddressSet(o.nodeAddresses, config), affinity });
+  const counters = await readCounters(async (m) => (maps.has(m) ? dump(m) : null), o.native.numPossibleCpus());
+  const frontends = statusFrontends(adopted.state, { nodeAddresses: nodeAddressSet(o.nodeAddresses, config), affinity, counters });
   const capacity = (name: string): number => [...maps.values()].find((m) => m.name === name)?.maxEntries ?? 0;
   // Maps that are not pinned have no fill (a note names them).
   const pinned = new Set([...maps.values()].map((m) => m.name));
@@ -190,7 +193,9 @@ async function readOnce(maps: ReadonlyMap<MapName, BpfMap>, o: PinnedStatusOptio
   for (const m of DATAPATH_MAPS) if (maps.has(m)) tables.push({ name: MAPS[m].name, entries: (await dump(m)).length, capacity: capacity(MAPS[m].name) });
   const notes: string[] = [];
   const leftover = new Map<string, number>();
-  for (const op of adopted.orphans) leftover.set(MAPS[op.map].name, (leftover.get(MAPS[op.map].name) ?? 0) + 1);
+  // A counter entry missing or left for a dead id is the starting daemon's to mend (adopt), not a left-over of a sync.
+  for (const op of adopted.orphans)
+    if (!(COUNTER_MAPS as readonly MapName[]).includes(op.map)) leftover.set(MAPS[op.map].name, (leftover.get(MAPS[op.map].name) ?? 0) + 1);
   for (const [name, n] of leftover)
     notes.push(`${name}: ${n} ${n === 1 ? 'entry' : 'entries'} left over from an interrupted sync, not counted above (a daemon removes them when it starts)`);
   return { frontends, tables, notes, inconsistent: leftover.size > 0 || frontends.some((f) => f.problems.length > 0) };
@@ -222,6 +227,8 @@ export interface StatusContext {
   readonly nodeAddresses: ReadonlySet<string>;
   /** From affinityTimeouts(); empty when no master carries SY_SVC_F_AFFINITY. */
   readonly affinity?: ReadonlyMap<string, number>;
+  /** The counter maps by id (counters.ts); absent: no counters column. */
+  readonly counters?: RawCounters;
 }
 
 /** The dataplane-neutral frontends of a ProgrammedState (adopt's reading of the maps), sorted. Pure. */
@@ -240,7 +247,7 @@ function frontendStatus(svc: ProgrammedService, backends: FamilyBackends, ctx: S
   const scope = (sc: ProgrammedScope, masquerade: boolean, which: string): ScopeStatus => ({
     action: ACTIONS[sc.action] ?? 'DNAT',
     masquerade,
-    backends: scopeBackends(sc, backends, svc, (p) => problems.push(`${which}: ${p}`)),
+    backends: scopeBackends(sc, backends, svc, ctx.counters, (p) => problems.push(`${which}: ${p}`)),
   });
   const flags = svc.internal.flags;
   const internal = scope(svc.internal, (flags & SY_SVC_F_MASQ) !== 0, 'internal');
@@ -262,7 +269,7 @@ function frontendStatus(svc: ProgrammedService, backends: FamilyBackends, ctx: S
     externalTrafficPolicy: kind === 'ClusterIP' ? null : trafficPolicy(external),
     sourceRanges: svc.sourceRanges,
     affinity: timeout === undefined ? null : { timeoutSeconds: timeout },
-    counters: frontendCounters(svc),
+    counters: countOf(ctx.counters?.services.get(svc.svcId)),
     problems,
   };
 }
@@ -285,7 +292,13 @@ function trafficPolicy(external: ScopeStatus): 'Cluster' | 'Local' | null {
   return external.action === 'DROP' ? 'Local' : null;
 }
 
-function scopeBackends(sc: ProgrammedScope, fam: FamilyBackends, svc: ProgrammedService, problem: (text: string) => void): BackendStatus[] {
+function scopeBackends(
+  sc: ProgrammedScope,
+  fam: FamilyBackends,
+  svc: ProgrammedService,
+  counters: RawCounters | undefined,
+  problem: (text: string) => void,
+): BackendStatus[] {
   const out: BackendStatus[] = [];
   sc.backendIds.forEach((id, i) => {
     const b = id === 0 ? undefined : fam.byId.get(id);
@@ -299,22 +312,20 @@ function scopeBackends(sc: ProgrammedScope, fam: FamilyBackends, svc: Programmed
       local: (b.backend.flags & SY_BE_F_LOCAL) !== 0,
       weight: null, // random choice among the slots: no weights
       terminating: null, // the maps do not record it (terminating endpoints are programmed only when none serve)
-      counters: backendCounters(svc.svcId, id),
+      counters: countOf(counters?.backends[svc.family].get(id)),
     });
   });
   return out;
 }
 
-// Per-Service and per-backend counters: none in layout 2's maps yet. A
-// counters map (per CPU, by svc_id and by backend id) is read here: dump it
-// once in readOnce, sum the CPUs (decodePerCpuCounters / sumCounters), and
-// return each frontend's and backend's TrafficCount. The CLI prints a
-// counters column as soon as any is non-null.
-function frontendCounters(_svc: ProgrammedService): TrafficCount | null {
-  return null;
-}
-function backendCounters(_svcId: number, _backendId: number): TrafficCount | null {
-  return null;
+/**
+ * A counter as status shows it: packets and bytes both ways (to the backend
+ * and the replies), connections; null when the map has no entry for the id.
+ * A backend's counters are the backend's, whichever Service sent the traffic.
+ */
+function countOf(t: Traffic | undefined): TrafficCount | null {
+  if (t === undefined) return null;
+  return { packets: Number(t.packets + t.replyPackets), bytes: Number(t.bytes + t.replyBytes), connections: Number(t.conns) };
 }
 
 /** Our tc filters (TC_FILTERS: handle and priority) on each interface, with the program's kernel name. */
