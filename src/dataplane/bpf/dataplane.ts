@@ -51,6 +51,7 @@ import type { DesiredState, ProgrammedState } from './state.ts';
 import { acquirePinLock, type PinLock } from './pinlock.ts';
 import { ctTarget, LayoutUpgrade, type UpgradeContext } from './migrate.ts';
 import type { Clock } from '../../sync/clock.ts';
+import { type CtPassResult, type CtTimeouts, gcPass } from './ct-gc.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -158,7 +159,16 @@ export interface BpfDataplaneOptions {
    * cleared. Absent: not done.
    */
   readonly kernelConntrack?: () => readonly ConntrackEntry[];
+  /** Idle timeouts of the CT garbage collector (ct-gc.ts ctTimeouts); absent: no GC runs. */
+  readonly conntrackTimeouts?: CtTimeouts;
+  /** Time between two GC passes; default CT_GC_INTERVAL_MS. */
+  readonly conntrackGcIntervalMs?: number;
+  /** Told the cost of every GC pass (metrics). */
+  readonly onConntrackGc?: (r: CtPassResult) => void;
 }
+
+/** Default time between two CT GC passes. */
+export const CT_GC_INTERVAL_MS = 10_000;
 
 /**
  * What a failed sync rejects with: the apply error itself. If reading the
@@ -195,6 +205,11 @@ export class BpfDataplane implements Dataplane {
   #lock: PinLock | null = null;
   /** A pending upgrade from layout 1 (migrate.ts): holds the attach until the first sync. */
   #upgrade: LayoutUpgrade | null = null;
+  #gcTimer: ReturnType<typeof setInterval> | null = null;
+  /** The pass under way, so that stop() waits for it and passes never overlap. */
+  #gcRunning: Promise<CtPassResult | null> | null = null;
+  /** CT entries per map as the last GC pass left them (map-fill metrics). */
+  #ctEntries: { ct4: number; ct6: number } | null = null;
 
   constructor(o: BpfDataplaneOptions) {
     this.#o = o;
@@ -274,6 +289,39 @@ export class BpfDataplane implements Dataplane {
     // Watch first, then list: a link that appears in between is in both, not in neither.
     this.#watcher = o.links.watch(() => this.#attachLinks(), signal);
     this.#attachLinks();
+    if (o.conntrackTimeouts !== undefined) {
+      this.#gcTimer = setInterval(() => void this.collectConntrack().catch(() => undefined), o.conntrackGcIntervalMs ?? CT_GC_INTERVAL_MS);
+      this.#gcTimer.unref();
+    }
+  }
+
+  /**
+   * One CT garbage collection pass now (ct-gc.ts): deletes both halves of
+   * the flows idle past their timeout. Null when not started or without
+   * timeouts; a pass already under way is waited for instead. A failure is
+   * logged and rethrown; the next pass retries.
+   */
+  async collectConntrack(): Promise<CtPassResult | null> {
+    if (this.#gcRunning !== null) return this.#gcRunning;
+    const obj = this.#obj;
+    const t = this.#o.conntrackTimeouts;
+    if (obj === null || t === undefined) return null;
+    const run = async (): Promise<CtPassResult> => {
+      try {
+        const r = await kernel('conntrack gc', () => gcPass({ ct4: obj.map(MAPS.ct4.name), ct6: obj.map(MAPS.ct6.name) }, process.hrtime.bigint(), t));
+        this.#ctEntries = r.entries;
+        this.#o.log.debug('conntrack gc pass', { scanned: r.scanned, deleted: r.deleted, undecodable: r.undecodable, ms: Math.round(r.durationMs * 10) / 10 });
+        this.#o.onConntrackGc?.(r);
+        return r;
+      } catch (err) {
+        this.#o.log.warn('conntrack gc pass failed; the next pass retries', { error: (err as Error).message });
+        throw err;
+      }
+    };
+    this.#gcRunning = run().finally(() => {
+      this.#gcRunning = null;
+    });
+    return this.#gcRunning;
   }
 
   async sync(snapshot: ProxySnapshot): Promise<SyncResult> {
@@ -327,6 +375,9 @@ export class BpfDataplane implements Dataplane {
   }
 
   async stop(): Promise<void> {
+    if (this.#gcTimer !== null) clearInterval(this.#gcTimer);
+    this.#gcTimer = null;
+    await this.#gcRunning?.catch(() => undefined);
     this.#watcher?.stop();
     this.#watcher = null;
     this.#obj?.close();
@@ -365,15 +416,18 @@ export class BpfDataplane implements Dataplane {
   /**
    * Metrics (ops/metrics.ts DataplaneStats): the maps the control plane
    * writes, their entries as last programmed (the state every diff counts
-   * against) and their max_entries as loaded. The kernel-written maps
-   * (conntrack, fragments) are not counted here: that would need a dump
-   * per scrape. Empty before start().
+   * against) and their max_entries as loaded; and the conntrack maps as
+   * the last GC pass left them (a dump per scrape would cost too much).
+   * Fragments are not counted. Empty before start().
    */
   mapUsage(): MapUsage[] {
     const obj = this.#obj;
     const programmed = this.#programmed;
     if (obj === null || programmed === null) return [];
-    return programmedMapUsage(programmed.entries, (name) => obj.map(name).maxEntries);
+    const out = programmedMapUsage(programmed.entries, (name) => obj.map(name).maxEntries);
+    const ct = this.#ctEntries;
+    if (ct !== null) for (const m of ['ct4', 'ct6'] as const) out.push({ map: MAPS[m].name, entries: ct[m], capacity: obj.map(MAPS[m].name).maxEntries });
+    return out;
   }
 
   /** Metrics: the tc attachments this daemon made (attached) or last failed to make (not attached), per interface and direction. */
