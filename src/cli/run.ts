@@ -303,6 +303,7 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
       conntrackTimeouts: cfg.conntrackTimeouts,
       conntrackGcIntervalMs: ctGcIntervalMs(),
       onConntrackGc: (r) => metrics.conntrackGc(r.scanned, r.deleted, r.durationMs / 1000),
+      onConntrackReconciled: (family, seconds, deleted) => metrics.conntrackReconciled(family, seconds, deleted),
     });
     metrics.setDataplaneStats(dataplaneStatsOf(dataplane));
     const latency = new ProgrammingLatency({ onSample: (sample) => ops.latency(sample) });

@@ -3,7 +3,18 @@
 // over fake CT maps that deletes both halves of idle flows only.
 
 import { describe, expect, it } from 'vitest';
-import { type CtMapAccess, ctTimeouts, expiredKeys, flowTimeout, fwdKey, gcPass, KERNEL_DEFAULTS, revKey } from '../../src/dataplane/bpf/ct-gc.ts';
+import {
+  type CtMapAccess,
+  ctTimeouts,
+  expiredKeys,
+  flowTimeout,
+  flushPass,
+  fwdKey,
+  gcPass,
+  KERNEL_DEFAULTS,
+  revKey,
+  staleFlowKeys,
+} from '../../src/dataplane/bpf/ct-gc.ts';
 import { type CtKey, type CtValue, encode, HEADER_DEFINES, MAPS, SY_CT_F_SNAT } from '../../src/dataplane/bpf/layout.ts';
 import { FakeMap } from '../support/fake-maps.ts';
 
@@ -140,5 +151,41 @@ describe('gcPass over fake maps', () => {
     const r = await gcPass({ ct4: access(ct4), ct6: access(new FakeMap(MAPS.ct6)) }, 1_000_000n * S, T);
     expect(r).toMatchObject({ scanned: 1, deleted: 0, undecodable: 1 });
     expect(ct4.size).toBe(1);
+  });
+});
+
+describe('staleFlowKeys (the conntrack reconciler)', () => {
+  const a = flow4({ svcId: 1, backendAddr: '10.244.2.7' });
+  const gone = flow4({ svcId: 1, backendAddr: '10.244.2.8', clientPort: 40001, flags: SY_CT_F_SNAT, natAddr: '198.18.0.1', natPort: 61001 });
+  const otherSvc = flow4({ svcId: 2, backendAddr: '10.244.2.8', clientPort: 40002 });
+  const tcp = flow4({ svcId: 1, backendAddr: '10.244.2.8', clientPort: 40003, tcpState: SY_TCP_ESTABLISHED });
+  const entries = [...both(a, 'UDP'), ...both(gone, 'UDP'), ...both(otherSvc, 'UDP'), ...both(tcp, 'TCP')];
+
+  it("deletes both halves of a UDP flow whose backend is no longer a serving endpoint of that frontend's port, only for that frontend", () => {
+    // svc 1 lost 10.244.2.8; svc 2 (another Service) still has it; svc 2 is not in the map: not touched.
+    const keys = staleFlowKeys(entries, new Map([[1, new Set(['10.244.2.7'])]]));
+    expect(keys).toEqual([fwdKey(gone, 'UDP'), revKey(gone, 'UDP')]);
+    expect(keys[1]).toMatchObject({ daddr: '198.18.0.1', dport: 61001 }); // the SNAT port is freed
+  });
+  it('keeps flows to a terminating (still serving) endpoint: the caller counts it as serving', () => {
+    expect(staleFlowKeys(entries, new Map([[1, new Set(['10.244.2.7', '10.244.2.8'])]]))).toEqual([]);
+  });
+  it('leaves TCP alone, and SCTP is handled like UDP', () => {
+    const sctp = flow4({ svcId: 1, backendAddr: '10.244.2.9', clientPort: 40004 });
+    const keys = staleFlowKeys([...both(tcp, 'TCP'), ...both(sctp, 'SCTP')], new Map([[1, new Set(['10.244.2.7'])]]));
+    expect(keys).toEqual([fwdKey(sctp, 'SCTP'), revKey(sctp, 'SCTP')]);
+  });
+  it('flushPass deletes them from the maps and counts them per map', async () => {
+    const ct4 = new FakeMap(MAPS.ct4);
+    for (const [k, v] of entries) ct4.update(encode(MAPS.ct4.keyCodec, k), encode(MAPS.ct4.valueCodec, v));
+    const access = (m: FakeMap): CtMapAccess => ({
+      dump: async () => m.dump(),
+      delete: async (keys) => {
+        for (const k of keys) m.delete(Buffer.from(k));
+      },
+    });
+    const r = await flushPass({ ct4: access(ct4), ct6: access(new FakeMap(MAPS.ct6)) }, new Map([[1, new Set(['10.244.2.7'])]]));
+    expect(r).toMatchObject({ scanned: 8, deleted: 2, deletedBy: { ct4: 2, ct6: 0 }, entries: { ct4: 6, ct6: 0 } });
+    expect(ct4.size).toBe(6);
   });
 });

@@ -181,6 +181,8 @@ export interface CtPassResult {
   readonly scanned: number;
   /** Entries deleted (both halves of expired flows; a half already gone is counted too). */
   readonly deleted: number;
+  /** deleted, per map. */
+  readonly deletedBy: { readonly ct4: number; readonly ct6: number };
   /** Entries per map after the pass (scanned minus the deleted ones that were there). */
   readonly entries: { readonly ct4: number; readonly ct6: number };
   /** Entries that did not decode (left alone). */
@@ -191,13 +193,49 @@ export interface CtPassResult {
 /** Keys deleted per syscall. */
 export const DELETE_CHUNK = 4096;
 
+/**
+ * kube-proxy's conntrack reconciler (pkg/proxy/conntrack/cleanup.go) on our
+ * CT maps: `serving` maps the svc_id of a UDP or SCTP frontend to the
+ * addresses of its Service port's serving endpoints (terminating ones
+ * included: their flows stay); a flow of such a frontend to any other
+ * backend address is stale, both halves. A frontend without a serving
+ * endpoint is absent from `serving`: its flows are left alone, as
+ * kube-proxy leaves them.
+ */
+export function staleFlowKeys(entries: Iterable<readonly [CtKey, CtValue]>, serving: ReadonlyMap<number, ReadonlySet<string>>): CtKey[] {
+  const out: CtKey[] = [];
+  for (const f of groupFlows(entries)) {
+    if (f.proto !== 'UDP' && f.proto !== 'SCTP') continue;
+    const v = (f.fwd ?? f.rev) as CtValue;
+    const addrs = serving.get(v.svcId);
+    if (addrs !== undefined && !addrs.has(v.backendAddr)) out.push(...f.keys);
+  }
+  return out;
+}
+
 /** One GC pass over both CT maps at `nowNs`. */
-export async function gcPass(maps: { readonly ct4: CtMapAccess; readonly ct6: CtMapAccess }, nowNs: bigint, t: CtTimeouts): Promise<CtPassResult> {
+export function gcPass(maps: { readonly ct4: CtMapAccess; readonly ct6: CtMapAccess }, nowNs: bigint, t: CtTimeouts): Promise<CtPassResult> {
+  return sweep(maps, (decoded) => expiredKeys(decoded, nowNs, t));
+}
+
+/** One reconciler pass: deletes the stale UDP/SCTP flows (staleFlowKeys). */
+export function flushPass(
+  maps: { readonly ct4: CtMapAccess; readonly ct6: CtMapAccess },
+  serving: ReadonlyMap<number, ReadonlySet<string>>,
+): Promise<CtPassResult> {
+  return sweep(maps, (decoded) => staleFlowKeys(decoded, serving));
+}
+
+/** Dumps both maps and deletes the keys `select` picks (per map: deleted counts per map too). */
+async function sweep(
+  maps: { readonly ct4: CtMapAccess; readonly ct6: CtMapAccess },
+  select: (decoded: Array<[CtKey, CtValue]>) => CtKey[],
+): Promise<CtPassResult> {
   const started = performance.now();
   let scanned = 0;
-  let deleted = 0;
   let undecodable = 0;
   const entries = { ct4: 0, ct6: 0 };
+  const deletedBy = { ct4: 0, ct6: 0 };
   for (const m of ['ct4', 'ct6'] as const) {
     const def = MAPS[m];
     const raw = await maps[m].dump();
@@ -212,11 +250,11 @@ export async function gcPass(maps: { readonly ct4: CtMapAccess; readonly ct6: Ct
         undecodable++;
       }
     }
-    const keys = expiredKeys(decoded, nowNs, t).map((k) => encode(def.keyCodec, k));
+    const keys = select(decoded).map((k) => encode(def.keyCodec, k));
     for (let i = 0; i < keys.length; i += DELETE_CHUNK) await maps[m].delete(keys.slice(i, i + DELETE_CHUNK));
-    deleted += keys.length;
+    deletedBy[m] = keys.length;
     const gone = keys.filter((k) => present.has(k.toString('hex'))).length;
     entries[m] = raw.length - gone;
   }
-  return { scanned, deleted, entries, undecodable, durationMs: performance.now() - started };
+  return { scanned, deleted: deletedBy.ct4 + deletedBy.ct6, deletedBy, entries, undecodable, durationMs: performance.now() - started };
 }

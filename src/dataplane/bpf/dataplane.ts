@@ -25,7 +25,7 @@ import type { Logger } from '../../util/log.ts';
 import type { NativeBinding } from '../../native/binding.ts';
 import { BpfObject, isNativeError, isNotExist, Tc } from '../../native/index.ts';
 import { globMatcher, type Link, type LinkSource } from '../../host/links.ts';
-import { familyOf, parseCidr } from '../../util/ip.ts';
+import { canonicalIP, familyOf, parseCidr } from '../../util/ip.ts';
 import { type CompileOptions, compile, compileChanged } from './compile.ts';
 import { diff } from './diff.ts';
 import { programmedFromDump } from './adopt.ts';
@@ -51,7 +51,7 @@ import type { DesiredState, ProgrammedState } from './state.ts';
 import { acquirePinLock, type PinLock } from './pinlock.ts';
 import { ctTarget, LayoutUpgrade, type UpgradeContext } from './migrate.ts';
 import type { Clock } from '../../sync/clock.ts';
-import { type CtPassResult, type CtTimeouts, gcPass } from './ct-gc.ts';
+import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -165,6 +165,12 @@ export interface BpfDataplaneOptions {
   readonly conntrackGcIntervalMs?: number;
   /** Told the cost of every GC pass (metrics). */
   readonly onConntrackGc?: (r: CtPassResult) => void;
+  /**
+   * Told, per family, what each conntrack reconciler pass after a sync took
+   * and deleted (kubeproxy_conntrack_reconciler_*). The reconciler runs
+   * whatever this says.
+   */
+  readonly onConntrackReconciled?: (family: 'IPv4' | 'IPv6', seconds: number, deleted: number) => void;
 }
 
 /** Default time between two CT GC passes. */
@@ -350,6 +356,7 @@ export class BpfDataplane implements Dataplane {
       }
       this.#programmed = plan.next;
       this.#desired = desired;
+      await this.#flushStaleFlows(plan.touched, plan.next, desired, snapshot);
       if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
       return {
         frontendsChanged: plan.touched.length,
@@ -385,6 +392,39 @@ export class BpfDataplane implements Dataplane {
     this.#fds = null;
     this.#lock?.release();
     this.#lock = null;
+  }
+
+  /**
+   * kube-proxy's conntrack reconciler, after a sync: the UDP and SCTP flows
+   * of the frontends this sync touched whose backend is no longer a serving
+   * endpoint of the frontend's Service port are deleted (both halves), so the
+   * next datagram is balanced again. Per frontend (svc_id): a backend that
+   * left one Service but stays in another keeps the other's flows.
+   * Terminating endpoints are serving: their flows stay. A frontend whose
+   * port has no serving endpoint is left alone (kube-proxy does the same).
+   * A failure is logged, not thrown: the sync landed.
+   */
+  async #flushStaleFlows(touched: readonly string[], next: ProgrammedState, desired: DesiredState, snapshot: ProxySnapshot): Promise<void> {
+    const obj = this.#obj;
+    if (obj === null || touched.length === 0) return;
+    const serving = new Map<number, Set<string>>();
+    for (const key of touched) {
+      const p = next.services.get(key);
+      const d = desired.services.get(key);
+      if (p === undefined || d === undefined || (p.frontend.proto !== 'UDP' && p.frontend.proto !== 'SCTP')) continue;
+      const port = snapshot.servicePorts.get(d.owner);
+      const addrs = new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
+      if (addrs.size > 0) serving.set(p.svcId, addrs);
+    }
+    if (serving.size === 0) return;
+    try {
+      const r = await kernel('conntrack reconcile', () => flushPass({ ct4: obj.map(MAPS.ct4.name), ct6: obj.map(MAPS.ct6.name) }, serving));
+      this.#o.log.debug('conntrack reconciled', { frontends: serving.size, scanned: r.scanned, deleted: r.deleted, ms: Math.round(r.durationMs * 10) / 10 });
+      this.#o.onConntrackReconciled?.('IPv4', r.durationMs / 1000, r.deletedBy.ct4);
+      this.#o.onConntrackReconciled?.('IPv6', r.durationMs / 1000, r.deletedBy.ct6);
+    } catch (err) {
+      this.#o.log.warn('removing the flows to removed endpoints failed; they end with their timeout', { error: (err as Error).message });
+    }
   }
 
   /** Writes SY_CT_F_KERNEL entries for kernel-DNATed TCP flows to `desired`'s frontends not tracked yet; returns how many. */
