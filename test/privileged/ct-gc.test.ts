@@ -14,7 +14,7 @@ import type { RigProcess } from '../../src/rig/proc.ts';
 import { klogLines, logField } from '../../src/rig/switchyard.ts';
 import type { UdpFlowOutput } from '../support/udp-flow.ts';
 import { needs } from '../support/requirements.ts';
-import { e2eTest, type RigFixtures, scaled, serviceYaml, sliceYaml, startBackends, startDaemon, until, untilServed } from './fixtures.ts';
+import { type Backend, e2eTest, type RigFixtures, scaled, serviceYaml, sliceYaml, startBackends, startDaemon, until, untilServed } from './fixtures.ts';
 
 const skip = needs('the conntrack GC end-to-end test', ['root', 'ip', 'bpf-object', 'native-addon', 'bpftool']);
 
@@ -41,13 +41,13 @@ function flowOf(entries: Array<[CtKey, CtValue]>, proto: CtKey['proto'], client:
 
 const dirs = (entries: Array<[CtKey, CtValue]>): number[] => entries.map(([k]) => k.dir).sort();
 
-/** udp-flow.ts from a pod; resolves with its source port once it was answered, and its result. */
-async function udpFlow(f: RigFixtures, from: { ns: string }, durationMs: number, localPort = 0) {
+/** udp-flow.ts from a pod to `target`:53; resolves with its source port once it was answered, and its result. */
+async function udpFlow(f: RigFixtures, from: { ns: string }, durationMs: number, localPort = 0, target = VIP) {
   const proc = f.cluster.spawn(from.ns, [
     process.execPath,
     UDP_FLOW,
     '--target',
-    `${VIP}:53`,
+    `${target}:53`,
     '--duration-ms',
     String(durationMs),
     '--interval-ms',
@@ -60,12 +60,19 @@ async function udpFlow(f: RigFixtures, from: { ns: string }, durationMs: number,
   return { port, result: proc.waitForLine(/^\{/, durationMs + scaled(60_000)).then((l) => JSON.parse(l) as UdpFlowOutput) };
 }
 
+let backendsStarted: Promise<Backend[]> | null = null;
+/** The rig's backends (pods 1 and 2 of each node), started once per file. */
+function backendsOf(f: RigFixtures): Promise<Backend[]> {
+  backendsStarted ??= startBackends(f.cluster, { tcp: [8080], udp: [5353], echo: [ECHO_PORT] });
+  return backendsStarted;
+}
+
 describe.skipIf(skip)('conntrack garbage collection', () => {
   e2eTest(
     'an idle UDP flow is collected (both halves) and its tuple starts a new flow; a talking TCP connection keeps its entries',
     async ({ cluster, pins, manifests }) => {
       const f: RigFixtures = { cluster, pins, manifests };
-      const backends = await startBackends(cluster, { tcp: [8080], udp: [5353], echo: [ECHO_PORT] });
+      const backends = await backendsOf(f);
       const eps = backends.map((b) => ({ ip: b.ip, node: b.node }));
       manifests.write(
         'svc.yaml',
@@ -117,6 +124,74 @@ describe.skipIf(skip)('conntrack garbage collection', () => {
         expect(held.error, 'the held TCP connection never broke').toBeUndefined();
         expect(held.backends, 'one backend throughout').toHaveLength(1);
         expect(held.answered).toBe(held.sent);
+      } finally {
+        await Promise.all(daemons.map((d) => d.stop()));
+      }
+    },
+  );
+
+  e2eTest(
+    "a backend removed from a Service: that Service's UDP flow to it is flushed and re-balanced, another Service's flow to it is untouched",
+    async ({ cluster, pins, manifests }) => {
+      const f: RigFixtures = { cluster, pins, manifests };
+      const backends = await backendsOf(f);
+      const [x, y] = [cluster.pod(1, 1).ip, cluster.pod(2, 1).ip].map((ip) => backends.find((b) => b.ip === ip) as Backend);
+      const A = '10.96.0.40';
+      const B = '10.96.0.41';
+      const write = (a: Backend[], b: Backend[]): void =>
+        manifests.write(
+          'svc.yaml',
+          [
+            serviceYaml('a', A, [{ name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP' }]),
+            sliceYaml('a', a, [{ name: 'dns', port: 5353, protocol: 'UDP' }]),
+            ...(b.length > 0
+              ? [
+                  serviceYaml('b', B, [{ name: 'dns', port: 53, targetPort: 5353, protocol: 'UDP' }]),
+                  sliceYaml('b', b, [{ name: 'dns', port: 5353, protocol: 'UDP' }]),
+                ]
+              : []),
+          ].join('---\n'),
+        );
+      write([x as Backend, y as Backend], []);
+      const daemons: RigProcess[] = cluster.nodes.map((n) => startDaemon(cluster, n, manifests, pins, ['-v=4']));
+      try {
+        const node = cluster.node(1);
+        const client = cluster.pod(1, 0);
+        await untilServed(cluster, 1, 'udp', A, daemons);
+        // A flow to Service a; the backend it landed on (r) is the one removed from a, and b's only one.
+        const fa = await udpFlow(f, client, scaled(20_000), 0, A);
+        await until('the flow to a tracked', async () => flowOf(await ct4(f, node), 'UDP', client.ip, fa.port).length === 2, daemons);
+        const r = (flowOf(await ct4(f, node), 'UDP', client.ip, fa.port)[0] as [CtKey, CtValue])[1].backendAddr;
+        const [removed, kept] = r === x?.ip ? [x, y] : [y, x];
+        write([x as Backend, y as Backend], [removed as Backend]);
+        await untilServed(cluster, 1, 'udp', B, daemons);
+        const fb = await udpFlow(f, client, scaled(20_000), 0, B);
+        await until('the flow to b tracked', async () => flowOf(await ct4(f, node), 'UDP', client.ip, fb.port).length === 2, daemons);
+        const bBefore = flowOf(await ct4(f, node), 'UDP', client.ip, fb.port);
+        expect(bBefore.every(([, v]) => v.backendAddr === removed?.ip)).toBe(true);
+
+        // The backend leaves a (it stays in b): a's flow is flushed, its next datagram goes to the other backend.
+        write([kept as Backend], [removed as Backend]);
+        await until(
+          "a's flow re-balanced to the kept backend (both halves)",
+          async () => {
+            const e = flowOf(await ct4(f, node), 'UDP', client.ip, fa.port);
+            return e.length === 2 && e.every(([, v]) => v.backendAddr === kept?.ip);
+          },
+          daemons,
+        );
+        const bAfter = flowOf(await ct4(f, node), 'UDP', client.ip, fb.port);
+        expect(bAfter, "b's flow to the removed backend is untouched (same entries, same creation)").toEqual(
+          bBefore.map(([k, v]) => [k, expect.objectContaining({ backendAddr: v.backendAddr, createdNs: v.createdNs })]),
+        );
+        const [outA, outB] = await Promise.all([fa.result, fb.result]);
+        expect(outA.backends, "a's flow was answered by the removed backend, then by the kept one").toEqual([removed?.name, kept?.name]);
+        expect(outB.backends, "b's flow stayed with its backend").toEqual([removed?.name]);
+        const reconciled = klogLines(daemons[0]?.stderr ?? '').filter((l) => l.component === 'bpf' && l.msg === 'conntrack reconciled');
+        expect(
+          reconciled.some((l) => Number(logField(l, 'deleted')) >= 2),
+          'the reconciler logged the flushed halves',
+        ).toBe(true);
       } finally {
         await Promise.all(daemons.map((d) => d.stop()));
       }
