@@ -1,9 +1,10 @@
 // The conntrack reconciler in BpfDataplane.sync on the fake native binding:
 // which CT flows a sync that changes endpoints flushes (the serving set per
-// frontend built from the snapshot), and what it reports for metrics.
+// frontend built from the snapshot), and what it reports for metrics; and a
+// GC pass through BpfDataplane.collectConntrack (the CT fill in mapUsage).
 
 import { expect, test } from 'vitest';
-import { fwdKey, revKey } from '../../src/dataplane/bpf/ct-gc.ts';
+import { ctTimeouts, fwdKey, revKey } from '../../src/dataplane/bpf/ct-gc.ts';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
 import { type CtKey, type CtValue, decodeEntries, encode, MAPS } from '../../src/dataplane/bpf/layout.ts';
 import type { ServicePortInfo } from '../../src/model/types.ts';
@@ -100,4 +101,43 @@ test('a sync that removes a backend from Service a flushes its UDP flows of a on
     ['IPv6', 0],
   ]);
   await dp.stop();
+});
+
+test('collectConntrack: an idle flow goes, a fresh one stays; mapUsage then counts the CT maps', async () => {
+  const fake = new FakeNativeBinding();
+  fake.addLink('eth0');
+  const passes: number[] = [];
+  const dp = new BpfDataplane(
+    dataplaneOptions(fake, {
+      log: createLogger('bpf', { level: 'info', write: () => undefined }),
+      pinPath: PIN,
+      node: { ipv4: '198.18.0.10', ipv6: null },
+      nodeInterface: 'eth0',
+      podInterfaces: 'veth*',
+      links: fake.linkSource(),
+      conntrackTimeouts: ctTimeouts({ tcpEstablishedTimeout: 0, tcpCloseWaitTimeout: 0, udpTimeout: 30_000, udpStreamTimeout: 0 }),
+      conntrackGcIntervalMs: 3_600_000, // no timer pass during the test
+      onConntrackGc: (r) => passes.push(r.deleted),
+    }),
+  );
+  await dp.start(new AbortController().signal);
+  await dp.sync(snapshot([udp('a', '10.96.0.40', [endpoint(`${X}:5353`)])]));
+  expect(
+    dp.mapUsage().map((u) => u.map),
+    'no CT fill before a pass',
+  ).not.toContain(MAPS.ct4.name);
+  const ct = fake.pinnedMap(`${PIN}/${MAPS.ct4.name}`);
+  const now = process.hrtime.bigint();
+  const idle = { ...flow(1, X, 40001, '10.96.0.40'), createdNs: now - 60_000_000_000n, lastSeenNs: now - 60_000_000_000n };
+  const fresh = { ...flow(1, X, 40002, '10.96.0.40'), createdNs: now, lastSeenNs: now };
+  for (const v of [idle, fresh]) {
+    for (const k of [fwdKey(v, 'UDP'), revKey(v, 'UDP')]) ct.update(encode(MAPS.ct4.keyCodec, k), encode(MAPS.ct4.valueCodec, v));
+  }
+  const r = await dp.collectConntrack();
+  expect(r).toMatchObject({ scanned: 4, deleted: 2, entries: { ct4: 2, ct6: 0 } });
+  expect(passes).toEqual([2]);
+  expect((decodeEntries('ct4', ct.dump()) as Array<[CtKey, CtValue]>).map(([, v]) => v.clientPort)).toEqual([40002, 40002]);
+  expect(dp.mapUsage().find((u) => u.map === MAPS.ct4.name)).toMatchObject({ entries: 2, capacity: ct.maxEntries });
+  await dp.stop();
+  expect(await dp.collectConntrack(), 'nothing after stop').toBeNull();
 });
