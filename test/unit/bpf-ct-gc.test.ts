@@ -15,7 +15,7 @@ import {
   revKey,
   staleFlowKeys,
 } from '../../src/dataplane/bpf/ct-gc.ts';
-import { type CtKey, type CtValue, encode, HEADER_DEFINES, MAPS, SY_CT_F_SNAT } from '../../src/dataplane/bpf/layout.ts';
+import { type CtKey, type CtValue, encode, HEADER_DEFINES, MAPS, SY_CT_F_KERNEL, SY_CT_F_SNAT } from '../../src/dataplane/bpf/layout.ts';
 import { FakeMap } from '../support/fake-maps.ts';
 
 const S = 1_000_000_000n;
@@ -101,6 +101,10 @@ describe('expiredKeys', () => {
     const closed = flow4({ tcpState: SY_TCP_CLOSED, frontPort: 81 });
     const keys = expiredKeys([...both(est, 'TCP'), ...both(closed, 'TCP')], 1000n * S + 3600n * S, T);
     expect(keys).toEqual([fwdKey(closed, 'TCP'), revKey(closed, 'TCP')]);
+  });
+  it('never expires a flow handed over from the kernel (SY_CT_F_KERNEL: not refreshed by the programs)', () => {
+    const v = flow4({ flags: SY_CT_F_KERNEL, tcpState: SY_TCP_ESTABLISHED });
+    expect(expiredKeys([[fwdKey(v, 'TCP'), v]], 1_000_000_000n * S, T)).toEqual([]);
   });
   it('deletes the REV half of a masqueraded flow under its nat addr:port, even when only the FWD half is left', () => {
     const v = flow4({ flags: SY_CT_F_SNAT, natAddr: '198.18.0.1', natPort: 61234 });

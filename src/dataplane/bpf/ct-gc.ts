@@ -9,7 +9,7 @@
 // --conntrack-* flags (ctTimeouts; a 0 flag means the kernel's own default).
 // Everything here but runPass is pure, for unit tests.
 
-import { type CtKey, type CtValue, encode, HEADER_DEFINES, MAPS, SY_CT_DIR_FWD, SY_CT_DIR_REV, SY_CT_F_SNAT } from './layout.ts';
+import { type CtKey, type CtValue, encode, HEADER_DEFINES, MAPS, SY_CT_DIR_FWD, SY_CT_DIR_REV, SY_CT_F_KERNEL, SY_CT_F_SNAT } from './layout.ts';
 
 /** Milliseconds (config/types.ts Millis; not imported: config is a layer above). */
 type Millis = number;
@@ -163,10 +163,21 @@ export function groupFlows(entries: Iterable<readonly [CtKey, CtValue]>): Groupe
   return [...flows.values()];
 }
 
-/** The keys of both halves of every expired flow, to delete. */
+/**
+ * The keys of both halves of every expired flow, to delete. A flow handed
+ * over from the kernel's conntrack (SY_CT_F_KERNEL: kube-proxy's, at the
+ * first sync) is never expired: the programs leave its packets to the kernel
+ * without refreshing it, so its last_seen says nothing, and deleting it under
+ * a live connection would have the program translate that connection anew.
+ * Those entries are bounded (one per connection at the handover) and left
+ * to the LRU.
+ */
 export function expiredKeys(entries: Iterable<readonly [CtKey, CtValue]>, nowNs: bigint, t: CtTimeouts): CtKey[] {
   const out: CtKey[] = [];
-  for (const f of groupFlows(entries)) if (flowExpired(f.proto, f, nowNs, t)) out.push(...f.keys);
+  for (const f of groupFlows(entries)) {
+    if ((((f.fwd ?? f.rev) as CtValue).flags & SY_CT_F_KERNEL) !== 0) continue;
+    if (flowExpired(f.proto, f, nowNs, t)) out.push(...f.keys);
+  }
   return out;
 }
 
