@@ -24,7 +24,8 @@ import { SyncRunner } from '../sync/runner.ts';
 import { createSnapshotSync } from '../sync/pipeline.ts';
 import { systemClock } from '../sync/clock.ts';
 import { ProgrammingLatency } from '../sync/latency.ts';
-import { BpfDataplane, effectiveCapacities, type LocalDetector } from '../dataplane/bpf/dataplane.ts';
+import { BpfDataplane, CT_GC_INTERVAL_MS, effectiveCapacities, type LocalDetector } from '../dataplane/bpf/dataplane.ts';
+import { type CtTimeouts, ctTimeouts } from '../dataplane/bpf/ct-gc.ts';
 import type { Capacities } from '../dataplane/bpf/layout.ts';
 import { BPF_GAPS, gapSummary } from '../dataplane/capabilities.ts';
 import type { SyncResult } from '../dataplane/types.ts';
@@ -57,6 +58,8 @@ interface RunConfig {
   readonly nodePortAddresses: readonly string[];
   readonly snatPorts: { readonly min: number; readonly max: number };
   readonly capacities: Capacities;
+  /** The CT garbage collector's timeouts, from the --conntrack-* flags. */
+  readonly conntrackTimeouts: CtTimeouts;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   readonly healthzBindAddress: string;
@@ -76,6 +79,15 @@ export const API_WAIT_MS = 30_000;
  * interfaces at once; this only bounds how long a lost one could go unseen.
  */
 export const LINK_RESCAN_MS = 10_000;
+
+/**
+ * Time between CT GC passes: CT_GC_INTERVAL_MS, or SY_CT_GC_INTERVAL_MS from
+ * the environment (tests; not a flag: kube-proxy has none).
+ */
+function ctGcIntervalMs(): number {
+  const v = Number(process.env.SY_CT_GC_INTERVAL_MS);
+  return Number.isInteger(v) && v > 0 ? v : CT_GC_INTERVAL_MS;
+}
 
 /** kube-proxy's conntrack sizing (max(maxPerCore x CPUs, min); maxPerCore 0: leave it) as BPF CT entries: two per flow. */
 export function conntrackEntries(maxPerCore: number, min: number, cpus: number): number | null {
@@ -117,6 +129,7 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
     nodePortAddresses: c.nodePortAddresses,
     snatPorts: parsePortRange(c.switchyard.bpf.snatPortRange) ?? { min: 61000, max: 65535 },
     capacities: capacitiesOf(c),
+    conntrackTimeouts: ctTimeouts(c.conntrack),
     logLevel: c.logging.verbosity >= 4 ? 'debug' : c.logging.verbosity >= 2 ? 'verbose' : 'info',
     logFormat: c.logging.format === 'json' ? 'json' : 'klog',
     healthzBindAddress: c.healthzBindAddress,
@@ -291,6 +304,10 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
       capacities: cfg.capacities,
       links: hostLinks({ native, rescanMs: LINK_RESCAN_MS, log: logger('links') }),
       kernelConntrack: () => readConntrack(),
+      conntrackTimeouts: cfg.conntrackTimeouts,
+      conntrackGcIntervalMs: ctGcIntervalMs(),
+      onConntrackGc: (r) => metrics.conntrackGc(r.scanned, r.deleted, r.durationMs / 1000),
+      onConntrackReconciled: (family, seconds, deleted) => metrics.conntrackReconciled(family, seconds, deleted),
     });
     metrics.setDataplaneStats(dataplaneStatsOf(dataplane));
     const latency = new ProgrammingLatency({ onSample: (sample) => ops.latency(sample) });

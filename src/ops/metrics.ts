@@ -133,6 +133,10 @@ export class ProxyMetrics implements HealthObserver {
   readonly #conntrackDuration: Histogram<'ip_family'>;
   readonly #conntrackDeleted: Counter<'ip_family'>;
   readonly #syncFailures: Counter<'full'>;
+  readonly #ctGcPasses: Counter;
+  readonly #ctGcScanned: Counter;
+  readonly #ctGcDeleted: Counter;
+  readonly #ctGcDuration: Gauge;
   readonly #dataplaneStarted: Gauge<'mode'>;
 
   constructor(options: ProxyMetricsOptions) {
@@ -203,6 +207,27 @@ export class ProxyMetrics implements HealthObserver {
       name: 'kubeproxy_conntrack_reconciler_deleted_entries_total',
       help: 'Cumulative conntrack flows deleted by conntrack reconciler',
       labelNames: fam,
+      registers,
+    });
+
+    this.#ctGcPasses = new Counter({
+      name: 'switchyard_conntrack_gc_passes_total',
+      help: 'Conntrack garbage collection passes over the BPF CT maps',
+      registers,
+    });
+    this.#ctGcScanned = new Counter({
+      name: 'switchyard_conntrack_gc_entries_scanned_total',
+      help: 'BPF CT map entries the conntrack garbage collector read',
+      registers,
+    });
+    this.#ctGcDeleted = new Counter({
+      name: 'switchyard_conntrack_gc_entries_deleted_total',
+      help: 'BPF CT map entries the conntrack garbage collector deleted (both halves of idle flows)',
+      registers,
+    });
+    this.#ctGcDuration = new Gauge({
+      name: 'switchyard_conntrack_gc_last_pass_duration_seconds',
+      help: 'How long the last conntrack garbage collection pass took',
       registers,
     });
 
@@ -280,6 +305,14 @@ export class ProxyMetrics implements HealthObserver {
   conntrackReconciled(family: HealthFamily, seconds: number, deleted: number): void {
     this.#conntrackDuration.observe({ ip_family: family }, seconds);
     this.#conntrackDeleted.inc({ ip_family: family }, deleted);
+  }
+
+  /** The cost of one conntrack GC pass over the BPF CT maps (dataplane/bpf/ct-gc.ts). */
+  conntrackGc(scanned: number, deleted: number, seconds: number): void {
+    this.#ctGcPasses.inc();
+    this.#ctGcScanned.inc(scanned);
+    this.#ctGcDeleted.inc(deleted);
+    this.#ctGcDuration.set(seconds);
   }
 
   healthz(code: number): void {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import type { Cluster, ClusterNode } from './cluster.ts';
-import type { RigProcess } from './proc.ts';
+import type { RigProcess, SpawnOptions } from './proc.ts';
 import type { RequestResult } from './protocol.ts';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -107,16 +107,20 @@ export function logField(line: KlogLine, key: string): string | undefined {
   return v.startsWith('"') ? (JSON.parse(v) as string) : v;
 }
 
-export function startDaemon(c: Cluster, node: ClusterNode, manifests: Manifests, pins: PinRoot, extra: string[] = []): RigProcess {
-  return c.spawn(node.ns, [
-    SWITCHYARD,
-    'run',
-    '--proxy-mode=bpf',
-    `--manifests=${manifests.dir}`,
-    `--hostname-override=${node.name}`,
-    `--bpf-pin-path=${pins.dirFor(node)}`,
-    ...extra,
-  ]);
+export function startDaemon(c: Cluster, node: ClusterNode, manifests: Manifests, pins: PinRoot, extra: string[] = [], opts: SpawnOptions = {}): RigProcess {
+  return c.spawn(
+    node.ns,
+    [
+      SWITCHYARD,
+      'run',
+      '--proxy-mode=bpf',
+      `--manifests=${manifests.dir}`,
+      `--hostname-override=${node.name}`,
+      `--bpf-pin-path=${pins.dirFor(node)}`,
+      ...extra,
+    ],
+    opts,
+  );
 }
 
 export function countBy(results: readonly RequestResult[]): Map<string, number> {

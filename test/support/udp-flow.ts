@@ -4,8 +4,10 @@
 // interval and reads the backend's one-line answers. Prints `connected`
 // after the first answer, then at the end one JSON document: datagrams sent,
 // answered, and the backends that answered in order of first appearance.
+// Before anything it prints `local-port N`, the source port (--local-port
+// fixes it: a later run continues the same tuple).
 //
-//   node test/support/udp-flow.ts --target IP:PORT --duration-ms D [--interval-ms I]
+//   node test/support/udp-flow.ts --target IP:PORT --duration-ms D [--interval-ms I] [--local-port P]
 
 import * as dgram from 'node:dgram';
 import { parseArgs } from 'node:util';
@@ -19,7 +21,10 @@ export interface UdpFlowOutput {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { target: { type: 'string' }, 'duration-ms': { type: 'string' }, 'interval-ms': { type: 'string' } }, strict: true });
+  const { values } = parseArgs({
+    options: { target: { type: 'string' }, 'duration-ms': { type: 'string' }, 'interval-ms': { type: 'string' }, 'local-port': { type: 'string' } },
+    strict: true,
+  });
   const target = parseEndpoint(values.target ?? '');
   if (!target) throw new Error('--target IP:PORT is required');
   const duration = Number(values['duration-ms'] ?? '5000');
@@ -40,7 +45,8 @@ async function main(): Promise<void> {
     first?.();
     first = null;
   });
-  await new Promise<void>((resolve) => sock.bind(0, () => resolve()));
+  await new Promise<void>((resolve) => sock.bind(Number(values['local-port'] ?? '0'), () => resolve()));
+  process.stdout.write(`local-port ${sock.address().port}\n`);
   const send = (): void => {
     sock.send('ping\n', target.port, target.ip);
     sent++;

@@ -81,6 +81,8 @@ describe("kube-proxy's metrics", () => {
     m.healthz(503);
     m.livez(200);
     m.conntrackReconciled('IPv4', 0.01, 4);
+    m.conntrackGc(100, 6, 0.25);
+    m.conntrackGc(94, 0, 0.125);
     const text = await m.scrape();
     const lines = [
       'kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family="IPv4"} 2',
@@ -101,6 +103,10 @@ describe("kube-proxy's metrics", () => {
       'kubeproxy_proxy_healthz_total{code="503"} 1',
       'kubeproxy_proxy_livez_total{code="200"} 1',
       'kubeproxy_conntrack_reconciler_deleted_entries_total{ip_family="IPv4"} 4',
+      'switchyard_conntrack_gc_passes_total 2',
+      'switchyard_conntrack_gc_entries_scanned_total 194',
+      'switchyard_conntrack_gc_entries_deleted_total 6',
+      'switchyard_conntrack_gc_last_pass_duration_seconds 0.125',
       'switchyard_sync_failures_total{full="false"} 1',
     ];
     for (const l of lines) expect(text.split('\n'), l).toContain(l);

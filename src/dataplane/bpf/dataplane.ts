@@ -25,7 +25,7 @@ import type { Logger } from '../../util/log.ts';
 import type { NativeBinding } from '../../native/binding.ts';
 import { BpfObject, isNativeError, isNotExist, Tc } from '../../native/index.ts';
 import { globMatcher, type Link, type LinkSource } from '../../host/links.ts';
-import { familyOf, parseCidr } from '../../util/ip.ts';
+import { canonicalIP, familyOf, parseCidr } from '../../util/ip.ts';
 import { type CompileOptions, compile, compileChanged } from './compile.ts';
 import { diff } from './diff.ts';
 import { programmedFromDump } from './adopt.ts';
@@ -56,6 +56,7 @@ import type { Clock } from '../../sync/clock.ts';
 import { type Counters, hasTraffic, labelCounters, readCounters, type Traffic } from './counters.ts';
 import { parseServicePortId } from '../../model/service-ports.ts';
 import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts';
+import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -163,7 +164,22 @@ export interface BpfDataplaneOptions {
    * cleared. Absent: not done.
    */
   readonly kernelConntrack?: () => readonly ConntrackEntry[];
+  /** Idle timeouts of the CT garbage collector (ct-gc.ts ctTimeouts); absent: no GC runs. */
+  readonly conntrackTimeouts?: CtTimeouts;
+  /** Time between two GC passes; default CT_GC_INTERVAL_MS. */
+  readonly conntrackGcIntervalMs?: number;
+  /** Told the cost of every GC pass (metrics). */
+  readonly onConntrackGc?: (r: CtPassResult) => void;
+  /**
+   * Told, per family, what each conntrack reconciler pass after a sync took
+   * and deleted (kubeproxy_conntrack_reconciler_*). The reconciler runs
+   * whatever this says.
+   */
+  readonly onConntrackReconciled?: (family: 'IPv4' | 'IPv6', seconds: number, deleted: number) => void;
 }
+
+/** Default time between two CT GC passes. */
+export const CT_GC_INTERVAL_MS = 10_000;
 
 /**
  * What a failed sync rejects with: the apply error itself. If reading the
@@ -200,6 +216,11 @@ export class BpfDataplane implements Dataplane {
   #lock: PinLock | null = null;
   /** A pending upgrade from layout 1 (migrate.ts): holds the attach until the first sync. */
   #upgrade: LayoutUpgrade | null = null;
+  #gcTimer: ReturnType<typeof setInterval> | null = null;
+  /** The pass under way, so that stop() waits for it and passes never overlap. */
+  #gcRunning: Promise<CtPassResult | null> | null = null;
+  /** CT entries per map as the last GC pass left them (map-fill metrics). */
+  #ctEntries: { ct4: number; ct6: number } | null = null;
 
   constructor(o: BpfDataplaneOptions) {
     this.#o = o;
@@ -279,6 +300,39 @@ export class BpfDataplane implements Dataplane {
     // Watch first, then list: a link that appears in between is in both, not in neither.
     this.#watcher = o.links.watch(() => this.#attachLinks(), signal);
     this.#attachLinks();
+    if (o.conntrackTimeouts !== undefined) {
+      this.#gcTimer = setInterval(() => void this.collectConntrack().catch(() => undefined), o.conntrackGcIntervalMs ?? CT_GC_INTERVAL_MS);
+      this.#gcTimer.unref();
+    }
+  }
+
+  /**
+   * One CT garbage collection pass now (ct-gc.ts): deletes both halves of
+   * the flows idle past their timeout. Null when not started or without
+   * timeouts; a pass already under way is waited for instead. A failure is
+   * logged and rethrown; the next pass retries.
+   */
+  async collectConntrack(): Promise<CtPassResult | null> {
+    if (this.#gcRunning !== null) return this.#gcRunning;
+    const obj = this.#obj;
+    const t = this.#o.conntrackTimeouts;
+    if (obj === null || t === undefined) return null;
+    const run = async (): Promise<CtPassResult> => {
+      try {
+        const r = await kernel('conntrack gc', () => gcPass({ ct4: obj.map(MAPS.ct4.name), ct6: obj.map(MAPS.ct6.name) }, process.hrtime.bigint(), t));
+        this.#ctEntries = r.entries;
+        this.#o.log.debug('conntrack gc pass', { scanned: r.scanned, deleted: r.deleted, undecodable: r.undecodable, ms: Math.round(r.durationMs * 10) / 10 });
+        this.#o.onConntrackGc?.(r);
+        return r;
+      } catch (err) {
+        this.#o.log.warn('conntrack gc pass failed; the next pass retries', { error: (err as Error).message });
+        throw err;
+      }
+    };
+    this.#gcRunning = run().finally(() => {
+      this.#gcRunning = null;
+    });
+    return this.#gcRunning;
   }
 
   async sync(snapshot: ProxySnapshot): Promise<SyncResult> {
@@ -307,6 +361,7 @@ export class BpfDataplane implements Dataplane {
       }
       this.#programmed = plan.next;
       this.#desired = desired;
+      await this.#flushStaleFlows(plan.touched, plan.next, desired, snapshot);
       if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
       return {
         frontendsChanged: plan.touched.length,
@@ -332,6 +387,9 @@ export class BpfDataplane implements Dataplane {
   }
 
   async stop(): Promise<void> {
+    if (this.#gcTimer !== null) clearInterval(this.#gcTimer);
+    this.#gcTimer = null;
+    await this.#gcRunning?.catch(() => undefined);
     this.#watcher?.stop();
     this.#watcher = null;
     this.#obj?.close();
@@ -339,6 +397,39 @@ export class BpfDataplane implements Dataplane {
     this.#fds = null;
     this.#lock?.release();
     this.#lock = null;
+  }
+
+  /**
+   * kube-proxy's conntrack reconciler, after a sync: the UDP and SCTP flows
+   * of the frontends this sync touched whose backend is no longer a serving
+   * endpoint of the frontend's Service port are deleted (both halves), so the
+   * next datagram is balanced again. Per frontend (svc_id): a backend that
+   * left one Service but stays in another keeps the other's flows.
+   * Terminating endpoints are serving: their flows stay. A frontend whose
+   * port has no serving endpoint is left alone (kube-proxy does the same).
+   * A failure is logged, not thrown: the sync landed.
+   */
+  async #flushStaleFlows(touched: readonly string[], next: ProgrammedState, desired: DesiredState, snapshot: ProxySnapshot): Promise<void> {
+    const obj = this.#obj;
+    if (obj === null || touched.length === 0) return;
+    const serving = new Map<number, Set<string>>();
+    for (const key of touched) {
+      const p = next.services.get(key);
+      const d = desired.services.get(key);
+      if (p === undefined || d === undefined || (p.frontend.proto !== 'UDP' && p.frontend.proto !== 'SCTP')) continue;
+      const port = snapshot.servicePorts.get(d.owner);
+      const addrs = new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
+      if (addrs.size > 0) serving.set(p.svcId, addrs);
+    }
+    if (serving.size === 0) return;
+    try {
+      const r = await kernel('conntrack reconcile', () => flushPass({ ct4: obj.map(MAPS.ct4.name), ct6: obj.map(MAPS.ct6.name) }, serving));
+      this.#o.log.debug('conntrack reconciled', { frontends: serving.size, scanned: r.scanned, deleted: r.deleted, ms: Math.round(r.durationMs * 10) / 10 });
+      this.#o.onConntrackReconciled?.('IPv4', r.durationMs / 1000, r.deletedBy.ct4);
+      this.#o.onConntrackReconciled?.('IPv6', r.durationMs / 1000, r.deletedBy.ct6);
+    } catch (err) {
+      this.#o.log.warn('removing the flows to removed endpoints failed; they end with their timeout', { error: (err as Error).message });
+    }
   }
 
   /** Writes SY_CT_F_KERNEL entries for kernel-DNATed TCP flows to `desired`'s frontends not tracked yet; returns how many. */
@@ -370,15 +461,18 @@ export class BpfDataplane implements Dataplane {
   /**
    * Metrics (ops/metrics.ts DataplaneStats): the maps the control plane
    * writes, their entries as last programmed (the state every diff counts
-   * against) and their max_entries as loaded. The kernel-written maps
-   * (conntrack, fragments) are not counted here: that would need a dump
-   * per scrape. Empty before start().
+   * against) and their max_entries as loaded; and the conntrack maps as
+   * the last GC pass left them (a dump per scrape would cost too much).
+   * Fragments are not counted. Empty before start().
    */
   mapUsage(): MapUsage[] {
     const obj = this.#obj;
     const programmed = this.#programmed;
     if (obj === null || programmed === null) return [];
-    return programmedMapUsage(programmed.entries, (name) => obj.map(name).maxEntries);
+    const out = programmedMapUsage(programmed.entries, (name) => obj.map(name).maxEntries);
+    const ct = this.#ctEntries;
+    if (ct !== null) for (const m of ['ct4', 'ct6'] as const) out.push({ map: MAPS[m].name, entries: ct[m], capacity: obj.map(MAPS[m].name).maxEntries });
+    return out;
   }
 
   /**
