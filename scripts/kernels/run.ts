@@ -31,12 +31,15 @@ const REPO = resolve(import.meta.dirname, '..', '..');
 const VITEST = 'vitest run --configLoader native --project privileged';
 /**
  * The dataplane's end-to-end tests on each kernel: the addon against the
- * kernel (maps and tc, link events), ClusterIP traffic, the real-node regression (item 0 of issue 7),
+ * kernel (maps and tc), ClusterIP traffic (pod interfaces attached from link
+ * events included), the real-node regression (item 0 of issue 7),
  * north-south traffic on both families, and SCTP (the VMs have it).
+ * links.test.ts (the addon's link events alone) is left to `--files`: on
+ * 5.10 under TCG the kernel's clean-up of its flood of veths and namespaces
+ * stalled the next file's daemons for minutes (one run, 2026-12-03).
  */
 const DEFAULT_COMMAND = `${VITEST} ${[
   'native.test.ts',
-  'links.test.ts',
   'clusterip.test.ts',
   'realnode.test.ts',
   'northsouth.test.ts',
