@@ -38,13 +38,7 @@ const VITEST = 'vitest run --configLoader native --project privileged';
  * 5.10 under TCG the kernel's clean-up of its flood of veths and namespaces
  * stalled the next file's daemons for minutes (one run, 2026-12-03).
  */
-const DEFAULT_COMMAND = `${VITEST} ${[
-  'native.test.ts',
-  'clusterip.test.ts',
-  'realnode.test.ts',
-  'northsouth.test.ts',
-  'northsouth.sctp.test.ts',
-]
+const DEFAULT_COMMAND = `${VITEST} ${['native.test.ts', 'clusterip.test.ts', 'realnode.test.ts', 'northsouth.test.ts', 'northsouth.sctp.test.ts']
   .map((f) => `test/privileged/${f}`)
   .join(' ')}`;
 /** --all: every privileged test (~25 min per kernel under TCG on 2 cores). */
