@@ -34,6 +34,7 @@ import { kernelFlows } from './kernel-flows.ts';
 import { applyOps, applyPlan, type MapWriter } from './apply.ts';
 import {
   ADOPTED_MAPS,
+  addTraffic,
   type Capacities,
   capacityOf,
   expandPerCpu,
@@ -499,33 +500,28 @@ export class BpfDataplane implements Dataplane {
    */
   async trafficCounters(): Promise<TrafficReport> {
     const c = await this.counters();
-    const services = new Map<string, ServiceTraffic>();
+    // Summed as Traffic (addTraffic), converted to numbers once per row.
+    const services = new Map<string, { row: Omit<ServiceTraffic, keyof TrafficNumbers>; traffic: Traffic }>();
     for (const f of c.frontends) {
       const sp = f.owner === null ? null : parseServicePortId(f.owner);
       if (sp === null || f.kind === null) continue;
-      const row: ServiceTraffic = {
-        namespace: sp.namespace,
-        service: sp.name,
-        portName: sp.portName,
-        protocol: f.frontend.proto,
-        frontend: f.kind,
-        ipFamily: f.family,
-        ...trafficNumbers(f.traffic),
-      };
       const k = `${f.owner} ${f.kind} ${f.family}`;
       const had = services.get(k);
-      services.set(k, had === undefined ? row : { ...row, ...sumNumbers(had, row) });
+      const row = { namespace: sp.namespace, service: sp.name, portName: sp.portName, protocol: f.frontend.proto, frontend: f.kind, ipFamily: f.family };
+      services.set(k, { row, traffic: had === undefined ? f.traffic : addTraffic(had.traffic, f.traffic) });
     }
-    const backends = new Map<string, BackendTraffic>();
+    const backends = new Map<string, { row: Omit<BackendTraffic, keyof TrafficNumbers>; traffic: Traffic }>();
     for (const b of c.backends) {
       if (!hasTraffic(b.traffic)) continue;
       const endpoint = b.family === 'IPv6' ? `[${b.backend.addr}]:${b.backend.port}` : `${b.backend.addr}:${b.backend.port}`;
-      const row: BackendTraffic = { endpoint, protocol: b.backend.proto, ...trafficNumbers(b.traffic) };
       const k = `${endpoint}/${b.backend.proto}`;
       const had = backends.get(k);
-      backends.set(k, had === undefined ? row : { ...row, ...sumNumbers(had, row) });
+      backends.set(k, { row: { endpoint, protocol: b.backend.proto }, traffic: had === undefined ? b.traffic : addTraffic(had.traffic, b.traffic) });
     }
-    return { services: [...services.values()], backends: [...backends.values()] };
+    return {
+      services: [...services.values()].map(({ row, traffic }) => ({ ...row, ...trafficNumbers(traffic) })),
+      backends: [...backends.values()].map(({ row, traffic }) => ({ ...row, ...trafficNumbers(traffic) })),
+    };
   }
 
   /** Metrics: the tc attachments this daemon made (attached) or last failed to make (not attached), per interface and direction. */
@@ -702,16 +698,6 @@ function trafficNumbers(t: Traffic): TrafficNumbers {
     replyPackets: Number(t.replyPackets),
     replyBytes: Number(t.replyBytes),
     connections: Number(t.conns),
-  };
-}
-
-function sumNumbers(a: TrafficNumbers, b: TrafficNumbers): TrafficNumbers {
-  return {
-    packets: a.packets + b.packets,
-    bytes: a.bytes + b.bytes,
-    replyPackets: a.replyPackets + b.replyPackets,
-    replyBytes: a.replyBytes + b.replyBytes,
-    connections: a.connections + b.connections,
   };
 }
 
