@@ -13,7 +13,7 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { SwitchyardError } from '../util/errors.ts';
-import { CommandError, RigProcess, inNetns, run, runSync } from './proc.ts';
+import { CommandError, NODE_CMD, RigProcess, inNetns, run, runSync } from './proc.ts';
 import type { ExecOptions, ExecResult, SpawnOptions } from './proc.ts';
 import { formatEndpoint } from './protocol.ts';
 import type { ClientOutput, PlanOutput, PlanRun, Proto, RequestResult } from './protocol.ts';
@@ -316,7 +316,7 @@ export class Cluster {
       }
       if (!opts.tcp?.length && !opts.udp?.length && !opts.echo?.length && !opts.bulk?.length) return sctp;
     }
-    const argv = [process.execPath, BACKEND, '--name', opts.name ?? where.name];
+    const argv = [...NODE_CMD, BACKEND, '--name', opts.name ?? where.name];
     if (opts.tcp && opts.tcp.length > 0) argv.push('--tcp', opts.tcp.join(','));
     if (opts.udp && opts.udp.length > 0) argv.push('--udp', opts.udp.join(','));
     if (opts.echo && opts.echo.length > 0) argv.push('--echo', opts.echo.join(','));
@@ -338,7 +338,7 @@ export class Cluster {
    */
   async hold(from: Where, opts: { ip: string; port: number; durationMs: number; intervalMs?: number }): Promise<Hold> {
     const proc = this.spawn(from, [
-      process.execPath,
+      ...NODE_CMD,
       HOLDER,
       '--target',
       formatEndpoint(opts),
@@ -357,7 +357,7 @@ export class Cluster {
    * connections and UDP flows have had their first answer and its churn runs.
    */
   async meter(from: Where, plan: MeterPlan): Promise<Meter> {
-    const proc = this.spawn(from, [process.execPath, METER, '--plan', JSON.stringify(plan)]);
+    const proc = this.spawn(from, [...NODE_CMD, METER, '--plan', JSON.stringify(plan)]);
     try {
       await proc.waitForLine('ready', READY_TIMEOUT_MS);
     } catch (err) {
@@ -389,7 +389,7 @@ export class Cluster {
       return parseSctpClientOutput(r.stdout);
     }
     const argv = [
-      process.execPath,
+      ...NODE_CMD,
       CLIENT,
       '--proto',
       opts.proto,
@@ -435,7 +435,7 @@ export class Cluster {
         ...(o.udpConnected ? { udpConnected: true } : {}),
       };
     });
-    const argv = [process.execPath, CLIENT, '--plan', JSON.stringify(plan)];
+    const argv = [...NODE_CMD, CLIENT, '--plan', JSON.stringify(plan)];
     const each = plan.map((p) => Math.ceil((p.count ?? 1) / (p.concurrency ?? 10)) * (p.timeoutMs ?? 1000));
     // Bulk sets run one after another, after the rest (client.ts).
     const budget = each.reduce((a, b) => a + b, 0) + READY_TIMEOUT_MS;

@@ -45,6 +45,16 @@ export class CommandError extends SwitchyardError {
   }
 }
 
+/**
+ * argv prefix that runs a TypeScript file on this Node, as bin/switchyard
+ * does: `--liftoff-only` keeps WebAssembly (Node's type stripper is one) on
+ * its baseline compiler. Node 24.21's V8 aborted a daemon at start-up under
+ * the kernel matrix's emulated CPU ("Check failed: it->second.Size() >
+ * offset" in ThreadIsolation, reached from Runtime_WasmTriggerTierUp), twice
+ * in one run; without tier-up that path is never taken.
+ */
+export const NODE_CMD: readonly string[] = [process.execPath, '--liftoff-only'];
+
 /** argv prefix that runs a command in a named network namespace. */
 export function inNetns(ns: string, argv: readonly string[]): string[] {
   return ['ip', 'netns', 'exec', ns, ...argv];

@@ -27,6 +27,7 @@ import {
   type FrameSpec,
   type IcmpErrorSpec,
 } from '../support/packets.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
 import { BPF_LIB_TEST_OBJECT, needs } from '../support/requirements.ts';
 
 const skip = needs('BPF library header tests', ['root', 'bpf-lib-test-object', 'native-addon']);
@@ -677,7 +678,7 @@ describe.skipIf(liveSkip)('reject.h on live traffic through a veth pair', () => 
 
   /** Runs a node script in the client namespace; it prints one word: the outcome. */
   function inClient(script: string): string {
-    return sh('ip', ['netns', 'exec', clientNs, process.execPath, '-e', script]).trim();
+    return sh('ip', ['netns', 'exec', clientNs, ...NODE_CMD, '-e', script]).trim();
   }
 
   const TCP_CONNECT = (host: string): string => `

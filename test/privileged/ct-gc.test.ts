@@ -15,6 +15,7 @@ import { klogLines, logField } from '../../src/rig/switchyard.ts';
 import type { UdpFlowOutput } from '../support/udp-flow.ts';
 import { needs } from '../support/requirements.ts';
 import { type Backend, e2eTest, type RigFixtures, scaled, serviceYaml, sliceYaml, startBackends, startDaemon, until, untilServed } from './fixtures.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
 
 const skip = needs('the conntrack GC end-to-end test', ['root', 'ip', 'bpf-object', 'native-addon', 'bpftool']);
 
@@ -44,7 +45,7 @@ const dirs = (entries: Array<[CtKey, CtValue]>): number[] => entries.map(([k]) =
 /** udp-flow.ts from a pod to `target`:53; resolves with its source port once it was answered, and its result. */
 async function udpFlow(f: RigFixtures, from: { ns: string }, durationMs: number, localPort = 0, target = VIP) {
   const proc = f.cluster.spawn(from.ns, [
-    process.execPath,
+    ...NODE_CMD,
     UDP_FLOW,
     '--target',
     `${target}:53`,

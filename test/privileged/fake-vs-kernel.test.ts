@@ -32,6 +32,7 @@ import { thrownBy } from '../support/thrown.ts';
 import { BPF_OBJECT, needs, REPO } from '../support/requirements.ts';
 import { servicePort, snapshot } from '../support/snapshots.ts';
 import { SCENARIO_LINK, type Step, tcScenario } from '../support/tc-scenario.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
 
 const skip = needs('fake vs kernel', ['root', 'bpf-object', 'native-addon', 'ip', 'bpftool']);
 
@@ -351,7 +352,7 @@ describe.skipIf(skip)('the fake binding behaves like the addon on this kernel', 
   test('tc: the same transcript from a network namespace and from the fake', async () => {
     execFileSync('ip', ['netns', 'add', NETNS]);
     execFileSync('ip', ['-n', NETNS, 'link', 'add', SCENARIO_LINK, 'type', 'veth', 'peer', 'name', `${SCENARIO_LINK}p`]);
-    const r = spawnSync('ip', ['netns', 'exec', NETNS, process.execPath, `${REPO}test/support/tc-scenario-main.ts`, BPF_OBJECT, `${ROOT}/tc`], {
+    const r = spawnSync('ip', ['netns', 'exec', NETNS, ...NODE_CMD, `${REPO}test/support/tc-scenario-main.ts`, BPF_OBJECT, `${ROOT}/tc`], {
       encoding: 'utf8',
     });
     expect(r.status, r.stderr).toBe(0);

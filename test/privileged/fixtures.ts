@@ -27,6 +27,7 @@ import { findLog, Manifests, PinRoot, SWITCHYARD } from '../../src/rig/switchyar
 import { scaled } from '../../src/rig/timing.ts';
 import type { ControlOp } from '../fake-apiserver/main.ts';
 import { STAT_NAMES } from '../support/bpf-harness.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
 
 export * from '../../src/rig/switchyard.ts';
 export { scaled, TIME_SCALE } from '../../src/rig/timing.ts';
@@ -222,7 +223,7 @@ export class FakeApiProcess {
   static async start(c: Cluster, host: string = FABRIC_GATEWAY): Promise<FakeApiProcess> {
     const dir = mkdtempSync(join(tmpdir(), 'sy-apiserver-'));
     const socket = join(dir, 'control.sock');
-    const proc = c.spawn(c.fabric.ns, [process.execPath, FAKE_APISERVER_MAIN, '--host', host, '--port', '0', '--control', socket]);
+    const proc = c.spawn(c.fabric.ns, [...NODE_CMD, FAKE_APISERVER_MAIN, '--host', host, '--port', '0', '--control', socket]);
     try {
       const line = await proc.waitForLine(/^listening /, scaled(60_000));
       return new FakeApiProcess(proc, line.slice('listening '.length).trim(), dir, socket);
@@ -351,11 +352,19 @@ export function nodeObject(name: string, internalIP: string): Record<string, unk
 // packet-level evidence a failure message carries (the nodes' conntrack
 // INVALID drop counters and the dataplane's own counters).
 
-/** Waits until every daemon logged that it is running and has programmed its first change. */
+/** Throws when one of `procs` has exited: for probes that wait on processes that must keep running. */
+export function assertRunning(procs: readonly RigProcess[]): void {
+  for (const p of procs) if (p.status) throw new Error(`${p.describe()} exited (${JSON.stringify(p.status)})`);
+}
+
+/** Waits until every daemon logged that it is running and has programmed its first change; fails at once if one exits. */
 export async function untilProgrammed(daemons: readonly RigProcess[]): Promise<void> {
   await until(
     'every daemon running and programmed',
-    async () => daemons.every((d) => findLog(d.stderr, 'switchyard', 'running') !== undefined && findLog(d.stderr, 'switchyard', 'programmed') !== undefined),
+    async () => {
+      assertRunning(daemons);
+      return daemons.every((d) => findLog(d.stderr, 'switchyard', 'running') !== undefined && findLog(d.stderr, 'switchyard', 'programmed') !== undefined);
+    },
     daemons,
   );
 }

@@ -46,6 +46,7 @@ import {
   startDaemon,
   untilProgrammed,
 } from './fixtures.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
 
 const skip = needs('the kube-proxy migration suite', ['root', 'ip', 'nft', 'iptables', 'ipset', 'bpf-object', 'native-addon']);
 
@@ -147,7 +148,7 @@ interface Flows {
 
 async function startFlows(c: Cluster): Promise<Flows> {
   const h = await c.hold(c.pod(1, 0), { ip: VIP, port: HOLD_PORT, durationMs: HOLD_MS, intervalMs: HOLD_INTERVAL_MS });
-  const u = c.spawn(c.pod(2, 0), [process.execPath, UDP_FLOW, '--target', `${VIP}:53`, '--duration-ms', String(HOLD_MS), '--interval-ms', '200']);
+  const u = c.spawn(c.pod(2, 0), [...NODE_CMD, UDP_FLOW, '--target', `${VIP}:53`, '--duration-ms', String(HOLD_MS), '--interval-ms', '200']);
   await u.waitForLine('connected', scaled(30_000));
   const udp = u.waitForLine(/^\{/, HOLD_MS + scaled(60_000)).then((l) => JSON.parse(l) as UdpFlowOutput);
   // Awaited after the steps; a step that fails first ends the test, and these then reject unheard.

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { LinkEvent } from '../../src/native/binding.ts';
 import { scaled } from '../../src/rig/timing.ts';
 import { needs, REPO } from '../support/requirements.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
 
 const skip = needs('the link events suite', ['root', 'ip', 'native-addon']);
 
@@ -31,7 +32,7 @@ class Watcher {
   #waiters = new Set<() => void>();
 
   constructor() {
-    this.proc = spawn('ip', ['netns', 'exec', NS, process.execPath, `${REPO}test/support/link-watch-main.ts`]);
+    this.proc = spawn('ip', ['netns', 'exec', NS, ...NODE_CMD, `${REPO}test/support/link-watch-main.ts`]);
     this.proc.stderr.setEncoding('utf8').on('data', (d: string) => (this.#stderr += d));
     createInterface({ input: this.proc.stdout }).on('line', (l) => {
       this.lines.push(JSON.parse(l) as Line);

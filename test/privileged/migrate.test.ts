@@ -36,6 +36,7 @@ import {
   until,
   untilServed,
 } from './fixtures.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
 
 const skip = needs('the layout 1 -> 2 upgrade suite', ['root', 'ip', 'bpf-object', 'native-addon', 'clang']);
 
@@ -83,7 +84,7 @@ function pinsOf(f: RigFixtures, node: number): string[] {
 
 /** A long-lived UDP flow from a pod; resolves once the first answer came back. */
 async function udpFlow(f: RigFixtures, from: { ns: string }, ip: string, port: number): Promise<{ proc: RigProcess; result: Promise<UdpFlowOutput> }> {
-  const proc = f.cluster.spawn(from.ns, [process.execPath, UDP_FLOW, '--target', `${ip}:${port}`, '--duration-ms', String(HOLD_MS), '--interval-ms', '200']);
+  const proc = f.cluster.spawn(from.ns, [...NODE_CMD, UDP_FLOW, '--target', `${ip}:${port}`, '--duration-ms', String(HOLD_MS), '--interval-ms', '200']);
   await proc.waitForLine('connected', scaled(30_000));
   return { proc, result: proc.waitForLine(/^\{/, HOLD_MS + scaled(60_000)).then((l) => JSON.parse(l) as UdpFlowOutput) };
 }

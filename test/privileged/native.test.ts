@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
 import { BpfMap, BpfObject, isNativeError, loadBinding, UpdateFlags, type NativeBinding, type NativeError } from '../../src/native/index.ts';
 import { needs, REPO as repo } from '../support/requirements.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
 
 const skip = needs('the native addon suite', ['root', 'clang', 'ip', 'native-addon']);
 
@@ -264,7 +265,7 @@ describe.skipIf(skip)('native addon (privileged)', () => {
   test('tc attach, query, replace and detach on lo in a network namespace', () => {
     execFileSync('ip', ['netns', 'add', netns]);
     execFileSync('ip', ['netns', 'exec', netns, 'ip', 'link', 'set', 'lo', 'up']);
-    const probe = spawnSync('ip', ['netns', 'exec', netns, process.execPath, path.join(repo, 'native/test/tc-probe.ts'), fixture, pinRoot], {
+    const probe = spawnSync('ip', ['netns', 'exec', netns, ...NODE_CMD, path.join(repo, 'native/test/tc-probe.ts'), fixture, pinRoot], {
       encoding: 'utf8',
     });
     expect(probe.status, `tc-probe failed:\n${probe.stderr}`).toBe(0);

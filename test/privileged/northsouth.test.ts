@@ -17,6 +17,7 @@ import type { RigProcess } from '../../src/rig/proc.ts';
 import type { Proto, RequestResult } from '../../src/rig/protocol.ts';
 import { needs } from '../support/requirements.ts';
 import {
+  assertRunning,
   describeFailures,
   e2eTest,
   evidence,
@@ -397,7 +398,10 @@ describe.skipIf(skip)('north-south traffic through a daemon per node', () => {
       if (old) await old.stop();
       const d = startDaemon(c, c.node(1), m, pins, flags);
       s.daemons[0] = d;
-      await until('the restarted daemon on node 1 running', async () => / switchyard\] "running"/.test(d.stderr), [d]);
+      await until('the restarted daemon on node 1 running', async () => {
+        assertRunning([d]);
+        return / switchyard\] "running"/.test(d.stderr);
+      }, [d]);
     }
 
     const masq = (c: Cluster): string[] => FAMILIES.map((f) => addr(c.node(1), f));

@@ -17,6 +17,7 @@ import { createLogger } from '../../src/util/log.ts';
 import { BPF_OBJECT, NATIVE_ADDON, needs } from '../support/requirements.ts';
 import { thrownBy } from '../support/thrown.ts';
 import { e2eTest, PinRoot, SETTLE_MS, SWITCHYARD, scaled, serviceYaml, sliceYaml, startBackends, startDaemon, untilServed } from './fixtures.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
 
 const skip = needs('the pin directory lock suite', ['root', 'ip', 'bpf-object', 'native-addon']);
 
@@ -65,9 +66,10 @@ describe.skipIf(skip)('the pin directory lock', () => {
     const native = loadBinding();
     const dir = `${bpffs.path}/b`;
     mkdirSync(dir);
+    const [node, ...nodeArgs] = NODE_CMD as [string, ...string[]];
     const child = spawn(
-      process.execPath,
-      ['-e', `require(${JSON.stringify(NATIVE_ADDON)}).lockDir(${JSON.stringify(dir)}); console.log('locked'); setInterval(() => {}, 1000);`],
+      node,
+      [...nodeArgs, '-e', `require(${JSON.stringify(NATIVE_ADDON)}).lockDir(${JSON.stringify(dir)}); console.log('locked'); setInterval(() => {}, 1000);`],
       {
         stdio: ['ignore', 'pipe', 'inherit'],
       },

@@ -37,6 +37,7 @@ import {
 } from '../../src/dataplane/bpf/layout.ts';
 import { BPF_OBJECT, REPO } from './requirements.ts';
 import { type RawCounters, readCounters, type Traffic } from '../../src/dataplane/bpf/counters.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
 
 /** tc verdicts (uapi linux/pkt_cls.h). */
 export const TC_ACT_UNSPEC = -1;
@@ -263,7 +264,7 @@ export class PacketHarness {
    */
   runInNetns(netns: string, runs: ReadonlyArray<{ prog: ProgramName; frame: Uint8Array }>): Array<{ verdict: number; data: Buffer }> {
     const input = JSON.stringify(runs.map((r) => ({ prog: r.prog, frame: Buffer.from(r.frame).toString('hex') })));
-    const child = spawnSync('ip', ['netns', 'exec', netns, process.execPath, `${REPO}test/support/testrun-main.ts`, this.#objectPath, this.pinRoot], {
+    const child = spawnSync('ip', ['netns', 'exec', netns, ...NODE_CMD, `${REPO}test/support/testrun-main.ts`, this.#objectPath, this.pinRoot], {
       input,
       encoding: 'utf8',
     });
