@@ -22,6 +22,7 @@ void InitTc(Napi::Env env, Napi::Object exports);       // tc.cc
 void InitTestRun(Napi::Env env, Napi::Object exports);  // testrun.cc
 void InitLock(Napi::Env env, Napi::Object exports);     // lock.cc
 void InitLinks(Napi::Env env, Napi::Object exports);    // links.cc
+void InitCgroup(Napi::Env env, Napi::Object exports);   // cgroup.cc
 
 // bpffs.cc: makes path a directory on a bpffs, mounting one there when neither
 // it nor its nearest existing ancestor is on bpffs. True when it mounted.

@@ -156,6 +156,7 @@ export function buildConfig(settings: Settings): SwitchyardConfig {
         snatPortRange: s.string('switchyard.bpf.snatPortRange') ?? DEFAULT_SNAT_PORT_RANGE,
         servicesMax: s.number('switchyard.bpf.servicesMax') ?? DEFAULT_SERVICES_MAX,
         backendsMax: s.number('switchyard.bpf.backendsMax') ?? DEFAULT_BACKENDS_MAX,
+        cgroup2Path: s.string('switchyard.bpf.cgroup2Path') ?? '',
       },
       serviceNodePortRange: s.string('switchyard.serviceNodePortRange') ?? DEFAULT_SERVICE_NODE_PORT_RANGE,
     },

@@ -576,6 +576,14 @@ export const RUN_FLAGS: readonly RunFlag[] = [
     default: String(DEFAULT_BACKENDS_MAX),
     help: 'Capacity of each backend map (one entry per distinct endpoint address, port and protocol).',
   }),
+  sy({
+    name: 'cgroup2-path',
+    kind: 'string',
+    paths: ['switchyard.bpf.cgroup2Path'],
+    arg: 'DIR',
+    default: '<the cgroup2 mount in /proc/mounts>',
+    help: "cgroup v2 directory whose processes reach Services through the socket hooks (host-network clients); the cgroup2 root on a node. 'none': not attached.",
+  }),
 ];
 
 export interface ParsedFlags {

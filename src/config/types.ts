@@ -139,6 +139,8 @@ export interface SwitchyardOptions {
     readonly servicesMax: number;
     /** max_entries of sy_backend4_v2 and sy_backend6_v2. */
     readonly backendsMax: number;
+    /** cgroup v2 directory for the host-socket hooks: "" = the cgroup2 mount in /proc/mounts, "none" = not attached. */
+    readonly cgroup2Path: string;
   };
   /** The cluster's NodePort range "MIN-MAX" (the API server's --service-node-port-range), which masquerade ports must avoid. */
   readonly serviceNodePortRange: string;

@@ -24,11 +24,6 @@ export const BPF_GAPS: readonly Gap[] = [
     field: 'sessionAffinity',
     problem: (sp) => (sp.sessionAffinity ? `ClientIP affinity (${sp.sessionAffinity.timeoutSeconds}s) ${LATER}; connections are balanced without it` : null),
   },
-  {
-    feature: 'Services reached by processes of this node (host-network clients)',
-    field: null,
-    problem: () => null,
-  },
 ];
 
 /** The start-up summary: every gap's feature, comma-separated. */

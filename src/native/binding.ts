@@ -174,7 +174,21 @@ export interface NativeBinding {
   // Pids holding a flock on the directory path, from /proc/locks (holders in
   // another PID namespace are left out): for the message while waiting.
   lockHolders(path: string): number[];
+
+  // cgroup.cc: cgroup v2 programs through pinned bpf_links (5.7+). Attach
+  // pins a link at pinPath; a link already pinned there for the same cgroup
+  // and attach type gets the new program in place (bpf_link_update, no gap).
+  cgroupLinkAttach(cgroupPath: string, progFd: number, attachType: CgroupAttachType, pinPath: string): { linkId: number; replaced: boolean };
+  // Detaches and unpins the link pinned at pinPath; false when none was.
+  cgroupLinkDetach(pinPath: string): boolean;
+  // Ids of the programs attached to the cgroup at that attach type (bpf_prog_query).
+  cgroupQuery(cgroupPath: string, attachType: CgroupAttachType): number[];
+  // SO_NETNS_COOKIE of the calling thread's network namespace (5.14+; ENOPROTOOPT before).
+  netnsCookie(): bigint;
 }
+
+/** The cgroup socket-address hooks the addon attaches (BPF_CGROUP_INET*_CONNECT, UDP*_SENDMSG/RECVMSG, INET*_GETPEERNAME). */
+export type CgroupAttachType = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';
 
 // BPF_ANY / BPF_NOEXIST / BPF_EXIST for mapUpdate's flags (uapi linux/bpf.h).
 export const UpdateFlags = { any: 0, noExist: 1, exist: 2 } as const;
@@ -203,6 +217,10 @@ const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'progTestRun',
   'lockDir',
   'lockHolders',
+  'cgroupLinkAttach',
+  'cgroupLinkDetach',
+  'cgroupQuery',
+  'netnsCookie',
 ];
 
 // The build output, relative to this file: src/native/ -> repo root.

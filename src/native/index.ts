@@ -20,6 +20,7 @@ import { SwitchyardError } from '../util/errors.ts';
 
 export { loadBinding, UpdateFlags } from './binding.ts';
 export type {
+  CgroupAttachType,
   LinkEvent,
   LinkOperState,
   LinkWatchOptions,

@@ -63,7 +63,10 @@
 //   once per holding fd (by hand: the kernel lists each flock in /proc/locks).
 // Not modelled: LRU eviction order beyond "least recently written or looked
 // up" (the kernel's is approximate and per CPU), program verification,
-// cgroup hooks, a program fd passed where a map fd is expected (EBADF here).
+// cgroup hooks beyond a table of pinned links (cgroupLinkAttach: a program
+// fd that is not one EBADF; a pin of the same cgroup and type swaps the
+// program; cgroupQuery lists the programs linked there; netnsCookie is a
+// constant), a program fd passed where a map fd is expected (EBADF here).
 //
 // Fault injection (failMap): fail the Nth matching map call, at record k of
 // its batch (records before k applied, as the kernel leaves them), with any
@@ -75,6 +78,7 @@ import { posix } from 'node:path';
 import type { Link, LinkSource } from '../../src/host/links.ts';
 import { MAPS, type MapSpec, type MapType } from '../../src/dataplane/bpf/layout.ts';
 import type {
+  CgroupAttachType,
   LinkEvent,
   LinkWatchOptions,
   MapDumpResult,
@@ -473,6 +477,30 @@ export class FakeNativeBinding implements NativeBinding {
   }
 
   /** Every holder is this process (one fake kernel per test process). */
+  /** Pinned cgroup links: pin path -> {cgroup, attach type, program id}. */
+  readonly cgroupLinks = new Map<string, { cgroup: string; type: CgroupAttachType; progId: number }>();
+
+  cgroupLinkAttach(cgroupPath: string, progFd: number, attachType: CgroupAttachType, pinPath: string): { linkId: number; replaced: boolean } {
+    const e = this.#fds.get(progFd);
+    if (e === undefined || e.kind !== 'prog') throw sysError('EBADF', 'bpf_link_create', `cgroup ${cgroupPath} ${attachType} (prog fd ${progFd})`);
+    const had = this.cgroupLinks.get(pinPath);
+    const replaced = had !== undefined && had.cgroup === cgroupPath && had.type === attachType;
+    this.cgroupLinks.set(pinPath, { cgroup: cgroupPath, type: attachType, progId: e.prog.id });
+    return { linkId: 1, replaced };
+  }
+
+  cgroupLinkDetach(pinPath: string): boolean {
+    return this.cgroupLinks.delete(pinPath);
+  }
+
+  cgroupQuery(cgroupPath: string, attachType: CgroupAttachType): number[] {
+    return [...this.cgroupLinks.values()].filter((l) => l.cgroup === cgroupPath && l.type === attachType).map((l) => l.progId);
+  }
+
+  netnsCookie(): bigint {
+    return 4096n;
+  }
+
   lockHolders(path: string): number[] {
     argString(path, 'path');
     const p = clean(path);

@@ -114,6 +114,7 @@ test("the table has every kube-proxy flag, and Switchyard's own apart", () => {
     'bpf-pin-path',
     'bpf-services-max',
     'bpf-snat-port-range',
+    'cgroup2-path',
     'manifests',
     'pod-interfaces',
     'service-node-port-range',
@@ -223,7 +224,13 @@ test('--hostname-override is trimmed and lower-cased; a blank one is refused', (
 });
 
 test("Switchyard's flags", () => {
-  const { config } = flags('--manifests=/etc/m', '--bpf-pin-path=/run/sy', '--bpf-object=/opt/sy.o', '--pod-interfaces=veth*,cali*');
+  const { config } = flags(
+    '--manifests=/etc/m',
+    '--bpf-pin-path=/run/sy',
+    '--bpf-object=/opt/sy.o',
+    '--pod-interfaces=veth*,cali*',
+    '--cgroup2-path=/sys/fs/cgroup',
+  );
   expect(config.switchyard).toStrictEqual({
     manifests: '/etc/m',
     bpf: {
@@ -233,9 +240,15 @@ test("Switchyard's flags", () => {
       snatPortRange: '61000-65535',
       servicesMax: 1048576,
       backendsMax: 1048576,
+      cgroup2Path: '/sys/fs/cgroup',
     },
     serviceNodePortRange: '30000-32767',
   });
+  expect(flags().config.switchyard.bpf.cgroup2Path, 'default: the cgroup2 mount, found at run time').toBe('');
+  expect(flags('--cgroup2-path=none').config.switchyard.bpf.cgroup2Path).toBe('none');
+  expect(refused('--cgroup2-path=sys/fs/cgroup').message).toBe(
+    '--cgroup2-path: "sys/fs/cgroup": must be an absolute path (a cgroup v2 directory, such as /sys/fs/cgroup), or \'none\'',
+  );
   expect(refused('--bpf-pin-path=sys/fs/bpf').message).toBe(
     '--bpf-pin-path: "sys/fs/bpf": must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)',
   );

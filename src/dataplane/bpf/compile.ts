@@ -7,7 +7,8 @@
 // translates. Per ServicePort, every frontend the model lists, both
 // families: each ClusterIP, the NodePort on every node address of the
 // family that --nodeport-addresses allows, each ExternalIP, each
-// LoadBalancer IP (ipMode VIP; the model leaves out Proxy). Per frontend:
+// LoadBalancer IP (ipMode VIP; the model leaves out Proxy); NodePorts also
+// on 127.0.0.1 with localhostNodePorts (for the socket hooks). Per frontend:
 //   internal master: the verdict for pod clients (DNAT -> FORWARD with the
 //     endpoints, REJECT, DROP), SY_SVC_F_MASQ when it masquerades,
 //     SY_SVC_F_CLUSTER_IP on ClusterIPs (and a VIP entry);
@@ -56,6 +57,12 @@ export interface CompileOptions {
   readonly nodeIPs: readonly string[];
   /** --nodeport-addresses as CIDRs; empty: every node address. */
   readonly nodePortAddresses: readonly string[];
+  /**
+   * NodePorts also on 127.0.0.1 (kube-proxy's localhost NodePorts, IPv4
+   * only): reached by host-network clients through the socket hooks. The
+   * caller decides (--iptables-localhost-nodeports and --nodeport-addresses).
+   */
+  readonly localhostNodePorts?: boolean;
 }
 
 /** Options for tests and callers that only care about a few. */
@@ -68,12 +75,22 @@ export function compileOptions(o: Partial<CompileOptions> = {}): CompileOptions 
     nodeZone: null,
     nodeIPs: [],
     nodePortAddresses: [],
+    localhostNodePorts: false,
     ...o,
   };
 }
 
 function optionsKey(o: CompileOptions): string {
-  return JSON.stringify([o.masqueradeAll, o.localCIDRs, o.localByInterface, o.nodeName, o.nodeZone, o.nodeIPs, o.nodePortAddresses]);
+  return JSON.stringify([
+    o.masqueradeAll,
+    o.localCIDRs,
+    o.localByInterface,
+    o.nodeName,
+    o.nodeZone,
+    o.nodeIPs,
+    o.nodePortAddresses,
+    o.localhostNodePorts === true,
+  ]);
 }
 
 /** Compiles the whole snapshot (snapshot.changed is ignored). */
@@ -212,6 +229,9 @@ function cmp(a: string, b: string): number {
 // ---------------------------------------------------------------------------
 // One ServicePort.
 
+/** kube-proxy's localhost NodePort address (IPv4 only, as kube-proxy's iptables mode). */
+export const LOCALHOST4 = '127.0.0.1';
+
 interface Context {
   readonly key: string;
   readonly verdict: VerdictOptions;
@@ -229,6 +249,7 @@ function context(o: CompileOptions): Context {
     const canon = canonicalIP(text, 'decimal') as string;
     if (!ips[ip.family].includes(canon)) ips[ip.family].push(canon);
   }
+  if (o.localhostNodePorts === true && !ips.IPv4.includes(LOCALHOST4)) ips.IPv4.push(LOCALHOST4);
   return {
     key: optionsKey(o),
     verdict: {

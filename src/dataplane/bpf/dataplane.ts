@@ -58,6 +58,7 @@ import { type Counters, hasTraffic, labelCounters, readCounters, type Traffic } 
 import { parseServicePortId } from '../../model/service-ports.ts';
 import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts';
 import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.ts';
+import { attachSocketLb } from './socklb.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -145,12 +146,20 @@ export interface BpfDataplaneOptions {
   readonly detectLocal: LocalDetector;
   /** --nodeport-addresses CIDRs; empty: every node address. */
   readonly nodePortAddresses: readonly string[];
+  /** NodePorts on 127.0.0.1 too (compile.ts localhostNodePorts); default false. */
+  readonly localhostNodePorts?: boolean;
   /** --bpf-snat-port-range, inclusive. */
   readonly snatPorts: { readonly min: number; readonly max: number };
   /** max_entries per map (layout.ts MAPS defaults where absent). */
   readonly capacities: Capacities;
   /** The links to attach to and their changes: hostLinks() in the daemon. */
   readonly links: LinkSource;
+  /**
+   * The socket hooks for host-network clients (socklb.ts): sock.bpf.o and
+   * the cgroup v2 directory to attach it to. Absent or null: not attached.
+   * A failure to attach is logged and the tc dataplane runs on without them.
+   */
+  readonly hostSockets?: { readonly objectPath: string; readonly cgroupPath: string } | null;
   /** Clock for the id quarantine (ms); default Date.now. */
   readonly now?: () => number;
   /** How long start() waits for another daemon to release the pin directory; default PIN_LOCK_TIMEOUT_MS. */
@@ -222,6 +231,7 @@ export class BpfDataplane implements Dataplane {
   #gcRunning: Promise<CtPassResult | null> | null = null;
   /** CT entries per map as the last GC pass left them (map-fill metrics). */
   #ctEntries: { ct4: number; ct6: number } | null = null;
+  #hostSockets = false;
 
   constructor(o: BpfDataplaneOptions) {
     this.#o = o;
@@ -301,9 +311,27 @@ export class BpfDataplane implements Dataplane {
     // Watch first, then list: a link that appears in between is in both, not in neither.
     this.#watcher = o.links.watch(() => this.#attachLinks(), signal);
     this.#attachLinks();
+    await this.#attachSockets(maxEntries);
     if (o.conntrackTimeouts !== undefined) {
       this.#gcTimer = setInterval(() => void this.collectConntrack().catch(() => undefined), o.conntrackGcIntervalMs ?? CT_GC_INTERVAL_MS);
       this.#gcTimer.unref();
+    }
+  }
+
+  /** Whether the socket hooks are attached (metrics, tests). */
+  get hostSockets(): boolean {
+    return this.#hostSockets;
+  }
+
+  async #attachSockets(maxEntries: Readonly<Record<string, number>>): Promise<void> {
+    const o = this.#o;
+    const hs = o.hostSockets;
+    if (hs === undefined || hs === null) return;
+    try {
+      await attachSocketLb({ native: o.native, log: o.log, objectPath: hs.objectPath, pinPath: o.pinPath, cgroupPath: hs.cgroupPath, maxEntries });
+      this.#hostSockets = true;
+    } catch (err) {
+      o.log.warn('socket hooks not attached: host-network clients do not reach Services', { cgroup: hs.cgroupPath, error: (err as Error).message });
     }
   }
 
@@ -549,6 +577,7 @@ export class BpfDataplane implements Dataplane {
       nodeZone: null,
       nodeIPs: o.node.all ?? [o.node.ipv4, o.node.ipv6].filter((a) => a !== null),
       nodePortAddresses: o.nodePortAddresses,
+      localhostNodePorts: o.localhostNodePorts === true,
     };
   }
 
