@@ -98,8 +98,9 @@ static __always_inline void ctx_set(struct bpf_sock_addr *ctx, int v6, const __b
 	ctx->user_port = (__u32)port;
 }
 
-static __always_inline void rnat_write(int v6, __u64 cookie, __u8 proto, const struct sy_ct6_value *f,
-                                       const union sy_addr *front, __be16 front_port)
+static __always_inline void rnat_write(int v6, __u64 cookie, __u8 proto,
+                                       const struct sy_ct6_value *f, const union sy_addr *front,
+                                       __be16 front_port)
 {
 	if (v6) {
 		struct sy_sock_rnat6_key k = {

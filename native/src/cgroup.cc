@@ -51,7 +51,8 @@ bpf_attach_type ArgAttachType(const Napi::CallbackInfo& info, size_t i) {
   std::string s = ArgString(info, i, "attachType");
   for (const auto& a : kAttachTypes)
     if (s == a.name) return a.type;
-  throw Napi::TypeError::New(info.Env(), "attachType must be one of connect4/6, sendmsg4/6, recvmsg4/6, getpeername4/6");
+  throw Napi::TypeError::New(info.Env(),
+                             "attachType must be one of connect4/6, sendmsg4/6, recvmsg4/6, getpeername4/6");
 }
 
 class Fd {
