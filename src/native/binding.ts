@@ -185,6 +185,12 @@ export interface NativeBinding {
   cgroupQuery(cgroupPath: string, attachType: CgroupAttachType): number[];
   // SO_NETNS_COOKIE of the calling thread's network namespace (5.14+; ENOPROTOOPT before).
   netnsCookie(): bigint;
+
+  // sockdiag.cc: destroys (SOCK_DESTROY over NETLINK_SOCK_DIAG) the TCP or
+  // UDP sockets of this network namespace whose peer is addr:port (4 or 16
+  // bytes) and whose cookie is listed; returns how many. EOPNOTSUPP without
+  // CONFIG_INET_DIAG_DESTROY.
+  sockDestroy(family: 'IPv4' | 'IPv6', proto: 'TCP' | 'UDP', addr: Uint8Array, port: number, cookies: readonly bigint[]): number;
 }
 
 /** The cgroup socket-address hooks the addon attaches (BPF_CGROUP_INET*_CONNECT, UDP*_SENDMSG/RECVMSG, INET*_GETPEERNAME). */
@@ -221,6 +227,7 @@ const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'cgroupLinkDetach',
   'cgroupQuery',
   'netnsCookie',
+  'sockDestroy',
 ];
 
 // The build output, relative to this file: src/native/ -> repo root.

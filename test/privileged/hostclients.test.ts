@@ -30,6 +30,11 @@ import type { Cluster, ClusterNode, Pod } from '../../src/rig/cluster.ts';
 import type { RigProcess } from '../../src/rig/proc.ts';
 import type { Proto, RequestResult } from '../../src/rig/protocol.ts';
 import { needs } from '../support/requirements.ts';
+import type { UdpFlowOutput } from '../support/udp-flow.ts';
+import { inCgroup } from '../../src/rig/cluster.ts';
+import { NODE_CMD } from '../../src/rig/proc.ts';
+import { formatEndpoint } from '../../src/rig/protocol.ts';
+import { fileURLToPath } from 'node:url';
 import {
   describeFailures,
   e2eTest,
@@ -40,6 +45,7 @@ import {
   nodeStats,
   REQ_TIMEOUT_MS,
   type ServiceSpec,
+  scaled,
   serviceManifest,
   startDaemon,
   SWITCHYARD,
@@ -52,6 +58,7 @@ const skip = needs('the host-network client suite', ['root', 'ip', 'nft', 'bpf-o
 type Family = 'IPv4' | 'IPv6';
 const FAMILIES: Family[] = ['IPv4', 'IPv6'];
 const PROTOS = ['tcp', 'udp'] as const;
+const UDP_FLOW = fileURLToPath(new URL('../support/udp-flow.ts', import.meta.url));
 const HTTP = 8080;
 const DNS = 5353;
 
@@ -71,6 +78,8 @@ const LB = { vip: a('10.96.4.12', 'fd00:10:96::412'), lb: a('198.19.0.40', 'fd00
 const EIP = { vip: a('10.96.4.13', 'fd00:10:96::413'), ext: a('198.19.0.41', 'fd00:198:18::2:41') };
 /** No endpoints: REJECT. */
 const EMPTY = { vip: a('10.96.4.14', 'fd00:10:96::414') };
+/** ClusterIPs whose one endpoint is replaced (pod-2-1, then pod-2-2), one per family (item 2: sockets of removed backends). */
+const MOVE = { vip: a('10.96.4.15', 'fd00:10:96::415') };
 
 const svcPorts = (tcpNodePort?: number, udpNodePort?: number): ServiceSpec['ports'] => [
   { name: 'http', port: 80, targetPort: HTTP, protocol: 'TCP', ...(tcpNodePort ? { nodePort: tcpNodePort } : {}) },
@@ -141,6 +150,7 @@ const test = e2eTest.extend<{ $file: { scenario: Scenario } }>({
           serviceManifest({ name: 'eip', clusterIPs: dual(EIP.vip), externalIPs: dual(EIP.ext), ports: svcPorts() }, both(c.pod(1, 2), 'node-1')),
         );
         manifests.write('empty.yaml', serviceManifest({ name: 'empty', clusterIPs: dual(EMPTY.vip), ports: svcPorts() }, []));
+        manifests.write('move.yaml', serviceManifest({ name: 'move', clusterIPs: dual(MOVE.vip), ports: svcPorts() }, both(c.pod(2, 1), 'node-2')));
         s.daemon = startDaemon(c, c.node(1), manifests, pins, ['--cluster-cidr=10.244.0.0/16,fd00:10:244::/56', `--cgroup2-path=${s.cg.path}`]);
         await untilProgrammed([s.daemon]);
         await until(
@@ -269,6 +279,46 @@ describe.skipIf(skip)('host-network clients through the socket hooks', () => {
       });
     });
   }
+
+  test('a connected UDP socket whose backend is removed is closed (ECONNABORTED), and its client reconnects to the live backend', async ({
+    cluster: c,
+    manifests,
+    scenario,
+  }) => {
+    const flows = FAMILIES.map((f) =>
+      c.spawn(
+        c.node(1).ns,
+        inCgroup(scenario.cg.path, [
+          ...NODE_CMD,
+          UDP_FLOW,
+          '--connected',
+          '--target',
+          formatEndpoint({ ip: MOVE.vip[f], port: 53 }),
+          '--duration-ms',
+          String(scaled(8000)),
+          '--interval-ms',
+          '200',
+        ]),
+      ),
+    );
+    try {
+      for (const p of flows) await p.waitForLine('connected', scaled(10_000));
+      // pod-2-1 leaves the Service (its backend keeps running: only the Service moved), pod-2-2 joins.
+      manifests.write(
+        'move.yaml',
+        serviceManifest({ name: 'move', clusterIPs: [MOVE.vip.IPv4, MOVE.vip.IPv6], ports: svcPorts() }, both(c.pod(2, 2), 'node-2')),
+      );
+      for (const [i, f] of FAMILIES.entries()) {
+        const p = flows[i] as RigProcess;
+        const out = JSON.parse(await p.waitForLine(/^\{/, scaled(30_000))) as UdpFlowOutput;
+        expect(out.backends, `${f}: backends in order (stderr: ${scenario.daemon?.stderr.slice(-1500)})`).toStrictEqual(['pod-2-1', 'pod-2-2']);
+        expect(out.errors, `${f}: the removed backend's socket was closed`).toStrictEqual(['ECONNABORTED']);
+      }
+      expect(findLog(scenario.daemon?.stderr ?? '', 'bpf', 'closed host sockets connected to removed endpoints'), 'logged').toBeDefined();
+    } finally {
+      await Promise.all(flows.map((p) => p.stop()));
+    }
+  });
 
   test('the hooks are attached once per type, stay while the daemon is down, are swapped in place by the next one, and go with cleanup', async ({
     cluster: c,

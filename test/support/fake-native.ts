@@ -501,6 +501,14 @@ export class FakeNativeBinding implements NativeBinding {
     return 4096n;
   }
 
+  /** Calls of sockDestroy, in order; it destroys nothing (no sockets here) and returns 0. */
+  readonly sockDestroys: { family: 'IPv4' | 'IPv6'; proto: 'TCP' | 'UDP'; addr: Uint8Array; port: number; cookies: readonly bigint[] }[] = [];
+
+  sockDestroy(family: 'IPv4' | 'IPv6', proto: 'TCP' | 'UDP', addr: Uint8Array, port: number, cookies: readonly bigint[]): number {
+    this.sockDestroys.push({ family, proto, addr, port, cookies });
+    return 0;
+  }
+
   lockHolders(path: string): number[] {
     argString(path, 'path');
     const p = clean(path);

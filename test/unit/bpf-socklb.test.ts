@@ -5,7 +5,15 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
-import { attachSocketLb, detachSocketLb, findCgroup2Mount, SOCK_ATTACH_TYPES, SOCK_PROGRAMS, sockLinkPin } from '../../src/dataplane/bpf/socklb.ts';
+import {
+  attachSocketLb,
+  detachSocketLb,
+  findCgroup2Mount,
+  SOCK_ATTACH_TYPES,
+  SOCK_PROGRAMS,
+  sockLinkPin,
+  staleSockets,
+} from '../../src/dataplane/bpf/socklb.ts';
 import { FakeNativeBinding } from '../support/fake-native.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
@@ -42,4 +50,29 @@ test('attachSocketLb fails naming the step when the object is not there', async 
   ).rejects.toThrow(/load \/nonexistent\/sock\.bpf\.o/);
   expect(native.cgroupLinks.size).toBe(0);
   expect(sockLinkPin('/sys/fs/bpf/switchyard', 'connect4')).toBe('/sys/fs/bpf/switchyard/sy_link_connect4_v2');
+});
+
+test('staleSockets: entries whose backend left their frontend, grouped by backend; other frontends, empty ones and SCTP left alone', () => {
+  const fe = (addr: string, port: number) => ({ addr, port });
+  const key = (cookie: bigint, addr: string, port: number, proto: 'TCP' | 'UDP' | 'SCTP') => ({ cookie, addr, port, proto });
+  const entries = [
+    [key(1n, '10.244.2.11', 5353, 'UDP'), fe('10.96.0.10', 53)],
+    [key(2n, '10.244.2.11', 5353, 'UDP'), fe('10.96.0.10', 53)],
+    [key(3n, '10.244.2.12', 5353, 'UDP'), fe('10.96.0.10', 53)], // still serving
+    [key(4n, '10.244.2.11', 8080, 'TCP'), fe('10.96.0.10', 80)],
+    [key(5n, '10.244.2.11', 5353, 'UDP'), fe('10.96.0.11', 53)], // another Service keeps the backend
+    [key(6n, '10.244.2.11', 5353, 'UDP'), fe('10.96.0.12', 53)], // its Service has no serving endpoint
+    [key(7n, '10.244.2.11', 9999, 'SCTP'), fe('10.96.0.10', 9)],
+  ] as const;
+  const serving = new Map([
+    ['10.96.0.10:53/UDP', new Set(['10.244.2.12'])],
+    ['10.96.0.10:80/TCP', new Set(['10.244.2.12'])],
+    ['10.96.0.11:53/UDP', new Set(['10.244.2.11'])],
+    ['10.96.0.12:53/UDP', new Set<string>()],
+    ['10.96.0.10:9/SCTP', new Set(['10.244.2.12'])],
+  ]);
+  expect(staleSockets('IPv4', entries, serving)).toStrictEqual([
+    { family: 'IPv4', proto: 'UDP', addr: '10.244.2.11', port: 5353, cookies: [1n, 2n], keys: [entries[0][0], entries[1][0]] },
+    { family: 'IPv4', proto: 'TCP', addr: '10.244.2.11', port: 8080, cookies: [4n], keys: [entries[3][0]] },
+  ]);
 });

@@ -58,7 +58,7 @@ import { type Counters, hasTraffic, labelCounters, readCounters, type Traffic } 
 import { parseServicePortId } from '../../model/service-ports.ts';
 import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts';
 import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.ts';
-import { attachSocketLb } from './socklb.ts';
+import { attachSocketLb, closeStaleSockets } from './socklb.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -391,6 +391,7 @@ export class BpfDataplane implements Dataplane {
       this.#programmed = plan.next;
       this.#desired = desired;
       await this.#flushStaleFlows(plan.touched, plan.next, desired, snapshot);
+      await this.#closeStaleSockets(plan.touched, desired, snapshot);
       if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
       return {
         frontendsChanged: plan.touched.length,
@@ -426,6 +427,32 @@ export class BpfDataplane implements Dataplane {
     this.#fds = null;
     this.#lock?.release();
     this.#lock = null;
+  }
+
+  /**
+   * After a sync, with the socket hooks attached: the host sockets they
+   * pointed at a backend that is no longer a serving endpoint of the
+   * frontend (of the frontends this sync touched) are destroyed, so their
+   * clients reconnect (socklb.ts closeStaleSockets). Same rule as the
+   * conntrack reconciler below. A failure is logged, not thrown.
+   */
+  async #closeStaleSockets(touched: readonly string[], desired: DesiredState, snapshot: ProxySnapshot): Promise<void> {
+    if (!this.#hostSockets || touched.length === 0) return;
+    const serving = new Map<string, Set<string>>();
+    for (const key of touched) {
+      const d = desired.services.get(key);
+      if (d === undefined) continue;
+      const port = snapshot.servicePorts.get(d.owner);
+      const addrs = new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
+      if (addrs.size > 0) serving.set(key, addrs);
+    }
+    if (serving.size === 0) return;
+    try {
+      const closed = await kernel('close host sockets of removed endpoints', () => closeStaleSockets(this.#o.native, this.#o.pinPath, serving));
+      if (closed > 0) this.#o.log.info('closed host sockets connected to removed endpoints', { sockets: closed });
+    } catch (err) {
+      this.#o.log.warn('closing host sockets of removed endpoints failed; they stay connected', { error: (err as Error).message });
+    }
   }
 
   /**

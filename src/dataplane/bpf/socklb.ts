@@ -5,6 +5,12 @@
 // the hooks act for). The object shares the tc programs' maps through their
 // pins, so it is opened after them, with the same capacities.
 //
+// After a sync, closeStaleSockets() destroys the host sockets the hooks
+// pointed at a backend that is no longer a serving endpoint of the
+// frontend they connected to (SOCK_DESTROY over NETLINK_SOCK_DIAG), so
+// their clients reconnect to a live one; the same rule as the conntrack
+// reconciler (dataplane.ts #flushStaleFlows), for TCP and UDP.
+//
 // A restarted daemon swaps its programs into the links the previous one
 // pinned (bpf_link_update): no moment without hooks. `switchyard cleanup`
 // detaches them (detachSocketLb). Kernel needs: cgroup v2, bpf_link for
@@ -15,10 +21,12 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { CgroupAttachType, NativeBinding } from '../../native/binding.ts';
-import { BpfObject, isNativeError } from '../../native/index.ts';
+import { BpfMap, BpfObject, isNativeError, isNotExist } from '../../native/index.ts';
 import { DataplaneError } from '../types.ts';
 import type { Logger } from '../../util/log.ts';
-import { encode, SOCK_MAPS, sockConfigCodec, u32Codec } from './layout.ts';
+import { parseIP } from '../../util/ip.ts';
+import { encode, SOCK_MAPS, type SockRnatKey, type SockRnatValue, sockConfigCodec, u32Codec } from './layout.ts';
+import { l4Key } from './state.ts';
 
 /** The program of each hook, as sock.bpf.c names them. */
 export const SOCK_PROGRAMS: Readonly<Record<CgroupAttachType, string>> = {
@@ -115,4 +123,79 @@ export function detachSocketLb(native: NativeBinding, pinPath: string): CgroupAt
     if (native.cgroupLinkDetach(pin)) out.push(type);
   }
   return out;
+}
+
+/** Host sockets to one backend that are to be closed: their cookies, and their reverse-NAT keys to delete. */
+export interface StaleSockets {
+  readonly family: 'IPv4' | 'IPv6';
+  readonly proto: 'TCP' | 'UDP';
+  readonly addr: string;
+  readonly port: number;
+  readonly cookies: bigint[];
+  readonly keys: SockRnatKey[];
+}
+
+/**
+ * The reverse-NAT entries whose backend is no longer a serving endpoint of
+ * their frontend, grouped by backend. `serving`: frontend key (l4Key) ->
+ * the serving endpoint addresses of its Service port, for the frontends a
+ * sync touched; an entry of another frontend is left alone, as is every
+ * entry of a frontend with no serving endpoint (as the conntrack
+ * reconciler: nothing better to move to). SCTP sockets are not closed
+ * (the kernel's sock_diag cannot destroy them).
+ */
+export function staleSockets(
+  family: 'IPv4' | 'IPv6',
+  entries: Iterable<readonly [SockRnatKey, SockRnatValue]>,
+  serving: ReadonlyMap<string, ReadonlySet<string>>,
+): StaleSockets[] {
+  const groups = new Map<string, StaleSockets>();
+  for (const [k, v] of entries) {
+    if (k.proto === 'SCTP') continue;
+    const live = serving.get(l4Key({ addr: v.addr, port: v.port, proto: k.proto }));
+    if (live === undefined || live.size === 0 || live.has(k.addr)) continue;
+    const g = `${k.proto} ${k.addr} ${k.port}`;
+    let s = groups.get(g);
+    if (s === undefined) {
+      s = { family, proto: k.proto, addr: k.addr, port: k.port, cookies: [], keys: [] };
+      groups.set(g, s);
+    }
+    if (!s.cookies.includes(k.cookie)) s.cookies.push(k.cookie);
+    s.keys.push(k);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * Destroys the host sockets of staleSockets() in this network namespace and
+ * deletes their reverse-NAT entries. Returns how many sockets were closed.
+ * The maps are opened by their pins (absent: the hooks never ran, nothing
+ * to do).
+ */
+export async function closeStaleSockets(native: NativeBinding, pinPath: string, serving: ReadonlyMap<string, ReadonlySet<string>>): Promise<number> {
+  let closed = 0;
+  for (const [family, def] of [
+    ['IPv4', SOCK_MAPS.rnat4],
+    ['IPv6', SOCK_MAPS.rnat6],
+  ] as const) {
+    let map: BpfMap;
+    try {
+      map = BpfMap.openPinned(join(pinPath, def.name), native);
+    } catch (err) {
+      if (isNotExist(err)) continue;
+      throw err;
+    }
+    try {
+      const entries = (await map.dump()).map(([k, v]) => [def.keyCodec.decode(k), def.valueCodec.decode(v)] as const);
+      for (const g of staleSockets(family, entries, serving)) {
+        const addr = parseIP(g.addr, 'decimal');
+        if (addr === null) continue;
+        closed += native.sockDestroy(family, g.proto, addr.bytes, g.port, g.cookies);
+        await map.delete(g.keys.map((k) => encode(def.keyCodec, k)));
+      }
+    } finally {
+      map.close();
+    }
+  }
+  return closed;
 }
