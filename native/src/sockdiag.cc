@@ -94,7 +94,8 @@ std::vector<inet_diag_sockid> Matching(const NlSocket& s, uint8_t family, const 
       auto* m = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
       if (m->idiag_family != family || m->id.idiag_dport != port_be) continue;
       if (std::memcmp(m->id.idiag_dst, addr, addr_len) != 0) continue;
-      uint64_t cookie = static_cast<uint64_t>(m->id.idiag_cookie[0]) | static_cast<uint64_t>(m->id.idiag_cookie[1]) << 32;
+      uint64_t cookie = static_cast<uint64_t>(m->id.idiag_cookie[0]) | static_cast<uint64_t>(m->id.idiag_cookie[1])
+                                                                           << 32;
       if (cookies.count(cookie) == 0) continue;
       out.push_back(m->id);
     }
@@ -156,8 +157,10 @@ Napi::Value SockDestroy(const Napi::CallbackInfo& info) {
     r.req.id = id;
     Send(s, r, what);
     int err = Ack(s, what);
-    if (err == 0) destroyed++;
-    else if (err != ENOENT) throw SysError(err, "SOCK_DESTROY", what);
+    if (err == 0)
+      destroyed++;
+    else if (err != ENOENT)
+      throw SysError(err, "SOCK_DESTROY", what);
   }
   return Napi::Number::New(env, destroyed);
 }
