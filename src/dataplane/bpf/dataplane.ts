@@ -146,7 +146,7 @@ export interface BpfDataplaneOptions {
   readonly detectLocal: LocalDetector;
   /** --nodeport-addresses CIDRs; empty: every node address. */
   readonly nodePortAddresses: readonly string[];
-  /** NodePorts on 127.0.0.1 too (compile.ts localhostNodePorts); default false. */
+  /** NodePorts on 127.0.0.1 too (compile.ts localhostNodePorts) once the socket hooks are attached; default false. */
   readonly localhostNodePorts?: boolean;
   /** --bpf-snat-port-range, inclusive. */
   readonly snatPorts: { readonly min: number; readonly max: number };
@@ -604,7 +604,8 @@ export class BpfDataplane implements Dataplane {
       nodeZone: null,
       nodeIPs: o.node.all ?? [o.node.ipv4, o.node.ipv6].filter((a) => a !== null),
       nodePortAddresses: o.nodePortAddresses,
-      localhostNodePorts: o.localhostNodePorts === true,
+      // Only host sockets reach 127.0.0.1: without the hooks such frontends would serve no one.
+      localhostNodePorts: o.localhostNodePorts === true && this.#hostSockets,
     };
   }
 
