@@ -9,6 +9,8 @@
  *   recvmsg4/6      unconnected (and connected) UDP: the source of a reply
  *                   becomes the frontend again;
  *   getpeername4/6  the peer reads as the frontend.
+ * A v6 hook given an IPv4-mapped address (a dual-stack socket) is served
+ * from the IPv4 maps and answered mapped.
  * Frontends are the tc programs' (sy_svc*_v2, INTERNAL masters: host
  * clients get the verdict of in-cluster clients, as kube-proxy gives
  * traffic whose source is a local address), backends sy_backend*_v2; the
@@ -121,20 +123,40 @@ static __always_inline void rnat_write(int v6, __u64 cookie, __u8 proto,
 	bpf_map_update_elem(&sy_sock_rnat4_v2, &k, &v, BPF_ANY);
 }
 
-/* connect / sendmsg: a frontend's address becomes one of its backends. */
-static __always_inline int sock_fwd(struct bpf_sock_addr *ctx, int v6)
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d) in a v6 hook's context: a
+ * dual-stack socket talking IPv4 (Java's default, for one). */
+static __always_inline int ctx_v4mapped(struct bpf_sock_addr *ctx)
+{
+	return ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
+	       ctx->user_ip6[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline void ctx_set_v4mapped(struct bpf_sock_addr *ctx, __be32 a, __be16 port)
+{
+	ctx->user_ip6[0] = 0;
+	ctx->user_ip6[1] = 0;
+	ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+	ctx->user_ip6[3] = a;
+	ctx->user_port = (__u32)port;
+}
+
+/* connect / sendmsg: a frontend's address becomes one of its backends.
+ * mapped: a v6 hook with an IPv4-mapped address, served from the IPv4 maps
+ * (v6 is then 0) and written back mapped. */
+static __always_inline int sock_fwd_body(struct bpf_sock_addr *ctx, int v6, int mapped)
 {
 	struct sy_svc_value *m;
 	struct sy_ct6_value f;
 	struct pkt p = {};
 	int verdict;
 
-	if (!in_node_netns(ctx))
-		return SYS_PROCEED;
 	p.proto = (__u8)ctx->protocol;
 	if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP && p.proto != IPPROTO_SCTP)
 		return SYS_PROCEED;
-	ctx_addr(ctx, v6, &p.daddr);
+	if (mapped)
+		p.daddr.w[0] = ctx->user_ip6[3];
+	else
+		ctx_addr(ctx, v6, &p.daddr);
 	p.dport = (__be16)ctx->user_port;
 	m = svc_lookup(v6, &p.daddr, p.dport, p.proto, SY_SCOPE_INTERNAL, 0, 0);
 	if (!m)
@@ -146,9 +168,21 @@ static __always_inline int sock_fwd(struct bpf_sock_addr *ctx, int v6)
 	if (verdict != SY_ACT_FORWARD)
 		return refuse(EHOSTUNREACH);
 	rnat_write(v6, bpf_get_socket_cookie(ctx), p.proto, &f, &p.daddr, p.dport);
-	ctx_set(ctx, v6, f.backend_addr_be, f.backend_port_be);
+	if (mapped)
+		ctx_set_v4mapped(ctx, f.backend_addr_be[0], f.backend_port_be);
+	else
+		ctx_set(ctx, v6, f.backend_addr_be, f.backend_port_be);
 	stat_inc(SY_STAT_SOCK_XLATE);
 	return SYS_PROCEED;
+}
+
+static __always_inline int sock_fwd(struct bpf_sock_addr *ctx, int v6)
+{
+	if (!in_node_netns(ctx))
+		return SYS_PROCEED;
+	if (v6 && ctx_v4mapped(ctx))
+		return sock_fwd_body(ctx, 0, 1);
+	return sock_fwd_body(ctx, v6, 0);
 }
 
 /* recvmsg / getpeername: a backend's address back to the frontend. */
@@ -159,6 +193,17 @@ static __always_inline int sock_rev(struct bpf_sock_addr *ctx, int v6)
 	if (!in_node_netns(ctx))
 		return SYS_PROCEED;
 	proto = (__u8)ctx->protocol;
+	if (v6 && ctx_v4mapped(ctx)) {
+		struct sy_sock_rnat4_key k = {.cookie = bpf_get_socket_cookie(ctx),
+		                              .addr_be = ctx->user_ip6[3],
+		                              .port_be = (__be16)ctx->user_port,
+		                              .proto = proto};
+		struct sy_sock_rnat4_value *v = bpf_map_lookup_elem(&sy_sock_rnat4_v2, &k);
+
+		if (v)
+			ctx_set_v4mapped(ctx, v->addr_be, v->port_be);
+		return SYS_PROCEED;
+	}
 	if (v6) {
 		struct sy_sock_rnat6_key k = {.cookie = bpf_get_socket_cookie(ctx),
 		                              .port_be = (__be16)ctx->user_port,

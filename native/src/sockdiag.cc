@@ -6,7 +6,8 @@
 // addr:port and whose cookie is one of `cookies` (the sockets the socket
 // hooks pointed there, from their reverse-NAT map), and sends SOCK_DESTROY
 // for each: a TCP socket is aborted (ECONNABORTED, a reset to the peer), a
-// UDP socket gets ECONNABORTED on its next call and is disconnected. Returns
+// UDP socket gets ECONNABORTED on its next call and is disconnected. An IPv4
+// peer is looked for among AF_INET6 sockets too (as ::ffff:a.b.c.d). Returns
 // how many were destroyed; one already gone (ENOENT) is not counted. Without
 // CONFIG_INET_DIAG_DESTROY the kernel answers EOPNOTSUPP, thrown as a
 // SysError. Runs on the main thread: one dump and a few requests.
@@ -147,20 +148,35 @@ Napi::Value SockDestroy(const Napi::CallbackInfo& info) {
   std::string what = fam + (proto == IPPROTO_TCP ? " TCP" : " UDP") + " sockets to port " + std::to_string(port);
   if (cookies.empty()) return Napi::Number::New(env, 0);
 
+  // An IPv4 peer is also the ::ffff:a.b.c.d peer of a dual-stack AF_INET6 socket.
+  struct Pass {
+    uint8_t family;
+    std::vector<uint8_t> addr;
+  };
+  std::vector<Pass> passes{{family, addr}};
+  if (family == AF_INET) {
+    std::vector<uint8_t> mapped(16, 0);
+    mapped[10] = mapped[11] = 0xff;
+    std::memcpy(mapped.data() + 12, addr.data(), 4);
+    passes.push_back({AF_INET6, mapped});
+  }
   NlSocket s;
-  Send(s, MakeRequest(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, family, proto, 1), what);
-  std::vector<inet_diag_sockid> found = Matching(s, family, addr.data(), addr_len, htons(port), cookies, what);
   uint32_t destroyed = 0;
-  uint32_t seq = 2;
-  for (const auto& id : found) {
-    Request r = MakeRequest(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, family, proto, seq++);
-    r.req.id = id;
-    Send(s, r, what);
-    int err = Ack(s, what);
-    if (err == 0)
-      destroyed++;
-    else if (err != ENOENT)
-      throw SysError(err, "SOCK_DESTROY", what);
+  uint32_t seq = 1;
+  for (const auto& pass : passes) {
+    Send(s, MakeRequest(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, pass.family, proto, seq++), what);
+    std::vector<inet_diag_sockid> found =
+        Matching(s, pass.family, pass.addr.data(), pass.addr.size(), htons(port), cookies, what);
+    for (const auto& id : found) {
+      Request r = MakeRequest(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, pass.family, proto, seq++);
+      r.req.id = id;
+      Send(s, r, what);
+      int err = Ack(s, what);
+      if (err == 0)
+        destroyed++;
+      else if (err != ENOENT)
+        throw SysError(err, "SOCK_DESTROY", what);
+    }
   }
   return Napi::Number::New(env, destroyed);
 }

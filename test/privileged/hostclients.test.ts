@@ -35,6 +35,7 @@ import { inCgroup } from '../../src/rig/cluster.ts';
 import { NODE_CMD } from '../../src/rig/proc.ts';
 import { formatEndpoint } from '../../src/rig/protocol.ts';
 import { fileURLToPath } from 'node:url';
+import { unmapIPv4 } from '../../src/util/ip.ts';
 import {
   describeFailures,
   e2eTest,
@@ -202,7 +203,11 @@ function frontends(c: { node(i: number): ClusterNode }, f: Family): { req: Req; 
       ['LoadBalancer IP', LB.lb[f], svcPort(proto), 'pod-1-1'],
       ['ExternalIP', EIP.ext[f], svcPort(proto), 'pod-1-2'],
     ];
-    if (f === 'IPv4') cases.push(['NodePort on 127.0.0.1', '127.0.0.1', np, 'pod-2-2']);
+    if (f === 'IPv4') {
+      cases.push(['NodePort on 127.0.0.1', '127.0.0.1', np, 'pod-2-2']);
+      // A dual-stack (AF_INET6) socket talking IPv4: the v6 hooks see ::ffff:a.b.c.d.
+      cases.push(['ClusterIP, IPv4-mapped from an IPv6 socket', `::ffff:${WEB.vip.IPv4}`, svcPort(proto), 'pod-2-1']);
+    }
     for (const [kind, ip, port, backend] of cases) {
       out.push({ req: { what: `${proto} ${kind} ${ip}:${port}`, proto, ip, port }, backend });
       if (proto === 'udp') out.push({ req: { what: `connected udp ${kind} ${ip}:${port}`, proto, ip, port, udpConnected: true }, backend });
@@ -237,8 +242,9 @@ describe.skipIf(skip)('host-network clients through the socket hooks', () => {
             expect(r.backend, `${k.req.what}: answered by`).toBe(k.backend);
             const local = f === 'IPv4' && k.backend.startsWith('pod-1-');
             expect(r.seenClient?.ip, `${k.req.what}: the backend sees the node's own address`).toBe(local ? c.node(1).podGateway : addr(c.node(1), f));
-            expect(r.reply, `${k.req.what}: peer / reply source`).toStrictEqual({ ip: k.req.ip, port: k.req.port });
-            if (k.req.udpConnected) expect(r.peer, `${k.req.what}: getpeername`).toStrictEqual({ ip: k.req.ip, port: k.req.port });
+            const service = { ip: unmapIPv4(k.req.ip), port: k.req.port };
+            expect(r.reply && { ...r.reply, ip: unmapIPv4(r.reply.ip) }, `${k.req.what}: peer / reply source`).toStrictEqual(service);
+            if (k.req.udpConnected) expect(r.peer, `${k.req.what}: getpeername`).toStrictEqual(service);
           }
         }
         if (fails.length > 0) expect.fail(`not answered:\n${fails.join('\n')}\n${await evidence(c, pins)}\n${scenario.daemon?.stderr.slice(-2000)}`);
@@ -285,7 +291,13 @@ describe.skipIf(skip)('host-network clients through the socket hooks', () => {
     manifests,
     scenario,
   }) => {
-    const flows = FAMILIES.map((f) =>
+    // IPv4, IPv6, and IPv4 from a dual-stack socket (::ffff:a.b.c.d).
+    const targets = [
+      ['IPv4', MOVE.vip.IPv4],
+      ['IPv6', MOVE.vip.IPv6],
+      ['IPv4-mapped', `::ffff:${MOVE.vip.IPv4}`],
+    ] as const;
+    const flows = targets.map(([, ip]) =>
       c.spawn(
         c.node(1).ns,
         inCgroup(scenario.cg.path, [
@@ -293,7 +305,7 @@ describe.skipIf(skip)('host-network clients through the socket hooks', () => {
           UDP_FLOW,
           '--connected',
           '--target',
-          formatEndpoint({ ip: MOVE.vip[f], port: 53 }),
+          formatEndpoint({ ip, port: 53 }),
           '--duration-ms',
           String(scaled(8000)),
           '--interval-ms',
@@ -308,7 +320,7 @@ describe.skipIf(skip)('host-network clients through the socket hooks', () => {
         'move.yaml',
         serviceManifest({ name: 'move', clusterIPs: [MOVE.vip.IPv4, MOVE.vip.IPv6], ports: svcPorts() }, both(c.pod(2, 2), 'node-2')),
       );
-      for (const [i, f] of FAMILIES.entries()) {
+      for (const [i, [f]] of targets.entries()) {
         const p = flows[i] as RigProcess;
         const out = JSON.parse(await p.waitForLine(/^\{/, scaled(30_000))) as UdpFlowOutput;
         expect(out.backends, `${f}: backends in order (stderr: ${scenario.daemon?.stderr.slice(-1500)})`).toStrictEqual(['pod-2-1', 'pod-2-2']);
