@@ -56,6 +56,10 @@ export const MODULES: ModuleWant[] = [
   { names: ['nf_conntrack_netlink'], optional: true },
   // The rig's nodes: `ct state invalid counter drop` in an inet table.
   { names: ['nft_counter'], optional: true },
+  // Closing host sockets of removed backends (sock_diag SOCK_DESTROY; the VM has no modprobe to autoload them).
+  { names: ['inet_diag'], optional: true },
+  { names: ['tcp_diag'], optional: true },
+  { names: ['udp_diag'], optional: true },
   // SCTP end-to-end tests (northsouth.sctp.test.ts).
   { names: ['sctp'], optional: true },
   // IPVS backend.
