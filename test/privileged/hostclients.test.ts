@@ -31,6 +31,7 @@ import type { RigProcess } from '../../src/rig/proc.ts';
 import type { Proto, RequestResult } from '../../src/rig/protocol.ts';
 import { needs } from '../support/requirements.ts';
 import type { UdpFlowOutput } from '../support/udp-flow.ts';
+import type { HolderOutput } from '../../src/rig/holder.ts';
 import { inCgroup } from '../../src/rig/cluster.ts';
 import { NODE_CMD } from '../../src/rig/proc.ts';
 import { formatEndpoint } from '../../src/rig/protocol.ts';
@@ -60,6 +61,7 @@ type Family = 'IPv4' | 'IPv6';
 const FAMILIES: Family[] = ['IPv4', 'IPv6'];
 const PROTOS = ['tcp', 'udp'] as const;
 const UDP_FLOW = fileURLToPath(new URL('../support/udp-flow.ts', import.meta.url));
+const HOLDER = fileURLToPath(new URL('../../src/rig/holder.ts', import.meta.url));
 const HTTP = 8080;
 const DNS = 5353;
 
@@ -81,6 +83,9 @@ const EIP = { vip: a('10.96.4.13', 'fd00:10:96::413'), ext: a('198.19.0.41', 'fd
 const EMPTY = { vip: a('10.96.4.14', 'fd00:10:96::414') };
 /** ClusterIPs whose one endpoint is replaced (pod-2-1, then pod-2-2), one per family (item 2: sockets of removed backends). */
 const MOVE = { vip: a('10.96.4.15', 'fd00:10:96::415') };
+/** The backends' echo port (long-lived TCP, src/rig/holder.ts), a port of MOVE. */
+const ECHO = 7070;
+const movePorts = (): ServiceSpec['ports'] => [...svcPorts(), { name: 'echo', port: ECHO, targetPort: ECHO, protocol: 'TCP' }];
 
 const svcPorts = (tcpNodePort?: number, udpNodePort?: number): ServiceSpec['ports'] => [
   { name: 'http', port: 80, targetPort: HTTP, protocol: 'TCP', ...(tcpNodePort ? { nodePort: tcpNodePort } : {}) },
@@ -131,7 +136,7 @@ const test = e2eTest.extend<{ $file: { scenario: Scenario } }>({
       try {
         s.cg.setUp();
         const backends = [c.pod(1, 1), c.pod(1, 2), c.pod(2, 1), c.pod(2, 2)];
-        await Promise.all(backends.map((p) => c.startBackend(p, { tcp: [HTTP], udp: [DNS] })));
+        await Promise.all(backends.map((p) => c.startBackend(p, { tcp: [HTTP], udp: [DNS], echo: [ECHO] })));
         const dual = (x: Addrs): string[] => [x.IPv4, x.IPv6];
         manifests.write('nodes.yaml', manifestText(c.nodes.map(nodeDoc)));
         manifests.write('web.yaml', serviceManifest({ name: 'web', clusterIPs: dual(WEB.vip), ports: svcPorts() }, both(c.pod(2, 1), 'node-2')));
@@ -151,7 +156,7 @@ const test = e2eTest.extend<{ $file: { scenario: Scenario } }>({
           serviceManifest({ name: 'eip', clusterIPs: dual(EIP.vip), externalIPs: dual(EIP.ext), ports: svcPorts() }, both(c.pod(1, 2), 'node-1')),
         );
         manifests.write('empty.yaml', serviceManifest({ name: 'empty', clusterIPs: dual(EMPTY.vip), ports: svcPorts() }, []));
-        manifests.write('move.yaml', serviceManifest({ name: 'move', clusterIPs: dual(MOVE.vip), ports: svcPorts() }, both(c.pod(2, 1), 'node-2')));
+        manifests.write('move.yaml', serviceManifest({ name: 'move', clusterIPs: dual(MOVE.vip), ports: movePorts() }, both(c.pod(2, 1), 'node-2')));
         s.daemon = startDaemon(c, c.node(1), manifests, pins, ['--cluster-cidr=10.244.0.0/16,fd00:10:244::/56', `--cgroup2-path=${s.cg.path}`]);
         await untilProgrammed([s.daemon]);
         await until(
@@ -286,7 +291,7 @@ describe.skipIf(skip)('host-network clients through the socket hooks', () => {
     });
   }
 
-  test('a connected UDP socket whose backend is removed is closed (ECONNABORTED), and its client reconnects to the live backend', async ({
+  test('host sockets whose backend is removed are closed (ECONNABORTED): a connected UDP client reconnects to the live backend, a TCP connection is aborted', async ({
     cluster: c,
     manifests,
     scenario,
@@ -313,12 +318,28 @@ describe.skipIf(skip)('host-network clients through the socket hooks', () => {
         ]),
       ),
     );
+    // Long-lived TCP connections through the same Service (the backends' echo port).
+    const holds = (['IPv4', 'IPv6'] as const).map((f) =>
+      c.spawn(
+        c.node(1).ns,
+        inCgroup(scenario.cg.path, [
+          ...NODE_CMD,
+          HOLDER,
+          '--target',
+          formatEndpoint({ ip: MOVE.vip[f], port: ECHO }),
+          '--duration-ms',
+          String(scaled(8000)),
+          '--interval-ms',
+          '200',
+        ]),
+      ),
+    );
     try {
-      for (const p of flows) await p.waitForLine('connected', scaled(10_000));
+      for (const p of [...flows, ...holds]) await p.waitForLine('connected', scaled(10_000));
       // pod-2-1 leaves the Service (its backend keeps running: only the Service moved), pod-2-2 joins.
       manifests.write(
         'move.yaml',
-        serviceManifest({ name: 'move', clusterIPs: [MOVE.vip.IPv4, MOVE.vip.IPv6], ports: svcPorts() }, both(c.pod(2, 2), 'node-2')),
+        serviceManifest({ name: 'move', clusterIPs: [MOVE.vip.IPv4, MOVE.vip.IPv6], ports: movePorts() }, both(c.pod(2, 2), 'node-2')),
       );
       for (const [i, [f]] of targets.entries()) {
         const p = flows[i] as RigProcess;
@@ -326,9 +347,14 @@ describe.skipIf(skip)('host-network clients through the socket hooks', () => {
         expect(out.backends, `${f}: backends in order (stderr: ${scenario.daemon?.stderr.slice(-1500)})`).toStrictEqual(['pod-2-1', 'pod-2-2']);
         expect(out.errors, `${f}: the removed backend's socket was closed`).toStrictEqual(['ECONNABORTED']);
       }
+      for (const [i, f] of (['IPv4', 'IPv6'] as const).entries()) {
+        const out = JSON.parse(await (holds[i] as RigProcess).waitForLine(/^\{/, scaled(30_000))) as HolderOutput;
+        expect(out.backends, `${f} TCP: answered by`).toStrictEqual(['pod-2-1']);
+        expect(out.error, `${f} TCP: the connection to the removed backend was aborted`).toBe('ECONNABORTED');
+      }
       expect(findLog(scenario.daemon?.stderr ?? '', 'bpf', 'closed host sockets connected to removed endpoints'), 'logged').toBeDefined();
     } finally {
-      await Promise.all(flows.map((p) => p.stop()));
+      await Promise.all([...flows, ...holds].map((p) => p.stop()));
     }
   });
 
