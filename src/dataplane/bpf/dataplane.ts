@@ -50,7 +50,7 @@ import {
   SY_CFG_KERNEL_HANDOVER,
   u32Codec,
 } from './layout.ts';
-import type { DesiredState, ProgrammedState } from './state.ts';
+import type { DesiredService, DesiredState, ProgrammedState } from './state.ts';
 import { acquirePinLock, type PinLock } from './pinlock.ts';
 import { ctTarget, LayoutUpgrade, type UpgradeContext } from './migrate.ts';
 import type { Clock } from '../../sync/clock.ts';
@@ -388,10 +388,11 @@ export class BpfDataplane implements Dataplane {
         if (handed > 0) this.#o.log.info('connections the kernel translated (kube-proxy) stay with the kernel until they end', { flows: handed });
         await this.#writeConfig(podCIDRs, false);
       }
+      const before = this.#desired;
       this.#programmed = plan.next;
       this.#desired = desired;
       await this.#flushStaleFlows(plan.touched, plan.next, desired, snapshot);
-      await this.#closeStaleSockets(plan.touched, desired, snapshot);
+      await this.#closeStaleSockets(plan.touched, before, desired, snapshot);
       if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
       return {
         frontendsChanged: plan.touched.length,
@@ -436,12 +437,12 @@ export class BpfDataplane implements Dataplane {
    * clients reconnect (socklb.ts closeStaleSockets). Same rule as the
    * conntrack reconciler below. A failure is logged, not thrown.
    */
-  async #closeStaleSockets(touched: readonly string[], desired: DesiredState, snapshot: ProxySnapshot): Promise<void> {
+  async #closeStaleSockets(touched: readonly string[], before: DesiredState | null, desired: DesiredState, snapshot: ProxySnapshot): Promise<void> {
     if (!this.#hostSockets || touched.length === 0) return;
     const serving = new Map<string, Set<string>>();
     for (const key of touched) {
       const d = desired.services.get(key);
-      if (d === undefined) continue;
+      if (d === undefined || !lostBackends(before, d)) continue;
       const port = snapshot.servicePorts.get(d.owner);
       const addrs = new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
       if (addrs.size > 0) serving.set(key, addrs);
@@ -744,6 +745,20 @@ export class BpfDataplane implements Dataplane {
     }
     for (const ifindex of [...this.#attachFailed.keys()]) if (!present.has(ifindex)) this.#attachFailed.delete(ifindex);
   }
+}
+
+/**
+ * Whether a frontend may have lost a backend since the state `before`
+ * (null at this daemon's first sync: maybe, changes may have come while no
+ * daemon ran; a frontend new since then: no), so that its host sockets are
+ * worth a look: the reverse-NAT maps are read only then.
+ */
+function lostBackends(beforeState: DesiredState | null, now: DesiredService): boolean {
+  if (beforeState === null) return true;
+  const before = beforeState.services.get(now.key);
+  if (before === undefined) return false;
+  const keep = new Set([...now.internal.backendKeys, ...(now.external?.backendKeys ?? [])]);
+  return [...before.internal.backendKeys, ...(before.external?.backendKeys ?? [])].some((k) => !keep.has(k));
 }
 
 type TrafficNumbers = Pick<ServiceTraffic, 'packets' | 'bytes' | 'replyPackets' | 'replyBytes' | 'connections'>;
