@@ -379,6 +379,10 @@ describe.skipIf(skip)('host-network clients through the socket hooks', () => {
       'cgroup_udp6_sendmsg sy_sk_sendmsg6',
     ];
     expect(show()).toStrictEqual(expected);
+    const status = await c.exec(c.node(1), [SWITCHYARD, 'status', `--bpf-pin-path=${pins.dirFor(c.node(1))}`]);
+    expect(status.stdout, status.stderr).toContain(
+      'socket hooks (host-network clients): connect4, connect6, sendmsg4, sendmsg6, recvmsg4, recvmsg6, getpeername4, getpeername6',
+    );
     await scenario.daemon?.stop();
     expect(show(), 'hooks while no daemon runs').toStrictEqual(expected);
     const web = { what: 'tcp ClusterIP', proto: 'tcp' as const, ip: WEB.vip.IPv4, port: 80 };

@@ -284,6 +284,7 @@ describe('the tables', () => {
     ],
     tables: [],
     attachments: [],
+    socketHooks: [],
     notes: [],
   };
 
