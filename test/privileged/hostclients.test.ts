@@ -383,6 +383,8 @@ describe.skipIf(skip)('host-network clients through the socket hooks', () => {
     expect(status.stdout, status.stderr).toContain(
       'socket hooks (host-network clients): connect4, connect6, sendmsg4, sendmsg6, recvmsg4, recvmsg6, getpeername4, getpeername6',
     );
+    const metrics = await c.exec(c.node(1), ['curl', '-sS', '--max-time', '5', 'http://127.0.0.1:10249/metrics']);
+    expect(metrics.stdout, metrics.stderr).toContain('switchyard_bpf_program_attached{program="sy_sk_connect4",attach_point="cgroup",hook="connect4"} 1');
     await scenario.daemon?.stop();
     expect(show(), 'hooks while no daemon runs').toStrictEqual(expected);
     const web = { what: 'tcp ClusterIP', proto: 'tcp' as const, ip: WEB.vip.IPv4, port: 80 };

@@ -58,7 +58,7 @@ import { type Counters, hasTraffic, labelCounters, readCounters, type Traffic } 
 import { parseServicePortId } from '../../model/service-ports.ts';
 import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts';
 import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.ts';
-import { attachSocketLb, closeStaleSockets } from './socklb.ts';
+import { attachSocketLb, closeStaleSockets, SOCK_ATTACH_TYPES, SOCK_PROGRAMS } from './socklb.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -580,8 +580,12 @@ export class BpfDataplane implements Dataplane {
     };
   }
 
-  /** Metrics: the tc attachments this daemon made (attached) or last failed to make (not attached), per interface and direction. */
-  programAttachments(): { program: string; attachPoint: string; hook: 'ingress' | 'egress'; attached: boolean }[] {
+  /**
+   * Metrics: the tc attachments this daemon made (attached) or last failed
+   * to make (not attached), per interface and direction; and the socket
+   * hooks (attach point "cgroup", hook connect4, ...) when configured.
+   */
+  programAttachments(): { program: string; attachPoint: string; hook: string; attached: boolean }[] {
     const out: ReturnType<BpfDataplane['programAttachments']> = [];
     const add = (tag: string, attached: boolean): void => {
       const cut = tag.lastIndexOf(' ');
@@ -591,6 +595,8 @@ export class BpfDataplane implements Dataplane {
     };
     for (const tag of this.#attached.values()) add(tag, true);
     for (const tag of this.#attachFailed.values()) add(tag, false);
+    if (this.#o.hostSockets && this.#obj !== null)
+      for (const hook of SOCK_ATTACH_TYPES) out.push({ program: SOCK_PROGRAMS[hook], attachPoint: 'cgroup', hook, attached: this.#hostSockets });
     return out;
   }
 
