@@ -14,8 +14,10 @@
 // netnsCookie() is SO_NETNS_COOKIE (5.14+) of a throwaway socket.
 #include <bpf/bpf.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -69,9 +71,16 @@ class Fd {
   int fd_;
 };
 
+// A directory of a cgroup v2 hierarchy; anything else (a cgroup v1 or tmpfs
+// directory, as /sys/fs/cgroup on a hybrid host) is refused by name.
 int OpenCgroup(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw SysError(errno, "open", "cgroup " + path);
+  struct statfs st;
+  if (fstatfs(fd, &st) != 0 || st.f_type != static_cast<decltype(st.f_type)>(CGROUP2_SUPER_MAGIC)) {
+    close(fd);
+    throw SysError::Invalid("cgroup attach", path, "not a cgroup v2 directory (no cgroup2 file system there)");
+  }
   return fd;
 }
 
