@@ -14,7 +14,9 @@ import {
   sockLinkPin,
   staleSockets,
 } from '../../src/dataplane/bpf/socklb.ts';
-import { FakeNativeBinding } from '../support/fake-native.ts';
+import { FakeNativeBinding, type FakeObjectSpec } from '../support/fake-native.ts';
+import { MAPS, SOCK_MAPS } from '../../src/dataplane/bpf/layout.ts';
+import type { CgroupAttachType } from '../../src/native/binding.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
 test('findCgroup2Mount: the first cgroup2 line of /proc/mounts, null without one', () => {
@@ -75,4 +77,41 @@ test('staleSockets: entries whose backend left their frontend, grouped by backen
     { family: 'IPv4', proto: 'UDP', addr: '10.244.2.11', port: 5353, cookies: [1n, 2n], keys: [entries[0][0], entries[1][0]] },
     { family: 'IPv4', proto: 'TCP', addr: '10.244.2.11', port: 8080, cookies: [4n], keys: [entries[3][0]] },
   ]);
+});
+
+/** bpf/build/sock.bpf.o as the fake loads it: every map of the tc object plus its own, the eight hooks. */
+function sockObject(): FakeObjectSpec {
+  return {
+    maps: [...Object.values(MAPS), ...Object.values(SOCK_MAPS)],
+    programs: Object.values(SOCK_PROGRAMS).map((name) => ({ name, section: 'cgroup/sock_addr', type: 18 /* BPF_PROG_TYPE_CGROUP_SOCK_ADDR */ })),
+  };
+}
+
+const quiet = { info: () => undefined, warn: () => undefined, debug: () => undefined, error: () => undefined, verbose: () => undefined } as never;
+
+test('attachSocketLb writes the netns cookie, pins one link per hook, and swaps programs into them on the next start', async () => {
+  const native = new FakeNativeBinding({ objects: { '/fake/sock.bpf.o': sockObject() } });
+  native.ensureBpffs('/fake/pins');
+  const o = { native, log: quiet, objectPath: '/fake/sock.bpf.o', pinPath: '/fake/pins', cgroupPath: '/sys/fs/cgroup', maxEntries: {} };
+  expect(await attachSocketLb(o)).toStrictEqual({ cookie: 4096n, replaced: 0 });
+  expect([...native.cgroupLinks.keys()].sort()).toStrictEqual(SOCK_ATTACH_TYPES.map((t) => sockLinkPin('/fake/pins', t)).sort());
+  const cfg = native.pinnedMap(`/fake/pins/${SOCK_MAPS.sockcfg.name}`);
+  expect(SOCK_MAPS.sockcfg.valueCodec.decode(cfg.dump()[0]![1])).toStrictEqual({ netnsCookie: 4096n });
+  expect(await attachSocketLb(o), 'a restarted daemon').toStrictEqual({ cookie: 4096n, replaced: 8 });
+  expect(native.cgroupLinks.size).toBe(8);
+});
+
+test('attachSocketLb: a hook that fails takes back the links this attempt created, and names the hook', async () => {
+  class Failing extends FakeNativeBinding {
+    override cgroupLinkAttach(cgroupPath: string, progFd: number, attachType: CgroupAttachType, pinPath: string): { linkId: number; replaced: boolean } {
+      if (attachType === 'recvmsg4') throw new Error('refused');
+      return super.cgroupLinkAttach(cgroupPath, progFd, attachType, pinPath);
+    }
+  }
+  const native = new Failing({ objects: { '/fake/sock.bpf.o': sockObject() } });
+  native.ensureBpffs('/fake/pins');
+  await expect(
+    attachSocketLb({ native, log: quiet, objectPath: '/fake/sock.bpf.o', pinPath: '/fake/pins', cgroupPath: '/sys/fs/cgroup', maxEntries: {} }),
+  ).rejects.toThrow('refused');
+  expect(native.cgroupLinks.size, 'connect4/6 and sendmsg4/6 detached again').toBe(0);
 });

@@ -94,12 +94,26 @@ export async function attachSocketLb(o: SocketLbOptions): Promise<{ cookie: bigi
     const cfg = obj.map(SOCK_MAPS.sockcfg.name);
     await step(`update ${cfg.name}`, () => cfg.update([[encode(u32Codec, 0), encode(sockConfigCodec, { netnsCookie: cookie })]]));
     let replaced = 0;
-    for (const type of SOCK_ATTACH_TYPES) {
-      const prog = obj.program(SOCK_PROGRAMS[type]);
-      const r = await step(`attach ${prog.name} to cgroup ${o.cgroupPath} (${type})`, () =>
-        o.native.cgroupLinkAttach(o.cgroupPath, prog.fd, type, sockLinkPin(o.pinPath, type)),
-      );
-      if (r.replaced) replaced++;
+    // Hooks work as a set (sendmsg without recvmsg would show replies from the backend):
+    // when one fails, the links this attempt created go again.
+    const created: string[] = [];
+    try {
+      for (const type of SOCK_ATTACH_TYPES) {
+        const prog = obj.program(SOCK_PROGRAMS[type]);
+        const pin = sockLinkPin(o.pinPath, type);
+        const r = await step(`attach ${prog.name} to cgroup ${o.cgroupPath} (${type})`, () => o.native.cgroupLinkAttach(o.cgroupPath, prog.fd, type, pin));
+        if (r.replaced) replaced++;
+        else created.push(pin);
+      }
+    } catch (err) {
+      for (const pin of created) {
+        try {
+          o.native.cgroupLinkDetach(pin);
+        } catch {
+          // cleanup detaches it later
+        }
+      }
+      throw err;
     }
     o.log.info('host-network clients reach Services through socket hooks', { cgroup: o.cgroupPath, hooks: SOCK_ATTACH_TYPES.length, replaced });
     return { cookie, replaced };
