@@ -13,6 +13,7 @@ namespace sy {
 struct AddonData {
   Napi::FunctionReference native_object;      // constructor of NativeObject (object.cc)
   Napi::FunctionReference native_link_watch;  // constructor of NativeLinkWatch (links.cc)
+  Napi::FunctionReference native_netlink;     // constructor of NativeNetlink (netlink.cc)
 };
 
 void InitObject(Napi::Env env, Napi::Object exports);   // object.cc
@@ -22,6 +23,7 @@ void InitTc(Napi::Env env, Napi::Object exports);       // tc.cc
 void InitTestRun(Napi::Env env, Napi::Object exports);  // testrun.cc
 void InitLock(Napi::Env env, Napi::Object exports);     // lock.cc
 void InitLinks(Napi::Env env, Napi::Object exports);    // links.cc
+void InitNetlink(Napi::Env env, Napi::Object exports);  // netlink.cc
 
 // bpffs.cc: makes path a directory on a bpffs, mounting one there when neither
 // it nor its nearest existing ancestor is on bpffs. True when it mounted.
