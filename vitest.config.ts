@@ -13,7 +13,7 @@
 // bundled copy of it into node_modules/.vite-temp.
 import { configDefaults, defineConfig } from 'vitest/config';
 import { kernelHasSctp } from './src/rig/sctp.ts';
-import { requirePrivileged } from './test/support/requirements.ts';
+import { kernelHasIpvs, requirePrivileged } from './test/support/requirements.ts';
 
 const reporters = requirePrivileged() ? ['default', './test/support/no-skip-reporter.ts'] : ['default'];
 const writeDir = process.env['SY_VITEST_DIR'];
@@ -23,6 +23,10 @@ const writeDir = process.env['SY_VITEST_DIR'];
 // the run, with a note, rather than skipped (a skip fails a CI run).
 const withSctp = process.env['SY_VM'] !== undefined || (process.getuid?.() === 0 && kernelHasSctp());
 if (!withSctp) process.stderr.write('# note: *.sctp.test.ts left out: this kernel has no SCTP (npm run test:kernels runs them)\n');
+// IPVS files (test/privileged/ipvs-*.test.ts) the same way: the VMs have
+// IPVS, this machine's kernel does not (CONFIG_IP_VS off).
+const withIpvs = process.env['SY_VM'] !== undefined || (process.getuid?.() === 0 && kernelHasIpvs());
+if (!withIpvs) process.stderr.write('# note: ipvs-*.test.ts left out: this kernel has no IPVS (npm run test:kernels -- --files ... runs them)\n');
 
 export default defineConfig({
   ...(writeDir ? { cacheDir: `${writeDir}/vite` } : {}),
@@ -41,7 +45,11 @@ export default defineConfig({
         test: {
           name: 'privileged',
           include: ['test/privileged/**/*.test.ts'],
-          exclude: [...configDefaults.exclude, ...(withSctp ? [] : ['test/privileged/**/*.sctp.test.ts'])],
+          exclude: [
+            ...configDefaults.exclude,
+            ...(withSctp ? [] : ['test/privileged/**/*.sctp.test.ts']),
+            ...(withIpvs ? [] : ['test/privileged/**/ipvs-*.test.ts']),
+          ],
           pool: 'forks',
           fileParallelism: false,
           maxWorkers: 1,
