@@ -22,7 +22,8 @@
 //   ERANGE; a new destination already there: EEXIST; a new destination
 //   whose address is not unicast (IPv4 0.0.0.0/8, 255.255.255.255,
 //   224.0.0.0/4; IPv6 ::, ff00::/8, fe80::/10, ::ffff:0:0/96): EINVAL;
-//   SET/DEL of one that is not there: ENOENT;
+//   SET/DEL of one that is not there: ENOENT; in a namespace without any
+//   IPv4 address (noIPv4Address) every new IPv4 destination EINVAL;
 // - GET_DEST dump of a service that is not there (or a bad request): an
 //   empty dump, no error; destinations newest first (list_add_rcu);
 // - SET_CONFIG: a timeout above INT_MAX/HZ (HZ 250, Debian's) EINVAL, 0
@@ -124,6 +125,13 @@ export interface FakeIpvsOptions {
   readonly schedulers?: readonly string[];
   /** IPv6 disabled (ipv6.disable=1): AF_INET6 EAFNOSUPPORT. */
   readonly noIPv6?: boolean;
+  /**
+   * The namespace has no IPv4 address at all (a fresh one, lo down): it has
+   * no local routing table yet, so inet_addr_type() says RTN_BROADCAST for
+   * every address and every new IPv4 destination is EINVAL (seen on 5.10
+   * under `unshare -n`: fixtures/netlink/ipvs-5.10.json).
+   */
+  readonly noIPv4Address?: boolean;
 }
 
 export class FakeIpvs implements FakeGenlFamily {
@@ -148,11 +156,13 @@ export class FakeIpvs implements FakeGenlFamily {
   readonly #services = new Map<string, FakeService>();
   readonly #schedulers: Set<string>;
   readonly #noIPv6: boolean;
+  readonly #noIPv4Address: boolean;
   #timeouts = { tcp: 900, tcpFin: 120, udp: 300 };
 
   constructor(opts: FakeIpvsOptions = {}) {
     this.#schedulers = new Set(opts.schedulers ?? SCHEDULERS);
     this.#noIPv6 = opts.noIPv6 === true;
+    this.#noIPv4Address = opts.noIPv4Address === true;
   }
 
   /** Registers the family on a fake kernel (modprobe ip_vs). */
@@ -333,7 +343,7 @@ export class FakeIpvs implements FakeGenlFamily {
         const i = findDest(svc!, d);
         if (cmd === IPVS_CMD.NEW_DEST) {
           if (i >= 0) throw new FakeErrno('EEXIST');
-          if (!unicast(d.af, d.addr)) throw new FakeErrno('EINVAL', 'not a unicast address');
+          if (!unicast(d.af, d.addr) || (d.af === AF_INET && this.#noIPv4Address)) throw new FakeErrno('EINVAL', 'not a unicast address');
           svc!.dests.unshift(d);
         } else {
           if (i < 0) throw new FakeErrno('ENOENT');
