@@ -352,17 +352,18 @@ class NativeNetlink : public Napi::ObjectWrap<NativeNetlink> {
   }
 
  private:
-  std::shared_ptr<Socket> Open(Napi::Env env) {
-    if (!sock_) throw SysError(EBADF, "netlink request", "a closed netlink socket");
-    (void)env;
-    return sock_;
-  }
-
   // request(messages: Uint8Array, labels?: string[]) => Promise<{replies, error}[]>
+  // Arguments that are not messages throw a TypeError; a closed socket
+  // rejects with EBADF.
   Napi::Value Request(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    try {
-      std::shared_ptr<Socket> sock = Open(env);
+    if (!sock_) {
+      auto deferred = Napi::Promise::Deferred::New(env);
+      deferred.Reject(SysError(EBADF, "netlink request", "a closed netlink socket").ToJs(env).Value());
+      return deferred.Promise();
+    }
+    {
+      std::shared_ptr<Socket> sock = sock_;
       std::vector<uint8_t> messages = ArgBytes(info, 0, "messages");
       std::vector<size_t> offsets;
       size_t off = 0;
@@ -391,8 +392,6 @@ class NativeNetlink : public Napi::ObjectWrap<NativeNetlink> {
         }
       }
       return (new RequestWorker(env, sock, std::move(messages), std::move(offsets), std::move(labels)))->Start();
-    } catch (const SysError& e) {
-      throw e.ToJs(env);
     }
   }
 

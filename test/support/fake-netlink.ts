@@ -214,12 +214,21 @@ class FakeNetlinkSocket implements NativeNetlink {
     return this.#open ? 8 << 20 : null;
   }
 
-  async request(messages: Uint8Array, labels?: readonly string[]): Promise<NetlinkResult[]> {
-    if (!this.#open) throw sysError('EBADF', 'netlink request', 'a closed netlink socket');
+  /** As the addon: arguments that are not messages throw; a closed socket rejects. */
+  request(messages: Uint8Array, labels?: readonly string[]): Promise<NetlinkResult[]> {
     if (!(messages instanceof Uint8Array)) throw new TypeError('messages must be a Buffer or Uint8Array');
-    const parsed = parseMessages(messages);
-    if (parsed.length === 0) throw new TypeError('messages must hold at least one message');
-    await Promise.resolve(); // the addon answers on a later turn
+    if (messages.length === 0) throw new TypeError('messages must hold at least one message');
+    let parsed: ReturnType<typeof parseMessages>;
+    try {
+      parsed = parseMessages(messages);
+    } catch (e) {
+      throw new TypeError(`messages: ${(e as Error).message}`);
+    }
+    if (!this.#open) return Promise.reject(sysError('EBADF', 'netlink request', 'a closed netlink socket'));
+    return Promise.resolve().then(() => this.#answer(parsed, labels)); // the addon answers on a later turn
+  }
+
+  #answer(parsed: ReturnType<typeof parseMessages>, labels?: readonly string[]): NetlinkResult[] {
     return parsed.map((m, i) => {
       const seq = this.#seq++;
       const dump = (m.flags & NLM_F_DUMP) === NLM_F_DUMP;
