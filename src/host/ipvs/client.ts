@@ -41,7 +41,7 @@ import {
   type ServiceSpec,
   type Timeouts,
 } from './codec.ts';
-import { IPVS_CMD, IPVS_GENL_NAME } from './uapi.ts';
+import { IPVS_GENL_NAME } from './uapi.ts';
 import { familyOf } from '../../util/ip.ts';
 
 /** One change for batch(): applied in order, each with its own outcome. */
@@ -187,10 +187,4 @@ function encodeOp(f: number, o: IpvsOp): [Buffer, string] {
     case 'delete-destination':
       return [encode.delDest(f, o.service, o.destination), `DEL_DEST ${serviceLabel(o.service)} -> ${destinationLabel(o.destination)}`];
   }
-}
-
-/** The IPVS command of a request message (for fakes and logs). */
-export function ipvsCommandName(cmd: number): string {
-  for (const [name, v] of Object.entries(IPVS_CMD)) if (v === cmd) return name;
-  return `cmd ${cmd}`;
 }
