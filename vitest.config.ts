@@ -14,7 +14,7 @@
 import { release } from 'node:os';
 import { configDefaults, defineConfig } from 'vitest/config';
 import { kernelHasSctp } from './src/rig/sctp.ts';
-import { requirePrivileged } from './test/support/requirements.ts';
+import { kernelHasIpvs, requirePrivileged } from './test/support/requirements.ts';
 
 const reporters = requirePrivileged() ? ['default', './test/support/no-skip-reporter.ts'] : ['default'];
 const writeDir = process.env['SY_VITEST_DIR'];
@@ -35,6 +35,10 @@ if (!withHostHooks)
   process.stderr.write(
     `# note: hostclients.test.ts left out: kernel ${release()} has no SO_NETNS_COOKIE (5.14), so no socket hooks for host-network clients\n`,
   );
+// IPVS files (test/privileged/ipvs-*.test.ts) like the SCTP ones: the VMs have
+// IPVS, this machine's kernel does not (CONFIG_IP_VS off).
+const withIpvs = process.env['SY_VM'] !== undefined || (process.getuid?.() === 0 && kernelHasIpvs());
+if (!withIpvs) process.stderr.write('# note: ipvs-*.test.ts left out: this kernel has no IPVS (npm run test:kernels -- --files ... runs them)\n');
 
 export default defineConfig({
   ...(writeDir ? { cacheDir: `${writeDir}/vite` } : {}),
@@ -57,6 +61,7 @@ export default defineConfig({
             ...configDefaults.exclude,
             ...(withSctp ? [] : ['test/privileged/**/*.sctp.test.ts']),
             ...(withHostHooks ? [] : ['test/privileged/hostclients.test.ts']),
+            ...(withIpvs ? [] : ['test/privileged/**/ipvs-*.test.ts']),
           ],
           pool: 'forks',
           fileParallelism: false,

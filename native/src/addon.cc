@@ -1,7 +1,7 @@
 // addon.cc: module entry of switchyard_native. Installs the libbpf print
 // callback and lets each concern (object.cc, bpffs.cc, maps.cc, tc.cc,
-// testrun.cc, lock.cc, links.cc, cgroup.cc, sockdiag.cc) register its functions. Mechanisms only: nothing here knows
-// Kubernetes.
+// testrun.cc, lock.cc, links.cc, cgroup.cc, sockdiag.cc, netlink.cc) register its functions. Mechanisms only: nothing
+// here knows Kubernetes.
 #include "addon.h"
 
 #include <napi.h>
@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sy::InitLinks(env, exports);
   sy::InitCgroup(env, exports);
   sy::InitSockDiag(env, exports);
+  sy::InitNetlink(env, exports);
   return exports;
 }
 

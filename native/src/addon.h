@@ -13,6 +13,7 @@ namespace sy {
 struct AddonData {
   Napi::FunctionReference native_object;      // constructor of NativeObject (object.cc)
   Napi::FunctionReference native_link_watch;  // constructor of NativeLinkWatch (links.cc)
+  Napi::FunctionReference native_netlink;     // constructor of NativeNetlink (netlink.cc)
 };
 
 void InitObject(Napi::Env env, Napi::Object exports);    // object.cc
@@ -24,6 +25,7 @@ void InitLock(Napi::Env env, Napi::Object exports);      // lock.cc
 void InitLinks(Napi::Env env, Napi::Object exports);     // links.cc
 void InitCgroup(Napi::Env env, Napi::Object exports);    // cgroup.cc
 void InitSockDiag(Napi::Env env, Napi::Object exports);  // sockdiag.cc
+void InitNetlink(Napi::Env env, Napi::Object exports);   // netlink.cc
 
 // bpffs.cc: makes path a directory on a bpffs, mounting one there when neither
 // it nor its nearest existing ancestor is on bpffs. True when it mounted.

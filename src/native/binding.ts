@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { SwitchyardError } from '../util/errors.ts';
+import type { NativeError } from './errors.ts';
 
 export type TcDirection = 'ingress' | 'egress';
 
@@ -124,6 +125,39 @@ export interface LinkWatchOptions {
   rcvbuf?: number; // the socket's receive buffer in bytes; default 4 MiB
 }
 
+/**
+ * One message's outcome in NativeNetlink.request(): the reply messages that
+ * carried its sequence number (whole nlmsghdr-framed messages back to back,
+ * the terminating ACK or NLMSG_DONE left out; empty for a plain ACK), and
+ * null or the kernel's error for it (errno, code, syscall 'netlink'; the
+ * kernel's extended-ack text in the message when it gave one).
+ */
+export interface NetlinkResult {
+  replies: Buffer;
+  error: NativeError | null;
+}
+
+/** A request/reply netlink socket (netlink.cc); close() is idempotent. */
+export interface NativeNetlink {
+  /** The socket's netlink port id (nl_pid), null once closed. */
+  readonly portId: number | null;
+  /** The receive buffer the kernel granted (SO_RCVBUF), null once closed. */
+  readonly rcvbuf: number | null;
+  /**
+   * Sends each message of `messages` (whole messages back to back, each
+   * padded to 4 bytes) with its own sequence number and NLM_F_ACK unless it
+   * is a dump, and resolves once every one has ended: one result per message,
+   * in order. labels[i] names message i in its error. Rejects only when the
+   * socket itself fails (sendmsg, recvmsg, no answer in 60 s) or was closed.
+   */
+  request(messages: Uint8Array, labels?: readonly string[]): Promise<NetlinkResult[]>;
+  close(): void;
+}
+
+export interface NetlinkOpenOptions {
+  rcvbuf?: number; // the socket's receive buffer in bytes; default 4 MiB
+}
+
 export interface NativeBinding {
   // Opens and loads an ELF object; LIBBPF_PIN_BY_NAME maps are reused from
   // or pinned in pinRoot, which ensureBpffs() prepares first. maxEntries
@@ -161,6 +195,10 @@ export interface NativeBinding {
   // runs in, delivered in batches (one array per read of the socket) on the
   // main thread until close(). Does not keep the process alive.
   linkWatch(onEvents: (events: LinkEvent[]) => void, opts?: LinkWatchOptions): NativeLinkWatch;
+
+  // netlink.cc: a netlink socket of `protocol` (NETLINK_ROUTE 0,
+  // NETLINK_GENERIC 16, ...) in the network namespace the process runs in.
+  netlinkOpen(protocol: number, opts?: NetlinkOpenOptions): NativeNetlink;
 
   // BPF_PROG_TEST_RUN: runs the program once (or `repeat` times) on a copy of
   // data (at least 14 bytes for tc programs); map updates it makes are real.
@@ -220,6 +258,7 @@ const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'ifNameToIndex',
   'ifIndexToName',
   'linkWatch',
+  'netlinkOpen',
   'progTestRun',
   'lockDir',
   'lockHolders',

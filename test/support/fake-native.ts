@@ -61,6 +61,10 @@
 //   exist ENOENT open, of a pin ENOTDIR open; held by another fd EAGAIN
 //   (EWOULDBLOCK) flock; closeFd releases it. lockHolders: this process's pid
 //   once per holding fd (by hand: the kernel lists each flock in /proc/locks).
+// - netlink sockets (netlink.cc): netlinkOpen() gives a socket on `netlink`,
+//   a FakeNetlinkKernel (fake-netlink.ts): generic netlink with its
+//   controller, and the families a test installs there (FakeIpvs,
+//   fake-ipvs.ts). Other protocols EPROTONOSUPPORT socket.
 // Not modelled: LRU eviction order beyond "least recently written or looked
 // up" (the kernel's is approximate and per CPU), program verification,
 // cgroup hooks beyond a table of pinned links (cgroupLinkAttach: a program
@@ -79,6 +83,8 @@ import type { Link, LinkSource } from '../../src/host/links.ts';
 import { MAPS, type MapSpec, type MapType } from '../../src/dataplane/bpf/layout.ts';
 import type {
   CgroupAttachType,
+  NativeNetlink,
+  NetlinkOpenOptions,
   LinkEvent,
   LinkWatchOptions,
   MapDumpResult,
@@ -98,6 +104,7 @@ import type {
 } from '../../src/native/binding.ts';
 import type { NativeError } from '../../src/native/errors.ts';
 import { FakeMap, FakeMapError, FakeMapStore } from './fake-maps.ts';
+import { FakeNetlinkKernel } from './fake-netlink.ts';
 
 /** glibc's strerror() text, as the addon's messages carry it. */
 const ERRNO_TEXT = {
@@ -119,6 +126,11 @@ const ERRNO_TEXT = {
   EOPNOTSUPP: 'Operation not supported',
   ENOTSUPP: 'Operation not supported (kernel ENOTSUPP)',
   ENOTDIR: 'Not a directory',
+  ESRCH: 'No such process',
+  ERANGE: 'Numerical result out of range',
+  EAFNOSUPPORT: 'Address family not supported by protocol',
+  EPROTONOSUPPORT: 'Protocol not supported',
+  ENOBUFS: 'No buffer space available',
 } as const;
 
 export type Errno = keyof typeof ERRNO_TEXT;
@@ -271,6 +283,8 @@ export class FakeNativeBinding implements NativeBinding {
   readonly #progNames = new Map<number, string>();
   /** Every map call that reached a map, in order. */
   readonly calls: MapCall[] = [];
+  /** The netlink side of this kernel: install families (FakeIpvs) here. */
+  readonly netlink = new FakeNetlinkKernel();
 
   constructor(opts: FakeNativeOptions = {}) {
     this.#objects = opts.objects ?? { [FAKE_OBJECT_PATH]: switchyardObject() };
@@ -643,6 +657,11 @@ export class FakeNativeBinding implements NativeBinding {
     const index = this.#ifindexOf(name);
     if (index === undefined) throw sysError('ENODEV', 'if_nametoindex', `interface ${name}`);
     return index;
+  }
+
+  netlinkOpen(protocol: number, opts?: NetlinkOpenOptions): NativeNetlink {
+    if (!Number.isInteger(protocol) || protocol < 0 || protocol > 31) throw new TypeError('protocol must be an integer in [0, 31]');
+    return this.netlink.open(protocol, opts);
   }
 
   linkWatch(onEvents: (events: LinkEvent[]) => void, opts?: LinkWatchOptions): NativeLinkWatch {
