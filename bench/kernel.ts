@@ -99,10 +99,14 @@ export class TimedWriter implements MapWriter {
   async write(b: OpBatch): Promise<void> {
     const m = this.#obj.map(b.map);
     const t = performance.now();
-    // The traffic counters are per-CPU: the value once per possible CPU, as the dataplane's writer sends it.
-    if (b.action === 'update')
-      await this.#native.mapUpdate(m.fd, b.keys, expandPerCpu(b.values ?? Buffer.alloc(0), b.count, m.valueSize, m.valueStride), m.keySize, m.valueSize);
-    else await this.#native.mapDelete(m.fd, b.keys, m.keySize);
+    try {
+      // The traffic counters are per-CPU: the value once per possible CPU, as the dataplane's writer sends it.
+      if (b.action === 'update')
+        await this.#native.mapUpdate(m.fd, b.keys, expandPerCpu(b.values ?? Buffer.alloc(0), b.count, m.valueSize, m.valueStride), m.keySize, m.valueSize);
+      else await this.#native.mapDelete(m.fd, b.keys, m.keySize);
+    } catch (err) {
+      throw new Error(`${b.map} ${b.action} of ${b.count} entries: ${(err as Error).message}`, { cause: err });
+    }
     const ms = performance.now() - t;
     this.nativeMs += ms;
     this.batches.push({ what: `${b.map} ${b.action}`, count: b.count, ms });
