@@ -26,14 +26,33 @@ export interface ApplyStats {
  * a phase is one batch per map and action.
  */
 export function phaseRuns(phase: readonly Op[]): Op[][] {
-  const byKind = new Map<string, Op[]>();
+  // Keyed by map, then action, without building a string per op (a full
+  // sync's phases hold 100k+ ops); consecutive ops usually share a run.
+  const runs: Op[][] = [];
+  const byMap = new Map<string, { update?: Op[]; delete?: Op[] }>();
+  let last: Op | undefined;
+  let lastRun: Op[] = [];
   for (const op of phase) {
-    const k = `${op.map}/${op.action}`;
-    const run = byKind.get(k);
-    if (run === undefined) byKind.set(k, [op]);
-    else run.push(op);
+    if (last !== undefined && op.map === last.map && op.action === last.action) {
+      lastRun.push(op);
+      continue;
+    }
+    let kinds = byMap.get(op.map);
+    if (kinds === undefined) {
+      kinds = {};
+      byMap.set(op.map, kinds);
+    }
+    let run = kinds[op.action];
+    if (run === undefined) {
+      run = [];
+      kinds[op.action] = run;
+      runs.push(run);
+    }
+    run.push(op);
+    last = op;
+    lastRun = run;
   }
-  return [...byKind.values()];
+  return runs;
 }
 
 export async function applyPlan(plan: Plan, maps: MapWriter): Promise<ApplyStats> {
