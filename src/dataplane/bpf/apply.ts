@@ -32,7 +32,8 @@ export function phaseRuns(phase: readonly Op[]): Op[][] {
   const byMap = new Map<string, { update?: Op[]; delete?: Op[] }>();
   let last: Op | undefined;
   let lastRun: Op[] = [];
-  for (const op of phase) {
+  for (let i = 0; i < phase.length; i++) {
+    const op = phase[i] as Op;
     if (last !== undefined && op.map === last.map && op.action === last.action) {
       lastRun.push(op);
       continue;

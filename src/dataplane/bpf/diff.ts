@@ -125,6 +125,12 @@ function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {
   return true;
 }
 
+/** svc map entries a scope adds: its master if new, its slots if new or changed. */
+function scopeEntries(want: DesiredScope, have: ProgrammedScope | null): number {
+  if (have === null) return 1 + want.backendKeys.length;
+  return sameKeys(want.backendKeys, have.backendKeys) ? 0 : want.backendKeys.length;
+}
+
 function sameScope(want: DesiredScope | null, have: ProgrammedScope | null): boolean {
   if (want === null || have === null) return want === have;
   return want.action === have.action && want.flags === have.flags && sameKeys(want.backendKeys, have.backendKeys);
@@ -165,6 +171,12 @@ interface FamilyEdit {
   readonly quarantine: Quarantined[];
   /** Net change of live-slot references per backend id. */
   readonly refDelta: Map<number, number>;
+  /**
+   * The backends this plan creates, by key (also in byKey): a plain Map, so
+   * the lookups of a full sync (every key new) skip the editor's sharding.
+   * Their refs are counted in place until finish().
+   */
+  readonly made: Map<BackendKey, { readonly id: number; refs: number }>;
 }
 
 class PlanBuilder {
@@ -199,7 +211,15 @@ class PlanBuilder {
     for (const family of FAMILIES) {
       const c = current.backends[family];
       const ids = c.ids.edit();
-      fam[family] = { current: c, byKey: c.byKey.edit(), byId: c.byId.edit(), ids, quarantine: release(c.quarantine, ids, this.now), refDelta: new Map() };
+      fam[family] = {
+        current: c,
+        byKey: c.byKey.edit(),
+        byId: c.byId.edit(),
+        ids,
+        quarantine: release(c.quarantine, ids, this.now),
+        refDelta: new Map(),
+        made: new Map(),
+      };
     }
     this.fam = fam;
     this.vips = (current.vips instanceof CowMap ? current.vips : CowMap.from(current.vips)).edit();
@@ -287,36 +307,70 @@ class PlanBuilder {
 
   // -------------------------------------------------------------------------
 
-  /** null when the frontend's new entries fit every map, else why not. */
+  /**
+   * null when the frontend's new entries fit every map, else why not.
+   * Called once per frontend a plan writes (10k+ in a full sync): counts
+   * without building objects per frontend.
+   */
   private overflow(want: DesiredService, have: ProgrammedService | undefined): string | null {
     const family = want.family;
-    const need: Partial<Record<ProgrammedMapName, number>> = {};
-    const add = (m: ProgrammedMapName, n: number): void => {
-      if (n > 0) need[m] = (need[m] ?? 0) + n;
-    };
     const fe = this.fam[family];
-    const newKeys = new Set<BackendKey>();
-    for (const [w, h] of [
-      [want.internal, have?.internal ?? null],
-      [want.external, have?.external ?? null],
-    ] as const) {
-      if (w === null) continue;
-      if (h === null) add(SVC_MAP[family], 1);
-      if (h === null || !sameKeys(w.backendKeys, h.backendKeys)) add(SVC_MAP[family], w.backendKeys.length);
-      for (const k of w.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
+    const hi = have?.internal ?? null;
+    let svc = scopeEntries(want.internal, hi);
+    let backends: number;
+    if (want.external === null) {
+      backends = this.unknownBackends(fe, want.internal.backendKeys);
+    } else {
+      // Both scopes: a key new to the family counts once.
+      svc += scopeEntries(want.external, have?.external ?? null);
+      const newKeys = new Set<BackendKey>();
+      for (const k of want.internal.backendKeys) if (!this.knownBackend(fe, k)) newKeys.add(k);
+      for (const k of want.external.backendKeys) if (!this.knownBackend(fe, k)) newKeys.add(k);
+      backends = newKeys.size;
     }
-    add(BACKEND_MAP[family], newKeys.size);
-    add(SRCRANGE_MAP[family], want.sourceRanges.filter((r) => !(have?.sourceRanges ?? []).includes(r)).length);
-    if (isClusterIP(want.internal.flags) && !this.vips.has(want.frontend.addr)) add(VIP_MAP[family], 1);
-    const caps = this.opts.capacities ?? {};
-    const full: string[] = [];
-    for (const [m, n] of Object.entries(need) as [ProgrammedMapName, number][]) {
-      const cap = capacityOf(caps, m as MapName);
-      if (this.peak[m] + n > cap) full.push(`${m} holds ${this.peak[m]} of ${cap} entries, this frontend needs ${n} more`);
+    const ranges = want.sourceRanges.length === 0 ? 0 : want.sourceRanges.filter((r) => !(have?.sourceRanges ?? []).includes(r)).length;
+    const vip = isClusterIP(want.internal.flags) && !this.vips.has(want.frontend.addr) ? 1 : 0;
+    if (
+      !(
+        this.fits(SVC_MAP[family], svc) &&
+        this.fits(BACKEND_MAP[family], backends) &&
+        this.fits(SRCRANGE_MAP[family], ranges) &&
+        this.fits(VIP_MAP[family], vip)
+      )
+    ) {
+      const full: string[] = [];
+      for (const [m, n] of [
+        [SVC_MAP[family], svc],
+        [BACKEND_MAP[family], backends],
+        [SRCRANGE_MAP[family], ranges],
+        [VIP_MAP[family], vip],
+      ] as const) {
+        if (!this.fits(m, n)) full.push(`${m} holds ${this.peak[m]} of ${capacityOf(this.opts.capacities ?? {}, m)} entries, this frontend needs ${n} more`);
+      }
+      return `map full: ${full.join('; ')}`;
     }
-    if (full.length > 0) return `map full: ${full.join('; ')}`;
-    for (const [m, n] of Object.entries(need) as [ProgrammedMapName, number][]) this.peak[m] += n;
+    this.peak[SVC_MAP[family]] += svc;
+    this.peak[BACKEND_MAP[family]] += backends;
+    this.peak[SRCRANGE_MAP[family]] += ranges;
+    this.peak[VIP_MAP[family]] += vip;
     return null;
+  }
+
+  /** Whether n more entries fit map m, counting what this plan adds before it deletes. */
+  private fits(m: ProgrammedMapName, n: number): boolean {
+    return n === 0 || this.peak[m] + n <= capacityOf(this.opts.capacities ?? {}, m);
+  }
+
+  /** Whether the family has a backend for `key`: programmed, or created earlier in this plan. */
+  private knownBackend(fe: FamilyEdit, key: BackendKey): boolean {
+    return (fe.current.byKey.size !== 0 && fe.current.byKey.has(key)) || fe.made.has(key);
+  }
+
+  /** How many of one scope's keys (unique) have no backend yet. */
+  private unknownBackends(fe: FamilyEdit, keys: readonly BackendKey[]): number {
+    let n = 0;
+    for (let i = 0; i < keys.length; i++) if (!this.knownBackend(fe, keys[i] as BackendKey)) n++;
+    return n;
   }
 
   /** Writes one scope of a frontend: a flip to new slots, or the master alone. Pushes its master to `masters`. */
@@ -388,14 +442,15 @@ class PlanBuilder {
       fe.refDelta.set(old.id, (fe.refDelta.get(old.id) ?? 0) + 1);
       return old.id;
     }
-    // Not programmed before: in the editor only if this plan created it.
-    const made = fe.byKey.get(key) as { id: number; refs: number } | undefined;
+    // Not programmed before: created earlier in this plan, or now.
+    const made = fe.made.get(key);
     if (made !== undefined) {
       made.refs++;
       return made.id;
     }
     const id = fe.ids.allocate();
     const b: ProgrammedBackend = { id, key, backend: addr, refs: 1 };
+    fe.made.set(key, b);
     fe.byKey.set(key, b);
     fe.byId.set(id, b);
     this.entries[BACKEND_MAP[family]]++;
