@@ -3,6 +3,13 @@
 // with one action within a phase (generic over layout.ts's MAPS), so that
 // backends exist before the slots that point at them, a Service's new slots exist before its master flips to them, and nothing is
 // deleted while a master still points at it.
+//
+// Within a phase, order matters only among the ops on one map, so the
+// batches of different maps are in flight together (each is a hop to the
+// thread pool and a syscall; a full sync's first phase writes four maps,
+// the per-CPU counters slowest), while runs on one map follow each other.
+// The next phase is encoded while the current one is in flight, and starts
+// only when every batch of the current one has landed.
 
 import { encodeOpBatch, type Op, type OpBatch } from './layout.ts';
 import type { Plan } from './state.ts';
@@ -65,15 +72,64 @@ export async function applyOps(phases: readonly (readonly Op[])[], maps: MapWrit
   let updates = 0;
   let deletes = 0;
   let batches = 0;
-  for (const phase of phases) {
-    for (const run of phaseRuns(phase)) {
-      const batch = encodeOpBatch(run);
-      if (!batch) continue;
-      await maps.write(batch);
+  let next = encodePhase(phases[0] ?? []);
+  for (let p = 0; p < phases.length; p++) {
+    const current = next;
+    const inFlight = writePhase(current, maps);
+    // Encoding (JavaScript, this thread) overlaps the syscalls of the phase in flight (the thread pool).
+    let encodeError: unknown;
+    try {
+      next = p + 1 < phases.length ? encodePhase(phases[p + 1] ?? []) : [];
+    } catch (err) {
+      encodeError = err;
+      next = [];
+    }
+    await inFlight;
+    if (encodeError !== undefined) throw encodeError;
+    for (const batch of current) {
       if (batch.action === 'delete') deletes += batch.count;
       else updates += batch.count;
       batches++;
     }
   }
   return { updates, deletes, batches };
+}
+
+/** A phase's batches, in phaseRuns order. */
+function encodePhase(phase: readonly Op[]): OpBatch[] {
+  const out: OpBatch[] = [];
+  for (const run of phaseRuns(phase)) {
+    const batch = encodeOpBatch(run);
+    if (batch !== null) out.push(batch);
+  }
+  return out;
+}
+
+/**
+ * Writes one phase: one chain per map (its batches in order), the chains
+ * concurrently. Settles when every chain has; a failure is thrown then (the
+ * first failed batch's error, in phase order), so nothing of a failed phase
+ * is still in flight when the caller reads the maps back.
+ */
+async function writePhase(batches: readonly OpBatch[], maps: MapWriter): Promise<void> {
+  if (batches.length === 1) return maps.write(batches[0] as OpBatch);
+  const byMap = new Map<string, OpBatch[]>();
+  for (const b of batches) {
+    const chain = byMap.get(b.map);
+    if (chain === undefined) byMap.set(b.map, [b]);
+    else chain.push(b);
+  }
+  const failed = new Map<OpBatch, unknown>();
+  const chains = [...byMap.values()].map(async (chain) => {
+    for (const b of chain) {
+      try {
+        await maps.write(b);
+      } catch (err) {
+        failed.set(b, err);
+        return; // the rest of this map's runs depend on this one
+      }
+    }
+  });
+  await Promise.all(chains);
+  for (const b of batches) if (failed.has(b)) throw failed.get(b);
 }
