@@ -171,12 +171,6 @@ interface FamilyEdit {
   readonly quarantine: Quarantined[];
   /** Net change of live-slot references per backend id. */
   readonly refDelta: Map<number, number>;
-  /**
-   * The backends this plan creates, by key (also in byKey): a plain Map, so
-   * the lookups of a full sync (every key new) skip the editor's sharding.
-   * Their refs are counted in place until finish().
-   */
-  readonly made: Map<BackendKey, { readonly id: number; refs: number }>;
 }
 
 class PlanBuilder {
@@ -199,6 +193,8 @@ class PlanBuilder {
   private readonly freedSvcIds: number[] = [];
   private readonly now: number;
   private readonly opts: DiffOptions;
+  /** overflow()'s lookups of the internal scope's keys (one-scope frontends), for write() to hand to writeScope. */
+  private found: (ProgrammedBackend | undefined)[] | null = null;
 
   constructor(current: ProgrammedState, opts: DiffOptions) {
     this.current = current;
@@ -218,7 +214,6 @@ class PlanBuilder {
         ids,
         quarantine: release(c.quarantine, ids, this.now),
         refDelta: new Map(),
-        made: new Map(),
       };
     }
     this.fam = fam;
@@ -230,7 +225,10 @@ class PlanBuilder {
 
   /** New frontend, or one that changed: admitted if its new entries fit. */
   write(key: FrontendKey, want: DesiredService, have: ProgrammedService | undefined): void {
+    this.found = null;
     const full = this.overflow(want, have);
+    const found = this.found as (ProgrammedBackend | undefined)[] | null;
+    this.found = null;
     if (full !== null) {
       this.deferred.add(key);
       const what = have === undefined ? 'not programmed' : 'not updated (the programmed version stays)';
@@ -253,7 +251,7 @@ class PlanBuilder {
     // An external master is in place before the internal master sends clients to it.
     const masters: Op[] = [];
     const external = want.external === null ? null : this.writeScope(family, f, SY_SCOPE_EXTERNAL, want.external, have?.external ?? null, svcId, masters);
-    const internal = this.writeScope(family, f, SY_SCOPE_INTERNAL, want.internal, have?.internal ?? null, svcId, masters);
+    const internal = this.writeScope(family, f, SY_SCOPE_INTERNAL, want.internal, have?.internal ?? null, svcId, masters, found);
     (this.phases[PHASE_MASTER_UPDATE] as Op[]).push(...masters);
     if (have?.external && want.external === null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true);
 
@@ -319,13 +317,22 @@ class PlanBuilder {
     let svc = scopeEntries(want.internal, hi);
     let backends: number;
     if (want.external === null) {
-      backends = this.unknownBackends(fe, want.internal.backendKeys);
+      // Each key looked up once: writeScope takes these instead of looking again.
+      const keys = want.internal.backendKeys;
+      const found = new Array<ProgrammedBackend | undefined>(keys.length);
+      backends = 0;
+      for (let i = 0; i < keys.length; i++) {
+        const b = fe.byKey.get(keys[i] as BackendKey);
+        found[i] = b;
+        if (b === undefined) backends++;
+      }
+      this.found = found;
     } else {
       // Both scopes: a key new to the family counts once.
       svc += scopeEntries(want.external, have?.external ?? null);
       const newKeys = new Set<BackendKey>();
-      for (const k of want.internal.backendKeys) if (!this.knownBackend(fe, k)) newKeys.add(k);
-      for (const k of want.external.backendKeys) if (!this.knownBackend(fe, k)) newKeys.add(k);
+      for (const k of want.internal.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
+      for (const k of want.external.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
       backends = newKeys.size;
     }
     const ranges = want.sourceRanges.length === 0 ? 0 : want.sourceRanges.filter((r) => !(have?.sourceRanges ?? []).includes(r)).length;
@@ -361,18 +368,6 @@ class PlanBuilder {
     return n === 0 || this.peak[m] + n <= capacityOf(this.opts.capacities ?? {}, m);
   }
 
-  /** Whether the family has a backend for `key`: programmed, or created earlier in this plan. */
-  private knownBackend(fe: FamilyEdit, key: BackendKey): boolean {
-    return (fe.current.byKey.size !== 0 && fe.current.byKey.has(key)) || fe.made.has(key);
-  }
-
-  /** How many of one scope's keys (unique) have no backend yet. */
-  private unknownBackends(fe: FamilyEdit, keys: readonly BackendKey[]): number {
-    let n = 0;
-    for (let i = 0; i < keys.length; i++) if (!this.knownBackend(fe, keys[i] as BackendKey)) n++;
-    return n;
-  }
-
   /** Writes one scope of a frontend: a flip to new slots, or the master alone. Pushes its master to `masters`. */
   private writeScope(
     family: IPFamily,
@@ -382,6 +377,7 @@ class PlanBuilder {
     have: ProgrammedScope | null,
     svcId: number,
     masters: Op[],
+    found: readonly (ProgrammedBackend | undefined)[] | null = null,
   ): ProgrammedScope {
     const svcMap = SVC_MAP[family];
     if (have !== null && sameKeys(want.backendKeys, have.backendKeys)) {
@@ -393,8 +389,10 @@ class PlanBuilder {
     const gen: Gen = have === null ? 0 : have.gen === 0 ? 1 : 0;
     const ids = new Array<number>(want.backends.length);
     const slots = this.phases[PHASE_SLOT_UPDATE] as Op[];
+    const byKey = this.fam[family].byKey;
     for (let i = 0; i < ids.length; i++) {
-      const id = this.refBackend(family, want.backendKeys[i] as BackendKey, want.backends[i] as BackendAddr);
+      const k = want.backendKeys[i] as BackendKey;
+      const id = this.refBackend(family, k, want.backends[i] as BackendAddr, found !== null ? found[i] : byKey.get(k));
       ids[i] = id;
       slots.push(this.op(svcMap, 'update', svcKey(f, scope, gen, i + 1), slotValue(id)));
     }
@@ -432,27 +430,22 @@ class PlanBuilder {
   }
 
   /**
-   * Takes a reference on the backend for a key and returns its id: the
-   * programmed one, one created earlier in this plan, or a new one.
+   * Takes a reference on the backend for a key and returns its id: `b`,
+   * what byKey holds for the key (programmed, or created earlier in this
+   * plan), or a new backend when there is none.
    */
-  private refBackend(family: IPFamily, key: BackendKey, addr: BackendAddr): number {
+  private refBackend(family: IPFamily, key: BackendKey, addr: BackendAddr, b: ProgrammedBackend | undefined): number {
     const fe = this.fam[family];
-    const old = fe.current.byKey.size === 0 ? undefined : fe.current.byKey.get(key);
-    if (old !== undefined) {
-      fe.refDelta.set(old.id, (fe.refDelta.get(old.id) ?? 0) + 1);
-      return old.id;
-    }
-    // Not programmed before: created earlier in this plan, or now.
-    const made = fe.made.get(key);
-    if (made !== undefined) {
-      made.refs++;
-      return made.id;
+    if (b !== undefined) {
+      // Programmed backends are the objects the current state holds; ones this plan made count their refs in place.
+      if (fe.current.byId.get(b.id) === b) fe.refDelta.set(b.id, (fe.refDelta.get(b.id) ?? 0) + 1);
+      else (b as { refs: number }).refs++;
+      return b.id;
     }
     const id = fe.ids.allocate();
-    const b: ProgrammedBackend = { id, key, backend: addr, refs: 1 };
-    fe.made.set(key, b);
-    fe.byKey.set(key, b);
-    fe.byId.set(id, b);
+    const made: ProgrammedBackend = { id, key, backend: addr, refs: 1 };
+    fe.byKey.set(key, made);
+    fe.byId.set(id, made);
     this.entries[BACKEND_MAP[family]]++;
     (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op(BACKEND_MAP[family], 'update', id, addr), this.op(BECNT_MAP[family], 'update', id, ZERO_TRAFFIC));
     return id;
