@@ -9,7 +9,8 @@
 // thread pool and a syscall; a full sync's first phase writes four maps,
 // the per-CPU counters slowest), while runs on one map follow each other.
 // The next phase is encoded while the current one is in flight, and starts
-// only when every batch of the current one has landed.
+// only when every batch of the current one has landed. Consecutive phases
+// that are each one batch on the same map and action go as one batch.
 
 import { encodeOpBatch, type Op, type OpBatch } from './layout.ts';
 import type { Plan } from './state.ts';
@@ -72,27 +73,61 @@ export async function applyOps(phases: readonly (readonly Op[])[], maps: MapWrit
   let updates = 0;
   let deletes = 0;
   let batches = 0;
-  let next = encodePhase(phases[0] ?? []);
-  for (let p = 0; p < phases.length; p++) {
-    const current = next;
-    const inFlight = writePhase(current, maps);
-    // Encoding (JavaScript, this thread) overlaps the syscalls of the phase in flight (the thread pool).
-    let encodeError: unknown;
-    try {
-      next = p + 1 < phases.length ? encodePhase(phases[p + 1] ?? []) : [];
-    } catch (err) {
-      encodeError = err;
-      next = [];
+  const encoded: (OpBatch[] | undefined)[] = [];
+  const encode = (i: number): OpBatch[] => {
+    let e = encoded[i];
+    if (e === undefined) {
+      e = encodePhase(phases[i] ?? []);
+      encoded[i] = e;
     }
-    await inFlight;
-    if (encodeError !== undefined) throw encodeError;
-    for (const batch of current) {
-      if (batch.action === 'delete') deletes += batch.count;
-      else updates += batch.count;
-      batches++;
+    return e;
+  };
+  let p = 0;
+  while (p < phases.length) {
+    let current = encode(p);
+    let end = p + 1;
+    // A phase that is one batch, followed by phases that are one batch on the
+    // same map with the same action (a Plan's new slots, then the masters
+    // that flip to them): one batch. The kernel applies a batch in order and
+    // stops at the first failure, so the maps go through the same states,
+    // with one trip to the kernel fewer.
+    while (current.length === 1 && end < phases.length) {
+      const following = encode(end);
+      const only = current[0] as OpBatch;
+      const other = following[0];
+      if (following.length === 0) end++;
+      else if (following.length === 1 && other !== undefined && other.map === only.map && other.action === only.action) {
+        current = [joinBatches(only, other)];
+        end++;
+      } else break;
     }
+    if (current.length > 0) {
+      const inFlight = writePhase(current, maps);
+      // Encoding (JavaScript, this thread) overlaps the syscalls of the phase in flight (the thread pool).
+      let encodeError: unknown;
+      try {
+        if (end < phases.length) encode(end);
+      } catch (err) {
+        encodeError = err;
+      }
+      await inFlight;
+      if (encodeError !== undefined) throw encodeError;
+      for (const batch of current) {
+        if (batch.action === 'delete') deletes += batch.count;
+        else updates += batch.count;
+        batches++;
+      }
+    }
+    for (let i = p; i < end; i++) encoded[i] = undefined;
+    p = end;
   }
   return { updates, deletes, batches };
+}
+
+/** Two batches of one map and action as one, a's records first. */
+function joinBatches(a: OpBatch, b: OpBatch): OpBatch {
+  const values = a.values === null || b.values === null ? null : Buffer.concat([a.values, b.values]);
+  return { map: a.map, action: a.action, count: a.count + b.count, keys: Buffer.concat([a.keys, b.keys]), values };
 }
 
 /** A phase's batches, in phaseRuns order. */
