@@ -383,10 +383,12 @@ function rangesOf(allowed: readonly string[] | null, bad: (field: string, messag
  * SY_MAX_SLOTS; bad endpoints are problems.
  */
 function backendMemo(proto: BackendAddr['proto'], bad: (field: string, message: string) => void): BackendsOf {
-  const memo = new Map<readonly EndpointInfo[], ReturnType<BackendsOf>>();
+  // The verdicts of one ServicePort use one to three lists: a few slots, not a Map per ServicePort.
+  const lists: (readonly EndpointInfo[])[] = [];
+  const results: ReturnType<BackendsOf>[] = [];
   return (eps) => {
-    const hit = memo.get(eps);
-    if (hit !== undefined) return hit;
+    const at = lists.indexOf(eps);
+    if (at >= 0) return results[at] as ReturnType<BackendsOf>;
     const backends: BackendAddr[] = [];
     const keys: BackendKey[] = [];
     for (const ep of eps) {
@@ -407,7 +409,8 @@ function backendMemo(proto: BackendAddr['proto'], bad: (field: string, message: 
       keys.push(v4 >= 0 ? backendKey4(v4, ep.port, proto, flags) : backendKeyOf(b));
     }
     const out = finishBackends(backends, keys, bad);
-    memo.set(eps, out);
+    lists.push(eps);
+    results.push(out);
     return out;
   };
 }
