@@ -91,7 +91,7 @@ export class TimedWriter implements MapWriter {
   readonly #obj: BpfObject;
   readonly #native: NativeBinding;
   nativeMs = 0;
-  /** Every batch written, in order of completion, each with its own time. */
+  /** Every batch written, in the order apply started them, each with its own time. */
   readonly batches: BatchTiming[] = [];
   #inFlight = 0;
   #busySince = 0;
@@ -105,6 +105,8 @@ export class TimedWriter implements MapWriter {
     const m = this.#obj.map(b.map);
     const t = performance.now();
     if (this.#inFlight++ === 0) this.#busySince = t;
+    const timing = { what: `${b.map} ${b.action}`, count: b.count, ms: Number.NaN };
+    this.batches.push(timing);
     try {
       // The traffic counters are per-CPU: the value once per possible CPU, as the dataplane's writer sends it.
       if (b.action === 'update')
@@ -115,7 +117,7 @@ export class TimedWriter implements MapWriter {
     } finally {
       const end = performance.now();
       if (--this.#inFlight === 0) this.nativeMs += end - this.#busySince;
-      this.batches.push({ what: `${b.map} ${b.action}`, count: b.count, ms: end - t });
+      timing.ms = end - t;
     }
   }
 }
