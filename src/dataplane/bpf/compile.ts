@@ -24,7 +24,7 @@
 import type { EndpointInfo, IPFamily, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
 import { type FrontendVerdicts, type Verdict, type VerdictOptions, verdicts } from '../../model/verdict.ts';
 import type { Problem } from '../types.ts';
-import { canonicalIP, cidrContains, familyOf, formatIPv4, parseCidr, parseIP, parseIPv4 } from '../../util/ip.ts';
+import { canonicalIP, cidrContains, familyOf, formatIPv4, hasLeadingZero, parseCidr, parseIP, parseIPv4 } from '../../util/ip.ts';
 import { BPF_GAPS, gapProblems } from '../capabilities.ts';
 import {
   SY_ACT_DROP,
@@ -307,7 +307,16 @@ function compileServicePort(sp: ServicePortInfo, ctx: Context): Compiled {
       const key = l4Key(frontend);
       if (keys.includes(key)) continue;
       keys.push(key);
-      services.push({ key, family: fv.frontend.family, kind: fv.frontend.kind, frontend, owner: sp.id, ...shape });
+      services.push({
+        key,
+        family: fv.frontend.family,
+        kind: fv.frontend.kind,
+        frontend,
+        owner: sp.id,
+        internal: shape.internal,
+        external: shape.external,
+        sourceRanges: shape.sourceRanges,
+      });
     }
   }
   return { keys, services, problems };
@@ -344,14 +353,14 @@ function compileVerdicts(
   const internal = scopeOf(fv.pod, common, backendsOf);
   const external = scopeOf(fv.external, common, backendsOf);
   if (internal.action !== external.action || !sameKeys(internal.backendKeys, external.backendKeys)) {
-    return { internal: { ...internal, flags: internal.flags | SY_SVC_F_EXT_SCOPE }, external, sourceRanges };
+    return { internal: withFlags(internal, internal.flags | SY_SVC_F_EXT_SCOPE), external, sourceRanges };
   }
   // The datapath tells pods from everything else, so external clients and
   // this node's own (which the node verdict covers, and which the tc
   // programs do not see) share the external verdict: externalTrafficPolicy
   // Local keeps external clients' addresses.
   const masqExt = masquerades(fv.external);
-  return { internal: masqExt ? { ...internal, flags: internal.flags | SY_SVC_F_MASQ_EXT } : internal, external: null, sourceRanges };
+  return { internal: masqExt ? withFlags(internal, internal.flags | SY_SVC_F_MASQ_EXT) : internal, external: null, sourceRanges };
 }
 
 function masquerades(v: Verdict): boolean {
@@ -362,8 +371,14 @@ const ACTION: Record<Verdict['action'], SvcAction> = { dnat: SY_ACT_FORWARD, rej
 const NONE = { backends: [] as readonly BackendAddr[], backendKeys: [] as readonly BackendKey[] };
 
 function scopeOf(v: Verdict, flags: number, backendsOf: BackendsOf): DesiredScope {
-  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, ...NONE };
-  return { action: SY_ACT_FORWARD, flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags, ...backendsOf(v.endpoints) };
+  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, backends: NONE.backends, backendKeys: NONE.backendKeys };
+  const b = backendsOf(v.endpoints);
+  return { action: SY_ACT_FORWARD, flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags, backends: b.backends, backendKeys: b.backendKeys };
+}
+
+/** The scope with other flags (no object spread: one per frontend of a full compile). */
+function withFlags(sc: DesiredScope, flags: number): DesiredScope {
+  return { action: sc.action, flags, backends: sc.backends, backendKeys: sc.backendKeys };
 }
 
 function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {
@@ -389,15 +404,18 @@ function rangesOf(allowed: readonly string[] | null, bad: (field: string, messag
  * SY_MAX_SLOTS; bad endpoints are problems.
  */
 function backendMemo(proto: BackendAddr['proto'], bad: (field: string, message: string) => void): BackendsOf {
-  const memo = new Map<readonly EndpointInfo[], ReturnType<BackendsOf>>();
+  // The verdicts of one ServicePort use one to three lists: a few slots, not a Map per ServicePort.
+  const lists: (readonly EndpointInfo[])[] = [];
+  const results: ReturnType<BackendsOf>[] = [];
   return (eps) => {
-    const hit = memo.get(eps);
-    if (hit !== undefined) return hit;
-    const items: Array<{ b: BackendAddr; k: BackendKey }> = [];
+    const at = lists.indexOf(eps);
+    if (at >= 0) return results[at] as ReturnType<BackendsOf>;
+    const backends: BackendAddr[] = [];
+    const keys: BackendKey[] = [];
     for (const ep of eps) {
       // IPv4 (most endpoints) parsed once, for both the canonical text and the key.
       const v4 = ep.ip.includes(':') ? -1 : parseIPv4(ep.ip, 'decimal');
-      const addr = v4 >= 0 ? formatIPv4(v4) : canonicalIP(ep.ip, 'decimal');
+      const addr = v4 >= 0 ? (hasLeadingZero(ep.ip) ? formatIPv4(v4) : ep.ip) : canonicalIP(ep.ip, 'decimal');
       if (addr === null) {
         bad('endpoints', `endpoint ${JSON.stringify(ep.ip)} is not an IP address`);
         continue;
@@ -408,30 +426,60 @@ function backendMemo(proto: BackendAddr['proto'], bad: (field: string, message: 
       }
       const flags = ep.isLocal ? SY_BE_F_LOCAL : 0;
       const b: BackendAddr = { addr, port: ep.port, proto, flags };
-      items.push({ b, k: v4 >= 0 ? backendKey4(v4, ep.port, proto, flags) : backendKeyOf(b) });
+      backends.push(b);
+      keys.push(v4 >= 0 ? backendKey4(v4, ep.port, proto, flags) : backendKeyOf(b));
     }
-    const out = finishBackends(items, bad);
-    memo.set(eps, out);
+    const out = finishBackends(backends, keys, bad);
+    lists.push(eps);
+    results.push(out);
     return out;
   };
 }
 
-function finishBackends(items: Array<{ b: BackendAddr; k: BackendKey }>, bad: (field: string, message: string) => void): ReturnType<BackendsOf> {
-  const withKeys = items;
-  withKeys.sort((x, y) => compareBackendKeys(x.k, y.k));
-  const backends: BackendAddr[] = [];
-  const backendKeys: BackendKey[] = [];
-  for (const { b, k } of withKeys) {
-    if (backendKeys.length > 0 && backendKeys[backendKeys.length - 1] === k) continue;
-    backends.push(b);
-    backendKeys.push(k);
+/** Up to this many backends are sorted in place by insertion (no comparator calls, no pairs); more go through Array.sort. */
+const INSERTION_SORT_MAX = 32;
+
+/** Sorts the backends by key (the two arrays in step), drops duplicate keys, caps at SY_MAX_SLOTS. */
+function finishBackends(backends: BackendAddr[], keys: BackendKey[], bad: (field: string, message: string) => void): ReturnType<BackendsOf> {
+  const n = keys.length;
+  if (n <= INSERTION_SORT_MAX) {
+    for (let i = 1; i < n; i++) {
+      const k = keys[i] as BackendKey;
+      const b = backends[i] as BackendAddr;
+      let j = i - 1;
+      while (j >= 0 && compareBackendKeys(keys[j] as BackendKey, k) > 0) {
+        keys[j + 1] = keys[j] as BackendKey;
+        backends[j + 1] = backends[j] as BackendAddr;
+        j--;
+      }
+      keys[j + 1] = k;
+      backends[j + 1] = b;
+    }
+  } else {
+    const order = keys.map((_k, i) => i).sort((x, y) => compareBackendKeys(keys[x] as BackendKey, keys[y] as BackendKey) || x - y);
+    const k2 = order.map((i) => keys[i] as BackendKey);
+    const b2 = order.map((i) => backends[i] as BackendAddr);
+    for (let i = 0; i < n; i++) {
+      keys[i] = k2[i] as BackendKey;
+      backends[i] = b2[i] as BackendAddr;
+    }
   }
-  if (backendKeys.length > SY_MAX_SLOTS) {
-    bad('endpoints', `${backendKeys.length} endpoints; a frontend holds at most ${SY_MAX_SLOTS}, the rest are not programmed`);
+  // Unique by key, the first of equal keys kept (both sorts are stable).
+  let w = 0;
+  for (let i = 0; i < n; i++) {
+    if (w > 0 && keys[w - 1] === keys[i]) continue;
+    keys[w] = keys[i] as BackendKey;
+    backends[w] = backends[i] as BackendAddr;
+    w++;
+  }
+  keys.length = w;
+  backends.length = w;
+  if (w > SY_MAX_SLOTS) {
+    bad('endpoints', `${w} endpoints; a frontend holds at most ${SY_MAX_SLOTS}, the rest are not programmed`);
     backends.length = SY_MAX_SLOTS;
-    backendKeys.length = SY_MAX_SLOTS;
+    keys.length = SY_MAX_SLOTS;
   }
-  return { backends, backendKeys };
+  return { backends, backendKeys: keys };
 }
 
 function isPort(p: number): boolean {

@@ -43,6 +43,7 @@ import {
   MAPS,
   type MapName,
   type NodeConfig,
+  type Op,
   type OpBatch,
   PROGRAMMED_MAPS,
   SY_CFG_DETECT_CIDR,
@@ -666,7 +667,9 @@ export class BpfDataplane implements Dataplane {
     const adopted = programmedFromDump(dumps);
     if (adopted.orphans.length > 0) {
       this.#o.log.info('removing inconsistent entries left in pinned maps', { ops: adopted.orphans.length });
-      await applyOps([adopted.orphans], this.#writer());
+      // adopt orders them svc deletes first: a phase of their own, as apply runs the maps of one phase in parallel.
+      const svcDelete = (op: Op): boolean => op.action === 'delete' && (op.map === 'svc4' || op.map === 'svc6');
+      await applyOps([adopted.orphans.filter(svcDelete), adopted.orphans.filter((op) => !svcDelete(op))], this.#writer());
     }
     this.#programmed = adopted.state;
     this.#o.log.info('adopted pinned maps', {
