@@ -69,6 +69,7 @@ export const STAT_NAMES = [
   'TCP_REOPEN',
   'SOCK_XLATE',
   'SOCK_REJECT',
+  'UPGRADE_HOLD',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 const STATS: ReadonlyArray<readonly [StatName, number]> = STAT_NAMES.map((n) => [n, HEADER_DEFINES[`SY_STAT_${n}`]] as const);

@@ -49,6 +49,7 @@ import {
   SY_CFG_DETECT_CIDR,
   SY_CFG_DETECT_IFACE,
   SY_CFG_KERNEL_HANDOVER,
+  SY_CFG_LAYOUT_UPGRADE,
   u32Codec,
 } from './layout.ts';
 import type { DesiredService, DesiredState, ProgrammedState } from './state.ts';
@@ -227,6 +228,8 @@ export class BpfDataplane implements Dataplane {
   #lock: PinLock | null = null;
   /** A pending upgrade from layout 1 (migrate.ts): holds the attach until the first sync. */
   #upgrade: LayoutUpgrade | null = null;
+  /** SY_CFG_LAYOUT_UPGRADE goes into every config write while set (the upgrade's switch). */
+  #upgradeHold = false;
   #gcTimer: ReturnType<typeof setInterval> | null = null;
   /** The pass under way, so that stop() waits for it and passes never overlap. */
   #gcRunning: Promise<CtPassResult | null> | null = null;
@@ -628,7 +631,8 @@ export class BpfDataplane implements Dataplane {
     const obj = this.#obj;
     if (!obj) return;
     const base = nodeConfig(this.#o, podCIDRs);
-    const c = handover ? { ...base, flags: base.flags | SY_CFG_KERNEL_HANDOVER } : base;
+    const extra = (handover ? SY_CFG_KERNEL_HANDOVER : 0) | (this.#upgradeHold ? SY_CFG_LAYOUT_UPGRADE : 0);
+    const c = extra === 0 ? base : { ...base, flags: base.flags | extra };
     const text = JSON.stringify(c);
     if (text === this.#configText) return;
     await writeNodeConfig(obj, c);
@@ -694,6 +698,10 @@ export class BpfDataplane implements Dataplane {
       obj,
       config: nodeConfig(this.#o, podCIDRs),
       attach: () => this.#attachLinks(),
+      hold: async (on) => {
+        this.#upgradeHold = on;
+        await this.#writeConfig(podCIDRs);
+      },
       tc: this.#tc,
       links: () => this.#o.links.list(),
       ours: () => new Set([fds.fromPod, fds.toPod, fds.fromNet, fds.toNet].map((fd) => this.#o.native.progIdFromFd(fd))),

@@ -80,6 +80,7 @@ export const HEADER_DEFINES = {
   SY_CFG_DETECT_CIDR: 0x01,
   SY_CFG_DETECT_IFACE: 0x02,
   SY_CFG_KERNEL_HANDOVER: 0x04,
+  SY_CFG_LAYOUT_UPGRADE: 0x08,
   SY_STAT_SVC_HIT: 0,
   SY_STAT_CT_NEW: 1,
   SY_STAT_REJECT: 2,
@@ -98,6 +99,7 @@ export const HEADER_DEFINES = {
   SY_STAT_TCP_REOPEN: 15,
   SY_STAT_SOCK_XLATE: 16,
   SY_STAT_SOCK_REJECT: 17,
+  SY_STAT_UPGRADE_HOLD: 18,
   SY_STAT_MAX: 32,
   SY_SOCK_RNAT_MAX: 65536,
 } as const;
@@ -125,6 +127,7 @@ export const SY_CT_F_KERNEL = D.SY_CT_F_KERNEL;
 export const SY_CFG_DETECT_CIDR = D.SY_CFG_DETECT_CIDR;
 export const SY_CFG_DETECT_IFACE = D.SY_CFG_DETECT_IFACE;
 export const SY_CFG_KERNEL_HANDOVER = D.SY_CFG_KERNEL_HANDOVER;
+export const SY_CFG_LAYOUT_UPGRADE = D.SY_CFG_LAYOUT_UPGRADE;
 /** The largest count a master can hold (count is 16 bits of state, slot is __u16). */
 export const SY_MAX_SLOTS = 0xffff;
 
