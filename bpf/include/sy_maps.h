@@ -321,7 +321,7 @@ _Static_assert(sizeof(struct sy_frag_value) == 16, "sy_frag_value size");
  * programs replace the v1 one until its flows created meanwhile are carried over: a TCP
  * packet that is not a bare SYN and has no flow is dropped (SY_STAT_UPGRADE_HOLD), so
  * that TCP retransmits it once the flow is there instead of it opening a new one. */
-#define SY_CFG_LAYOUT_UPGRADE 0x08
+#define SY_CFG_LAYOUT_UPGRADE  0x08
 
 struct sy_config_v2 {
 	__be32 node_addr4_be;    /* IPv4 masquerade source; 0 = none */
@@ -359,7 +359,7 @@ _Static_assert(sizeof(struct sy_config_v2) == 56, "sy_config_v2 size");
 #define SY_STAT_TCP_REOPEN     15 /* SYN on a closed flow: new backend chosen */
 #define SY_STAT_SOCK_XLATE     16 /* host socket pointed at a backend (connect, sendmsg) */
 #define SY_STAT_SOCK_REJECT    17 /* host socket refused: frontend without endpoints */
-#define SY_STAT_UPGRADE_HOLD   18 /* no flow yet during a layout 1 upgrade: dropped (SY_CFG_LAYOUT_UPGRADE) */
+#define SY_STAT_UPGRADE_HOLD   18 /* no flow yet, SY_CFG_LAYOUT_UPGRADE set: dropped */
 #define SY_STAT_MAX            32
 
 /* ------------------------------------------------------------------------

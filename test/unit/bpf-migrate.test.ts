@@ -539,10 +539,13 @@ describe('completeMigration', () => {
     expect(lines.some((l) => / error bpf carrying layout 1 connection tracking \(after the switch\) failed/.test(l))).toBe(true);
 
     order.length = 0;
-    const throwing = { ...steps(fake, target, order), attach: () => {
-      order.push('attach');
-      throw new Error('tc: EPERM');
-    } };
+    const throwing = {
+      ...steps(fake, target, order),
+      attach: () => {
+        order.push('attach');
+        throw new Error('tc: EPERM');
+      },
+    };
     await expect(completeMigration(m, throwing, logger)).rejects.toThrow('EPERM');
     expect(order).toEqual(['hold', 'attach', 'release']);
   });
