@@ -62,6 +62,16 @@ import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts'
 import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.ts';
 import { attachSocketLb, closeStaleSockets, SOCK_ATTACH_TYPES, SOCK_PROGRAMS } from './socklb.ts';
 
+/**
+ * The canonical addresses of a Service port's serving endpoints (terminating
+ * ones included): what the conntrack reconciler and the host-socket clean-up
+ * keep; flows and sockets to any other address of the port's frontends go.
+ */
+function servingAddrs(snapshot: ProxySnapshot, owner: string): Set<string> {
+  const port = snapshot.servicePorts.get(owner);
+  return new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
+}
+
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
   try {
@@ -447,8 +457,7 @@ export class BpfDataplane implements Dataplane {
     for (const key of touched) {
       const d = desired.services.get(key);
       if (d === undefined || !lostBackends(before, d)) continue;
-      const port = snapshot.servicePorts.get(d.owner);
-      const addrs = new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
+      const addrs = servingAddrs(snapshot, d.owner);
       if (addrs.size > 0) serving.set(key, addrs);
     }
     if (serving.size === 0) return;
@@ -478,8 +487,7 @@ export class BpfDataplane implements Dataplane {
       const p = next.services.get(key);
       const d = desired.services.get(key);
       if (p === undefined || d === undefined || (p.frontend.proto !== 'UDP' && p.frontend.proto !== 'SCTP')) continue;
-      const port = snapshot.servicePorts.get(d.owner);
-      const addrs = new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
+      const addrs = servingAddrs(snapshot, d.owner);
       if (addrs.size > 0) serving.set(p.svcId, addrs);
     }
     if (serving.size === 0) return;
