@@ -44,6 +44,13 @@ export async function checkMaps(obj: BpfObject, desired: DesiredState, planned: 
     fail(`${MAPS.svc4.name}: ${svc.length} entries, expected ${want.frontends} masters + ${want.slots} slots = ${want.frontends + want.slots}`);
   }
   if (backends.length !== want.backends) fail(`${MAPS.backend4.name}: ${backends.length} entries, expected ${want.backends} unique backends`);
+  // Fresh ids into empty maps: the datapath creates their counter entries on the first packet, the sync writes none.
+  for (const [name, entries] of [
+    [MAPS.svccnt.name, svcCounters],
+    [MAPS.becnt4.name, beCounters],
+  ] as const) {
+    if (entries.length !== 0) fail(`${name}: ${entries.length} entries, expected none (no packet has been counted)`);
+  }
 
   let adopted: Adopted;
   try {

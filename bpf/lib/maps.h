@@ -95,10 +95,10 @@ static __always_inline void stat_inc(__u32 idx)
 		*v += 1;
 }
 
-/* One translated packet of a flow of frontend svc_id and backend
- * backend_id: a per-CPU lookup and add in each counter map (the entries
- * exist from before the ids were reachable; a missing one is not counted).
- * reply: backend -> client; new_conn: the flow was just created. */
+/* The value a counter entry starts from: in .rodata, so that creating an
+ * entry takes no stack. */
+static const struct sy_traffic sy_traffic_zero;
+
 static __always_inline void traffic_add(struct sy_traffic *t, __u64 segs, __u64 bytes, int reply,
                                         int new_conn)
 {
@@ -114,18 +114,38 @@ static __always_inline void traffic_add(struct sy_traffic *t, __u64 segs, __u64 
 	t->conns += new_conn;
 }
 
+/* The counter entry of id in map. The daemon does not write entries for
+ * new ids (only a zeroed one when it reuses an id): the first packet
+ * towards a backend creates it. A reply only counts into an entry that
+ * exists, so that a flow that outlived its ids (replies of a connection to
+ * a removed backend) cannot bring back an entry the daemon deleted; the
+ * forward path's ids are live (the master was just read, the backend
+ * checked). A full map: not counted. */
+static __always_inline struct sy_traffic *traffic_entry(void *map, __u32 *id, int create)
+{
+	struct sy_traffic *t = bpf_map_lookup_elem(map, id);
+
+	if (t || !create)
+		return t;
+	bpf_map_update_elem(map, id, &sy_traffic_zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, id);
+}
+
+/* One translated packet of a flow of frontend svc_id and backend
+ * backend_id: a per-CPU add in each counter map.
+ * reply: backend -> client; new_conn: the flow was just created. */
 static __always_inline void traffic_count(struct __sk_buff *skb, int v6, __u32 l3_off, __u32 svc_id,
                                           __u32 backend_id, int reply, int new_conn)
 {
 	__u64 segs = skb->gso_segs ? skb->gso_segs : 1;
 	__u64 bytes = skb->len > l3_off ? skb->len - l3_off : 0;
 
-	traffic_add(bpf_map_lookup_elem(&sy_svc_cnt_v2, &svc_id), segs, bytes, reply, new_conn);
+	traffic_add(traffic_entry(&sy_svc_cnt_v2, &svc_id, !reply), segs, bytes, reply, new_conn);
 	if (v6)
-		traffic_add(bpf_map_lookup_elem(&sy_be_cnt6_v2, &backend_id), segs, bytes, reply,
+		traffic_add(traffic_entry(&sy_be_cnt6_v2, &backend_id, !reply), segs, bytes, reply,
 		            new_conn);
 	else
-		traffic_add(bpf_map_lookup_elem(&sy_be_cnt4_v2, &backend_id), segs, bytes, reply,
+		traffic_add(traffic_entry(&sy_be_cnt4_v2, &backend_id, !reply), segs, bytes, reply,
 		            new_conn);
 }
 

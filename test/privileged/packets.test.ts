@@ -356,6 +356,28 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         expect([after.services.get(id.web), after.backends[fam].get(be)]).toEqual([one, one]);
       });
 
+      test('traffic counters: the first forward packet makes the entries; a reply after they were deleted (the id freed) does not bring them back', async () => {
+        const be = id.backend(proto);
+        const fam = f.name === 'IPv6' ? 'IPv6' : 'IPv4';
+        const becnt = fam === 'IPv6' ? 'becnt6' : 'becnt4';
+        await h.remove('svccnt', [id.web]);
+        await h.remove(becnt, [be]);
+        const has = async (): Promise<boolean[]> => {
+          const c = await h.traffic();
+          return [c.services.has(id.web), c.backends[fam].has(be)];
+        };
+        expect(await has(), 'no entries').toEqual([false, false]);
+        const pkt = frame(fromClient(proto, f.vip));
+        const r1 = await h.run('sy_from_pod', pkt);
+        const one = { packets: 1n, bytes: BigInt(pkt.length - 14), replyPackets: 0n, replyBytes: 0n, conns: 1n };
+        expect(r1.traffic, 'made by the packet, which is counted').toEqual({ [`svc ${id.web}`]: one, [`backend${fam === 'IPv6' ? 6 : 4} ${be}`]: one });
+        await h.remove('svccnt', [id.web]);
+        await h.remove(becnt, [be]);
+        const r2 = await h.run('sy_to_pod', frame(reply(proto)));
+        expect(r2.counted.RNAT, 'the reply is still translated').toBe(1n);
+        expect(await has(), 'but makes no entry').toEqual([false, false]);
+      });
+
       test("reverse DNAT at sy_to_pod (the client pod's last hop); the backend's first hop leaves it alone", async () => {
         await h.run('sy_from_pod', frame(fromClient(proto, f.vip)));
         const rep = reply(proto);

@@ -192,20 +192,13 @@ export class PacketHarness {
 
   /**
    * A frontend: its backends, slots 1..n of its generation, then the master
-   * (count = number of backends); with zeroed traffic counters for its
-   * svc_id and backend ids first, as the control plane writes them with new
-   * ids (an id already counted is zeroed again).
+   * (count = number of backends). No traffic counters: as for the control
+   * plane's fresh ids, the program makes them on the first packet.
    */
   async frontend(f: FrontendSpec): Promise<void> {
     const fam = v6(f.addr) ? '6' : '4';
     const scope = f.scope ?? SY_SCOPE_INTERNAL;
     const gen = f.gen ?? 0;
-    await this.put('svccnt', [[f.svcId, ZERO_TRAFFIC]]);
-    if (f.backends.length > 0)
-      await this.put(
-        `becnt${fam}`,
-        f.backends.map((b) => [b.id, ZERO_TRAFFIC] as const),
-      );
     if (f.backends.length > 0)
       await this.put(
         `backend${fam}`,

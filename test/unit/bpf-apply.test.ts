@@ -13,7 +13,7 @@ import { compile, compileOptions } from '../../src/dataplane/bpf/compile.ts';
 import { diff } from '../../src/dataplane/bpf/diff.ts';
 import { objectMapWriter } from '../../src/dataplane/bpf/dataplane.ts';
 import { ADOPTED_MAPS, encodeOpBatch, MAPS, type Op, type OpBatch, svc4KeyCodec, u32Codec, vip4KeyCodec } from '../../src/dataplane/bpf/layout.ts';
-import { emptyProgrammedState, PHASE_NAMES, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
+import { emptyProgrammedState, ID_QUARANTINE_MS, PHASE_NAMES, type ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 import { BpfObject } from '../../src/native/index.ts';
 import { FAKE_OBJECT_PATH, FakeNativeBinding } from '../support/fake-native.ts';
 import { programmedToPlain } from '../support/plain-state.ts';
@@ -60,11 +60,10 @@ describe('applyPlan', () => {
   test('writes the phases in order, one batch per map and action (slots and the masters after them in one), and counts what it wrote', async () => {
     const { p1, p2 } = plans();
     const w1 = recorder();
-    expect(await applyPlan(p1, w1)).toEqual({ updates: 2 + 3 + 3 + 2 + 3 + 2, deletes: 0, batches: 5 });
+    // No counter entries: the ids are fresh, the datapath creates their entries.
+    expect(await applyPlan(p1, w1)).toEqual({ updates: 3 + 3 + 2 + 2, deletes: 0, batches: 3 });
     expect(w1.batches).toEqual([
-      'update sy_svc_cnt_v2 1,2',
       'update sy_backend4_v2 1,2,3',
-      'update sy_be_cnt4_v2 1,2,3',
       // phase 2 (slots) and phase 3 (masters), one batch each on sy_svc4_v2: one batch, slots first
       'update sy_svc4_v2 10.96.0.1:80#g0s1,10.96.0.1:80#g0s2,10.96.0.2:53#g0s1,10.96.0.1:80#master,10.96.0.2:53#master',
       // phase 4: the VIPs, once their masters translate
@@ -73,10 +72,9 @@ describe('applyPlan', () => {
     // a changes backends (new generation), b goes away: every phase has work.
     expect(p2.phases.map((ops) => ops.length > 0)).toEqual([true, true, true, true, true]);
     const w2 = recorder();
-    expect(await applyPlan(p2, w2)).toEqual({ updates: 2 + 2 + 1, deletes: 1 + 4 + 1 + 2 + 2, batches: 9 });
+    expect(await applyPlan(p2, w2)).toEqual({ updates: 1 + 2 + 1, deletes: 1 + 4 + 1 + 2 + 2, batches: 8 });
     expect(w2.batches).toEqual([
       'update sy_backend4_v2 4',
-      'update sy_be_cnt4_v2 4',
       'update sy_svc4_v2 10.96.0.1:80#g1s1,10.96.0.1:80#g1s2',
       // phase 3: the master flip, and the VIP b no longer uses, before its master goes
       'update sy_svc4_v2 10.96.0.1:80#master',
@@ -178,13 +176,10 @@ describe('applyOps', () => {
     back.svcIds = next.svcIds;
     expect(back).toEqual(next);
     expect(fake.calls.map((c) => `${c.op} ${c.map} ${c.count}`).filter((c) => !c.startsWith('dump'))).toEqual([
-      'update sy_svc_cnt_v2 2',
-      'update sy_backend4_v2 3',
-      'update sy_be_cnt4_v2 3',
+      'update sy_backend4_v2 3', // fresh ids: no counter entries (the datapath makes them)
       'update sy_svc4_v2 5', // 3 slots + 2 masters
       'update sy_vip4_v2 2', // after the masters
       'update sy_backend4_v2 1',
-      'update sy_be_cnt4_v2 1',
       'update sy_svc4_v2 2', // 2 slots
       'update sy_svc4_v2 1', // 1 master, beside the VIP delete: before the master of the VIP goes
       'delete sy_vip4_v2 1',
@@ -193,11 +188,16 @@ describe('applyOps', () => {
       'delete sy_backend4_v2 2',
       'delete sy_be_cnt4_v2 2',
     ]);
-    // The per-CPU counters went in zeroed on every CPU (the writer spread each value over the CPUs).
+    expect(await obj.map(MAPS.becnt4.name).dump()).toEqual([]);
+    // Once the quarantine is over, a new backend reuses id 1: its counter entry goes in zeroed on every CPU (the writer
+    // spread the value over the CPUs), before a slot names it.
+    const third = snapshot([servicePort('a', '10.96.0.1', 80, ['10.244.0.2:8080', '10.244.0.4:8080', '10.244.0.5:8080'])]);
+    const p3 = diff(compile(third, OFF), p2.next, 'all', { nowMs: ID_QUARANTINE_MS });
+    fake.calls.length = 0;
+    await applyPlan(p3, writer);
+    expect(fake.calls.map((c) => `${c.op} ${c.map} ${c.count}`).slice(0, 2)).toEqual(['update sy_backend4_v2 1', 'update sy_be_cnt4_v2 1']);
     const counters = await obj.map(MAPS.becnt4.name).dump();
-    const live: number[] = [];
-    p2.next.backends.IPv4.byId.forEach((_b, id) => live.push(id));
-    expect(counters.map(([k, v]) => [u32Codec.decode(k), v.length, v.every((x) => x === 0)]).sort()).toEqual(live.sort().map((id) => [id, 2 * 40, true]));
+    expect(counters.map(([k, v]) => [u32Codec.decode(k), v.length, v.every((x) => x === 0)])).toEqual([[1, 2 * 40, true]]);
     obj.close();
   });
 });

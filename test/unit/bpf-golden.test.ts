@@ -18,17 +18,12 @@ import type { Protocol, ProxySnapshot, ServicePortInfo } from '../../src/model/t
 import { programmedFromDump } from '../../src/dataplane/bpf/adopt.ts';
 import { type CompileOptions, compile, compileChanged, compileOptions } from '../../src/dataplane/bpf/compile.ts';
 import { diff, formatOp, formatPlan } from '../../src/dataplane/bpf/diff.ts';
-import { checkConsistent, FakeMapStore, resolveFrontends, storeDumps } from '../support/fake-maps.ts';
-import { encode, MAPS, svc4KeyCodec, svcValueCodec, u32Codec } from '../../src/dataplane/bpf/layout.ts';
+import { checkConsistent, type FakeMapStore, resolveFrontends, storeDumps, strictStore } from '../support/fake-maps.ts';
+import { encode, MAPS, svc4KeyCodec, svcValueCodec, trafficCodec, u32Codec, ZERO_TRAFFIC } from '../../src/dataplane/bpf/layout.ts';
 import { emptyProgrammedState } from '../../src/dataplane/bpf/state.ts';
 import { programmedToPlain } from '../support/plain-state.ts';
 import type { DesiredState, FrontendKey, Plan, ProgrammedState } from '../../src/dataplane/bpf/state.ts';
 import { endpoint, servicePortInfo, TEST_NODE } from '../support/snapshots.ts';
-
-/** Maps that answer a delete of a missing key with ENOENT, as the kernel does: no plan may issue one. */
-function strictStore(): FakeMapStore {
-  return new FakeMapStore(undefined, Object.fromEntries(Object.values(MAPS).map((m) => [m.name, { deleteMissing: 'enoent' as const }])));
-}
 
 // ---------------------------------------------------------------------------
 // Input builders.
@@ -374,6 +369,8 @@ test('golden: adopt a damaged frontend: a missing slot and a dangling backend id
     ['10.244.1.102', 8080],
   ]);
   rig.sync('web with 3 endpoints', snapshot([web]));
+  // Traffic to each backend: the datapath made their counter entries.
+  for (const id of [1, 2, 3]) rig.store.of('becnt4').update(encode(u32Codec, id), encode(trafficCodec, ZERO_TRAFFIC));
   // Damage no plan makes: slot 3 gone, and backend 1 (slot 1's) gone.
   rig.store.of('svc4').delete(encode(svc4KeyCodec, { addr: '10.96.0.100', port: 80, proto: 'TCP', scope: 0, gen: 0, slot: 3 }));
   rig.store.of('backend4').delete(encode(u32Codec, 1));

@@ -127,7 +127,7 @@ describe('status read back from the pinned maps', () => {
     expect(usage.find((u) => u.map === MAPS.backend6.name)?.entries).toBe(1);
   });
 
-  test('counters: each frontend and backend has its zeroed entry from the sync; what the programs add is summed over CPUs, both directions', async () => {
+  test('counters: zero for each frontend and backend after the sync (no entry until the first packet); what the programs add is summed over CPUs, both directions', async () => {
     const { fake } = await programmed();
     const before = await statusOf(fake);
     const all = before.frontends.flatMap((f) => [f.counters, ...f.internal.backends.map((b) => b.counters)]);

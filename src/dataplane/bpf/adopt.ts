@@ -16,11 +16,10 @@
 //   - backends no live slot points at, source ranges of no live frontend,
 //     VIPs no ClusterIP frontend uses.
 // orphans also re-adds the VIP of a live ClusterIP frontend that lost it,
-// and reconciles the traffic counters with the live ids: a zeroed entry
-// for a live svc_id or backend id that has none (counter maps created by
-// this version next to maps an older one left), a delete for an entry of
-// an id nothing uses; existing counters of live ids are kept (a restart
-// does not reset them).
+// and deletes the traffic counter entries of ids nothing uses; counters of
+// live ids are kept (a restart does not reset them), and a live id without
+// one gets it from the datapath on its next packet. Only when every map
+// was empty are new ids known to have no stale counter (CounterFresh).
 // orphans are ordered safely (svc deletes, then the rest) and MUST be
 // applied before the first plan diffed against `state`: that plan may
 // reuse the ids and keys they free.
@@ -33,7 +32,6 @@ import {
   decodeEntries,
   MAPS,
   u32Codec,
-  ZERO_TRAFFIC,
   type MapName,
   type Op,
   SY_SCOPE_EXTERNAL,
@@ -42,7 +40,7 @@ import {
   type SvcKey,
   type SvcValue,
 } from './layout.ts';
-import { FAMILIES, l4Key, programmedState, type ProgrammedServiceIn } from './state.ts';
+import { ALL_IDS_FRESH, FAMILIES, l4Key, NO_FRESH_IDS, programmedState, type ProgrammedServiceIn } from './state.ts';
 import type { BackendAddr, FrontendKey, L4Addr, ProgrammedState } from './state.ts';
 
 export interface Adopted {
@@ -78,12 +76,11 @@ function counterIds(dumps: MapDumps, m: 'svccnt' | 'becnt4' | 'becnt6'): Set<num
   return new Set((dumps.get(MAPS[m].name) ?? []).map(([k]) => u32Codec.decode(k)));
 }
 
-/** Ops that make a counter map hold exactly the live ids: zeroed entries for missing ones, deletes for the rest. */
-function reconcileCounters(m: 'svccnt' | 'becnt4' | 'becnt6', have: Set<number>, live: Iterable<number>): Op[] {
+/** Deletes of the counter entries of ids that are not live. */
+function orphanCounters(m: 'svccnt' | 'becnt4' | 'becnt6', have: Set<number>, live: Iterable<number>): Op[] {
   const want = new Set(live);
   const out: Op[] = [];
   for (const id of [...have].sort((a, b) => a - b)) if (!want.has(id)) out.push({ map: m, action: 'delete', key: id } as Op);
-  for (const id of [...want].sort((a, b) => a - b)) if (!have.has(id)) out.push({ map: m, action: 'update', key: id, value: ZERO_TRAFFIC } as Op);
   return out;
 }
 
@@ -151,19 +148,20 @@ export function programmedFromDump(dumps: MapDumps): Adopted {
       if (!present.has(addr)) rest.push({ map: n.vip, action: 'update', key: { addr }, value: { flags: SY_VIP_F_CLUSTER_IP } } as Op);
   }
 
-  const state = programmedState(services, backends, vips);
+  const empty = [...dumps.values()].every((entries) => entries.length === 0);
+  const state = programmedState(services, backends, vips, empty ? ALL_IDS_FRESH : NO_FRESH_IDS);
   for (const family of FAMILIES) {
     const dead = [...backends[family].keys()].filter((id) => !state.backends[family].byId.has(id)).sort((a, b) => a - b);
     for (const id of dead) rest.push({ map: NAMES[family].backend, action: 'delete', key: id } as Op);
     const live: number[] = [];
     state.backends[family].byId.forEach((_b, id) => live.push(id));
-    rest.push(...reconcileCounters(NAMES[family].becnt, counterIds(dumps, NAMES[family].becnt), live));
+    rest.push(...orphanCounters(NAMES[family].becnt, counterIds(dumps, NAMES[family].becnt), live));
   }
   const liveSvc: number[] = [];
   state.services.forEach((svc) => {
     if (svc.svcId >= 1) liveSvc.push(svc.svcId);
   });
-  rest.push(...reconcileCounters('svccnt', counterIds(dumps, 'svccnt'), liveSvc));
+  rest.push(...orphanCounters('svccnt', counterIds(dumps, 'svccnt'), liveSvc));
   return { state, orphans: [...svcDeletes, ...rest] };
 }
 

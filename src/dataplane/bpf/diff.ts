@@ -19,10 +19,12 @@
 // Backends are refcounted by live slots across all frontends of a family
 // and deleted last, once nothing points at them. Freed backend ids and
 // svc_ids are quarantined for ID_QUARANTINE_MS (state.ts) before reuse.
-// Traffic counters (sy_svc_cnt_v2, sy_be_cnt*_v2) follow the ids: a zeroed
-// entry is written with a new id (phase 1, before anything names it, so a
-// reused id starts from zero) and deleted with the freed id (the frontend's
-// with its masters, the backend's with the backend).
+// Traffic counters (sy_svc_cnt_v2, sy_be_cnt*_v2) follow the ids: the
+// datapath creates an id's entry on its first packet; a zeroed entry is
+// written only when an id is handed out again (phase 1, before anything
+// names it, so a reused id starts from zero; CounterFresh), and the entry
+// is deleted with the freed id (the frontend's with its masters, the
+// backend's with the backend).
 //
 // Capacity: a frontend whose new entries do not fit a map (counting the
 // entries of the old generation that live until phase 4) is left as it is
@@ -63,6 +65,7 @@ import {
 import type {
   BackendAddr,
   BackendKey,
+  CounterFresh,
   DesiredScope,
   DesiredService,
   DesiredState,
@@ -182,6 +185,7 @@ class PlanBuilder {
   private readonly services: CowMapEditor<FrontendKey, ProgrammedService>;
   private readonly svcIds: IdSetEditor;
   private readonly svcQuarantine: Quarantined[];
+  private readonly counterFresh: Record<keyof CounterFresh, number>;
   private readonly fam: Record<IPFamily, FamilyEdit>;
   /** VIP refcounts, copy-on-write: a plan copies only the shards it changes, not every ClusterIP. */
   private readonly vips: CowMapEditor<string, number>;
@@ -222,6 +226,7 @@ class PlanBuilder {
     this.deferred = new Set(current.deferred);
     this.entries = { ...current.entries };
     this.peak = { ...current.entries };
+    this.counterFresh = { ...current.counterFresh };
   }
 
   /** New frontend, or one that changed: admitted if its new entries fit. */
@@ -242,7 +247,7 @@ class PlanBuilder {
     let svcId = have?.svcId;
     if (svcId === undefined) {
       svcId = this.svcIds.allocate();
-      (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op('svccnt', 'update', svcId, ZERO_TRAFFIC));
+      if (this.reused('svc', svcId)) (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op('svccnt', 'update', svcId, ZERO_TRAFFIC));
     }
     const rangesAdded = want.sourceRanges.filter((r) => !(have?.sourceRanges ?? []).includes(r));
     const rangesGone = (have?.sourceRanges ?? []).filter((r) => !want.sourceRanges.includes(r));
@@ -300,6 +305,7 @@ class PlanBuilder {
         vips: this.vips.done(),
         deferred: this.deferred,
         entries: this.entries,
+        counterFresh: this.counterFresh,
       },
     };
   }
@@ -448,8 +454,17 @@ class PlanBuilder {
     fe.byKey.set(key, made);
     fe.byId.set(id, made);
     this.entries[BACKEND_MAP[family]]++;
-    (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op(BACKEND_MAP[family], 'update', id, addr), this.op(BECNT_MAP[family], 'update', id, ZERO_TRAFFIC));
+    const phase = this.phases[PHASE_BACKEND_UPDATE] as Op[];
+    phase.push(this.op(BACKEND_MAP[family], 'update', id, addr));
+    if (this.reused(family, id)) phase.push(this.op(BECNT_MAP[family], 'update', id, ZERO_TRAFFIC));
     return id;
+  }
+
+  /** Whether a newly allocated id was handed out before (its counter entry is zeroed), else it is fresh (CounterFresh). */
+  private reused(space: keyof CounterFresh, id: number): boolean {
+    if (id < this.counterFresh[space]) return true;
+    this.counterFresh[space] = id + 1;
+    return false;
   }
 
   private finishFamily(family: IPFamily): FamilyBackends {

@@ -212,7 +212,23 @@ export interface ProgrammedState {
   readonly deferred: ReadonlySet<FrontendKey>;
   /** Entries in each map the control plane writes, for the capacity check. */
   readonly entries: Readonly<Record<ProgrammedMapName, number>>;
+  /** Which new ids need a zeroed traffic counter entry (CounterFresh). */
+  readonly counterFresh: CounterFresh;
 }
+
+/**
+ * Per id space (svc_ids, backend ids of each family): ids from this one up
+ * have not been handed out since their counter map was last seen empty.
+ * The datapath creates a counter entry on an id's first packet, so a new
+ * id there needs nothing written; a lower id gets a zeroed entry when it is
+ * handed out again (its previous owner's flows may have left one). A state
+ * adopted from maps that held anything starts with every id below
+ * (NO_FRESH_IDS): only empty maps are known to hold no stale counter.
+ */
+export type CounterFresh = Readonly<Record<'svc' | IPFamily, number>>;
+
+export const ALL_IDS_FRESH: CounterFresh = { svc: 1, IPv4: 1, IPv6: 1 };
+export const NO_FRESH_IDS: CounterFresh = { svc: IdSet.MAX_ID + 1, IPv4: IdSet.MAX_ID + 1, IPv6: IdSet.MAX_ID + 1 };
 
 export function noEntries(): Record<ProgrammedMapName, number> {
   return { svc4: 0, svc6: 0, backend4: 0, backend6: 0, vip4: 0, vip6: 0, srcrange4: 0, srcrange6: 0 };
@@ -241,6 +257,7 @@ export function emptyProgrammedState(): ProgrammedState {
     vips: new Map(),
     deferred: new Set(),
     entries: noEntries(),
+    counterFresh: ALL_IDS_FRESH,
   };
 }
 
@@ -258,6 +275,7 @@ export function programmedState(
   services: Iterable<readonly [FrontendKey, ProgrammedServiceIn]>,
   backendsById: Readonly<Record<IPFamily, Iterable<readonly [number, BackendAddr]>>>,
   vips: ReadonlyMap<string, number> = new Map(),
+  counterFresh: CounterFresh = NO_FRESH_IDS,
 ): ProgrammedState {
   const svcList = [...services];
   const scopes = (s: ProgrammedServiceIn): ScopeIn[] => (s.external === null ? [s.internal] : [s.internal, s.external]);
@@ -310,7 +328,7 @@ export function programmedState(
     svcs.set(key, { ...svc, internal: withKeys(svc.internal), external: svc.external === null ? null : withKeys(svc.external) });
     if (svc.svcId >= 1 && svc.svcId <= IdSet.MAX_ID) svcIds.add(svc.svcId);
   }
-  return { services: svcs.done(), backends: fam, svcIds: svcIds.done(), svcQuarantine: [], vips, deferred: new Set(), entries };
+  return { services: svcs.done(), backends: fam, svcIds: svcIds.done(), svcQuarantine: [], vips, deferred: new Set(), entries, counterFresh };
 }
 
 /** Indexes into Plan.phases. */

@@ -277,7 +277,7 @@ function frontendStatus(svc: ProgrammedService, backends: FamilyBackends, ctx: S
     externalTrafficPolicy: kind === 'ClusterIP' ? null : trafficPolicy(external),
     sourceRanges: svc.sourceRanges,
     affinity: timeout === undefined ? null : { timeoutSeconds: timeout },
-    counters: countOf(ctx.counters?.services.get(svc.svcId)),
+    counters: countOf(ctx.counters, ctx.counters?.services.get(svc.svcId)),
     problems,
   };
 }
@@ -320,7 +320,7 @@ function scopeBackends(
       local: (b.backend.flags & SY_BE_F_LOCAL) !== 0,
       weight: null, // random choice among the slots: no weights
       terminating: null, // the maps do not record it (terminating endpoints are programmed only when none serve)
-      counters: countOf(counters?.backends[svc.family].get(id)),
+      counters: countOf(counters, counters?.backends[svc.family].get(id)),
     });
   });
   return out;
@@ -331,8 +331,10 @@ function scopeBackends(
  * and the replies), connections; null when the map has no entry for the id.
  * A backend's counters are the backend's, whichever Service sent the traffic.
  */
-function countOf(t: Traffic | undefined): TrafficCount | null {
-  if (t === undefined) return null;
+/** null without counter maps (no column); an id without an entry has had no packet yet (the datapath creates it on the first). */
+function countOf(raw: RawCounters | undefined, t: Traffic | undefined): TrafficCount | null {
+  if (raw === undefined) return null;
+  if (t === undefined) return { packets: 0, bytes: 0, connections: 0 };
   return { packets: Number(t.packets + t.replyPackets), bytes: Number(t.bytes + t.replyBytes), connections: Number(t.conns) };
 }
 
