@@ -118,13 +118,17 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 	if (ct_read(v6, &k, &f) < 0) {
 		/* during a handover, a connection without a flow here may be the kernel's; during
 		 * a layout 1 upgrade, the v1 program's, its flow about to be carried over */
-		if ((cfg->flags & (SY_CFG_KERNEL_HANDOVER | SY_CFG_LAYOUT_UPGRADE)) &&
-		    p->proto == IPPROTO_TCP &&
+		if (p->proto == IPPROTO_TCP &&
 		    (p->tcp_flags & (SY_TCP_SYN | SY_TCP_ACK)) != SY_TCP_SYN) {
 			if (cfg->flags & SY_CFG_KERNEL_HANDOVER)
 				return TC_ACT_UNSPEC;
-			stat_inc(SY_STAT_UPGRADE_HOLD);
-			return TC_ACT_SHOT;
+			if (cfg->flags & SY_CFG_LAYOUT_UPGRADE) {
+				stat_inc(SY_STAT_UPGRADE_HOLD);
+				return TC_ACT_SHOT;
+			}
+			/* mid-stream, no flow: its entries were evicted (a full table) or
+			 * expired; a new backend is chosen, which resets the connection */
+			stat_inc(SY_STAT_CT_MIDSTREAM);
 		}
 	} else {
 		if (f.flags & SY_CT_F_KERNEL) {

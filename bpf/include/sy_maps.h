@@ -360,6 +360,7 @@ _Static_assert(sizeof(struct sy_config_v2) == 56, "sy_config_v2 size");
 #define SY_STAT_SOCK_XLATE     16 /* host socket pointed at a backend (connect, sendmsg) */
 #define SY_STAT_SOCK_REJECT    17 /* host socket refused: frontend without endpoints */
 #define SY_STAT_UPGRADE_HOLD   18 /* no flow yet, SY_CFG_LAYOUT_UPGRADE set: dropped */
+#define SY_STAT_CT_MIDSTREAM   21 /* TCP without SYN opened a flow: its entries were gone */
 #define SY_STAT_MAX            32
 
 /* ------------------------------------------------------------------------

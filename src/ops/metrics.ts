@@ -73,12 +73,14 @@ export interface DataplaneStats {
   mapUsage?(): readonly MapUsage[] | Promise<readonly MapUsage[]>;
   programAttachments?(): readonly ProgramAttachment[] | Promise<readonly ProgramAttachment[]>;
   trafficCounters?(): TrafficReport | Promise<TrafficReport>;
+  /** The datapath's event counters by name (BPF: sy_stats_v2), null before start. */
+  datapathEvents?(): Promise<Readonly<Record<string, bigint>> | null>;
 }
 
 /** The DataplaneStats methods an object (a dataplane) has, or undefined if it has none. */
 export function dataplaneStatsOf(dataplane: object): DataplaneStats | undefined {
   const d = dataplane as Record<string, unknown>;
-  const names = ['mapUsage', 'programAttachments', 'trafficCounters'] as const;
+  const names = ['mapUsage', 'programAttachments', 'trafficCounters', 'datapathEvents'] as const;
   const present = names.filter((n) => typeof d[n] === 'function');
   if (present.length === 0) return undefined;
   const stats: Record<string, unknown> = {};
@@ -392,6 +394,19 @@ export class ProxyMetrics implements HealthObserver {
         for (const p of (await stats()?.programAttachments?.()) ?? []) {
           this.set({ program: p.program, attach_point: p.attachPoint, hook: p.hook }, p.attached ? 1 : 0);
         }
+      },
+    });
+    new Counter({
+      name: 'switchyard_bpf_datapath_events_total',
+      help: 'Packets and events the BPF programs counted, by event (sy_stats_v2: svc_hit, ct_new, reject, drop_no_port, ct_midstream, ...; bpf/README.md)',
+      labelNames: ['event'],
+      registers,
+      async collect() {
+        this.reset();
+        const events = await Promise.resolve()
+          .then(() => stats()?.datapathEvents?.())
+          .catch(() => null);
+        for (const [event, n] of Object.entries(events ?? {})) this.inc({ event: event.toLowerCase() }, Number(n));
       },
     });
     // Traffic counters: read once per scrape (six metrics, one dump of the counter maps).

@@ -631,7 +631,7 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         const ack = fromClient('TCP', f.vip, 43200, { tcpFlags: TCP.ACK });
         const picked = await h.run('sy_from_pod', frame(ack));
         expectFrame(picked.data, frame({ ...ack, dst: f.backend, dport: PORTS.TCP.target }));
-        expect(picked.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
+        expect(picked.counted, 'a mid-stream pickup, counted as such').toEqual({ SVC_HIT: 1n, CT_NEW: 1n, CT_MIDSTREAM: 1n });
       });
     });
 

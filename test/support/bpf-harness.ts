@@ -15,7 +15,6 @@ import fs from 'node:fs';
 import type { Protocol } from '../../src/model/types.ts';
 import { BpfObject, loadBinding, type BpfProgram, type NativeBinding } from '../../src/native/index.ts';
 import {
-  decodePerCpuCounters,
   HEADER_DEFINES,
   type KeyOf,
   type MapDef,
@@ -26,17 +25,20 @@ import {
   SY_ACT_FORWARD,
   SY_SCOPE_INTERNAL,
   srcRangeKey,
-  sumCounters,
   type CtKey,
   type CtValue,
   type Gen,
   type SvcAction,
   type ValueOf,
   expandPerCpu,
+  STAT_NAMES,
+  type StatName,
   ZERO_TRAFFIC,
 } from '../../src/dataplane/bpf/layout.ts';
+
+export { STAT_NAMES, type StatName } from '../../src/dataplane/bpf/layout.ts';
 import { BPF_OBJECT, REPO } from './requirements.ts';
-import { type RawCounters, readCounters, type Traffic } from '../../src/dataplane/bpf/counters.ts';
+import { decodeStats, type RawCounters, readCounters, type Traffic } from '../../src/dataplane/bpf/counters.ts';
 import { NODE_CMD } from '../../src/rig/proc.ts';
 
 /** tc verdicts (uapi linux/pkt_cls.h). */
@@ -48,31 +50,6 @@ export const TC_ACT_REDIRECT = 7;
 /** The four programs of the object. */
 export type ProgramName = 'sy_from_pod' | 'sy_to_pod' | 'sy_from_net' | 'sy_to_net';
 export const PROGRAMS: readonly ProgramName[] = ['sy_from_pod', 'sy_to_pod', 'sy_from_net', 'sy_to_net'];
-
-/** The SY_STAT_* counters of sy_maps.h, by name (without the prefix), in index order. */
-export const STAT_NAMES = [
-  'SVC_HIT',
-  'CT_NEW',
-  'REJECT',
-  'DROP_NO_LOCAL',
-  'DROP_SRC_RANGE',
-  'DROP_NO_PORT',
-  'RNAT',
-  'SNAT_FAIL',
-  'CT_FULL',
-  'CT_RESTORE',
-  'ICMP_XLATE',
-  'FRAG',
-  'FRAG_DROP',
-  'FIB_FAIL',
-  'RETRY',
-  'TCP_REOPEN',
-  'SOCK_XLATE',
-  'SOCK_REJECT',
-  'UPGRADE_HOLD',
-] as const;
-export type StatName = (typeof STAT_NAMES)[number];
-const STATS: ReadonlyArray<readonly [StatName, number]> = STAT_NAMES.map((n) => [n, HEADER_DEFINES[`SY_STAT_${n}`]] as const);
 
 export interface CtEntry {
   readonly key: CtKey;
@@ -241,7 +218,7 @@ export class PacketHarness {
     const r = await p.testRun(frame);
     const after = await this.stats();
     const counted: Partial<Record<StatName, bigint>> = {};
-    for (const [name] of STATS) if (after[name] !== before[name]) counted[name] = after[name] - before[name];
+    for (const name of STAT_NAMES) if (after[name] !== before[name]) counted[name] = after[name] - before[name];
     const traffic = trafficDelta(trafficBefore, await this.traffic());
     // retval is the program's int as the kernel's u32: TC_ACT_UNSPEC reads 0xffffffff.
     return { verdict: r.retval | 0, data: r.data, counted, ct: await this.conntrack(), traffic };
@@ -296,9 +273,7 @@ export class PacketHarness {
 
   /** The SY_STAT_* counters summed over CPUs. */
   async stats(): Promise<Record<StatName, bigint>> {
-    const cpus = this.#native.numPossibleCpus();
-    const byIndex = new Map((await this.#obj.map(MAPS.stats.name).dump()).map(([k, v]) => [k.readUInt32LE(0), sumCounters(decodePerCpuCounters(v, cpus))]));
-    return Object.fromEntries(STATS.map(([name, i]) => [name, byIndex.get(i) ?? 0n])) as Record<StatName, bigint>;
+    return decodeStats(await this.#obj.map(MAPS.stats.name).dump(), this.#native.numPossibleCpus());
   }
 
   /** Closes the object and unmounts its bpffs (every pin goes with it). */

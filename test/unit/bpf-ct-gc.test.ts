@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   type CtMapAccess,
+  ctPressure,
   ctTimeouts,
   expiredKeys,
   flowTimeout,
@@ -191,5 +192,37 @@ describe('staleFlowKeys (the conntrack reconciler)', () => {
     const r = await flushPass({ ct4: access(ct4), ct6: access(new FakeMap(MAPS.ct6)) }, new Map([[1, new Set(['10.244.2.7'])]]));
     expect(r).toMatchObject({ scanned: 8, deleted: 2, deletedBy: { ct4: 2, ct6: 0 }, entries: { ct4: 6, ct6: 0 } });
     expect(ct4.size).toBe(6);
+  });
+});
+
+describe('ctPressure (a CT table nearly full, flows evicted)', () => {
+  const reading = (ct4: number, midstream = 0n, ctFull = 0n) => ({ entries: { ct4, ct6: 0 }, capacity: { ct4: 1000, ct6: 1000 }, midstream, ctFull });
+  const said = (notes: ReturnType<typeof ctPressure>['notes']) => notes.map((n) => `${n.level} ${n.msg.split(':')[0]} ${JSON.stringify(n.fields)}`);
+
+  it('warns once when a table reaches 90%, stays quiet down to 80%, says it has room again below', () => {
+    let r = ctPressure(null, reading(100, 5n, 1n));
+    expect(r.notes, 'the first reading is the baseline of the counters').toEqual([]);
+    r = ctPressure(r.next, reading(900, 5n, 1n));
+    expect(said(r.notes)).toEqual(['warn conntrack table nearly full {"map":"sy_ct4_v2","entries":900,"capacity":1000,"fill":"90%"}']);
+    expect(r.notes[0]?.msg).toMatch(/--conntrack-max-per-core or --conntrack-min/);
+    r = ctPressure(r.next, reading(999, 5n, 1n));
+    expect(r.notes, 'already said').toEqual([]);
+    r = ctPressure(r.next, reading(800, 5n, 1n));
+    expect(r.notes, 'still above 80%').toEqual([]);
+    r = ctPressure(r.next, reading(799, 5n, 1n));
+    expect(said(r.notes)).toEqual(['info conntrack table has room again {"map":"sy_ct4_v2","entries":799,"capacity":1000,"fill":"80%"}']);
+    r = ctPressure(r.next, reading(850, 5n, 1n));
+    expect(r.notes, 'below 90% again: not yet').toEqual([]);
+  });
+
+  it('reports flows picked up mid-stream and failed inserts when their counters moved', () => {
+    let r = ctPressure(null, reading(10, 5n, 1n));
+    r = ctPressure(r.next, reading(10, 8n, 1n));
+    expect(said(r.notes)).toEqual([
+      'warn TCP segments without a flow picked a new backend (their flows were evicted from a full table, or expired) {"packets":3,"counter":"CT_MIDSTREAM"}',
+    ]);
+    r = ctPressure(r.next, reading(10, 8n, 3n));
+    expect(said(r.notes)).toEqual(['warn conntrack inserts failed {"inserts":2,"counter":"CT_FULL"}']);
+    expect(ctPressure(r.next, reading(10, 8n, 3n)).notes).toEqual([]);
   });
 });

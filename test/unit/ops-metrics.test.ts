@@ -158,6 +158,29 @@ describe('switchyard_* from a dataplane', () => {
     expect(text).toContain('switchyard_backend_connections_total{endpoint="10.244.1.2:8080",protocol="TCP"} 2');
   });
 
+  test('the datapath event counters by event, lower case; none before start; a failed read leaves them out', async () => {
+    const events = { SVC_HIT: 12n, CT_NEW: 4n, CT_MIDSTREAM: 1n, DROP_NO_PORT: 0n };
+    let fail = false;
+    let started = false;
+    const stats = dataplaneStatsOf({
+      name: 'bpf',
+      datapathEvents: async () => {
+        if (fail) throw new Error('dump sy_stats_v2: EPERM');
+        return started ? events : null;
+      },
+    });
+    expect(stats && Object.keys(stats)).toEqual(['datapathEvents']);
+    const m = metrics(stats);
+    expect(await m.scrape()).not.toMatch(/^switchyard_bpf_datapath_events_total\{/m);
+    started = true;
+    const text = (await m.scrape()).split('\n');
+    expect(text).toContain('switchyard_bpf_datapath_events_total{event="svc_hit"} 12');
+    expect(text).toContain('switchyard_bpf_datapath_events_total{event="ct_midstream"} 1');
+    expect(text).toContain('switchyard_bpf_datapath_events_total{event="drop_no_port"} 0');
+    fail = true;
+    expect(await m.scrape()).not.toMatch(/^switchyard_bpf_datapath_events_total\{/m);
+  });
+
   test('rows with the same labels are summed; counters come from one read per scrape', async () => {
     let reads = 0;
     const r = (frontend: string, packets: number) => ({

@@ -16,7 +16,19 @@ import type { IPFamily } from '../../model/types.ts';
 import type { FrontendKind } from '../../model/verdict.ts';
 import type { NativeBinding } from '../../native/binding.ts';
 import { BpfMap, isNotExist, type MapRecord } from '../../native/index.ts';
-import { COUNTER_MAPS, type CounterMapName, decodePerCpuTraffic, MAPS, type Traffic, u32Codec } from './layout.ts';
+import {
+  COUNTER_MAPS,
+  type CounterMapName,
+  decodePerCpuCounters,
+  decodePerCpuTraffic,
+  HEADER_DEFINES,
+  MAPS,
+  STAT_NAMES,
+  type StatName,
+  sumCounters,
+  type Traffic,
+  u32Codec,
+} from './layout.ts';
 import type { BackendAddr, DesiredState, FrontendKey, L4Addr, ProgrammedState } from './state.ts';
 
 export type { Traffic } from './layout.ts';
@@ -131,4 +143,10 @@ export function labelCounters(raw: RawCounters, programmed: ProgrammedState, des
 /** Whether any counter moved. */
 export function hasTraffic(t: Traffic): boolean {
   return t.packets !== 0n || t.bytes !== 0n || t.replyPackets !== 0n || t.replyBytes !== 0n || t.conns !== 0n;
+}
+
+/** The sy_stats_v2 counters from a dump of the map (index -> per-CPU u64), summed over CPUs, by name. */
+export function decodeStats(dump: readonly MapRecord[], cpus: number): Record<StatName, bigint> {
+  const byIndex = new Map(dump.map(([k, v]) => [u32Codec.decode(k), sumCounters(decodePerCpuCounters(v, cpus))]));
+  return Object.fromEntries(STAT_NAMES.map((name) => [name, byIndex.get(HEADER_DEFINES[`SY_STAT_${name}`]) ?? 0n])) as Record<StatName, bigint>;
 }

@@ -269,3 +269,74 @@ async function sweep(
   }
   return { scanned, deleted: deletedBy.ct4 + deletedBy.ct6, deletedBy, entries, undecodable, durationMs: performance.now() - started };
 }
+
+/** A CT map is reported nearly full from this fill up, and as having room again below ROOM_AGAIN. */
+export const NEARLY_FULL = 0.9;
+export const ROOM_AGAIN = 0.8;
+
+/** What the daemon knows of the CT tables after a GC pass. */
+export interface CtTableReading {
+  readonly entries: { readonly ct4: number; readonly ct6: number };
+  readonly capacity: { readonly ct4: number; readonly ct6: number };
+  /** The datapath's CT_FULL and CT_MIDSTREAM counters (sy_stats_v2), summed over CPUs. */
+  readonly ctFull: bigint;
+  readonly midstream: bigint;
+}
+
+/** What the last reading left: which tables were reported nearly full, and the counters then. */
+export interface CtPressureState {
+  readonly nearlyFull: ReadonlySet<'ct4' | 'ct6'>;
+  readonly ctFull: bigint;
+  readonly midstream: bigint;
+}
+
+export interface CtPressureNote {
+  readonly level: 'warn' | 'info';
+  readonly msg: string;
+  readonly fields: Readonly<Record<string, string | number>>;
+}
+
+/**
+ * The log lines a reading calls for, against the previous one (null: the
+ * first, whose counters are the baseline). The CT maps are LRU: a full one
+ * never refuses a flow, it evicts the least recently used one, and that
+ * flow's next TCP segment finds no entry (CT_MIDSTREAM: a new backend, so
+ * the connection is reset). So: a table that reaches NEARLY_FULL is
+ * reported once (with the flags that size it) until it is below
+ * ROOM_AGAIN; flows picked up mid-stream and failed inserts are reported
+ * whenever their counters moved.
+ */
+export function ctPressure(prev: CtPressureState | null, now: CtTableReading): { notes: CtPressureNote[]; next: CtPressureState } {
+  const notes: CtPressureNote[] = [];
+  const nearlyFull = new Set<'ct4' | 'ct6'>();
+  for (const m of ['ct4', 'ct6'] as const) {
+    const cap = now.capacity[m];
+    const fill = cap > 0 ? now.entries[m] / cap : 0;
+    const was = prev?.nearlyFull.has(m) ?? false;
+    const fields = { map: MAPS[m].name, entries: now.entries[m], capacity: cap, fill: `${Math.round(fill * 100)}%` };
+    if (fill >= NEARLY_FULL || (was && fill >= ROOM_AGAIN)) {
+      nearlyFull.add(m);
+      if (!was)
+        notes.push({
+          level: 'warn',
+          msg: 'conntrack table nearly full: the least recently used flows are evicted, and their connections reset; raise --conntrack-max-per-core or --conntrack-min',
+          fields,
+        });
+    } else if (was) {
+      notes.push({ level: 'info', msg: 'conntrack table has room again', fields });
+    }
+  }
+  if (prev !== null) {
+    const midstream = now.midstream - prev.midstream;
+    const full = now.ctFull - prev.ctFull;
+    if (midstream > 0n) {
+      notes.push({
+        level: 'warn',
+        msg: 'TCP segments without a flow picked a new backend (their flows were evicted from a full table, or expired): those connections were reset',
+        fields: { packets: Number(midstream), counter: 'CT_MIDSTREAM' },
+      });
+    }
+    if (full > 0n) notes.push({ level: 'warn', msg: 'conntrack inserts failed', fields: { inserts: Number(full), counter: 'CT_FULL' } });
+  }
+  return { notes, next: { nearlyFull, ctFull: now.ctFull, midstream: now.midstream } };
+}

@@ -50,16 +50,17 @@ import {
   SY_CFG_DETECT_IFACE,
   SY_CFG_KERNEL_HANDOVER,
   SY_CFG_LAYOUT_UPGRADE,
+  type StatName,
   u32Codec,
 } from './layout.ts';
 import type { DesiredService, DesiredState, ProgrammedState } from './state.ts';
 import { acquirePinLock, type PinLock } from './pinlock.ts';
 import { ctTarget, LayoutUpgrade, type UpgradeContext } from './migrate.ts';
 import type { Clock } from '../../sync/clock.ts';
-import { type Counters, hasTraffic, labelCounters, readCounters, type Traffic } from './counters.ts';
+import { type Counters, decodeStats, hasTraffic, labelCounters, readCounters, type Traffic } from './counters.ts';
 import { parseServicePortId } from '../../model/service-ports.ts';
 import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts';
-import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.ts';
+import { type CtPassResult, type CtPressureState, type CtTimeouts, ctPressure, flushPass, gcPass } from './ct-gc.ts';
 import { attachSocketLb, closeStaleSockets, SOCK_ATTACH_TYPES, SOCK_PROGRAMS } from './socklb.ts';
 
 /**
@@ -245,6 +246,7 @@ export class BpfDataplane implements Dataplane {
   #gcRunning: Promise<CtPassResult | null> | null = null;
   /** CT entries per map as the last GC pass left them (map-fill metrics). */
   #ctEntries: { ct4: number; ct6: number } | null = null;
+  #ctPressure: CtPressureState | null = null;
   #hostSockets = false;
 
   constructor(o: BpfDataplaneOptions) {
@@ -332,6 +334,32 @@ export class BpfDataplane implements Dataplane {
     }
   }
 
+  /** After a GC pass: a CT table nearly full, flows evicted, inserts failed (ct-gc.ts ctPressure), as log lines. */
+  async #reportCtPressure(obj: BpfObject, entries: CtPassResult['entries']): Promise<void> {
+    let stats: Record<StatName, bigint>;
+    try {
+      stats = await this.#stats(obj);
+    } catch (err) {
+      this.#o.log.debug('datapath counters not read', { error: (err as Error).message });
+      return;
+    }
+    const capacity = { ct4: obj.map(MAPS.ct4.name).maxEntries, ct6: obj.map(MAPS.ct6.name).maxEntries };
+    const { notes, next } = ctPressure(this.#ctPressure, { entries, capacity, ctFull: stats.CT_FULL, midstream: stats.CT_MIDSTREAM });
+    this.#ctPressure = next;
+    for (const n of notes) this.#o.log[n.level](n.msg, n.fields);
+  }
+
+  async #stats(obj: BpfObject): Promise<Record<StatName, bigint>> {
+    return decodeStats(await obj.map(MAPS.stats.name).dump(), this.#o.native.numPossibleCpus());
+  }
+
+  /** The datapath's event counters (sy_stats_v2, SY_STAT_*) summed over CPUs, for metrics; null before start(). */
+  async datapathEvents(): Promise<Record<StatName, bigint> | null> {
+    const obj = this.#obj;
+    if (obj === null) return null;
+    return kernel('read datapath counters', () => this.#stats(obj));
+  }
+
   /** Whether the socket hooks are attached (metrics, tests). */
   get hostSockets(): boolean {
     return this.#hostSockets;
@@ -365,6 +393,7 @@ export class BpfDataplane implements Dataplane {
         const r = await kernel('conntrack gc', () => gcPass({ ct4: obj.map(MAPS.ct4.name), ct6: obj.map(MAPS.ct6.name) }, process.hrtime.bigint(), t));
         this.#ctEntries = r.entries;
         this.#o.log.debug('conntrack gc pass', { scanned: r.scanned, deleted: r.deleted, undecodable: r.undecodable, ms: Math.round(r.durationMs * 10) / 10 });
+        await this.#reportCtPressure(obj, r.entries);
         this.#o.onConntrackGc?.(r);
         return r;
       } catch (err) {

@@ -100,9 +100,35 @@ export const HEADER_DEFINES = {
   SY_STAT_SOCK_XLATE: 16,
   SY_STAT_SOCK_REJECT: 17,
   SY_STAT_UPGRADE_HOLD: 18,
+  SY_STAT_CT_MIDSTREAM: 21,
   SY_STAT_MAX: 32,
   SY_SOCK_RNAT_MAX: 65536,
 } as const;
+
+/** The SY_STAT_* counters of sy_maps.h, by name (without the prefix), in index order. */
+export const STAT_NAMES = [
+  'SVC_HIT',
+  'CT_NEW',
+  'REJECT',
+  'DROP_NO_LOCAL',
+  'DROP_SRC_RANGE',
+  'DROP_NO_PORT',
+  'RNAT',
+  'SNAT_FAIL',
+  'CT_FULL',
+  'CT_RESTORE',
+  'ICMP_XLATE',
+  'FRAG',
+  'FRAG_DROP',
+  'FIB_FAIL',
+  'RETRY',
+  'TCP_REOPEN',
+  'SOCK_XLATE',
+  'SOCK_REJECT',
+  'UPGRADE_HOLD',
+  'CT_MIDSTREAM',
+] as const;
+export type StatName = (typeof STAT_NAMES)[number];
 
 const D = HEADER_DEFINES;
 export const SY_SCOPE_INTERNAL = D.SY_SCOPE_INTERNAL;
