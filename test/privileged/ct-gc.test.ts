@@ -3,18 +3,33 @@
 // (--conntrack-udp-timeout=2s, a pass every 500 ms through
 // SY_CT_GC_INTERVAL_MS). An idle UDP flow's two CT entries leave the pinned
 // map, and the same tuple later starts a new flow; an established TCP
-// connection that keeps talking keeps its entries and its backend.
+// connection that keeps talking keeps its entries and its backend. A table
+// that fills up is reported, and so is a TCP connection whose entries were
+// evicted (CT_MIDSTREAM), in the log and in /metrics.
 
+import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect } from 'vitest';
-import { type CtKey, type CtValue, MAPS, SY_CT_DIR_FWD, SY_CT_DIR_REV } from '../../src/dataplane/bpf/layout.ts';
+import { type CtKey, type CtValue, encode, MAPS, SY_CT_DIR_FWD, SY_CT_DIR_REV } from '../../src/dataplane/bpf/layout.ts';
 import { BpfMap, loadBinding } from '../../src/native/index.ts';
 import type { ClusterNode } from '../../src/rig/cluster.ts';
 import type { RigProcess } from '../../src/rig/proc.ts';
 import { klogLines, logField } from '../../src/rig/switchyard.ts';
 import type { UdpFlowOutput } from '../support/udp-flow.ts';
 import { needs } from '../support/requirements.ts';
-import { type Backend, e2eTest, type RigFixtures, scaled, serviceYaml, sliceYaml, startBackends, startDaemon, until, untilServed } from './fixtures.ts';
+import {
+  type Backend,
+  e2eTest,
+  type RigFixtures,
+  scaled,
+  serviceYaml,
+  sliceYaml,
+  startBackends,
+  startDaemon,
+  until,
+  untilProgrammed,
+  untilServed,
+} from './fixtures.ts';
 import { NODE_CMD } from '../../src/rig/proc.ts';
 
 const skip = needs('the conntrack GC end-to-end test', ['root', 'ip', 'bpf-object', 'native-addon', 'bpftool']);
@@ -195,6 +210,77 @@ describe.skipIf(skip)('conntrack garbage collection', () => {
         ).toBe(true);
       } finally {
         await Promise.all(daemons.map((d) => d.stop()));
+      }
+    },
+  );
+
+  e2eTest(
+    'a CT table nearly full is reported once, a TCP connection whose entries were evicted is counted (CT_MIDSTREAM) and reported, /metrics has the event counters',
+    async ({ cluster, pins, manifests }) => {
+      const f: RigFixtures = { cluster, pins, manifests };
+      const backends = await backendsOf(f);
+      const eps = backends.map((b) => ({ ip: b.ip, node: b.node }));
+      manifests.write(
+        'svc.yaml',
+        [
+          serviceYaml('hold', HOLD_VIP, [{ name: 'echo', port: HOLD_PORT, targetPort: ECHO_PORT, protocol: 'TCP' }]),
+          sliceYaml('hold', eps, [{ name: 'echo', port: ECHO_PORT, protocol: 'TCP' }]),
+        ].join('---\n'),
+      );
+      const env = { ...process.env, SY_CT_GC_INTERVAL_MS: '500' };
+      // A small table, in new maps (a pinned map keeps its size): 2 x max(512 x CPUs, 16) entries. Not
+      // smaller: the LRU map hands out free entries to each CPU in batches of 128 and evicts when the
+      // CPU that inserts finds none left, so a table of a few hundred entries starts evicting well
+      // before it is full.
+      rmSync(pins.dirFor(cluster.node(1)), { recursive: true, force: true });
+      const args = ['--conntrack-max-per-core=512', '--conntrack-min=16', '--metrics-bind-address=127.0.0.1:10249'];
+      const daemon = startDaemon(cluster, cluster.node(1), manifests, pins, args, { env });
+      try {
+        await untilProgrammed([daemon]);
+        const node = cluster.node(1);
+        const client = cluster.pod(1, 0);
+        const hold = await cluster.hold(client, { ip: HOLD_VIP, port: HOLD_PORT, durationMs: scaled(15_000), intervalMs: 200 });
+        const mine = async () => (await ct4(f, node)).filter(([k, v]) => k.proto === 'TCP' && v.clientAddr === client.ip && v.frontAddr === HOLD_VIP);
+        await until('both CT halves of the held connection', async () => (await mine()).length === 2, [daemon]);
+
+        // Fill the table to 92% with other flows' entries (no packet inserts meanwhile: the held
+        // connection's segments only refresh its entries).
+        const m = BpfMap.openPinned(`${pins.dirFor(node)}/${MAPS.ct4.name}`, loadBinding());
+        const said = (msg: string) => klogLines(daemon.stderr).filter((l) => l.msg.startsWith(msg));
+        try {
+          const held = await mine();
+          const [k0, v0] = held[0] as [CtKey, CtValue];
+          const room = Math.ceil(m.maxEntries * 0.92) - (await m.dump()).length;
+          const fill = Array.from({ length: room }, (_, i) => {
+            const k = { ...k0, saddr: '198.18.7.1', sport: 20000 + i, dir: SY_CT_DIR_FWD };
+            const v = { ...v0, clientAddr: '198.18.7.1', clientPort: 20000 + i, lastSeenNs: process.hrtime.bigint() };
+            return [encode(MAPS.ct4.keyCodec, k), encode(MAPS.ct4.valueCodec, v)] as [Buffer, Buffer];
+          });
+          await m.update(fill);
+          await until('the daemon reports the table nearly full', async () => said('conntrack table nearly full').length > 0, [daemon]);
+          // Evict the held connection's entries, as the full table would.
+          await m.delete(held.map(([k]) => encode(MAPS.ct4.keyCodec, k)));
+        } finally {
+          m.close();
+        }
+        // Its next segment finds no flow and picks a backend again (the connection goes on only if that is the same one).
+        await hold.result;
+        await until('the daemon reports the evicted flow', async () => said('TCP segments without a flow').length > 0, [daemon]);
+        const full = said('conntrack table nearly full');
+        expect(
+          full.map((l) => [logField(l, 'map'), logField(l, 'capacity')]),
+          'once, for the IPv4 table',
+        ).toEqual([[MAPS.ct4.name, String(m.maxEntries)]]);
+        expect(Number(logField(said('TCP segments without a flow')[0] as never, 'packets'))).toBeGreaterThan(0);
+
+        const r = await cluster.exec(node, ['curl', '-sS', '--max-time', '5', 'http://127.0.0.1:10249/metrics']);
+        const value = (event: string): number =>
+          Number(new RegExp(`^switchyard_bpf_datapath_events_total\\{event="${event}"\\} (\\d+)$`, 'm').exec(r.stdout)?.[1] ?? NaN);
+        expect(value('ct_midstream')).toBeGreaterThan(0);
+        expect(value('ct_new')).toBeGreaterThan(0);
+        expect(value('svc_hit')).toBeGreaterThanOrEqual(value('ct_new'));
+      } finally {
+        await daemon.stop();
       }
     },
   );

@@ -219,7 +219,7 @@ describe('ctPressure (a CT table nearly full, flows evicted)', () => {
     let r = ctPressure(null, reading(10, 5n, 1n));
     r = ctPressure(r.next, reading(10, 8n, 1n));
     expect(said(r.notes)).toEqual([
-      'warn TCP segments without a flow picked a new backend (their flows were evicted from a full table, or expired) {"packets":3,"counter":"CT_MIDSTREAM"}',
+      'warn TCP segments without a flow picked a backend again (their flows were evicted from a full table, or expired) {"packets":3,"counter":"CT_MIDSTREAM"}',
     ]);
     r = ctPressure(r.next, reading(10, 8n, 3n));
     expect(said(r.notes)).toEqual(['warn conntrack inserts failed {"inserts":2,"counter":"CT_FULL"}']);

@@ -300,8 +300,8 @@ export interface CtPressureNote {
  * The log lines a reading calls for, against the previous one (null: the
  * first, whose counters are the baseline). The CT maps are LRU: a full one
  * never refuses a flow, it evicts the least recently used one, and that
- * flow's next TCP segment finds no entry (CT_MIDSTREAM: a new backend, so
- * the connection is reset). So: a table that reaches NEARLY_FULL is
+ * flow's next TCP segment finds no entry (CT_MIDSTREAM: a backend is picked
+ * again, and unless it is the same one the connection is reset). So: a table that reaches NEARLY_FULL is
  * reported once (with the flags that size it) until it is below
  * ROOM_AGAIN; flows picked up mid-stream and failed inserts are reported
  * whenever their counters moved.
@@ -332,7 +332,7 @@ export function ctPressure(prev: CtPressureState | null, now: CtTableReading): {
     if (midstream > 0n) {
       notes.push({
         level: 'warn',
-        msg: 'TCP segments without a flow picked a new backend (their flows were evicted from a full table, or expired): those connections were reset',
+        msg: 'TCP segments without a flow picked a backend again (their flows were evicted from a full table, or expired): a connection sent to another backend is reset',
         fields: { packets: Number(midstream), counter: 'CT_MIDSTREAM' },
       });
     }
