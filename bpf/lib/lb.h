@@ -6,6 +6,9 @@
  * a slot uniformly at random (kube-proxy's iptables mode does the same with
  * its probability chain) and, if the slot vanished because the master was
  * replaced meanwhile, rereads the master instead of dropping the packet.
+ * A master with SY_SVC_F_AFFINITY (sessionAffinity: ClientIP) first asks
+ * the affinity map for the backend this client last used through this
+ * frontend (sy_maps.h has the rules), and records the backend it picked.
  * Also here: the Service-IP set (unknown ports are dropped), the
  * loadBalancerSourceRanges trie and the local-traffic detector.
  */
@@ -124,6 +127,68 @@ static __always_inline int src_is_pod(int v6, int from_pod_iface, const struct s
 	return 1;
 }
 
+#define SY_NSEC_PER_SEC 1000000000ULL
+
+static __always_inline struct sy_aff_value *aff_lookup(int v6, __u32 svc_id,
+                                                       const union sy_addr *client)
+{
+	if (v6) {
+		struct sy_aff6_key k = {.svc_id = svc_id};
+
+		__builtin_memcpy(k.addr_be, client->w, 16);
+		return bpf_map_lookup_elem(&sy_aff6_v2, &k);
+	}
+	struct sy_aff4_key k = {.svc_id = svc_id, .addr_be = client->v4};
+
+	return bpf_map_lookup_elem(&sy_aff4_v2, &k);
+}
+
+/* Records (or replaces) the client's affinity backend. A failed insert only
+ * costs the client its affinity for the next connection. */
+static __always_inline void aff_record(int v6, __u32 svc_id, const union sy_addr *client,
+                                       __u32 backend_id, __u64 now)
+{
+	struct sy_aff_value v = {.backend_id = backend_id, .last_used_ns = now};
+
+	if (v6) {
+		struct sy_aff6_key k = {.svc_id = svc_id};
+
+		__builtin_memcpy(k.addr_be, client->w, 16);
+		bpf_map_update_elem(&sy_aff6_v2, &k, &v, BPF_ANY);
+		return;
+	}
+	struct sy_aff4_key k = {.svc_id = svc_id, .addr_be = client->v4};
+
+	bpf_map_update_elem(&sy_aff4_v2, &k, &v, BPF_ANY);
+}
+
+/* The client's affinity backend for master m, into *f: 0 when there is one
+ * used within the timeout that is still a backend of this scope, else -1
+ * (the caller picks, and records its pick). A hit refreshes the entry. */
+static __always_inline int aff_pick(int v6, const struct pkt *p, __u8 scope,
+                                    const struct sy_svc_value *m, struct sy_ct6_value *f, __u64 now)
+{
+	struct sy_aff_value *a = aff_lookup(v6, m->svc_id, &p->saddr);
+	struct sy_aff_be_key mk = {.svc_id = m->svc_id, .scope = scope};
+	__u64 timeout = (__u64)m->affinity_timeout_s * SY_NSEC_PER_SEC;
+	__u32 id;
+
+	if (!a)
+		return -1;
+	id = *(volatile __u32 *)&a->backend_id;
+	if (now - a->last_used_ns > timeout)
+		return -1;
+	mk.backend_id = id;
+	if (!bpf_map_lookup_elem(&sy_aff_be_v2, &mk))
+		return -1;
+	if (backend_get(v6, id, (union sy_addr *)f->backend_addr_be, &f->backend_port_be) < 0)
+		return -1;
+	f->backend_id = id;
+	a->last_used_ns = now;
+	stat_inc(SY_STAT_AFFINITY);
+	return 0;
+}
+
 /* The master's verdict for a new connection; on SY_ACT_FORWARD the chosen
  * backend (address, port, id) and the frontend's svc_id are in *f. Returns -1 when no consistent version of the frontend
  * could be read (or its backend entry is missing). A FORWARD with no slots
@@ -132,6 +197,7 @@ static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
                                    const struct sy_svc_value *master, struct sy_ct6_value *f)
 {
 	const struct sy_svc_value *m = master;
+	__u64 now = 0;
 	int i;
 
 	for (i = 0; i < SY_PICK_TRIES; i++) {
@@ -145,6 +211,11 @@ static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
 		if (count == 0)
 			return SY_ACT_REJECT;
 		f->svc_id = m->svc_id;
+		if (m->flags & SY_SVC_F_AFFINITY) {
+			now = bpf_ktime_get_ns();
+			if (aff_pick(v6, p, scope, m, f, now) == 0)
+				return SY_ACT_FORWARD;
+		}
 		slot = svc_lookup(v6, &p->daddr, p->dport, p->proto, scope,
 		                  1 + bpf_get_prandom_u32() % count, SY_STATE_GEN(state));
 		if (slot) {
@@ -152,6 +223,8 @@ static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
 			if (backend_get(v6, f->backend_id, (union sy_addr *)f->backend_addr_be,
 			                &f->backend_port_be) < 0)
 				return -1;
+			if (m->flags & SY_SVC_F_AFFINITY)
+				aff_record(v6, m->svc_id, &p->saddr, f->backend_id, now);
 			return SY_ACT_FORWARD;
 		}
 		stat_inc(SY_STAT_RETRY);

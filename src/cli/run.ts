@@ -159,6 +159,10 @@ function capacitiesOf(c: SwitchyardConfig): Capacities {
     svccnt: 2 * b.servicesMax,
     becnt4: b.backendsMax,
     becnt6: b.backendsMax,
+    // Session affinity: clients (LRU) per family; members: one per backend slot of an affinity frontend, both families.
+    aff4: b.affinityMax,
+    aff6: b.affinityMax,
+    affbe: 2 * b.servicesMax,
     ...(ct === null ? {} : { ct4: ct, ct6: ct }),
   };
 }

@@ -94,7 +94,15 @@ const REMOVED_FIELDS: Readonly<Record<string, string>> = {
 /** SwitchyardConfiguration switchyard.io/v1alpha1: Switchyard's own options. */
 export const SWITCHYARD_SCHEMA: ObjectSchema = {
   manifests: 'string',
-  bpf: { pinPath: 'string', object: 'string', podInterfaces: 'stringList', snatPortRange: 'string', servicesMax: 'uint32', backendsMax: 'uint32' },
+  bpf: {
+    pinPath: 'string',
+    object: 'string',
+    podInterfaces: 'stringList',
+    snatPortRange: 'string',
+    servicesMax: 'uint32',
+    backendsMax: 'uint32',
+    affinityMax: 'uint32',
+  },
   serviceNodePortRange: 'string',
 };
 
@@ -450,6 +458,7 @@ export function formatConfigFile(c: SwitchyardConfig): string {
       snatPortRange: c.switchyard.bpf.snatPortRange,
       servicesMax: c.switchyard.bpf.servicesMax,
       backendsMax: c.switchyard.bpf.backendsMax,
+      affinityMax: c.switchyard.bpf.affinityMax,
     },
     serviceNodePortRange: c.switchyard.serviceNodePortRange,
   };

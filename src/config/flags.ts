@@ -19,6 +19,7 @@ import { parseGoDuration, DURATION_HELP } from '../util/duration.ts';
 import { ipFamily, splitHostPort } from '../util/ip.ts';
 import type { Setting, SettingValue } from './settings.ts';
 import {
+  DEFAULT_AFFINITY_MAX,
   DEFAULT_BACKENDS_MAX,
   DEFAULT_PIN_PATH,
   DEFAULT_POD_INTERFACES,
@@ -575,6 +576,14 @@ export const RUN_FLAGS: readonly RunFlag[] = [
     arg: 'N',
     default: String(DEFAULT_BACKENDS_MAX),
     help: 'Capacity of each backend map (one entry per distinct endpoint address, port and protocol).',
+  }),
+  sy({
+    name: 'bpf-affinity-max',
+    kind: 'int32',
+    paths: ['switchyard.bpf.affinityMax'],
+    arg: 'N',
+    default: String(DEFAULT_AFFINITY_MAX),
+    help: 'Capacity of each session-affinity map (one entry per client address and frontend of a Service with sessionAffinity: ClientIP); when full, the least recently used client loses its affinity.',
   }),
 ];
 

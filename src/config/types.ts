@@ -45,6 +45,8 @@ export const DEFAULT_SERVICE_NODE_PORT_RANGE = '30000-32767';
 export const DEFAULT_SERVICES_MAX = 1 << 20;
 /** Backend map capacity: 50k Services x 10 endpoints, twice over. */
 export const DEFAULT_BACKENDS_MAX = 1 << 20;
+/** Session-affinity map capacity per family: clients of Services with sessionAffinity ClientIP (Cilium's default). */
+export const DEFAULT_AFFINITY_MAX = 65536;
 
 export interface ClientConnectionConfig {
   readonly kubeconfig: string;
@@ -139,6 +141,8 @@ export interface SwitchyardOptions {
     readonly servicesMax: number;
     /** max_entries of sy_backend4_v2 and sy_backend6_v2. */
     readonly backendsMax: number;
+    /** max_entries of sy_aff4_v2 and sy_aff6_v2 (LRU: one entry per client and frontend with session affinity). */
+    readonly affinityMax: number;
   };
   /** The cluster's NodePort range "MIN-MAX" (the API server's --service-node-port-range), which masquerade ports must avoid. */
   readonly serviceNodePortRange: string;

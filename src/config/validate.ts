@@ -264,6 +264,7 @@ function validateSwitchyard(f: Fields, c: SwitchyardConfig): void {
   for (const [path, v] of [
     ['switchyard.bpf.servicesMax', sy.bpf.servicesMax],
     ['switchyard.bpf.backendsMax', sy.bpf.backendsMax],
+    ['switchyard.bpf.affinityMax', sy.bpf.affinityMax],
   ] as const) {
     if (!(Number.isInteger(v) && v >= 16)) f.fail(path, v, 'must be a whole number of entries, at least 16');
   }

@@ -67,6 +67,7 @@ export const STAT_NAMES = [
   'FIB_FAIL',
   'RETRY',
   'TCP_REOPEN',
+  'AFFINITY',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 const STATS: ReadonlyArray<readonly [StatName, number]> = STAT_NAMES.map((n) => [n, HEADER_DEFINES[`SY_STAT_${n}`]] as const);

@@ -393,7 +393,9 @@ describe('sync', () => {
       'update sy_svc_cnt_v2',
       'update sy_vip4_v2',
       'update sy_svc4_v2',
-      ...['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'svc_cnt', 'be_cnt4', 'be_cnt6'].map((m) => `dump sy_${m}_v2`),
+      ...['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'aff_be', 'svc_cnt', 'be_cnt4', 'be_cnt6'].map(
+        (m) => `dump sy_${m}_v2`,
+      ),
       'delete sy_svc4_v2',
       'delete sy_vip4_v2',
       'delete sy_backend4_v2',

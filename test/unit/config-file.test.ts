@@ -160,6 +160,7 @@ test("a SwitchyardConfiguration document after --- sets Switchyard's options", (
       snatPortRange: '61000-65535',
       servicesMax: 1048576,
       backendsMax: 1048576,
+      affinityMax: 65536,
     },
     serviceNodePortRange: '30000-32767',
   });

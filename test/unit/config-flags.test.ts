@@ -109,6 +109,7 @@ test("the table has every kube-proxy flag, and Switchyard's own apart", () => {
   for (const name of KUBE_PROXY_FLAGS) expect(names, `--${name} is missing`).toContain(name);
   const ours = RUN_FLAGS.filter((f) => f.section === 'switchyard').map((f) => f.name);
   expect(ours.sort()).toStrictEqual([
+    'bpf-affinity-max',
     'bpf-backends-max',
     'bpf-object',
     'bpf-pin-path',
@@ -223,7 +224,7 @@ test('--hostname-override is trimmed and lower-cased; a blank one is refused', (
 });
 
 test("Switchyard's flags", () => {
-  const { config } = flags('--manifests=/etc/m', '--bpf-pin-path=/run/sy', '--bpf-object=/opt/sy.o', '--pod-interfaces=veth*,cali*');
+  const { config } = flags('--manifests=/etc/m', '--bpf-pin-path=/run/sy', '--bpf-object=/opt/sy.o', '--pod-interfaces=veth*,cali*', '--bpf-affinity-max=4096');
   expect(config.switchyard).toStrictEqual({
     manifests: '/etc/m',
     bpf: {
@@ -233,6 +234,7 @@ test("Switchyard's flags", () => {
       snatPortRange: '61000-65535',
       servicesMax: 1048576,
       backendsMax: 1048576,
+      affinityMax: 4096,
     },
     serviceNodePortRange: '30000-32767',
   });

@@ -16,6 +16,7 @@
 //   - backends no live slot points at, source ranges of no live frontend,
 //     VIPs no ClusterIP frontend uses.
 // orphans also re-adds the VIP of a live ClusterIP frontend that lost it,
+// makes sy_aff_be_v2 hold exactly the backends of the live affinity scopes,
 // and reconciles the traffic counters with the live ids: a zeroed entry
 // for a live svc_id or backend id that has none (counter maps created by
 // this version next to maps an older one left), a delete for an entry of
@@ -37,12 +38,14 @@ import {
   type MapName,
   type Op,
   SY_SCOPE_EXTERNAL,
+  SY_SCOPE_INTERNAL,
   SY_SVC_F_CLUSTER_IP,
+  type AffBeKey,
   SY_VIP_F_CLUSTER_IP,
   type SvcKey,
   type SvcValue,
 } from './layout.ts';
-import { FAMILIES, l4Key, programmedState, type ProgrammedServiceIn } from './state.ts';
+import { affinityMembers, FAMILIES, l4Key, programmedState, type ProgrammedServiceIn } from './state.ts';
 import type { BackendAddr, FrontendKey, L4Addr, ProgrammedState } from './state.ts';
 
 export interface Adopted {
@@ -117,7 +120,7 @@ export function programmedFromDump(dumps: MapDumps): Adopted {
         const backendIds: number[] = [];
         for (let slot = 1; slot <= master.count; slot++) backendIds.push(sc.slots.get(`${master.gen}/${slot}`)?.[1].backendId ?? 0);
         for (const [sk] of sc.slots.values()) if (sk.gen !== master.gen || sk.slot > master.count) orphanSlots.push(sk);
-        return { gen: master.gen, action: master.action, flags: master.flags, backendIds };
+        return { gen: master.gen, action: master.action, flags: master.flags, affinityTimeoutS: master.affinityTimeoutS, backendIds };
       };
       if (m === undefined) {
         // No internal master: nothing reaches this frontend; everything of it goes.
@@ -164,7 +167,35 @@ export function programmedFromDump(dumps: MapDumps): Adopted {
     if (svc.svcId >= 1) liveSvc.push(svc.svcId);
   });
   rest.push(...reconcileCounters('svccnt', counterIds(dumps, 'svccnt'), liveSvc));
+  rest.push(...reconcileMembers(dumps, state));
   return { state, orphans: [...svcDeletes, ...rest] };
+}
+
+/**
+ * Ops that make sy_aff_be_v2 hold exactly the members of the live affinity
+ * scopes (state.ts affinityMembers): deletes for the rest (an interrupted
+ * plan, a frontend gone), entries for the missing.
+ */
+function reconcileMembers(dumps: MapDumps, state: ProgrammedState): Op[] {
+  const text = (k: AffBeKey): string => `${k.svcId}/${k.scope}/${k.backendId}`;
+  const want = new Map<string, AffBeKey>();
+  state.services.forEach((svc) => {
+    for (const [scope, sc] of [
+      [SY_SCOPE_INTERNAL, svc.internal],
+      [SY_SCOPE_EXTERNAL, svc.external],
+    ] as const) {
+      for (const backendId of affinityMembers(sc)) {
+        const k: AffBeKey = { svcId: svc.svcId, backendId, scope };
+        want.set(text(k), k);
+      }
+    }
+  });
+  const have = new Map<string, AffBeKey>();
+  for (const [k] of decodeEntries('affbe', dumps.get(MAPS.affbe.name) ?? [])) have.set(text(k), k);
+  const out: Op[] = [];
+  for (const t of [...have.keys()].sort()) if (!want.has(t)) out.push({ map: 'affbe', action: 'delete', key: have.get(t) } as Op);
+  for (const t of [...want.keys()].sort()) if (!have.has(t)) out.push({ map: 'affbe', action: 'update', key: want.get(t), value: { flags: 0 } } as Op);
+  return out;
 }
 
 function groupByFrontend(entries: ReadonlyArray<[SvcKey, SvcValue]>): Map<FrontendKey, Frontend> {

@@ -16,7 +16,10 @@
 //     master then carries SY_SVC_F_EXT_SCOPE); otherwise the internal master
 //     carries SY_SVC_F_MASQ_EXT when the external verdict masquerades;
 //   loadBalancerSourceRanges (allowedSources) as LPM CIDRs with
-//     SY_SVC_F_SRC_RANGES on both masters.
+//     SY_SVC_F_SRC_RANGES on both masters;
+//   sessionAffinity ClientIP as SY_SVC_F_AFFINITY and its timeout on both
+//     masters of every frontend (kube-proxy applies it to every frontend of
+//     the Service port; each frontend keeps its own clients' backends).
 // Two ServicePorts claiming one frontend: the lower id (string order) wins,
 // the other gets a Problem.
 
@@ -31,6 +34,7 @@ import {
   SY_ACT_REJECT,
   SY_BE_F_LOCAL,
   SY_MAX_SLOTS,
+  SY_SVC_F_AFFINITY,
   SY_SVC_F_CLUSTER_IP,
   SY_SVC_F_EXT_SCOPE,
   SY_SVC_F_MASQ,
@@ -280,7 +284,7 @@ function compileServicePort(sp: ServicePortInfo, ctx: Context): Compiled {
   for (const fv of verdicts(target, ctx.verdict)) {
     const addrs = frontendAddresses(fv, ctx, bad);
     if (addrs.length === 0) continue;
-    const shape = compileVerdicts(fv, backendsOf, bad);
+    const shape = compileVerdicts(fv, sp.sessionAffinity?.timeoutSeconds ?? 0, backendsOf, bad);
     for (const addr of addrs) {
       const frontend: L4Addr = { addr, port: fv.frontend.port, proto: fv.frontend.protocol };
       const key = l4Key(frontend);
@@ -312,16 +316,19 @@ function frontendAddresses(fv: FrontendVerdicts, ctx: Context, bad: (field: stri
 
 type BackendsOf = (endpoints: readonly EndpointInfo[]) => { backends: readonly BackendAddr[]; backendKeys: readonly BackendKey[] };
 
+/** affinityTimeoutS: sessionAffinity ClientIP's timeoutSeconds, 0 without affinity. */
 function compileVerdicts(
   fv: FrontendVerdicts,
+  affinityTimeoutS: number,
   backendsOf: BackendsOf,
   bad: (field: string, message: string) => void,
 ): Pick<DesiredService, 'internal' | 'external' | 'sourceRanges'> {
   const sourceRanges = rangesOf(fv.allowedSources, bad);
   let common = fv.frontend.kind === 'clusterIP' ? SY_SVC_F_CLUSTER_IP : 0;
   if (fv.allowedSources !== null) common |= SY_SVC_F_SRC_RANGES;
-  const internal = scopeOf(fv.pod, common, backendsOf);
-  const external = scopeOf(fv.external, common, backendsOf);
+  if (affinityTimeoutS > 0) common |= SY_SVC_F_AFFINITY;
+  const internal = scopeOf(fv.pod, common, affinityTimeoutS, backendsOf);
+  const external = scopeOf(fv.external, common, affinityTimeoutS, backendsOf);
   if (internal.action !== external.action || !sameKeys(internal.backendKeys, external.backendKeys)) {
     return { internal: { ...internal, flags: internal.flags | SY_SVC_F_EXT_SCOPE }, external, sourceRanges };
   }
@@ -340,9 +347,9 @@ function masquerades(v: Verdict): boolean {
 const ACTION: Record<Verdict['action'], SvcAction> = { dnat: SY_ACT_FORWARD, reject: SY_ACT_REJECT, drop: SY_ACT_DROP };
 const NONE = { backends: [] as readonly BackendAddr[], backendKeys: [] as readonly BackendKey[] };
 
-function scopeOf(v: Verdict, flags: number, backendsOf: BackendsOf): DesiredScope {
-  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, ...NONE };
-  return { action: SY_ACT_FORWARD, flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags, ...backendsOf(v.endpoints) };
+function scopeOf(v: Verdict, flags: number, affinityTimeoutS: number, backendsOf: BackendsOf): DesiredScope {
+  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, affinityTimeoutS, ...NONE };
+  return { action: SY_ACT_FORWARD, flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags, affinityTimeoutS, ...backendsOf(v.endpoints) };
 }
 
 function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {

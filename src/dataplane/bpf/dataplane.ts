@@ -58,6 +58,7 @@ import { type Counters, hasTraffic, labelCounters, readCounters, type Traffic } 
 import { parseServicePortId } from '../../model/service-ports.ts';
 import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts';
 import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.ts';
+import { type AffinityMembers, affinityPass, allMembers, lostMembers } from './affinity.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -360,9 +361,11 @@ export class BpfDataplane implements Dataplane {
         if (handed > 0) this.#o.log.info('connections the kernel translated (kube-proxy) stay with the kernel until they end', { flows: handed });
         await this.#writeConfig(podCIDRs, false);
       }
+      const full = this.#desired === null;
       this.#programmed = plan.next;
       this.#desired = desired;
       await this.#flushStaleFlows(plan.touched, plan.next, desired, snapshot);
+      await this.#dropStaleAffinity(full ? allMembers(plan.next) : lostMembers(plan.touched, programmed, plan.next), full);
       if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
       return {
         frontendsChanged: plan.touched.length,
@@ -430,6 +433,24 @@ export class BpfDataplane implements Dataplane {
       this.#o.onConntrackReconciled?.('IPv6', r.durationMs / 1000, r.deletedBy.ct6);
     } catch (err) {
       this.#o.log.warn('removing the flows to removed endpoints failed; they end with their timeout', { error: (err as Error).message });
+    }
+  }
+
+  /**
+   * After a sync: deletes the session-affinity entries that name a backend
+   * their frontend lost, or a frontend without affinity (affinity.ts); on
+   * the first sync, every entry no live affinity frontend can use. The
+   * programs already ignore them (sy_aff_be_v2); this frees the room. A
+   * failure is logged, not thrown: the sync landed.
+   */
+  async #dropStaleAffinity(members: AffinityMembers | null, all: boolean): Promise<void> {
+    const obj = this.#obj;
+    if (obj === null || members === null) return;
+    try {
+      const r = await kernel('affinity clean-up', () => affinityPass({ aff4: obj.map(MAPS.aff4.name), aff6: obj.map(MAPS.aff6.name) }, members, all));
+      if (r.deleted > 0) this.#o.log.debug('affinity entries of removed backends deleted', { scanned: r.scanned, deleted: r.deleted });
+    } catch (err) {
+      this.#o.log.warn('deleting the affinity entries of removed backends failed; the datapath ignores them', { error: (err as Error).message });
     }
   }
 

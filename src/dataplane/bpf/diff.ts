@@ -18,6 +18,12 @@
 // Backends are refcounted by live slots across all frontends of a family
 // and deleted last, once nothing points at them. Freed backend ids and
 // svc_ids are quarantined for ID_QUARANTINE_MS (state.ts) before reuse.
+// Session affinity (SY_SVC_F_AFFINITY): every backend of such a scope has a
+// sy_aff_be_v2 entry (svc_id, backend id, scope), written with the new slots
+// (phase 2, before the master that uses them) and deleted with the old ones
+// (phase 4), so the programs' "still one of its backends?" check never
+// misses a live backend; the affinity entries of the backends a frontend
+// lost are the daemon's to delete after the plan (affinity.ts).
 // Traffic counters (sy_svc_cnt_v2, sy_be_cnt*_v2) follow the ids: a zeroed
 // entry is written with a new id (phase 1, before anything names it, so a
 // reused id starts from zero) and deleted with the freed id (the frontend's
@@ -37,6 +43,7 @@ import {
   SY_ACT_FORWARD,
   SY_SCOPE_EXTERNAL,
   SY_SCOPE_INTERNAL,
+  SY_SVC_F_AFFINITY,
   SY_SVC_F_CLUSTER_IP,
   SY_VIP_F_CLUSTER_IP,
   type Scope,
@@ -49,6 +56,7 @@ import {
 import { CowMap, type CowMapEditor, type CowVecEditor, type IdSetEditor } from '../../util/cow.ts';
 import type { IPFamily } from '../../model/types.ts';
 import {
+  affinityMembers,
   FAMILIES,
   ID_QUARANTINE_MS,
   l4Key,
@@ -127,7 +135,9 @@ function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {
 
 function sameScope(want: DesiredScope | null, have: ProgrammedScope | null): boolean {
   if (want === null || have === null) return want === have;
-  return want.action === have.action && want.flags === have.flags && sameKeys(want.backendKeys, have.backendKeys);
+  return (
+    want.action === have.action && want.flags === have.flags && want.affinityTimeoutS === have.affinityTimeoutS && sameKeys(want.backendKeys, have.backendKeys)
+  );
 }
 
 function sameRanges(a: readonly string[], b: readonly string[]): boolean {
@@ -148,8 +158,8 @@ function svcKey(f: L4Addr, scope: Scope, gen: Gen, slot: number): SvcKey {
   return { addr: f.addr, port: f.port, proto: f.proto, scope, slot, gen };
 }
 
-function masterValue(sc: { action: ProgrammedScope['action']; flags: number; gen: Gen }, count: number, svcId: number): SvcValue {
-  return { count, gen: sc.gen, action: sc.action, backendId: 0, svcId, flags: sc.flags, affinityTimeoutS: 0 };
+function masterValue(sc: { action: ProgrammedScope['action']; flags: number; gen: Gen; affinityTimeoutS: number }, count: number, svcId: number): SvcValue {
+  return { count, gen: sc.gen, action: sc.action, backendId: 0, svcId, flags: sc.flags, affinityTimeoutS: sc.affinityTimeoutS };
 }
 
 function slotValue(backendId: number): SvcValue {
@@ -236,6 +246,8 @@ class PlanBuilder {
     const internal = this.writeScope(family, f, SY_SCOPE_INTERNAL, want.internal, have?.internal ?? null, svcId, masters);
     (this.phases[PHASE_MASTER_UPDATE] as Op[]).push(...masters);
     if (have?.external && want.external === null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true);
+    this.members(svcId, SY_SCOPE_INTERNAL, have?.internal ?? null, internal);
+    this.members(svcId, SY_SCOPE_EXTERNAL, have?.external ?? null, external);
 
     for (const r of rangesGone) this.srcRange(family, svcId, r, 'delete', PHASE_SVC_DELETE);
     if (have !== undefined && isClusterIP(have.internal.flags) && !isClusterIP(want.internal.flags)) this.vipRef(family, f.addr, -1);
@@ -253,6 +265,8 @@ class PlanBuilder {
     if (have.external !== null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true);
     this.dropSlots(family, f, SY_SCOPE_INTERNAL, have.internal);
     for (const r of have.sourceRanges) this.srcRange(family, have.svcId, r, 'delete', PHASE_SVC_DELETE);
+    this.members(have.svcId, SY_SCOPE_INTERNAL, have.internal, null);
+    this.members(have.svcId, SY_SCOPE_EXTERNAL, have.external, null);
     del.push(this.op('svccnt', 'delete', have.svcId));
     if (isClusterIP(have.internal.flags)) this.vipRef(family, f.addr, -1);
     this.services.delete(key);
@@ -303,6 +317,9 @@ class PlanBuilder {
       if (w === null) continue;
       if (h === null) add(SVC_MAP[family], 1);
       if (h === null || !sameKeys(w.backendKeys, h.backendKeys)) add(SVC_MAP[family], w.backendKeys.length);
+      // At most every backend new to the membership (an upper bound: some may be there already).
+      if ((w.flags & SY_SVC_F_AFFINITY) !== 0 && (h === null || (h.flags & SY_SVC_F_AFFINITY) === 0 || !sameKeys(w.backendKeys, h.backendKeys)))
+        add('affbe', w.backendKeys.length);
       for (const k of w.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
     }
     add(BACKEND_MAP[family], newKeys.size);
@@ -331,8 +348,8 @@ class PlanBuilder {
   ): ProgrammedScope {
     const svcMap = SVC_MAP[family];
     if (have !== null && sameKeys(want.backendKeys, have.backendKeys)) {
-      const next: ProgrammedScope = { ...have, action: want.action, flags: want.flags };
-      if (want.action !== have.action || want.flags !== have.flags)
+      const next: ProgrammedScope = { ...have, action: want.action, flags: want.flags, affinityTimeoutS: want.affinityTimeoutS };
+      if (want.action !== have.action || want.flags !== have.flags || want.affinityTimeoutS !== have.affinityTimeoutS)
         masters.push(this.op(svcMap, 'update', svcKey(f, scope, 0, 0), masterValue(next, have.backendIds.length, svcId)));
       return next;
     }
@@ -345,7 +362,14 @@ class PlanBuilder {
       slots.push(this.op(svcMap, 'update', svcKey(f, scope, gen, i + 1), slotValue(id)));
     }
     this.entries[svcMap] += ids.length + (have === null ? 1 : 0);
-    const next: ProgrammedScope = { gen, action: want.action, flags: want.flags, backendIds: ids, backendKeys: want.backendKeys };
+    const next: ProgrammedScope = {
+      gen,
+      action: want.action,
+      flags: want.flags,
+      affinityTimeoutS: want.affinityTimeoutS,
+      backendIds: ids,
+      backendKeys: want.backendKeys,
+    };
     masters.push(this.op(svcMap, 'update', svcKey(f, scope, 0, 0), masterValue(next, ids.length, svcId)));
     if (have !== null) this.dropSlots(family, f, scope, have);
     return next;
@@ -438,6 +462,29 @@ class PlanBuilder {
     return { byKey: fe.byKey.done(), byId: fe.byId.done(), ids: fe.ids.done(), danglingRefs: dangling ?? fe.current.danglingRefs, quarantine: fe.quarantine };
   }
 
+  /**
+   * sy_aff_be_v2 from one scope's programmed version to the next (null: no
+   * such scope): new members with the slots (phase 2), gone ones after the
+   * master stopped naming them (phase 4).
+   */
+  private members(svcId: number, scope: Scope, before: ProgrammedScope | null, after: ProgrammedScope | null): void {
+    const had = affinityMembers(before);
+    const has = affinityMembers(after);
+    if (had.length === 0 && has.length === 0) return;
+    const old = new Set(had);
+    const now = new Set(has);
+    for (const backendId of has) {
+      if (old.has(backendId)) continue;
+      (this.phases[PHASE_SLOT_UPDATE] as Op[]).push(this.op('affbe', 'update', { svcId, backendId, scope }, { flags: 0 }));
+      this.entries.affbe++;
+    }
+    for (const backendId of had) {
+      if (now.has(backendId)) continue;
+      (this.phases[PHASE_SVC_DELETE] as Op[]).push(this.op('affbe', 'delete', { svcId, backendId, scope }));
+      this.entries.affbe--;
+    }
+  }
+
   private vipRef(family: IPFamily, addr: string, delta: 1 | -1): void {
     const n = (this.vips.get(addr) ?? 0) + delta;
     if (n > 0) this.vips.set(addr, n);
@@ -500,7 +547,8 @@ export function formatSvcKey(k: SvcKey): string {
 
 export function formatSvcValue(k: SvcKey, v: SvcValue): string {
   if (k.slot !== 0) return `backend ${v.backendId}`;
-  return `${ACTION_NAME[v.action]} count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}`;
+  const affinity = (v.flags & SY_SVC_F_AFFINITY) !== 0 ? ` affinity ${v.affinityTimeoutS}s` : '';
+  return `${ACTION_NAME[v.action]} count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}${affinity}`;
 }
 
 /** "0" for zeroed counters, else "fwd 3 pkts 180 B, reply 3 pkts 180 B, 1 conns". */
@@ -528,6 +576,8 @@ export function formatOp(op: Op): string {
     case 'srcrange4':
     case 'srcrange6':
       return `${head} svc ${op.key.svcId} ${op.key.addr}/${op.key.prefixlen - 32}`;
+    case 'affbe':
+      return `${head} svc ${op.key.svcId} ${SCOPE_NAME[op.key.scope]} backend ${op.key.backendId}`;
     case 'svccnt':
     case 'becnt4':
     case 'becnt6':

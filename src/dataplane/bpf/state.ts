@@ -21,7 +21,7 @@ import type { IPFamily, Protocol } from '../../model/types.ts';
 import { CowMap, CowVec, IdSet } from '../../util/cow.ts';
 import { formatIPv4, parseIPv4 } from '../../util/ip.ts';
 import type { Problem } from '../types.ts';
-import type { Capacities, Op, ProgrammedMapName, SvcAction } from './layout.ts';
+import { type Capacities, type Op, type ProgrammedMapName, SY_SVC_F_AFFINITY, type SvcAction } from './layout.ts';
 
 export type { Problem } from '../types.ts';
 export type { Op } from './layout.ts';
@@ -94,6 +94,8 @@ export interface DesiredScope {
   readonly action: SvcAction;
   /** SY_SVC_F_* */
   readonly flags: number;
+  /** sessionAffinity ClientIP timeout with SY_SVC_F_AFFINITY in flags, else 0. */
+  readonly affinityTimeoutS: number;
   /** Sorted by BackendKey, no duplicates. */
   readonly backends: readonly BackendAddr[];
   /** backends[i]'s BackendKey, computed once by compile so diff need not. */
@@ -143,6 +145,8 @@ export interface ProgrammedScope {
   readonly gen: 0 | 1;
   readonly action: SvcAction;
   readonly flags: number;
+  /** The master's affinity_timeout_s (0 without SY_SVC_F_AFFINITY). */
+  readonly affinityTimeoutS: number;
   /**
    * backend id per slot, slot 1 first. After adopting a damaged map an entry
    * may be 0 (slot missing) or an id with no backend.
@@ -215,7 +219,16 @@ export interface ProgrammedState {
 }
 
 export function noEntries(): Record<ProgrammedMapName, number> {
-  return { svc4: 0, svc6: 0, backend4: 0, backend6: 0, vip4: 0, vip6: 0, srcrange4: 0, srcrange6: 0 };
+  return { svc4: 0, svc6: 0, backend4: 0, backend6: 0, vip4: 0, vip6: 0, srcrange4: 0, srcrange6: 0, affbe: 0 };
+}
+
+/**
+ * The sy_aff_be_v2 entries a programmed scope holds: its backend ids (live,
+ * unique, sorted) when the master has SY_SVC_F_AFFINITY, else none.
+ */
+export function affinityMembers(sc: { readonly flags: number; readonly backendIds: readonly number[] } | null): number[] {
+  if (sc === null || (sc.flags & SY_SVC_F_AFFINITY) === 0) return [];
+  return [...new Set(sc.backendIds.filter((id) => id !== 0))].sort((a, b) => a - b);
 }
 
 /**
@@ -299,6 +312,7 @@ export function programmedState(
     const v6 = svc.family === 'IPv6';
     for (const sc of scopes(svc)) entries[v6 ? 'svc6' : 'svc4'] += 1 + sc.backendIds.filter((id) => id !== 0).length;
     entries[v6 ? 'srcrange6' : 'srcrange4'] += svc.sourceRanges.length;
+    for (const sc of scopes(svc)) entries.affbe += affinityMembers(sc).length;
     const f = fam[svc.family];
     const withKeys = (sc: ScopeIn): ProgrammedScope => ({
       ...sc,
