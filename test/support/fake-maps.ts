@@ -43,7 +43,9 @@ import {
   type MapSpec,
   type Op,
   type OpBatch,
+  affBeKeyCodec,
   SY_SCOPE_EXTERNAL,
+  SY_SVC_F_AFFINITY,
   SY_SVC_F_EXT_SCOPE,
   type SvcKey,
   svc4KeyCodec,
@@ -395,7 +397,8 @@ export function storeDumps(store: FakeMapStore): Map<string, Array<[Buffer, Buff
  * The invariant a packet relies on: every master (slot 0, key gen 0) has
  * its live generation's slots 1..count, each pointing at an existing
  * backend; an internal master with SY_SVC_F_EXT_SCOPE has an external
- * master. Returns the violations (empty when consistent). Entries no packet
+ * master; a master with SY_SVC_F_AFFINITY has a sy_aff_be_v2 entry for the
+ * backend of each of those slots. Returns the violations (empty when consistent). Entries no packet
  * can reach (dead generations, slots beyond count) are not checked: adopt
  * finds those.
  */
@@ -424,6 +427,11 @@ export function checkConsistent(store: FakeMapStore): string[] {
         const id = svcValueCodec.decode(sv).backendId;
         if (backends.lookup(encode(u32Codec, id)) === undefined) problems.push(`${name}: gen ${master.gen} slot ${slot} points at missing backend ${id}`);
         else if (beCounters.lookup(encode(u32Codec, id)) === undefined) problems.push(`${name}: no counters for backend ${id}`);
+        if (
+          (master.flags & SY_SVC_F_AFFINITY) !== 0 &&
+          store.of('affbe').lookup(encode(affBeKeyCodec, { svcId: master.svcId, backendId: id, scope: key.scope })) === undefined
+        )
+          problems.push(`${name}: affinity master without the membership of backend ${id}`);
       }
     }
   }

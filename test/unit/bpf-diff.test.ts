@@ -311,6 +311,7 @@ function randomServicePort(r: () => number, i: number): ServicePortInfo {
     if (r() < 0.6) m.loadBalancerSourceRanges = r() < 0.5 ? ['203.0.113.0/24'] : ['198.51.100.0/24', 'fd00:1::/48'];
   }
   if (r() < 0.3) m.externalPolicyLocal = true;
+  if (r() < 0.3) m.sessionAffinity = { timeoutSeconds: r() < 0.5 ? 10800 : 30 };
   return servicePortInfo({ name: `s${i}`, clusterIPs: ips, port: r() < 0.7 ? 80 : 443, endpoints: eps, protocol: proto, ...more });
 }
 
@@ -398,6 +399,8 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
     external: 0,
     ranges: 0,
     reuse: 0,
+    affinityAdds: 0,
+    affinityDeletes: 0,
   };
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = mulberry32(seed);
@@ -462,6 +465,8 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
       seen.ipv6 += planOps(plan).filter((op) => op.map === 'svc6').length;
       seen.external += planOps(plan).filter((op) => (op.map === 'svc4' || op.map === 'svc6') && op.key.scope === 1).length;
       seen.ranges += planOps(plan).filter((op) => op.map === 'srcrange4' || op.map === 'srcrange6').length;
+      seen.affinityAdds += planOps(plan).filter((op) => op.map === 'affbe' && op.action === 'update').length;
+      seen.affinityDeletes += planOps(plan).filter((op) => op.map === 'affbe' && op.action === 'delete').length;
       seen.reuse += FAMILIES.filter((f) => programmed.backends[f].quarantine.some((q) => q.until <= now)).length;
       for (const f of FAMILIES) seen.shared += [...plan.next.backends[f].byId.values()].filter((b) => b.refs > 1).length;
       seen.emptyPlans += planOps(plan).length === 0 ? 1 : 0;
