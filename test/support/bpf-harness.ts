@@ -110,6 +110,8 @@ export interface FrontendSpec {
   /** SY_SVC_F_* */
   readonly flags?: number;
   readonly gen?: Gen;
+  /** sessionAffinity ClientIP: SY_SVC_F_AFFINITY, this timeout in the master, every backend a member (sy_aff_be_v2). */
+  readonly affinityTimeoutS?: number;
   readonly backends: readonly BackendSpec[];
 }
 
@@ -216,10 +218,17 @@ export class PacketHarness {
           { count: 0, gen: 0 as Gen, action: SY_ACT_FORWARD, backendId: b.id, svcId: 0, flags: 0, affinityTimeoutS: 0 },
         ] as const,
     );
+    const affinity = f.affinityTimeoutS !== undefined;
+    const flags = (f.flags ?? 0) | (affinity ? HEADER_DEFINES.SY_SVC_F_AFFINITY : 0);
     const master = [
       { addr: f.addr, port: f.port, proto: f.proto, scope, slot: 0, gen: 0 as Gen },
-      { count: f.backends.length, gen, action: f.action ?? SY_ACT_FORWARD, backendId: 0, svcId: f.svcId, flags: f.flags ?? 0, affinityTimeoutS: 0 },
+      { count: f.backends.length, gen, action: f.action ?? SY_ACT_FORWARD, backendId: 0, svcId: f.svcId, flags, affinityTimeoutS: f.affinityTimeoutS ?? 0 },
     ] as const;
+    if (affinity && f.backends.length > 0)
+      await this.put(
+        'affbe',
+        f.backends.map((b) => [{ svcId: f.svcId, backendId: b.id, scope }, { flags: 0 }] as const),
+      );
     await this.put(`svc${fam}`, [...slots, master]);
   }
 
@@ -281,9 +290,9 @@ export class PacketHarness {
     return [...(await this.dump('ct4')).sort(byKey), ...(await this.dump('ct6')).sort(byKey)];
   }
 
-  /** Empties the maps the programs write (conntrack, fragments), so a fixture starts with no flows. */
+  /** Empties the maps the programs write (conntrack, fragments, affinity), so a fixture starts with no flows. */
   async flushConntrack(): Promise<void> {
-    for (const name of [MAPS.ct4.name, MAPS.ct6.name, MAPS.frag4.name]) {
+    for (const name of [MAPS.ct4.name, MAPS.ct6.name, MAPS.frag4.name, MAPS.aff4.name, MAPS.aff6.name]) {
       const m = this.#obj.map(name);
       const keys = (await m.dump()).map(([k]) => k);
       if (keys.length > 0) await m.delete(keys);
@@ -292,7 +301,7 @@ export class PacketHarness {
 
   /** Empties every map the control plane writes (frontends, backends, VIPs, source ranges). */
   async flushServices(): Promise<void> {
-    for (const n of ['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'svccnt', 'becnt4', 'becnt6'] as const) {
+    for (const n of ['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'affbe', 'svccnt', 'becnt4', 'becnt6'] as const) {
       const m = this.#obj.map(MAPS[n].name);
       const keys = (await m.dump()).map(([k]) => k);
       if (keys.length > 0) await m.delete(keys);
