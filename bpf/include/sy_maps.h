@@ -42,6 +42,9 @@
  * frontends with affinity (svc_ids span both families). */
 #define SY_AFF_MAX      65536
 #define SY_AFF_BE_MAX   524288 /* 2 * SY_SVC_MAX */
+/* Maglev tables: maglev_m entries per table (default 16381), one table per
+ * scope of a frontend using Maglev, two while it is replaced. */
+#define SY_MAGLEV_MAX   2097152
 
 /* ------------------------------------------------------------------------
  * Frontends: sy_svc4_v2 / sy_svc6_v2 (hash).
@@ -110,7 +113,7 @@ _Static_assert(sizeof(struct sy_svc6_key) == 24, "sy_svc6_key size");
 	0x0008 /* only sources in sy_srcrange*_v2 under svc_id (loadBalancerSourceRanges) */
 #define SY_SVC_F_AFFINITY                                                                          \
 	0x0010 /* sessionAffinity ClientIP (affinity_timeout_s): sy_aff*_v2, sy_aff_be_v2 */
-#define SY_SVC_F_MAGLEV     0x0020 /* Maglev backend choice; reserved */
+#define SY_SVC_F_MAGLEV     0x0020 /* Maglev backend choice (maglev_m, sy_maglev_v2) */
 #define SY_SVC_F_CLUSTER_IP 0x0040 /* the frontend is a ClusterIP */
 
 struct sy_svc_value {
@@ -120,7 +123,7 @@ struct sy_svc_value {
 	__u16 flags;      /* master: SY_SVC_F_* */
 	__u16 pad;
 	__u32 affinity_timeout_s; /* master with SY_SVC_F_AFFINITY: sessionAffinity timeout */
-	__u32 aux;                /* reserved (Maglev table id) */
+	__u32 maglev_m; /* master with SY_SVC_F_MAGLEV: entries of its Maglev table (a prime) */
 };
 _Static_assert(sizeof(struct sy_svc_value) == 24, "sy_svc_value size");
 
@@ -174,6 +177,30 @@ struct sy_aff_be_value {
 	__u32 flags; /* unused, 0 */
 };
 _Static_assert(sizeof(struct sy_aff_be_value) == 4, "sy_aff_be_value size");
+
+/* ------------------------------------------------------------------------
+ * Maglev consistent hashing (SY_SVC_F_MAGLEV): sy_maglev_v2 (hash, written
+ * by the daemon), (svc_id, scope, gen, index) -> backend id, index
+ * 0..maglev_m-1: the lookup table of the Maglev paper, computed by the
+ * daemon from the backends' identities (address, port, protocol), so every
+ * node holds the same table for the same backends. A new connection hashes
+ * its 5-tuple to an index of the generation its master names (the slot
+ * generation: the table is replaced with the slots). Only frontends using
+ * Maglev have entries.
+ */
+struct sy_maglev_key {
+	__u32 svc_id;
+	__u8 scope; /* SY_SCOPE_* */
+	__u8 gen;   /* the master's slot generation */
+	__u16 pad;
+	__u32 index; /* 0..maglev_m-1 */
+};
+_Static_assert(sizeof(struct sy_maglev_key) == 12, "sy_maglev_key size");
+
+struct sy_maglev_value {
+	__u32 backend_id;
+};
+_Static_assert(sizeof(struct sy_maglev_value) == 4, "sy_maglev_value size");
 
 /* ------------------------------------------------------------------------
  * Backends: sy_backend4_v2 / sy_backend6_v2 (hash), backend id -> address.
@@ -409,6 +436,7 @@ _Static_assert(sizeof(struct sy_config_v2) == 56, "sy_config_v2 size");
 #define SY_STAT_RETRY          14 /* a frontend changed under a reader: reread */
 #define SY_STAT_TCP_REOPEN     15 /* SYN on a closed flow: new backend chosen */
 #define SY_STAT_AFFINITY       16 /* new connection sent to its client's affinity backend */
+#define SY_STAT_MAGLEV         17 /* new connection's backend chosen by Maglev */
 #define SY_STAT_MAX            32
 
 /* ------------------------------------------------------------------------

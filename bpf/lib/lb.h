@@ -6,6 +6,8 @@
  * a slot uniformly at random (kube-proxy's iptables mode does the same with
  * its probability chain) and, if the slot vanished because the master was
  * replaced meanwhile, rereads the master instead of dropping the packet.
+ * A master with SY_SVC_F_MAGLEV picks by Maglev consistent hashing
+ * instead: its 5-tuple's entry in the frontend's table (sy_maglev_v2).
  * A master with SY_SVC_F_AFFINITY (sessionAffinity: ClientIP) first asks
  * the affinity map for the backend this client last used through this
  * frontend (sy_maps.h has the rules), and records the backend it picked.
@@ -189,10 +191,77 @@ static __always_inline int aff_pick(int v6, const struct pkt *p, __u8 scope,
 	return 0;
 }
 
+/* murmur3's 32-bit block mix and finalizer: the flow hash of Maglev. Fixed
+ * (no per-node seed), so every node sends a flow to the same backend. */
+static __always_inline __u32 hash_mix(__u32 h, __u32 k)
+{
+	k *= 0xcc9e2d51;
+	k = (k << 15) | (k >> 17);
+	k *= 0x1b873593;
+	h ^= k;
+	h = (h << 13) | (h >> 19);
+	return h * 5 + 0xe6546b64;
+}
+
+static __always_inline __u32 flow_hash(int v6, const struct pkt *p)
+{
+	__u32 h = 0x5359;
+	int i;
+
+	if (v6) {
+#pragma unroll
+		for (i = 0; i < 4; i++)
+			h = hash_mix(h, p->saddr.w[i]);
+#pragma unroll
+		for (i = 0; i < 4; i++)
+			h = hash_mix(h, p->daddr.w[i]);
+	} else {
+		h = hash_mix(h, p->saddr.v4);
+		h = hash_mix(h, p->daddr.v4);
+	}
+	h = hash_mix(h, ((__u32)p->sport << 16) | p->dport);
+	h = hash_mix(h, p->proto);
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	return h ^ (h >> 16);
+}
+
+/* The backend id a new connection gets from master m (state read once):
+ * Maglev's table entry for its 5-tuple, or a random slot. 0 when the entry
+ * or slot is gone (the master was replaced meanwhile: reread it). */
+static __always_inline __u32 pick_id(int v6, const struct pkt *p, __u8 scope,
+                                     const struct sy_svc_value *m, __u32 state)
+{
+	__u32 count = SY_STATE_COUNT(state);
+	__u32 size = m->maglev_m;
+
+	if ((m->flags & SY_SVC_F_MAGLEV) && size > 0) {
+		struct sy_maglev_key k = {.svc_id = m->svc_id,
+		                          .scope = scope,
+		                          .gen = SY_STATE_GEN(state),
+		                          .index = flow_hash(v6, p) % size};
+		struct sy_maglev_value *e = bpf_map_lookup_elem(&sy_maglev_v2, &k);
+
+		if (!e)
+			return 0;
+		stat_inc(SY_STAT_MAGLEV);
+		return e->backend_id;
+	}
+	struct sy_svc_value *slot =
+	        svc_lookup(v6, &p->daddr, p->dport, p->proto, scope,
+	                   1 + bpf_get_prandom_u32() % count, SY_STATE_GEN(state));
+
+	return slot ? slot->backend_id : 0;
+}
+
 /* The master's verdict for a new connection; on SY_ACT_FORWARD the chosen
- * backend (address, port, id) and the frontend's svc_id are in *f. Returns -1 when no consistent version of the frontend
- * could be read (or its backend entry is missing). A FORWARD with no slots
- * is a REJECT (kube-proxy rejects Services without endpoints). */
+ * backend (address, port, id) and the frontend's svc_id are in *f. Returns
+ * -1 when no consistent version of the frontend could be read (or its
+ * backend entry is missing). A FORWARD with no slots is a REJECT
+ * (kube-proxy rejects Services without endpoints). Session affinity first,
+ * then Maglev or a random slot. */
 static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
                                    const struct sy_svc_value *master, struct sy_ct6_value *f)
 {
@@ -203,12 +272,11 @@ static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
 	for (i = 0; i < SY_PICK_TRIES; i++) {
 		__u32 state = *(volatile const __u32 *)&m->state;
 		__u32 action = SY_STATE_ACTION(state);
-		__u32 count = SY_STATE_COUNT(state);
-		struct sy_svc_value *slot;
+		__u32 id;
 
 		if (action != SY_ACT_FORWARD)
 			return action;
-		if (count == 0)
+		if (SY_STATE_COUNT(state) == 0)
 			return SY_ACT_REJECT;
 		f->svc_id = m->svc_id;
 		if (m->flags & SY_SVC_F_AFFINITY) {
@@ -216,15 +284,14 @@ static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
 			if (aff_pick(v6, p, scope, m, f, now) == 0)
 				return SY_ACT_FORWARD;
 		}
-		slot = svc_lookup(v6, &p->daddr, p->dport, p->proto, scope,
-		                  1 + bpf_get_prandom_u32() % count, SY_STATE_GEN(state));
-		if (slot) {
-			f->backend_id = slot->backend_id;
-			if (backend_get(v6, f->backend_id, (union sy_addr *)f->backend_addr_be,
+		id = pick_id(v6, p, scope, m, state);
+		if (id) {
+			f->backend_id = id;
+			if (backend_get(v6, id, (union sy_addr *)f->backend_addr_be,
 			                &f->backend_port_be) < 0)
 				return -1;
 			if (m->flags & SY_SVC_F_AFFINITY)
-				aff_record(v6, m->svc_id, &p->saddr, f->backend_id, now);
+				aff_record(v6, m->svc_id, &p->saddr, id, now);
 			return SY_ACT_FORWARD;
 		}
 		stat_inc(SY_STAT_RETRY);

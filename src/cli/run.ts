@@ -58,6 +58,8 @@ interface RunConfig {
   readonly nodePortAddresses: readonly string[];
   readonly snatPorts: { readonly min: number; readonly max: number };
   readonly capacities: Capacities;
+  readonly lbAlgorithm: 'random' | 'maglev';
+  readonly maglevTableSize: number;
   /** The CT garbage collector's timeouts, from the --conntrack-* flags. */
   readonly conntrackTimeouts: CtTimeouts;
   readonly logLevel: LogLevel;
@@ -129,6 +131,8 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
     nodePortAddresses: c.nodePortAddresses,
     snatPorts: parsePortRange(c.switchyard.bpf.snatPortRange) ?? { min: 61000, max: 65535 },
     capacities: capacitiesOf(c),
+    lbAlgorithm: c.switchyard.bpf.lbAlgorithm,
+    maglevTableSize: c.switchyard.bpf.maglevTableSize,
     conntrackTimeouts: ctTimeouts(c.conntrack),
     logLevel: c.logging.verbosity >= 4 ? 'debug' : c.logging.verbosity >= 2 ? 'verbose' : 'info',
     logFormat: c.logging.format === 'json' ? 'json' : 'klog',
@@ -306,6 +310,8 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
       nodePortAddresses: nodePortCidrs(cfg.nodePortAddresses, node),
       snatPorts: cfg.snatPorts,
       capacities: cfg.capacities,
+      lbAlgorithm: cfg.lbAlgorithm,
+      maglevTableSize: cfg.maglevTableSize,
       links: hostLinks({ native, rescanMs: LINK_RESCAN_MS, log: logger('links') }),
       kernelConntrack: () => readConntrack(),
       conntrackTimeouts: cfg.conntrackTimeouts,

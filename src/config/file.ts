@@ -102,6 +102,8 @@ export const SWITCHYARD_SCHEMA: ObjectSchema = {
     servicesMax: 'uint32',
     backendsMax: 'uint32',
     affinityMax: 'uint32',
+    lbAlgorithm: 'string',
+    maglevTableSize: 'uint32',
   },
   serviceNodePortRange: 'string',
 };
@@ -459,6 +461,8 @@ export function formatConfigFile(c: SwitchyardConfig): string {
       servicesMax: c.switchyard.bpf.servicesMax,
       backendsMax: c.switchyard.bpf.backendsMax,
       affinityMax: c.switchyard.bpf.affinityMax,
+      lbAlgorithm: c.switchyard.bpf.lbAlgorithm,
+      maglevTableSize: c.switchyard.bpf.maglevTableSize,
     },
     serviceNodePortRange: c.switchyard.serviceNodePortRange,
   };

@@ -651,7 +651,7 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         await h.put(f.name === 'IPv4' ? 'svc4' : 'svc6', [
           [
             { addr: vip, port: 53, proto: 'UDP', scope: 0, slot: 0, gen: 0 },
-            { count: 2, gen: 0, action: 0, backendId: 0, svcId: f.base + 20, flags: 0, affinityTimeoutS: 0 },
+            { count: 2, gen: 0, action: 0, backendId: 0, svcId: f.base + 20, flags: 0, affinityTimeoutS: 0, maglevM: 0 },
           ],
         ]);
         let retries = 0n;

@@ -215,14 +215,23 @@ export class PacketHarness {
       (b, i) =>
         [
           { addr: f.addr, port: f.port, proto: f.proto, scope, slot: i + 1, gen },
-          { count: 0, gen: 0 as Gen, action: SY_ACT_FORWARD, backendId: b.id, svcId: 0, flags: 0, affinityTimeoutS: 0 },
+          { count: 0, gen: 0 as Gen, action: SY_ACT_FORWARD, backendId: b.id, svcId: 0, flags: 0, affinityTimeoutS: 0, maglevM: 0 },
         ] as const,
     );
     const affinity = f.affinityTimeoutS !== undefined;
     const flags = (f.flags ?? 0) | (affinity ? HEADER_DEFINES.SY_SVC_F_AFFINITY : 0);
     const master = [
       { addr: f.addr, port: f.port, proto: f.proto, scope, slot: 0, gen: 0 as Gen },
-      { count: f.backends.length, gen, action: f.action ?? SY_ACT_FORWARD, backendId: 0, svcId: f.svcId, flags, affinityTimeoutS: f.affinityTimeoutS ?? 0 },
+      {
+        count: f.backends.length,
+        gen,
+        action: f.action ?? SY_ACT_FORWARD,
+        backendId: 0,
+        svcId: f.svcId,
+        flags,
+        affinityTimeoutS: f.affinityTimeoutS ?? 0,
+        maglevM: 0,
+      },
     ] as const;
     if (affinity && f.backends.length > 0)
       await this.put(

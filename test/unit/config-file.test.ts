@@ -161,6 +161,8 @@ test("a SwitchyardConfiguration document after --- sets Switchyard's options", (
       servicesMax: 1048576,
       backendsMax: 1048576,
       affinityMax: 65536,
+      lbAlgorithm: 'random',
+      maglevTableSize: 16381,
     },
     serviceNodePortRange: '30000-32767',
   });

@@ -111,6 +111,8 @@ test("the table has every kube-proxy flag, and Switchyard's own apart", () => {
   expect(ours.sort()).toStrictEqual([
     'bpf-affinity-max',
     'bpf-backends-max',
+    'bpf-lb-algorithm',
+    'bpf-maglev-table-size',
     'bpf-object',
     'bpf-pin-path',
     'bpf-services-max',
@@ -224,7 +226,15 @@ test('--hostname-override is trimmed and lower-cased; a blank one is refused', (
 });
 
 test("Switchyard's flags", () => {
-  const { config } = flags('--manifests=/etc/m', '--bpf-pin-path=/run/sy', '--bpf-object=/opt/sy.o', '--pod-interfaces=veth*,cali*', '--bpf-affinity-max=4096');
+  const { config } = flags(
+    '--manifests=/etc/m',
+    '--bpf-pin-path=/run/sy',
+    '--bpf-object=/opt/sy.o',
+    '--pod-interfaces=veth*,cali*',
+    '--bpf-affinity-max=4096',
+    '--bpf-lb-algorithm=maglev',
+    '--bpf-maglev-table-size=65521',
+  );
   expect(config.switchyard).toStrictEqual({
     manifests: '/etc/m',
     bpf: {
@@ -235,6 +245,8 @@ test("Switchyard's flags", () => {
       servicesMax: 1048576,
       backendsMax: 1048576,
       affinityMax: 4096,
+      lbAlgorithm: 'maglev',
+      maglevTableSize: 65521,
     },
     serviceNodePortRange: '30000-32767',
   });

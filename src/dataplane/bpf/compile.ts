@@ -19,7 +19,10 @@
 //     SY_SVC_F_SRC_RANGES on both masters;
 //   sessionAffinity ClientIP as SY_SVC_F_AFFINITY and its timeout on both
 //     masters of every frontend (kube-proxy applies it to every frontend of
-//     the Service port; each frontend keeps its own clients' backends).
+//     the Service port; each frontend keeps its own clients' backends);
+//   Maglev (the service.switchyard.dev/lb-algorithm annotation, else
+//     --bpf-lb-algorithm) as SY_SVC_F_MAGLEV and the table size on both
+//     masters (diff writes the tables).
 // Two ServicePorts claiming one frontend: the lower id (string order) wins,
 // the other gets a Problem.
 
@@ -37,6 +40,7 @@ import {
   SY_SVC_F_AFFINITY,
   SY_SVC_F_CLUSTER_IP,
   SY_SVC_F_EXT_SCOPE,
+  SY_SVC_F_MAGLEV,
   SY_SVC_F_MASQ,
   SY_SVC_F_MASQ_EXT,
   SY_SVC_F_SRC_RANGES,
@@ -44,6 +48,7 @@ import {
   srcRangeKey,
 } from './layout.ts';
 import { CowMap } from '../../util/cow.ts';
+import { MAGLEV_DEFAULT_M } from './maglev.ts';
 import { backendKey4, backendKeyOf, compareBackendKeys, l4Key } from './state.ts';
 import type { BackendAddr, BackendKey, CompileIndex, DesiredScope, DesiredService, DesiredState, FrontendKey, L4Addr } from './state.ts';
 
@@ -60,6 +65,10 @@ export interface CompileOptions {
   readonly nodeIPs: readonly string[];
   /** --nodeport-addresses as CIDRs; empty: every node address. */
   readonly nodePortAddresses: readonly string[];
+  /** --bpf-lb-algorithm: the backend choice of Services without the lb-algorithm annotation. */
+  readonly lbAlgorithm: 'random' | 'maglev';
+  /** --bpf-maglev-table-size: entries of each Maglev table (a prime). */
+  readonly maglevTableSize: number;
 }
 
 /** Options for tests and callers that only care about a few. */
@@ -72,12 +81,24 @@ export function compileOptions(o: Partial<CompileOptions> = {}): CompileOptions 
     nodeZone: null,
     nodeIPs: [],
     nodePortAddresses: [],
+    lbAlgorithm: 'random',
+    maglevTableSize: MAGLEV_DEFAULT_M,
     ...o,
   };
 }
 
 function optionsKey(o: CompileOptions): string {
-  return JSON.stringify([o.masqueradeAll, o.localCIDRs, o.localByInterface, o.nodeName, o.nodeZone, o.nodeIPs, o.nodePortAddresses]);
+  return JSON.stringify([
+    o.masqueradeAll,
+    o.localCIDRs,
+    o.localByInterface,
+    o.nodeName,
+    o.nodeZone,
+    o.nodeIPs,
+    o.nodePortAddresses,
+    o.lbAlgorithm,
+    o.maglevTableSize,
+  ]);
 }
 
 /** Compiles the whole snapshot (snapshot.changed is ignored). */
@@ -221,6 +242,8 @@ interface Context {
   readonly verdict: VerdictOptions;
   /** Node addresses NodePorts listen on, per family, canonical. */
   readonly nodePortIPs: Readonly<Record<IPFamily, readonly string[]>>;
+  readonly lbAlgorithm: 'random' | 'maglev';
+  readonly maglevTableSize: number;
 }
 
 function context(o: CompileOptions): Context {
@@ -244,6 +267,8 @@ function context(o: CompileOptions): Context {
       nodeIPs: o.nodeIPs,
     },
     nodePortIPs: ips,
+    lbAlgorithm: o.lbAlgorithm,
+    maglevTableSize: o.maglevTableSize,
   };
 }
 
@@ -284,7 +309,11 @@ function compileServicePort(sp: ServicePortInfo, ctx: Context): Compiled {
   for (const fv of verdicts(target, ctx.verdict)) {
     const addrs = frontendAddresses(fv, ctx, bad);
     if (addrs.length === 0) continue;
-    const shape = compileVerdicts(fv, sp.sessionAffinity?.timeoutSeconds ?? 0, backendsOf, bad);
+    const choice: Choice = {
+      affinityTimeoutS: sp.sessionAffinity?.timeoutSeconds ?? 0,
+      maglevM: (sp.lbAlgorithm ?? ctx.lbAlgorithm) === 'maglev' ? ctx.maglevTableSize : 0,
+    };
+    const shape = compileVerdicts(fv, choice, backendsOf, bad);
     for (const addr of addrs) {
       const frontend: L4Addr = { addr, port: fv.frontend.port, proto: fv.frontend.protocol };
       const key = l4Key(frontend);
@@ -316,19 +345,22 @@ function frontendAddresses(fv: FrontendVerdicts, ctx: Context, bad: (field: stri
 
 type BackendsOf = (endpoints: readonly EndpointInfo[]) => { backends: readonly BackendAddr[]; backendKeys: readonly BackendKey[] };
 
-/** affinityTimeoutS: sessionAffinity ClientIP's timeoutSeconds, 0 without affinity. */
+/** How a frontend picks backends for new connections: affinity timeout and Maglev table size, 0 = none. */
+type Choice = Pick<DesiredScope, 'affinityTimeoutS' | 'maglevM'>;
+
 function compileVerdicts(
   fv: FrontendVerdicts,
-  affinityTimeoutS: number,
+  choice: Choice,
   backendsOf: BackendsOf,
   bad: (field: string, message: string) => void,
 ): Pick<DesiredService, 'internal' | 'external' | 'sourceRanges'> {
   const sourceRanges = rangesOf(fv.allowedSources, bad);
   let common = fv.frontend.kind === 'clusterIP' ? SY_SVC_F_CLUSTER_IP : 0;
   if (fv.allowedSources !== null) common |= SY_SVC_F_SRC_RANGES;
-  if (affinityTimeoutS > 0) common |= SY_SVC_F_AFFINITY;
-  const internal = scopeOf(fv.pod, common, affinityTimeoutS, backendsOf);
-  const external = scopeOf(fv.external, common, affinityTimeoutS, backendsOf);
+  if (choice.affinityTimeoutS > 0) common |= SY_SVC_F_AFFINITY;
+  if (choice.maglevM > 0) common |= SY_SVC_F_MAGLEV;
+  const internal = scopeOf(fv.pod, common, choice, backendsOf);
+  const external = scopeOf(fv.external, common, choice, backendsOf);
   if (internal.action !== external.action || !sameKeys(internal.backendKeys, external.backendKeys)) {
     return { internal: { ...internal, flags: internal.flags | SY_SVC_F_EXT_SCOPE }, external, sourceRanges };
   }
@@ -347,9 +379,9 @@ function masquerades(v: Verdict): boolean {
 const ACTION: Record<Verdict['action'], SvcAction> = { dnat: SY_ACT_FORWARD, reject: SY_ACT_REJECT, drop: SY_ACT_DROP };
 const NONE = { backends: [] as readonly BackendAddr[], backendKeys: [] as readonly BackendKey[] };
 
-function scopeOf(v: Verdict, flags: number, affinityTimeoutS: number, backendsOf: BackendsOf): DesiredScope {
-  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, affinityTimeoutS, ...NONE };
-  return { action: SY_ACT_FORWARD, flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags, affinityTimeoutS, ...backendsOf(v.endpoints) };
+function scopeOf(v: Verdict, flags: number, choice: Choice, backendsOf: BackendsOf): DesiredScope {
+  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, ...choice, ...NONE };
+  return { action: SY_ACT_FORWARD, flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags, ...choice, ...backendsOf(v.endpoints) };
 }
 
 function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {

@@ -59,6 +59,7 @@ import { parseServicePortId } from '../../model/service-ports.ts';
 import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts';
 import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.ts';
 import { type AffinityMembers, affinityPass, allMembers, lostMembers } from './affinity.ts';
+import { MAGLEV_DEFAULT_M } from './maglev.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -150,6 +151,10 @@ export interface BpfDataplaneOptions {
   readonly snatPorts: { readonly min: number; readonly max: number };
   /** max_entries per map (layout.ts MAPS defaults where absent). */
   readonly capacities: Capacities;
+  /** --bpf-lb-algorithm: Services without the lb-algorithm annotation; default random. */
+  readonly lbAlgorithm?: 'random' | 'maglev';
+  /** --bpf-maglev-table-size (a prime); default MAGLEV_DEFAULT_M. */
+  readonly maglevTableSize?: number;
   /** The links to attach to and their changes: hostLinks() in the daemon. */
   readonly links: LinkSource;
   /** Clock for the id quarantine (ms); default Date.now. */
@@ -570,6 +575,8 @@ export class BpfDataplane implements Dataplane {
       nodeZone: null,
       nodeIPs: o.node.all ?? [o.node.ipv4, o.node.ipv6].filter((a) => a !== null),
       nodePortAddresses: o.nodePortAddresses,
+      lbAlgorithm: o.lbAlgorithm ?? 'random',
+      maglevTableSize: o.maglevTableSize ?? MAGLEV_DEFAULT_M,
     };
   }
 

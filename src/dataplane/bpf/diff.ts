@@ -24,6 +24,11 @@
 // (phase 4), so the programs' "still one of its backends?" check never
 // misses a live backend; the affinity entries of the backends a frontend
 // lost are the daemon's to delete after the plan (affinity.ts).
+// Maglev (SY_SVC_F_MAGLEV): a scope's table (maglev.ts, m entries of
+// sy_maglev_v2 under its svc_id, scope and slot generation) is written and
+// deleted with its slots: a new table comes with the other generation's
+// slots (a change of backends or of m always flips), the old one goes with
+// the old slots.
 // Traffic counters (sy_svc_cnt_v2, sy_be_cnt*_v2) follow the ids: a zeroed
 // entry is written with a new id (phase 1, before anything names it, so a
 // reused id starts from zero) and deleted with the freed id (the frontend's
@@ -58,6 +63,7 @@ import type { IPFamily } from '../../model/types.ts';
 import {
   affinityMembers,
   FAMILIES,
+  maglevEntries,
   ID_QUARANTINE_MS,
   l4Key,
   PHASE_BACKEND_DELETE,
@@ -87,6 +93,7 @@ import type {
   Quarantined,
 } from './state.ts';
 import { formatBackendKey } from './state.ts';
+import { maglevTable } from './maglev.ts';
 
 /**
  * Plans the changes for the frontends in `scope` ('all' or undefined: every
@@ -136,7 +143,11 @@ function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {
 function sameScope(want: DesiredScope | null, have: ProgrammedScope | null): boolean {
   if (want === null || have === null) return want === have;
   return (
-    want.action === have.action && want.flags === have.flags && want.affinityTimeoutS === have.affinityTimeoutS && sameKeys(want.backendKeys, have.backendKeys)
+    want.action === have.action &&
+    want.flags === have.flags &&
+    want.affinityTimeoutS === have.affinityTimeoutS &&
+    want.maglevM === have.maglevM &&
+    sameKeys(want.backendKeys, have.backendKeys)
   );
 }
 
@@ -158,12 +169,16 @@ function svcKey(f: L4Addr, scope: Scope, gen: Gen, slot: number): SvcKey {
   return { addr: f.addr, port: f.port, proto: f.proto, scope, slot, gen };
 }
 
-function masterValue(sc: { action: ProgrammedScope['action']; flags: number; gen: Gen; affinityTimeoutS: number }, count: number, svcId: number): SvcValue {
-  return { count, gen: sc.gen, action: sc.action, backendId: 0, svcId, flags: sc.flags, affinityTimeoutS: sc.affinityTimeoutS };
+function masterValue(
+  sc: { action: ProgrammedScope['action']; flags: number; gen: Gen; affinityTimeoutS: number; maglevM: number },
+  count: number,
+  svcId: number,
+): SvcValue {
+  return { count, gen: sc.gen, action: sc.action, backendId: 0, svcId, flags: sc.flags, affinityTimeoutS: sc.affinityTimeoutS, maglevM: sc.maglevM };
 }
 
 function slotValue(backendId: number): SvcValue {
-  return { count: 0, gen: 0, action: SY_ACT_FORWARD, backendId, svcId: 0, flags: 0, affinityTimeoutS: 0 };
+  return { count: 0, gen: 0, action: SY_ACT_FORWARD, backendId, svcId: 0, flags: 0, affinityTimeoutS: 0, maglevM: 0 };
 }
 
 /** Editors over one family's backends. */
@@ -197,6 +212,8 @@ class PlanBuilder {
   private readonly freedSvcIds: number[] = [];
   private readonly now: number;
   private readonly opts: DiffOptions;
+  /** Maglev tables computed by this plan, by "m identities...": frontends sharing backends share the work. */
+  private readonly tables: Map<string, Int32Array>;
 
   constructor(current: ProgrammedState, opts: DiffOptions) {
     this.current = current;
@@ -215,6 +232,7 @@ class PlanBuilder {
     this.vips = (current.vips instanceof CowMap ? current.vips : CowMap.from(current.vips)).edit();
     this.deferred = new Set(current.deferred);
     this.entries = { ...current.entries };
+    this.tables = new Map();
     this.peak = { ...current.entries };
   }
 
@@ -245,7 +263,7 @@ class PlanBuilder {
     const external = want.external === null ? null : this.writeScope(family, f, SY_SCOPE_EXTERNAL, want.external, have?.external ?? null, svcId, masters);
     const internal = this.writeScope(family, f, SY_SCOPE_INTERNAL, want.internal, have?.internal ?? null, svcId, masters);
     (this.phases[PHASE_MASTER_UPDATE] as Op[]).push(...masters);
-    if (have?.external && want.external === null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true);
+    if (have?.external && want.external === null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true, svcId);
     this.members(svcId, SY_SCOPE_INTERNAL, have?.internal ?? null, internal);
     this.members(svcId, SY_SCOPE_EXTERNAL, have?.external ?? null, external);
 
@@ -262,8 +280,8 @@ class PlanBuilder {
     const del = this.phases[PHASE_SVC_DELETE] as Op[];
     del.push(this.op(SVC_MAP[family], 'delete', svcKey(f, SY_SCOPE_INTERNAL, 0, 0)));
     this.entries[SVC_MAP[family]]--;
-    if (have.external !== null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true);
-    this.dropSlots(family, f, SY_SCOPE_INTERNAL, have.internal);
+    if (have.external !== null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true, have.svcId);
+    this.dropSlots(family, f, SY_SCOPE_INTERNAL, have.internal, have.svcId);
     for (const r of have.sourceRanges) this.srcRange(family, have.svcId, r, 'delete', PHASE_SVC_DELETE);
     this.members(have.svcId, SY_SCOPE_INTERNAL, have.internal, null);
     this.members(have.svcId, SY_SCOPE_EXTERNAL, have.external, null);
@@ -320,6 +338,8 @@ class PlanBuilder {
       // At most every backend new to the membership (an upper bound: some may be there already).
       if ((w.flags & SY_SVC_F_AFFINITY) !== 0 && (h === null || (h.flags & SY_SVC_F_AFFINITY) === 0 || !sameKeys(w.backendKeys, h.backendKeys)))
         add('affbe', w.backendKeys.length);
+      if (w.maglevM > 0 && w.backendKeys.length > 0 && (h === null || h.maglevM !== w.maglevM || !sameKeys(w.backendKeys, h.backendKeys)))
+        add('maglev', w.maglevM);
       for (const k of w.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
     }
     add(BACKEND_MAP[family], newKeys.size);
@@ -347,7 +367,7 @@ class PlanBuilder {
     masters: Op[],
   ): ProgrammedScope {
     const svcMap = SVC_MAP[family];
-    if (have !== null && sameKeys(want.backendKeys, have.backendKeys)) {
+    if (have !== null && sameKeys(want.backendKeys, have.backendKeys) && want.maglevM === have.maglevM) {
       const next: ProgrammedScope = { ...have, action: want.action, flags: want.flags, affinityTimeoutS: want.affinityTimeoutS };
       if (want.action !== have.action || want.flags !== have.flags || want.affinityTimeoutS !== have.affinityTimeoutS)
         masters.push(this.op(svcMap, 'update', svcKey(f, scope, 0, 0), masterValue(next, have.backendIds.length, svcId)));
@@ -367,21 +387,23 @@ class PlanBuilder {
       action: want.action,
       flags: want.flags,
       affinityTimeoutS: want.affinityTimeoutS,
+      maglevM: want.maglevM,
       backendIds: ids,
       backendKeys: want.backendKeys,
     };
+    if (maglevEntries(next) > 0) this.writeTable(svcId, scope, gen, want.maglevM, want.backends, ids);
     masters.push(this.op(svcMap, 'update', svcKey(f, scope, 0, 0), masterValue(next, ids.length, svcId)));
-    if (have !== null) this.dropSlots(family, f, scope, have);
+    if (have !== null) this.dropSlots(family, f, scope, have, svcId);
     return next;
   }
 
   /** Deletes a scope's master (when `master`) and slots. */
-  private dropScope(family: IPFamily, f: L4Addr, scope: Scope, have: ProgrammedScope, master: boolean): void {
+  private dropScope(family: IPFamily, f: L4Addr, scope: Scope, have: ProgrammedScope, master: boolean, svcId: number): void {
     if (master) {
       (this.phases[PHASE_SVC_DELETE] as Op[]).push(this.op(SVC_MAP[family], 'delete', svcKey(f, scope, 0, 0)));
       this.entries[SVC_MAP[family]]--;
     }
-    this.dropSlots(family, f, scope, have);
+    this.dropSlots(family, f, scope, have, svcId);
   }
 
   /**
@@ -389,8 +411,11 @@ class PlanBuilder {
    * Slots adopt found missing (id 0) are not deleted: the kernel answers
    * ENOENT, and a batch delete stops at the first error.
    */
-  private dropSlots(family: IPFamily, f: L4Addr, scope: Scope, have: ProgrammedScope): void {
+  private dropSlots(family: IPFamily, f: L4Addr, scope: Scope, have: ProgrammedScope, svcId: number): void {
     const deletes = this.phases[PHASE_SVC_DELETE] as Op[];
+    const m = maglevEntries(have);
+    for (let index = 0; index < m; index++) deletes.push(this.op('maglev', 'delete', { svcId, scope, gen: have.gen, index }));
+    this.entries.maglev -= m;
     const fe = this.fam[family];
     for (let i = 0; i < have.backendIds.length; i++) {
       const id = have.backendIds[i] as number;
@@ -460,6 +485,21 @@ class PlanBuilder {
       fe.quarantine.push({ id: b.id, until: this.now + ID_QUARANTINE_MS }); // stays in ids until released
     }
     return { byKey: fe.byKey.done(), byId: fe.byId.done(), ids: fe.ids.done(), danglingRefs: dangling ?? fe.current.danglingRefs, quarantine: fe.quarantine };
+  }
+
+  /** A scope's Maglev table for generation `gen`, with the new slots (phase 2): entry -> backend id. */
+  private writeTable(svcId: number, scope: Scope, gen: Gen, m: number, backends: readonly BackendAddr[], ids: readonly number[]): void {
+    const identities = backends.map(l4Key); // address, port, protocol: the same on every node
+    const memo = `${m} ${identities.join(' ')}`;
+    let table = this.tables.get(memo);
+    if (table === undefined) {
+      table = maglevTable(identities, m);
+      this.tables.set(memo, table);
+    }
+    const slots = this.phases[PHASE_SLOT_UPDATE] as Op[];
+    for (let index = 0; index < m; index++)
+      slots.push(this.op('maglev', 'update', { svcId, scope, gen, index }, { backendId: ids[table[index] as number] as number }));
+    this.entries.maglev += m;
   }
 
   /**
@@ -548,7 +588,8 @@ export function formatSvcKey(k: SvcKey): string {
 export function formatSvcValue(k: SvcKey, v: SvcValue): string {
   if (k.slot !== 0) return `backend ${v.backendId}`;
   const affinity = (v.flags & SY_SVC_F_AFFINITY) !== 0 ? ` affinity ${v.affinityTimeoutS}s` : '';
-  return `${ACTION_NAME[v.action]} count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}${affinity}`;
+  const maglev = v.maglevM > 0 ? ` maglev ${v.maglevM}` : '';
+  return `${ACTION_NAME[v.action]} count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}${affinity}${maglev}`;
 }
 
 /** "0" for zeroed counters, else "fwd 3 pkts 180 B, reply 3 pkts 180 B, 1 conns". */
@@ -578,6 +619,10 @@ export function formatOp(op: Op): string {
       return `${head} svc ${op.key.svcId} ${op.key.addr}/${op.key.prefixlen - 32}`;
     case 'affbe':
       return `${head} svc ${op.key.svcId} ${SCOPE_NAME[op.key.scope]} backend ${op.key.backendId}`;
+    case 'maglev':
+      return op.action === 'update'
+        ? `${head} svc ${op.key.svcId} ${SCOPE_NAME[op.key.scope]} gen ${op.key.gen} [${op.key.index}] = backend ${op.value.backendId}`
+        : `${head} svc ${op.key.svcId} ${SCOPE_NAME[op.key.scope]} gen ${op.key.gen} [${op.key.index}]`;
     case 'svccnt':
     case 'becnt4':
     case 'becnt6':

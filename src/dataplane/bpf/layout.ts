@@ -54,6 +54,7 @@ export const HEADER_DEFINES = {
   SY_BE_CNT_MAX: 131072,
   SY_AFF_MAX: 65536,
   SY_AFF_BE_MAX: 524288,
+  SY_MAGLEV_MAX: 2097152,
   SY_SCOPE_INTERNAL: 0,
   SY_SCOPE_EXTERNAL: 1,
   SY_ACT_FORWARD: 0,
@@ -99,6 +100,7 @@ export const HEADER_DEFINES = {
   SY_STAT_RETRY: 14,
   SY_STAT_TCP_REOPEN: 15,
   SY_STAT_AFFINITY: 16,
+  SY_STAT_MAGLEV: 17,
   SY_STAT_MAX: 32,
 } as const;
 
@@ -113,6 +115,7 @@ export const SY_SVC_F_MASQ_EXT = D.SY_SVC_F_MASQ_EXT;
 export const SY_SVC_F_EXT_SCOPE = D.SY_SVC_F_EXT_SCOPE;
 export const SY_SVC_F_SRC_RANGES = D.SY_SVC_F_SRC_RANGES;
 export const SY_SVC_F_AFFINITY = D.SY_SVC_F_AFFINITY;
+export const SY_SVC_F_MAGLEV = D.SY_SVC_F_MAGLEV;
 export const SY_SVC_F_CLUSTER_IP = D.SY_SVC_F_CLUSTER_IP;
 export const SY_BE_F_LOCAL = D.SY_BE_F_LOCAL;
 export const SY_VIP_F_CLUSTER_IP = D.SY_VIP_F_CLUSTER_IP;
@@ -175,7 +178,7 @@ export const SY_SVC_VALUE = struct('sy_svc_value', 24, [
   ['flags', 12, 'u16'],
   ['pad', 14, 'u16'],
   ['affinity_timeout_s', 16, 'u32'],
-  ['aux', 20, 'u32'],
+  ['maglev_m', 20, 'u32'],
 ]);
 
 export const SY_BACKEND4 = struct('sy_backend4', 8, [
@@ -310,6 +313,16 @@ export const SY_AFF_BE_KEY = struct('sy_aff_be_key', 12, [
 
 export const SY_AFF_BE_VALUE = struct('sy_aff_be_value', 4, [['flags', 0, 'u32']]);
 
+export const SY_MAGLEV_KEY = struct('sy_maglev_key', 12, [
+  ['svc_id', 0, 'u32'],
+  ['scope', 4, 'u8'],
+  ['gen', 5, 'u8'],
+  ['pad', 6, 'u16'],
+  ['index', 8, 'u32'],
+]);
+
+export const SY_MAGLEV_VALUE = struct('sy_maglev_value', 4, [['backend_id', 0, 'u32']]);
+
 export const SY_TRAFFIC = struct('sy_traffic', 40, [
   ['packets', 0, 'u64'],
   ['bytes', 8, 'u64'],
@@ -343,6 +356,8 @@ export const STRUCTS: readonly StructSpec[] = [
   SY_AFF_VALUE,
   SY_AFF_BE_KEY,
   SY_AFF_BE_VALUE,
+  SY_MAGLEV_KEY,
+  SY_MAGLEV_VALUE,
   SY_TRAFFIC,
 ];
 
@@ -373,6 +388,8 @@ export interface SvcValue {
   /** SY_SVC_F_* */
   readonly flags: number;
   readonly affinityTimeoutS: number;
+  /** Master with SY_SVC_F_MAGLEV: entries of its Maglev table; else 0. */
+  readonly maglevM: number;
 }
 
 /** struct sy_traffic: counters of one frontend (svc_id) or backend id; see sy_maps.h. */
@@ -461,6 +478,17 @@ export interface AffValue {
   readonly backendId: number;
   readonly lastUsedNs: bigint;
 }
+/** Key of sy_maglev_v2: entry `index` of the Maglev table of a frontend's scope, slot generation `gen`. */
+export interface MaglevKey {
+  readonly svcId: number;
+  readonly scope: Scope;
+  readonly gen: Gen;
+  readonly index: number;
+}
+export interface MaglevValue {
+  readonly backendId: number;
+}
+
 /** Key of sy_aff_be_v2: backend id is one of the backends of this scope of frontend svcId (with session affinity). */
 export interface AffBeKey {
   readonly svcId: number;
@@ -593,7 +621,7 @@ export const svcValueCodec: Codec<SvcValue> = {
     SV.flags.put(b, base, v.flags);
     SV.pad.put(b, base, 0);
     SV.affinity_timeout_s.put(b, base, v.affinityTimeoutS);
-    SV.aux.put(b, base, 0);
+    SV.maglev_m.put(b, base, v.maglevM);
   },
   decode(b, base = 0) {
     const s = SV.state.get(b, base);
@@ -607,6 +635,7 @@ export const svcValueCodec: Codec<SvcValue> = {
       svcId: SV.svc_id.get(b, base),
       flags: SV.flags.get(b, base),
       affinityTimeoutS: SV.affinity_timeout_s.get(b, base),
+      maglevM: SV.maglev_m.get(b, base),
     };
   },
 };
@@ -724,6 +753,36 @@ export const affBeKeyCodec: Codec<AffBeKey> = {
   },
   decode(b, base = 0) {
     return { svcId: AB.svc_id.get(b, base), backendId: AB.backend_id.get(b, base), scope: scope01(SY_AFF_BE_KEY.name, AB.scope.get(b, base)) };
+  },
+};
+
+const MK = SY_MAGLEV_KEY.f;
+export const maglevKeyCodec: Codec<MaglevKey> = {
+  spec: SY_MAGLEV_KEY,
+  encodeInto(v, b, base) {
+    MK.svc_id.put(b, base, v.svcId);
+    MK.scope.put(b, base, v.scope);
+    MK.gen.put(b, base, v.gen);
+    MK.pad.put(b, base, 0);
+    MK.index.put(b, base, v.index);
+  },
+  decode(b, base = 0) {
+    return {
+      svcId: MK.svc_id.get(b, base),
+      scope: scope01(SY_MAGLEV_KEY.name, MK.scope.get(b, base)),
+      gen: gen01(SY_MAGLEV_KEY.name, 'gen', MK.gen.get(b, base)),
+      index: MK.index.get(b, base),
+    };
+  },
+};
+
+export const maglevValueCodec: Codec<MaglevValue> = {
+  spec: SY_MAGLEV_VALUE,
+  encodeInto(v, b, base) {
+    SY_MAGLEV_VALUE.f.backend_id.put(b, base, v.backendId);
+  },
+  decode(b, base = 0) {
+    return { backendId: SY_MAGLEV_VALUE.f.backend_id.get(b, base) };
   },
 };
 
@@ -1032,6 +1091,7 @@ export const MAPS = {
   aff4: def('sy_aff4_v2', 'lru_hash', aff4KeyCodec, affValueCodec, D.SY_AFF_MAX, 0),
   aff6: def('sy_aff6_v2', 'lru_hash', aff6KeyCodec, affValueCodec, D.SY_AFF_MAX, 0),
   affbe: def('sy_aff_be_v2', 'hash', affBeKeyCodec, affBeValueCodec, D.SY_AFF_BE_MAX, NP),
+  maglev: def('sy_maglev_v2', 'hash', maglevKeyCodec, maglevValueCodec, D.SY_MAGLEV_MAX, NP),
   svccnt: def('sy_svc_cnt_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_SVC_CNT_MAX, NP),
   becnt4: def('sy_be_cnt4_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_BE_CNT_MAX, NP),
   becnt6: def('sy_be_cnt6_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_BE_CNT_MAX, NP),
@@ -1054,6 +1114,7 @@ export const PROGRAMMED_MAPS = [
   'srcrange4',
   'srcrange6',
   'affbe',
+  'maglev',
 ] as const satisfies readonly MapName[];
 export type ProgrammedMapName = (typeof PROGRAMMED_MAPS)[number];
 

@@ -96,6 +96,8 @@ export interface DesiredScope {
   readonly flags: number;
   /** sessionAffinity ClientIP timeout with SY_SVC_F_AFFINITY in flags, else 0. */
   readonly affinityTimeoutS: number;
+  /** Maglev table size with SY_SVC_F_MAGLEV in flags, else 0. */
+  readonly maglevM: number;
   /** Sorted by BackendKey, no duplicates. */
   readonly backends: readonly BackendAddr[];
   /** backends[i]'s BackendKey, computed once by compile so diff need not. */
@@ -147,6 +149,12 @@ export interface ProgrammedScope {
   readonly flags: number;
   /** The master's affinity_timeout_s (0 without SY_SVC_F_AFFINITY). */
   readonly affinityTimeoutS: number;
+  /**
+   * The master's maglev_m (0 without SY_SVC_F_MAGLEV): with backends, the
+   * scope's generation has a complete table of that many entries in
+   * sy_maglev_v2 (adopt says 0, damaged, when it found it incomplete).
+   */
+  readonly maglevM: number;
   /**
    * backend id per slot, slot 1 first. After adopting a damaged map an entry
    * may be 0 (slot missing) or an id with no backend.
@@ -219,7 +227,12 @@ export interface ProgrammedState {
 }
 
 export function noEntries(): Record<ProgrammedMapName, number> {
-  return { svc4: 0, svc6: 0, backend4: 0, backend6: 0, vip4: 0, vip6: 0, srcrange4: 0, srcrange6: 0, affbe: 0 };
+  return { svc4: 0, svc6: 0, backend4: 0, backend6: 0, vip4: 0, vip6: 0, srcrange4: 0, srcrange6: 0, affbe: 0, maglev: 0 };
+}
+
+/** The sy_maglev_v2 entries a scope's live generation holds: its table, when it has Maglev and backends. */
+export function maglevEntries(sc: { readonly maglevM: number; readonly backendIds: readonly number[] } | null): number {
+  return sc !== null && sc.maglevM > 0 && sc.backendIds.length > 0 ? sc.maglevM : 0;
 }
 
 /**
@@ -313,6 +326,7 @@ export function programmedState(
     for (const sc of scopes(svc)) entries[v6 ? 'svc6' : 'svc4'] += 1 + sc.backendIds.filter((id) => id !== 0).length;
     entries[v6 ? 'srcrange6' : 'srcrange4'] += svc.sourceRanges.length;
     for (const sc of scopes(svc)) entries.affbe += affinityMembers(sc).length;
+    for (const sc of scopes(svc)) entries.maglev += maglevEntries(sc);
     const f = fam[svc.family];
     const withKeys = (sc: ScopeIn): ProgrammedScope => ({
       ...sc,
