@@ -27,23 +27,26 @@ export function permutation(identity: string, m: number): { offset: number; skip
  * The lookup table: entry -> index into `identities` (which must be
  * unique). Empty without identities. Each identity's permutation is
  * offset, offset + skip, offset + 2 skip, ... (mod m); with m prime every
- * skip walks all entries.
+ * skip walks all entries. Backends take their turns in the string order of
+ * their identities, whatever the order given, so the table depends on the
+ * set alone.
  */
 export function maglevTable(identities: readonly string[], m: number): Int32Array {
   if (!isPrime(m)) throw new RangeError(`Maglev table size ${m} is not a prime`);
   const n = identities.length;
   const table = new Int32Array(n === 0 ? 0 : m).fill(-1);
   if (n === 0) return table;
-  const perms = identities.map((id) => permutation(id, m));
+  const order = identities.map((_, i) => i).sort((a, b) => ((identities[a] as string) < (identities[b] as string) ? -1 : 1));
+  const perms = order.map((i) => permutation(identities[i] as string, m));
   const next = perms.map((p) => p.offset); // the entry each backend tries next
   let filled = 0;
   for (;;) {
-    for (let i = 0; i < n; i++) {
-      const p = perms[i] as { offset: number; skip: number };
-      let c = next[i] as number;
+    for (let k = 0; k < n; k++) {
+      const p = perms[k] as { offset: number; skip: number };
+      let c = next[k] as number;
       while (table[c] !== -1) c = (c + p.skip) % m;
-      table[c] = i;
-      next[i] = (c + p.skip) % m;
+      table[c] = order[k] as number;
+      next[k] = (c + p.skip) % m;
       if (++filled === m) return table;
     }
   }
