@@ -46,6 +46,41 @@ __noinline int sy_reject(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, __u3
 	return sy_reject4(skb, l3_off, l4_off, proto);
 }
 
+/* Per-family entry points into the bodies below (and lb_pick), as BPF-to-BPF calls: each
+ * gets its own stack frame (the inlined whole would exceed 512 bytes) and
+ * is still specialised for its family at compile time. */
+#define SY_PER_FAMILY(fn, params, args)                                                            \
+	static __noinline int fn##4 params                                                         \
+	{                                                                                          \
+		const int v6 = 0;                                                                  \
+		return fn args;                                                                    \
+	}                                                                                          \
+	static __noinline int fn##6 params                                                         \
+	{                                                                                          \
+		const int v6 = 1;                                                                  \
+		return fn args;                                                                    \
+	}
+
+#define SY_CALL(fn, v6, ...) ((v6) ? fn##6(__VA_ARGS__) : fn##4(__VA_ARGS__))
+
+/* The backend choice (lb.h), each step in its own frame: their keys
+ * (affinity, Maglev, slots) would otherwise all sit in to_frontend's, past
+ * the 512-byte stack of the deepest call chain. */
+SY_PER_FAMILY(lb_random,
+              (const struct pkt *p, __u8 scope, const struct sy_svc_value *m,
+               struct sy_ct6_value *f),
+              (v6, p, scope, m, f))
+SY_PER_FAMILY(lb_maglev,
+              (const struct pkt *p, __u8 scope, const struct sy_svc_value *m,
+               struct sy_ct6_value *f),
+              (v6, p, scope, m, f))
+SY_PER_FAMILY(aff_choose,
+              (const struct pkt *p, __u8 scope, const struct sy_svc_value *m,
+               struct sy_ct6_value *f),
+              (v6, p, scope, m, f))
+SY_PER_FAMILY(aff_remember, (const struct pkt *p, __u32 svc_id, __u32 backend_id),
+              (v6, p, svc_id, backend_id))
+
 /* Forward translation with a flow: destination frontend -> backend, source
  * client -> nat when masqueraded (then redirected by the FIB). */
 static __always_inline int xlate_fwd(struct __sk_buff *skb, int v6, struct pkt *p,
@@ -145,7 +180,16 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 		return TC_ACT_SHOT;
 	}
 	__builtin_memset(&f, 0, sizeof(f));
-	verdict = lb_pick(v6, p, scope, m, &f);
+	if (SY_CALL(aff_choose, v6, p, scope, m, &f) == 0) {
+		verdict = SY_ACT_FORWARD;
+	} else {
+		if (m->flags & SY_SVC_F_MAGLEV)
+			verdict = SY_CALL(lb_maglev, v6, p, scope, m, &f);
+		else
+			verdict = SY_CALL(lb_random, v6, p, scope, m, &f);
+		if (verdict == SY_ACT_FORWARD && (m->flags & SY_SVC_F_AFFINITY))
+			SY_CALL(aff_remember, v6, p, f.svc_id, f.backend_id);
+	}
 	if (verdict == SY_ACT_REJECT)
 		return SY_DO_REJECT;
 	if (verdict == SY_ACT_DROP) {
@@ -237,21 +281,6 @@ static __always_inline int frag_unknown(int v6, const struct pkt *p)
 	return TC_ACT_SHOT;
 }
 
-/* Per-family entry points into the bodies above, as BPF-to-BPF calls: each
- * gets its own stack frame (the inlined whole would exceed 512 bytes) and
- * is still specialised for its family at compile time. */
-#define SY_PER_FAMILY(fn, params, args)                                                            \
-	static __noinline int fn##4 params                                                         \
-	{                                                                                          \
-		const int v6 = 0;                                                                  \
-		return fn args;                                                                    \
-	}                                                                                          \
-	static __noinline int fn##6 params                                                         \
-	{                                                                                          \
-		const int v6 = 1;                                                                  \
-		return fn args;                                                                    \
-	}
-
 SY_PER_FAMILY(to_frontend,
               (struct __sk_buff * skb, int hook, struct pkt *p, struct sy_svc_value *m),
               (skb, v6, hook, p, m))
@@ -262,8 +291,6 @@ SY_PER_FAMILY(icmp_plan,
               (skb, v6, p, egress, x))
 SY_PER_FAMILY(icmp_apply, (struct __sk_buff * skb, struct pkt *p, const struct icmp_xlate6 *x),
               (skb, v6, p, x))
-
-#define SY_CALL(fn, v6, ...) ((v6) ? fn##6(__VA_ARGS__) : fn##4(__VA_ARGS__))
 
 /* An ICMP(v6) error: translated when it quotes a packet of a tracked flow
  * (icmp_plan says which and how), redirected when the flow is masqueraded.

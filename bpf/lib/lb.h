@@ -191,6 +191,27 @@ static __always_inline int aff_pick(int v6, const struct pkt *p, __u8 scope,
 	return 0;
 }
 
+/* A new connection to master m: its client's affinity backend into *f (0),
+ * or -1 (no affinity, not forwarding, or no usable entry: the caller picks,
+ * then aff_remember()s the pick). */
+static __always_inline int aff_choose(int v6, const struct pkt *p, __u8 scope,
+                                      const struct sy_svc_value *m, struct sy_ct6_value *f)
+{
+	__u32 state = *(volatile const __u32 *)&m->state;
+
+	if (!(m->flags & SY_SVC_F_AFFINITY) || SY_STATE_ACTION(state) != SY_ACT_FORWARD ||
+	    SY_STATE_COUNT(state) == 0)
+		return -1;
+	f->svc_id = m->svc_id;
+	return aff_pick(v6, p, scope, m, f, bpf_ktime_get_ns());
+}
+
+static __always_inline int aff_remember(int v6, const struct pkt *p, __u32 svc_id, __u32 backend_id)
+{
+	aff_record(v6, svc_id, &p->saddr, backend_id, bpf_ktime_get_ns());
+	return 0;
+}
+
 /* murmur3's 32-bit block mix and finalizer: the flow hash of Maglev. Fixed
  * (no per-node seed), so every node sends a flow to the same backend. */
 static __always_inline __u32 hash_mix(__u32 h, __u32 k)
@@ -232,12 +253,12 @@ static __always_inline __u32 flow_hash(int v6, const struct pkt *p)
  * Maglev's table entry for its 5-tuple, or a random slot. 0 when the entry
  * or slot is gone (the master was replaced meanwhile: reread it). */
 static __always_inline __u32 pick_id(int v6, const struct pkt *p, __u8 scope,
-                                     const struct sy_svc_value *m, __u32 state)
+                                     const struct sy_svc_value *m, __u32 state, int maglev)
 {
 	__u32 count = SY_STATE_COUNT(state);
 	__u32 size = m->maglev_m;
 
-	if ((m->flags & SY_SVC_F_MAGLEV) && size > 0) {
+	if (maglev && size > 0) {
 		struct sy_maglev_key k = {.svc_id = m->svc_id,
 		                          .scope = scope,
 		                          .gen = SY_STATE_GEN(state),
@@ -260,13 +281,14 @@ static __always_inline __u32 pick_id(int v6, const struct pkt *p, __u8 scope,
  * backend (address, port, id) and the frontend's svc_id are in *f. Returns
  * -1 when no consistent version of the frontend could be read (or its
  * backend entry is missing). A FORWARD with no slots is a REJECT
- * (kube-proxy rejects Services without endpoints). Session affinity first,
- * then Maglev or a random slot. */
+ * (kube-proxy rejects Services without endpoints). Maglev or a random
+ * slot; session affinity is asked before (aff_choose) and told after
+ * (aff_remember), each in its own frame (switchyard.bpf.c). */
 static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
-                                   const struct sy_svc_value *master, struct sy_ct6_value *f)
+                                   const struct sy_svc_value *master, struct sy_ct6_value *f,
+                                   int maglev)
 {
 	const struct sy_svc_value *m = master;
-	__u64 now = 0;
 	int i;
 
 	for (i = 0; i < SY_PICK_TRIES; i++) {
@@ -279,19 +301,12 @@ static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
 		if (SY_STATE_COUNT(state) == 0)
 			return SY_ACT_REJECT;
 		f->svc_id = m->svc_id;
-		if (m->flags & SY_SVC_F_AFFINITY) {
-			now = bpf_ktime_get_ns();
-			if (aff_pick(v6, p, scope, m, f, now) == 0)
-				return SY_ACT_FORWARD;
-		}
-		id = pick_id(v6, p, scope, m, state);
+		id = pick_id(v6, p, scope, m, state, maglev);
 		if (id) {
 			f->backend_id = id;
 			if (backend_get(v6, id, (union sy_addr *)f->backend_addr_be,
 			                &f->backend_port_be) < 0)
 				return -1;
-			if (m->flags & SY_SVC_F_AFFINITY)
-				aff_record(v6, m->svc_id, &p->saddr, id, now);
 			return SY_ACT_FORWARD;
 		}
 		stat_inc(SY_STAT_RETRY);
@@ -300,6 +315,20 @@ static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
 			return -1;
 	}
 	return -1;
+}
+
+/* lb_pick for masters without / with SY_SVC_F_MAGLEV: `maglev` a compile-time
+ * constant, so each has only its own keys in its frame. */
+static __always_inline int lb_random(int v6, const struct pkt *p, __u8 scope,
+                                     const struct sy_svc_value *m, struct sy_ct6_value *f)
+{
+	return lb_pick(v6, p, scope, m, f, 0);
+}
+
+static __always_inline int lb_maglev(int v6, const struct pkt *p, __u8 scope,
+                                     const struct sy_svc_value *m, struct sy_ct6_value *f)
+{
+	return lb_pick(v6, p, scope, m, f, 1);
 }
 
 #endif /* SY_LIB_LB_H */

@@ -765,6 +765,58 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         });
       });
 
+      test('Maglev: removing one of four backends moves about 1/4 of new flows (those it had, and few others); established flows stay on their backend', async () => {
+        const vip = f.name === 'IPv4' ? '10.96.0.22' : 'fd00:10:96::22';
+        const svcId = f.base + 22;
+        const M = 1021;
+        const four = [...f.pool, f.backend].map((addr, i) => ({ id: f.base + 200 + i, addr, port: 5353 }));
+        await h.frontend({ addr: vip, port: 53, proto: 'UDP', svcId, maglevM: M, backends: four });
+        const FLOWS = 400;
+        const sports = Array.from({ length: FLOWS }, (_, i) => 50000 + i);
+        const pkt = (sport: number): FrameSpec => fromClient('UDP', vip, sport);
+        const backendOf = (data: Uint8Array, sport: number): string => {
+          const i = whichOf(
+            data,
+            four.map((b) => frame({ ...pkt(sport), dst: b.addr, dport: 5353 })),
+          );
+          expect(i, `sport ${sport}: translated to one of the four`).toBeGreaterThanOrEqual(0);
+          return four[i]?.addr as string;
+        };
+        const before = new Map<number, string>();
+        for (const sport of sports) {
+          const r = await h.run('sy_from_pod', frame(pkt(sport)));
+          expect(r.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n, MAGLEV: 1n });
+          before.set(sport, backendOf(r.data, sport));
+        }
+        expect(new Set(before.values()).size, 'the four share the flows').toBe(4);
+        const removed = four[0] as (typeof four)[number];
+
+        // The control plane's update: the other generation's slots and table, then the master.
+        await h.frontend({ addr: vip, port: 53, proto: 'UDP', svcId, maglevM: M, gen: 1, backends: four.slice(1) });
+        for (const sport of sports.slice(0, 100)) {
+          const r = await h.run('sy_from_pod', frame(pkt(sport)));
+          expect(backendOf(r.data, sport), `sport ${sport}: an established flow keeps its backend`).toBe(before.get(sport));
+          expect(r.counted).toEqual({ SVC_HIT: 1n });
+        }
+
+        await h.flushConntrack();
+        let moved = 0;
+        let movedOff = 0; // flows of a backend that stayed, moved anyway
+        for (const sport of sports) {
+          const r = await h.run('sy_from_pod', frame(pkt(sport)));
+          const now = backendOf(r.data, sport);
+          expect(now, 'nothing new goes to the removed backend').not.toBe(removed.addr);
+          if (now === before.get(sport)) continue;
+          moved++;
+          if (before.get(sport) !== removed.addr) movedOff++;
+        }
+        const onRemoved = [...before.values()].filter((b) => b === removed.addr).length;
+        expect(moved - movedOff, 'every flow of the removed backend moved').toBe(onRemoved);
+        expect(moved / FLOWS, `moved ${moved} of ${FLOWS}`).toBeGreaterThan(0.15);
+        expect(moved / FLOWS, `moved ${moved} of ${FLOWS}`).toBeLessThan(0.35);
+        expect(movedOff / FLOWS, `flows of staying backends that moved: ${movedOff}`).toBeLessThan(0.05);
+      });
+
       test('source ranges (LPM): a client inside passes, one outside and a pod outside are dropped', async () => {
         const inside = extSyn(f.lb, 80);
         const r = await h.run('sy_from_net', frame(inside));

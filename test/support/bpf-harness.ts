@@ -38,6 +38,8 @@ import {
 import { BPF_OBJECT, REPO } from './requirements.ts';
 import { type RawCounters, readCounters, type Traffic } from '../../src/dataplane/bpf/counters.ts';
 import { NODE_CMD } from '../../src/rig/proc.ts';
+import { maglevTable } from '../../src/dataplane/bpf/maglev.ts';
+import { l4Key } from '../../src/dataplane/bpf/state.ts';
 
 /** tc verdicts (uapi linux/pkt_cls.h). */
 export const TC_ACT_UNSPEC = -1;
@@ -68,6 +70,7 @@ export const STAT_NAMES = [
   'RETRY',
   'TCP_REOPEN',
   'AFFINITY',
+  'MAGLEV',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
 const STATS: ReadonlyArray<readonly [StatName, number]> = STAT_NAMES.map((n) => [n, HEADER_DEFINES[`SY_STAT_${n}`]] as const);
@@ -112,6 +115,8 @@ export interface FrontendSpec {
   readonly gen?: Gen;
   /** sessionAffinity ClientIP: SY_SVC_F_AFFINITY, this timeout in the master, every backend a member (sy_aff_be_v2). */
   readonly affinityTimeoutS?: number;
+  /** Maglev: SY_SVC_F_MAGLEV, this table size in the master, the table (maglev.ts) of the backends in sy_maglev_v2 under gen. */
+  readonly maglevM?: number;
   readonly backends: readonly BackendSpec[];
 }
 
@@ -219,7 +224,18 @@ export class PacketHarness {
         ] as const,
     );
     const affinity = f.affinityTimeoutS !== undefined;
-    const flags = (f.flags ?? 0) | (affinity ? HEADER_DEFINES.SY_SVC_F_AFFINITY : 0);
+    const maglevM = f.maglevM ?? 0;
+    const flags = (f.flags ?? 0) | (affinity ? HEADER_DEFINES.SY_SVC_F_AFFINITY : 0) | (maglevM > 0 ? HEADER_DEFINES.SY_SVC_F_MAGLEV : 0);
+    if (maglevM > 0 && f.backends.length > 0) {
+      const table = maglevTable(
+        f.backends.map((b) => l4Key({ addr: b.addr, port: b.port, proto: f.proto })),
+        maglevM,
+      );
+      await this.put(
+        'maglev',
+        [...table].map((i, index) => [{ svcId: f.svcId, scope, gen, index }, { backendId: (f.backends[i] as BackendSpec).id }] as const),
+      );
+    }
     const master = [
       { addr: f.addr, port: f.port, proto: f.proto, scope, slot: 0, gen: 0 as Gen },
       {
@@ -230,7 +246,7 @@ export class PacketHarness {
         svcId: f.svcId,
         flags,
         affinityTimeoutS: f.affinityTimeoutS ?? 0,
-        maglevM: 0,
+        maglevM,
       },
     ] as const;
     if (affinity && f.backends.length > 0)
@@ -310,7 +326,21 @@ export class PacketHarness {
 
   /** Empties every map the control plane writes (frontends, backends, VIPs, source ranges). */
   async flushServices(): Promise<void> {
-    for (const n of ['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'affbe', 'svccnt', 'becnt4', 'becnt6'] as const) {
+    for (const n of [
+      'svc4',
+      'svc6',
+      'backend4',
+      'backend6',
+      'vip4',
+      'vip6',
+      'srcrange4',
+      'srcrange6',
+      'affbe',
+      'maglev',
+      'svccnt',
+      'becnt4',
+      'becnt6',
+    ] as const) {
       const m = this.#obj.map(MAPS[n].name);
       const keys = (await m.dump()).map(([k]) => k);
       if (keys.length > 0) await m.delete(keys);
