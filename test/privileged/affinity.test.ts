@@ -5,7 +5,9 @@
 // new socket, so a new flow):
 //   aff    ClientIP, default timeout (10800 s);
 //   short  ClientIP, timeoutSeconds 2;
-//   plain  no affinity (the control: the same client spreads).
+//   plain  no affinity (the control: the same client spreads);
+//   mag    service.switchyard.dev/lb-algorithm: maglev (the daemon's path
+//          for Maglev: annotation, tables in the maps, the program's pick).
 // Checked: one client's new connections all reach one backend while the
 // control spreads; past the timeout the client is balanced again (seen over
 // several tries); a backend removed from the Service loses its clients to a
@@ -57,6 +59,7 @@ interface Addrs {
 const AFF: Addrs = { IPv4: '10.96.8.10', IPv6: 'fd00:10:96::810' };
 const SHORT: Addrs = { IPv4: '10.96.8.11', IPv6: 'fd00:10:96::811' };
 const PLAIN: Addrs = { IPv4: '10.96.8.12', IPv6: 'fd00:10:96::812' };
+const MAG: Addrs = { IPv4: '10.96.8.13', IPv6: 'fd00:10:96::813' };
 
 const PORTS = [
   { name: 'http', port: 80, targetPort: HTTP, protocol: 'TCP' as const },
@@ -79,6 +82,16 @@ function writeAff(c: Cluster, m: Manifests, pods: readonly Pod[]): void {
   m.write('aff.yaml', serviceManifest({ name: 'aff', clusterIPs: [AFF.IPv4, AFF.IPv6], ports: PORTS, affinityTimeoutSeconds: 10800 }, endpoints(c, pods)));
 }
 
+function writeMag(c: Cluster, m: Manifests, pods: readonly Pod[]): void {
+  m.write(
+    'mag.yaml',
+    serviceManifest(
+      { name: 'mag', clusterIPs: [MAG.IPv4, MAG.IPv6], ports: PORTS, annotations: { 'service.switchyard.dev/lb-algorithm': 'maglev' } },
+      endpoints(c, pods),
+    ),
+  );
+}
+
 interface Scenario {
   daemons: RigProcess[];
 }
@@ -97,6 +110,7 @@ const test = e2eTest.extend<{ $file: { scenario: Scenario } }>({
           serviceManifest({ name: 'short', clusterIPs: [SHORT.IPv4, SHORT.IPv6], ports: PORTS, affinityTimeoutSeconds: SHORT_TIMEOUT_S }, endpoints(c, all)),
         );
         manifests.write('plain.yaml', serviceManifest({ name: 'plain', clusterIPs: [PLAIN.IPv4, PLAIN.IPv6], ports: PORTS }, endpoints(c, all)));
+        writeMag(c, manifests, all);
         s.daemons = c.nodes.map((n) => startDaemon(c, n, manifests, pins, ['--cluster-cidr=10.244.0.0/16,fd00:10:244::/56']));
         await untilProgrammed(s.daemons);
         await use(s);
@@ -281,5 +295,47 @@ describe.skipIf(skip)('sessionAffinity ClientIP through a daemon per node', () =
     // The other Services keep the backend.
     const short = await send(c, client, [{ proto: 'tcp', ip: PLAIN.IPv4, count: 40, concurrency: 10 }]);
     expect(await answeredBy(c, pins, 'plain tcp IPv4', short[0]), `${removed.name} still serves the Services it is in`).toContain(removed.name);
+  });
+
+  test('Maglev by annotation: new flows are spread by their 5-tuple (MAGLEV), on each node; a removed backend gets no new flow', async ({
+    cluster: c,
+    pins,
+    manifests,
+    scenario,
+  }) => {
+    for (const n of [1, 2]) {
+      const before = (await nodeStats(c, pins, c.node(n))).get('MAGLEV') ?? 0;
+      const runs = await send(
+        c,
+        c.pod(n, 0),
+        CASES.map((k) => ({ proto: k.proto, ip: MAG[k.f], count: 40, concurrency: 10 })),
+      );
+      for (const [i, k] of CASES.entries()) {
+        const got = new Set(await answeredBy(c, pins, `node ${n} ${k.label} mag`, runs[i]));
+        expect(got.size, `node ${n} ${k.label}: new flows spread over the backends (${[...got]})`).toBeGreaterThan(1);
+      }
+      expect((await nodeStats(c, pins, c.node(n))).get('MAGLEV') ?? 0, `node ${n}: the program picked by Maglev`).toBeGreaterThanOrEqual(
+        before + CASES.length * 40,
+      );
+    }
+    const removed = backendPods(c)[0] as Pod;
+    writeMag(
+      c,
+      manifests,
+      backendPods(c).filter((p) => p !== removed),
+    );
+    for (const n of c.nodes)
+      await until(
+        `${n.name} programs mag without ${removed.name}`,
+        async () => frontendsOf(await status(c, pins, n, scenario.daemons), MAG).every((f) => f.internal.backends.length === 3),
+        scenario.daemons,
+      );
+    const runs = await send(
+      c,
+      c.pod(1, 0),
+      CASES.map((k) => ({ proto: k.proto, ip: MAG[k.f], count: 40, concurrency: 10 })),
+    );
+    for (const [i, k] of CASES.entries())
+      expect(await answeredBy(c, pins, `${k.label} mag after`, runs[i]), `${k.label}: ${removed.name} gets no new flow`).not.toContain(removed.name);
   });
 });
