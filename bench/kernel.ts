@@ -81,15 +81,20 @@ export interface BatchTiming {
 /**
  * Writes batches to the object's maps with mapUpdate/mapDelete and adds up
  * the time spent waiting for them: the copy into the addon, the hop to the
- * libuv thread pool, the map-info check and the batch syscall. apply's time
- * minus this is the encoding (and grouping) done in JavaScript.
+ * libuv thread pool, the map-info check and the batch syscall. apply has
+ * the batches of one phase in flight together, so nativeMs is the time
+ * during which at least one was (not the sum of their times). apply's time
+ * minus this is the encoding (and grouping) done in JavaScript that did not
+ * overlap a batch in flight.
  */
 export class TimedWriter implements MapWriter {
   readonly #obj: BpfObject;
   readonly #native: NativeBinding;
   nativeMs = 0;
-  /** Every batch written, in order. */
+  /** Every batch written, in the order apply started them, each with its own time. */
   readonly batches: BatchTiming[] = [];
+  #inFlight = 0;
+  #busySince = 0;
 
   constructor(obj: BpfObject, native: NativeBinding) {
     this.#obj = obj;
@@ -99,12 +104,20 @@ export class TimedWriter implements MapWriter {
   async write(b: OpBatch): Promise<void> {
     const m = this.#obj.map(b.map);
     const t = performance.now();
-    // The traffic counters are per-CPU: the value once per possible CPU, as the dataplane's writer sends it.
-    if (b.action === 'update')
-      await this.#native.mapUpdate(m.fd, b.keys, expandPerCpu(b.values ?? Buffer.alloc(0), b.count, m.valueSize, m.valueStride), m.keySize, m.valueSize);
-    else await this.#native.mapDelete(m.fd, b.keys, m.keySize);
-    const ms = performance.now() - t;
-    this.nativeMs += ms;
-    this.batches.push({ what: `${b.map} ${b.action}`, count: b.count, ms });
+    if (this.#inFlight++ === 0) this.#busySince = t;
+    const timing = { what: `${b.map} ${b.action}`, count: b.count, ms: Number.NaN };
+    this.batches.push(timing);
+    try {
+      // The traffic counters are per-CPU: the value once per possible CPU, as the dataplane's writer sends it.
+      if (b.action === 'update')
+        await this.#native.mapUpdate(m.fd, b.keys, expandPerCpu(b.values ?? Buffer.alloc(0), b.count, m.valueSize, m.valueStride), m.keySize, m.valueSize);
+      else await this.#native.mapDelete(m.fd, b.keys, m.keySize);
+    } catch (err) {
+      throw new Error(`${b.map} ${b.action} of ${b.count} entries: ${(err as Error).message}`, { cause: err });
+    } finally {
+      const end = performance.now();
+      if (--this.#inFlight === 0) this.nativeMs += end - this.#busySince;
+      timing.ms = end - t;
+    }
   }
 }

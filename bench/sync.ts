@@ -396,7 +396,9 @@ function printFullSyncs(results: readonly SizeResult[]): void {
   });
   console.log('\nFull sync: compile -> diff -> apply into empty maps (median of runs; ms)');
   console.log(table(['Services', 'compile', 'diff', 'apply', 'encode', 'kernel', 'total', 'CPU', 'entries', 'entries/s', 'peak RSS MiB', 'heap MiB'], rows));
-  console.log('  apply = encode (JavaScript: group ops, encode batches) + kernel (awaiting mapUpdate/mapDelete: copy, thread pool, syscalls)');
+  console.log(
+    "  apply = encode (JavaScript: group ops, encode batches; what did not overlap a batch in flight) + kernel (while a mapUpdate/mapDelete is in flight: copy, thread pool, syscalls; a phase's maps in parallel)",
+  );
   console.log('  CPU = user + system time of the whole process during the sync (waiting for a CPU on a busy machine is not counted)');
   console.log('  entries/s = map entries written / apply time; heap = after GC, with the snapshot and both states alive');
   console.log(`  peak RSS = process maximum: ${thousands(SIZES[0])} after its warm-up syncs, ${thousands(LARGEST)} after every run`);

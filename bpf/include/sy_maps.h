@@ -435,8 +435,10 @@ _Static_assert(sizeof(struct sy_config_v2) == 56, "sy_config_v2 size");
 #define SY_STAT_FIB_FAIL       13 /* no route for a packet we had to redirect */
 #define SY_STAT_RETRY          14 /* a frontend changed under a reader: reread */
 #define SY_STAT_TCP_REOPEN     15 /* SYN on a closed flow: new backend chosen */
-#define SY_STAT_AFFINITY       16 /* new connection sent to its client's affinity backend */
-#define SY_STAT_MAGLEV         17 /* new connection's backend chosen by Maglev */
+#define SY_STAT_SOCK_XLATE     16 /* host socket pointed at a backend (connect, sendmsg) */
+#define SY_STAT_SOCK_REJECT    17 /* host socket refused: frontend without endpoints */
+#define SY_STAT_AFFINITY       18 /* new connection sent to its client's affinity backend */
+#define SY_STAT_MAGLEV         19 /* new connection's backend chosen by Maglev */
 #define SY_STAT_MAX            32
 
 /* ------------------------------------------------------------------------
@@ -462,5 +464,60 @@ struct sy_traffic {
 	__u64 conns;
 };
 _Static_assert(sizeof(struct sy_traffic) == 40, "sy_traffic size");
+
+/* ------------------------------------------------------------------------
+ * Socket-level load balancing for the node's own network namespace
+ * (sock.bpf.c: cgroup connect/sendmsg/recvmsg/getpeername hooks).
+ *
+ * sy_sockcfg_v2 (array, 1 entry), written by the daemon: the cgroup hooks
+ * run for every network namespace whose processes sit in the cgroup, so
+ * they act only for sockets whose bpf_get_netns_cookie() equals
+ * netns_cookie (the node's namespace, SO_NETNS_COOKIE); 0 = act for none.
+ */
+struct sy_sockcfg {
+	__u64 netns_cookie;
+	__u32 flags; /* reserved, 0 */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct sy_sockcfg) == 16, "sy_sockcfg size");
+
+/* sy_sock_rnat4_v2 / sy_sock_rnat6_v2 (LRU hash): the Service address a
+ * socket was pointed away from, keyed by the socket's cookie and the
+ * backend it was given: recvmsg turns the source of a reply back into the
+ * frontend, getpeername the peer. Written by the hooks at connect and at
+ * every unconnected sendmsg. */
+struct sy_sock_rnat4_key {
+	__u64 cookie;   /* bpf_get_socket_cookie() */
+	__be32 addr_be; /* backend */
+	__be16 port_be;
+	__u8 proto;
+	__u8 pad;
+};
+_Static_assert(sizeof(struct sy_sock_rnat4_key) == 16, "sy_sock_rnat4_key size");
+
+struct sy_sock_rnat4_value {
+	__be32 addr_be; /* frontend */
+	__be16 port_be;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct sy_sock_rnat4_value) == 8, "sy_sock_rnat4_value size");
+
+struct sy_sock_rnat6_key {
+	__u64 cookie;
+	__be32 addr_be[4];
+	__be16 port_be;
+	__u8 proto;
+	__u8 pad;
+	__u32 pad2;
+};
+_Static_assert(sizeof(struct sy_sock_rnat6_key) == 32, "sy_sock_rnat6_key size");
+
+struct sy_sock_rnat6_value {
+	__be32 addr_be[4];
+	__be16 port_be;
+	__u16 pad;
+};
+_Static_assert(sizeof(struct sy_sock_rnat6_value) == 20, "sy_sock_rnat6_value size");
+#define SY_SOCK_RNAT_MAX 65536
 
 #endif /* SY_MAPS_H */

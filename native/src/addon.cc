@@ -1,6 +1,7 @@
 // addon.cc: module entry of switchyard_native. Installs the libbpf print
 // callback and lets each concern (object.cc, bpffs.cc, maps.cc, tc.cc,
-// testrun.cc, lock.cc, links.cc) register its functions. Mechanisms only: nothing here knows Kubernetes.
+// testrun.cc, lock.cc, links.cc, cgroup.cc, sockdiag.cc, netlink.cc) register its functions. Mechanisms only: nothing
+// here knows Kubernetes.
 #include "addon.h"
 
 #include <napi.h>
@@ -19,6 +20,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sy::InitTestRun(env, exports);
   sy::InitLock(env, exports);
   sy::InitLinks(env, exports);
+  sy::InitCgroup(env, exports);
+  sy::InitSockDiag(env, exports);
+  sy::InitNetlink(env, exports);
   return exports;
 }
 

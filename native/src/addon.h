@@ -13,15 +13,19 @@ namespace sy {
 struct AddonData {
   Napi::FunctionReference native_object;      // constructor of NativeObject (object.cc)
   Napi::FunctionReference native_link_watch;  // constructor of NativeLinkWatch (links.cc)
+  Napi::FunctionReference native_netlink;     // constructor of NativeNetlink (netlink.cc)
 };
 
-void InitObject(Napi::Env env, Napi::Object exports);   // object.cc
-void InitBpffs(Napi::Env env, Napi::Object exports);    // bpffs.cc
-void InitMaps(Napi::Env env, Napi::Object exports);     // maps.cc
-void InitTc(Napi::Env env, Napi::Object exports);       // tc.cc
-void InitTestRun(Napi::Env env, Napi::Object exports);  // testrun.cc
-void InitLock(Napi::Env env, Napi::Object exports);     // lock.cc
-void InitLinks(Napi::Env env, Napi::Object exports);    // links.cc
+void InitObject(Napi::Env env, Napi::Object exports);    // object.cc
+void InitBpffs(Napi::Env env, Napi::Object exports);     // bpffs.cc
+void InitMaps(Napi::Env env, Napi::Object exports);      // maps.cc
+void InitTc(Napi::Env env, Napi::Object exports);        // tc.cc
+void InitTestRun(Napi::Env env, Napi::Object exports);   // testrun.cc
+void InitLock(Napi::Env env, Napi::Object exports);      // lock.cc
+void InitLinks(Napi::Env env, Napi::Object exports);     // links.cc
+void InitCgroup(Napi::Env env, Napi::Object exports);    // cgroup.cc
+void InitSockDiag(Napi::Env env, Napi::Object exports);  // sockdiag.cc
+void InitNetlink(Napi::Env env, Napi::Object exports);   // netlink.cc
 
 // bpffs.cc: makes path a directory on a bpffs, mounting one there when neither
 // it nor its nearest existing ancestor is on bpffs. True when it mounted.

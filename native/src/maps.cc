@@ -91,6 +91,33 @@ size_t CountRecords(const char* op, int fd, const std::vector<uint8_t>& keys, si
   return keys.size() / key_size;
 }
 
+// ENOMEM from an update of a map that is not preallocated (BPF_F_NO_PREALLOC
+// hashes, the per-CPU traffic counters above all) is often transient: the
+// kernel takes new elements from a per-CPU cache that an irq_work refills,
+// and per-CPU values from the percpu allocator with GFP_NOWAIT, which does
+// not populate new pages itself but leaves that to a worker. A batch of
+// thousands of inserts can outrun both (seen with 1,000 to 100,000 counter
+// entries on a 2-CPU VM, failing at a different record each time). So an
+// update that fails with ENOMEM sleeps a little and continues from the
+// record that failed; it gives up after kMaxStalls tries in a row that
+// applied nothing (half a second in all), which is real memory pressure.
+class MemoryRetry {
+ public:
+  // progressed: the failed call applied some records before failing.
+  bool Again(bool progressed) {
+    stalls_ = progressed ? 0 : stalls_ + 1;
+    if (stalls_ > kMaxStalls) return false;
+    // 1 ms after progress (a shorter wait mostly failed again at once, seen
+    // with 100,000 counter entries: ~17 waits each); then 2, 4 .. 256 ms.
+    usleep(1000u << stalls_);
+    return true;
+  }
+
+ private:
+  static constexpr int kMaxStalls = 8;
+  int stalls_ = 0;
+};
+
 // The kernel has no batch op for this map type (ENOTSUPP/EOPNOTSUPP) or does
 // not know the batch commands at all (EINVAL, before 5.6).
 bool BatchUnsupported(int err) { return err == EINVAL || err == kENOTSUPP || err == EOPNOTSUPP; }
@@ -117,26 +144,33 @@ class UpdateWorker : public PromiseWorker {
                                   " value bytes, got " + std::to_string(values_.size()));
     }
     size_t done = 0;
+    MemoryRetry retry;
     // The kernel's batch update takes no per-element flag but BPF_F_LOCK
     // (BPF_NOEXIST/BPF_EXIST get EINVAL): those go one by one from the start.
-    if (count > 0 && (flags_ & ~static_cast<uint64_t>(BPF_F_LOCK)) == 0) {
+    while (done < count && (flags_ & ~static_cast<uint64_t>(BPF_F_LOCK)) == 0) {
       bpf_map_batch_opts opts{};
       opts.sz = sizeof opts;
       opts.elem_flags = flags_;
-      uint32_t n = static_cast<uint32_t>(count);
-      int err = bpf_map_update_batch(fd_, Key(0, l), Value(0, l), &n, &opts);
+      const uint32_t asked = static_cast<uint32_t>(count - done);
+      uint32_t n = asked;
+      int err = bpf_map_update_batch(fd_, Key(done, l), Value(done, l), &n, &opts);
       if (err == 0) return;
       err = -err;
       // On a per-record failure the kernel reports how many records it
       // applied; when it rejects the command itself, n is left as it was.
-      done = n < count ? n : 0;
+      const size_t applied = n < asked ? n : 0;
+      done += applied;
+      if (err == ENOMEM && retry.Again(applied > 0)) continue;
       if (!BatchUnsupported(err)) {
         throw SysError(err, "bpf_map_update_batch", MapObject(fd_), RecordNote(done, count)).WithDone(done);
       }
+      break;
     }
     for (size_t i = done; i < count; ++i) {
-      if (bpf_map_update_elem(fd_, Key(i, l), Value(i, l), flags_) != 0) {
-        throw SysError(errno, "bpf_map_update_elem", MapObject(fd_), RecordNote(i, count)).WithDone(i);
+      while (bpf_map_update_elem(fd_, Key(i, l), Value(i, l), flags_) != 0) {
+        int err = errno;
+        if (err == ENOMEM && retry.Again(false)) continue;
+        throw SysError(err, "bpf_map_update_elem", MapObject(fd_), RecordNote(i, count)).WithDone(i);
       }
     }
   }

@@ -56,13 +56,20 @@ export const MODULES: ModuleWant[] = [
   { names: ['nf_conntrack_netlink'], optional: true },
   // The rig's nodes: `ct state invalid counter drop` in an inet table.
   { names: ['nft_counter'], optional: true },
+  // Closing host sockets of removed backends (sock_diag SOCK_DESTROY; the VM has no modprobe to autoload them).
+  { names: ['inet_diag'], optional: true },
+  { names: ['tcp_diag'], optional: true },
+  { names: ['udp_diag'], optional: true },
   // SCTP end-to-end tests (northsouth.sctp.test.ts).
   { names: ['sctp'], optional: true },
-  // IPVS backend.
+  // IPVS backend (ip_vs needs a crc32c provider, first in this list) and
+  // every scheduler the kernel ships (twos since 6.4); the kernel would also
+  // load a scheduler on first use through the modprobe wrapper.
   { names: ['ip_vs'] },
   { names: ['ip_vs_rr'] },
   { names: ['ip_vs_wrr'] },
   { names: ['ip_vs_sh'] },
+  ...['lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sed', 'nq', 'fo', 'ovf', 'mh', 'twos'].map((s) => ({ names: [`ip_vs_${s}`], optional: true })),
 ];
 
 export const modName = (file: string) =>

@@ -5,8 +5,8 @@
 // Refuses (ERR_SY_DATAPLANE_PIN_LOCKED, nothing touched) while a daemon holds
 // the pin directory's lock (dataplane/bpf/pinlock.ts): it would pull the maps
 // and filters from under a running daemon. That is all `run` installs: it
-// writes no sysctl and no iptables or nftables rule, attaches no cgroup
-// program yet, and its lock is an flock on the directory (gone with the
+// writes no sysctl and no iptables or nftables rule; its socket hooks'
+// cgroup links are pinned there too and detached first; and its lock is an flock on the directory (gone with the
 // process), so kube-proxy can start on the node afterwards. kube-proxy's own
 // leftovers are cli/kube-proxy-cleanup.ts's (`cleanup --kube-proxy`).
 
@@ -18,6 +18,7 @@ import { listLinks } from '../host/links.ts';
 import { TC_FILTERS } from '../dataplane/bpf/dataplane.ts';
 import type { Logger } from '../util/log.ts';
 import { holdPinLockNow } from '../dataplane/bpf/pinlock.ts';
+import { detachSocketLb } from '../dataplane/bpf/socklb.ts';
 
 export interface CleanupResult {
   readonly detached: string[];
@@ -49,6 +50,9 @@ function cleanupLocked(native: NativeBinding, pinPath: string, log: Logger): Cle
       log.warn('detach failed', { interface: link.name, error: (err as Error).message });
     }
   }
+  // Unpinning a link would release it too; detaching first also ends it for whoever holds an fd.
+  const hooks = detachSocketLb(native, pinPath);
+  if (hooks.length > 0) detached.push(`cgroup:${hooks.join(',')}`);
   const unpinned: string[] = [];
   if (existsSync(pinPath)) {
     for (const name of readdirSync(pinPath)) {

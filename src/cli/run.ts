@@ -12,7 +12,7 @@ import { availableParallelism, hostname, networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, type SwitchyardConfig } from '../config/index.ts';
-import { familyOf, isUnspecifiedIP } from '../util/ip.ts';
+import { cidrContains, familyOf, isUnspecifiedIP, parseCidr, parseIP } from '../util/ip.ts';
 import { parsePortRange, rangesOverlap } from '../config/validate.ts';
 import { createLogger, type LogFormat, type Logger, type LogLevel } from '../util/log.ts';
 import { defaultBindingPath, loadBinding } from '../native/binding.ts';
@@ -26,6 +26,7 @@ import { systemClock } from '../sync/clock.ts';
 import { ProgrammingLatency } from '../sync/latency.ts';
 import { BpfDataplane, CT_GC_INTERVAL_MS, effectiveCapacities, type LocalDetector } from '../dataplane/bpf/dataplane.ts';
 import { type CtTimeouts, ctTimeouts } from '../dataplane/bpf/ct-gc.ts';
+import { findCgroup2Mount, sockObjectPath } from '../dataplane/bpf/socklb.ts';
 import type { Capacities } from '../dataplane/bpf/layout.ts';
 import { BPF_GAPS, gapSummary } from '../dataplane/capabilities.ts';
 import type { SyncResult } from '../dataplane/types.ts';
@@ -52,11 +53,15 @@ interface RunConfig {
   readonly syncPeriodMs: number;
   readonly pinPath: string;
   readonly objectPath: string;
+  /** --cgroup2-path: "" = the cgroup2 mount, "none" = no socket hooks. */
+  readonly cgroup2Path: string;
   readonly podInterfaces: string;
   readonly detectLocal: LocalDetector;
   /** --nodeport-addresses: CIDRs, ["primary"], or [] (every address); also where healthCheckNodePorts listen. */
   readonly nodePortAddresses: readonly string[];
   readonly snatPorts: { readonly min: number; readonly max: number };
+  /** --iptables-localhost-nodeports: NodePorts on 127.0.0.1 where --nodeport-addresses allows it. */
+  readonly localhostNodePorts: boolean;
   readonly capacities: Capacities;
   readonly lbAlgorithm: 'random' | 'maglev';
   readonly maglevTableSize: number;
@@ -126,10 +131,12 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
     syncPeriodMs: c.syncPeriod,
     pinPath: c.switchyard.bpf.pinPath,
     objectPath: c.switchyard.bpf.object,
+    cgroup2Path: c.switchyard.bpf.cgroup2Path,
     podInterfaces: c.switchyard.bpf.podInterfaces.join(','),
     detectLocal: localDetector(c),
     nodePortAddresses: c.nodePortAddresses,
     snatPorts: parsePortRange(c.switchyard.bpf.snatPortRange) ?? { min: 61000, max: 65535 },
+    localhostNodePorts: c.iptables.localhostNodePorts,
     capacities: capacitiesOf(c),
     lbAlgorithm: c.switchyard.bpf.lbAlgorithm,
     maglevTableSize: c.switchyard.bpf.maglevTableSize,
@@ -193,6 +200,19 @@ function nodePortCidrs(list: readonly string[], node: { ipv4: string | null; ipv
   return [...list];
 }
 
+/** kube-proxy's rule for localhost NodePorts: --nodeport-addresses empty (every address) or including 127.0.0.1. */
+function allowsLocalhost(cidrs: readonly string[]): boolean {
+  if (cidrs.length === 0) return true;
+  const lo = parseIP('127.0.0.1', 'decimal');
+  return (
+    lo !== null &&
+    cidrs.some((c) => {
+      const p = parseCidr(c, 'decimal');
+      return p !== null && cidrContains(p, lo);
+    })
+  );
+}
+
 interface Source {
   start(signal: AbortSignal): Promise<void>;
   stop(): void | Promise<void>;
@@ -246,6 +266,20 @@ async function preflight(
   const { mounted } = checkBpffs(cfg.pinPath, (p) => loadBinding().ensureBpffs(p));
   if (mounted) log.info('mounted a bpffs at the pin path', { pinPath: cfg.pinPath });
   return { kc: api, sink, node };
+}
+
+/** Where the socket hooks go (--cgroup2-path), or null with the reason logged. */
+function hostSockets(cfg: RunConfig, log: Logger): { objectPath: string; cgroupPath: string } | null {
+  if (cfg.cgroup2Path === 'none') {
+    log.info('socket hooks off (--cgroup2-path=none): host-network clients do not reach Services');
+    return null;
+  }
+  const cgroupPath = cfg.cgroup2Path || findCgroup2Mount();
+  if (cgroupPath === null) {
+    log.warn('no cgroup2 mount in /proc/mounts: host-network clients do not reach Services (mount cgroup2 or give --cgroup2-path)');
+    return null;
+  }
+  return { objectPath: sockObjectPath(cfg.objectPath), cgroupPath };
 }
 
 /** Runs until `stop` aborts (SIGTERM/SIGINT, turned into a signal by the entry point). */
@@ -308,11 +342,13 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
       masqueradeAll: cfg.masqueradeAll,
       detectLocal: cfg.detectLocal,
       nodePortAddresses: nodePortCidrs(cfg.nodePortAddresses, node),
+      localhostNodePorts: cfg.localhostNodePorts && allowsLocalhost(nodePortCidrs(cfg.nodePortAddresses, node)),
       snatPorts: cfg.snatPorts,
       capacities: cfg.capacities,
       lbAlgorithm: cfg.lbAlgorithm,
       maglevTableSize: cfg.maglevTableSize,
       links: hostLinks({ native, rescanMs: LINK_RESCAN_MS, log: logger('links') }),
+      hostSockets: hostSockets(cfg, log),
       kernelConntrack: () => readConntrack(),
       conntrackTimeouts: cfg.conntrackTimeouts,
       conntrackGcIntervalMs: ctGcIntervalMs(),

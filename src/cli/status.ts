@@ -70,6 +70,11 @@ export function formatStatusText(s: DataplaneStatus): string {
     '',
   );
   out.push(...attachmentLines(s));
+  if (s.dataplane === 'bpf')
+    out.push(
+      '',
+      s.socketHooks.length === 0 ? 'socket hooks (host-network clients): not attached' : `socket hooks (host-network clients): ${s.socketHooks.join(', ')}`,
+    );
   if (s.notes.length > 0) out.push('', 'Notes:', ...s.notes.map((n) => `  - ${n}`));
   return `${out.join('\n')}\n`;
 }

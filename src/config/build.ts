@@ -161,6 +161,7 @@ export function buildConfig(settings: Settings): SwitchyardConfig {
         affinityMax: s.number('switchyard.bpf.affinityMax') ?? DEFAULT_AFFINITY_MAX,
         lbAlgorithm: (s.string('switchyard.bpf.lbAlgorithm') ?? 'random') as SwitchyardConfig['switchyard']['bpf']['lbAlgorithm'],
         maglevTableSize: s.number('switchyard.bpf.maglevTableSize') ?? DEFAULT_MAGLEV_TABLE_SIZE,
+        cgroup2Path: s.string('switchyard.bpf.cgroup2Path') ?? '',
       },
       serviceNodePortRange: s.string('switchyard.serviceNodePortRange') ?? DEFAULT_SERVICE_NODE_PORT_RANGE,
     },

@@ -104,6 +104,7 @@ export const SWITCHYARD_SCHEMA: ObjectSchema = {
     affinityMax: 'uint32',
     lbAlgorithm: 'string',
     maglevTableSize: 'uint32',
+    cgroup2Path: 'string',
   },
   serviceNodePortRange: 'string',
 };
@@ -463,6 +464,7 @@ export function formatConfigFile(c: SwitchyardConfig): string {
       affinityMax: c.switchyard.bpf.affinityMax,
       lbAlgorithm: c.switchyard.bpf.lbAlgorithm,
       maglevTableSize: c.switchyard.bpf.maglevTableSize,
+      cgroup2Path: c.switchyard.bpf.cgroup2Path,
     },
     serviceNodePortRange: c.switchyard.serviceNodePortRange,
   };

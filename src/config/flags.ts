@@ -602,6 +602,14 @@ export const RUN_FLAGS: readonly RunFlag[] = [
     default: String(DEFAULT_MAGLEV_TABLE_SIZE),
     help: 'Entries of each Maglev lookup table (a prime, at most 131071; about 100 x the backends of the largest Maglev Service). Memory goes only to Services that use Maglev: about 64 bytes per entry and scope.',
   }),
+  sy({
+    name: 'cgroup2-path',
+    kind: 'string',
+    paths: ['switchyard.bpf.cgroup2Path'],
+    arg: 'DIR',
+    default: '<the cgroup2 mount in /proc/mounts>',
+    help: "cgroup v2 directory whose processes reach Services through the socket hooks (host-network clients); the cgroup2 root on a node. 'none': not attached.",
+  }),
 ];
 
 export interface ParsedFlags {

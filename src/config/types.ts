@@ -151,6 +151,8 @@ export interface SwitchyardOptions {
     readonly lbAlgorithm: (typeof LB_ALGORITHMS)[number];
     /** --bpf-maglev-table-size: entries per Maglev table, a prime. */
     readonly maglevTableSize: number;
+    /** cgroup v2 directory for the host-socket hooks: "" = the cgroup2 mount in /proc/mounts, "none" = not attached. */
+    readonly cgroup2Path: string;
   };
   /** The cluster's NodePort range "MIN-MAX" (the API server's --service-node-port-range), which masquerade ports must avoid. */
   readonly serviceNodePortRange: string;

@@ -256,6 +256,8 @@ function validateLogging(f: Fields, c: SwitchyardConfig): void {
 function validateSwitchyard(f: Fields, c: SwitchyardConfig): void {
   const sy = c.switchyard;
   if (sy.manifests === '') f.fail('switchyard.manifests', '', 'must name a directory');
+  if (sy.bpf.cgroup2Path !== '' && sy.bpf.cgroup2Path !== 'none' && !sy.bpf.cgroup2Path.startsWith('/'))
+    f.fail('switchyard.bpf.cgroup2Path', sy.bpf.cgroup2Path, "must be an absolute path (a cgroup v2 directory, such as /sys/fs/cgroup), or 'none'");
   if (!sy.bpf.pinPath.startsWith('/'))
     f.fail('switchyard.bpf.pinPath', sy.bpf.pinPath, 'must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)');
   if (sy.bpf.object === '') f.fail('switchyard.bpf.object', '', 'must name the compiled BPF object');

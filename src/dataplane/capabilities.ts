@@ -16,13 +16,7 @@ export interface Gap {
 }
 
 /** What the bpf dataplane does not program yet. */
-export const BPF_GAPS: readonly Gap[] = [
-  {
-    feature: 'Services reached by processes of this node (host-network clients)',
-    field: null,
-    problem: () => null,
-  },
-];
+export const BPF_GAPS: readonly Gap[] = [];
 
 /** The start-up summary: every gap's feature, comma-separated. */
 export function gapSummary(gaps: readonly Gap[]): string {

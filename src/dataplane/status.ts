@@ -108,6 +108,8 @@ export interface DataplaneStatus {
   readonly frontends: readonly FrontendStatus[];
   readonly tables: readonly TableUsage[];
   readonly attachments: readonly AttachmentStatus[];
+  /** BPF: the cgroup socket hooks (host-network clients) whose link is pinned, by attach type (connect4, ...); empty: none. */
+  readonly socketHooks: readonly string[];
   /** One line each: what looks wrong or unfinished (left-over entries, an unfinished migration, a missing table). */
   readonly notes: readonly string[];
 }

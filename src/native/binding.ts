@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { SwitchyardError } from '../util/errors.ts';
+import type { NativeError } from './errors.ts';
 
 export type TcDirection = 'ingress' | 'egress';
 
@@ -124,6 +125,39 @@ export interface LinkWatchOptions {
   rcvbuf?: number; // the socket's receive buffer in bytes; default 4 MiB
 }
 
+/**
+ * One message's outcome in NativeNetlink.request(): the reply messages that
+ * carried its sequence number (whole nlmsghdr-framed messages back to back,
+ * the terminating ACK or NLMSG_DONE left out; empty for a plain ACK), and
+ * null or the kernel's error for it (errno, code, syscall 'netlink'; the
+ * kernel's extended-ack text in the message when it gave one).
+ */
+export interface NetlinkResult {
+  replies: Buffer;
+  error: NativeError | null;
+}
+
+/** A request/reply netlink socket (netlink.cc); close() is idempotent. */
+export interface NativeNetlink {
+  /** The socket's netlink port id (nl_pid), null once closed. */
+  readonly portId: number | null;
+  /** The receive buffer the kernel granted (SO_RCVBUF), null once closed. */
+  readonly rcvbuf: number | null;
+  /**
+   * Sends each message of `messages` (whole messages back to back, each
+   * padded to 4 bytes) with its own sequence number and NLM_F_ACK unless it
+   * is a dump, and resolves once every one has ended: one result per message,
+   * in order. labels[i] names message i in its error. Rejects only when the
+   * socket itself fails (sendmsg, recvmsg, no answer in 60 s) or was closed.
+   */
+  request(messages: Uint8Array, labels?: readonly string[]): Promise<NetlinkResult[]>;
+  close(): void;
+}
+
+export interface NetlinkOpenOptions {
+  rcvbuf?: number; // the socket's receive buffer in bytes; default 4 MiB
+}
+
 export interface NativeBinding {
   // Opens and loads an ELF object; LIBBPF_PIN_BY_NAME maps are reused from
   // or pinned in pinRoot, which ensureBpffs() prepares first. maxEntries
@@ -162,6 +196,10 @@ export interface NativeBinding {
   // main thread until close(). Does not keep the process alive.
   linkWatch(onEvents: (events: LinkEvent[]) => void, opts?: LinkWatchOptions): NativeLinkWatch;
 
+  // netlink.cc: a netlink socket of `protocol` (NETLINK_ROUTE 0,
+  // NETLINK_GENERIC 16, ...) in the network namespace the process runs in.
+  netlinkOpen(protocol: number, opts?: NetlinkOpenOptions): NativeNetlink;
+
   // BPF_PROG_TEST_RUN: runs the program once (or `repeat` times) on a copy of
   // data (at least 14 bytes for tc programs); map updates it makes are real.
   progTestRun(progFd: number, data: Uint8Array, opts?: TestRunOptions): Promise<TestRunResult>;
@@ -174,7 +212,27 @@ export interface NativeBinding {
   // Pids holding a flock on the directory path, from /proc/locks (holders in
   // another PID namespace are left out): for the message while waiting.
   lockHolders(path: string): number[];
+
+  // cgroup.cc: cgroup v2 programs through pinned bpf_links (5.7+). Attach
+  // pins a link at pinPath; a link already pinned there for the same cgroup
+  // and attach type gets the new program in place (bpf_link_update, no gap).
+  cgroupLinkAttach(cgroupPath: string, progFd: number, attachType: CgroupAttachType, pinPath: string): { linkId: number; replaced: boolean };
+  // Detaches and unpins the link pinned at pinPath; false when none was.
+  cgroupLinkDetach(pinPath: string): boolean;
+  // Ids of the programs attached to the cgroup at that attach type (bpf_prog_query).
+  cgroupQuery(cgroupPath: string, attachType: CgroupAttachType): number[];
+  // SO_NETNS_COOKIE of the calling thread's network namespace (5.14+; ENOPROTOOPT before).
+  netnsCookie(): bigint;
+
+  // sockdiag.cc: destroys (SOCK_DESTROY over NETLINK_SOCK_DIAG) the TCP or
+  // UDP sockets of this network namespace whose peer is addr:port (4 or 16
+  // bytes) and whose cookie is listed; returns how many. EOPNOTSUPP without
+  // CONFIG_INET_DIAG_DESTROY.
+  sockDestroy(family: 'IPv4' | 'IPv6', proto: 'TCP' | 'UDP', addr: Uint8Array, port: number, cookies: readonly bigint[]): number;
 }
+
+/** The cgroup socket-address hooks the addon attaches (BPF_CGROUP_INET*_CONNECT, UDP*_SENDMSG/RECVMSG, INET*_GETPEERNAME). */
+export type CgroupAttachType = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';
 
 // BPF_ANY / BPF_NOEXIST / BPF_EXIST for mapUpdate's flags (uapi linux/bpf.h).
 export const UpdateFlags = { any: 0, noExist: 1, exist: 2 } as const;
@@ -200,9 +258,15 @@ const bindingFunctions: ReadonlyArray<keyof NativeBinding> = [
   'ifNameToIndex',
   'ifIndexToName',
   'linkWatch',
+  'netlinkOpen',
   'progTestRun',
   'lockDir',
   'lockHolders',
+  'cgroupLinkAttach',
+  'cgroupLinkDetach',
+  'cgroupQuery',
+  'netnsCookie',
+  'sockDestroy',
 ];
 
 // The build output, relative to this file: src/native/ -> repo root.

@@ -20,14 +20,18 @@ import { SwitchyardError } from '../util/errors.ts';
 
 export { loadBinding, UpdateFlags } from './binding.ts';
 export type {
+  CgroupAttachType,
   LinkEvent,
   LinkOperState,
   LinkWatchOptions,
   NativeBinding,
   NativeLinkWatch,
   NativeMapDesc,
+  NativeNetlink,
   NativeProgramDesc,
   NativeProgramInfo,
+  NetlinkOpenOptions,
+  NetlinkResult,
   TcAttachOptions,
   TcAttachResult,
   TcDirection,

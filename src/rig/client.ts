@@ -208,7 +208,17 @@ function udpRequest(target: Endpoint, sourceIp: string, timeoutMs: number, conne
       const sent = (err: Error | null): void => {
         if (err) finish(errorCode(err));
       };
-      if (connected) sock.connect(target.port, target.ip, () => sock.send('ping\n', sent));
+      if (connected)
+        // Node passes a failed connect (ECONNREFUSED from a socket hook) to this callback.
+        sock.connect(target.port, target.ip, (err?: Error) => {
+          if (err) {
+            finish(errorCode(err));
+            return;
+          }
+          const peer = sock.remoteAddress();
+          r.peer = { ip: unmapIPv4(peer.address), port: peer.port };
+          sock.send('ping\n', sent);
+        });
       else sock.send('ping\n', target.port, target.ip, sent);
     });
   });

@@ -184,6 +184,16 @@ function untrack(c: Cluster): void {
   if (live.size === 0) uninstallHandlers();
 }
 
+/**
+ * argv run as a member of the cgroup v2 directory `cgroup` (it joins before
+ * exec, so the program's first socket is already in it); argv as is when
+ * undefined.
+ */
+export function inCgroup(cgroup: string | undefined, argv: readonly string[]): string[] {
+  if (cgroup === undefined) return [...argv];
+  return ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, ...argv];
+}
+
 export class Cluster {
   readonly prefix: string;
   readonly plan: ClusterPlan;
@@ -420,7 +430,7 @@ export class Cluster {
    * only): all at once, bulk transfers after the rest; one result list per
    * set, in order.
    */
-  async requestMany(from: Where, sets: readonly RequestOptions[]): Promise<RequestResult[][]> {
+  async requestMany(from: Where, sets: readonly RequestOptions[], opts: { cgroup?: string } = {}): Promise<RequestResult[][]> {
     if (sets.length === 0) return [];
     const plan: PlanRun[] = sets.map((o) => {
       if (o.proto === 'sctp') throw new RangeError('requestMany: SCTP goes through request()');
@@ -435,7 +445,7 @@ export class Cluster {
         ...(o.udpConnected ? { udpConnected: true } : {}),
       };
     });
-    const argv = [...NODE_CMD, CLIENT, '--plan', JSON.stringify(plan)];
+    const argv = inCgroup(opts.cgroup, [...NODE_CMD, CLIENT, '--plan', JSON.stringify(plan)]);
     const each = plan.map((p) => Math.ceil((p.count ?? 1) / (p.concurrency ?? 10)) * (p.timeoutMs ?? 1000));
     // Bulk sets run one after another, after the rest (client.ts).
     const budget = each.reduce((a, b) => a + b, 0) + READY_TIMEOUT_MS;

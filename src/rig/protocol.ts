@@ -28,6 +28,8 @@ export interface RequestResult {
   seenLocal?: Endpoint;
   /** TCP: the connected peer (socket.remoteAddress). UDP: rinfo of the reply. */
   reply?: Endpoint;
+  /** Connected UDP: the socket's peer after connect (getpeername). */
+  peer?: Endpoint;
   /** The client's own source address for this request. */
   local?: Endpoint;
   /** Error code (ECONNREFUSED, EHOSTUNREACH, ...) or 'timeout' or 'bad-reply'. */

@@ -107,6 +107,16 @@ export function logField(line: KlogLine, key: string): string | undefined {
   return v.startsWith('"') ? (JSON.parse(v) as string) : v;
 }
 
+/**
+ * The socket hooks' flag a rig daemon gets unless the caller names a cgroup:
+ * none. Left to find the cgroup2 mount itself, a daemon would attach to the
+ * root of whatever cgroup2 hierarchy its mount namespace shows (another
+ * test's mount under /run included): rig daemons never attach to a root.
+ */
+export function hostSocketsFlag(extra: readonly string[]): string[] {
+  return extra.some((a) => a.startsWith('--cgroup2-path')) ? [] : ['--cgroup2-path=none'];
+}
+
 export function startDaemon(c: Cluster, node: ClusterNode, manifests: Manifests, pins: PinRoot, extra: string[] = [], opts: SpawnOptions = {}): RigProcess {
   return c.spawn(
     node.ns,
@@ -117,6 +127,7 @@ export function startDaemon(c: Cluster, node: ClusterNode, manifests: Manifests,
       `--manifests=${manifests.dir}`,
       `--hostname-override=${node.name}`,
       `--bpf-pin-path=${pins.dirFor(node)}`,
+      ...hostSocketsFlag(extra),
       ...extra,
     ],
     opts,

@@ -23,6 +23,7 @@
 //   ERR_SY_COW_EDITOR_DONE      util/cow.ts CowEditorDoneError
 //   ERR_SY_NATIVE_ADDON         native/binding.ts: the addon cannot be loaded or is stale
 //   ERR_SY_NO_SUCH_MAP, ERR_SY_NO_SUCH_PROGRAM   native/index.ts: a name the object does not have
+//   ERR_SY_NETLINK_DECODE       host/netlink/message.ts NetlinkDecodeError (a netlink message or attribute that does not parse)
 //   ERR_SY_DEMO_FAILED          cli/demo.ts
 //   ERR_SY_CLEANUP_NOT_PROGRAMMED  cli/kube-proxy-cleanup.ts: cleanup --kube-proxy before Switchyard is programmed here
 //   ERR_SY_PREFLIGHT            cli/preflight.ts PreflightError (a start-up check: privileges, kernel, bpffs, API server)

@@ -212,6 +212,11 @@ export function formatIP(ip: IPAddress): string {
 
 /** The canonical text of an address of either family, or null when `text` is not one. */
 export function canonicalIP(text: string, leadingZeros: LeadingZeros): string | null {
+  if (!text.includes(':')) {
+    // IPv4 without the bytes object (compile canonicalizes every ClusterIP): the text itself when it is canonical.
+    const n = parseIPv4(text, leadingZeros);
+    return n < 0 ? null : hasLeadingZero(text) ? formatIPv4(n) : text;
+  }
   const ip = parseIP(text, leadingZeros);
   return ip === null ? null : formatIP(ip);
 }

@@ -23,7 +23,7 @@ import { test, vi } from 'vitest';
 import { createCluster, FABRIC_GATEWAY, NODE_NFT_TABLE, type BackendOptions, type Cluster, type ClusterNode, type Pod } from '../../src/rig/cluster.ts';
 import type { RigProcess } from '../../src/rig/proc.ts';
 import type { Proto, RequestResult } from '../../src/rig/protocol.ts';
-import { findLog, Manifests, PinRoot, SWITCHYARD } from '../../src/rig/switchyard.ts';
+import { findLog, hostSocketsFlag, Manifests, PinRoot, SWITCHYARD } from '../../src/rig/switchyard.ts';
 import { scaled } from '../../src/rig/timing.ts';
 import type { ControlOp } from '../fake-apiserver/main.ts';
 import { STAT_NAMES } from '../support/bpf-harness.ts';
@@ -285,6 +285,7 @@ export function startApiDaemon(c: Cluster, node: ClusterNode, master: string, pi
     `--master=${master}`,
     `--hostname-override=${node.name}`,
     `--bpf-pin-path=${pins.dirFor(node)}`,
+    ...hostSocketsFlag(extra),
     ...extra,
   ]);
 }

@@ -69,6 +69,8 @@ export const STAT_NAMES = [
   'FIB_FAIL',
   'RETRY',
   'TCP_REOPEN',
+  'SOCK_XLATE',
+  'SOCK_REJECT',
   'AFFINITY',
   'MAGLEV',
 ] as const;

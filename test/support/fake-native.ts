@@ -61,9 +61,16 @@
 //   exist ENOENT open, of a pin ENOTDIR open; held by another fd EAGAIN
 //   (EWOULDBLOCK) flock; closeFd releases it. lockHolders: this process's pid
 //   once per holding fd (by hand: the kernel lists each flock in /proc/locks).
+// - netlink sockets (netlink.cc): netlinkOpen() gives a socket on `netlink`,
+//   a FakeNetlinkKernel (fake-netlink.ts): generic netlink with its
+//   controller, and the families a test installs there (FakeIpvs,
+//   fake-ipvs.ts). Other protocols EPROTONOSUPPORT socket.
 // Not modelled: LRU eviction order beyond "least recently written or looked
 // up" (the kernel's is approximate and per CPU), program verification,
-// cgroup hooks, a program fd passed where a map fd is expected (EBADF here).
+// cgroup hooks beyond a table of pinned links (cgroupLinkAttach: a program
+// fd that is not one EBADF; a pin of the same cgroup and type swaps the
+// program; cgroupQuery lists the programs linked there; netnsCookie is a
+// constant), a program fd passed where a map fd is expected (EBADF here).
 //
 // Fault injection (failMap): fail the Nth matching map call, at record k of
 // its batch (records before k applied, as the kernel leaves them), with any
@@ -75,6 +82,9 @@ import { posix } from 'node:path';
 import type { Link, LinkSource } from '../../src/host/links.ts';
 import { MAPS, type MapSpec, type MapType } from '../../src/dataplane/bpf/layout.ts';
 import type {
+  CgroupAttachType,
+  NativeNetlink,
+  NetlinkOpenOptions,
   LinkEvent,
   LinkWatchOptions,
   MapDumpResult,
@@ -94,6 +104,7 @@ import type {
 } from '../../src/native/binding.ts';
 import type { NativeError } from '../../src/native/errors.ts';
 import { FakeMap, FakeMapError, FakeMapStore } from './fake-maps.ts';
+import { FakeNetlinkKernel } from './fake-netlink.ts';
 
 /** glibc's strerror() text, as the addon's messages carry it. */
 const ERRNO_TEXT = {
@@ -115,6 +126,11 @@ const ERRNO_TEXT = {
   EOPNOTSUPP: 'Operation not supported',
   ENOTSUPP: 'Operation not supported (kernel ENOTSUPP)',
   ENOTDIR: 'Not a directory',
+  ESRCH: 'No such process',
+  ERANGE: 'Numerical result out of range',
+  EAFNOSUPPORT: 'Address family not supported by protocol',
+  EPROTONOSUPPORT: 'Protocol not supported',
+  ENOBUFS: 'No buffer space available',
 } as const;
 
 export type Errno = keyof typeof ERRNO_TEXT;
@@ -267,6 +283,8 @@ export class FakeNativeBinding implements NativeBinding {
   readonly #progNames = new Map<number, string>();
   /** Every map call that reached a map, in order. */
   readonly calls: MapCall[] = [];
+  /** The netlink side of this kernel: install families (FakeIpvs) here. */
+  readonly netlink = new FakeNetlinkKernel();
 
   constructor(opts: FakeNativeOptions = {}) {
     this.#objects = opts.objects ?? { [FAKE_OBJECT_PATH]: switchyardObject() };
@@ -473,6 +491,38 @@ export class FakeNativeBinding implements NativeBinding {
   }
 
   /** Every holder is this process (one fake kernel per test process). */
+  /** Pinned cgroup links: pin path -> {cgroup, attach type, program id}. */
+  readonly cgroupLinks = new Map<string, { cgroup: string; type: CgroupAttachType; progId: number }>();
+
+  cgroupLinkAttach(cgroupPath: string, progFd: number, attachType: CgroupAttachType, pinPath: string): { linkId: number; replaced: boolean } {
+    const e = this.#fds.get(progFd);
+    if (e === undefined || e.kind !== 'prog') throw sysError('EBADF', 'bpf_link_create', `cgroup ${cgroupPath} ${attachType} (prog fd ${progFd})`);
+    const had = this.cgroupLinks.get(pinPath);
+    const replaced = had !== undefined && had.cgroup === cgroupPath && had.type === attachType;
+    this.cgroupLinks.set(pinPath, { cgroup: cgroupPath, type: attachType, progId: e.prog.id });
+    return { linkId: 1, replaced };
+  }
+
+  cgroupLinkDetach(pinPath: string): boolean {
+    return this.cgroupLinks.delete(pinPath);
+  }
+
+  cgroupQuery(cgroupPath: string, attachType: CgroupAttachType): number[] {
+    return [...this.cgroupLinks.values()].filter((l) => l.cgroup === cgroupPath && l.type === attachType).map((l) => l.progId);
+  }
+
+  netnsCookie(): bigint {
+    return 4096n;
+  }
+
+  /** Calls of sockDestroy, in order; it destroys nothing (no sockets here) and returns 0. */
+  readonly sockDestroys: { family: 'IPv4' | 'IPv6'; proto: 'TCP' | 'UDP'; addr: Uint8Array; port: number; cookies: readonly bigint[] }[] = [];
+
+  sockDestroy(family: 'IPv4' | 'IPv6', proto: 'TCP' | 'UDP', addr: Uint8Array, port: number, cookies: readonly bigint[]): number {
+    this.sockDestroys.push({ family, proto, addr, port, cookies });
+    return 0;
+  }
+
   lockHolders(path: string): number[] {
     argString(path, 'path');
     const p = clean(path);
@@ -607,6 +657,11 @@ export class FakeNativeBinding implements NativeBinding {
     const index = this.#ifindexOf(name);
     if (index === undefined) throw sysError('ENODEV', 'if_nametoindex', `interface ${name}`);
     return index;
+  }
+
+  netlinkOpen(protocol: number, opts?: NetlinkOpenOptions): NativeNetlink {
+    if (!Number.isInteger(protocol) || protocol < 0 || protocol > 31) throw new TypeError('protocol must be an integer in [0, 31]');
+    return this.netlink.open(protocol, opts);
   }
 
   linkWatch(onEvents: (events: LinkEvent[]) => void, opts?: LinkWatchOptions): NativeLinkWatch {

@@ -33,7 +33,9 @@ export type Need =
   | 'sctp'
   | 'promtool'
   | 'iptables'
-  | 'ipset';
+  | 'ipset'
+  | 'ipvs'
+  | 'ipvsadm';
 
 function haveCommand(cmd: string, args: string[]): boolean {
   try {
@@ -58,11 +60,28 @@ const PROBES: Record<Need, () => string | null> = {
   cc: () => (['cc', 'gcc', 'clang'].some((c) => haveCommand(c, ['--version'])) ? null : "a C compiler (cc, gcc or clang) for the rig's SCTP helper"),
   // This is a kernel property: the kernel-matrix VMs have SCTP (a module); some hosts do not.
   sctp: () => (kernelHasSctp() ? null : 'a kernel with SCTP (the kernel-matrix VMs have it: npm run test:kernels)'),
+  ipvs: () => (kernelHasIpvs() ? null : 'a kernel with IPVS (/proc/net/ip_vs; the kernel-matrix VMs have it: npm run test:kernels)'),
+  ipvsadm: () => (haveCommand('ipvsadm', ['--version']) ? null : 'ipvsadm (scripts/setup.sh installs it)'),
   promtool: () => (haveCommand('promtool', ['--version']) ? null : "promtool from Debian's prometheus package (scripts/setup.sh installs it)"),
   'bpf-object': () => (existsSync(BPF_OBJECT) ? null : `the built BPF object ${BPF_OBJECT} (npm run build:bpf)`),
   'bpf-lib-test-object': () => (existsSync(BPF_LIB_TEST_OBJECT) ? null : `the built BPF library test object ${BPF_LIB_TEST_OBJECT} (npm run build:bpf)`),
   'native-addon': () => (existsSync(NATIVE_ADDON) ? null : `the native addon ${NATIVE_ADDON} (npm run build:native)`),
 };
+
+/**
+ * Whether this kernel has IPVS (/proc/net/ip_vs), loading ip_vs first if it
+ * can. A kernel property: the kernel-matrix VMs have it (initramfs.ts loads
+ * it), this machine's kernel does not (CONFIG_IP_VS off).
+ */
+export function kernelHasIpvs(): boolean {
+  if (existsSync('/proc/net/ip_vs')) return true;
+  try {
+    execFileSync('modprobe', ['-q', 'ip_vs'], { stdio: 'ignore' });
+  } catch {
+    // no module, or no modprobe: the check below answers
+  }
+  return existsSync('/proc/net/ip_vs');
+}
 
 /** Every need that this machine lacks, described. */
 export function missing(needs: readonly Need[]): string[] {

@@ -1,6 +1,9 @@
 // apply.ts: a Plan reaches the maps phase by phase, one batch per map and
-// action within a phase (order kept within each), phases in order; the stats count what was written; a failing
-// batch stops everything after it and its error reaches the caller as is.
+// action within a phase (order kept within each), phases in order; phases
+// that are each one batch on the same map and action (new slots, then the
+// master flip) go as one batch, in the same order; the stats count what was
+// written; a failing batch stops everything after it and its error reaches
+// the caller as is.
 // Applied through the fake native binding, the maps end up holding plan.next.
 
 import { describe, expect, test } from 'vitest';
@@ -54,27 +57,26 @@ function plans(): { p1: ReturnType<typeof diff>; p2: ReturnType<typeof diff> } {
 }
 
 describe('applyPlan', () => {
-  test('writes the phases in order, one batch per map and action, and counts what it wrote', async () => {
+  test('writes the phases in order, one batch per map and action (slots and the masters after them in one), and counts what it wrote', async () => {
     const { p1, p2 } = plans();
     const w1 = recorder();
-    expect(await applyPlan(p1, w1)).toEqual({ updates: 2 + 3 + 3 + 2 + 3 + 2, deletes: 0, batches: 6 });
+    expect(await applyPlan(p1, w1)).toEqual({ updates: 2 + 3 + 3 + 2 + 3 + 2, deletes: 0, batches: 5 });
     expect(w1.batches).toEqual([
       'update sy_svc_cnt_v2 1,2',
       'update sy_backend4_v2 1,2,3',
       'update sy_be_cnt4_v2 1,2,3',
       'update sy_vip4_v2 10.96.0.1,10.96.0.2',
-      'update sy_svc4_v2 10.96.0.1:80#g0s1,10.96.0.1:80#g0s2,10.96.0.2:53#g0s1',
-      'update sy_svc4_v2 10.96.0.1:80#master,10.96.0.2:53#master',
+      // phase 2 (slots) and phase 3 (masters), one batch each on sy_svc4_v2: one batch, slots first
+      'update sy_svc4_v2 10.96.0.1:80#g0s1,10.96.0.1:80#g0s2,10.96.0.2:53#g0s1,10.96.0.1:80#master,10.96.0.2:53#master',
     ]);
     // a changes backends (new generation), b goes away: every phase has work.
     expect(p2.phases.map((ops) => ops.length > 0)).toEqual([true, true, true, true, true]);
     const w2 = recorder();
-    expect(await applyPlan(p2, w2)).toEqual({ updates: 2 + 2 + 1, deletes: 4 + 1 + 1 + 2 + 2, batches: 9 });
+    expect(await applyPlan(p2, w2)).toEqual({ updates: 2 + 2 + 1, deletes: 4 + 1 + 1 + 2 + 2, batches: 8 });
     expect(w2.batches).toEqual([
       'update sy_backend4_v2 4',
       'update sy_be_cnt4_v2 4',
-      'update sy_svc4_v2 10.96.0.1:80#g1s1,10.96.0.1:80#g1s2',
-      'update sy_svc4_v2 10.96.0.1:80#master',
+      'update sy_svc4_v2 10.96.0.1:80#g1s1,10.96.0.1:80#g1s2,10.96.0.1:80#master',
       'delete sy_svc4_v2 10.96.0.2:53#master,10.96.0.2:53#g0s1,10.96.0.1:80#g0s1,10.96.0.1:80#g0s2',
       'delete sy_svc_cnt_v2 2',
       'delete sy_vip4_v2 10.96.0.2',
@@ -129,6 +131,26 @@ describe('applyOps', () => {
     expect(encodeOpBatch(phase.slice(0, 2))?.count).toBe(2);
   });
 
+  test('joins phases only when each is one batch on the same map and action', async () => {
+    const key = (slot: number) => ({ addr: '10.96.0.9', port: 80, proto: 'TCP' as const, scope: 0 as const, gen: 0 as const, slot });
+    const slot = (n: number): Op => ({
+      map: 'svc4',
+      action: 'update',
+      key: key(n),
+      value: { count: 0, gen: 0, action: 0, backendId: n, svcId: 0, flags: 0, affinityTimeoutS: 0, maglevM: 0 },
+    });
+    const backend: Op = { map: 'backend4', action: 'update', key: 9, value: { addr: '10.244.9.9', port: 80, proto: 'TCP', flags: 0 } };
+    const del: Op = { map: 'svc4', action: 'delete', key: key(3) };
+    // One batch, an empty phase, one batch of the same kind, one of another kind: the first three phases are one batch.
+    const w1 = recorder();
+    expect(await applyOps([[slot(1)], [], [slot(2)], [del]], w1)).toEqual({ updates: 2, deletes: 1, batches: 2 });
+    expect(w1.batches).toEqual(['update sy_svc4_v2 10.96.0.9:80#g0s1,10.96.0.9:80#g0s2', 'delete sy_svc4_v2 10.96.0.9:80#g0s3']);
+    // The next phase also writes another map: its svc4 batch must wait for the whole phase before, so no join.
+    const w2 = recorder();
+    expect(await applyOps([[slot(1)], [slot(2), backend]], w2)).toEqual({ updates: 3, deletes: 0, batches: 3 });
+    expect(w2.batches).toEqual(['update sy_svc4_v2 10.96.0.9:80#g0s1', 'update sy_svc4_v2 10.96.0.9:80#g0s2', 'update sy_backend4_v2 9']);
+  });
+
   test("through the fake native binding, with the dataplane's writer, the maps end up holding plan.next", async () => {
     const fake = new FakeNativeBinding();
     const obj = await BpfObject.open(FAKE_OBJECT_PATH, '/sys/fs/bpf/apply', fake);
@@ -157,12 +179,10 @@ describe('applyOps', () => {
       'update sy_backend4_v2 3',
       'update sy_be_cnt4_v2 3',
       'update sy_vip4_v2 2',
-      'update sy_svc4_v2 3',
-      'update sy_svc4_v2 2',
+      'update sy_svc4_v2 5', // 3 slots + 2 masters
       'update sy_backend4_v2 1',
       'update sy_be_cnt4_v2 1',
-      'update sy_svc4_v2 2',
-      'update sy_svc4_v2 1',
+      'update sy_svc4_v2 3', // 2 slots + 1 master
       'delete sy_svc4_v2 4',
       'delete sy_svc_cnt_v2 1',
       'delete sy_vip4_v2 1',

@@ -118,6 +118,14 @@ test('NodePort on every node address of each family; --nodeport-addresses narrow
   expect(narrow.services.sortedKeys()).toStrictEqual(['10.96.0.1:80/UDP', '198.18.0.1:30080/UDP', '[fd00:10:96::1]:80/UDP', '[fd00:198:18::1]:30080/UDP']);
   const none = compile(snapshot([s]), OFF);
   expect(none.services.sortedKeys(), 'no node address known: no NodePort frontend').toStrictEqual(['10.96.0.1:80/UDP', '[fd00:10:96::1]:80/UDP']);
+  const lo = compile(snapshot([s]), { ...NODE, nodePortAddresses: ['198.18.0.0/15'], localhostNodePorts: true });
+  expect(lo.services.sortedKeys(), 'localhost NodePorts: 127.0.0.1 too, IPv4 only').toStrictEqual([
+    '10.96.0.1:80/UDP',
+    '127.0.0.1:30080/UDP',
+    '198.18.0.1:30080/UDP',
+    '[fd00:10:96::1]:80/UDP',
+  ]);
+  expect(lo.services.get('127.0.0.1:30080/UDP')?.kind).toBe('nodePort');
 });
 
 test('ExternalIP and LoadBalancer IP frontends; source ranges on the LoadBalancer IP only', () => {

@@ -361,10 +361,9 @@ describe('sync', () => {
     const a = servicePort('a', '10.96.0.1', 80, ['10.244.1.2:8080']);
     const r = await dp.sync(snapshot([a, B], new Set([a.id])));
     expect(r.frontendsChanged).toBe(1);
-    // one new slot, its master flip, the two old slots, the dropped backend and its counters.
+    // one new slot and its master flip (one batch), the two old slots, the dropped backend and its counters.
     expect(fake.calls.slice(calls).map((c) => `${c.op} ${c.map} ${c.count}`)).toEqual([
-      'update sy_svc4_v2 1',
-      'update sy_svc4_v2 1',
+      'update sy_svc4_v2 2',
       'delete sy_svc4_v2 2',
       'delete sy_backend4_v2 1',
       'delete sy_be_cnt4_v2 1',

@@ -17,7 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { HEADER_DEFINES, MAPS, STRUCTS, SY_CT4_VALUE, SY_SVC4_KEY } from '../../src/dataplane/bpf/layout.ts';
+import { HEADER_DEFINES, MAPS, SOCK_MAPS, STRUCTS, SY_CT4_VALUE, SY_SVC4_KEY } from '../../src/dataplane/bpf/layout.ts';
 import type { FieldKind, MapSpec, MapType, StructSpec } from '../../src/dataplane/bpf/layout.ts';
 import * as v1 from '../../src/dataplane/bpf/layout-v1.ts';
 import { BPF_OBJECT, needs, REPO } from '../support/requirements.ts';
@@ -251,6 +251,16 @@ describe.skipIf(withoutBtf)('the BTF of bpf/build/switchyard.bpf.o', () => {
       'map sy_backend4_v2: key is int:4 in BTF, struct sy_svc4_key in layout.ts',
     ]);
     expect(mapDrift(btf, { ...MAPS.svc4, name: 'sy_nope_v2' })).toStrictEqual(['map sy_nope_v2: not declared in .maps']);
+  });
+});
+
+describe.skipIf(withoutBtf)('the BTF of bpf/build/sock.bpf.o', () => {
+  test('the socket hooks declare SOCK_MAPS and share MAPS as layout.ts says', () => {
+    const btf = Btf.load(join(REPO, 'bpf/build/sock.bpf.o'));
+    const drift = STRUCTS.flatMap((st) => (btf.struct(st.name) === undefined ? [] : structDrift(btf, st)));
+    expect(drift, `the object's structs drifted from layout.ts:\n${drift.join('\n')}`).toStrictEqual([]);
+    const mapDrifts = [...Object.values(MAPS), ...Object.values(SOCK_MAPS)].flatMap((m) => mapDrift(btf, m));
+    expect(mapDrifts, `layout.ts has drifted from sock.bpf.o's map definitions:\n${mapDrifts.join('\n')}`).toStrictEqual([]);
   });
 });
 

@@ -163,6 +163,7 @@ test("a SwitchyardConfiguration document after --- sets Switchyard's options", (
       affinityMax: 65536,
       lbAlgorithm: 'random',
       maglevTableSize: 16381,
+      cgroup2Path: '',
     },
     serviceNodePortRange: '30000-32767',
   });

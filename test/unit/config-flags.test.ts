@@ -117,6 +117,7 @@ test("the table has every kube-proxy flag, and Switchyard's own apart", () => {
     'bpf-pin-path',
     'bpf-services-max',
     'bpf-snat-port-range',
+    'cgroup2-path',
     'manifests',
     'pod-interfaces',
     'service-node-port-range',
@@ -234,6 +235,7 @@ test("Switchyard's flags", () => {
     '--bpf-affinity-max=4096',
     '--bpf-lb-algorithm=maglev',
     '--bpf-maglev-table-size=65521',
+    '--cgroup2-path=/sys/fs/cgroup',
   );
   expect(config.switchyard).toStrictEqual({
     manifests: '/etc/m',
@@ -247,9 +249,15 @@ test("Switchyard's flags", () => {
       affinityMax: 4096,
       lbAlgorithm: 'maglev',
       maglevTableSize: 65521,
+      cgroup2Path: '/sys/fs/cgroup',
     },
     serviceNodePortRange: '30000-32767',
   });
+  expect(flags().config.switchyard.bpf.cgroup2Path, 'default: the cgroup2 mount, found at run time').toBe('');
+  expect(flags('--cgroup2-path=none').config.switchyard.bpf.cgroup2Path).toBe('none');
+  expect(refused('--cgroup2-path=sys/fs/cgroup').message).toBe(
+    '--cgroup2-path: "sys/fs/cgroup": must be an absolute path (a cgroup v2 directory, such as /sys/fs/cgroup), or \'none\'',
+  );
   expect(refused('--bpf-pin-path=sys/fs/bpf').message).toBe(
     '--bpf-pin-path: "sys/fs/bpf": must be an absolute path (a directory on a bpffs, such as /sys/fs/bpf/switchyard)',
   );

@@ -286,6 +286,7 @@ describe('the tables', () => {
     ],
     tables: [],
     attachments: [],
+    socketHooks: [],
     notes: [],
   };
 

@@ -7,7 +7,8 @@
 // translates. Per ServicePort, every frontend the model lists, both
 // families: each ClusterIP, the NodePort on every node address of the
 // family that --nodeport-addresses allows, each ExternalIP, each
-// LoadBalancer IP (ipMode VIP; the model leaves out Proxy). Per frontend:
+// LoadBalancer IP (ipMode VIP; the model leaves out Proxy); NodePorts also
+// on 127.0.0.1 with localhostNodePorts (for the socket hooks). Per frontend:
 //   internal master: the verdict for pod clients (DNAT -> FORWARD with the
 //     endpoints, REJECT, DROP), SY_SVC_F_MASQ when it masquerades,
 //     SY_SVC_F_CLUSTER_IP on ClusterIPs (and a VIP entry);
@@ -29,7 +30,7 @@
 import type { EndpointInfo, IPFamily, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
 import { type FrontendVerdicts, type Verdict, type VerdictOptions, verdicts } from '../../model/verdict.ts';
 import type { Problem } from '../types.ts';
-import { canonicalIP, cidrContains, familyOf, formatIPv4, parseCidr, parseIP, parseIPv4 } from '../../util/ip.ts';
+import { canonicalIP, cidrContains, familyOf, formatIPv4, hasLeadingZero, parseCidr, parseIP, parseIPv4 } from '../../util/ip.ts';
 import { BPF_GAPS, gapProblems } from '../capabilities.ts';
 import {
   SY_ACT_DROP,
@@ -69,6 +70,12 @@ export interface CompileOptions {
   readonly lbAlgorithm: 'random' | 'maglev';
   /** --bpf-maglev-table-size: entries of each Maglev table (a prime). */
   readonly maglevTableSize: number;
+  /**
+   * NodePorts also on 127.0.0.1 (kube-proxy's localhost NodePorts, IPv4
+   * only): reached by host-network clients through the socket hooks. The
+   * caller decides (--iptables-localhost-nodeports and --nodeport-addresses).
+   */
+  readonly localhostNodePorts?: boolean;
 }
 
 /** Options for tests and callers that only care about a few. */
@@ -83,6 +90,7 @@ export function compileOptions(o: Partial<CompileOptions> = {}): CompileOptions 
     nodePortAddresses: [],
     lbAlgorithm: 'random',
     maglevTableSize: MAGLEV_DEFAULT_M,
+    localhostNodePorts: false,
     ...o,
   };
 }
@@ -98,6 +106,7 @@ function optionsKey(o: CompileOptions): string {
     o.nodePortAddresses,
     o.lbAlgorithm,
     o.maglevTableSize,
+    o.localhostNodePorts === true,
   ]);
 }
 
@@ -237,6 +246,9 @@ function cmp(a: string, b: string): number {
 // ---------------------------------------------------------------------------
 // One ServicePort.
 
+/** kube-proxy's localhost NodePort address (IPv4 only, as kube-proxy's iptables mode). */
+export const LOCALHOST4 = '127.0.0.1';
+
 interface Context {
   readonly key: string;
   readonly verdict: VerdictOptions;
@@ -256,6 +268,7 @@ function context(o: CompileOptions): Context {
     const canon = canonicalIP(text, 'decimal') as string;
     if (!ips[ip.family].includes(canon)) ips[ip.family].push(canon);
   }
+  if (o.localhostNodePorts === true && !ips.IPv4.includes(LOCALHOST4)) ips.IPv4.push(LOCALHOST4);
   return {
     key: optionsKey(o),
     verdict: {
@@ -319,7 +332,16 @@ function compileServicePort(sp: ServicePortInfo, ctx: Context): Compiled {
       const key = l4Key(frontend);
       if (keys.includes(key)) continue;
       keys.push(key);
-      services.push({ key, family: fv.frontend.family, kind: fv.frontend.kind, frontend, owner: sp.id, ...shape });
+      services.push({
+        key,
+        family: fv.frontend.family,
+        kind: fv.frontend.kind,
+        frontend,
+        owner: sp.id,
+        internal: shape.internal,
+        external: shape.external,
+        sourceRanges: shape.sourceRanges,
+      });
     }
   }
   return { keys, services, problems };
@@ -362,14 +384,14 @@ function compileVerdicts(
   const internal = scopeOf(fv.pod, common, choice, backendsOf);
   const external = scopeOf(fv.external, common, choice, backendsOf);
   if (internal.action !== external.action || !sameKeys(internal.backendKeys, external.backendKeys)) {
-    return { internal: { ...internal, flags: internal.flags | SY_SVC_F_EXT_SCOPE }, external, sourceRanges };
+    return { internal: withFlags(internal, internal.flags | SY_SVC_F_EXT_SCOPE), external, sourceRanges };
   }
   // The datapath tells pods from everything else, so external clients and
   // this node's own (which the node verdict covers, and which the tc
   // programs do not see) share the external verdict: externalTrafficPolicy
   // Local keeps external clients' addresses.
   const masqExt = masquerades(fv.external);
-  return { internal: masqExt ? { ...internal, flags: internal.flags | SY_SVC_F_MASQ_EXT } : internal, external: null, sourceRanges };
+  return { internal: masqExt ? withFlags(internal, internal.flags | SY_SVC_F_MASQ_EXT) : internal, external: null, sourceRanges };
 }
 
 function masquerades(v: Verdict): boolean {
@@ -380,8 +402,22 @@ const ACTION: Record<Verdict['action'], SvcAction> = { dnat: SY_ACT_FORWARD, rej
 const NONE = { backends: [] as readonly BackendAddr[], backendKeys: [] as readonly BackendKey[] };
 
 function scopeOf(v: Verdict, flags: number, choice: Choice, backendsOf: BackendsOf): DesiredScope {
-  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, ...choice, ...NONE };
-  return { action: SY_ACT_FORWARD, flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags, ...choice, ...backendsOf(v.endpoints) };
+  const { affinityTimeoutS, maglevM } = choice;
+  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, backends: NONE.backends, backendKeys: NONE.backendKeys, affinityTimeoutS, maglevM };
+  const b = backendsOf(v.endpoints);
+  return {
+    action: SY_ACT_FORWARD,
+    flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags,
+    backends: b.backends,
+    backendKeys: b.backendKeys,
+    affinityTimeoutS,
+    maglevM,
+  };
+}
+
+/** The scope with other flags (no object spread: one per frontend of a full compile). */
+function withFlags(sc: DesiredScope, flags: number): DesiredScope {
+  return { action: sc.action, flags, backends: sc.backends, backendKeys: sc.backendKeys, affinityTimeoutS: sc.affinityTimeoutS, maglevM: sc.maglevM };
 }
 
 function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {
@@ -407,15 +443,18 @@ function rangesOf(allowed: readonly string[] | null, bad: (field: string, messag
  * SY_MAX_SLOTS; bad endpoints are problems.
  */
 function backendMemo(proto: BackendAddr['proto'], bad: (field: string, message: string) => void): BackendsOf {
-  const memo = new Map<readonly EndpointInfo[], ReturnType<BackendsOf>>();
+  // The verdicts of one ServicePort use one to three lists: a few slots, not a Map per ServicePort.
+  const lists: (readonly EndpointInfo[])[] = [];
+  const results: ReturnType<BackendsOf>[] = [];
   return (eps) => {
-    const hit = memo.get(eps);
-    if (hit !== undefined) return hit;
-    const items: Array<{ b: BackendAddr; k: BackendKey }> = [];
+    const at = lists.indexOf(eps);
+    if (at >= 0) return results[at] as ReturnType<BackendsOf>;
+    const backends: BackendAddr[] = [];
+    const keys: BackendKey[] = [];
     for (const ep of eps) {
       // IPv4 (most endpoints) parsed once, for both the canonical text and the key.
       const v4 = ep.ip.includes(':') ? -1 : parseIPv4(ep.ip, 'decimal');
-      const addr = v4 >= 0 ? formatIPv4(v4) : canonicalIP(ep.ip, 'decimal');
+      const addr = v4 >= 0 ? (hasLeadingZero(ep.ip) ? formatIPv4(v4) : ep.ip) : canonicalIP(ep.ip, 'decimal');
       if (addr === null) {
         bad('endpoints', `endpoint ${JSON.stringify(ep.ip)} is not an IP address`);
         continue;
@@ -426,30 +465,60 @@ function backendMemo(proto: BackendAddr['proto'], bad: (field: string, message: 
       }
       const flags = ep.isLocal ? SY_BE_F_LOCAL : 0;
       const b: BackendAddr = { addr, port: ep.port, proto, flags };
-      items.push({ b, k: v4 >= 0 ? backendKey4(v4, ep.port, proto, flags) : backendKeyOf(b) });
+      backends.push(b);
+      keys.push(v4 >= 0 ? backendKey4(v4, ep.port, proto, flags) : backendKeyOf(b));
     }
-    const out = finishBackends(items, bad);
-    memo.set(eps, out);
+    const out = finishBackends(backends, keys, bad);
+    lists.push(eps);
+    results.push(out);
     return out;
   };
 }
 
-function finishBackends(items: Array<{ b: BackendAddr; k: BackendKey }>, bad: (field: string, message: string) => void): ReturnType<BackendsOf> {
-  const withKeys = items;
-  withKeys.sort((x, y) => compareBackendKeys(x.k, y.k));
-  const backends: BackendAddr[] = [];
-  const backendKeys: BackendKey[] = [];
-  for (const { b, k } of withKeys) {
-    if (backendKeys.length > 0 && backendKeys[backendKeys.length - 1] === k) continue;
-    backends.push(b);
-    backendKeys.push(k);
+/** Up to this many backends are sorted in place by insertion (no comparator calls, no pairs); more go through Array.sort. */
+const INSERTION_SORT_MAX = 32;
+
+/** Sorts the backends by key (the two arrays in step), drops duplicate keys, caps at SY_MAX_SLOTS. */
+function finishBackends(backends: BackendAddr[], keys: BackendKey[], bad: (field: string, message: string) => void): ReturnType<BackendsOf> {
+  const n = keys.length;
+  if (n <= INSERTION_SORT_MAX) {
+    for (let i = 1; i < n; i++) {
+      const k = keys[i] as BackendKey;
+      const b = backends[i] as BackendAddr;
+      let j = i - 1;
+      while (j >= 0 && compareBackendKeys(keys[j] as BackendKey, k) > 0) {
+        keys[j + 1] = keys[j] as BackendKey;
+        backends[j + 1] = backends[j] as BackendAddr;
+        j--;
+      }
+      keys[j + 1] = k;
+      backends[j + 1] = b;
+    }
+  } else {
+    const order = keys.map((_k, i) => i).sort((x, y) => compareBackendKeys(keys[x] as BackendKey, keys[y] as BackendKey) || x - y);
+    const k2 = order.map((i) => keys[i] as BackendKey);
+    const b2 = order.map((i) => backends[i] as BackendAddr);
+    for (let i = 0; i < n; i++) {
+      keys[i] = k2[i] as BackendKey;
+      backends[i] = b2[i] as BackendAddr;
+    }
   }
-  if (backendKeys.length > SY_MAX_SLOTS) {
-    bad('endpoints', `${backendKeys.length} endpoints; a frontend holds at most ${SY_MAX_SLOTS}, the rest are not programmed`);
+  // Unique by key, the first of equal keys kept (both sorts are stable).
+  let w = 0;
+  for (let i = 0; i < n; i++) {
+    if (w > 0 && keys[w - 1] === keys[i]) continue;
+    keys[w] = keys[i] as BackendKey;
+    backends[w] = backends[i] as BackendAddr;
+    w++;
+  }
+  keys.length = w;
+  backends.length = w;
+  if (w > SY_MAX_SLOTS) {
+    bad('endpoints', `${w} endpoints; a frontend holds at most ${SY_MAX_SLOTS}, the rest are not programmed`);
     backends.length = SY_MAX_SLOTS;
-    backendKeys.length = SY_MAX_SLOTS;
+    keys.length = SY_MAX_SLOTS;
   }
-  return { backends, backendKeys };
+  return { backends, backendKeys: keys };
 }
 
 function isPort(p: number): boolean {

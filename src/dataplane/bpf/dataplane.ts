@@ -43,6 +43,7 @@ import {
   MAPS,
   type MapName,
   type NodeConfig,
+  type Op,
   type OpBatch,
   PROGRAMMED_MAPS,
   SY_CFG_DETECT_CIDR,
@@ -50,7 +51,7 @@ import {
   SY_CFG_KERNEL_HANDOVER,
   u32Codec,
 } from './layout.ts';
-import type { DesiredState, ProgrammedState } from './state.ts';
+import type { DesiredService, DesiredState, ProgrammedState } from './state.ts';
 import { acquirePinLock, type PinLock } from './pinlock.ts';
 import { ctTarget, LayoutUpgrade, type UpgradeContext } from './migrate.ts';
 import type { Clock } from '../../sync/clock.ts';
@@ -60,6 +61,7 @@ import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts'
 import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.ts';
 import { type AffinityMembers, affinityPass, allMembers, lostMembers } from './affinity.ts';
 import { MAGLEV_DEFAULT_M } from './maglev.ts';
+import { attachSocketLb, closeStaleSockets, SOCK_ATTACH_TYPES, SOCK_PROGRAMS } from './socklb.ts';
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -147,6 +149,8 @@ export interface BpfDataplaneOptions {
   readonly detectLocal: LocalDetector;
   /** --nodeport-addresses CIDRs; empty: every node address. */
   readonly nodePortAddresses: readonly string[];
+  /** NodePorts on 127.0.0.1 too (compile.ts localhostNodePorts) once the socket hooks are attached; default false. */
+  readonly localhostNodePorts?: boolean;
   /** --bpf-snat-port-range, inclusive. */
   readonly snatPorts: { readonly min: number; readonly max: number };
   /** max_entries per map (layout.ts MAPS defaults where absent). */
@@ -157,6 +161,12 @@ export interface BpfDataplaneOptions {
   readonly maglevTableSize?: number;
   /** The links to attach to and their changes: hostLinks() in the daemon. */
   readonly links: LinkSource;
+  /**
+   * The socket hooks for host-network clients (socklb.ts): sock.bpf.o and
+   * the cgroup v2 directory to attach it to. Absent or null: not attached.
+   * A failure to attach is logged and the tc dataplane runs on without them.
+   */
+  readonly hostSockets?: { readonly objectPath: string; readonly cgroupPath: string } | null;
   /** Clock for the id quarantine (ms); default Date.now. */
   readonly now?: () => number;
   /** How long start() waits for another daemon to release the pin directory; default PIN_LOCK_TIMEOUT_MS. */
@@ -228,6 +238,7 @@ export class BpfDataplane implements Dataplane {
   #gcRunning: Promise<CtPassResult | null> | null = null;
   /** CT entries per map as the last GC pass left them (map-fill metrics). */
   #ctEntries: { ct4: number; ct6: number } | null = null;
+  #hostSockets = false;
 
   constructor(o: BpfDataplaneOptions) {
     this.#o = o;
@@ -307,9 +318,27 @@ export class BpfDataplane implements Dataplane {
     // Watch first, then list: a link that appears in between is in both, not in neither.
     this.#watcher = o.links.watch(() => this.#attachLinks(), signal);
     this.#attachLinks();
+    await this.#attachSockets(maxEntries);
     if (o.conntrackTimeouts !== undefined) {
       this.#gcTimer = setInterval(() => void this.collectConntrack().catch(() => undefined), o.conntrackGcIntervalMs ?? CT_GC_INTERVAL_MS);
       this.#gcTimer.unref();
+    }
+  }
+
+  /** Whether the socket hooks are attached (metrics, tests). */
+  get hostSockets(): boolean {
+    return this.#hostSockets;
+  }
+
+  async #attachSockets(maxEntries: Readonly<Record<string, number>>): Promise<void> {
+    const o = this.#o;
+    const hs = o.hostSockets;
+    if (hs === undefined || hs === null) return;
+    try {
+      await attachSocketLb({ native: o.native, log: o.log, objectPath: hs.objectPath, pinPath: o.pinPath, cgroupPath: hs.cgroupPath, maxEntries });
+      this.#hostSockets = true;
+    } catch (err) {
+      o.log.warn('socket hooks not attached: host-network clients do not reach Services', { cgroup: hs.cgroupPath, error: (err as Error).message });
     }
   }
 
@@ -366,10 +395,12 @@ export class BpfDataplane implements Dataplane {
         if (handed > 0) this.#o.log.info('connections the kernel translated (kube-proxy) stay with the kernel until they end', { flows: handed });
         await this.#writeConfig(podCIDRs, false);
       }
-      const full = this.#desired === null;
+      const before = this.#desired;
+      const full = before === null;
       this.#programmed = plan.next;
       this.#desired = desired;
       await this.#flushStaleFlows(plan.touched, plan.next, desired, snapshot);
+      await this.#closeStaleSockets(plan.touched, before, desired, snapshot);
       await this.#dropStaleAffinity(full ? allMembers(plan.next) : lostMembers(plan.touched, programmed, plan.next), full);
       if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
       return {
@@ -406,6 +437,32 @@ export class BpfDataplane implements Dataplane {
     this.#fds = null;
     this.#lock?.release();
     this.#lock = null;
+  }
+
+  /**
+   * After a sync, with the socket hooks attached: the host sockets they
+   * pointed at a backend that is no longer a serving endpoint of the
+   * frontend (of the frontends this sync touched) are destroyed, so their
+   * clients reconnect (socklb.ts closeStaleSockets). Same rule as the
+   * conntrack reconciler below. A failure is logged, not thrown.
+   */
+  async #closeStaleSockets(touched: readonly string[], before: DesiredState | null, desired: DesiredState, snapshot: ProxySnapshot): Promise<void> {
+    if (!this.#hostSockets || touched.length === 0) return;
+    const serving = new Map<string, Set<string>>();
+    for (const key of touched) {
+      const d = desired.services.get(key);
+      if (d === undefined || !lostBackends(before, d)) continue;
+      const port = snapshot.servicePorts.get(d.owner);
+      const addrs = new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
+      if (addrs.size > 0) serving.set(key, addrs);
+    }
+    if (serving.size === 0) return;
+    try {
+      const closed = await kernel('close host sockets of removed endpoints', () => closeStaleSockets(this.#o.native, this.#o.pinPath, serving));
+      if (closed > 0) this.#o.log.info('closed host sockets connected to removed endpoints', { sockets: closed });
+    } catch (err) {
+      this.#o.log.warn('closing host sockets of removed endpoints failed; they stay connected', { error: (err as Error).message });
+    }
   }
 
   /**
@@ -550,8 +607,12 @@ export class BpfDataplane implements Dataplane {
     };
   }
 
-  /** Metrics: the tc attachments this daemon made (attached) or last failed to make (not attached), per interface and direction. */
-  programAttachments(): { program: string; attachPoint: string; hook: 'ingress' | 'egress'; attached: boolean }[] {
+  /**
+   * Metrics: the tc attachments this daemon made (attached) or last failed
+   * to make (not attached), per interface and direction; and the socket
+   * hooks (attach point "cgroup", hook connect4, ...) when configured.
+   */
+  programAttachments(): { program: string; attachPoint: string; hook: string; attached: boolean }[] {
     const out: ReturnType<BpfDataplane['programAttachments']> = [];
     const add = (tag: string, attached: boolean): void => {
       const cut = tag.lastIndexOf(' ');
@@ -561,6 +622,8 @@ export class BpfDataplane implements Dataplane {
     };
     for (const tag of this.#attached.values()) add(tag, true);
     for (const tag of this.#attachFailed.values()) add(tag, false);
+    if (this.#o.hostSockets && this.#obj !== null)
+      for (const hook of SOCK_ATTACH_TYPES) out.push({ program: SOCK_PROGRAMS[hook], attachPoint: 'cgroup', hook, attached: this.#hostSockets });
     return out;
   }
 
@@ -577,6 +640,8 @@ export class BpfDataplane implements Dataplane {
       nodePortAddresses: o.nodePortAddresses,
       lbAlgorithm: o.lbAlgorithm ?? 'random',
       maglevTableSize: o.maglevTableSize ?? MAGLEV_DEFAULT_M,
+      // Only host sockets reach 127.0.0.1: without the hooks such frontends would serve no one.
+      localhostNodePorts: o.localhostNodePorts === true && this.#hostSockets,
     };
   }
 
@@ -630,7 +695,9 @@ export class BpfDataplane implements Dataplane {
     const adopted = programmedFromDump(dumps);
     if (adopted.orphans.length > 0) {
       this.#o.log.info('removing inconsistent entries left in pinned maps', { ops: adopted.orphans.length });
-      await applyOps([adopted.orphans], this.#writer());
+      // adopt orders them svc deletes first: a phase of their own, as apply runs the maps of one phase in parallel.
+      const svcDelete = (op: Op): boolean => op.action === 'delete' && (op.map === 'svc4' || op.map === 'svc6');
+      await applyOps([adopted.orphans.filter(svcDelete), adopted.orphans.filter((op) => !svcDelete(op))], this.#writer());
     }
     this.#programmed = adopted.state;
     this.#o.log.info('adopted pinned maps', {
@@ -715,6 +782,20 @@ export class BpfDataplane implements Dataplane {
     }
     for (const ifindex of [...this.#attachFailed.keys()]) if (!present.has(ifindex)) this.#attachFailed.delete(ifindex);
   }
+}
+
+/**
+ * Whether a frontend may have lost a backend since the state `before`
+ * (null at this daemon's first sync: maybe, changes may have come while no
+ * daemon ran; a frontend new since then: no), so that its host sockets are
+ * worth a look: the reverse-NAT maps are read only then.
+ */
+function lostBackends(beforeState: DesiredState | null, now: DesiredService): boolean {
+  if (beforeState === null) return true;
+  const before = beforeState.services.get(now.key);
+  if (before === undefined) return false;
+  const keep = new Set([...now.internal.backendKeys, ...(now.external?.backendKeys ?? [])]);
+  return [...before.internal.backendKeys, ...(before.external?.backendKeys ?? [])].some((k) => !keep.has(k));
 }
 
 type TrafficNumbers = Pick<ServiceTraffic, 'packets' | 'bytes' | 'replyPackets' | 'replyBytes' | 'connections'>;

@@ -140,6 +140,24 @@ function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {
   return true;
 }
 
+/** svc map entries a scope adds: its master if new, its slots if new or changed. */
+function scopeEntries(want: DesiredScope, have: ProgrammedScope | null): number {
+  if (have === null) return 1 + want.backendKeys.length;
+  return sameKeys(want.backendKeys, have.backendKeys) ? 0 : want.backendKeys.length;
+}
+
+/** sy_aff_be_v2 entries a scope may add: at most every backend new to the membership (an upper bound). */
+function affinityNeed(want: DesiredScope, have: ProgrammedScope | null): number {
+  if ((want.flags & SY_SVC_F_AFFINITY) === 0) return 0;
+  return have === null || (have.flags & SY_SVC_F_AFFINITY) === 0 || !sameKeys(want.backendKeys, have.backendKeys) ? want.backendKeys.length : 0;
+}
+
+/** sy_maglev_v2 entries a scope adds: a new table when its backends or size change. */
+function maglevNeed(want: DesiredScope, have: ProgrammedScope | null): number {
+  if (want.maglevM === 0 || want.backendKeys.length === 0) return 0;
+  return have === null || have.maglevM !== want.maglevM || !sameKeys(want.backendKeys, have.backendKeys) ? want.maglevM : 0;
+}
+
 function sameScope(want: DesiredScope | null, have: ProgrammedScope | null): boolean {
   if (want === null || have === null) return want === have;
   return (
@@ -214,6 +232,8 @@ class PlanBuilder {
   private readonly opts: DiffOptions;
   /** Maglev tables computed by this plan, by "m identities...": frontends sharing backends share the work. */
   private readonly tables: Map<string, Int32Array>;
+  /** overflow()'s lookups of the internal scope's keys (one-scope frontends), for write() to hand to writeScope. */
+  private found: (ProgrammedBackend | undefined)[] | null = null;
 
   constructor(current: ProgrammedState, opts: DiffOptions) {
     this.current = current;
@@ -226,7 +246,14 @@ class PlanBuilder {
     for (const family of FAMILIES) {
       const c = current.backends[family];
       const ids = c.ids.edit();
-      fam[family] = { current: c, byKey: c.byKey.edit(), byId: c.byId.edit(), ids, quarantine: release(c.quarantine, ids, this.now), refDelta: new Map() };
+      fam[family] = {
+        current: c,
+        byKey: c.byKey.edit(),
+        byId: c.byId.edit(),
+        ids,
+        quarantine: release(c.quarantine, ids, this.now),
+        refDelta: new Map(),
+      };
     }
     this.fam = fam;
     this.vips = (current.vips instanceof CowMap ? current.vips : CowMap.from(current.vips)).edit();
@@ -238,7 +265,10 @@ class PlanBuilder {
 
   /** New frontend, or one that changed: admitted if its new entries fit. */
   write(key: FrontendKey, want: DesiredService, have: ProgrammedService | undefined): void {
+    this.found = null;
     const full = this.overflow(want, have);
+    const found = this.found as (ProgrammedBackend | undefined)[] | null;
+    this.found = null;
     if (full !== null) {
       this.deferred.add(key);
       const what = have === undefined ? 'not programmed' : 'not updated (the programmed version stays)';
@@ -261,7 +291,7 @@ class PlanBuilder {
     // An external master is in place before the internal master sends clients to it.
     const masters: Op[] = [];
     const external = want.external === null ? null : this.writeScope(family, f, SY_SCOPE_EXTERNAL, want.external, have?.external ?? null, svcId, masters);
-    const internal = this.writeScope(family, f, SY_SCOPE_INTERNAL, want.internal, have?.internal ?? null, svcId, masters);
+    const internal = this.writeScope(family, f, SY_SCOPE_INTERNAL, want.internal, have?.internal ?? null, svcId, masters, found);
     (this.phases[PHASE_MASTER_UPDATE] as Op[]).push(...masters);
     if (have?.external && want.external === null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true, svcId);
     this.members(svcId, SY_SCOPE_INTERNAL, have?.internal ?? null, internal);
@@ -319,41 +349,78 @@ class PlanBuilder {
 
   // -------------------------------------------------------------------------
 
-  /** null when the frontend's new entries fit every map, else why not. */
+  /**
+   * null when the frontend's new entries fit every map, else why not.
+   * Called once per frontend a plan writes (10k+ in a full sync): counts
+   * without building objects per frontend.
+   */
   private overflow(want: DesiredService, have: ProgrammedService | undefined): string | null {
     const family = want.family;
-    const need: Partial<Record<ProgrammedMapName, number>> = {};
-    const add = (m: ProgrammedMapName, n: number): void => {
-      if (n > 0) need[m] = (need[m] ?? 0) + n;
-    };
     const fe = this.fam[family];
-    const newKeys = new Set<BackendKey>();
-    for (const [w, h] of [
-      [want.internal, have?.internal ?? null],
-      [want.external, have?.external ?? null],
-    ] as const) {
-      if (w === null) continue;
-      if (h === null) add(SVC_MAP[family], 1);
-      if (h === null || !sameKeys(w.backendKeys, h.backendKeys)) add(SVC_MAP[family], w.backendKeys.length);
-      // At most every backend new to the membership (an upper bound: some may be there already).
-      if ((w.flags & SY_SVC_F_AFFINITY) !== 0 && (h === null || (h.flags & SY_SVC_F_AFFINITY) === 0 || !sameKeys(w.backendKeys, h.backendKeys)))
-        add('affbe', w.backendKeys.length);
-      if (w.maglevM > 0 && w.backendKeys.length > 0 && (h === null || h.maglevM !== w.maglevM || !sameKeys(w.backendKeys, h.backendKeys)))
-        add('maglev', w.maglevM);
-      for (const k of w.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
+    const hi = have?.internal ?? null;
+    const he = have?.external ?? null;
+    let svc = scopeEntries(want.internal, hi);
+    let affbe = affinityNeed(want.internal, hi);
+    let maglev = maglevNeed(want.internal, hi);
+    let backends: number;
+    if (want.external === null) {
+      // Each key looked up once: writeScope takes these instead of looking again.
+      const keys = want.internal.backendKeys;
+      const found = new Array<ProgrammedBackend | undefined>(keys.length);
+      backends = 0;
+      for (let i = 0; i < keys.length; i++) {
+        const b = fe.byKey.get(keys[i] as BackendKey);
+        found[i] = b;
+        if (b === undefined) backends++;
+      }
+      this.found = found;
+    } else {
+      // Both scopes: a key new to the family counts once.
+      svc += scopeEntries(want.external, he);
+      affbe += affinityNeed(want.external, he);
+      maglev += maglevNeed(want.external, he);
+      const newKeys = new Set<BackendKey>();
+      for (const k of want.internal.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
+      for (const k of want.external.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
+      backends = newKeys.size;
     }
-    add(BACKEND_MAP[family], newKeys.size);
-    add(SRCRANGE_MAP[family], want.sourceRanges.filter((r) => !(have?.sourceRanges ?? []).includes(r)).length);
-    if (isClusterIP(want.internal.flags) && !this.vips.has(want.frontend.addr)) add(VIP_MAP[family], 1);
-    const caps = this.opts.capacities ?? {};
-    const full: string[] = [];
-    for (const [m, n] of Object.entries(need) as [ProgrammedMapName, number][]) {
-      const cap = capacityOf(caps, m as MapName);
-      if (this.peak[m] + n > cap) full.push(`${m} holds ${this.peak[m]} of ${cap} entries, this frontend needs ${n} more`);
+    const ranges = want.sourceRanges.length === 0 ? 0 : want.sourceRanges.filter((r) => !(have?.sourceRanges ?? []).includes(r)).length;
+    const vip = isClusterIP(want.internal.flags) && !this.vips.has(want.frontend.addr) ? 1 : 0;
+    if (
+      !(
+        this.fits(SVC_MAP[family], svc) &&
+        this.fits(BACKEND_MAP[family], backends) &&
+        this.fits(SRCRANGE_MAP[family], ranges) &&
+        this.fits(VIP_MAP[family], vip) &&
+        this.fits('affbe', affbe) &&
+        this.fits('maglev', maglev)
+      )
+    ) {
+      const full: string[] = [];
+      for (const [m, n] of [
+        [SVC_MAP[family], svc],
+        [BACKEND_MAP[family], backends],
+        [SRCRANGE_MAP[family], ranges],
+        [VIP_MAP[family], vip],
+        ['affbe', affbe],
+        ['maglev', maglev],
+      ] as const) {
+        if (!this.fits(m, n)) full.push(`${m} holds ${this.peak[m]} of ${capacityOf(this.opts.capacities ?? {}, m)} entries, this frontend needs ${n} more`);
+      }
+      return `map full: ${full.join('; ')}`;
     }
-    if (full.length > 0) return `map full: ${full.join('; ')}`;
-    for (const [m, n] of Object.entries(need) as [ProgrammedMapName, number][]) this.peak[m] += n;
+    this.peak[SVC_MAP[family]] += svc;
+    this.peak[BACKEND_MAP[family]] += backends;
+    this.peak[SRCRANGE_MAP[family]] += ranges;
+    this.peak[VIP_MAP[family]] += vip;
+    this.peak.affbe += affbe;
+    this.peak.maglev += maglev;
     return null;
+  }
+
+  /** Whether n more entries fit map m, counting what this plan adds before it deletes. */
+  private fits(m: ProgrammedMapName, n: number): boolean {
+    return n === 0 || this.peak[m] + n <= capacityOf(this.opts.capacities ?? {}, m);
   }
 
   /** Writes one scope of a frontend: a flip to new slots, or the master alone. Pushes its master to `masters`. */
@@ -365,6 +432,7 @@ class PlanBuilder {
     have: ProgrammedScope | null,
     svcId: number,
     masters: Op[],
+    found: readonly (ProgrammedBackend | undefined)[] | null = null,
   ): ProgrammedScope {
     const svcMap = SVC_MAP[family];
     if (have !== null && sameKeys(want.backendKeys, have.backendKeys) && want.maglevM === have.maglevM) {
@@ -376,8 +444,10 @@ class PlanBuilder {
     const gen: Gen = have === null ? 0 : have.gen === 0 ? 1 : 0;
     const ids = new Array<number>(want.backends.length);
     const slots = this.phases[PHASE_SLOT_UPDATE] as Op[];
+    const byKey = this.fam[family].byKey;
     for (let i = 0; i < ids.length; i++) {
-      const id = this.refBackend(family, want.backendKeys[i] as BackendKey, want.backends[i] as BackendAddr);
+      const k = want.backendKeys[i] as BackendKey;
+      const id = this.refBackend(family, k, want.backends[i] as BackendAddr, found !== null ? found[i] : byKey.get(k));
       ids[i] = id;
       slots.push(this.op(svcMap, 'update', svcKey(f, scope, gen, i + 1), slotValue(id)));
     }
@@ -427,26 +497,22 @@ class PlanBuilder {
   }
 
   /**
-   * Takes a reference on the backend for a key and returns its id: the
-   * programmed one, one created earlier in this plan, or a new one.
+   * Takes a reference on the backend for a key and returns its id: `b`,
+   * what byKey holds for the key (programmed, or created earlier in this
+   * plan), or a new backend when there is none.
    */
-  private refBackend(family: IPFamily, key: BackendKey, addr: BackendAddr): number {
+  private refBackend(family: IPFamily, key: BackendKey, addr: BackendAddr, b: ProgrammedBackend | undefined): number {
     const fe = this.fam[family];
-    const old = fe.current.byKey.size === 0 ? undefined : fe.current.byKey.get(key);
-    if (old !== undefined) {
-      fe.refDelta.set(old.id, (fe.refDelta.get(old.id) ?? 0) + 1);
-      return old.id;
-    }
-    // Not programmed before: in the editor only if this plan created it.
-    const made = fe.byKey.get(key) as { id: number; refs: number } | undefined;
-    if (made !== undefined) {
-      made.refs++;
-      return made.id;
+    if (b !== undefined) {
+      // Programmed backends are the objects the current state holds; ones this plan made count their refs in place.
+      if (fe.current.byId.get(b.id) === b) fe.refDelta.set(b.id, (fe.refDelta.get(b.id) ?? 0) + 1);
+      else (b as { refs: number }).refs++;
+      return b.id;
     }
     const id = fe.ids.allocate();
-    const b: ProgrammedBackend = { id, key, backend: addr, refs: 1 };
-    fe.byKey.set(key, b);
-    fe.byId.set(id, b);
+    const made: ProgrammedBackend = { id, key, backend: addr, refs: 1 };
+    fe.byKey.set(key, made);
+    fe.byId.set(id, made);
     this.entries[BACKEND_MAP[family]]++;
     (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op(BACKEND_MAP[family], 'update', id, addr), this.op(BECNT_MAP[family], 'update', id, ZERO_TRAFFIC));
     return id;

@@ -11,6 +11,8 @@
 // them; a read that finds any is repeated (READ_ATTEMPTS) before it is
 // reported as it is.
 
+import { existsSync } from 'node:fs';
+import { SOCK_ATTACH_TYPES, sockLinkPin } from './socklb.ts';
 import type { Link } from '../../host/links.ts';
 import { BpfMap, isNativeError, isNotExist, isPermissionDenied, type MapRecord, type NativeBinding } from '../../native/index.ts';
 import { canonicalIP } from '../../util/ip.ts';
@@ -91,6 +93,11 @@ export async function readPinnedStatus(o: PinnedStatusOptions): Promise<PinnedRe
     const v1 = V1_MAPS.filter((name) => isPinned(o.native, `${o.pinPath}/${name}`));
     if (v1.length > 0)
       notes.push(`layout 1 maps are still pinned (${v1.join(', ')}): the upgrade to layout 2 has not finished; the daemon completes it after its first sync`);
+    const socketHooks = SOCK_ATTACH_TYPES.filter((t) => existsSync(sockLinkPin(o.pinPath, t)));
+    if (socketHooks.length > 0 && socketHooks.length < SOCK_ATTACH_TYPES.length)
+      notes.push(
+        `only ${socketHooks.length} of ${SOCK_ATTACH_TYPES.length} socket hooks are pinned (${socketHooks.join(', ')}): the daemon's attach stopped part way`,
+      );
     const attachments = readAttachments(o.native, o.links);
     for (const a of attachments) {
       if (a.program === null || roleOfProgram(a.program) !== null) continue;
@@ -109,6 +116,7 @@ export async function readPinnedStatus(o: PinnedStatusOptions): Promise<PinnedRe
       frontends: read.frontends,
       tables: read.tables,
       attachments,
+      socketHooks,
       notes,
     };
     return { kind: 'status', status };
