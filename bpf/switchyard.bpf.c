@@ -151,10 +151,16 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 
 	ct_key_pkt(&k, p, SY_CT_DIR_FWD);
 	if (ct_read(v6, &k, &f) < 0) {
-		/* during a handover, a connection without a flow here may be the kernel's */
-		if ((cfg->flags & SY_CFG_KERNEL_HANDOVER) && p->proto == IPPROTO_TCP &&
-		    (p->tcp_flags & (SY_TCP_SYN | SY_TCP_ACK)) != SY_TCP_SYN)
-			return TC_ACT_UNSPEC;
+		/* during a handover, a connection without a flow here may be the kernel's; during
+		 * a layout 1 upgrade, the v1 program's, its flow about to be carried over */
+		if ((cfg->flags & (SY_CFG_KERNEL_HANDOVER | SY_CFG_LAYOUT_UPGRADE)) &&
+		    p->proto == IPPROTO_TCP &&
+		    (p->tcp_flags & (SY_TCP_SYN | SY_TCP_ACK)) != SY_TCP_SYN) {
+			if (cfg->flags & SY_CFG_KERNEL_HANDOVER)
+				return TC_ACT_UNSPEC;
+			stat_inc(SY_STAT_UPGRADE_HOLD);
+			return TC_ACT_SHOT;
+		}
 	} else {
 		if (f.flags & SY_CT_F_KERNEL) {
 			/* the kernel's conntrack translates it (kube-proxy's), unless a new connection */

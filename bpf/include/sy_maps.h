@@ -400,6 +400,11 @@ _Static_assert(sizeof(struct sy_frag_value) == 16, "sy_frag_value size");
  * over kube-proxy's frontends, kernel-flows.ts): a TCP packet that is not a bare SYN and
  * has no flow is left to the kernel, whose conntrack may be translating it. */
 #define SY_CFG_KERNEL_HANDOVER 0x04
+/* Set by the daemon while it upgrades from layout 1 (migrate.ts), from just before the v2
+ * programs replace the v1 one until its flows created meanwhile are carried over: a TCP
+ * packet that is not a bare SYN and has no flow is dropped (SY_STAT_UPGRADE_HOLD), so
+ * that TCP retransmits it once the flow is there instead of it opening a new one. */
+#define SY_CFG_LAYOUT_UPGRADE  0x08
 
 struct sy_config_v2 {
 	__be32 node_addr4_be;    /* IPv4 masquerade source; 0 = none */
@@ -437,8 +442,9 @@ _Static_assert(sizeof(struct sy_config_v2) == 56, "sy_config_v2 size");
 #define SY_STAT_TCP_REOPEN     15 /* SYN on a closed flow: new backend chosen */
 #define SY_STAT_SOCK_XLATE     16 /* host socket pointed at a backend (connect, sendmsg) */
 #define SY_STAT_SOCK_REJECT    17 /* host socket refused: frontend without endpoints */
-#define SY_STAT_AFFINITY       18 /* new connection sent to its client's affinity backend */
-#define SY_STAT_MAGLEV         19 /* new connection's backend chosen by Maglev */
+#define SY_STAT_UPGRADE_HOLD   18 /* no flow yet, SY_CFG_LAYOUT_UPGRADE set: dropped */
+#define SY_STAT_AFFINITY       19 /* new connection sent to its client's affinity backend */
+#define SY_STAT_MAGLEV         20 /* new connection's backend chosen by Maglev */
 #define SY_STAT_MAX            32
 
 /* ------------------------------------------------------------------------

@@ -70,7 +70,7 @@ describe.skipIf(skip)('netlink socket against the kernel', () => {
     );
     expect(out.length).toBe(2000);
     const wrong = out.flatMap((o, i) => {
-      if (bad(i)) return o.error !== null && o.error.message.startsWith(`netlink on message ${i}: `) && o.messages.length === 0 ? [] : [i];
+      if (bad(i)) return o.error?.message.startsWith(`netlink on message ${i}: `) && o.messages.length === 0 ? [] : [i];
       return o.error === null && o.messages.length === 1 && decodeFamily(o.messages[0]!).name === 'nlctrl' ? [] : [i];
     });
     expect(wrong).toEqual([]);

@@ -17,6 +17,7 @@ import {
   SY_ACT_DROP,
   SY_CFG_DETECT_CIDR,
   SY_CFG_KERNEL_HANDOVER,
+  SY_CFG_LAYOUT_UPGRADE,
   SY_CT_DIR_FWD,
   SY_CT_DIR_REV,
   SY_CT_F_EXT,
@@ -573,6 +574,43 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         await h.flushConntrack();
         const ack = fromClient('TCP', f.vip, 43100, { tcpFlags: TCP.ACK });
         expectFrame((await h.run('sy_from_pod', frame(ack))).data, frame({ ...ack, dst: f.backend, dport: PORTS.TCP.target }));
+      });
+
+      test('SY_CFG_LAYOUT_UPGRADE: a TCP packet without a flow that is not a bare SYN is dropped and counted (UPGRADE_HOLD), a SYN and UDP open flows, a carried flow is translated; without it the packet opens a flow', async () => {
+        await h.setConfig({ ...CONFIG, flags: CONFIG.flags | SY_CFG_LAYOUT_UPGRADE });
+        try {
+          const ack = frame(fromClient('TCP', f.vip, 43200, { tcpFlags: TCP.ACK }));
+          const held = await h.run('sy_from_pod', ack);
+          expect(held.verdict).toBe(TC_ACT_SHOT);
+          expect(held.counted).toEqual({ SVC_HIT: 1n, UPGRADE_HOLD: 1n });
+          expect(held.ct).toEqual([]);
+          const fin = frame(fromClient('TCP', f.vip, 43200, { tcpFlags: TCP.FIN | TCP.ACK }));
+          expect((await h.run('sy_from_pod', fin)).counted).toEqual({ SVC_HIT: 1n, UPGRADE_HOLD: 1n });
+          const syn = fromClient('TCP', f.vip, 43201);
+          const opened = await h.run('sy_from_pod', frame(syn));
+          expectFrame(opened.data, frame({ ...syn, dst: f.backend, dport: PORTS.TCP.target }));
+          expect(opened.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
+          const next = fromClient('TCP', f.vip, 43201, { tcpFlags: TCP.ACK });
+          expectFrame((await h.run('sy_from_pod', frame(next))).data, frame({ ...next, dst: f.backend, dport: PORTS.TCP.target }));
+          const udp = fromClient('UDP', f.vip, 43202);
+          expectFrame((await h.run('sy_from_pod', frame(udp))).data, frame({ ...udp, dst: f.backend, dport: PORTS.UDP.target }));
+          // the retransmission after the carry wrote the flow
+          const carried = halves('TCP', webFlow('TCP', 43200, { tcpState: SY_TCP_ESTABLISHED }));
+          await h.put(
+            ctMap,
+            carried.map((e) => [e.key, { ...e.value, createdNs: 1n, lastSeenNs: 1n }] as const),
+          );
+          const again = await h.run('sy_from_pod', ack);
+          expectFrame(again.data, frame({ ...fromClient('TCP', f.vip, 43200, { tcpFlags: TCP.ACK }), dst: f.backend, dport: PORTS.TCP.target }));
+          expect(again.counted).toEqual({ SVC_HIT: 1n });
+        } finally {
+          await h.setConfig(CONFIG);
+        }
+        await h.flushConntrack();
+        const ack = fromClient('TCP', f.vip, 43200, { tcpFlags: TCP.ACK });
+        const picked = await h.run('sy_from_pod', frame(ack));
+        expectFrame(picked.data, frame({ ...ack, dst: f.backend, dport: PORTS.TCP.target }));
+        expect(picked.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
       });
     });
 

@@ -71,6 +71,7 @@ export const STAT_NAMES = [
   'TCP_REOPEN',
   'SOCK_XLATE',
   'SOCK_REJECT',
+  'UPGRADE_HOLD',
   'AFFINITY',
   'MAGLEV',
 ] as const;

@@ -65,21 +65,24 @@ describe('applyPlan', () => {
       'update sy_svc_cnt_v2 1,2',
       'update sy_backend4_v2 1,2,3',
       'update sy_be_cnt4_v2 1,2,3',
-      'update sy_vip4_v2 10.96.0.1,10.96.0.2',
       // phase 2 (slots) and phase 3 (masters), one batch each on sy_svc4_v2: one batch, slots first
       'update sy_svc4_v2 10.96.0.1:80#g0s1,10.96.0.1:80#g0s2,10.96.0.2:53#g0s1,10.96.0.1:80#master,10.96.0.2:53#master',
+      // phase 4: the VIPs, once their masters translate
+      'update sy_vip4_v2 10.96.0.1,10.96.0.2',
     ]);
     // a changes backends (new generation), b goes away: every phase has work.
     expect(p2.phases.map((ops) => ops.length > 0)).toEqual([true, true, true, true, true]);
     const w2 = recorder();
-    expect(await applyPlan(p2, w2)).toEqual({ updates: 2 + 2 + 1, deletes: 4 + 1 + 1 + 2 + 2, batches: 8 });
+    expect(await applyPlan(p2, w2)).toEqual({ updates: 2 + 2 + 1, deletes: 1 + 4 + 1 + 2 + 2, batches: 9 });
     expect(w2.batches).toEqual([
       'update sy_backend4_v2 4',
       'update sy_be_cnt4_v2 4',
-      'update sy_svc4_v2 10.96.0.1:80#g1s1,10.96.0.1:80#g1s2,10.96.0.1:80#master',
+      'update sy_svc4_v2 10.96.0.1:80#g1s1,10.96.0.1:80#g1s2',
+      // phase 3: the master flip, and the VIP b no longer uses, before its master goes
+      'update sy_svc4_v2 10.96.0.1:80#master',
+      'delete sy_vip4_v2 10.96.0.2',
       'delete sy_svc4_v2 10.96.0.2:53#master,10.96.0.2:53#g0s1,10.96.0.1:80#g0s1,10.96.0.1:80#g0s2',
       'delete sy_svc_cnt_v2 2',
-      'delete sy_vip4_v2 10.96.0.2',
       'delete sy_backend4_v2 1,3',
       'delete sy_be_cnt4_v2 1,3',
     ]);
@@ -178,14 +181,15 @@ describe('applyOps', () => {
       'update sy_svc_cnt_v2 2',
       'update sy_backend4_v2 3',
       'update sy_be_cnt4_v2 3',
-      'update sy_vip4_v2 2',
       'update sy_svc4_v2 5', // 3 slots + 2 masters
+      'update sy_vip4_v2 2', // after the masters
       'update sy_backend4_v2 1',
       'update sy_be_cnt4_v2 1',
-      'update sy_svc4_v2 3', // 2 slots + 1 master
+      'update sy_svc4_v2 2', // 2 slots
+      'update sy_svc4_v2 1', // 1 master, beside the VIP delete: before the master of the VIP goes
+      'delete sy_vip4_v2 1',
       'delete sy_svc4_v2 4',
       'delete sy_svc_cnt_v2 1',
-      'delete sy_vip4_v2 1',
       'delete sy_backend4_v2 2',
       'delete sy_be_cnt4_v2 2',
     ]);

@@ -36,6 +36,7 @@ import {
   rnatValueCodec,
 } from '../../src/dataplane/bpf/layout-v1.ts';
 import {
+  configCodec,
   HEADER_DEFINES,
   MAPS,
   SY_CT_DIR_FWD as CT_DIR_FWD,
@@ -43,6 +44,7 @@ import {
   SY_CT_F_EXT as CT_F_EXT,
   SY_CT_F_HAIRPIN as CT_F_HAIRPIN,
   SY_CT_F_SNAT as CT_F_SNAT,
+  u32Codec,
 } from '../../src/dataplane/bpf/layout.ts';
 import { BpfObject, Tc } from '../../src/native/index.ts';
 import { BpfDataplane } from '../../src/dataplane/bpf/dataplane.ts';
@@ -467,6 +469,9 @@ describe('completeMigration', () => {
       target,
       ids: IDS,
       attach: () => order.push('attach'),
+      hold: async (on) => {
+        order.push(on ? 'hold' : 'release');
+      },
       tc: new Tc(fake),
       links: () => fake.links(),
       ours: () => new Set<number>(),
@@ -487,7 +492,7 @@ describe('completeMigration', () => {
       await write(e);
     };
     expect(await completeMigration(m, steps(fake, target, order), logger)).toBe(true);
-    expect(order).toEqual(['write 4', 'attach', 'write 0']);
+    expect(order).toEqual(['write 4', 'hold', 'attach', 'write 0', 'release']);
     expect(fake.pins(PIN)).toEqual([]);
     const carried = lines.find((l) => l.includes('layout 1 connection tracking carried to layout 2')) ?? '';
     expect(carried).toMatch(/ flows=2 whole=1 forwardOnly=1 .* snat=1 .* written=4 present=0/);
@@ -508,12 +513,70 @@ describe('completeMigration', () => {
       await write(e);
     };
     expect(await completeMigration(m, steps(fake, target, order), logger)).toBe(false);
-    expect(order).toEqual(['attach']);
+    expect(order, 'no hold: there is no second carry to wait for').toEqual(['attach']);
     expect(fake.pins(PIN)).toHaveLength(6);
     expect(lines.some((l) => / error bpf carrying layout 1 connection tracking/.test(l))).toBe(true);
     expect(await completeMigration(m, steps(fake, target, order), logger)).toBe(true);
     expect(target.entries.size).toBe(2);
     expect(fake.pins(PIN)).toEqual([]);
+  });
+
+  test('a second carry that fails, or an attach that throws, still releases the hold', async () => {
+    const fake = v1Node({ fwd: [fwd({})], rev: [] });
+    const lines: string[] = [];
+    const logger = createLogger('bpf', { write: (l) => lines.push(l) });
+    const m = V1Migration.detect(fake, logger, PIN) as V1Migration;
+    const order: string[] = [];
+    const target = new MemoryTarget();
+    const write = target.write.bind(target);
+    let calls = 0;
+    target.write = async (e) => {
+      if (calls++ === 1) throw new Error('E2BIG');
+      await write(e);
+    };
+    expect(await completeMigration(m, steps(fake, target, order), logger)).toBe(false);
+    expect(order).toEqual(['hold', 'attach', 'release']);
+    expect(fake.pins(PIN)).toHaveLength(6);
+    expect(lines.some((l) => / error bpf carrying layout 1 connection tracking \(after the switch\) failed/.test(l))).toBe(true);
+
+    order.length = 0;
+    const throwing = {
+      ...steps(fake, target, order),
+      attach: () => {
+        order.push('attach');
+        throw new Error('tc: EPERM');
+      },
+    };
+    await expect(completeMigration(m, throwing, logger)).rejects.toThrow('EPERM');
+    expect(order).toEqual(['hold', 'attach', 'release']);
+  });
+
+  test('a hold that cannot be set is logged and the switch goes on; a release that fails is logged', async () => {
+    const fake = v1Node({ fwd: [fwd({})], rev: [] });
+    const lines: string[] = [];
+    const logger = createLogger('bpf', { write: (l) => lines.push(l) });
+    const m = V1Migration.detect(fake, logger, PIN) as V1Migration;
+    const order: string[] = [];
+    const s = steps(fake, new MemoryTarget(), order);
+    s.hold = async (on) => {
+      order.push(on ? 'hold' : 'release');
+      if (on) throw new Error('EFAULT');
+    };
+    expect(await completeMigration(m, s, logger)).toBe(true);
+    expect(order, 'never set: nothing to release').toEqual(['hold', 'attach']);
+    expect(lines.some((l) => / warn bpf could not hold connections without a flow/.test(l))).toBe(true);
+
+    const fake2 = v1Node({ fwd: [fwd({})], rev: [] });
+    const m2 = V1Migration.detect(fake2, logger, PIN) as V1Migration;
+    const s2 = steps(fake2, new MemoryTarget(), order);
+    order.length = 0;
+    s2.hold = async (on) => {
+      order.push(on ? 'hold' : 'release');
+      if (!on) throw new Error('EFAULT');
+    };
+    expect(await completeMigration(m2, s2, logger)).toBe(true);
+    expect(order).toEqual(['hold', 'attach', 'release']);
+    expect(lines.some((l) => / error bpf could not clear the layout 1 upgrade hold/.test(l))).toBe(true);
   });
 });
 
@@ -548,10 +611,14 @@ describe('LayoutUpgrade (what BpfDataplane calls)', () => {
       .map(MAPS.backend4.name)
       .update([[encode(MAPS.backend4.keyCodec, 5), encode(MAPS.backend4.valueCodec, { addr: B1, port: 8080, proto: 'TCP', flags: 0 })]]);
     let attached = 0;
+    const holds: boolean[] = [];
     const done = await up?.afterSync({
       obj,
       config: null,
       attach: () => attached++,
+      hold: async (on: boolean) => {
+        holds.push(on);
+      },
       tc: new Tc(fake),
       links: () => fake.links(),
       ours: () => new Set([fake.progIdFromFd(obj.program('sy_from_pod').fd)]),
@@ -559,6 +626,7 @@ describe('LayoutUpgrade (what BpfDataplane calls)', () => {
     });
     expect(done).toBe(true);
     expect(attached).toBe(1);
+    expect(holds).toEqual([true, false]);
     expect(up?.holdsAttach).toBe(false);
     const ct = (await obj.map(MAPS.ct4.name).dump()).map(([k, v]) => [MAPS.ct4.keyCodec.decode(k), MAPS.ct4.valueCodec.decode(v)] as const);
     expect(ct.map(([k, v]) => `${k.dir} ${k.saddr}:${k.sport}>${k.daddr}:${k.dport} id=${v.backendId} svc=${v.svcId} flags=${v.flags}`).sort()).toEqual([
@@ -645,6 +713,21 @@ describe('BpfDataplane upgrading a node a layout 1 daemon left', () => {
     expect(lines.some((l) => / info bpf layout 1 connection tracking carried to layout 2 flows=1 whole=1 /.test(l))).toBe(true);
     expect(lines.some((l) => / info bpf layout 1 program detached interfaces=cali9\/ingress/.test(l))).toBe(true);
     expect(lines.some((l) => / info bpf layout 1 maps removed /.test(l))).toBe(true);
+    // SY_CFG_LAYOUT_UPGRADE (0x08) on top of the CIDR detector (0x01) while the programs were switched, then off.
+    const configs = lines.filter((l) => / info bpf node config /.test(l)).map((l) => / flags=(\d+)/.exec(l)?.[1]);
+    expect(configs.slice(-2)).toEqual(['9', '1']);
+    const held = lines.findIndex((l) => / info bpf node config .*flags=9/.test(l));
+    const released = lines.findLastIndex((l) => / info bpf node config .*flags=1/.test(l));
+    const carried = lines.findIndex((l) => l.includes('layout 1 connection tracking carried'));
+    expect(held).toBeLessThan(released);
+    expect(released).toBeLessThan(carried);
+    const cfgObj = new BpfObject(fake, await fake.openObject(FAKE_OBJECT_PATH, { pinRoot: PIN }), FAKE_OBJECT_PATH);
+    try {
+      const [v] = await cfgObj.map(MAPS.config.name).lookup([encode(u32Codec, 0)]);
+      expect(v === undefined ? null : configCodec.decode(v).flags).toBe(HEADER_DEFINES.SY_CFG_DETECT_CIDR);
+    } finally {
+      cfgObj.close();
+    }
 
     // The next sync does nothing of the upgrade again.
     const before = lines.length;
@@ -688,10 +771,14 @@ describe('LayoutUpgrade failures', () => {
     const up = LayoutUpgrade.detect(fake, logger, PIN) as LayoutUpgrade;
     const obj = new BpfObject(fake, await fake.openObject(FAKE_OBJECT_PATH, { pinRoot: PIN }), FAKE_OBJECT_PATH);
     let attached = 0;
+    const holds: boolean[] = [];
     const ctx = {
       obj,
       config: null,
       attach: () => attached++,
+      hold: async (on: boolean) => {
+        holds.push(on);
+      },
       tc: new Tc(fake),
       links: () => fake.links(),
       ours: () => new Set<number>(),
@@ -705,6 +792,7 @@ describe('LayoutUpgrade failures', () => {
     expect(await up.afterSync(ctx)).toBe(false);
     expect(attached).toBe(1);
     expect(up.holdsAttach).toBe(false);
+    expect(holds.at(-1), 'the hold is off after a failure').toBe(false);
     expect(lines.some((l) => / error bpf the upgrade from layout 1 failed/.test(l) && l.includes('Device or resource busy'))).toBe(true);
     fake.unpin = unpin;
     expect(await up.afterSync(ctx)).toBe(true);

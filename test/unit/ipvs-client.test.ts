@@ -39,7 +39,7 @@ describe('encoding (the bytes the kernel parses)', () => {
   test('IPv6: the persistence netmask is a prefix length in host order', () => {
     const s = decodeGenl(parseMessages(encode.newService(0x23, udp6))[0]!, 't').attrs.nested(1)!;
     expect(s.get(1)!.toString('hex')).toBe('0a00');
-    expect(s.get(3)!.toString('hex')).toBe('fd000010009600000000000000000000'.slice(0, 32 - 4) + '000a');
+    expect(s.get(3)!.toString('hex')).toBe(`${'fd000010009600000000000000000000'.slice(0, 32 - 4)}000a`);
     expect(s.get(9)!.toString('hex')).toBe('80000000');
   });
 

@@ -49,6 +49,7 @@ import {
   SY_CFG_DETECT_CIDR,
   SY_CFG_DETECT_IFACE,
   SY_CFG_KERNEL_HANDOVER,
+  SY_CFG_LAYOUT_UPGRADE,
   u32Codec,
 } from './layout.ts';
 import type { DesiredService, DesiredState, ProgrammedState } from './state.ts';
@@ -62,6 +63,16 @@ import { type CtPassResult, type CtTimeouts, flushPass, gcPass } from './ct-gc.t
 import { type AffinityMembers, affinityPass, allMembers, lostMembers } from './affinity.ts';
 import { MAGLEV_DEFAULT_M } from './maglev.ts';
 import { attachSocketLb, closeStaleSockets, SOCK_ATTACH_TYPES, SOCK_PROGRAMS } from './socklb.ts';
+
+/**
+ * The canonical addresses of a Service port's serving endpoints (terminating
+ * ones included): what the conntrack reconciler and the host-socket clean-up
+ * keep; flows and sockets to any other address of the port's frontends go.
+ */
+function servingAddrs(snapshot: ProxySnapshot, owner: string): Set<string> {
+  const port = snapshot.servicePorts.get(owner);
+  return new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
+}
 
 /** Runs a kernel operation; a native error becomes a DataplaneError naming the operation, with the native error as its cause. */
 async function kernel<T>(operation: string, f: () => Promise<T>): Promise<T> {
@@ -233,6 +244,8 @@ export class BpfDataplane implements Dataplane {
   #lock: PinLock | null = null;
   /** A pending upgrade from layout 1 (migrate.ts): holds the attach until the first sync. */
   #upgrade: LayoutUpgrade | null = null;
+  /** SY_CFG_LAYOUT_UPGRADE goes into every config write while set (the upgrade's switch). */
+  #upgradeHold = false;
   #gcTimer: ReturnType<typeof setInterval> | null = null;
   /** The pass under way, so that stop() waits for it and passes never overlap. */
   #gcRunning: Promise<CtPassResult | null> | null = null;
@@ -452,8 +465,7 @@ export class BpfDataplane implements Dataplane {
     for (const key of touched) {
       const d = desired.services.get(key);
       if (d === undefined || !lostBackends(before, d)) continue;
-      const port = snapshot.servicePorts.get(d.owner);
-      const addrs = new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
+      const addrs = servingAddrs(snapshot, d.owner);
       if (addrs.size > 0) serving.set(key, addrs);
     }
     if (serving.size === 0) return;
@@ -483,8 +495,7 @@ export class BpfDataplane implements Dataplane {
       const p = next.services.get(key);
       const d = desired.services.get(key);
       if (p === undefined || d === undefined || (p.frontend.proto !== 'UDP' && p.frontend.proto !== 'SCTP')) continue;
-      const port = snapshot.servicePorts.get(d.owner);
-      const addrs = new Set((port?.endpoints ?? []).filter((e) => e.serving).map((e) => canonicalIP(e.ip, 'decimal') ?? e.ip));
+      const addrs = servingAddrs(snapshot, d.owner);
       if (addrs.size > 0) serving.set(p.svcId, addrs);
     }
     if (serving.size === 0) return;
@@ -656,7 +667,8 @@ export class BpfDataplane implements Dataplane {
     const obj = this.#obj;
     if (!obj) return;
     const base = nodeConfig(this.#o, podCIDRs);
-    const c = handover ? { ...base, flags: base.flags | SY_CFG_KERNEL_HANDOVER } : base;
+    const extra = (handover ? SY_CFG_KERNEL_HANDOVER : 0) | (this.#upgradeHold ? SY_CFG_LAYOUT_UPGRADE : 0);
+    const c = extra === 0 ? base : { ...base, flags: base.flags | extra };
     const text = JSON.stringify(c);
     if (text === this.#configText) return;
     await writeNodeConfig(obj, c);
@@ -722,6 +734,10 @@ export class BpfDataplane implements Dataplane {
       obj,
       config: nodeConfig(this.#o, podCIDRs),
       attach: () => this.#attachLinks(),
+      hold: async (on) => {
+        this.#upgradeHold = on;
+        await this.#writeConfig(podCIDRs);
+      },
       tc: this.#tc,
       links: () => this.#o.links.list(),
       ours: () => new Set([fds.fromPod, fds.toPod, fds.fromNet, fds.toNet].map((fd) => this.#o.native.progIdFromFd(fd))),

@@ -14,7 +14,8 @@
 // An external master is written before the internal master that sends
 // clients to it, and deleted after the internal master stopped doing so.
 // Source ranges are added before the master and removed after it; VIPs are
-// refcounted by the ClusterIP frontends using them.
+// refcounted by the ClusterIP frontends using them, added after the masters
+// and removed before them (finishVips).
 // Backends are refcounted by live slots across all frontends of a family
 // and deleted last, once nothing points at them. Freed backend ids and
 // svc_ids are quarantined for ID_QUARANTINE_MS (state.ts) before reuse.
@@ -598,16 +599,23 @@ class PlanBuilder {
     this.vipFamily.set(addr, family);
   }
 
-  /** VIP ops from the counts before and after the plan (one address may lose a frontend and gain another in one plan). */
+  /**
+   * VIP ops from the counts before and after the plan (one address may lose
+   * a frontend and gain another in one plan). A VIP without a master for the
+   * port drops the packet (DROP_NO_PORT), where before the plan it went on
+   * untouched (to kube-proxy's rules, while migrating) or was translated: so
+   * a new VIP is written in the phase after its masters, and a VIP no
+   * frontend uses goes in the phase before its masters are deleted.
+   */
   private finishVips(): void {
     for (const [addr, family] of [...this.vipFamily].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
       const had = this.current.vips.has(addr);
       const has = this.vips.has(addr);
       if (!had && has) {
-        (this.phases[PHASE_BACKEND_UPDATE] as Op[]).push(this.op(VIP_MAP[family], 'update', { addr }, { flags: SY_VIP_F_CLUSTER_IP }));
+        (this.phases[PHASE_SVC_DELETE] as Op[]).push(this.op(VIP_MAP[family], 'update', { addr }, { flags: SY_VIP_F_CLUSTER_IP }));
         this.entries[VIP_MAP[family]]++;
       } else if (had && !has) {
-        (this.phases[PHASE_SVC_DELETE] as Op[]).push(this.op(VIP_MAP[family], 'delete', { addr }));
+        (this.phases[PHASE_MASTER_UPDATE] as Op[]).push(this.op(VIP_MAP[family], 'delete', { addr }));
         this.entries[VIP_MAP[family]]--;
       }
     }

@@ -22,11 +22,17 @@
 //   1. start(): detect() finds v1 pins; the v2 object is loaded and pinned
 //      but NOT attached (holdsAttach), so the v1 program keeps forwarding.
 //   2. after the first v2 sync has landed: carry() writes every v1 flow whose
-//      keys sy_ct4_v2 does not hold yet; then the v2 programs are attached
-//      (replacing the v1 program on every interface), carry() runs once more
-//      for flows the v1 program created in between, detachStale() removes the
-//      v1 program from interfaces the v2 daemon does not use, and finish()
-//      unpins the v1 maps.
+//      keys sy_ct4_v2 does not hold yet; then SY_CFG_LAYOUT_UPGRADE is set in
+//      sy_config_v2, the v2 programs are attached (replacing the v1 program on
+//      every interface), carry() runs once more for flows the v1 program
+//      created in between, and the flag is cleared (whatever failed); then
+//      detachStale() removes the v1 program from interfaces the v2 daemon does
+//      not use, and finish() unpins the v1 maps. While the flag is set, the v2
+//      program drops a TCP packet without a flow that is not a bare SYN
+//      (SY_STAT_UPGRADE_HOLD) instead of taking it for a new connection: a
+//      connection the v1 program opened after the first carry has no v2 flow
+//      until the second carry lands, and a backend picked afresh would reset
+//      it; dropped, the packet is retransmitted and finds the carried flow.
 // Idempotent and crash-safe: the v1 pins are the "migration pending" mark
 // and go last; a daemon killed anywhere before re-runs it all, and carry()
 // never overwrites a v2 entry that exists (the v2 program's own view of a
@@ -557,6 +563,8 @@ export interface UpgradeSteps {
   readonly ids: V2Ids;
   /** Attaches the v2 programs to every interface they belong on, replacing the v1 program there. */
   attach(): void;
+  /** Sets (true) or clears (false) SY_CFG_LAYOUT_UPGRADE in sy_config_v2. */
+  hold(on: boolean): Promise<void>;
   readonly tc: Tc;
   /** The links now (for detachStale). */
   links(): readonly Link[];
@@ -567,11 +575,13 @@ export interface UpgradeSteps {
 }
 
 /**
- * carry, attach, carry again, detach the v1 program where it is left, unpin
- * the v1 maps; logged with counts. A failed carry is logged and the v2
- * programs are attached anyway (a node must not stay on layout 1 because of,
- * say, a full table): the v1 pins stay, and the caller runs this again after
- * its next sync. Resolves true when the migration is complete.
+ * carry, hold, attach, carry again, release, detach the v1 program where it
+ * is left, unpin the v1 maps; logged with counts. A failed carry is logged
+ * and the v2 programs are attached anyway (a node must not stay on layout 1
+ * because of, say, a full table): the v1 pins stay, and the caller runs this
+ * again after its next sync. The hold (SY_CFG_LAYOUT_UPGRADE) is set only
+ * around attach and the second carry, and cleared whatever happens there.
+ * Resolves true when the migration is complete.
  */
 export async function completeMigration(m: V1Migration, steps: UpgradeSteps, log: Logger): Promise<boolean> {
   let carried: CarryResult | null = null;
@@ -585,15 +595,31 @@ export async function completeMigration(m: V1Migration, steps: UpgradeSteps, log
       },
     );
   }
-  steps.attach();
-  if (carried === null) return false;
-  try {
-    // Flows the v1 program created between the first carry and the switch.
-    const late = await m.carry(steps.target, steps.ids);
-    carried.written += late.written;
-  } catch (err) {
-    log.error('carrying layout 1 connection tracking (after the switch) failed; retried after the next sync', { error: err });
+  if (carried === null) {
+    steps.attach();
     return false;
+  }
+  // Until the second carry landed, a connection the v1 program opened since the first has
+  // no v2 flow: the v2 program holds (drops) its packets rather than re-balancing them.
+  let held = false;
+  try {
+    await steps.hold(true);
+    held = true;
+  } catch (err) {
+    log.warn('could not hold connections without a flow during the switch to layout 2 (connections opened meanwhile may reset)', { error: err });
+  }
+  try {
+    steps.attach();
+    try {
+      // Flows the v1 program created between the first carry and the switch.
+      const late = await m.carry(steps.target, steps.ids);
+      carried.written += late.written;
+    } catch (err) {
+      log.error('carrying layout 1 connection tracking (after the switch) failed; retried after the next sync', { error: err });
+      return false;
+    }
+  } finally {
+    if (held) await release(steps, log);
   }
   log.info('layout 1 connection tracking carried to layout 2', { ...carried });
   const detached = m.detachStale(steps.tc, steps.links(), steps.ours(), steps.filters);
@@ -601,6 +627,15 @@ export async function completeMigration(m: V1Migration, steps: UpgradeSteps, log
   const removed = m.finish();
   log.info('layout 1 maps removed', { pinPath: m.pinPath, maps: removed.join(',') });
   return true;
+}
+
+/** Clears the hold; a failure is logged (the dataplane's next config write clears it). */
+async function release(steps: UpgradeSteps, log: Logger): Promise<void> {
+  try {
+    await steps.hold(false);
+  } catch (err) {
+    log.error('could not clear the layout 1 upgrade hold; the next sync clears it', { error: err });
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -614,6 +649,11 @@ export interface UpgradeContext {
   readonly config: NodeConfig | null;
   /** Attaches the layout 2 programs (BpfDataplane's attach of every wanted link). */
   attach(): void;
+  /**
+   * Sets (true) or clears (false) SY_CFG_LAYOUT_UPGRADE in sy_config_v2;
+   * cleared, the dataplane's config writes leave it out again.
+   */
+  hold(on: boolean): Promise<void>;
   readonly tc: Tc;
   links(): readonly Link[];
   /** Ids of the layout 2 programs of `obj`. */
@@ -662,11 +702,22 @@ export class LayoutUpgrade {
       };
       const ids = v2IdsFromDumps(await dump(MAPS.svc4.name), await dump(MAPS.backend4.name), ctx.config);
       const target = ctTarget(ctx.obj.map(MAPS.ct4.name), MAPS.ct4.keyCodec, MAPS.ct4.valueCodec);
-      const steps: UpgradeSteps = { target, ids, attach: () => this.#attach(ctx), tc: ctx.tc, links: ctx.links, ours: ctx.ours, filters: ctx.filters };
+      const steps: UpgradeSteps = {
+        target,
+        ids,
+        attach: () => this.#attach(ctx),
+        hold: (on) => ctx.hold(on),
+        tc: ctx.tc,
+        links: ctx.links,
+        ours: ctx.ours,
+        filters: ctx.filters,
+      };
       return await completeMigration(this.#m, steps, this.#log);
     } catch (err) {
       this.#log.error('the upgrade from layout 1 failed; layout 2 is attached, the layout 1 maps stay; retried after the next sync', { error: err });
       if (this.#holdAttach) this.#attach(ctx);
+      // completeMigration releases its hold; this makes sure whatever escaped did not keep it.
+      await ctx.hold(false).catch(() => undefined);
       return false;
     }
   }

@@ -353,15 +353,16 @@ export const PHASE_NAMES = ['backend-update', 'slot-update', 'master-update', 's
  * Operations in the order they must reach the kernel. Each phase is one
  * batch per map; phases run one after the other:
  *   1. backend-update   (backends exist before any slot points at them;
- *                        new VIPs and source ranges before the masters
- *                        that rely on them)
+ *                        source ranges before the masters that rely on them)
  *   2. svc-update slots (the new generation, invisible until its master flips)
  *   3. svc-update masters (flip: the frontend now uses the new generation;
  *                        an external master before the internal master
- *                        that sends clients to it)
+ *                        that sends clients to it; VIPs no longer used, so
+ *                        that no packet meets a VIP without its port)
  *   4. svc-delete       (old generation's slots; masters of removed
  *                        frontends, internal first, then their slots;
- *                        VIPs and source ranges no longer used)
+ *                        source ranges no longer used; new VIPs, once their
+ *                        masters translate)
  *   5. backend-delete   (backends no slot points at any more)
  * `phases` always has exactly these 5 entries (PHASE_*), empty ones included.
  * Within a phase the order matters too (a batch is applied in order; kernel
