@@ -226,7 +226,7 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 		f.flags |= SY_CT_F_SNAT;
 		if ((f.nat_addr_be[0] | f.nat_addr_be[1] | f.nat_addr_be[2] | f.nat_addr_be[3]) ==
 		            0 ||
-		    ct_claim_snat(v6, &f, p->proto, cfg->snat_port_min, cfg->snat_port_max) < 0) {
+		    ct_claim_snat(v6, &k, &f, p->proto, cfg->snat_port_min, cfg->snat_port_max) < 0) {
 			stat_inc(SY_STAT_SNAT_FAIL);
 			return TC_ACT_SHOT;
 		}

@@ -216,6 +216,10 @@ static __always_inline int aff_remember(int v6, const struct pkt *p, __u32 svc_i
  * (no per-node seed), so every node sends a flow to the same backend. */
 static __always_inline __u32 hash_mix(__u32 h, __u32 k)
 {
+	/* one word at a time: without this barrier clang loads and mixes all the
+	 * words at once, and the spilled halves cost lb_maglev6 64 bytes of stack
+	 * (its caller chain is at the 512-byte limit on 5.10) */
+	asm volatile("" : "+r"(h), "+r"(k) : : "memory");
 	k *= 0xcc9e2d51;
 	k = (k << 15) | (k >> 17);
 	k *= 0x1b873593;
@@ -253,7 +257,8 @@ static __always_inline __u32 flow_hash(int v6, const struct pkt *p)
  * Maglev's table entry for its 5-tuple, or a random slot. 0 when the entry
  * or slot is gone (the master was replaced meanwhile: reread it). */
 static __always_inline __u32 pick_id(int v6, const struct pkt *p, __u8 scope,
-                                     const struct sy_svc_value *m, __u32 state, int maglev)
+                                     const struct sy_svc_value *m, __u32 state, int maglev,
+                                     __u32 hash)
 {
 	__u32 count = SY_STATE_COUNT(state);
 	__u32 size = m->maglev_m;
@@ -262,7 +267,7 @@ static __always_inline __u32 pick_id(int v6, const struct pkt *p, __u8 scope,
 		struct sy_maglev_key k = {.svc_id = m->svc_id,
 		                          .scope = scope,
 		                          .gen = SY_STATE_GEN(state),
-		                          .index = flow_hash(v6, p) % size};
+		                          .index = hash % size};
 		struct sy_maglev_value *e = bpf_map_lookup_elem(&sy_maglev_v2, &k);
 
 		if (!e)
@@ -289,6 +294,8 @@ static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
                                    int maglev)
 {
 	const struct sy_svc_value *m = master;
+	/* once, before the rereads: the packet's words are not kept live (spilled) across them */
+	__u32 hash = maglev ? flow_hash(v6, p) : 0;
 	int i;
 
 	for (i = 0; i < SY_PICK_TRIES; i++) {
@@ -301,7 +308,7 @@ static __always_inline int lb_pick(int v6, const struct pkt *p, __u8 scope,
 		if (SY_STATE_COUNT(state) == 0)
 			return SY_ACT_REJECT;
 		f->svc_id = m->svc_id;
-		id = pick_id(v6, p, scope, m, state, maglev);
+		id = pick_id(v6, p, scope, m, state, maglev, hash);
 		if (id) {
 			f->backend_id = id;
 			if (backend_get(v6, id, (union sy_addr *)f->backend_addr_be,
