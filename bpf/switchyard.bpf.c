@@ -33,7 +33,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* to_frontend's answer when the packet is to be rejected: handle() calls
  * sy_reject with the packet still untouched. */
-#define SY_DO_REJECT 0x10000
+#define SY_DO_REJECT   0x10000
+/* to_frontend's answer when the destination is no frontend (no INTERNAL
+ * master): handle() goes on with the packet. */
+#define SY_NO_FRONTEND 0x10001
 
 /* TCP RST / ICMP(v6) port unreachable in place of the packet (reject.h),
  * as a global BPF function: verified once on its own, not per call path
@@ -123,17 +126,24 @@ static __always_inline int wants_masq(__u16 mflags, int ext, __u8 scope)
 	return !!(mflags & (SY_SVC_F_MASQ | SY_SVC_F_MASQ_EXT));
 }
 
-/* A packet to a frontend (its INTERNAL master is m). */
-static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, struct pkt *p,
-                                       struct sy_svc_value *m)
+/* A packet to a frontend, or SY_NO_FRONTEND when its destination has no
+ * INTERNAL master. The master is looked up here, not in handle(): the
+ * lookup key would sit in handle's frame beside the packet, and handle's
+ * frame is part of the deepest call chain (512 bytes in all on 5.10). */
+static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, struct pkt *p)
 {
-	struct sy_config_v2 *cfg = config_get();
+	struct sy_svc_value *m =
+	        svc_lookup(v6, &p->daddr, p->dport, p->proto, SY_SCOPE_INTERNAL, 0, 0);
+	struct sy_config_v2 *cfg;
 	struct sy_ct6_value f;
 	struct sy_ct6_key k;
 	__u8 scope = SY_SCOPE_INTERNAL;
 	__u16 mflags;
 	int ext, verdict;
 
+	if (!m)
+		return SY_NO_FRONTEND;
+	cfg = config_get();
 	if (!cfg)
 		return TC_ACT_UNSPEC;
 	stat_inc(SY_STAT_SVC_HIT);
@@ -226,7 +236,8 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 		f.flags |= SY_CT_F_SNAT;
 		if ((f.nat_addr_be[0] | f.nat_addr_be[1] | f.nat_addr_be[2] | f.nat_addr_be[3]) ==
 		            0 ||
-		    ct_claim_snat(v6, &k, &f, p->proto, cfg->snat_port_min, cfg->snat_port_max) < 0) {
+		    ct_claim_snat(v6, &k, &f, p->proto, cfg->snat_port_min, cfg->snat_port_max) <
+		            0) {
 			stat_inc(SY_STAT_SNAT_FAIL);
 			return TC_ACT_SHOT;
 		}
@@ -287,9 +298,7 @@ static __always_inline int frag_unknown(int v6, const struct pkt *p)
 	return TC_ACT_SHOT;
 }
 
-SY_PER_FAMILY(to_frontend,
-              (struct __sk_buff * skb, int hook, struct pkt *p, struct sy_svc_value *m),
-              (skb, v6, hook, p, m))
+SY_PER_FAMILY(to_frontend, (struct __sk_buff * skb, int hook, struct pkt *p), (skb, v6, hook, p))
 SY_PER_FAMILY(from_backend, (struct __sk_buff * skb, struct pkt *p, int egress),
               (skb, v6, p, egress))
 SY_PER_FAMILY(icmp_plan,
@@ -320,7 +329,6 @@ SY_PER_FAMILY(icmp_error, (struct __sk_buff * skb, struct pkt *p, int egress), (
 static __always_inline int handle(struct __sk_buff *skb, int v6, int hook)
 {
 	int egress = hook == SY_HOOK_TO_POD || hook == SY_HOOK_TO_NET;
-	struct sy_svc_value *m;
 	struct pkt p = {};
 	int rc;
 
@@ -343,13 +351,11 @@ static __always_inline int handle(struct __sk_buff *skb, int v6, int hook)
 	}
 	if (egress)
 		return SY_CALL(from_backend, v6, skb, &p, 1);
-	m = svc_lookup(v6, &p.daddr, p.dport, p.proto, SY_SCOPE_INTERNAL, 0, 0);
-	if (m) {
-		rc = SY_CALL(to_frontend, v6, skb, hook, &p, m);
-		if (rc == SY_DO_REJECT)
-			return sy_reject(skb, p.l3_off, p.l4_off, p.proto, v6);
+	rc = SY_CALL(to_frontend, v6, skb, hook, &p);
+	if (rc == SY_DO_REJECT)
+		return sy_reject(skb, p.l3_off, p.l4_off, p.proto, v6);
+	if (rc != SY_NO_FRONTEND)
 		return rc;
-	}
 	if (vip_has(v6, &p.daddr)) {
 		stat_inc(SY_STAT_DROP_NO_PORT);
 		return TC_ACT_SHOT;
