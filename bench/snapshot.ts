@@ -118,6 +118,7 @@ const CLUSTER_IP_DEFAULTS = {
   externalIPs: [],
   loadBalancerIPs: [],
   sessionAffinity: null,
+  lbAlgorithm: null,
   externalPolicyLocal: false,
   internalPolicyLocal: false,
   healthCheckNodePort: null,

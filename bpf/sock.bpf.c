@@ -162,7 +162,8 @@ static __always_inline int sock_fwd_body(struct bpf_sock_addr *ctx, int v6, int 
 	if (!m)
 		return SYS_PROCEED;
 	__builtin_memset(&f, 0, sizeof(f));
-	verdict = lb_pick(v6, &p, SY_SCOPE_INTERNAL, m, &f);
+	/* Random: no 5-tuple yet at connect time for Maglev, no affinity here (README). */
+	verdict = lb_pick(v6, &p, SY_SCOPE_INTERNAL, m, &f, 0);
 	if (verdict == SY_ACT_REJECT)
 		return refuse(ECONNREFUSED);
 	if (verdict != SY_ACT_FORWARD)

@@ -33,7 +33,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* to_frontend's answer when the packet is to be rejected: handle() calls
  * sy_reject with the packet still untouched. */
-#define SY_DO_REJECT 0x10000
+#define SY_DO_REJECT   0x10000
+/* to_frontend's answer when the destination is no frontend (no INTERNAL
+ * master): handle() goes on with the packet. */
+#define SY_NO_FRONTEND 0x10001
 
 /* TCP RST / ICMP(v6) port unreachable in place of the packet (reject.h),
  * as a global BPF function: verified once on its own, not per call path
@@ -45,6 +48,41 @@ __noinline int sy_reject(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, __u3
 		return sy_reject6(skb, l3_off, l4_off, proto);
 	return sy_reject4(skb, l3_off, l4_off, proto);
 }
+
+/* Per-family entry points into the bodies below (and lb_pick), as BPF-to-BPF calls: each
+ * gets its own stack frame (the inlined whole would exceed 512 bytes) and
+ * is still specialised for its family at compile time. */
+#define SY_PER_FAMILY(fn, params, args)                                                            \
+	static __noinline int fn##4 params                                                         \
+	{                                                                                          \
+		const int v6 = 0;                                                                  \
+		return fn args;                                                                    \
+	}                                                                                          \
+	static __noinline int fn##6 params                                                         \
+	{                                                                                          \
+		const int v6 = 1;                                                                  \
+		return fn args;                                                                    \
+	}
+
+#define SY_CALL(fn, v6, ...) ((v6) ? fn##6(__VA_ARGS__) : fn##4(__VA_ARGS__))
+
+/* The backend choice (lb.h), each step in its own frame: their keys
+ * (affinity, Maglev, slots) would otherwise all sit in to_frontend's, past
+ * the 512-byte stack of the deepest call chain. */
+SY_PER_FAMILY(lb_random,
+              (const struct pkt *p, __u8 scope, const struct sy_svc_value *m,
+               struct sy_ct6_value *f),
+              (v6, p, scope, m, f))
+SY_PER_FAMILY(lb_maglev,
+              (const struct pkt *p, __u8 scope, const struct sy_svc_value *m,
+               struct sy_ct6_value *f),
+              (v6, p, scope, m, f))
+SY_PER_FAMILY(aff_choose,
+              (const struct pkt *p, __u8 scope, const struct sy_svc_value *m,
+               struct sy_ct6_value *f),
+              (v6, p, scope, m, f))
+SY_PER_FAMILY(aff_remember, (const struct pkt *p, __u32 svc_id, __u32 backend_id),
+              (v6, p, svc_id, backend_id))
 
 /* Forward translation with a flow: destination frontend -> backend, source
  * client -> nat when masqueraded (then redirected by the FIB). */
@@ -88,17 +126,24 @@ static __always_inline int wants_masq(__u16 mflags, int ext, __u8 scope)
 	return !!(mflags & (SY_SVC_F_MASQ | SY_SVC_F_MASQ_EXT));
 }
 
-/* A packet to a frontend (its INTERNAL master is m). */
-static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, struct pkt *p,
-                                       struct sy_svc_value *m)
+/* A packet to a frontend, or SY_NO_FRONTEND when its destination has no
+ * INTERNAL master. The master is looked up here, not in handle(): the
+ * lookup key would sit in handle's frame beside the packet, and handle's
+ * frame is part of the deepest call chain (512 bytes in all on 5.10). */
+static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, struct pkt *p)
 {
-	struct sy_config_v2 *cfg = config_get();
+	struct sy_svc_value *m =
+	        svc_lookup(v6, &p->daddr, p->dport, p->proto, SY_SCOPE_INTERNAL, 0, 0);
+	struct sy_config_v2 *cfg;
 	struct sy_ct6_value f;
 	struct sy_ct6_key k;
 	__u8 scope = SY_SCOPE_INTERNAL;
 	__u16 mflags;
 	int ext, verdict;
 
+	if (!m)
+		return SY_NO_FRONTEND;
+	cfg = config_get();
 	if (!cfg)
 		return TC_ACT_UNSPEC;
 	stat_inc(SY_STAT_SVC_HIT);
@@ -155,7 +200,16 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 		return TC_ACT_SHOT;
 	}
 	__builtin_memset(&f, 0, sizeof(f));
-	verdict = lb_pick(v6, p, scope, m, &f);
+	if (SY_CALL(aff_choose, v6, p, scope, m, &f) == 0) {
+		verdict = SY_ACT_FORWARD;
+	} else {
+		if (m->flags & SY_SVC_F_MAGLEV)
+			verdict = SY_CALL(lb_maglev, v6, p, scope, m, &f);
+		else
+			verdict = SY_CALL(lb_random, v6, p, scope, m, &f);
+		if (verdict == SY_ACT_FORWARD && (m->flags & SY_SVC_F_AFFINITY))
+			SY_CALL(aff_remember, v6, p, f.svc_id, f.backend_id);
+	}
 	if (verdict == SY_ACT_REJECT)
 		return SY_DO_REJECT;
 	if (verdict == SY_ACT_DROP) {
@@ -186,7 +240,8 @@ static __always_inline int to_frontend(struct __sk_buff *skb, int v6, int hook, 
 		f.flags |= SY_CT_F_SNAT;
 		if ((f.nat_addr_be[0] | f.nat_addr_be[1] | f.nat_addr_be[2] | f.nat_addr_be[3]) ==
 		            0 ||
-		    ct_claim_snat(v6, &f, p->proto, cfg->snat_port_min, cfg->snat_port_max) < 0) {
+		    ct_claim_snat(v6, &k, &f, p->proto, cfg->snat_port_min, cfg->snat_port_max) <
+		            0) {
 			stat_inc(SY_STAT_SNAT_FAIL);
 			return TC_ACT_SHOT;
 		}
@@ -247,24 +302,7 @@ static __always_inline int frag_unknown(int v6, const struct pkt *p)
 	return TC_ACT_SHOT;
 }
 
-/* Per-family entry points into the bodies above, as BPF-to-BPF calls: each
- * gets its own stack frame (the inlined whole would exceed 512 bytes) and
- * is still specialised for its family at compile time. */
-#define SY_PER_FAMILY(fn, params, args)                                                            \
-	static __noinline int fn##4 params                                                         \
-	{                                                                                          \
-		const int v6 = 0;                                                                  \
-		return fn args;                                                                    \
-	}                                                                                          \
-	static __noinline int fn##6 params                                                         \
-	{                                                                                          \
-		const int v6 = 1;                                                                  \
-		return fn args;                                                                    \
-	}
-
-SY_PER_FAMILY(to_frontend,
-              (struct __sk_buff * skb, int hook, struct pkt *p, struct sy_svc_value *m),
-              (skb, v6, hook, p, m))
+SY_PER_FAMILY(to_frontend, (struct __sk_buff * skb, int hook, struct pkt *p), (skb, v6, hook, p))
 SY_PER_FAMILY(from_backend, (struct __sk_buff * skb, struct pkt *p, int egress),
               (skb, v6, p, egress))
 SY_PER_FAMILY(icmp_plan,
@@ -272,8 +310,6 @@ SY_PER_FAMILY(icmp_plan,
               (skb, v6, p, egress, x))
 SY_PER_FAMILY(icmp_apply, (struct __sk_buff * skb, struct pkt *p, const struct icmp_xlate6 *x),
               (skb, v6, p, x))
-
-#define SY_CALL(fn, v6, ...) ((v6) ? fn##6(__VA_ARGS__) : fn##4(__VA_ARGS__))
 
 /* An ICMP(v6) error: translated when it quotes a packet of a tracked flow
  * (icmp_plan says which and how), redirected when the flow is masqueraded.
@@ -297,7 +333,6 @@ SY_PER_FAMILY(icmp_error, (struct __sk_buff * skb, struct pkt *p, int egress), (
 static __always_inline int handle(struct __sk_buff *skb, int v6, int hook)
 {
 	int egress = hook == SY_HOOK_TO_POD || hook == SY_HOOK_TO_NET;
-	struct sy_svc_value *m;
 	struct pkt p = {};
 	int rc;
 
@@ -320,13 +355,11 @@ static __always_inline int handle(struct __sk_buff *skb, int v6, int hook)
 	}
 	if (egress)
 		return SY_CALL(from_backend, v6, skb, &p, 1);
-	m = svc_lookup(v6, &p.daddr, p.dport, p.proto, SY_SCOPE_INTERNAL, 0, 0);
-	if (m) {
-		rc = SY_CALL(to_frontend, v6, skb, hook, &p, m);
-		if (rc == SY_DO_REJECT)
-			return sy_reject(skb, p.l3_off, p.l4_off, p.proto, v6);
+	rc = SY_CALL(to_frontend, v6, skb, hook, &p);
+	if (rc == SY_DO_REJECT)
+		return sy_reject(skb, p.l3_off, p.l4_off, p.proto, v6);
+	if (rc != SY_NO_FRONTEND)
 		return rc;
-	}
 	if (vip_has(v6, &p.daddr)) {
 		stat_inc(SY_STAT_DROP_NO_PORT);
 		return TC_ACT_SHOT;

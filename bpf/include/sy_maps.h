@@ -37,6 +37,14 @@
  * nothing until used. */
 #define SY_SVC_CNT_MAX  524288 /* 2 * SY_SVC_MAX */
 #define SY_BE_CNT_MAX   131072 /* SY_BACKEND_MAX */
+/* Session affinity: one entry per (frontend, client address) in use, evicted
+ * least recently used first; membership: one entry per backend slot of the
+ * frontends with affinity (svc_ids span both families). */
+#define SY_AFF_MAX      65536
+#define SY_AFF_BE_MAX   524288 /* 2 * SY_SVC_MAX */
+/* Maglev tables: maglev_m entries per table (default 16381), one table per
+ * scope of a frontend using Maglev, two while it is replaced. */
+#define SY_MAGLEV_MAX   2097152
 
 /* ------------------------------------------------------------------------
  * Frontends: sy_svc4_v2 / sy_svc6_v2 (hash).
@@ -104,8 +112,8 @@ _Static_assert(sizeof(struct sy_svc6_key) == 24, "sy_svc6_key size");
 #define SY_SVC_F_SRC_RANGES                                                                        \
 	0x0008 /* only sources in sy_srcrange*_v2 under svc_id (loadBalancerSourceRanges) */
 #define SY_SVC_F_AFFINITY                                                                          \
-	0x0010 /* sessionAffinity ClientIP (affinity_timeout_s); reserved for the affinity issue */
-#define SY_SVC_F_MAGLEV     0x0020 /* Maglev backend choice; reserved */
+	0x0010 /* sessionAffinity ClientIP (affinity_timeout_s): sy_aff*_v2, sy_aff_be_v2 */
+#define SY_SVC_F_MAGLEV     0x0020 /* Maglev backend choice (maglev_m, sy_maglev_v2) */
 #define SY_SVC_F_CLUSTER_IP 0x0040 /* the frontend is a ClusterIP */
 
 struct sy_svc_value {
@@ -114,10 +122,85 @@ struct sy_svc_value {
 	__u32 svc_id;     /* master: stable id of this frontend (both scopes share it) */
 	__u16 flags;      /* master: SY_SVC_F_* */
 	__u16 pad;
-	__u32 affinity_timeout_s; /* master: sessionAffinity timeout; 0 = none */
-	__u32 aux;                /* reserved (Maglev table id) */
+	__u32 affinity_timeout_s; /* master with SY_SVC_F_AFFINITY: sessionAffinity timeout */
+	__u32 maglev_m; /* master with SY_SVC_F_MAGLEV: entries of its Maglev table (a prime) */
 };
 _Static_assert(sizeof(struct sy_svc_value) == 24, "sy_svc_value size");
+
+/* ------------------------------------------------------------------------
+ * Session affinity (sessionAffinity: ClientIP), kube-proxy's semantics per
+ * frontend: a new connection from a client address that this frontend sent
+ * to a backend less than affinity_timeout_s ago goes to that backend again,
+ * as long as the backend is still one of the frontend's (this scope's).
+ *
+ * sy_aff4_v2 / sy_aff6_v2 (LRU hash, written by the programs): (svc_id,
+ * client address) -> (backend id, last use). Refreshed by every new
+ * connection that uses it (not by the packets of established flows, which
+ * keep their connection-tracking entry whatever happens here). An entry
+ * past its timeout, or naming a backend the frontend no longer has, is
+ * ignored and replaced by the next pick. The daemon deletes the entries of
+ * backends a frontend lost (and of frontends that lost affinity or went).
+ *
+ * sy_aff_be_v2 (hash, written by the daemon): (svc_id, backend id, scope)
+ * for every backend slot of an affinity master, so the check "still one of
+ * the frontend's backends" is one lookup. Written before the master that
+ * uses it (with the new slots), deleted after.
+ */
+struct sy_aff4_key {
+	__u32 svc_id;
+	__be32 addr_be; /* client address */
+};
+_Static_assert(sizeof(struct sy_aff4_key) == 8, "sy_aff4_key size");
+
+struct sy_aff6_key {
+	__u32 svc_id;
+	__be32 addr_be[4];
+};
+_Static_assert(sizeof(struct sy_aff6_key) == 20, "sy_aff6_key size");
+
+struct sy_aff_value {
+	__u32 backend_id;
+	__u32 pad;
+	__u64 last_used_ns; /* bpf_ktime_get_ns() of the last new connection sent by it */
+};
+_Static_assert(sizeof(struct sy_aff_value) == 16, "sy_aff_value size");
+
+struct sy_aff_be_key {
+	__u32 svc_id;
+	__u32 backend_id;
+	__u8 scope; /* SY_SCOPE_* */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct sy_aff_be_key) == 12, "sy_aff_be_key size");
+
+struct sy_aff_be_value {
+	__u32 flags; /* unused, 0 */
+};
+_Static_assert(sizeof(struct sy_aff_be_value) == 4, "sy_aff_be_value size");
+
+/* ------------------------------------------------------------------------
+ * Maglev consistent hashing (SY_SVC_F_MAGLEV): sy_maglev_v2 (hash, written
+ * by the daemon), (svc_id, scope, gen, index) -> backend id, index
+ * 0..maglev_m-1: the lookup table of the Maglev paper, computed by the
+ * daemon from the backends' identities (address, port, protocol), so every
+ * node holds the same table for the same backends. A new connection hashes
+ * its 5-tuple to an index of the generation its master names (the slot
+ * generation: the table is replaced with the slots). Only frontends using
+ * Maglev have entries.
+ */
+struct sy_maglev_key {
+	__u32 svc_id;
+	__u8 scope; /* SY_SCOPE_* */
+	__u8 gen;   /* the master's slot generation */
+	__u16 pad;
+	__u32 index; /* 0..maglev_m-1 */
+};
+_Static_assert(sizeof(struct sy_maglev_key) == 12, "sy_maglev_key size");
+
+struct sy_maglev_value {
+	__u32 backend_id;
+};
+_Static_assert(sizeof(struct sy_maglev_value) == 4, "sy_maglev_value size");
 
 /* ------------------------------------------------------------------------
  * Backends: sy_backend4_v2 / sy_backend6_v2 (hash), backend id -> address.
@@ -360,6 +443,8 @@ _Static_assert(sizeof(struct sy_config_v2) == 56, "sy_config_v2 size");
 #define SY_STAT_SOCK_XLATE     16 /* host socket pointed at a backend (connect, sendmsg) */
 #define SY_STAT_SOCK_REJECT    17 /* host socket refused: frontend without endpoints */
 #define SY_STAT_UPGRADE_HOLD   18 /* no flow yet, SY_CFG_LAYOUT_UPGRADE set: dropped */
+#define SY_STAT_AFFINITY       19 /* new connection sent to its client's affinity backend */
+#define SY_STAT_MAGLEV         20 /* new connection's backend chosen by Maglev */
 #define SY_STAT_CT_MIDSTREAM   21 /* TCP without SYN opened a flow: its entries were gone */
 #define SY_STAT_MAX            32
 

@@ -181,13 +181,12 @@ static __always_inline void tcp_advance(struct sy_ct6_value *f, __u8 flags, int 
 
 /* Bookkeeping for a packet of a known flow: TCP state, last_seen_ns, and
  * the other half of the flow rebuilt if the LRU evicted it. `k` is the key
- * the flow was found under; `dir` its direction. Writes the half we hold
+ * the flow was found under (overwritten with the other half's); `dir` its direction. Writes the half we hold
  * only when something changed (at most once a second for last_seen_ns), and
  * the other half when the TCP state changed or it is missing. */
-static __always_inline void ct_touch(int v6, const struct pkt *p, const struct sy_ct6_key *k,
+static __always_inline void ct_touch(int v6, const struct pkt *p, struct sy_ct6_key *k,
                                      struct sy_ct6_value *f, __u8 dir)
 {
-	struct sy_ct6_key other;
 	__u8 state = f->tcp_state, fins = f->fin_mask;
 	__u64 now = bpf_ktime_get_ns();
 	int changed, stale, missing;
@@ -200,24 +199,25 @@ static __always_inline void ct_touch(int v6, const struct pkt *p, const struct s
 		f->last_seen_ns = now;
 	if (changed || stale)
 		ct_write(v6, k, f, BPF_ANY);
+	/* the other half's key, in k's place (one key on the caller's stack, not two) */
 	if (dir == SY_CT_DIR_FWD)
-		flow_rev_key(&other, f, p->proto);
+		flow_rev_key(k, f, p->proto);
 	else
-		flow_fwd_key(&other, f, p->proto);
-	missing = !ct_has(v6, &other);
+		flow_fwd_key(k, f, p->proto);
+	missing = !ct_has(v6, k);
 	if (changed || missing)
-		ct_write(v6, &other, f, BPF_ANY);
+		ct_write(v6, k, f, BPF_ANY);
 	if (missing)
 		stat_inc(SY_STAT_CT_RESTORE);
 }
 
 /* Claim a masquerade port: insert the REV half under nat:port with
  * BPF_NOEXIST, so two CPUs can never take the same port; random ports from
- * the configured range, a bounded number of tries. */
-static __always_inline int ct_claim_snat(int v6, struct sy_ct6_value *f, __u8 proto, __u16 port_min,
-                                         __u16 port_max)
+ * the configured range, a bounded number of tries. `k` is the caller's key
+ * buffer (overwritten: one key on the stack, not two). */
+static __always_inline int ct_claim_snat(int v6, struct sy_ct6_key *k, struct sy_ct6_value *f,
+                                         __u8 proto, __u16 port_min, __u16 port_max)
 {
-	struct sy_ct6_key k;
 	__u32 span;
 	int i;
 
@@ -226,8 +226,8 @@ static __always_inline int ct_claim_snat(int v6, struct sy_ct6_value *f, __u8 pr
 	span = (__u32)port_max - port_min + 1;
 	for (i = 0; i < SY_SNAT_TRIES; i++) {
 		f->nat_port_be = bpf_htons(port_min + bpf_get_prandom_u32() % span);
-		flow_rev_key(&k, f, proto);
-		if (ct_write(v6, &k, f, BPF_NOEXIST) == 0)
+		flow_rev_key(k, f, proto);
+		if (ct_write(v6, k, f, BPF_NOEXIST) == 0)
 			return 0;
 	}
 	return -1;

@@ -54,6 +54,10 @@ SY_LPM(sy_srcrange6_v2, struct sy_srcrange6_key, struct sy_srcrange_value, SY_SR
 SY_LRU(sy_ct4_v2, struct sy_ct4_key, struct sy_ct4_value, SY_CT_MAX);
 SY_LRU(sy_ct6_v2, struct sy_ct6_key, struct sy_ct6_value, SY_CT_MAX);
 SY_LRU(sy_frag4_v2, struct sy_frag4_key, struct sy_frag_value, SY_FRAG_MAX);
+SY_LRU(sy_aff4_v2, struct sy_aff4_key, struct sy_aff_value, SY_AFF_MAX);
+SY_LRU(sy_aff6_v2, struct sy_aff6_key, struct sy_aff_value, SY_AFF_MAX);
+SY_HASH(sy_aff_be_v2, struct sy_aff_be_key, struct sy_aff_be_value, SY_AFF_BE_MAX);
+SY_HASH(sy_maglev_v2, struct sy_maglev_key, struct sy_maglev_value, SY_MAGLEV_MAX);
 
 /* Traffic counters (sy_maps.h): per-CPU, not preallocated; entries are
  * inserted (zeroed) and deleted by the daemon only. */

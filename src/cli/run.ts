@@ -63,6 +63,8 @@ interface RunConfig {
   /** --iptables-localhost-nodeports: NodePorts on 127.0.0.1 where --nodeport-addresses allows it. */
   readonly localhostNodePorts: boolean;
   readonly capacities: Capacities;
+  readonly lbAlgorithm: 'random' | 'maglev';
+  readonly maglevTableSize: number;
   /** The CT garbage collector's timeouts, from the --conntrack-* flags. */
   readonly conntrackTimeouts: CtTimeouts;
   readonly logLevel: LogLevel;
@@ -136,6 +138,8 @@ export function runConfig(c: SwitchyardConfig): RunConfig {
     snatPorts: parsePortRange(c.switchyard.bpf.snatPortRange) ?? { min: 61000, max: 65535 },
     localhostNodePorts: c.iptables.localhostNodePorts,
     capacities: capacitiesOf(c),
+    lbAlgorithm: c.switchyard.bpf.lbAlgorithm,
+    maglevTableSize: c.switchyard.bpf.maglevTableSize,
     conntrackTimeouts: ctTimeouts(c.conntrack),
     logLevel: c.logging.verbosity >= 4 ? 'debug' : c.logging.verbosity >= 2 ? 'verbose' : 'info',
     logFormat: c.logging.format === 'json' ? 'json' : 'klog',
@@ -166,6 +170,10 @@ function capacitiesOf(c: SwitchyardConfig): Capacities {
     svccnt: 2 * b.servicesMax,
     becnt4: b.backendsMax,
     becnt6: b.backendsMax,
+    // Session affinity: clients (LRU) per family; members: one per backend slot of an affinity frontend, both families.
+    aff4: b.affinityMax,
+    aff6: b.affinityMax,
+    affbe: 2 * b.servicesMax,
     ...(ct === null ? {} : { ct4: ct, ct6: ct }),
   };
 }
@@ -337,6 +345,8 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
       localhostNodePorts: cfg.localhostNodePorts && allowsLocalhost(nodePortCidrs(cfg.nodePortAddresses, node)),
       snatPorts: cfg.snatPorts,
       capacities: cfg.capacities,
+      lbAlgorithm: cfg.lbAlgorithm,
+      maglevTableSize: cfg.maglevTableSize,
       links: hostLinks({ native, rescanMs: LINK_RESCAN_MS, log: logger('links') }),
       hostSockets: hostSockets(cfg, log),
       kernelConntrack: () => readConntrack(),

@@ -19,6 +19,8 @@ import { parseGoDuration, DURATION_HELP } from '../util/duration.ts';
 import { ipFamily, splitHostPort } from '../util/ip.ts';
 import type { Setting, SettingValue } from './settings.ts';
 import {
+  DEFAULT_AFFINITY_MAX,
+  DEFAULT_MAGLEV_TABLE_SIZE,
   DEFAULT_BACKENDS_MAX,
   DEFAULT_PIN_PATH,
   DEFAULT_POD_INTERFACES,
@@ -575,6 +577,30 @@ export const RUN_FLAGS: readonly RunFlag[] = [
     arg: 'N',
     default: String(DEFAULT_BACKENDS_MAX),
     help: 'Capacity of each backend map (one entry per distinct endpoint address, port and protocol).',
+  }),
+  sy({
+    name: 'bpf-affinity-max',
+    kind: 'int32',
+    paths: ['switchyard.bpf.affinityMax'],
+    arg: 'N',
+    default: String(DEFAULT_AFFINITY_MAX),
+    help: 'Capacity of each session-affinity map (one entry per client address and frontend of a Service with sessionAffinity: ClientIP); when full, the least recently used client loses its affinity.',
+  }),
+  sy({
+    name: 'bpf-lb-algorithm',
+    kind: 'string',
+    paths: ['switchyard.bpf.lbAlgorithm'],
+    arg: 'random|maglev',
+    default: 'random',
+    help: "How the bpf dataplane picks a backend for a new connection, for Services without the service.switchyard.dev/lb-algorithm annotation: random (kube-proxy's) or maglev (consistent hashing of the 5-tuple: removing one of N backends moves about 1/N of new flows).",
+  }),
+  sy({
+    name: 'bpf-maglev-table-size',
+    kind: 'int32',
+    paths: ['switchyard.bpf.maglevTableSize'],
+    arg: 'PRIME',
+    default: String(DEFAULT_MAGLEV_TABLE_SIZE),
+    help: 'Entries of each Maglev lookup table (a prime, at most 131071; about 100 x the backends of the largest Maglev Service). Memory goes only to Services that use Maglev: about 64 bytes per entry and scope.',
   }),
   sy({
     name: 'cgroup2-path',

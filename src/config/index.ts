@@ -34,6 +34,8 @@ import type { ConfigWarning, SwitchyardConfig } from './types.ts';
 
 export type { SwitchyardConfig, ConfigWarning, Dataplane, ProxyMode, Millis } from './types.ts';
 export {
+  DEFAULT_AFFINITY_MAX,
+  DEFAULT_MAGLEV_TABLE_SIZE,
   DEFAULT_BACKENDS_MAX,
   DEFAULT_BPF_OBJECT,
   DEFAULT_PIN_PATH,

@@ -45,6 +45,12 @@ export const DEFAULT_SERVICE_NODE_PORT_RANGE = '30000-32767';
 export const DEFAULT_SERVICES_MAX = 1 << 20;
 /** Backend map capacity: 50k Services x 10 endpoints, twice over. */
 export const DEFAULT_BACKENDS_MAX = 1 << 20;
+/** Session-affinity map capacity per family: clients of Services with sessionAffinity ClientIP (Cilium's default). */
+export const DEFAULT_AFFINITY_MAX = 65536;
+/** Maglev lookup table entries (a prime, Cilium's default): about 100 x the backends of a large Service. */
+export const DEFAULT_MAGLEV_TABLE_SIZE = 16381;
+/** The backend choices of the bpf dataplane (--bpf-lb-algorithm, the service.switchyard.dev/lb-algorithm annotation). */
+export const LB_ALGORITHMS = ['random', 'maglev'] as const;
 
 export interface ClientConnectionConfig {
   readonly kubeconfig: string;
@@ -139,6 +145,12 @@ export interface SwitchyardOptions {
     readonly servicesMax: number;
     /** max_entries of sy_backend4_v2 and sy_backend6_v2. */
     readonly backendsMax: number;
+    /** max_entries of sy_aff4_v2 and sy_aff6_v2 (LRU: one entry per client and frontend with session affinity). */
+    readonly affinityMax: number;
+    /** --bpf-lb-algorithm: how Services without the lb-algorithm annotation pick backends. */
+    readonly lbAlgorithm: (typeof LB_ALGORITHMS)[number];
+    /** --bpf-maglev-table-size: entries per Maglev table, a prime. */
+    readonly maglevTableSize: number;
     /** cgroup v2 directory for the host-socket hooks: "" = the cgroup2 mount in /proc/mounts, "none" = not attached. */
     readonly cgroup2Path: string;
   };

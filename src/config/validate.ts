@@ -18,7 +18,8 @@ import { formatGoDuration } from '../util/duration.ts';
 import { RUN_FLAGS, type RunFlag } from './flags.ts';
 import { ipFamily, parseCidr, splitHostPort } from '../util/ip.ts';
 import type { Settings } from './settings.ts';
-import { IPVS_SCHEDULERS, LOCAL_MODES, NODE_PORT_ADDRESSES_PRIMARY, PROXY_MODES, type ConfigWarning, type SwitchyardConfig } from './types.ts';
+import { isPrime, MAGLEV_MAX_M } from '../dataplane/bpf/maglev.ts';
+import { IPVS_SCHEDULERS, LB_ALGORITHMS, LOCAL_MODES, NODE_PORT_ADDRESSES_PRIMARY, PROXY_MODES, type ConfigWarning, type SwitchyardConfig } from './types.ts';
 
 export interface Validation {
   readonly problems: ConfigProblem[];
@@ -266,9 +267,14 @@ function validateSwitchyard(f: Fields, c: SwitchyardConfig): void {
   for (const [path, v] of [
     ['switchyard.bpf.servicesMax', sy.bpf.servicesMax],
     ['switchyard.bpf.backendsMax', sy.bpf.backendsMax],
+    ['switchyard.bpf.affinityMax', sy.bpf.affinityMax],
   ] as const) {
     if (!(Number.isInteger(v) && v >= 16)) f.fail(path, v, 'must be a whole number of entries, at least 16');
   }
+  if (!(LB_ALGORITHMS as readonly string[]).includes(sy.bpf.lbAlgorithm))
+    f.fail('switchyard.bpf.lbAlgorithm', sy.bpf.lbAlgorithm, `must be one of ${LB_ALGORITHMS.join(', ')}`);
+  if (!(isPrime(sy.bpf.maglevTableSize) && sy.bpf.maglevTableSize <= MAGLEV_MAX_M))
+    f.fail('switchyard.bpf.maglevTableSize', sy.bpf.maglevTableSize, `must be a prime number up to ${MAGLEV_MAX_M}, such as 16381 or 65521`);
   const nodePorts = parsePortRange(sy.serviceNodePortRange);
   if (nodePorts === null) f.fail('switchyard.serviceNodePortRange', sy.serviceNodePortRange, 'must be a port range MIN-MAX such as 30000-32767');
   const snat = parsePortRange(sy.bpf.snatPortRange);

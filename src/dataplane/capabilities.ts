@@ -15,16 +15,8 @@ export interface Gap {
   problem(sp: ServicePortInfo): string | null;
 }
 
-const LATER = 'is not programmed by the bpf dataplane yet';
-
 /** What the bpf dataplane does not program yet. */
-export const BPF_GAPS: readonly Gap[] = [
-  {
-    feature: 'session affinity (ClientIP)',
-    field: 'sessionAffinity',
-    problem: (sp) => (sp.sessionAffinity ? `ClientIP affinity (${sp.sessionAffinity.timeoutSeconds}s) ${LATER}; connections are balanced without it` : null),
-  },
-];
+export const BPF_GAPS: readonly Gap[] = [];
 
 /** The start-up summary: every gap's feature, comma-separated. */
 export function gapSummary(gaps: readonly Gap[]): string {

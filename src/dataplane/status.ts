@@ -73,7 +73,7 @@ export interface FrontendStatus {
   readonly externalTrafficPolicy: 'Cluster' | 'Local' | null;
   /** loadBalancerSourceRanges as programmed (network/bits, sorted); empty: no filter. */
   readonly sourceRanges: readonly string[];
-  /** sessionAffinity ClientIP; null: none programmed (the BPF dataplane has none yet). */
+  /** sessionAffinity ClientIP as programmed (the master's timeout); null: none. */
   readonly affinity: { readonly timeoutSeconds: number } | null;
   readonly counters: TrafficCount | null;
   /** Damage found while reading it back (a slot missing, a backend id with no backend). */

@@ -28,6 +28,7 @@ function serviceFieldsEqual(a: ServicePortInfo, b: ServicePortInfo): boolean {
     optional(a.loadBalancerIPs, b.loadBalancerIPs, stringsEqual) &&
     a.sessionAffinity?.timeoutSeconds === b.sessionAffinity?.timeoutSeconds &&
     (a.sessionAffinity === null) === (b.sessionAffinity === null) &&
+    a.lbAlgorithm === b.lbAlgorithm &&
     a.externalPolicyLocal === b.externalPolicyLocal &&
     a.internalPolicyLocal === b.internalPolicyLocal &&
     a.healthCheckNodePort === b.healthCheckNodePort &&

@@ -109,6 +109,7 @@ export function completeServicePort(sp: ServicePortSpec, node: NodeContext): Com
   return {
     ...policy,
     sessionAffinity: null,
+    lbAlgorithm: null,
     healthCheckNodePort: null,
     loadBalancerSourceRanges: NO_IPS,
     trafficDistribution: null,
@@ -123,6 +124,7 @@ const REQUIRED_KEYS = [
   'externalIPs',
   'loadBalancerIPs',
   'sessionAffinity',
+  'lbAlgorithm',
   'externalPolicyLocal',
   'internalPolicyLocal',
   'healthCheckNodePort',

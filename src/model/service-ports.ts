@@ -61,6 +61,7 @@ function buildServicePort(svc: Service, shared: ServiceLevel, port: ServicePortS
     externalIPs: shared.externalIPs,
     loadBalancerIPs: shared.loadBalancerIPs,
     sessionAffinity: svc.sessionAffinity,
+    lbAlgorithm: svc.lbAlgorithm,
     externalPolicyLocal: shared.externalPolicyLocal,
     internalPolicyLocal: shared.internalPolicyLocal,
     healthCheckNodePort: svc.healthCheckNodePort,

@@ -85,6 +85,8 @@ export interface ServicePortInfo {
   /** VIP-mode status.loadBalancer.ingress IPs (ipMode Proxy skipped), families with a ClusterIP only. */
   readonly loadBalancerIPs: readonly string[];
   readonly sessionAffinity: SessionAffinity | null;
+  /** The service.switchyard.dev/lb-algorithm annotation: 'random' or 'maglev'; null: the dataplane's default (--bpf-lb-algorithm). */
+  readonly lbAlgorithm: 'random' | 'maglev' | null;
   /** externalTrafficPolicy Local on a Service reachable from outside (NodePort, LoadBalancer, or ExternalIPs). */
   readonly externalPolicyLocal: boolean;
   /** internalTrafficPolicy Local. */
@@ -135,6 +137,7 @@ export type DerivedServicePortKey =
   | 'externalIPs'
   | 'loadBalancerIPs'
   | 'sessionAffinity'
+  | 'lbAlgorithm'
   | 'externalPolicyLocal'
   | 'internalPolicyLocal'
   | 'healthCheckNodePort'

@@ -191,6 +191,10 @@ export interface ServiceSpec {
   loadBalancerIPs?: string[];
   ipMode?: 'VIP' | 'Proxy';
   loadBalancerSourceRanges?: string[];
+  /** sessionAffinity ClientIP with this timeout (seconds); absent: None. */
+  affinityTimeoutSeconds?: number;
+  /** metadata.annotations. */
+  annotations?: Record<string, string>;
 }
 
 function familyOfAddr(ip: string): 'IPv4' | 'IPv6' {
@@ -217,7 +221,12 @@ export function serviceDoc(s: ServiceSpec): Record<string, unknown> {
   if (type !== 'ClusterIP' || s.externalTrafficPolicy) spec['externalTrafficPolicy'] = s.externalTrafficPolicy ?? 'Cluster';
   if (s.externalIPs?.length) spec['externalIPs'] = s.externalIPs;
   if (s.loadBalancerSourceRanges?.length) spec['loadBalancerSourceRanges'] = s.loadBalancerSourceRanges;
-  const doc: Record<string, unknown> = { apiVersion: 'v1', kind: 'Service', metadata: { name: s.name, namespace: 'default' }, spec };
+  if (s.affinityTimeoutSeconds !== undefined) {
+    spec['sessionAffinity'] = 'ClientIP';
+    spec['sessionAffinityConfig'] = { clientIP: { timeoutSeconds: s.affinityTimeoutSeconds } };
+  }
+  const metadata = { name: s.name, namespace: 'default', ...(s.annotations ? { annotations: s.annotations } : {}) };
+  const doc: Record<string, unknown> = { apiVersion: 'v1', kind: 'Service', metadata, spec };
   if (s.loadBalancerIPs?.length) {
     doc['status'] = { loadBalancer: { ingress: s.loadBalancerIPs.map((ip) => ({ ip, ipMode: s.ipMode ?? 'VIP' })) } };
   }

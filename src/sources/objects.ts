@@ -62,6 +62,8 @@ export interface Service {
   readonly loadBalancerIngress: readonly LoadBalancerIngress[];
   /** spec.sessionAffinity ClientIP with its timeout (default 10800 s); null for None. */
   readonly sessionAffinity: { readonly timeoutSeconds: number } | null;
+  /** metadata.annotations["service.switchyard.dev/lb-algorithm"]: the backend choice of this Service; null: the dataplane's default. */
+  readonly lbAlgorithm: LbAlgorithm | null;
   /** Defaults to Cluster. */
   readonly externalTrafficPolicy: TrafficPolicy;
   /** Defaults to Cluster. */
@@ -221,6 +223,7 @@ function readService(ctx: Ctx, raw: Record<string, unknown>): ParseResult {
     externalIPs: readIPList(ctx, spec['externalIPs'], 'spec.externalIPs'),
     loadBalancerIngress: readLoadBalancerIngress(ctx, raw['status']),
     sessionAffinity: readSessionAffinity(ctx, spec),
+    lbAlgorithm: readLbAlgorithm(ctx, raw),
     externalTrafficPolicy,
     internalTrafficPolicy: readTrafficPolicy(ctx, spec['internalTrafficPolicy'], 'spec.internalTrafficPolicy'),
     healthCheckNodePort: readHealthCheckNodePort(ctx, spec['healthCheckNodePort'], type, externalTrafficPolicy),
@@ -228,6 +231,20 @@ function readService(ctx: Ctx, raw: Record<string, unknown>): ParseResult {
     trafficDistribution: readTrafficDistribution(ctx, spec['trafficDistribution']),
   };
   return { status: 'valid', object, warnings: ctx.warnings };
+}
+
+/** Switchyard's own: the backend choice of one Service (`random` or `maglev`), overriding --bpf-lb-algorithm. */
+export const ANNOTATION_LB_ALGORITHM = 'service.switchyard.dev/lb-algorithm';
+export type LbAlgorithm = 'random' | 'maglev';
+
+/** The lb-algorithm annotation; another value is a warning and the default applies. */
+function readLbAlgorithm(ctx: Ctx, raw: Record<string, unknown>): LbAlgorithm | null {
+  const meta = raw['metadata'];
+  const v = isRecord(meta) && isRecord(meta['annotations']) ? meta['annotations'][ANNOTATION_LB_ALGORITHM] : undefined;
+  if (v === undefined || v === null) return null;
+  if (v === 'random' || v === 'maglev') return v;
+  ctx.warn(`metadata.annotations["${ANNOTATION_LB_ALGORITHM}"]`, `must be random or maglev, got ${describeValue(v)}; the default (--bpf-lb-algorithm) applies`);
+  return null;
 }
 
 /** kube-proxy's informers select on these labels not existing (any value). */

@@ -25,6 +25,7 @@ import {
   SY_CT_F_KERNEL,
   SY_CT_F_SNAT,
   SY_SCOPE_EXTERNAL,
+  SY_SCOPE_INTERNAL,
   SY_SVC_F_EXT_SCOPE,
   SY_SVC_F_MASQ_EXT,
   SY_SVC_F_SRC_RANGES,
@@ -710,7 +711,7 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
         await h.put(f.name === 'IPv4' ? 'svc4' : 'svc6', [
           [
             { addr: vip, port: 53, proto: 'UDP', scope: 0, slot: 0, gen: 0 },
-            { count: 2, gen: 0, action: 0, backendId: 0, svcId: f.base + 20, flags: 0, affinityTimeoutS: 0 },
+            { count: 2, gen: 0, action: 0, backendId: 0, svcId: f.base + 20, flags: 0, affinityTimeoutS: 0, maglevM: 0 },
           ],
         ]);
         let retries = 0n;
@@ -727,6 +728,153 @@ describe.skipIf(skip)('packet fixtures: datapath v2 through BPF_PROG_TEST_RUN', 
           }
         }
         expect(retries).toBeGreaterThan(0n); // all 24 first picks on slot 1: 2^-24
+      });
+
+      describe('sessionAffinity ClientIP (new connections; sy_aff*_v2)', () => {
+        const AFF_TIMEOUT_S = 100;
+        const vip = f.name === 'IPv4' ? '10.96.0.21' : 'fd00:10:96::21';
+        const svcId = f.base + 21;
+        const pool = f.pool.map((addr, i) => ({ id: id.pool0('UDP') + i, addr, port: 5353 }));
+        const affMap = f.name === 'IPv4' ? 'aff4' : 'aff6';
+        const flow = (sport: number, src = f.client): FrameSpec => ({ ...fromClient('UDP', vip, sport), src });
+        /** The pool backend a translated frame went to (its index). */
+        const to = (data: Uint8Array, pkt: FrameSpec): number =>
+          whichOf(
+            data,
+            pool.map((b) => frame({ ...pkt, dst: b.addr, dport: 5353 })),
+          );
+
+        beforeAll(async () => {
+          await h.frontend({ addr: vip, port: 53, proto: 'UDP', svcId, affinityTimeoutS: AFF_TIMEOUT_S, backends: pool });
+        });
+
+        test("the first new flow records the client's backend; every later new flow of the client reaches it (AFFINITY) and refreshes it; another client picks for itself", async () => {
+          const t0 = process.hrtime.bigint();
+          const first = await h.run('sy_from_pod', frame(flow(47000)));
+          const chosen = to(first.data, flow(47000));
+          expect(chosen).toBeGreaterThanOrEqual(0);
+          expect(first.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
+          const [entry] = await h.dump(affMap);
+          expect(entry?.key).toEqual({ svcId, addr: f.client });
+          expect(entry?.value.backendId).toBe(pool[chosen]?.id);
+          expect(entry?.value.lastUsedNs).toBeGreaterThanOrEqual(t0);
+          for (let sport = 47001; sport <= 47020; sport++) {
+            const r = await h.run('sy_from_pod', frame(flow(sport)));
+            expect(to(r.data, flow(sport)), `sport ${sport}`).toBe(chosen);
+            expect(r.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n, AFFINITY: 1n });
+          }
+          const [later] = await h.dump(affMap);
+          expect(later?.value.lastUsedNs, 'refreshed by each new flow').toBeGreaterThan(entry?.value.lastUsedNs ?? 0n);
+          // Another client (same pod network): its own entry, its own picks.
+          const other = f.name === 'IPv4' ? '10.244.1.6' : 'fd00:10:244:1::6';
+          await h.run('sy_from_pod', frame(flow(47100, other)));
+          expect((await h.dump(affMap)).map((e) => e.key.addr).sort()).toEqual([f.client, other].sort());
+        });
+
+        test('an entry past its timeout, or naming a backend that is not a member of the frontend any more, is ignored: a random pick replaces it', async () => {
+          const now = process.hrtime.bigint();
+          const stale = (backendId: number, lastUsedNs: bigint) =>
+            h.put(affMap, [
+              [
+                { svcId, addr: f.client },
+                { backendId, lastUsedNs },
+              ],
+            ]);
+          await stale(pool[0]?.id as number, now - BigInt(AFF_TIMEOUT_S + 5) * 1_000_000_000n);
+          const r = await h.run('sy_from_pod', frame(flow(47200)));
+          expect(r.counted, 'expired: not used').toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
+          const [renewed] = await h.dump(affMap);
+          expect(renewed?.value.backendId).toBe(pool[to(r.data, flow(47200))]?.id);
+          expect(renewed?.value.lastUsedNs).toBeGreaterThanOrEqual(now);
+
+          // A fresh entry whose backend exists but left this frontend (no sy_aff_be_v2 entry).
+          await h.remove('affbe', [{ svcId, backendId: pool[1]?.id as number, scope: SY_SCOPE_INTERNAL }]);
+          try {
+            await stale(pool[1]?.id as number, process.hrtime.bigint());
+            const m = await h.run('sy_from_pod', frame(flow(47201)));
+            expect(m.counted, 'not a member: not used').toEqual({ SVC_HIT: 1n, CT_NEW: 1n });
+            const [replaced] = await h.dump(affMap);
+            expect(replaced?.value.backendId).toBe(pool[to(m.data, flow(47201))]?.id);
+            // With the member back, the same entry is used.
+            await h.put('affbe', [[{ svcId, backendId: pool[1]?.id as number, scope: SY_SCOPE_INTERNAL }, { flags: 0 }]]);
+            await stale(pool[1]?.id as number, process.hrtime.bigint());
+            const back = await h.run('sy_from_pod', frame(flow(47202)));
+            expect(back.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n, AFFINITY: 1n });
+            expect(to(back.data, flow(47202))).toBe(1);
+          } finally {
+            await h.put('affbe', [[{ svcId, backendId: pool[1]?.id as number, scope: SY_SCOPE_INTERNAL }, { flags: 0 }]]);
+          }
+        });
+
+        test('an established flow keeps its backend when the client is pointed at another one', async () => {
+          const pkt = flow(47300);
+          const r = await h.run('sy_from_pod', frame(pkt));
+          const chosen = to(r.data, pkt);
+          const other = (chosen + 1) % pool.length;
+          await h.put(affMap, [
+            [
+              { svcId, addr: f.client },
+              { backendId: pool[other]?.id as number, lastUsedNs: process.hrtime.bigint() },
+            ],
+          ]);
+          const again = await h.run('sy_from_pod', frame(pkt));
+          expect(to(again.data, pkt), 'the flow stays where it is').toBe(chosen);
+          expect(again.counted).toEqual({ SVC_HIT: 1n });
+          const fresh = await h.run('sy_from_pod', frame(flow(47301)));
+          expect(to(fresh.data, flow(47301)), 'a new flow follows the entry').toBe(other);
+        });
+      });
+
+      test('Maglev: removing one of four backends moves about 1/4 of new flows (those it had, and few others); established flows stay on their backend', async () => {
+        const vip = f.name === 'IPv4' ? '10.96.0.22' : 'fd00:10:96::22';
+        const svcId = f.base + 22;
+        const M = 1021;
+        const four = [...f.pool, f.backend].map((addr, i) => ({ id: f.base + 200 + i, addr, port: 5353 }));
+        await h.frontend({ addr: vip, port: 53, proto: 'UDP', svcId, maglevM: M, backends: four });
+        const FLOWS = 400;
+        const sports = Array.from({ length: FLOWS }, (_, i) => 50000 + i);
+        const pkt = (sport: number): FrameSpec => fromClient('UDP', vip, sport);
+        const backendOf = (data: Uint8Array, sport: number): string => {
+          const i = whichOf(
+            data,
+            four.map((b) => frame({ ...pkt(sport), dst: b.addr, dport: 5353 })),
+          );
+          expect(i, `sport ${sport}: translated to one of the four`).toBeGreaterThanOrEqual(0);
+          return four[i]?.addr as string;
+        };
+        const before = new Map<number, string>();
+        for (const sport of sports) {
+          const r = await h.run('sy_from_pod', frame(pkt(sport)));
+          expect(r.counted).toEqual({ SVC_HIT: 1n, CT_NEW: 1n, MAGLEV: 1n });
+          before.set(sport, backendOf(r.data, sport));
+        }
+        expect(new Set(before.values()).size, 'the four share the flows').toBe(4);
+        const removed = four[0] as (typeof four)[number];
+
+        // The control plane's update: the other generation's slots and table, then the master.
+        await h.frontend({ addr: vip, port: 53, proto: 'UDP', svcId, maglevM: M, gen: 1, backends: four.slice(1) });
+        for (const sport of sports.slice(0, 100)) {
+          const r = await h.run('sy_from_pod', frame(pkt(sport)));
+          expect(backendOf(r.data, sport), `sport ${sport}: an established flow keeps its backend`).toBe(before.get(sport));
+          expect(r.counted).toEqual({ SVC_HIT: 1n });
+        }
+
+        await h.flushConntrack();
+        let moved = 0;
+        let movedOff = 0; // flows of a backend that stayed, moved anyway
+        for (const sport of sports) {
+          const r = await h.run('sy_from_pod', frame(pkt(sport)));
+          const now = backendOf(r.data, sport);
+          expect(now, 'nothing new goes to the removed backend').not.toBe(removed.addr);
+          if (now === before.get(sport)) continue;
+          moved++;
+          if (before.get(sport) !== removed.addr) movedOff++;
+        }
+        const onRemoved = [...before.values()].filter((b) => b === removed.addr).length;
+        expect(moved - movedOff, 'every flow of the removed backend moved').toBe(onRemoved);
+        expect(moved / FLOWS, `moved ${moved} of ${FLOWS}`).toBeGreaterThan(0.15);
+        expect(moved / FLOWS, `moved ${moved} of ${FLOWS}`).toBeLessThan(0.35);
+        expect(movedOff / FLOWS, `flows of staying backends that moved: ${movedOff}`).toBeLessThan(0.05);
       });
 
       test('source ranges (LPM): a client inside passes, one outside and a pod outside are dropped', async () => {

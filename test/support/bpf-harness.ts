@@ -40,6 +40,8 @@ export { STAT_NAMES, type StatName } from '../../src/dataplane/bpf/layout.ts';
 import { BPF_OBJECT, REPO } from './requirements.ts';
 import { decodeStats, type RawCounters, readCounters, type Traffic } from '../../src/dataplane/bpf/counters.ts';
 import { NODE_CMD } from '../../src/rig/proc.ts';
+import { maglevTable } from '../../src/dataplane/bpf/maglev.ts';
+import { l4Key } from '../../src/dataplane/bpf/state.ts';
 
 /** tc verdicts (uapi linux/pkt_cls.h). */
 export const TC_ACT_UNSPEC = -1;
@@ -89,6 +91,10 @@ export interface FrontendSpec {
   /** SY_SVC_F_* */
   readonly flags?: number;
   readonly gen?: Gen;
+  /** sessionAffinity ClientIP: SY_SVC_F_AFFINITY, this timeout in the master, every backend a member (sy_aff_be_v2). */
+  readonly affinityTimeoutS?: number;
+  /** Maglev: SY_SVC_F_MAGLEV, this table size in the master, the table (maglev.ts) of the backends in sy_maglev_v2 under gen. */
+  readonly maglevM?: number;
   readonly backends: readonly BackendSpec[];
 }
 
@@ -185,13 +191,40 @@ export class PacketHarness {
       (b, i) =>
         [
           { addr: f.addr, port: f.port, proto: f.proto, scope, slot: i + 1, gen },
-          { count: 0, gen: 0 as Gen, action: SY_ACT_FORWARD, backendId: b.id, svcId: 0, flags: 0, affinityTimeoutS: 0 },
+          { count: 0, gen: 0 as Gen, action: SY_ACT_FORWARD, backendId: b.id, svcId: 0, flags: 0, affinityTimeoutS: 0, maglevM: 0 },
         ] as const,
     );
+    const affinity = f.affinityTimeoutS !== undefined;
+    const maglevM = f.maglevM ?? 0;
+    const flags = (f.flags ?? 0) | (affinity ? HEADER_DEFINES.SY_SVC_F_AFFINITY : 0) | (maglevM > 0 ? HEADER_DEFINES.SY_SVC_F_MAGLEV : 0);
+    if (maglevM > 0 && f.backends.length > 0) {
+      const table = maglevTable(
+        f.backends.map((b) => l4Key({ addr: b.addr, port: b.port, proto: f.proto })),
+        maglevM,
+      );
+      await this.put(
+        'maglev',
+        [...table].map((i, index) => [{ svcId: f.svcId, scope, gen, index }, { backendId: (f.backends[i] as BackendSpec).id }] as const),
+      );
+    }
     const master = [
       { addr: f.addr, port: f.port, proto: f.proto, scope, slot: 0, gen: 0 as Gen },
-      { count: f.backends.length, gen, action: f.action ?? SY_ACT_FORWARD, backendId: 0, svcId: f.svcId, flags: f.flags ?? 0, affinityTimeoutS: 0 },
+      {
+        count: f.backends.length,
+        gen,
+        action: f.action ?? SY_ACT_FORWARD,
+        backendId: 0,
+        svcId: f.svcId,
+        flags,
+        affinityTimeoutS: f.affinityTimeoutS ?? 0,
+        maglevM,
+      },
     ] as const;
+    if (affinity && f.backends.length > 0)
+      await this.put(
+        'affbe',
+        f.backends.map((b) => [{ svcId: f.svcId, backendId: b.id, scope }, { flags: 0 }] as const),
+      );
     await this.put(`svc${fam}`, [...slots, master]);
   }
 
@@ -253,9 +286,9 @@ export class PacketHarness {
     return [...(await this.dump('ct4')).sort(byKey), ...(await this.dump('ct6')).sort(byKey)];
   }
 
-  /** Empties the maps the programs write (conntrack, fragments), so a fixture starts with no flows. */
+  /** Empties the maps the programs write (conntrack, fragments, affinity), so a fixture starts with no flows. */
   async flushConntrack(): Promise<void> {
-    for (const name of [MAPS.ct4.name, MAPS.ct6.name, MAPS.frag4.name]) {
+    for (const name of [MAPS.ct4.name, MAPS.ct6.name, MAPS.frag4.name, MAPS.aff4.name, MAPS.aff6.name]) {
       const m = this.#obj.map(name);
       const keys = (await m.dump()).map(([k]) => k);
       if (keys.length > 0) await m.delete(keys);
@@ -264,7 +297,21 @@ export class PacketHarness {
 
   /** Empties every map the control plane writes (frontends, backends, VIPs, source ranges). */
   async flushServices(): Promise<void> {
-    for (const n of ['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'svccnt', 'becnt4', 'becnt6'] as const) {
+    for (const n of [
+      'svc4',
+      'svc6',
+      'backend4',
+      'backend6',
+      'vip4',
+      'vip6',
+      'srcrange4',
+      'srcrange6',
+      'affbe',
+      'maglev',
+      'svccnt',
+      'becnt4',
+      'becnt6',
+    ] as const) {
       const m = this.#obj.map(MAPS[n].name);
       const keys = (await m.dump()).map(([k]) => k);
       if (keys.length > 0) await m.delete(keys);

@@ -44,8 +44,13 @@ import {
   type MapSpec,
   type Op,
   type OpBatch,
+  affBeKeyCodec,
   SY_SCOPE_EXTERNAL,
+  SY_SVC_F_AFFINITY,
   SY_SVC_F_EXT_SCOPE,
+  SY_SVC_F_MAGLEV,
+  maglevKeyCodec,
+  maglevValueCodec,
   type SvcKey,
   svc4KeyCodec,
   svc6KeyCodec,
@@ -411,7 +416,10 @@ export function storeDumps(store: FakeMapStore): Map<string, Array<[Buffer, Buff
  * The invariant a packet relies on: every master (slot 0, key gen 0) has
  * its live generation's slots 1..count, each pointing at an existing
  * backend; an internal master with SY_SVC_F_EXT_SCOPE has an external
- * master. Returns the violations (empty when consistent). Entries no packet
+ * master; a master with SY_SVC_F_AFFINITY has a sy_aff_be_v2 entry for the
+ * backend of each of those slots; a master with SY_SVC_F_MAGLEV and
+ * backends has every entry of its generation's table, each naming one of
+ * those backends. Returns the violations (empty when consistent). Entries no packet
  * can reach (dead generations, slots beyond count) are not checked: adopt
  * finds those.
  */
@@ -436,6 +444,23 @@ export function checkConsistent(store: FakeMapStore): string[] {
         }
         const id = svcValueCodec.decode(sv).backendId;
         if (backends.lookup(encode(u32Codec, id)) === undefined) problems.push(`${name}: gen ${master.gen} slot ${slot} points at missing backend ${id}`);
+        if (
+          (master.flags & SY_SVC_F_AFFINITY) !== 0 &&
+          store.of('affbe').lookup(encode(affBeKeyCodec, { svcId: master.svcId, backendId: id, scope: key.scope })) === undefined
+        )
+          problems.push(`${name}: affinity master without the membership of backend ${id}`);
+      }
+      if ((master.flags & SY_SVC_F_MAGLEV) !== 0 && master.count > 0) {
+        const live = new Set<number>();
+        for (let slot = 1; slot <= master.count; slot++) {
+          const sv = svc.lookup(encode(fm.svcKey, { ...key, gen: master.gen, slot }));
+          if (sv !== undefined) live.add(svcValueCodec.decode(sv).backendId);
+        }
+        for (let index = 0; index < master.maglevM; index++) {
+          const e = store.of('maglev').lookup(encode(maglevKeyCodec, { svcId: master.svcId, scope: key.scope, gen: master.gen, index }));
+          if (e === undefined) problems.push(`${name}: Maglev entry ${index} of gen ${master.gen} missing`);
+          else if (!live.has(maglevValueCodec.decode(e).backendId)) problems.push(`${name}: Maglev entry ${index} names a backend not in the slots`);
+        }
       }
     }
   }

@@ -138,7 +138,7 @@ describe('applyOps', () => {
       map: 'svc4',
       action: 'update',
       key: key(n),
-      value: { count: 0, gen: 0, action: 0, backendId: n, svcId: 0, flags: 0, affinityTimeoutS: 0 },
+      value: { count: 0, gen: 0, action: 0, backendId: n, svcId: 0, flags: 0, affinityTimeoutS: 0, maglevM: 0 },
     });
     const backend: Op = { map: 'backend4', action: 'update', key: 9, value: { addr: '10.244.9.9', port: 80, proto: 'TCP', flags: 0 } };
     const del: Op = { map: 'svc4', action: 'delete', key: key(3) };

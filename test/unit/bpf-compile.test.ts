@@ -11,6 +11,7 @@ import {
   SY_ACT_DROP,
   SY_ACT_FORWARD,
   SY_ACT_REJECT,
+  SY_SVC_F_AFFINITY,
   SY_SVC_F_CLUSTER_IP,
   SY_SVC_F_EXT_SCOPE,
   SY_SVC_F_MASQ,
@@ -298,14 +299,24 @@ test('problems follow incremental changes', () => {
   expect(d2.services.size).toBe(0);
 });
 
-test('what the datapath does not carry out yet (one capability list) is reported per ServicePort; its frontends are still programmed', () => {
+test('sessionAffinity ClientIP: every frontend of the port carries SY_SVC_F_AFFINITY and the timeout on its masters; no problem is raised', () => {
   const rich = sp('default/web:http', ['10.96.0.10'], 80, [['10.244.1.5', 8080]], 'SCTP', {
     nodePort: 30080,
     sessionAffinity: { timeoutSeconds: 10800 },
   });
   const d = compile(snapshot([rich]), NODE);
-  expect(d.problems.map((p) => [p.owner, p.field])).toStrictEqual([['default/web:http/SCTP', 'sessionAffinity']]);
-  expect(d.problems[0]?.message ?? '').toMatch(/ClientIP affinity \(10800s\) is not programmed by the bpf dataplane yet/);
+  expect(d.problems).toStrictEqual([]);
   expect(d.services.sortedKeys()).toStrictEqual(['10.96.0.10:80/SCTP', '192.0.2.7:30080/SCTP', '198.18.0.1:30080/SCTP']);
-  expect(compile(snapshot([sp('default/p:', ['10.96.0.12'], 80, [])]), OFF).problems, 'a plain ClusterIP Service raises nothing').toStrictEqual([]);
+  for (const svc of d.services.values()) {
+    for (const sc of [svc.internal, svc.external]) {
+      if (sc === null) continue;
+      expect(sc.flags & SY_SVC_F_AFFINITY, `${svc.key}: flag`).toBe(SY_SVC_F_AFFINITY);
+      expect(sc.affinityTimeoutS, `${svc.key}: timeout`).toBe(10800);
+    }
+  }
+  const plain = compile(snapshot([sp('default/p:', ['10.96.0.12'], 80, [['10.244.1.5', 8080]])]), OFF);
+  expect(plain.problems, 'a plain ClusterIP Service raises nothing').toStrictEqual([]);
+  const internal = plain.services.get('10.96.0.12:80/TCP')?.internal;
+  expect((internal?.flags ?? -1) & SY_SVC_F_AFFINITY, 'no affinity: no flag').toBe(0);
+  expect(internal?.affinityTimeoutS, 'no affinity: timeout 0').toBe(0);
 });

@@ -188,7 +188,7 @@ describe('start', () => {
     // slot with no master, a backend no slot points at.
     const svc = fake.pinnedMap(`${PIN}/${MAPS.svc4.name}`);
     const key = { addr: '10.96.0.1', port: 80, proto: 'TCP' as const, scope: 0 as const };
-    const slot = (backendId: number) => encode(svcValueCodec, { backendId, count: 0, gen: 0, action: 0, flags: 0, svcId: 0, affinityTimeoutS: 0 });
+    const slot = (backendId: number) => encode(svcValueCodec, { backendId, count: 0, gen: 0, action: 0, flags: 0, svcId: 0, affinityTimeoutS: 0, maglevM: 0 });
     svc.update(encode(svc4KeyCodec, { ...key, gen: 1, slot: 1 }), slot(1));
     svc.update(encode(svc4KeyCodec, { ...key, gen: 0, slot: 7 }), slot(1));
     svc.update(encode(svc4KeyCodec, { ...key, gen: 1, slot: 0 }), slot(0));
@@ -391,7 +391,9 @@ describe('sync', () => {
     expect(fake.calls.slice(calls).map((c) => `${c.op} ${c.map}`)).toEqual([
       'update sy_backend4_v2',
       'update sy_svc4_v2',
-      ...['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'svc_cnt', 'be_cnt4', 'be_cnt6'].map((m) => `dump sy_${m}_v2`),
+      ...['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6', 'aff_be', 'maglev', 'svc_cnt', 'be_cnt4', 'be_cnt6'].map(
+        (m) => `dump sy_${m}_v2`,
+      ),
       'delete sy_svc4_v2',
       'delete sy_backend4_v2',
     ]);

@@ -302,6 +302,8 @@ function randomServicePort(r: () => number, i: number): ServicePortInfo {
     if (r() < 0.6) m.loadBalancerSourceRanges = r() < 0.5 ? ['203.0.113.0/24'] : ['198.51.100.0/24', 'fd00:1::/48'];
   }
   if (r() < 0.3) m.externalPolicyLocal = true;
+  if (r() < 0.3) m.sessionAffinity = { timeoutSeconds: r() < 0.5 ? 10800 : 30 };
+  if (r() < 0.3) m.lbAlgorithm = r() < 0.7 ? 'maglev' : 'random';
   return servicePortInfo({ name: `s${i}`, clusterIPs: ips, port: r() < 0.7 ? 80 : 443, endpoints: eps, protocol: proto, ...more });
 }
 
@@ -410,6 +412,9 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
     external: 0,
     ranges: 0,
     reuse: 0,
+    affinityAdds: 0,
+    affinityDeletes: 0,
+    maglevTables: 0,
   };
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = mulberry32(seed);
@@ -419,6 +424,7 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
     let desired: DesiredState | undefined;
     let masqueradeAll = false;
     let detector = false;
+    let maglevAll = false;
     for (let step = 0; step < STEPS; step++) {
       const ctx = `seed ${seed} step ${step}`;
       const now = step * 30_000;
@@ -432,12 +438,15 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
       }
       if (r() < 0.05) masqueradeAll = !masqueradeAll;
       if (r() < 0.05) detector = !detector;
+      if (r() < 0.05) maglevAll = !maglevAll;
       const full = step % 10 === 9;
       const snapshot: ProxySnapshot = { nodeName: TEST_NODE, servicePorts: new Map(ports), changed: full ? 'all' : changed };
       const opts: CompileOptions = compileOptions({
         masqueradeAll,
         localCIDRs: detector ? ['10.244.0.0/16', 'fd00:10:244::/56'] : [],
         nodeIPs: ['198.18.0.1', 'fd00:198:18::1'],
+        lbAlgorithm: maglevAll ? 'maglev' : 'random',
+        maglevTableSize: 7,
       });
 
       const next: DesiredState = desired === undefined ? compile(snapshot, opts) : compileChanged(desired, snapshot, opts);
@@ -474,6 +483,9 @@ test('random walk: incremental compile + scoped diff + apply stays correct at ev
       seen.ipv6 += planOps(plan).filter((op) => op.map === 'svc6').length;
       seen.external += planOps(plan).filter((op) => (op.map === 'svc4' || op.map === 'svc6') && op.key.scope === 1).length;
       seen.ranges += planOps(plan).filter((op) => op.map === 'srcrange4' || op.map === 'srcrange6').length;
+      seen.affinityAdds += planOps(plan).filter((op) => op.map === 'affbe' && op.action === 'update').length;
+      seen.affinityDeletes += planOps(plan).filter((op) => op.map === 'affbe' && op.action === 'delete').length;
+      seen.maglevTables += planOps(plan).filter((op) => op.map === 'maglev' && op.action === 'update' && op.key.index === 0).length;
       seen.reuse += FAMILIES.filter((f) => programmed.backends[f].quarantine.some((q) => q.until <= now)).length;
       for (const f of FAMILIES) seen.shared += [...plan.next.backends[f].byId.values()].filter((b) => b.refs > 1).length;
       seen.emptyPlans += planOps(plan).length === 0 ? 1 : 0;

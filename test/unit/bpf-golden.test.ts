@@ -329,7 +329,7 @@ test('golden: adopt after a crash in the middle of a plan', async () => {
   rig.sync('before', snapshot([web([['10.244.1.90', 8080]]), gone]));
 
   // Older damage: a slot beyond count, and a master key with gen 1 (diff never writes one).
-  const v = { count: 0, gen: 0, action: 0, flags: 0, affinityTimeoutS: 0 } as const;
+  const v = { count: 0, gen: 0, action: 0, flags: 0, affinityTimeoutS: 0, maglevM: 0 } as const;
   rig.store.applyOps([
     { map: 'svc4', action: 'update', key: { addr: '10.96.0.90', port: 80, proto: 'TCP', scope: 0, gen: 0, slot: 5 }, value: { ...v, backendId: 1, svcId: 0 } },
     { map: 'svc4', action: 'update', key: { addr: '10.96.0.92', port: 80, proto: 'TCP', scope: 0, gen: 1, slot: 0 }, value: { ...v, backendId: 0, svcId: 9 } },

@@ -82,10 +82,19 @@ test('sy_svc_value: state = count | gen << 16 | action << 24 as one host-order w
   expect(stateCount(0x02010005)).toBe(5);
   expect(stateGen(0x02010005)).toBe(1);
   expect(stateAction(0x02010005)).toBe(SY_ACT_DROP);
-  const v: SvcValue = { count: 2, gen: 1, action: 0, backendId: 0, svcId: 7, flags: SY_SVC_F_MASQ | SY_SVC_F_CLUSTER_IP, affinityTimeoutS: 10800 };
-  expect(hex(encodeDirty(svcValueCodec, v))).toBe('02000100' + '00000000' + '07000000' + '4100' + '0000' + '302a0000' + '00000000');
+  const v: SvcValue = {
+    count: 2,
+    gen: 1,
+    action: 0,
+    backendId: 0,
+    svcId: 7,
+    flags: SY_SVC_F_MASQ | SY_SVC_F_CLUSTER_IP,
+    affinityTimeoutS: 10800,
+    maglevM: 16381,
+  };
+  expect(hex(encodeDirty(svcValueCodec, v))).toBe('02000100' + '00000000' + '07000000' + '4100' + '0000' + '302a0000' + 'fd3f0000');
   roundTrip(svcValueCodec, v);
-  const slot: SvcValue = { count: 0, gen: 0, action: 0, backendId: 0x01020304, svcId: 0, flags: 0, affinityTimeoutS: 0 };
+  const slot: SvcValue = { count: 0, gen: 0, action: 0, backendId: 0x01020304, svcId: 0, flags: 0, affinityTimeoutS: 0, maglevM: 0 };
   expect(hex(encode(svcValueCodec, slot))).toBe(`0000000004030201${'0'.repeat(32)}`);
 });
 
@@ -247,7 +256,7 @@ test('batch encoders: one buffer, records back to back, same bytes as one by one
 
 test('encodeOpBatch: generic over MAPS; one run -> one batch; refuses mixed runs', () => {
   const key: SvcKey = { addr: V6, port: 443, proto: 'TCP', scope: 0, gen: 0, slot: 0 };
-  const master: SvcValue = { count: 1, gen: 0, action: 0, backendId: 0, svcId: 1, flags: 0, affinityTimeoutS: 0 };
+  const master: SvcValue = { count: 1, gen: 0, action: 0, backendId: 0, svcId: 1, flags: 0, affinityTimeoutS: 0, maglevM: 0 };
   const ops: Op[] = [
     { map: 'svc6', action: 'update', key, value: master },
     { map: 'svc6', action: 'update', key: { ...key, slot: 1 }, value: { ...master, count: 0, backendId: 4, svcId: 0 } },
@@ -287,7 +296,7 @@ test('errors name the struct and the field', () => {
   bad(() => encode(svc4KeyCodec, { ...k, slot: 65536 }), 'sy_svc4_key', 'slot');
   bad(() => svc4KeyCodec.decode(Buffer.from('0a000001' + '0050' + '06' + '02' + '0000' + '00' + '00', 'hex')), 'sy_svc4_key', 'scope');
   bad(() => svc4KeyCodec.decode(Buffer.from('0a000001' + '0050' + '06' + '00' + '0000' + '02' + '00', 'hex')), 'sy_svc4_key', 'gen');
-  const v: SvcValue = { count: 0, gen: 0, action: 0, backendId: -1, svcId: 0, flags: 0, affinityTimeoutS: 0 };
+  const v: SvcValue = { count: 0, gen: 0, action: 0, backendId: -1, svcId: 0, flags: 0, affinityTimeoutS: 0, maglevM: 0 };
   bad(() => encode(svcValueCodec, v), 'sy_svc_value', 'backend_id');
   bad(() => encode(svcValueCodec, { ...v, backendId: 0, count: 65536 }), 'sy_svc_value', 'state');
   bad(() => svcValueCodec.decode(Buffer.from(`00000003${'0'.repeat(40)}`, 'hex')), 'sy_svc_value', 'state');

@@ -423,6 +423,7 @@ describe('v2IdsFromDumps', () => {
       svcId: slot === 0 ? svcId : 0,
       flags: 0,
       affinityTimeoutS: 0,
+      maglevM: 0,
     }),
   ];
   const be = (id: number, addr: string, port: number, proto: Protocol): [Buffer, Buffer] => [
@@ -603,7 +604,7 @@ describe('LayoutUpgrade (what BpfDataplane calls)', () => {
       .update([
         [
           encode(MAPS.svc4.keyCodec, { addr: FRONT, port: 80, proto: 'TCP', scope: 0, slot: 0, gen: 0 }),
-          encode(MAPS.svc4.valueCodec, { count: 1, gen: 0, action: 0, backendId: 0, svcId: 7, flags: 0, affinityTimeoutS: 0 }),
+          encode(MAPS.svc4.valueCodec, { count: 1, gen: 0, action: 0, backendId: 0, svcId: 7, flags: 0, affinityTimeoutS: 0, maglevM: 0 }),
         ],
       ]);
     await obj

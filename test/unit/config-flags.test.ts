@@ -109,7 +109,10 @@ test("the table has every kube-proxy flag, and Switchyard's own apart", () => {
   for (const name of KUBE_PROXY_FLAGS) expect(names, `--${name} is missing`).toContain(name);
   const ours = RUN_FLAGS.filter((f) => f.section === 'switchyard').map((f) => f.name);
   expect(ours.sort()).toStrictEqual([
+    'bpf-affinity-max',
     'bpf-backends-max',
+    'bpf-lb-algorithm',
+    'bpf-maglev-table-size',
     'bpf-object',
     'bpf-pin-path',
     'bpf-services-max',
@@ -229,6 +232,9 @@ test("Switchyard's flags", () => {
     '--bpf-pin-path=/run/sy',
     '--bpf-object=/opt/sy.o',
     '--pod-interfaces=veth*,cali*',
+    '--bpf-affinity-max=4096',
+    '--bpf-lb-algorithm=maglev',
+    '--bpf-maglev-table-size=65521',
     '--cgroup2-path=/sys/fs/cgroup',
   );
   expect(config.switchyard).toStrictEqual({
@@ -240,6 +246,9 @@ test("Switchyard's flags", () => {
       snatPortRange: '61000-65535',
       servicesMax: 1048576,
       backendsMax: 1048576,
+      affinityMax: 4096,
+      lbAlgorithm: 'maglev',
+      maglevTableSize: 65521,
       cgroup2Path: '/sys/fs/cgroup',
     },
     serviceNodePortRange: '30000-32767',

@@ -114,6 +114,10 @@ test('--bpf-snat-port-range: inside 1024-65535, MIN <= MAX, not overlapping --se
   expect(load(HEAD, '--bpf-snat-port-range=32000-33000', '--service-node-port-range=20000-22767').config.switchyard.serviceNodePortRange).toBe('20000-22767');
   expect(refused(HEAD, '--service-node-port-range=9-1').message).toMatch(/--service-node-port-range/);
   expect(refused(HEAD, '--bpf-services-max=3').message).toMatch(/--bpf-services-max.*at least 16/);
+  expect(refused(HEAD, '--bpf-affinity-max=3').message).toMatch(/--bpf-affinity-max.*at least 16/);
+  expect(refused(HEAD, '--bpf-lb-algorithm=roundrobin').message).toBe('--bpf-lb-algorithm: "roundrobin": must be one of random, maglev');
+  expect(refused(HEAD, '--bpf-maglev-table-size=16384').message).toMatch(/--bpf-maglev-table-size.*must be a prime number up to 131071/);
+  expect(load(HEAD, '--bpf-maglev-table-size=251').config.switchyard.bpf.maglevTableSize).toBe(251);
 });
 
 test('Windows-only and removed options are accepted and reported as ignored', () => {

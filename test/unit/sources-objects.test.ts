@@ -47,6 +47,7 @@ test('a valid Service gets API defaults: type, protocol, targetPort', () => {
     externalIPs: [],
     loadBalancerIngress: [],
     sessionAffinity: null,
+    lbAlgorithm: null,
     externalTrafficPolicy: 'Cluster',
     internalTrafficPolicy: 'Cluster',
     healthCheckNodePort: null,
@@ -411,4 +412,20 @@ test('EndpointSlice hints: forZones and forNodes names are kept; none is an empt
   expect(errorOf(parseObject(slice({ endpoints: [{ addresses: ['10.0.0.1'], hints: { forNodes: ['node-a'] } }] }))).message).toBe(
     'EndpointSlice default/web-abc: endpoints[0].hints.forNodes[0]: must be a mapping, got "node-a"',
   );
+});
+
+test('the service.switchyard.dev/lb-algorithm annotation: random or maglev; another value is a warning and the default applies', () => {
+  const spec = { clusterIP: '10.96.0.10', ports: [{ port: 80 }] };
+  const ann = (v: unknown) => parseObject(svc(spec, { annotations: { 'service.switchyard.dev/lb-algorithm': v } }));
+  expect(validService(ann('maglev')).lbAlgorithm).toBe('maglev');
+  expect(validService(ann('random')).lbAlgorithm).toBe('random');
+  expect(validService(parseObject(svc(spec))).lbAlgorithm).toBe(null);
+  const bad = ann('consistent');
+  expect(validService(bad).lbAlgorithm).toBe(null);
+  expect(bad.status === 'valid' && bad.warnings.map((w) => [w.field, w.message])).toStrictEqual([
+    [
+      'metadata.annotations["service.switchyard.dev/lb-algorithm"]',
+      expect.stringMatching(/must be random or maglev, got "consistent"; the default \(--bpf-lb-algorithm\) applies/),
+    ],
+  ]);
 });

@@ -114,7 +114,7 @@ describe('status read back from the pinned maps', () => {
     expect(s.daemonPids, 'the daemon stopped: nobody holds the pin directory').toStrictEqual([]);
   });
 
-  test("map fill is the daemon's own mapUsage() for the maps it writes, plus conntrack and fragments from a dump", async () => {
+  test("map fill is the daemon's own mapUsage() for the maps it writes, plus conntrack, fragments and affinity from a dump", async () => {
     const { fake, usage } = await programmed();
     const s = await statusOf(fake);
     const programmedTables = s.tables.slice(0, usage.length).map((t) => ({ map: t.name, entries: t.entries, capacity: t.capacity }));
@@ -123,6 +123,8 @@ describe('status read back from the pinned maps', () => {
       [MAPS.ct4.name, 0, MAPS.ct4.maxEntries],
       [MAPS.ct6.name, 0, MAPS.ct6.maxEntries],
       [MAPS.frag4.name, 0, MAPS.frag4.maxEntries],
+      [MAPS.aff4.name, 0, MAPS.aff4.maxEntries],
+      [MAPS.aff6.name, 0, MAPS.aff6.maxEntries],
     ]);
     expect(usage.find((u) => u.map === MAPS.backend6.name)?.entries).toBe(1);
   });

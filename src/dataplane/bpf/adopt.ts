@@ -16,6 +16,7 @@
 //   - backends no live slot points at, source ranges of no live frontend,
 //     VIPs no ClusterIP frontend uses.
 // orphans also re-adds the VIP of a live ClusterIP frontend that lost it,
+// makes sy_aff_be_v2 hold exactly the backends of the live affinity scopes,
 // and deletes the traffic counter entries of ids nothing uses; counters of
 // live ids are kept (a restart does not reset them), and a live id without
 // one gets it from the datapath on its next packet. Only when every map
@@ -35,12 +36,17 @@ import {
   type MapName,
   type Op,
   SY_SCOPE_EXTERNAL,
+  SY_SCOPE_INTERNAL,
   SY_SVC_F_CLUSTER_IP,
+  SY_SVC_F_MAGLEV,
+  type AffBeKey,
+  type Gen,
+  type Scope,
   SY_VIP_F_CLUSTER_IP,
   type SvcKey,
   type SvcValue,
 } from './layout.ts';
-import { ALL_IDS_FRESH, FAMILIES, l4Key, NO_FRESH_IDS, programmedState, type ProgrammedServiceIn } from './state.ts';
+import { affinityMembers, ALL_IDS_FRESH, FAMILIES, l4Key, NO_FRESH_IDS, programmedState, type ProgrammedServiceIn } from './state.ts';
 import type { BackendAddr, FrontendKey, L4Addr, ProgrammedState } from './state.ts';
 
 export interface Adopted {
@@ -90,6 +96,8 @@ export function programmedFromDump(dumps: MapDumps): Adopted {
   const svcDeletes: Op[] = [];
   const rest: Op[] = [];
   const vips = new Map<string, number>();
+  const tables = maglevTables(dumps);
+  const keptTables = new Set<string>();
 
   for (const family of FAMILIES) {
     const n = NAMES[family];
@@ -109,20 +117,29 @@ export function programmedFromDump(dumps: MapDumps): Adopted {
       const orphanSlots: SvcKey[] = [...fe.badMasters];
       const [int, ext] = fe.scopes;
       const m = int.master;
-      const scopeIn = (sc: ScopeEntries) => {
+      const scopeIn = (sc: ScopeEntries, scope: Scope) => {
         const master = sc.master as SvcValue;
         const backendIds: number[] = [];
         for (let slot = 1; slot <= master.count; slot++) backendIds.push(sc.slots.get(`${master.gen}/${slot}`)?.[1].backendId ?? 0);
         for (const [sk] of sc.slots.values()) if (sk.gen !== master.gen || sk.slot > master.count) orphanSlots.push(sk);
-        return { gen: master.gen, action: master.action, flags: master.flags, backendIds };
+        // Maglev: the live generation's table is kept when complete and naming only this scope's backends; else rewritten.
+        let maglevM = (master.flags & SY_SVC_F_MAGLEV) !== 0 ? master.maglevM : 0;
+        if (maglevM > 0 && backendIds.length > 0) {
+          const group = `${master.svcId}/${scope}/${master.gen}`;
+          const t = tables.get(group);
+          const ids = new Set(backendIds);
+          if (t !== undefined && t.size === maglevM && [...t.values()].every((id) => ids.has(id))) keptTables.add(group);
+          else maglevM = 0;
+        }
+        return { gen: master.gen, action: master.action, flags: master.flags, affinityTimeoutS: master.affinityTimeoutS, maglevM, backendIds };
       };
       if (m === undefined) {
         // No internal master: nothing reaches this frontend; everything of it goes.
         for (const sc of fe.scopes) for (const [sk] of sc.slots.values()) orphanSlots.push(sk);
         if (ext.master !== undefined) orphanSlots.push({ ...fe.frontend, scope: SY_SCOPE_EXTERNAL, slot: 0, gen: 0 });
       } else {
-        const internal = scopeIn(int);
-        const external = ext.master === undefined ? null : scopeIn(ext);
+        const internal = scopeIn(int, SY_SCOPE_INTERNAL);
+        const external = ext.master === undefined ? null : scopeIn(ext, SY_SCOPE_EXTERNAL);
         if (ext.master === undefined) for (const [sk] of ext.slots.values()) orphanSlots.push(sk);
         live.add(m.svcId);
         const sourceRanges = [...(ranges.get(m.svcId) ?? [])].sort();
@@ -162,7 +179,56 @@ export function programmedFromDump(dumps: MapDumps): Adopted {
     if (svc.svcId >= 1) liveSvc.push(svc.svcId);
   });
   rest.push(...orphanCounters('svccnt', counterIds(dumps, 'svccnt'), liveSvc));
+  rest.push(...reconcileMembers(dumps, state));
+  // Maglev entries of no live, complete table: an interrupted plan, a frontend gone, damage.
+  for (const [group, t] of [...tables].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    if (keptTables.has(group)) continue;
+    const [svcId, scope, gen] = group.split('/').map(Number) as [number, Scope, Gen];
+    for (const index of [...t.keys()].sort((a, b) => a - b)) rest.push({ map: 'maglev', action: 'delete', key: { svcId, scope, gen, index } } as Op);
+  }
   return { state, orphans: [...svcDeletes, ...rest] };
+}
+
+/** sy_maglev_v2 by "svc_id/scope/gen" -> index -> backend id. */
+function maglevTables(dumps: MapDumps): Map<string, Map<number, number>> {
+  const out = new Map<string, Map<number, number>>();
+  for (const [k, v] of decodeEntries('maglev', dumps.get(MAPS.maglev.name) ?? [])) {
+    const group = `${k.svcId}/${k.scope}/${k.gen}`;
+    let t = out.get(group);
+    if (t === undefined) {
+      t = new Map();
+      out.set(group, t);
+    }
+    t.set(k.index, v.backendId);
+  }
+  return out;
+}
+
+/**
+ * Ops that make sy_aff_be_v2 hold exactly the members of the live affinity
+ * scopes (state.ts affinityMembers): deletes for the rest (an interrupted
+ * plan, a frontend gone), entries for the missing.
+ */
+function reconcileMembers(dumps: MapDumps, state: ProgrammedState): Op[] {
+  const text = (k: AffBeKey): string => `${k.svcId}/${k.scope}/${k.backendId}`;
+  const want = new Map<string, AffBeKey>();
+  state.services.forEach((svc) => {
+    for (const [scope, sc] of [
+      [SY_SCOPE_INTERNAL, svc.internal],
+      [SY_SCOPE_EXTERNAL, svc.external],
+    ] as const) {
+      for (const backendId of affinityMembers(sc)) {
+        const k: AffBeKey = { svcId: svc.svcId, backendId, scope };
+        want.set(text(k), k);
+      }
+    }
+  });
+  const have = new Map<string, AffBeKey>();
+  for (const [k] of decodeEntries('affbe', dumps.get(MAPS.affbe.name) ?? [])) have.set(text(k), k);
+  const out: Op[] = [];
+  for (const t of [...have.keys()].sort()) if (!want.has(t)) out.push({ map: 'affbe', action: 'delete', key: have.get(t) } as Op);
+  for (const t of [...want.keys()].sort()) if (!have.has(t)) out.push({ map: 'affbe', action: 'update', key: want.get(t), value: { flags: 0 } } as Op);
+  return out;
 }
 
 function groupByFrontend(entries: ReadonlyArray<[SvcKey, SvcValue]>): Map<FrontendKey, Frontend> {

@@ -17,7 +17,13 @@
 //     master then carries SY_SVC_F_EXT_SCOPE); otherwise the internal master
 //     carries SY_SVC_F_MASQ_EXT when the external verdict masquerades;
 //   loadBalancerSourceRanges (allowedSources) as LPM CIDRs with
-//     SY_SVC_F_SRC_RANGES on both masters.
+//     SY_SVC_F_SRC_RANGES on both masters;
+//   sessionAffinity ClientIP as SY_SVC_F_AFFINITY and its timeout on both
+//     masters of every frontend (kube-proxy applies it to every frontend of
+//     the Service port; each frontend keeps its own clients' backends);
+//   Maglev (the service.switchyard.dev/lb-algorithm annotation, else
+//     --bpf-lb-algorithm) as SY_SVC_F_MAGLEV and the table size on both
+//     masters (diff writes the tables).
 // Two ServicePorts claiming one frontend: the lower id (string order) wins,
 // the other gets a Problem.
 
@@ -32,8 +38,10 @@ import {
   SY_ACT_REJECT,
   SY_BE_F_LOCAL,
   SY_MAX_SLOTS,
+  SY_SVC_F_AFFINITY,
   SY_SVC_F_CLUSTER_IP,
   SY_SVC_F_EXT_SCOPE,
+  SY_SVC_F_MAGLEV,
   SY_SVC_F_MASQ,
   SY_SVC_F_MASQ_EXT,
   SY_SVC_F_SRC_RANGES,
@@ -41,6 +49,7 @@ import {
   srcRangeKey,
 } from './layout.ts';
 import { CowMap } from '../../util/cow.ts';
+import { MAGLEV_DEFAULT_M } from './maglev.ts';
 import { backendKey4, backendKeyOf, compareBackendKeys, l4Key } from './state.ts';
 import type { BackendAddr, BackendKey, CompileIndex, DesiredScope, DesiredService, DesiredState, FrontendKey, L4Addr } from './state.ts';
 
@@ -57,6 +66,10 @@ export interface CompileOptions {
   readonly nodeIPs: readonly string[];
   /** --nodeport-addresses as CIDRs; empty: every node address. */
   readonly nodePortAddresses: readonly string[];
+  /** --bpf-lb-algorithm: the backend choice of Services without the lb-algorithm annotation. */
+  readonly lbAlgorithm: 'random' | 'maglev';
+  /** --bpf-maglev-table-size: entries of each Maglev table (a prime). */
+  readonly maglevTableSize: number;
   /**
    * NodePorts also on 127.0.0.1 (kube-proxy's localhost NodePorts, IPv4
    * only): reached by host-network clients through the socket hooks. The
@@ -75,6 +88,8 @@ export function compileOptions(o: Partial<CompileOptions> = {}): CompileOptions 
     nodeZone: null,
     nodeIPs: [],
     nodePortAddresses: [],
+    lbAlgorithm: 'random',
+    maglevTableSize: MAGLEV_DEFAULT_M,
     localhostNodePorts: false,
     ...o,
   };
@@ -89,6 +104,8 @@ function optionsKey(o: CompileOptions): string {
     o.nodeZone,
     o.nodeIPs,
     o.nodePortAddresses,
+    o.lbAlgorithm,
+    o.maglevTableSize,
     o.localhostNodePorts === true,
   ]);
 }
@@ -237,6 +254,8 @@ interface Context {
   readonly verdict: VerdictOptions;
   /** Node addresses NodePorts listen on, per family, canonical. */
   readonly nodePortIPs: Readonly<Record<IPFamily, readonly string[]>>;
+  readonly lbAlgorithm: 'random' | 'maglev';
+  readonly maglevTableSize: number;
 }
 
 function context(o: CompileOptions): Context {
@@ -261,6 +280,8 @@ function context(o: CompileOptions): Context {
       nodeIPs: o.nodeIPs,
     },
     nodePortIPs: ips,
+    lbAlgorithm: o.lbAlgorithm,
+    maglevTableSize: o.maglevTableSize,
   };
 }
 
@@ -301,7 +322,11 @@ function compileServicePort(sp: ServicePortInfo, ctx: Context): Compiled {
   for (const fv of verdicts(target, ctx.verdict)) {
     const addrs = frontendAddresses(fv, ctx, bad);
     if (addrs.length === 0) continue;
-    const shape = compileVerdicts(fv, backendsOf, bad);
+    const choice: Choice = {
+      affinityTimeoutS: sp.sessionAffinity?.timeoutSeconds ?? 0,
+      maglevM: (sp.lbAlgorithm ?? ctx.lbAlgorithm) === 'maglev' ? ctx.maglevTableSize : 0,
+    };
+    const shape = compileVerdicts(fv, choice, backendsOf, bad);
     for (const addr of addrs) {
       const frontend: L4Addr = { addr, port: fv.frontend.port, proto: fv.frontend.protocol };
       const key = l4Key(frontend);
@@ -342,16 +367,22 @@ function frontendAddresses(fv: FrontendVerdicts, ctx: Context, bad: (field: stri
 
 type BackendsOf = (endpoints: readonly EndpointInfo[]) => { backends: readonly BackendAddr[]; backendKeys: readonly BackendKey[] };
 
+/** How a frontend picks backends for new connections: affinity timeout and Maglev table size, 0 = none. */
+type Choice = Pick<DesiredScope, 'affinityTimeoutS' | 'maglevM'>;
+
 function compileVerdicts(
   fv: FrontendVerdicts,
+  choice: Choice,
   backendsOf: BackendsOf,
   bad: (field: string, message: string) => void,
 ): Pick<DesiredService, 'internal' | 'external' | 'sourceRanges'> {
   const sourceRanges = rangesOf(fv.allowedSources, bad);
   let common = fv.frontend.kind === 'clusterIP' ? SY_SVC_F_CLUSTER_IP : 0;
   if (fv.allowedSources !== null) common |= SY_SVC_F_SRC_RANGES;
-  const internal = scopeOf(fv.pod, common, backendsOf);
-  const external = scopeOf(fv.external, common, backendsOf);
+  if (choice.affinityTimeoutS > 0) common |= SY_SVC_F_AFFINITY;
+  if (choice.maglevM > 0) common |= SY_SVC_F_MAGLEV;
+  const internal = scopeOf(fv.pod, common, choice, backendsOf);
+  const external = scopeOf(fv.external, common, choice, backendsOf);
   if (internal.action !== external.action || !sameKeys(internal.backendKeys, external.backendKeys)) {
     return { internal: withFlags(internal, internal.flags | SY_SVC_F_EXT_SCOPE), external, sourceRanges };
   }
@@ -370,15 +401,23 @@ function masquerades(v: Verdict): boolean {
 const ACTION: Record<Verdict['action'], SvcAction> = { dnat: SY_ACT_FORWARD, reject: SY_ACT_REJECT, drop: SY_ACT_DROP };
 const NONE = { backends: [] as readonly BackendAddr[], backendKeys: [] as readonly BackendKey[] };
 
-function scopeOf(v: Verdict, flags: number, backendsOf: BackendsOf): DesiredScope {
-  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, backends: NONE.backends, backendKeys: NONE.backendKeys };
+function scopeOf(v: Verdict, flags: number, choice: Choice, backendsOf: BackendsOf): DesiredScope {
+  const { affinityTimeoutS, maglevM } = choice;
+  if (v.action !== 'dnat') return { action: ACTION[v.action], flags, backends: NONE.backends, backendKeys: NONE.backendKeys, affinityTimeoutS, maglevM };
   const b = backendsOf(v.endpoints);
-  return { action: SY_ACT_FORWARD, flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags, backends: b.backends, backendKeys: b.backendKeys };
+  return {
+    action: SY_ACT_FORWARD,
+    flags: v.masquerade ? flags | SY_SVC_F_MASQ : flags,
+    backends: b.backends,
+    backendKeys: b.backendKeys,
+    affinityTimeoutS,
+    maglevM,
+  };
 }
 
 /** The scope with other flags (no object spread: one per frontend of a full compile). */
 function withFlags(sc: DesiredScope, flags: number): DesiredScope {
-  return { action: sc.action, flags, backends: sc.backends, backendKeys: sc.backendKeys };
+  return { action: sc.action, flags, backends: sc.backends, backendKeys: sc.backendKeys, affinityTimeoutS: sc.affinityTimeoutS, maglevM: sc.maglevM };
 }
 
 function sameKeys(a: readonly BackendKey[], b: readonly BackendKey[]): boolean {

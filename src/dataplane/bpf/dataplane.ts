@@ -61,6 +61,8 @@ import { type Counters, decodeStats, hasTraffic, labelCounters, readCounters, ty
 import { parseServicePortId } from '../../model/service-ports.ts';
 import type { BackendTraffic, ServiceTraffic, TrafficReport } from '../types.ts';
 import { type CtPassResult, type CtPressureState, type CtTimeouts, ctPressure, flushPass, gcPass } from './ct-gc.ts';
+import { type AffinityMembers, affinityPass, allMembers, lostMembers } from './affinity.ts';
+import { MAGLEV_DEFAULT_M } from './maglev.ts';
 import { attachSocketLb, closeStaleSockets, SOCK_ATTACH_TYPES, SOCK_PROGRAMS } from './socklb.ts';
 
 /**
@@ -165,6 +167,10 @@ export interface BpfDataplaneOptions {
   readonly snatPorts: { readonly min: number; readonly max: number };
   /** max_entries per map (layout.ts MAPS defaults where absent). */
   readonly capacities: Capacities;
+  /** --bpf-lb-algorithm: Services without the lb-algorithm annotation; default random. */
+  readonly lbAlgorithm?: 'random' | 'maglev';
+  /** --bpf-maglev-table-size (a prime); default MAGLEV_DEFAULT_M. */
+  readonly maglevTableSize?: number;
   /** The links to attach to and their changes: hostLinks() in the daemon. */
   readonly links: LinkSource;
   /**
@@ -432,10 +438,12 @@ export class BpfDataplane implements Dataplane {
         await this.#writeConfig(podCIDRs, false);
       }
       const before = this.#desired;
+      const full = before === null;
       this.#programmed = plan.next;
       this.#desired = desired;
       await this.#flushStaleFlows(plan.touched, plan.next, desired, snapshot);
       await this.#closeStaleSockets(plan.touched, before, desired, snapshot);
+      await this.#dropStaleAffinity(full ? allMembers(plan.next) : lostMembers(plan.touched, programmed, plan.next), full);
       if (this.#upgrade !== null && (await this.#upgrade.afterSync(this.#upgradeContext(podCIDRs)))) this.#upgrade = null;
       return {
         frontendsChanged: plan.touched.length,
@@ -527,6 +535,24 @@ export class BpfDataplane implements Dataplane {
       this.#o.onConntrackReconciled?.('IPv6', r.durationMs / 1000, r.deletedBy.ct6);
     } catch (err) {
       this.#o.log.warn('removing the flows to removed endpoints failed; they end with their timeout', { error: (err as Error).message });
+    }
+  }
+
+  /**
+   * After a sync: deletes the session-affinity entries that name a backend
+   * their frontend lost, or a frontend without affinity (affinity.ts); on
+   * the first sync, every entry no live affinity frontend can use. The
+   * programs already ignore them (sy_aff_be_v2); this frees the room. A
+   * failure is logged, not thrown: the sync landed.
+   */
+  async #dropStaleAffinity(members: AffinityMembers | null, all: boolean): Promise<void> {
+    const obj = this.#obj;
+    if (obj === null || members === null) return;
+    try {
+      const r = await kernel('affinity clean-up', () => affinityPass({ aff4: obj.map(MAPS.aff4.name), aff6: obj.map(MAPS.aff6.name) }, members, all));
+      if (r.deleted > 0) this.#o.log.debug('affinity entries of removed backends deleted', { scanned: r.scanned, deleted: r.deleted });
+    } catch (err) {
+      this.#o.log.warn('deleting the affinity entries of removed backends failed; the datapath ignores them', { error: (err as Error).message });
     }
   }
 
@@ -652,6 +678,8 @@ export class BpfDataplane implements Dataplane {
       nodeZone: null,
       nodeIPs: o.node.all ?? [o.node.ipv4, o.node.ipv6].filter((a) => a !== null),
       nodePortAddresses: o.nodePortAddresses,
+      lbAlgorithm: o.lbAlgorithm ?? 'random',
+      maglevTableSize: o.maglevTableSize ?? MAGLEV_DEFAULT_M,
       // Only host sockets reach 127.0.0.1: without the hooks such frontends would serve no one.
       localhostNodePorts: o.localhostNodePorts === true && this.#hostSockets,
     };

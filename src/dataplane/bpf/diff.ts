@@ -19,6 +19,17 @@
 // Backends are refcounted by live slots across all frontends of a family
 // and deleted last, once nothing points at them. Freed backend ids and
 // svc_ids are quarantined for ID_QUARANTINE_MS (state.ts) before reuse.
+// Session affinity (SY_SVC_F_AFFINITY): every backend of such a scope has a
+// sy_aff_be_v2 entry (svc_id, backend id, scope), written with the new slots
+// (phase 2, before the master that uses them) and deleted with the old ones
+// (phase 4), so the programs' "still one of its backends?" check never
+// misses a live backend; the affinity entries of the backends a frontend
+// lost are the daemon's to delete after the plan (affinity.ts).
+// Maglev (SY_SVC_F_MAGLEV): a scope's table (maglev.ts, m entries of
+// sy_maglev_v2 under its svc_id, scope and slot generation) is written and
+// deleted with its slots: a new table comes with the other generation's
+// slots (a change of backends or of m always flips), the old one goes with
+// the old slots.
 // Traffic counters (sy_svc_cnt_v2, sy_be_cnt*_v2) follow the ids: the
 // datapath creates an id's entry on its first packet; a zeroed entry is
 // written only when an id is handed out again (phase 1, before anything
@@ -40,6 +51,7 @@ import {
   SY_ACT_FORWARD,
   SY_SCOPE_EXTERNAL,
   SY_SCOPE_INTERNAL,
+  SY_SVC_F_AFFINITY,
   SY_SVC_F_CLUSTER_IP,
   SY_VIP_F_CLUSTER_IP,
   type Scope,
@@ -52,7 +64,9 @@ import {
 import { CowMap, type CowMapEditor, type CowVecEditor, type IdSetEditor } from '../../util/cow.ts';
 import type { IPFamily } from '../../model/types.ts';
 import {
+  affinityMembers,
   FAMILIES,
+  maglevEntries,
   ID_QUARANTINE_MS,
   l4Key,
   PHASE_BACKEND_DELETE,
@@ -83,6 +97,7 @@ import type {
   Quarantined,
 } from './state.ts';
 import { formatBackendKey } from './state.ts';
+import { maglevTable } from './maglev.ts';
 
 /**
  * Plans the changes for the frontends in `scope` ('all' or undefined: every
@@ -135,9 +150,27 @@ function scopeEntries(want: DesiredScope, have: ProgrammedScope | null): number 
   return sameKeys(want.backendKeys, have.backendKeys) ? 0 : want.backendKeys.length;
 }
 
+/** sy_aff_be_v2 entries a scope may add: at most every backend new to the membership (an upper bound). */
+function affinityNeed(want: DesiredScope, have: ProgrammedScope | null): number {
+  if ((want.flags & SY_SVC_F_AFFINITY) === 0) return 0;
+  return have === null || (have.flags & SY_SVC_F_AFFINITY) === 0 || !sameKeys(want.backendKeys, have.backendKeys) ? want.backendKeys.length : 0;
+}
+
+/** sy_maglev_v2 entries a scope adds: a new table when its backends or size change. */
+function maglevNeed(want: DesiredScope, have: ProgrammedScope | null): number {
+  if (want.maglevM === 0 || want.backendKeys.length === 0) return 0;
+  return have === null || have.maglevM !== want.maglevM || !sameKeys(want.backendKeys, have.backendKeys) ? want.maglevM : 0;
+}
+
 function sameScope(want: DesiredScope | null, have: ProgrammedScope | null): boolean {
   if (want === null || have === null) return want === have;
-  return want.action === have.action && want.flags === have.flags && sameKeys(want.backendKeys, have.backendKeys);
+  return (
+    want.action === have.action &&
+    want.flags === have.flags &&
+    want.affinityTimeoutS === have.affinityTimeoutS &&
+    want.maglevM === have.maglevM &&
+    sameKeys(want.backendKeys, have.backendKeys)
+  );
 }
 
 function sameRanges(a: readonly string[], b: readonly string[]): boolean {
@@ -158,12 +191,16 @@ function svcKey(f: L4Addr, scope: Scope, gen: Gen, slot: number): SvcKey {
   return { addr: f.addr, port: f.port, proto: f.proto, scope, slot, gen };
 }
 
-function masterValue(sc: { action: ProgrammedScope['action']; flags: number; gen: Gen }, count: number, svcId: number): SvcValue {
-  return { count, gen: sc.gen, action: sc.action, backendId: 0, svcId, flags: sc.flags, affinityTimeoutS: 0 };
+function masterValue(
+  sc: { action: ProgrammedScope['action']; flags: number; gen: Gen; affinityTimeoutS: number; maglevM: number },
+  count: number,
+  svcId: number,
+): SvcValue {
+  return { count, gen: sc.gen, action: sc.action, backendId: 0, svcId, flags: sc.flags, affinityTimeoutS: sc.affinityTimeoutS, maglevM: sc.maglevM };
 }
 
 function slotValue(backendId: number): SvcValue {
-  return { count: 0, gen: 0, action: SY_ACT_FORWARD, backendId, svcId: 0, flags: 0, affinityTimeoutS: 0 };
+  return { count: 0, gen: 0, action: SY_ACT_FORWARD, backendId, svcId: 0, flags: 0, affinityTimeoutS: 0, maglevM: 0 };
 }
 
 /** Editors over one family's backends. */
@@ -198,6 +235,8 @@ class PlanBuilder {
   private readonly freedSvcIds: number[] = [];
   private readonly now: number;
   private readonly opts: DiffOptions;
+  /** Maglev tables computed by this plan, by "m identities...": frontends sharing backends share the work. */
+  private readonly tables: Map<string, Int32Array>;
   /** overflow()'s lookups of the internal scope's keys (one-scope frontends), for write() to hand to writeScope. */
   private found: (ProgrammedBackend | undefined)[] | null = null;
 
@@ -225,6 +264,7 @@ class PlanBuilder {
     this.vips = (current.vips instanceof CowMap ? current.vips : CowMap.from(current.vips)).edit();
     this.deferred = new Set(current.deferred);
     this.entries = { ...current.entries };
+    this.tables = new Map();
     this.peak = { ...current.entries };
     this.counterFresh = { ...current.counterFresh };
   }
@@ -259,7 +299,9 @@ class PlanBuilder {
     const external = want.external === null ? null : this.writeScope(family, f, SY_SCOPE_EXTERNAL, want.external, have?.external ?? null, svcId, masters);
     const internal = this.writeScope(family, f, SY_SCOPE_INTERNAL, want.internal, have?.internal ?? null, svcId, masters, found);
     (this.phases[PHASE_MASTER_UPDATE] as Op[]).push(...masters);
-    if (have?.external && want.external === null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true);
+    if (have?.external && want.external === null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true, svcId);
+    this.members(svcId, SY_SCOPE_INTERNAL, have?.internal ?? null, internal);
+    this.members(svcId, SY_SCOPE_EXTERNAL, have?.external ?? null, external);
 
     for (const r of rangesGone) this.srcRange(family, svcId, r, 'delete', PHASE_SVC_DELETE);
     if (have !== undefined && isClusterIP(have.internal.flags) && !isClusterIP(want.internal.flags)) this.vipRef(family, f.addr, -1);
@@ -274,9 +316,11 @@ class PlanBuilder {
     const del = this.phases[PHASE_SVC_DELETE] as Op[];
     del.push(this.op(SVC_MAP[family], 'delete', svcKey(f, SY_SCOPE_INTERNAL, 0, 0)));
     this.entries[SVC_MAP[family]]--;
-    if (have.external !== null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true);
-    this.dropSlots(family, f, SY_SCOPE_INTERNAL, have.internal);
+    if (have.external !== null) this.dropScope(family, f, SY_SCOPE_EXTERNAL, have.external, true, have.svcId);
+    this.dropSlots(family, f, SY_SCOPE_INTERNAL, have.internal, have.svcId);
     for (const r of have.sourceRanges) this.srcRange(family, have.svcId, r, 'delete', PHASE_SVC_DELETE);
+    this.members(have.svcId, SY_SCOPE_INTERNAL, have.internal, null);
+    this.members(have.svcId, SY_SCOPE_EXTERNAL, have.external, null);
     del.push(this.op('svccnt', 'delete', have.svcId));
     if (isClusterIP(have.internal.flags)) this.vipRef(family, f.addr, -1);
     this.services.delete(key);
@@ -321,7 +365,10 @@ class PlanBuilder {
     const family = want.family;
     const fe = this.fam[family];
     const hi = have?.internal ?? null;
+    const he = have?.external ?? null;
     let svc = scopeEntries(want.internal, hi);
+    let affbe = affinityNeed(want.internal, hi);
+    let maglev = maglevNeed(want.internal, hi);
     let backends: number;
     if (want.external === null) {
       // Each key looked up once: writeScope takes these instead of looking again.
@@ -336,7 +383,9 @@ class PlanBuilder {
       this.found = found;
     } else {
       // Both scopes: a key new to the family counts once.
-      svc += scopeEntries(want.external, have?.external ?? null);
+      svc += scopeEntries(want.external, he);
+      affbe += affinityNeed(want.external, he);
+      maglev += maglevNeed(want.external, he);
       const newKeys = new Set<BackendKey>();
       for (const k of want.internal.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
       for (const k of want.external.backendKeys) if (!fe.byKey.has(k)) newKeys.add(k);
@@ -349,7 +398,9 @@ class PlanBuilder {
         this.fits(SVC_MAP[family], svc) &&
         this.fits(BACKEND_MAP[family], backends) &&
         this.fits(SRCRANGE_MAP[family], ranges) &&
-        this.fits(VIP_MAP[family], vip)
+        this.fits(VIP_MAP[family], vip) &&
+        this.fits('affbe', affbe) &&
+        this.fits('maglev', maglev)
       )
     ) {
       const full: string[] = [];
@@ -358,6 +409,8 @@ class PlanBuilder {
         [BACKEND_MAP[family], backends],
         [SRCRANGE_MAP[family], ranges],
         [VIP_MAP[family], vip],
+        ['affbe', affbe],
+        ['maglev', maglev],
       ] as const) {
         if (!this.fits(m, n)) full.push(`${m} holds ${this.peak[m]} of ${capacityOf(this.opts.capacities ?? {}, m)} entries, this frontend needs ${n} more`);
       }
@@ -367,6 +420,8 @@ class PlanBuilder {
     this.peak[BACKEND_MAP[family]] += backends;
     this.peak[SRCRANGE_MAP[family]] += ranges;
     this.peak[VIP_MAP[family]] += vip;
+    this.peak.affbe += affbe;
+    this.peak.maglev += maglev;
     return null;
   }
 
@@ -387,9 +442,9 @@ class PlanBuilder {
     found: readonly (ProgrammedBackend | undefined)[] | null = null,
   ): ProgrammedScope {
     const svcMap = SVC_MAP[family];
-    if (have !== null && sameKeys(want.backendKeys, have.backendKeys)) {
-      const next: ProgrammedScope = { ...have, action: want.action, flags: want.flags };
-      if (want.action !== have.action || want.flags !== have.flags)
+    if (have !== null && sameKeys(want.backendKeys, have.backendKeys) && want.maglevM === have.maglevM) {
+      const next: ProgrammedScope = { ...have, action: want.action, flags: want.flags, affinityTimeoutS: want.affinityTimeoutS };
+      if (want.action !== have.action || want.flags !== have.flags || want.affinityTimeoutS !== have.affinityTimeoutS)
         masters.push(this.op(svcMap, 'update', svcKey(f, scope, 0, 0), masterValue(next, have.backendIds.length, svcId)));
       return next;
     }
@@ -404,19 +459,28 @@ class PlanBuilder {
       slots.push(this.op(svcMap, 'update', svcKey(f, scope, gen, i + 1), slotValue(id)));
     }
     this.entries[svcMap] += ids.length + (have === null ? 1 : 0);
-    const next: ProgrammedScope = { gen, action: want.action, flags: want.flags, backendIds: ids, backendKeys: want.backendKeys };
+    const next: ProgrammedScope = {
+      gen,
+      action: want.action,
+      flags: want.flags,
+      affinityTimeoutS: want.affinityTimeoutS,
+      maglevM: want.maglevM,
+      backendIds: ids,
+      backendKeys: want.backendKeys,
+    };
+    if (maglevEntries(next) > 0) this.writeTable(svcId, scope, gen, want.maglevM, want.backends, ids);
     masters.push(this.op(svcMap, 'update', svcKey(f, scope, 0, 0), masterValue(next, ids.length, svcId)));
-    if (have !== null) this.dropSlots(family, f, scope, have);
+    if (have !== null) this.dropSlots(family, f, scope, have, svcId);
     return next;
   }
 
   /** Deletes a scope's master (when `master`) and slots. */
-  private dropScope(family: IPFamily, f: L4Addr, scope: Scope, have: ProgrammedScope, master: boolean): void {
+  private dropScope(family: IPFamily, f: L4Addr, scope: Scope, have: ProgrammedScope, master: boolean, svcId: number): void {
     if (master) {
       (this.phases[PHASE_SVC_DELETE] as Op[]).push(this.op(SVC_MAP[family], 'delete', svcKey(f, scope, 0, 0)));
       this.entries[SVC_MAP[family]]--;
     }
-    this.dropSlots(family, f, scope, have);
+    this.dropSlots(family, f, scope, have, svcId);
   }
 
   /**
@@ -424,8 +488,11 @@ class PlanBuilder {
    * Slots adopt found missing (id 0) are not deleted: the kernel answers
    * ENOENT, and a batch delete stops at the first error.
    */
-  private dropSlots(family: IPFamily, f: L4Addr, scope: Scope, have: ProgrammedScope): void {
+  private dropSlots(family: IPFamily, f: L4Addr, scope: Scope, have: ProgrammedScope, svcId: number): void {
     const deletes = this.phases[PHASE_SVC_DELETE] as Op[];
+    const m = maglevEntries(have);
+    for (let index = 0; index < m; index++) deletes.push(this.op('maglev', 'delete', { svcId, scope, gen: have.gen, index }));
+    this.entries.maglev -= m;
     const fe = this.fam[family];
     for (let i = 0; i < have.backendIds.length; i++) {
       const id = have.backendIds[i] as number;
@@ -502,6 +569,44 @@ class PlanBuilder {
     return { byKey: fe.byKey.done(), byId: fe.byId.done(), ids: fe.ids.done(), danglingRefs: dangling ?? fe.current.danglingRefs, quarantine: fe.quarantine };
   }
 
+  /** A scope's Maglev table for generation `gen`, with the new slots (phase 2): entry -> backend id. */
+  private writeTable(svcId: number, scope: Scope, gen: Gen, m: number, backends: readonly BackendAddr[], ids: readonly number[]): void {
+    const identities = backends.map(l4Key); // address, port, protocol: the same on every node
+    const memo = `${m} ${identities.join(' ')}`;
+    let table = this.tables.get(memo);
+    if (table === undefined) {
+      table = maglevTable(identities, m);
+      this.tables.set(memo, table);
+    }
+    const slots = this.phases[PHASE_SLOT_UPDATE] as Op[];
+    for (let index = 0; index < m; index++)
+      slots.push(this.op('maglev', 'update', { svcId, scope, gen, index }, { backendId: ids[table[index] as number] as number }));
+    this.entries.maglev += m;
+  }
+
+  /**
+   * sy_aff_be_v2 from one scope's programmed version to the next (null: no
+   * such scope): new members with the slots (phase 2), gone ones after the
+   * master stopped naming them (phase 4).
+   */
+  private members(svcId: number, scope: Scope, before: ProgrammedScope | null, after: ProgrammedScope | null): void {
+    const had = affinityMembers(before);
+    const has = affinityMembers(after);
+    if (had.length === 0 && has.length === 0) return;
+    const old = new Set(had);
+    const now = new Set(has);
+    for (const backendId of has) {
+      if (old.has(backendId)) continue;
+      (this.phases[PHASE_SLOT_UPDATE] as Op[]).push(this.op('affbe', 'update', { svcId, backendId, scope }, { flags: 0 }));
+      this.entries.affbe++;
+    }
+    for (const backendId of had) {
+      if (now.has(backendId)) continue;
+      (this.phases[PHASE_SVC_DELETE] as Op[]).push(this.op('affbe', 'delete', { svcId, backendId, scope }));
+      this.entries.affbe--;
+    }
+  }
+
   private vipRef(family: IPFamily, addr: string, delta: 1 | -1): void {
     const n = (this.vips.get(addr) ?? 0) + delta;
     if (n > 0) this.vips.set(addr, n);
@@ -571,7 +676,9 @@ export function formatSvcKey(k: SvcKey): string {
 
 export function formatSvcValue(k: SvcKey, v: SvcValue): string {
   if (k.slot !== 0) return `backend ${v.backendId}`;
-  return `${ACTION_NAME[v.action]} count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}`;
+  const affinity = (v.flags & SY_SVC_F_AFFINITY) !== 0 ? ` affinity ${v.affinityTimeoutS}s` : '';
+  const maglev = v.maglevM > 0 ? ` maglev ${v.maglevM}` : '';
+  return `${ACTION_NAME[v.action]} count ${v.count} gen ${v.gen} flags 0x${v.flags.toString(16).padStart(2, '0')} svc ${v.svcId}${affinity}${maglev}`;
 }
 
 /** "0" for zeroed counters, else "fwd 3 pkts 180 B, reply 3 pkts 180 B, 1 conns". */
@@ -599,6 +706,12 @@ export function formatOp(op: Op): string {
     case 'srcrange4':
     case 'srcrange6':
       return `${head} svc ${op.key.svcId} ${op.key.addr}/${op.key.prefixlen - 32}`;
+    case 'affbe':
+      return `${head} svc ${op.key.svcId} ${SCOPE_NAME[op.key.scope]} backend ${op.key.backendId}`;
+    case 'maglev':
+      return op.action === 'update'
+        ? `${head} svc ${op.key.svcId} ${SCOPE_NAME[op.key.scope]} gen ${op.key.gen} [${op.key.index}] = backend ${op.value.backendId}`
+        : `${head} svc ${op.key.svcId} ${SCOPE_NAME[op.key.scope]} gen ${op.key.gen} [${op.key.index}]`;
     case 'svccnt':
     case 'becnt4':
     case 'becnt6':

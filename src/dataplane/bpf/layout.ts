@@ -52,6 +52,9 @@ export const HEADER_DEFINES = {
   SY_FRAG_MAX: 8192,
   SY_SVC_CNT_MAX: 524288,
   SY_BE_CNT_MAX: 131072,
+  SY_AFF_MAX: 65536,
+  SY_AFF_BE_MAX: 524288,
+  SY_MAGLEV_MAX: 2097152,
   SY_SCOPE_INTERNAL: 0,
   SY_SCOPE_EXTERNAL: 1,
   SY_ACT_FORWARD: 0,
@@ -100,6 +103,8 @@ export const HEADER_DEFINES = {
   SY_STAT_SOCK_XLATE: 16,
   SY_STAT_SOCK_REJECT: 17,
   SY_STAT_UPGRADE_HOLD: 18,
+  SY_STAT_AFFINITY: 19,
+  SY_STAT_MAGLEV: 20,
   SY_STAT_CT_MIDSTREAM: 21,
   SY_STAT_MAX: 32,
   SY_SOCK_RNAT_MAX: 65536,
@@ -126,6 +131,8 @@ export const STAT_NAMES = [
   'SOCK_XLATE',
   'SOCK_REJECT',
   'UPGRADE_HOLD',
+  'AFFINITY',
+  'MAGLEV',
   'CT_MIDSTREAM',
 ] as const;
 export type StatName = (typeof STAT_NAMES)[number];
@@ -141,6 +148,7 @@ export const SY_SVC_F_MASQ_EXT = D.SY_SVC_F_MASQ_EXT;
 export const SY_SVC_F_EXT_SCOPE = D.SY_SVC_F_EXT_SCOPE;
 export const SY_SVC_F_SRC_RANGES = D.SY_SVC_F_SRC_RANGES;
 export const SY_SVC_F_AFFINITY = D.SY_SVC_F_AFFINITY;
+export const SY_SVC_F_MAGLEV = D.SY_SVC_F_MAGLEV;
 export const SY_SVC_F_CLUSTER_IP = D.SY_SVC_F_CLUSTER_IP;
 export const SY_BE_F_LOCAL = D.SY_BE_F_LOCAL;
 export const SY_VIP_F_CLUSTER_IP = D.SY_VIP_F_CLUSTER_IP;
@@ -204,7 +212,7 @@ export const SY_SVC_VALUE = struct('sy_svc_value', 24, [
   ['flags', 12, 'u16'],
   ['pad', 14, 'u16'],
   ['affinity_timeout_s', 16, 'u32'],
-  ['aux', 20, 'u32'],
+  ['maglev_m', 20, 'u32'],
 ]);
 
 export const SY_BACKEND4 = struct('sy_backend4', 8, [
@@ -314,6 +322,41 @@ export const SY_CONFIG_V2 = struct('sy_config_v2', 56, [
   ['pad2', 52, 'u32'],
 ]);
 
+export const SY_AFF4_KEY = struct('sy_aff4_key', 8, [
+  ['svc_id', 0, 'u32'],
+  ['addr_be', 4, 'be32'],
+]);
+
+export const SY_AFF6_KEY = struct('sy_aff6_key', 20, [
+  ['svc_id', 0, 'u32'],
+  ['addr_be', 4, 'be32[]', 16],
+]);
+
+export const SY_AFF_VALUE = struct('sy_aff_value', 16, [
+  ['backend_id', 0, 'u32'],
+  ['pad', 4, 'u32'],
+  ['last_used_ns', 8, 'u64'],
+]);
+
+export const SY_AFF_BE_KEY = struct('sy_aff_be_key', 12, [
+  ['svc_id', 0, 'u32'],
+  ['backend_id', 4, 'u32'],
+  ['scope', 8, 'u8'],
+  ['pad', 9, 'u8[]', 3],
+]);
+
+export const SY_AFF_BE_VALUE = struct('sy_aff_be_value', 4, [['flags', 0, 'u32']]);
+
+export const SY_MAGLEV_KEY = struct('sy_maglev_key', 12, [
+  ['svc_id', 0, 'u32'],
+  ['scope', 4, 'u8'],
+  ['gen', 5, 'u8'],
+  ['pad', 6, 'u16'],
+  ['index', 8, 'u32'],
+]);
+
+export const SY_MAGLEV_VALUE = struct('sy_maglev_value', 4, [['backend_id', 0, 'u32']]);
+
 export const SY_TRAFFIC = struct('sy_traffic', 40, [
   ['packets', 0, 'u64'],
   ['bytes', 8, 'u64'],
@@ -377,6 +420,13 @@ export const STRUCTS: readonly StructSpec[] = [
   SY_FRAG4_KEY,
   SY_FRAG_VALUE,
   SY_CONFIG_V2,
+  SY_AFF4_KEY,
+  SY_AFF6_KEY,
+  SY_AFF_VALUE,
+  SY_AFF_BE_KEY,
+  SY_AFF_BE_VALUE,
+  SY_MAGLEV_KEY,
+  SY_MAGLEV_VALUE,
   SY_TRAFFIC,
   SY_SOCKCFG,
   SY_SOCK_RNAT4_KEY,
@@ -412,6 +462,8 @@ export interface SvcValue {
   /** SY_SVC_F_* */
   readonly flags: number;
   readonly affinityTimeoutS: number;
+  /** Master with SY_SVC_F_MAGLEV: entries of its Maglev table; else 0. */
+  readonly maglevM: number;
 }
 
 /** struct sy_traffic: counters of one frontend (svc_id) or backend id; see sy_maps.h. */
@@ -487,6 +539,35 @@ export interface CtValue {
   readonly finMask: number;
   readonly createdNs: bigint;
   readonly lastSeenNs: bigint;
+}
+
+/** Key of sy_aff4_v2 / sy_aff6_v2: a client of a frontend with session affinity. */
+export interface AffKey {
+  readonly svcId: number;
+  /** The client address. */
+  readonly addr: string;
+}
+/** Value of sy_aff4_v2 / sy_aff6_v2: the client's backend and when a new connection last used it (CLOCK_MONOTONIC ns). */
+export interface AffValue {
+  readonly backendId: number;
+  readonly lastUsedNs: bigint;
+}
+/** Key of sy_maglev_v2: entry `index` of the Maglev table of a frontend's scope, slot generation `gen`. */
+export interface MaglevKey {
+  readonly svcId: number;
+  readonly scope: Scope;
+  readonly gen: Gen;
+  readonly index: number;
+}
+export interface MaglevValue {
+  readonly backendId: number;
+}
+
+/** Key of sy_aff_be_v2: backend id is one of the backends of this scope of frontend svcId (with session affinity). */
+export interface AffBeKey {
+  readonly svcId: number;
+  readonly backendId: number;
+  readonly scope: Scope;
 }
 
 export interface Frag4Key {
@@ -614,7 +695,7 @@ export const svcValueCodec: Codec<SvcValue> = {
     SV.flags.put(b, base, v.flags);
     SV.pad.put(b, base, 0);
     SV.affinity_timeout_s.put(b, base, v.affinityTimeoutS);
-    SV.aux.put(b, base, 0);
+    SV.maglev_m.put(b, base, v.maglevM);
   },
   decode(b, base = 0) {
     const s = SV.state.get(b, base);
@@ -628,6 +709,7 @@ export const svcValueCodec: Codec<SvcValue> = {
       svcId: SV.svc_id.get(b, base),
       flags: SV.flags.get(b, base),
       affinityTimeoutS: SV.affinity_timeout_s.get(b, base),
+      maglevM: SV.maglev_m.get(b, base),
     };
   },
 };
@@ -671,7 +753,7 @@ function vipKeyCodec(spec: typeof SY_VIP4_KEY | typeof SY_VIP6_KEY, io: AddrIO):
 export const vip4KeyCodec = vipKeyCodec(SY_VIP4_KEY, IO4);
 export const vip6KeyCodec = vipKeyCodec(SY_VIP6_KEY, IO6);
 
-function flagsCodec(spec: typeof SY_VIP_VALUE | typeof SY_SRCRANGE_VALUE): Codec<{ readonly flags: number }> {
+function flagsCodec(spec: typeof SY_VIP_VALUE | typeof SY_SRCRANGE_VALUE | typeof SY_AFF_BE_VALUE): Codec<{ readonly flags: number }> {
   return {
     spec,
     encodeInto(v, b, base) {
@@ -703,6 +785,82 @@ function srcRangeKeyCodec(spec: typeof SY_SRCRANGE4_KEY | typeof SY_SRCRANGE6_KE
     },
   };
 }
+
+function affKeyCodec(spec: typeof SY_AFF4_KEY | typeof SY_AFF6_KEY, io: AddrIO): Codec<AffKey> {
+  const k = spec.f;
+  return {
+    spec,
+    encodeInto(v, b, base) {
+      k.svc_id.put(b, base, v.svcId);
+      io.put(k.addr_be, b, base, v.addr, spec.name);
+    },
+    decode(b, base = 0) {
+      return { svcId: k.svc_id.get(b, base), addr: io.get(k.addr_be, b, base) };
+    },
+  };
+}
+
+export const aff4KeyCodec = affKeyCodec(SY_AFF4_KEY, IO4);
+export const aff6KeyCodec = affKeyCodec(SY_AFF6_KEY, IO6);
+
+const AV = SY_AFF_VALUE.f;
+export const affValueCodec: Codec<AffValue> = {
+  spec: SY_AFF_VALUE,
+  encodeInto(v, b, base) {
+    AV.backend_id.put(b, base, v.backendId);
+    AV.pad.put(b, base, 0);
+    AV.last_used_ns.putBig(b, base, v.lastUsedNs);
+  },
+  decode(b, base = 0) {
+    return { backendId: AV.backend_id.get(b, base), lastUsedNs: AV.last_used_ns.getBig(b, base) };
+  },
+};
+
+const AB = SY_AFF_BE_KEY.f;
+export const affBeKeyCodec: Codec<AffBeKey> = {
+  spec: SY_AFF_BE_KEY,
+  encodeInto(v, b, base) {
+    AB.svc_id.put(b, base, v.svcId);
+    AB.backend_id.put(b, base, v.backendId);
+    AB.scope.put(b, base, v.scope);
+    zeroPadding(SY_AFF_BE_KEY, b, base);
+  },
+  decode(b, base = 0) {
+    return { svcId: AB.svc_id.get(b, base), backendId: AB.backend_id.get(b, base), scope: scope01(SY_AFF_BE_KEY.name, AB.scope.get(b, base)) };
+  },
+};
+
+const MK = SY_MAGLEV_KEY.f;
+export const maglevKeyCodec: Codec<MaglevKey> = {
+  spec: SY_MAGLEV_KEY,
+  encodeInto(v, b, base) {
+    MK.svc_id.put(b, base, v.svcId);
+    MK.scope.put(b, base, v.scope);
+    MK.gen.put(b, base, v.gen);
+    MK.pad.put(b, base, 0);
+    MK.index.put(b, base, v.index);
+  },
+  decode(b, base = 0) {
+    return {
+      svcId: MK.svc_id.get(b, base),
+      scope: scope01(SY_MAGLEV_KEY.name, MK.scope.get(b, base)),
+      gen: gen01(SY_MAGLEV_KEY.name, 'gen', MK.gen.get(b, base)),
+      index: MK.index.get(b, base),
+    };
+  },
+};
+
+export const maglevValueCodec: Codec<MaglevValue> = {
+  spec: SY_MAGLEV_VALUE,
+  encodeInto(v, b, base) {
+    SY_MAGLEV_VALUE.f.backend_id.put(b, base, v.backendId);
+  },
+  decode(b, base = 0) {
+    return { backendId: SY_MAGLEV_VALUE.f.backend_id.get(b, base) };
+  },
+};
+
+export const affBeValueCodec: Codec<{ readonly flags: number }> = flagsCodec(SY_AFF_BE_VALUE);
 
 export const srcRange4KeyCodec = srcRangeKeyCodec(SY_SRCRANGE4_KEY, IO4);
 export const srcRange6KeyCodec = srcRangeKeyCodec(SY_SRCRANGE6_KEY, IO6);
@@ -1084,6 +1242,10 @@ export const MAPS = {
   ct4: def('sy_ct4_v2', 'lru_hash', ct4KeyCodec, ct4ValueCodec, D.SY_CT_MAX, 0),
   ct6: def('sy_ct6_v2', 'lru_hash', ct6KeyCodec, ct6ValueCodec, D.SY_CT_MAX, 0),
   frag4: def('sy_frag4_v2', 'lru_hash', frag4KeyCodec, fragValueCodec, D.SY_FRAG_MAX, 0),
+  aff4: def('sy_aff4_v2', 'lru_hash', aff4KeyCodec, affValueCodec, D.SY_AFF_MAX, 0),
+  aff6: def('sy_aff6_v2', 'lru_hash', aff6KeyCodec, affValueCodec, D.SY_AFF_MAX, 0),
+  affbe: def('sy_aff_be_v2', 'hash', affBeKeyCodec, affBeValueCodec, D.SY_AFF_BE_MAX, NP),
+  maglev: def('sy_maglev_v2', 'hash', maglevKeyCodec, maglevValueCodec, D.SY_MAGLEV_MAX, NP),
   svccnt: def('sy_svc_cnt_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_SVC_CNT_MAX, NP),
   becnt4: def('sy_be_cnt4_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_BE_CNT_MAX, NP),
   becnt6: def('sy_be_cnt6_v2', 'percpu_hash', u32Codec, trafficCodec, D.SY_BE_CNT_MAX, NP),
@@ -1106,8 +1268,19 @@ export const SOCK_MAPS = {
 export type KeyOf<M extends MapName> = (typeof MAPS)[M] extends MapDef<infer K, unknown> ? K : never;
 export type ValueOf<M extends MapName> = (typeof MAPS)[M] extends MapDef<unknown, infer V> ? V : never;
 
-/** The maps the control plane writes entry by entry (ops); the rest are the datapath's (ct, frag, stats) or written whole (config). */
-export const PROGRAMMED_MAPS = ['svc4', 'svc6', 'backend4', 'backend6', 'vip4', 'vip6', 'srcrange4', 'srcrange6'] as const satisfies readonly MapName[];
+/** The maps the control plane writes entry by entry (ops); the rest are the datapath's (ct, frag, aff, stats) or written whole (config). */
+export const PROGRAMMED_MAPS = [
+  'svc4',
+  'svc6',
+  'backend4',
+  'backend6',
+  'vip4',
+  'vip6',
+  'srcrange4',
+  'srcrange6',
+  'affbe',
+  'maglev',
+] as const satisfies readonly MapName[];
 export type ProgrammedMapName = (typeof PROGRAMMED_MAPS)[number];
 
 /** The traffic counter maps: entries written (zeroed) and deleted by the control plane with the ids, counted by the programs. */

@@ -21,7 +21,7 @@ import type { IPFamily, Protocol } from '../../model/types.ts';
 import { CowMap, CowVec, IdSet } from '../../util/cow.ts';
 import { formatIPv4, parseIPv4 } from '../../util/ip.ts';
 import type { Problem } from '../types.ts';
-import type { Capacities, Op, ProgrammedMapName, SvcAction } from './layout.ts';
+import { type Capacities, type Op, type ProgrammedMapName, SY_SVC_F_AFFINITY, type SvcAction } from './layout.ts';
 
 export type { Problem } from '../types.ts';
 export type { Op } from './layout.ts';
@@ -94,6 +94,10 @@ export interface DesiredScope {
   readonly action: SvcAction;
   /** SY_SVC_F_* */
   readonly flags: number;
+  /** sessionAffinity ClientIP timeout with SY_SVC_F_AFFINITY in flags, else 0. */
+  readonly affinityTimeoutS: number;
+  /** Maglev table size with SY_SVC_F_MAGLEV in flags, else 0. */
+  readonly maglevM: number;
   /** Sorted by BackendKey, no duplicates. */
   readonly backends: readonly BackendAddr[];
   /** backends[i]'s BackendKey, computed once by compile so diff need not. */
@@ -143,6 +147,14 @@ export interface ProgrammedScope {
   readonly gen: 0 | 1;
   readonly action: SvcAction;
   readonly flags: number;
+  /** The master's affinity_timeout_s (0 without SY_SVC_F_AFFINITY). */
+  readonly affinityTimeoutS: number;
+  /**
+   * The master's maglev_m (0 without SY_SVC_F_MAGLEV): with backends, the
+   * scope's generation has a complete table of that many entries in
+   * sy_maglev_v2 (adopt says 0, damaged, when it found it incomplete).
+   */
+  readonly maglevM: number;
   /**
    * backend id per slot, slot 1 first. After adopting a damaged map an entry
    * may be 0 (slot missing) or an id with no backend.
@@ -231,7 +243,21 @@ export const ALL_IDS_FRESH: CounterFresh = { svc: 1, IPv4: 1, IPv6: 1 };
 export const NO_FRESH_IDS: CounterFresh = { svc: IdSet.MAX_ID + 1, IPv4: IdSet.MAX_ID + 1, IPv6: IdSet.MAX_ID + 1 };
 
 export function noEntries(): Record<ProgrammedMapName, number> {
-  return { svc4: 0, svc6: 0, backend4: 0, backend6: 0, vip4: 0, vip6: 0, srcrange4: 0, srcrange6: 0 };
+  return { svc4: 0, svc6: 0, backend4: 0, backend6: 0, vip4: 0, vip6: 0, srcrange4: 0, srcrange6: 0, affbe: 0, maglev: 0 };
+}
+
+/** The sy_maglev_v2 entries a scope's live generation holds: its table, when it has Maglev and backends. */
+export function maglevEntries(sc: { readonly maglevM: number; readonly backendIds: readonly number[] } | null): number {
+  return sc !== null && sc.maglevM > 0 && sc.backendIds.length > 0 ? sc.maglevM : 0;
+}
+
+/**
+ * The sy_aff_be_v2 entries a programmed scope holds: its backend ids (live,
+ * unique, sorted) when the master has SY_SVC_F_AFFINITY, else none.
+ */
+export function affinityMembers(sc: { readonly flags: number; readonly backendIds: readonly number[] } | null): number[] {
+  if (sc === null || (sc.flags & SY_SVC_F_AFFINITY) === 0) return [];
+  return [...new Set(sc.backendIds.filter((id) => id !== 0))].sort((a, b) => a - b);
 }
 
 /**
@@ -317,6 +343,8 @@ export function programmedState(
     const v6 = svc.family === 'IPv6';
     for (const sc of scopes(svc)) entries[v6 ? 'svc6' : 'svc4'] += 1 + sc.backendIds.filter((id) => id !== 0).length;
     entries[v6 ? 'srcrange6' : 'srcrange4'] += svc.sourceRanges.length;
+    for (const sc of scopes(svc)) entries.affbe += affinityMembers(sc).length;
+    for (const sc of scopes(svc)) entries.maglev += maglevEntries(sc);
     const f = fam[svc.family];
     const withKeys = (sc: ScopeIn): ProgrammedScope => ({
       ...sc,

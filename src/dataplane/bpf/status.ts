@@ -60,7 +60,7 @@ export const READ_ATTEMPTS = 3;
 const LAYOUT1_PROGRAM = 'sy_ingress';
 
 /** The maps the datapath itself fills (their fill is counted from a dump). */
-const DATAPATH_MAPS = ['ct4', 'ct6', 'frag4'] as const satisfies readonly MapName[];
+const DATAPATH_MAPS = ['ct4', 'ct6', 'frag4', 'aff4', 'aff6'] as const satisfies readonly MapName[];
 
 export interface PinnedStatusOptions {
   readonly native: NativeBinding;
@@ -189,9 +189,8 @@ async function readOnce(maps: ReadonlyMap<MapName, BpfMap>, o: PinnedStatusOptio
   for (const m of ADOPTED_MAPS) dumps.set(MAPS[m].name, await dump(m));
   const config = decodeEntries('config', await dump('config'))[0]?.[1] ?? null;
   const adopted = programmedFromDump(dumps);
-  const affinity = affinityTimeouts(dumps);
   const counters = await readCounters(async (m) => (maps.has(m) ? dump(m) : null), o.native.numPossibleCpus());
-  const frontends = statusFrontends(adopted.state, { nodeAddresses: nodeAddressSet(o.nodeAddresses, config), affinity, counters });
+  const frontends = statusFrontends(adopted.state, { nodeAddresses: nodeAddressSet(o.nodeAddresses, config), counters });
   const capacity = (name: string): number => [...maps.values()].find((m) => m.name === name)?.maxEntries ?? 0;
   // Maps that are not pinned have no fill (a note names them).
   const pinned = new Set([...maps.values()].map((m) => m.name));
@@ -219,22 +218,9 @@ function nodeAddressSet(host: readonly string[], config: NodeConfig | null): Set
   return out;
 }
 
-/** "addr|port|proto|scope" of masters with SY_SVC_F_AFFINITY -> affinity_timeout_s (adopt's state does not keep it). */
-function affinityTimeouts(dumps: ReadonlyMap<string, readonly MapRecord[]>): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const m of ['svc4', 'svc6'] as const) {
-    for (const [k, v] of decodeEntries(m, dumps.get(MAPS[m].name) ?? [])) {
-      if (k.slot === 0 && (v.flags & SY_SVC_F_AFFINITY) !== 0) out.set(`${k.addr}|${k.port}|${k.proto}|${k.scope}`, v.affinityTimeoutS);
-    }
-  }
-  return out;
-}
-
 export interface StatusContext {
   /** Canonical addresses of this node: a frontend on one is a NodePort. */
   readonly nodeAddresses: ReadonlySet<string>;
-  /** From affinityTimeouts(); empty when no master carries SY_SVC_F_AFFINITY. */
-  readonly affinity?: ReadonlyMap<string, number>;
   /** The counter maps by id (counters.ts); absent: no counters column. */
   readonly counters?: RawCounters;
 }
@@ -263,7 +249,7 @@ function frontendStatus(svc: ProgrammedService, backends: FamilyBackends, ctx: S
     svc.external === null
       ? { ...internal, masquerade: (flags & (SY_SVC_F_MASQ | SY_SVC_F_MASQ_EXT)) !== 0 }
       : scope(svc.external, (svc.external.flags & SY_SVC_F_MASQ) !== 0, 'external');
-  const timeout = (flags & SY_SVC_F_AFFINITY) !== 0 ? ctx.affinity?.get(`${f.addr}|${f.port}|${f.proto}|0`) : undefined;
+  const timeout = (flags & SY_SVC_F_AFFINITY) !== 0 ? svc.internal.affinityTimeoutS : undefined;
   return {
     family: svc.family,
     address: f.addr,
