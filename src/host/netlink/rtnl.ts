@@ -67,7 +67,8 @@ export function encodeNewDummy(name: string): Buffer {
 }
 
 export function decodeLink(m: NetlinkMessage): LinkInfo {
-  if (m.type !== RTM_NEWLINK || m.payload.length < IFINFOMSG_LEN) throw new NetlinkDecodeError(`rtnetlink: not a link message (type ${m.type}, ${m.payload.length} bytes)`);
+  if (m.type !== RTM_NEWLINK || m.payload.length < IFINFOMSG_LEN)
+    throw new NetlinkDecodeError(`rtnetlink: not a link message (type ${m.type}, ${m.payload.length} bytes)`);
   const attrs = new Attrs('rtnetlink link', m.payload.subarray(IFINFOMSG_LEN));
   return { index: m.payload.readInt32LE(4), flags: m.payload.readUInt32LE(8), name: attrs.string(IFLA_IFNAME) ?? '' };
 }
