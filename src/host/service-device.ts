@@ -8,6 +8,7 @@
 // I/O; open() makes the socket.
 
 import type { NativeBinding } from '../native/binding.ts';
+import { NetlinkDecodeError } from './netlink/message.ts';
 import { NetlinkSocket, NETLINK_ROUTE } from './netlink/socket.ts';
 import { decodeAddr, decodeLink, encodeDelAddr, encodeGetAddrs, encodeGetLink, encodeNewAddr, encodeNewDummy } from './netlink/rtnl.ts';
 
@@ -66,19 +67,23 @@ export class ServiceAddressDevice implements ServiceAddresses {
         if (errnoCode(err) !== 'EEXIST') throw err; // made by someone else meanwhile
       }
       index = await this.#lookup();
-      if (index === null) throw new Error(`rtnetlink: link ${this.name} is not there after it was created`);
+      if (index === null) throw new NetlinkDecodeError(`rtnetlink: RTM_GETLINK ${this.name}: no link after it was created`);
     }
     this.#index = index;
     return created;
   }
 
-  #need(): number {
-    if (this.#index === 0) throw new Error(`${this.name}: ensure() first`);
-    return this.#index;
+  /** The link's index, looked up when ensure() has not run (a link that is not there: NetlinkDecodeError). */
+  async #need(): Promise<number> {
+    if (this.#index !== 0) return this.#index;
+    const index = await this.#lookup();
+    if (index === null) throw new NetlinkDecodeError(`rtnetlink: RTM_GETLINK ${this.name}: no such link`);
+    this.#index = index;
+    return index;
   }
 
   async list(): Promise<Set<string>> {
-    const index = this.#need();
+    const index = await this.#need();
     const out = new Set<string>();
     for (const m of await this.#socket.request(encodeGetAddrs(), 'RTM_GETADDR dump')) {
       const a = decodeAddr(m);
@@ -88,7 +93,7 @@ export class ServiceAddressDevice implements ServiceAddresses {
   }
 
   async add(addresses: readonly string[]): Promise<void> {
-    const index = this.#need();
+    const index = await this.#need();
     await this.#batch(
       addresses.map((a) => encodeNewAddr(index, a)),
       addresses.map((a) => `RTM_NEWADDR ${a} dev ${this.name}`),
@@ -97,7 +102,7 @@ export class ServiceAddressDevice implements ServiceAddresses {
   }
 
   async delete(addresses: readonly string[]): Promise<void> {
-    const index = this.#need();
+    const index = await this.#need();
     await this.#batch(
       addresses.map((a) => encodeDelAddr(index, a)),
       addresses.map((a) => `RTM_DELADDR ${a} dev ${this.name}`),
