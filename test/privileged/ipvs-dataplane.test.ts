@@ -29,6 +29,7 @@ import type { RigProcess } from '../../src/rig/proc.ts';
 import type { Proto, RequestResult } from '../../src/rig/protocol.ts';
 import { needs } from '../support/requirements.ts';
 import {
+  assertRunning,
   countBy,
   e2eTest,
   failures,
@@ -41,8 +42,8 @@ import {
   serviceManifest,
   servicePort,
   sliceDocs,
+  SETTLE_MS,
   until,
-  untilProgrammed,
 } from './fixtures.ts';
 
 const skip = needs('the IPVS dataplane end-to-end suite', ['root', 'ip', 'native-addon', 'ipvs', 'ipvsadm']);
@@ -173,7 +174,18 @@ const test = e2eTest.extend<{ $file: { scenario: Scenario } }>({
         // `other`, served by pod 1-0 (reached from node 2's client pod): deleting `web` must leave it alone.
         writeOthers(c, manifests, s.backends);
         s.daemons = c.nodes.map((n) => startIpvsDaemon(c, n, manifests));
-        await untilProgrammed(s.daemons);
+        // Twice the usual settle time: the VMs run without KVM, and beside other VMs two daemons starting at once took over 300 s.
+        await until(
+          'every daemon running and programmed',
+          async () => {
+            assertRunning(s.daemons);
+            return s.daemons.every(
+              (d) => findLog(d.stderr, 'switchyard', 'running') !== undefined && findLog(d.stderr, 'switchyard', 'programmed') !== undefined,
+            );
+          },
+          s.daemons,
+          2 * SETTLE_MS,
+        );
         await use(s);
       } finally {
         await Promise.all(s.daemons.map((d) => d.stop()));
