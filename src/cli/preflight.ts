@@ -80,6 +80,11 @@ export function checkKernel(release: string, files: { addon: string; object: str
   }
 }
 
+/** The native addon is there (the ipvs dataplane's only build artefact: its netlink socket). */
+export function checkAddon(addon: string, exists: (p: string) => boolean = existsSync): void {
+  if (!exists(addon)) throw new PreflightError('kernel', `kernel: the native addon ${addon} is missing; build it (npm run build:native)`);
+}
+
 /** Makes sure `pinPath` is on a bpffs, mounting one when missing (ensureBpffs from the native addon). */
 export function checkBpffs(pinPath: string, ensureBpffs: (path: string) => boolean): { mounted: boolean } {
   try {

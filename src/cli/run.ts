@@ -11,11 +11,11 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname, networkInterfaces } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { ConfigError, type SwitchyardConfig } from '../config/index.ts';
+import type { SwitchyardConfig } from '../config/index.ts';
 import { cidrContains, familyOf, isUnspecifiedIP, parseCidr, parseIP } from '../util/ip.ts';
 import { parsePortRange, rangesOverlap } from '../config/validate.ts';
 import { createLogger, type LogFormat, type Logger, type LogLevel } from '../util/log.ts';
-import { defaultBindingPath, loadBinding } from '../native/binding.ts';
+import { defaultBindingPath, loadBinding, type NativeBinding } from '../native/binding.ts';
 import { ClusterCache } from '../sources/cache.ts';
 import { ManifestsSource } from '../sources/manifests.ts';
 import { loadKubeConfig, serverOf } from '../sources/kube-config.ts';
@@ -28,8 +28,11 @@ import { BpfDataplane, CT_GC_INTERVAL_MS, effectiveCapacities, type LocalDetecto
 import { type CtTimeouts, ctTimeouts } from '../dataplane/bpf/ct-gc.ts';
 import { findCgroup2Mount, sockObjectPath } from '../dataplane/bpf/socklb.ts';
 import type { Capacities } from '../dataplane/bpf/layout.ts';
-import { BPF_GAPS, gapSummary } from '../dataplane/capabilities.ts';
-import type { SyncResult } from '../dataplane/types.ts';
+import { BPF_GAPS, IPVS_GAPS, gapSummary } from '../dataplane/capabilities.ts';
+import type { Dataplane, SyncResult } from '../dataplane/types.ts';
+import { IpvsDataplane } from '../dataplane/ipvs/dataplane.ts';
+import { IpvsClient } from '../host/ipvs/client.ts';
+import { ServiceAddressDevice } from '../host/service-device.ts';
 import { detectNodeAddresses, type NodeAddresses } from '../host/node-address.ts';
 import { hostLinks } from '../host/links.ts';
 import { readConntrack } from '../host/conntrack.ts';
@@ -39,9 +42,18 @@ import { ProxyHealth } from '../ops/health.ts';
 import { ProxyMetrics, dataplaneStatsOf } from '../ops/metrics.ts';
 import { Operations } from '../ops/operations.ts';
 import { ServiceHealthServer, healthCheckAddresses } from '../ops/service-health.ts';
-import { PreflightError, checkBpffs, checkKernel, checkPrivileges, host, waitForApiServer } from './preflight.ts';
+import { PreflightError, checkAddon, checkBpffs, checkKernel, checkPrivileges, host, waitForApiServer } from './preflight.ts';
 
 interface RunConfig {
+  /** The dataplane: bpf (auto runs bpf for now) or ipvs. */
+  readonly mode: 'bpf' | 'ipvs';
+  /** The IPVS dataplane's options (kube-proxy's --ipvs-* flags); timeouts in seconds. */
+  readonly ipvs: {
+    readonly scheduler: string;
+    readonly excludeCIDRs: readonly string[];
+    readonly strictARP: boolean;
+    readonly timeouts: { readonly tcp: number; readonly tcpFin: number; readonly udp: number };
+  };
   /** Read objects from this directory; null = from the Kubernetes API. */
   readonly manifests: string | null;
   readonly kubeconfig: string | undefined;
@@ -117,10 +129,15 @@ function localDetector(c: SwitchyardConfig): LocalDetector {
 
 /** What `run` needs from the validated configuration; refuses what this build cannot do yet. */
 export function runConfig(c: SwitchyardConfig): RunConfig {
-  if (c.dataplane === 'ipvs') {
-    throw new ConfigError([{ field: 'mode', message: 'mode: "ipvs": the IPVS dataplane is not implemented yet in this build; use bpf or auto' }]);
-  }
+  const seconds = (ms: number): number => Math.round(ms / 1000);
   return {
+    mode: c.dataplane === 'ipvs' ? 'ipvs' : 'bpf',
+    ipvs: {
+      scheduler: c.ipvs.scheduler || 'rr',
+      excludeCIDRs: c.ipvs.excludeCIDRs,
+      strictARP: c.ipvs.strictARP,
+      timeouts: { tcp: seconds(c.ipvs.tcpTimeout), tcpFin: seconds(c.ipvs.tcpFinTimeout), udp: seconds(c.ipvs.udpTimeout) },
+    },
     manifests: c.switchyard.manifests || null,
     kubeconfig: c.clientConnection.kubeconfig || undefined,
     master: c.command.master || undefined,
@@ -239,7 +256,8 @@ async function preflight(
 ): Promise<{ kc: KubeConfig | null; sink: EventSink | null; node: NodeAddresses | null }> {
   const api = cfg.initOnly || cfg.manifests ? null : loadKubeConfig({ kubeconfigPath: cfg.kubeconfig, master: cfg.master });
   checkPrivileges(host.status());
-  checkKernel(host.release(), { addon: fileURLToPath(defaultBindingPath), object: cfg.objectPath });
+  if (cfg.mode === 'bpf') checkKernel(host.release(), { addon: fileURLToPath(defaultBindingPath), object: cfg.objectPath });
+  else checkAddon(fileURLToPath(defaultBindingPath));
   let sink: EventSink | null = null;
   if (api) {
     const { apiProbe, apiEventSink } = await import('./kube-ops.ts');
@@ -247,7 +265,7 @@ async function preflight(
     sink = apiEventSink(api);
   }
   const ephemeral = localPortRange();
-  if (ephemeral !== null && rangesOverlap(cfg.snatPorts, ephemeral)) {
+  if (cfg.mode === 'bpf' && ephemeral !== null && rangesOverlap(cfg.snatPorts, ephemeral)) {
     throw new PreflightError(
       'snat-port-range',
       `--bpf-snat-port-range ${cfg.snatPorts.min}-${cfg.snatPorts.max} overlaps the node's ephemeral ports net.ipv4.ip_local_port_range ${ephemeral.min}-${ephemeral.max}: a masqueraded flow could collide with a local socket; choose a range outside it`,
@@ -262,6 +280,7 @@ async function preflight(
         : "node address: no address found on this host's interfaces; give the node's address with --bind-address",
     );
   }
+  if (cfg.mode === 'ipvs') return { kc: api, sink, node };
   // Last: the only check with an effect (it may mount a bpffs).
   const { mounted } = checkBpffs(cfg.pinPath, (p) => loadBinding().ensureBpffs(p));
   if (mounted) log.info('mounted a bpffs at the pin path', { pinPath: cfg.pinPath });
@@ -288,11 +307,15 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   const log = logger('switchyard');
   const { kc, sink, node } = await preflight(cfg, log, stop);
   if (cfg.initOnly || !node) {
-    log.info('initialisation done (--init-only): privileges, kernel, masquerade ports and bpffs checked; exiting');
+    log.info(
+      cfg.mode === 'bpf'
+        ? 'initialisation done (--init-only): privileges, kernel, masquerade ports and bpffs checked; exiting'
+        : 'initialisation done (--init-only): privileges and the native addon checked; exiting',
+    );
     return 0;
   }
   log.info('starting', {
-    mode: 'bpf',
+    mode: cfg.mode,
     node: cfg.nodeName,
     ipv4: node.ipv4 ?? '-',
     ipv6: node.ipv6 ?? '-',
@@ -300,8 +323,12 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
     pinPath: cfg.pinPath,
     detectLocal: cfg.detectLocal.mode,
   });
-  log.info('map capacities', effectiveCapacities(cfg.capacities));
-  log.info(`not programmed by the bpf dataplane yet: ${gapSummary(BPF_GAPS)} (each affected Service is named when seen)`);
+  if (cfg.mode === 'bpf') {
+    log.info('map capacities', effectiveCapacities(cfg.capacities));
+    log.info(`not programmed by the bpf dataplane yet: ${gapSummary(BPF_GAPS)} (each affected Service is named when seen)`);
+  } else {
+    log.info(`not programmed by the ipvs dataplane yet: ${gapSummary(IPVS_GAPS)}`, { scheduler: cfg.ipvs.scheduler });
+  }
   const problems = new ProblemLog(log);
 
   const controller = new AbortController();
@@ -309,7 +336,9 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   // A stop during start-up is an orderly stop (exit 0) like one in steady state.
   const stopped = new Promise<void>((resolve) => {
     const onStop = (): void => {
-      log.info('stopping; the program stays attached and maps stay pinned', { signal: String(stop.reason) });
+      log.info(cfg.mode === 'bpf' ? 'stopping; the program stays attached and maps stay pinned' : 'stopping; the IPVS table and kube-ipvs0 stay', {
+        signal: String(stop.reason),
+      });
       controller.abort();
       resolve();
     };
@@ -326,35 +355,12 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   // (open servers and watches would keep it alive) with the one-line error.
   let source: Source | null = null;
   let runner: SyncRunner | null = null;
-  let dataplane: BpfDataplane | null = null;
+  let dataplane: Dataplane | null = null;
   try {
     // Both families: the v2 dataplane programs IPv6 frontends and backends too.
     const builder = new SnapshotBuilder({ cache, nodeName: cfg.nodeName, endpointFamilies: PROGRAMMED_FAMILIES });
     const native = loadBinding();
-    dataplane = new BpfDataplane({
-      native,
-      log: logger('bpf'),
-      objectPath: cfg.objectPath,
-      pinPath: cfg.pinPath,
-      node,
-      nodeInterface: node.interface,
-      podInterfaces: cfg.podInterfaces,
-      masqueradeAll: cfg.masqueradeAll,
-      detectLocal: cfg.detectLocal,
-      nodePortAddresses: nodePortCidrs(cfg.nodePortAddresses, node),
-      localhostNodePorts: cfg.localhostNodePorts && allowsLocalhost(nodePortCidrs(cfg.nodePortAddresses, node)),
-      snatPorts: cfg.snatPorts,
-      capacities: cfg.capacities,
-      lbAlgorithm: cfg.lbAlgorithm,
-      maglevTableSize: cfg.maglevTableSize,
-      links: hostLinks({ native, rescanMs: LINK_RESCAN_MS, log: logger('links') }),
-      hostSockets: hostSockets(cfg, log),
-      kernelConntrack: () => readConntrack(),
-      conntrackTimeouts: cfg.conntrackTimeouts,
-      conntrackGcIntervalMs: ctGcIntervalMs(),
-      onConntrackGc: (r) => metrics.conntrackGc(r.scanned, r.deleted, r.durationMs / 1000),
-      onConntrackReconciled: (family, seconds, deleted) => metrics.conntrackReconciled(family, seconds, deleted),
-    });
+    dataplane = cfg.mode === 'ipvs' ? ipvsDataplane(cfg, native, node, logger) : bpfDataplane(cfg, native, node, logger, metrics);
     metrics.setDataplaneStats(dataplaneStatsOf(dataplane));
     const latency = new ProgrammingLatency({ onSample: (sample) => ops.latency(sample) });
     runner = new SyncRunner({
@@ -411,6 +417,50 @@ export async function run(cfg: RunConfig, stop: AbortSignal): Promise<number> {
   }
 }
 
+function bpfDataplane(cfg: RunConfig, native: NativeBinding, node: NodeAddresses, logger: (c: string) => Logger, metrics: ProxyMetrics): BpfDataplane {
+  return new BpfDataplane({
+    native,
+    log: logger('bpf'),
+    objectPath: cfg.objectPath,
+    pinPath: cfg.pinPath,
+    node,
+    nodeInterface: node.interface,
+    podInterfaces: cfg.podInterfaces,
+    masqueradeAll: cfg.masqueradeAll,
+    detectLocal: cfg.detectLocal,
+    nodePortAddresses: nodePortCidrs(cfg.nodePortAddresses, node),
+    localhostNodePorts: cfg.localhostNodePorts && allowsLocalhost(nodePortCidrs(cfg.nodePortAddresses, node)),
+    snatPorts: cfg.snatPorts,
+    capacities: cfg.capacities,
+    lbAlgorithm: cfg.lbAlgorithm,
+    maglevTableSize: cfg.maglevTableSize,
+    links: hostLinks({ native, rescanMs: LINK_RESCAN_MS, log: logger('links') }),
+    hostSockets: hostSockets(cfg, logger('switchyard')),
+    kernelConntrack: () => readConntrack(),
+    conntrackTimeouts: cfg.conntrackTimeouts,
+    conntrackGcIntervalMs: ctGcIntervalMs(),
+    onConntrackGc: (r) => metrics.conntrackGc(r.scanned, r.deleted, r.durationMs / 1000),
+    onConntrackReconciled: (family, seconds, deleted) => metrics.conntrackReconciled(family, seconds, deleted),
+  });
+}
+
+/** The IPVS dataplane on this node's IPVS table and kube-ipvs0 (sockets opened here, no kernel change until start). */
+function ipvsDataplane(cfg: RunConfig, native: NativeBinding, node: NodeAddresses, logger: (c: string) => Logger): IpvsDataplane {
+  return new IpvsDataplane({
+    ipvs: IpvsClient.open(native),
+    device: ServiceAddressDevice.open(native),
+    log: logger('ipvs'),
+    node,
+    scheduler: cfg.ipvs.scheduler,
+    masqueradeAll: cfg.masqueradeAll,
+    detectLocal: cfg.detectLocal,
+    nodePortAddresses: nodePortCidrs(cfg.nodePortAddresses, node),
+    excludeCIDRs: cfg.ipvs.excludeCIDRs,
+    strictARP: cfg.ipvs.strictARP,
+    timeouts: cfg.ipvs.timeouts,
+  });
+}
+
 /**
  * The families the bpf dataplane (layout 2) programs: the snapshot carries
  * EndpointSlices of both and the maps are per family (a family without a
@@ -432,7 +482,7 @@ function operations(
 ): { ops: Operations; metrics: ProxyMetrics } {
   const families = PROGRAMMED_FAMILIES;
   const events = new EventRecorder({ sink, nodeName: cfg.nodeName, log: logger('events') });
-  const metrics = new ProxyMetrics({ families, proxyMode: 'bpf', pending: () => pendingCounts(cache) });
+  const metrics = new ProxyMetrics({ families, proxyMode: cfg.mode, pending: () => pendingCounts(cache) });
   const health = new ProxyHealth({ healthTimeoutMs: 2 * cfg.syncPeriodMs, node: () => cache.nodes.get(cfg.nodeName) });
   const serviceHealth = new ServiceHealthServer({
     addresses: healthCheckAddresses,

@@ -18,6 +18,33 @@ export interface Gap {
 /** What the bpf dataplane does not program yet. */
 export const BPF_GAPS: readonly Gap[] = [];
 
+const IPVS_LATER = 'is not programmed by the ipvs dataplane yet';
+
+/**
+ * What the ipvs dataplane does not carry out yet (no nftables table of its
+ * own so far: masquerade, hairpin, source ranges, REJECT/DROP).
+ */
+export const IPVS_GAPS: readonly Gap[] = [
+  {
+    feature: 'masquerade (externalTrafficPolicy Cluster, --masquerade-all, non-pod sources) and hairpin',
+    field: null,
+    problem: () => null,
+  },
+  {
+    feature: 'loadBalancerSourceRanges',
+    field: 'loadBalancerSourceRanges',
+    problem: (sp) =>
+      sp.loadBalancerSourceRanges.length > 0 && sp.loadBalancerIPs.length > 0
+        ? `loadBalancerSourceRanges ${IPVS_LATER}; every source reaches the LoadBalancer IPs`
+        : null,
+  },
+  {
+    feature: 'REJECT and DROP verdicts (a virtual service without real servers answers ICMP port unreachable)',
+    field: null,
+    problem: () => null,
+  },
+];
+
 /** The start-up summary: every gap's feature, comma-separated. */
 export function gapSummary(gaps: readonly Gap[]): string {
   return gaps.map((g) => g.feature).join(', ');

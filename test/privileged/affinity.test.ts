@@ -218,7 +218,11 @@ describe.skipIf(skip)('sessionAffinity ClientIP through a daemon per node', () =
         expect(spread.size, `node ${n} ${k.label}: without affinity the same client spreads (${[...spread]})`).toBeGreaterThan(1);
       }
       const after = (await nodeStats(c, pins, c.node(n))).get('AFFINITY') ?? 0;
-      expect(after - before, `node ${n}: every connection after the first used its affinity entry (AFFINITY)`).toBeGreaterThanOrEqual(CASES.length * 30);
+      // A UDP request whose random source port repeats an earlier one's rides that flow and picks nothing:
+      // a few such repeats are expected, hence 90%; without affinity entries in use this stays near 0.
+      expect(after - before, `node ${n}: the connections after the first used their affinity entry (AFFINITY)`).toBeGreaterThanOrEqual(
+        Math.floor(CASES.length * 30 * 0.9),
+      );
     }
   });
 
@@ -314,8 +318,9 @@ describe.skipIf(skip)('sessionAffinity ClientIP through a daemon per node', () =
         const got = new Set(await answeredBy(c, pins, `node ${n} ${k.label} mag`, runs[i]));
         expect(got.size, `node ${n} ${k.label}: new flows spread over the backends (${[...got]})`).toBeGreaterThan(1);
       }
+      // As for AFFINITY above: a request that repeats an earlier source port picks nothing, hence 90%.
       expect((await nodeStats(c, pins, c.node(n))).get('MAGLEV') ?? 0, `node ${n}: the program picked by Maglev`).toBeGreaterThanOrEqual(
-        before + CASES.length * 40,
+        before + Math.floor(CASES.length * 40 * 0.9),
       );
     }
     const removed = backendPods(c)[0] as Pod;

@@ -27,10 +27,11 @@
 // Two ServicePorts claiming one frontend: the lower id (string order) wins,
 // the other gets a Problem.
 
-import type { EndpointInfo, IPFamily, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
-import { type FrontendVerdicts, type Verdict, type VerdictOptions, verdicts } from '../../model/verdict.ts';
+import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
+import type { FrontendVerdicts, Verdict, VerdictOptions } from '../../model/verdict.ts';
+import { isPort, nodePortIPs, servicePortFrontends, type NodePortIPs } from '../frontends.ts';
 import type { Problem } from '../types.ts';
-import { canonicalIP, cidrContains, familyOf, formatIPv4, hasLeadingZero, parseCidr, parseIP, parseIPv4 } from '../../util/ip.ts';
+import { canonicalIP, formatIPv4, hasLeadingZero, parseIPv4 } from '../../util/ip.ts';
 import { BPF_GAPS, gapProblems } from '../capabilities.ts';
 import {
   SY_ACT_DROP,
@@ -246,29 +247,18 @@ function cmp(a: string, b: string): number {
 // ---------------------------------------------------------------------------
 // One ServicePort.
 
-/** kube-proxy's localhost NodePort address (IPv4 only, as kube-proxy's iptables mode). */
-export const LOCALHOST4 = '127.0.0.1';
+export { LOCALHOST4 } from '../frontends.ts';
 
 interface Context {
   readonly key: string;
   readonly verdict: VerdictOptions;
   /** Node addresses NodePorts listen on, per family, canonical. */
-  readonly nodePortIPs: Readonly<Record<IPFamily, readonly string[]>>;
+  readonly nodePortIPs: NodePortIPs;
   readonly lbAlgorithm: 'random' | 'maglev';
   readonly maglevTableSize: number;
 }
 
 function context(o: CompileOptions): Context {
-  const allowed = o.nodePortAddresses.map((c) => parseCidr(c, 'decimal')).filter((c) => c !== null);
-  const ips: Record<IPFamily, string[]> = { IPv4: [], IPv6: [] };
-  for (const text of o.nodeIPs) {
-    const ip = parseIP(text, 'decimal');
-    if (ip === null) continue;
-    if (o.nodePortAddresses.length > 0 && !allowed.some((c) => cidrContains(c, ip))) continue;
-    const canon = canonicalIP(text, 'decimal') as string;
-    if (!ips[ip.family].includes(canon)) ips[ip.family].push(canon);
-  }
-  if (o.localhostNodePorts === true && !ips.IPv4.includes(LOCALHOST4)) ips.IPv4.push(LOCALHOST4);
   return {
     key: optionsKey(o),
     verdict: {
@@ -279,7 +269,7 @@ function context(o: CompileOptions): Context {
       nodeZone: o.nodeZone,
       nodeIPs: o.nodeIPs,
     },
-    nodePortIPs: ips,
+    nodePortIPs: nodePortIPs(o.nodeIPs, o.nodePortAddresses, o.localhostNodePorts === true),
     lbAlgorithm: o.lbAlgorithm,
     maglevTableSize: o.maglevTableSize,
   };
@@ -292,42 +282,24 @@ interface Compiled {
   readonly problems: readonly Problem[];
 }
 
-const PROTOCOLS: ReadonlySet<string> = new Set(['TCP', 'UDP', 'SCTP']);
-const FIELD_OF_KIND = { clusterIP: 'clusterIPs', nodePort: 'nodePort', externalIP: 'externalIPs', loadBalancer: 'loadBalancerIPs' } as const;
-
 function compileServicePort(sp: ServicePortInfo, ctx: Context): Compiled {
   const problems: Problem[] = [];
   const bad = (field: string, message: string): void => {
     if (!problems.some((p) => p.field === field && p.message === message)) problems.push({ owner: sp.id, field, message });
   };
-  if (!PROTOCOLS.has(sp.protocol)) {
-    bad('protocol', `unsupported protocol ${JSON.stringify(sp.protocol)}`);
-    return { keys: [], services: [], problems };
-  }
-  if (!isPort(sp.port)) {
-    bad('port', `port ${sp.port} is not in 1..65535`);
-    return { keys: [], services: [], problems };
-  }
+  const frontends = servicePortFrontends(sp, ctx.verdict, ctx.nodePortIPs, bad);
+  if (frontends === null) return { keys: [], services: [], problems };
   for (const p of gapProblems(BPF_GAPS, sp)) bad(p.field, p.message);
-  // Headless ("None") and unset ClusterIPs have no frontends of their own.
-  const valid = sp.clusterIPs.filter((ip) => ip !== '' && ip !== 'None');
-  if (valid.length === 0) return { keys: [], services: [], problems };
-  sp.clusterIPs.forEach((ip, i) => {
-    if (ip !== '' && ip !== 'None' && canonicalIP(ip, 'decimal') === null) bad(`clusterIPs[${i}]`, `not an IP address: ${JSON.stringify(ip)}`);
-  });
-  const target = valid.length === sp.clusterIPs.length ? sp : { ...sp, clusterIPs: valid };
   const backendsOf = backendMemo(sp.protocol, bad);
   const keys: FrontendKey[] = [];
   const services: DesiredService[] = [];
-  for (const fv of verdicts(target, ctx.verdict)) {
-    const addrs = frontendAddresses(fv, ctx, bad);
-    if (addrs.length === 0) continue;
+  for (const { verdicts: fv, addresses } of frontends) {
     const choice: Choice = {
       affinityTimeoutS: sp.sessionAffinity?.timeoutSeconds ?? 0,
       maglevM: (sp.lbAlgorithm ?? ctx.lbAlgorithm) === 'maglev' ? ctx.maglevTableSize : 0,
     };
     const shape = compileVerdicts(fv, choice, backendsOf, bad);
-    for (const addr of addrs) {
+    for (const addr of addresses) {
       const frontend: L4Addr = { addr, port: fv.frontend.port, proto: fv.frontend.protocol };
       const key = l4Key(frontend);
       if (keys.includes(key)) continue;
@@ -345,24 +317,6 @@ function compileServicePort(sp: ServicePortInfo, ctx: Context): Compiled {
     }
   }
   return { keys, services, problems };
-}
-
-/** The canonical addresses of a frontend: the NodePort's node addresses, or its own IP. */
-function frontendAddresses(fv: FrontendVerdicts, ctx: Context, bad: (field: string, message: string) => void): string[] {
-  const f = fv.frontend;
-  if (f.kind === 'nodePort') {
-    if (!isPort(f.port)) {
-      bad('nodePort', `nodePort ${f.port} is not in 1..65535`);
-      return [];
-    }
-    return [...ctx.nodePortIPs[f.family]];
-  }
-  const ip = f.ip === null ? null : canonicalIP(f.ip, 'decimal');
-  if (ip === null || familyOf(ip) !== f.family) {
-    if (f.kind !== 'clusterIP') bad(FIELD_OF_KIND[f.kind], `not an ${f.family} address: ${JSON.stringify(f.ip)}`);
-    return [];
-  }
-  return [ip];
 }
 
 type BackendsOf = (endpoints: readonly EndpointInfo[]) => { backends: readonly BackendAddr[]; backendKeys: readonly BackendKey[] };
@@ -519,8 +473,4 @@ function finishBackends(backends: BackendAddr[], keys: BackendKey[], bad: (field
     keys.length = SY_MAX_SLOTS;
   }
   return { backends, backendKeys: keys };
-}
-
-function isPort(p: number): boolean {
-  return Number.isInteger(p) && p >= 1 && p <= 65535;
 }
