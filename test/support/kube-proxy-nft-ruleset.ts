@@ -52,7 +52,10 @@ export function nftServiceChain(s: KpService, p: KpPort): string {
 /** An endpoint's chain: `endpoint-HASH-ns/name/tcp/port__IP/PORT` (an IPv6 address with dots for colons). */
 export function nftEndpointChain(s: KpService, p: KpPort, endpoint: string): string {
   const i = endpoint.lastIndexOf(':');
-  const ip = endpoint.slice(0, i).replace(/^\[|\]$/g, '').replaceAll(':', '.');
+  const ip = endpoint
+    .slice(0, i)
+    .replace(/^\[|\]$/g, '')
+    .replaceAll(':', '.');
   return `endpoint-${hashed(`${portBase(s, p)}__${ip}/${endpoint.slice(i + 1)}`)}`;
 }
 
