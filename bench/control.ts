@@ -593,7 +593,7 @@ export function plotControl(d: ControlData): Plot[] {
             axis: { values: [...new Set(values.map((v) => v.services))] },
           },
           y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'ms' },
-          color: { field: 'way', type: 'nominal', title: null, legend: { orient: 'bottom', columns: 2 } },
+          color: { field: 'way', type: 'nominal', title: null, legend: { orient: 'bottom', columns: 2, labelLimit: 400 } },
         },
         layer: [
           { mark: { type: 'line' } },
@@ -620,7 +620,7 @@ export function plotControl(d: ControlData): Plot[] {
         data: { values: cv },
         mark: 'bar',
         encoding: {
-          y: { field: 'way', type: 'nominal', title: null, sort: null },
+          y: { field: 'way', type: 'nominal', title: null, sort: null, axis: { labelLimit: 400 } },
           yOffset: { field: 'stat' },
           x: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'ms' },
           color: { field: 'stat', type: 'nominal', title: null, legend: { orient: 'bottom' } },

@@ -1,10 +1,11 @@
-// `npm run bench [-- PART ...] [--quick]`: runs the benchmark parts named
+// `npm run bench [-- PART ...] [--quick | --render]`: runs the benchmark parts named
 // (every part when none is), prints their progress, and writes
 // docs/benchmarks.json (the raw figures of each part's last run, with the
 // machine, kernel, date and load average), docs/benchmarks.md (tables,
 // rendered from that JSON) and docs/benchmarks/*.svg (plots rendered with
 // vega-lite and vega, offline). A part run alone replaces only its own
-// entry; the page is rebuilt from every part's last figures.
+// entry; the page is rebuilt from every part's last figures. `--render`
+// only rebuilds the page and plots from docs/benchmarks.json.
 //
 // A benchmark, not a test: nothing asserts a time. The run exits non-zero
 // only when something is functionally wrong (a ruleset a tool rejects, maps
@@ -66,16 +67,18 @@ function machine(loadStart: readonly number[]): Machine {
   };
 }
 
-function parseArgs(argv: readonly string[]): { quick: boolean; parts: string[] } | string {
+function parseArgs(argv: readonly string[]): { quick: boolean; render: boolean; parts: string[] } | string {
   let quick = false;
+  let render = false;
   const parts: string[] = [];
   for (const a of argv) {
     if (a === '--quick') quick = true;
-    else if (a.startsWith('-')) return `unknown option ${a} (options: --quick)`;
+    else if (a === '--render') render = true;
+    else if (a.startsWith('-')) return `unknown option ${a} (options: --quick, --render)`;
     else if (PARTS.some((p) => p.name === a)) parts.push(a);
     else return `unknown part ${a} (parts: ${PARTS.map((p) => p.name).join(', ')})`;
   }
-  return { quick, parts: parts.length > 0 ? parts : PARTS.map((p) => p.name) };
+  return { quick, render, parts: parts.length > 0 ? parts : PARTS.map((p) => p.name) };
 }
 
 function readReport(): Report {
@@ -140,6 +143,12 @@ async function main(): Promise<number> {
   }
   const failures: string[] = [];
   const report = readReport();
+  if (args.render) {
+    // Only the page and the plots, again from docs/benchmarks.json (after a change to the rendering).
+    const files = await writeDocs(report);
+    console.log(`bench: wrote ${files.map((f) => f.slice(DOCS.length - 'docs/'.length)).join(', ')}`);
+    return 0;
+  }
   let ran = 0;
   const began = performance.now();
   for (const name of args.parts) {
