@@ -23,6 +23,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DEFAULT_BACKENDS_MAX, DEFAULT_SERVICES_MAX } from '../src/config/types.ts';
 import type { ServicePortInfo } from '../src/model/types.ts';
 import { loadBinding } from '../src/native/index.ts';
 import { kubeProxyNftFull, kubeProxyNftPartial, nftDeleteChains, staleEndpointChains } from '../test/support/kube-proxy-nft-ruleset.ts';
@@ -36,7 +37,7 @@ import { SyntheticCluster } from './snapshot.ts';
 import { checkMaps } from './verify.ts';
 
 const ENDPOINTS = 10;
-const CLUSTER_CIDR = '10.244.0.0/14';
+const CLUSTER_CIDR = '10.240.0.0/12'; // every pod address snapshot.ts hands out
 const SERVICE_CIDR = '10.96.0.0/12';
 const NFT_OPTS = { clusterCIDR: CLUSTER_CIDR, serviceCIDR: SERVICE_CIDR, v6: false } as const;
 
@@ -140,7 +141,16 @@ class ControlRun {
   readonly ctx: RunContext;
   readonly s: Settings;
   readonly dir = mkdtempSync(join(tmpdir(), 'sy-bench-control-'));
-  readonly bench = new Bench(loadBinding());
+  // The maps as the daemon loads them with its default capacities (--bpf-services-max, --bpf-backends-max: 50,000 x 10 fit).
+  readonly bench = new Bench(loadBinding(), {
+    svc4: DEFAULT_SERVICES_MAX,
+    svc6: DEFAULT_SERVICES_MAX,
+    backend4: DEFAULT_BACKENDS_MAX,
+    backend6: DEFAULT_BACKENDS_MAX,
+    svccnt: 2 * DEFAULT_SERVICES_MAX,
+    becnt4: DEFAULT_BACKENDS_MAX,
+    becnt6: DEFAULT_BACKENDS_MAX,
+  });
   readonly full: FullSyncRow[] = [];
   readonly change: ChangeRow[] = [];
   /** kube-proxy ways stopped at the limit, with the size. */
@@ -199,7 +209,7 @@ class ControlRun {
     for (let r = 0; r < runs; r++) {
       if (r < this.s.runs) {
         const maps = await this.bench.openMaps(`n${n}-r${r + 1}`);
-        const sy = await fullSync(cluster, maps, this.bench.native);
+        const sy = await fullSync(cluster, maps, this.bench.native, this.bench.capacities);
         const row = rows.get('switchyard');
         row?.runsMs.push(sy.m.totalMs);
         row?.cpuMs.push(sy.m.cpuMs);
@@ -298,7 +308,7 @@ class ControlRun {
       const after = kpService(change.snapshot.servicePorts.get(change.id) as ServicePortInfo);
       kp[s] = after;
       gc(); // the garbage of the previous change's kube-proxy inputs is not Switchyard's
-      const c = await applyChange(change, desired, programmed, writer);
+      const c = await applyChange(change, desired, programmed, writer, this.bench.capacities);
       desired = c.desired;
       programmed = c.programmed;
       if (c.strayFrontends.length === 0) scoped++;
@@ -428,7 +438,7 @@ export const control: Part<ControlData> = {
       const spawnMs = spawnFloor();
       // Untimed warm-up of the pipeline's code (JIT) at the smallest size.
       const w = await run.bench.openMaps('warmup');
-      await fullSync(new SyntheticCluster(s.sizes[0] ?? 1_000, ENDPOINTS), w, run.bench.native);
+      await fullSync(new SyntheticCluster(s.sizes[0] ?? 1_000, ENDPOINTS), w, run.bench.native, run.bench.capacities);
       run.bench.closeMaps(w);
       let kept: Awaited<ReturnType<ControlRun['fullSyncs']>> = null;
       for (const n of s.sizes) {

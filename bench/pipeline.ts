@@ -11,7 +11,7 @@ import { programmedFromDump } from '../src/dataplane/bpf/adopt.ts';
 import { applyPlan, type ApplyStats } from '../src/dataplane/bpf/apply.ts';
 import { compile, compileChanged, compileOptions, type CompileOptions } from '../src/dataplane/bpf/compile.ts';
 import { diff } from '../src/dataplane/bpf/diff.ts';
-import { MAPS } from '../src/dataplane/bpf/layout.ts';
+import { type Capacities, MAPS, type MapName } from '../src/dataplane/bpf/layout.ts';
 import type { DesiredState, ProgrammedState } from '../src/dataplane/bpf/state.ts';
 import type { NativeBinding } from '../src/native/index.ts';
 import { BenchBpffs, BenchMaps, TimedWriter, type BatchTiming } from './kernel.ts';
@@ -80,16 +80,17 @@ export interface Applied {
 }
 
 /** diff + apply, timed; the plan goes out of scope on return. */
-async function diffAndApply(desired: DesiredState, current: ProgrammedState, writer: TimedWriter): Promise<Applied> {
+async function diffAndApply(desired: DesiredState, current: ProgrammedState, writer: TimedWriter, capacities: Capacities): Promise<Applied> {
   const t0 = performance.now();
-  const plan = diff(desired, current, desired.changed);
+  const plan = diff(desired, current, desired.changed, { capacities });
   const t1 = performance.now();
   const stats = await applyPlan(plan, writer);
   const t2 = performance.now();
   return { diffMs: t1 - t0, applyMs: t2 - t1, next: plan.next, stats };
 }
 
-export async function fullSync(cluster: SyntheticCluster, maps: BenchMaps, native: NativeBinding): Promise<FullSyncResult> {
+/** `capacities`: the maps' sizes when not the object's (the diff's capacity check uses them, as the daemon's does). */
+export async function fullSync(cluster: SyntheticCluster, maps: BenchMaps, native: NativeBinding, capacities: Capacities = {}): Promise<FullSyncResult> {
   const current = await adoptEmpty(maps);
   const snapshot = cluster.full();
   const writer = new TimedWriter(maps.obj, native);
@@ -98,7 +99,7 @@ export async function fullSync(cluster: SyntheticCluster, maps: BenchMaps, nativ
   const t0 = performance.now();
   const desired = compile(snapshot, OPTS);
   const compileMs = performance.now() - t0;
-  const a = await diffAndApply(desired, current, writer);
+  const a = await diffAndApply(desired, current, writer, capacities);
   const totalMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   gc();
@@ -123,12 +124,18 @@ export class Bench {
   readonly bpffs = new BenchBpffs();
   readonly #open = new Set<BenchMaps>();
 
-  constructor(native: NativeBinding) {
+  /** The maps' sizes where not the object's (the daemon loads it with its configured capacities). */
+  readonly capacities: Capacities;
+
+  constructor(native: NativeBinding, capacities: Capacities = {}) {
+    this.capacities = capacities;
     this.native = native;
   }
 
   async openMaps(tag: string): Promise<BenchMaps> {
-    const m = await BenchMaps.open(OBJECT_PATH, this.bpffs.freshPinDir(tag), this.native);
+    const maxEntries: Record<string, number> = {};
+    for (const [m, n] of Object.entries(this.capacities) as [MapName, number][]) maxEntries[MAPS[m].name] = n;
+    const m = await BenchMaps.open(OBJECT_PATH, this.bpffs.freshPinDir(tag), this.native, maxEntries);
     this.#open.add(m);
     return m;
   }
@@ -165,11 +172,17 @@ export interface OneChange {
 }
 
 /** From the changed snapshot to the maps written: compileChanged -> scoped diff -> apply. */
-export async function applyChange(change: EndpointChange, desired: DesiredState, programmed: ProgrammedState, writer: TimedWriter): Promise<OneChange> {
+export async function applyChange(
+  change: EndpointChange,
+  desired: DesiredState,
+  programmed: ProgrammedState,
+  writer: TimedWriter,
+  capacities: Capacities = {},
+): Promise<OneChange> {
   const t0 = performance.now();
   const d = compileChanged(desired, change.snapshot, OPTS);
   const t1 = performance.now();
-  const plan = diff(d, programmed, d.changed);
+  const plan = diff(d, programmed, d.changed, { capacities });
   const t2 = performance.now();
   const stats = await applyPlan(plan, writer);
   const t3 = performance.now();
