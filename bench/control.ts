@@ -98,6 +98,8 @@ export interface ChangeRow {
   readonly way: ChangeWay;
   readonly resident: number;
   readonly samplesMs: number[];
+  /** Switchyard only: each step's time, per change. */
+  readonly stepsMs?: { readonly compile: number[]; readonly diff: number[]; readonly apply: number[] };
   readonly stopped: boolean;
   readonly skipped?: string;
 }
@@ -300,6 +302,7 @@ class ControlRun {
     let programmed = k.sy.programmed;
     const warmUp = 5;
     let scoped = 0;
+    const steps = { compile: [] as number[], diff: [] as number[], apply: [] as number[] };
     for (let i = 0; i < warmUp + this.s.changes; i++) {
       // 7919 is prime and does not divide N: a different Service for each i < N.
       const s = (i * 7919 + 13) % n;
@@ -314,7 +317,12 @@ class ControlRun {
       if (c.strayFrontends.length === 0) scoped++;
       else this.ctx.fail(`changing ${change.id} touched ${c.strayFrontends.length} frontends: ${c.strayFrontends.slice(0, 3).join(', ')}`);
       const timed = i >= warmUp;
-      if (timed) samples.switchyard.push(c.m.totalMs);
+      if (timed) {
+        samples.switchyard.push(c.m.totalMs);
+        steps.compile.push(c.m.compileMs);
+        steps.diff.push(c.m.diffMs);
+        steps.apply.push(c.m.applyMs);
+      }
       const due = (w: ChangeWay): boolean => timed && loaded[w] && !stopped[w] && spent[w] < this.s.changeBudgetMs;
       // Every way is kept in step (the tables hold the same endpoints); only the timed ones are recorded.
       const ns = `${before.namespace}/${before.name}`;
@@ -366,6 +374,7 @@ class ControlRun {
         resident: n,
         samplesMs: samples[way],
         stopped: stopped[way],
+        ...(way === 'switchyard' ? { stepsMs: steps } : {}),
         ...(notLoaded ? { skipped: `the ${thousands(n)}-Service table did not load within the limit` } : {}),
       });
     }
@@ -564,6 +573,11 @@ export function renderControl(d: ControlData): string {
       );
     }
     out.push('');
+    if (sy.stepsMs !== undefined) {
+      const st = sy.stepsMs;
+      const pp = (v: number[]): string => `${ms(quantile(v, 0.5))} / ${ms(quantile(v, 0.99))}`;
+      out.push(`Switchyard's steps, p50 / p99 (ms): compileChanged ${pp(st.compile)}, scoped diff ${pp(st.diff)}, apply ${pp(st.apply)}.`, '');
+    }
     out.push(
       'Each change: one Service loses an endpoint and gains one, a different Service each time, applied to every way in turn (so all hold the same endpoints); ' +
         'kube-proxy’s ways stop taking samples after their time budget (fewer samples than Switchyard’s then). kube-proxy’s nftables mode also lists its chains and sets (`nft list`) at every sync and deletes stale chains in a later transaction: not counted here.',

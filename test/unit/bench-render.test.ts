@@ -26,7 +26,7 @@ const DATA: ControlData = {
     { n: 10_000, way: 'nft', runsMs: [10_000], stopped: true, inputBytes: 55_700_000, inputLines: 460_086 },
   ],
   change: [
-    { way: 'switchyard', resident: 1000, samplesMs: [1, 2, 3, 4], stopped: false },
+    { way: 'switchyard', resident: 1000, samplesMs: [1, 2, 3, 4], stopped: false, stepsMs: { compile: [0.1, 0.2], diff: [0.3, 0.4], apply: [0.5, 3] } },
     { way: 'iptables-restore', resident: 1000, samplesMs: [80, 90], stopped: false },
     { way: 'iptables-restore-whole', resident: 1000, samplesMs: [], stopped: false, skipped: 'the 1,000-Service table did not load within the limit' },
     { way: 'nft', resident: 1000, samplesMs: [60, 10_000], stopped: true },
@@ -47,6 +47,7 @@ describe("bench part control's page", () => {
     // p50 of [1, 2, 3, 4] by nearest rank is 2; iptables 80 -> 40x; p99 4 and 90 -> 22.5x.
     expect(md).toMatch(/\| kube-proxy iptables [^|]* \| 2 \| 80\.0 \| 90\.0 \| 40\.0× \| 22\.5× \|/);
     expect(md).toContain('(the 1,000-Service table did not load within the limit) | 0 | not run | not run | - | - |');
+    expect(md).toContain("Switchyard's steps, p50 / p99 (ms): compileChanged 0.10 / 0.20, scoped diff 0.30 / 0.40, apply 0.50 / 3.00.");
     expect(md).toMatch(/\| kube-proxy nftables[^|]* \| 2 \| > 10,000 \| > 10,000 \| > 5,000× \| > 2,500× \|/);
   });
 
