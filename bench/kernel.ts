@@ -58,8 +58,9 @@ export class BenchMaps {
     this.pinDir = pinDir;
   }
 
-  static async open(objectPath: string, pinDir: string, native: NativeBinding): Promise<BenchMaps> {
-    return new BenchMaps(await BpfObject.open(objectPath, pinDir, native), pinDir);
+  /** `maxEntries`: pinned map name -> max_entries, where not the object's (as the daemon loads it with its capacities). */
+  static async open(objectPath: string, pinDir: string, native: NativeBinding, maxEntries: Readonly<Record<string, number>> = {}): Promise<BenchMaps> {
+    return new BenchMaps(await BpfObject.open(objectPath, pinDir, native, maxEntries), pinDir);
   }
 
   /** Closes the fds and unpins the maps. */

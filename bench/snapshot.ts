@@ -1,8 +1,8 @@
 // Synthetic ProxySnapshots for the sync benchmark: N ClusterIP ServicePorts
 // (TCP port 80, ClusterIP 10.96.x.y) with E endpoints each on port 8080.
 // Pod addresses are numbered across the whole cluster and taken from
-// 10.244.0.0/14 (10.244.0.0 to 10.247.255.255): 10,000 Services x 10 pods is
-// 100,000 pods, more than one /16 holds. Every pod backs one Service, so the
+// 10.244.0.0 up (10.244.0.0/14 holds 10,000 Services x 10 pods, 100,000, more
+// than one /16; 50,000 x 10 reaches 10.251.x.y, inside 10.240.0.0/12). Every pod backs one Service, so the
 // backends are all distinct, as with real Deployments.
 //
 // Endpoints are sorted by ip in string order, as the model's SnapshotBuilder
@@ -12,8 +12,8 @@
 import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../src/model/types.ts';
 
 const NODE = 'bench-node';
-/** Addresses in 10.244.0.0/14. */
-const MAX_PODS = 1 << 18;
+/** Addresses from 10.244.0.0 to 10.251.255.255 (50,000 Services x 10 pods is 500,000). */
+const MAX_PODS = 1 << 19;
 /** ClusterIPs 10.96.0.0 .. 10.96.255.255. */
 const MAX_SERVICES = 1 << 16;
 
@@ -53,7 +53,7 @@ export class SyntheticCluster {
     this.services = services;
     this.endpointsPerService = endpointsPerService;
     this.#nextPod = services * endpointsPerService;
-    if (this.#nextPod > MAX_PODS) throw new RangeError(`${this.#nextPod} pods do not fit in 10.244.0.0/14`);
+    if (this.#nextPod > MAX_PODS) throw new RangeError(`${this.#nextPod} pods do not fit in 10.244.0.0 to 10.251.255.255`);
     for (let s = 0; s < services; s++) {
       const eps: EndpointInfo[] = [];
       for (let e = 0; e < endpointsPerService; e++) eps.push(endpoint(podIP(s * endpointsPerService + e)));

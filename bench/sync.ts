@@ -18,17 +18,11 @@
 import { existsSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
-import { programmedFromDump } from '../src/dataplane/bpf/adopt.ts';
-import { applyPlan, type ApplyStats } from '../src/dataplane/bpf/apply.ts';
-import { compile, compileChanged, compileOptions, type CompileOptions } from '../src/dataplane/bpf/compile.ts';
-import { diff } from '../src/dataplane/bpf/diff.ts';
 import { MAPS } from '../src/dataplane/bpf/layout.ts';
 import type { DesiredState, ProgrammedState } from '../src/dataplane/bpf/state.ts';
 import { loadBinding, type NativeBinding } from '../src/native/index.ts';
-import { BenchBpffs, BenchMaps, TimedWriter, type BatchTiming } from './kernel.ts';
+import { type BenchMaps, TimedWriter } from './kernel.ts';
+import { applyChange, Bench, type FullSync, type FullSyncResult, fullSync, gc, OBJECT_PATH, type ChangeTiming as OneChange, ROOT } from './pipeline.ts';
 import { fixed, median, MiB, quantile, table, thousands } from './report.ts';
 import { SyntheticCluster } from './snapshot.ts';
 import { checkMaps, type Expected } from './verify.ts';
@@ -43,115 +37,6 @@ const CHANGES = 50;
 const WARMUP_CHANGES = 5;
 /** Untimed full syncs at the smallest size before the timed ones. */
 const WARMUP_SYNCS = 2;
-const OPTS: CompileOptions = compileOptions();
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const OBJECT_PATH = fileURLToPath(new URL('../bpf/build/switchyard.bpf.o', import.meta.url));
-
-// A GC before each measured sync, so a run does not pay for the previous
-// one's garbage; also makes "heap after" the live state, not litter.
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
-
-// ---------------------------------------------------------------------------
-// Measurements.
-
-interface FullSync {
-  readonly compileMs: number;
-  readonly diffMs: number;
-  readonly applyMs: number;
-  /** Part of applyMs spent awaiting mapUpdate/mapDelete. */
-  readonly nativeMs: number;
-  readonly totalMs: number;
-  /**
-   * CPU time (user + system, every thread of the process: the main thread,
-   * GC helpers, the thread-pool thread in the syscalls) over totalMs. Time
-   * spent waiting for a CPU on a busy machine is not in it.
-   */
-  readonly cpuMs: number;
-  /** Map entries written (updates + deletes). */
-  readonly entries: number;
-  readonly batches: number;
-  /** The native calls one by one. */
-  readonly kernel: readonly BatchTiming[];
-  /** heapUsed after a GC with the snapshot, desired and programmed state alive. */
-  readonly heapBytes: number;
-}
-
-interface FullSyncResult {
-  readonly m: FullSync;
-  readonly desired: DesiredState;
-  /** The plan's next state (the plan itself is dropped, as the daemon does). */
-  readonly programmed: ProgrammedState;
-}
-
-/** Reads back what the maps hold, as the daemon does at start (here: nothing, fresh pins). */
-async function adoptEmpty(maps: BenchMaps): Promise<ProgrammedState> {
-  const svc = await maps.obj.map(MAPS.svc4.name).dump();
-  const backends = await maps.obj.map(MAPS.backend4.name).dump();
-  if (svc.length + backends.length > 0) throw new Error(`fresh pin directory ${maps.pinDir} has ${svc.length + backends.length} entries`);
-  return programmedFromDump(
-    new Map([
-      [MAPS.svc4.name, svc],
-      [MAPS.backend4.name, backends],
-    ]),
-  ).state;
-}
-
-interface Applied {
-  readonly diffMs: number;
-  readonly applyMs: number;
-  readonly next: ProgrammedState;
-  readonly stats: ApplyStats;
-}
-
-/** diff + apply, timed; the plan goes out of scope on return. */
-async function diffAndApply(desired: DesiredState, current: ProgrammedState, writer: TimedWriter): Promise<Applied> {
-  const t0 = performance.now();
-  const plan = diff(desired, current, desired.changed);
-  const t1 = performance.now();
-  const stats = await applyPlan(plan, writer);
-  const t2 = performance.now();
-  return { diffMs: t1 - t0, applyMs: t2 - t1, next: plan.next, stats };
-}
-
-async function fullSync(cluster: SyntheticCluster, maps: BenchMaps, native: NativeBinding): Promise<FullSyncResult> {
-  const current = await adoptEmpty(maps);
-  const snapshot = cluster.full();
-  const writer = new TimedWriter(maps.obj, native);
-  gc();
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  const desired = compile(snapshot, OPTS);
-  const compileMs = performance.now() - t0;
-  const a = await diffAndApply(desired, current, writer);
-  const totalMs = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  gc();
-  const m: FullSync = {
-    compileMs,
-    diffMs: a.diffMs,
-    applyMs: a.applyMs,
-    nativeMs: writer.nativeMs,
-    totalMs,
-    cpuMs: (cpu.user + cpu.system) / 1000,
-    entries: a.stats.updates + a.stats.deletes,
-    batches: a.stats.batches,
-    kernel: writer.batches,
-    heapBytes: process.memoryUsage().heapUsed,
-  };
-  return { m, desired, programmed: a.next };
-}
-
-interface OneChange {
-  readonly compileMs: number;
-  readonly diffMs: number;
-  readonly applyMs: number;
-  readonly totalMs: number;
-  readonly entries: number;
-  readonly batches: number;
-}
-
 interface ChangeLoop {
   readonly timed: readonly OneChange[];
   /** Changes made (warm-up included), and how many of their plans touched exactly the changed frontend. */
@@ -176,22 +61,16 @@ async function changeLoop(cluster: SyntheticCluster, maps: BenchMaps, native: Na
   for (let i = 0; i < WARMUP_CHANGES + CHANGES; i++) {
     // 7919 is prime and does not divide N, so i * 7919 mod N is a different Service for each i < N.
     const change = cluster.replaceOneEndpoint((i * 7919 + 13) % cluster.services);
-    const t0 = performance.now();
-    const d = compileChanged(desired, change.snapshot, OPTS);
-    const t1 = performance.now();
-    const plan = diff(d, programmed, d.changed);
-    const t2 = performance.now();
-    const stats = await applyPlan(plan, writer);
-    const t3 = performance.now();
-    if (plan.touched.length === 1 && plan.touched[0] === change.frontend) {
+    const c = await applyChange(change, desired, programmed, writer);
+    if (c.strayFrontends.length === 0) {
       scoped++;
     } else {
-      failures.push(`changing ${change.id} (${change.frontend}) touched ${plan.touched.length} frontends: ${plan.touched.slice(0, 5).join(', ')}`);
+      failures.push(`changing ${change.id} (${change.frontend}) touched ${c.strayFrontends.length} frontends: ${c.strayFrontends.slice(0, 5).join(', ')}`);
     }
-    desired = d;
-    programmed = plan.next;
+    desired = c.desired;
+    programmed = c.programmed;
     if (i < WARMUP_CHANGES) continue;
-    timed.push({ compileMs: t1 - t0, diffMs: t2 - t1, applyMs: t3 - t2, totalMs: t3 - t0, entries: stats.updates + stats.deletes, batches: stats.batches });
+    timed.push(c.m);
   }
   return { timed, changes: WARMUP_CHANGES + CHANGES, scoped, desired, programmed };
 }
@@ -207,35 +86,6 @@ interface SizeResult {
 }
 
 const med = (runs: readonly FullSync[], pick: (r: FullSync) => number): number => median(runs.map(pick));
-
-/** The loaded objects of a run and the bpffs they are pinned on. */
-class Bench {
-  readonly native: NativeBinding;
-  readonly bpffs = new BenchBpffs();
-  readonly #open = new Set<BenchMaps>();
-
-  constructor(native: NativeBinding) {
-    this.native = native;
-  }
-
-  async openMaps(tag: string): Promise<BenchMaps> {
-    const m = await BenchMaps.open(OBJECT_PATH, this.bpffs.freshPinDir(tag), this.native);
-    this.#open.add(m);
-    return m;
-  }
-
-  closeMaps(m: BenchMaps): void {
-    m.close();
-    this.#open.delete(m);
-  }
-
-  /** Closes what is open, unmounts and removes the bpffs. */
-  cleanup(): void {
-    for (const m of this.#open) m.close();
-    this.#open.clear();
-    this.bpffs.unmount();
-  }
-}
 
 /** The largest size's last full sync, kept loaded for the checks and the one-Service changes. */
 interface Kept {
