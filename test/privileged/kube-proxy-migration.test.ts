@@ -119,9 +119,12 @@ function runCli(c: Cluster, n: ClusterNode, args: string[]) {
   return c.exec(n, [SWITCHYARD, ...args]);
 }
 
+/** A churn request's result, with what it was and when its batch ended (for the failure message). */
+type ChurnResult = RequestResult & { readonly proto: 'tcp' | 'udp'; readonly node: number; readonly doneAt: number };
+
 /** New connections and requests in a loop from pod 0 of `node` until stop(): churn. */
-function churn(c: Cluster, node: number): { stop: () => Promise<RequestResult[]> } {
-  const results: RequestResult[] = [];
+function churn(c: Cluster, node: number): { stop: () => Promise<ChurnResult[]> } {
+  const results: ChurnResult[] = [];
   let stopping = false;
   const loop = (async () => {
     while (!stopping) {
@@ -129,7 +132,8 @@ function churn(c: Cluster, node: number): { stop: () => Promise<RequestResult[]>
         { proto: 'tcp', ip: VIP, port: 80, count: 10, concurrency: 5, timeoutMs: 3000 },
         { proto: 'udp', ip: VIP, port: 53, count: 10, concurrency: 5, timeoutMs: 3000 },
       ]);
-      results.push(...tcp, ...udp);
+      const doneAt = Date.now();
+      results.push(...tcp.map((r) => ({ ...r, proto: 'tcp' as const, node, doneAt })), ...udp.map((r) => ({ ...r, proto: 'udp' as const, node, doneAt })));
     }
   })();
   return {
@@ -184,6 +188,9 @@ describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README 
     expect(Number(/^\s*(\d+)\s+\d+\s+KUBE-SVC-/m.exec(dnat)?.[1] ?? 0), 'kube-proxy KUBE-SERVICES rules matched packets').toBeGreaterThan(0);
 
     const churns = [churn(c, 1), churn(c, 2)];
+    const t0 = Date.now();
+    const steps: string[] = [];
+    const step = (what: string): void => void steps.push(`${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     const flows = await startFlows(c);
     let ok = false;
     try {
@@ -202,14 +209,17 @@ describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README 
           backends.flatMap((b) => [{ ip: b.ip, node: b.node }]),
         ),
       );
+      step('Switchyard started');
       daemons.push(...c.nodes.map((n) => startDaemon(c, n, manifests, pins, [`--cluster-cidr=${CLUSTER_CIDR},${CLUSTER_CIDR6}`])));
       await untilProgrammed(daemons);
+      step('programmed');
 
       // Step 3: on every node, cleanup --kube-proxy.
       for (const n of c.nodes) {
         const r = await runCli(c, n, ['cleanup', '--kube-proxy', `--bpf-pin-path=${pins.dirFor(n)}`]);
         expect(r.code, `${n.name}: cleanup --kube-proxy\n${r.stderr}`).toBe(0);
         expect(r.stderr).toMatch(/"kube-proxy cleanup done"|kube-proxy cleanup done/);
+        step(`${n.name} cleaned up`);
       }
       await new Promise((r) => setTimeout(r, scaled(5000))); // traffic keeps running without kube-proxy's rules
       ok = true;
@@ -217,7 +227,13 @@ describe.skipIf(skip)('migrating from kube-proxy to Switchyard and back (README 
       const churned = (await Promise.all(churns.map((x) => x.stop()))).flat();
       if (ok) {
         expect(churned.length, 'the churn ran').toBeGreaterThan(40);
-        expect(describeFailures(churned), `no new connection or request failed\n${await evidence(c, pins)}`).toBe('');
+        const failed = churned
+          .filter((r) => !r.ok)
+          .map(
+            (r) =>
+              `node ${r.node} ${r.proto} from port ${r.local?.port ?? '?'}: ${r.error} (batch ended ${((r.doneAt - t0) / 1000).toFixed(1)} s in; ${steps.join(', ')})`,
+          );
+        expect(describeFailures(churned), `no new connection or request failed\n${failed.join('\n')}\n${await evidence(c, pins)}`).toBe('');
       }
     }
     const hold = await flows.hold;

@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import type { Protocol } from '../../src/model/types.ts';
 import { BpfObject, loadBinding, type BpfProgram, type NativeBinding } from '../../src/native/index.ts';
 import {
+  ADOPTED_MAPS,
   HEADER_DEFINES,
   type KeyOf,
   type MapDef,
@@ -295,23 +296,9 @@ export class PacketHarness {
     }
   }
 
-  /** Empties every map the control plane writes (frontends, backends, VIPs, source ranges). */
+  /** Empties every map the control plane writes and the counters (ADOPTED_MAPS). */
   async flushServices(): Promise<void> {
-    for (const n of [
-      'svc4',
-      'svc6',
-      'backend4',
-      'backend6',
-      'vip4',
-      'vip6',
-      'srcrange4',
-      'srcrange6',
-      'affbe',
-      'maglev',
-      'svccnt',
-      'becnt4',
-      'becnt6',
-    ] as const) {
+    for (const n of ADOPTED_MAPS) {
       const m = this.#obj.map(MAPS[n].name);
       const keys = (await m.dump()).map(([k]) => k);
       if (keys.length > 0) await m.delete(keys);

@@ -81,6 +81,7 @@ import { constants } from 'node:os';
 import { posix } from 'node:path';
 import type { Link, LinkSource } from '../../src/host/links.ts';
 import { MAPS, type MapSpec, type MapType } from '../../src/dataplane/bpf/layout.ts';
+import { struct, U32 } from '../../src/dataplane/bpf/struct.ts';
 import type {
   CgroupAttachType,
   NativeNetlink,
@@ -187,8 +188,27 @@ export const FAKE_OBJECT_PATH = '/fake/bpf/build/switchyard.bpf.o';
  */
 export function switchyardObject(opts: { readonly maxEntries?: Readonly<Record<string, number>> } = {}): FakeObjectSpec {
   const maps = Object.values(MAPS).map((m): MapSpec => ({ ...m, maxEntries: opts.maxEntries?.[m.name] ?? m.maxEntries }));
-  return { maps, programs: PROGRAM_NAMES_V2.map((name) => ({ name, section: 'tc', type: BPF_PROG_TYPE_SCHED_CLS })) };
+  return {
+    maps: [...maps, RODATA],
+    unpinned: [RODATA.name],
+    programs: PROGRAM_NAMES_V2.map((name) => ({ name, section: 'tc', type: BPF_PROG_TYPE_SCHED_CLS })),
+  };
 }
+
+/**
+ * The object's .rodata (the zeroed struct sy_traffic a counter entry starts
+ * from, bpf/lib/maps.h) as libbpf loads it: an internal, unpinned
+ * one-element array named after the object ("switchya" + ".rodata",
+ * BPF_OBJ_NAME_LEN), frozen (BPF_F_RDONLY_PROG).
+ */
+const RODATA: MapSpec = {
+  name: 'switchya.rodata',
+  type: 'array',
+  key: U32,
+  value: struct('.rodata', 40, [['data', 0, 'u8[]', 40]], 'scalar'),
+  maxEntries: 1,
+  flags: 0x80,
+};
 
 /** The programs of the layout 2 object (DATAPATH-v2.md), in the order the object declares them. */
 export const PROGRAM_NAMES_V2 = ['sy_from_pod', 'sy_from_net', 'sy_to_pod', 'sy_to_net'] as const;
