@@ -14,6 +14,34 @@ import type { IPFamily, ServicePortInfo } from '../model/types.ts';
 import { type FrontendVerdicts, type VerdictOptions, verdicts } from '../model/verdict.ts';
 import { canonicalIP, cidrContains, familyOf, parseCidr, parseIP } from '../util/ip.ts';
 
+/** The options both compiles take to enumerate frontends and their verdicts. */
+export interface FrontendOptions {
+  /** kube-proxy's masqueradeAll: masquerade every connection to a ClusterIP. */
+  readonly masqueradeAll: boolean;
+  /** Local-traffic detector by CIDR: --cluster-cidr (ClusterCIDR) or the Node's podCIDRs (NodeCIDR); empty: none. */
+  readonly localCIDRs: readonly string[];
+  /** Local-traffic detector by interface (BridgeInterface, InterfaceNamePrefix): pods in both families. */
+  readonly localByInterface: boolean;
+  readonly nodeName: string;
+  readonly nodeZone: string | null;
+  /** This node's addresses, both families: NodePort frontends, and the source-range exception. */
+  readonly nodeIPs: readonly string[];
+  /** --nodeport-addresses as CIDRs; empty: every node address. */
+  readonly nodePortAddresses: readonly string[];
+}
+
+/** The model's verdict options from a compile's options. */
+export function verdictOptions(o: FrontendOptions): VerdictOptions {
+  return {
+    masqueradeAll: o.masqueradeAll,
+    clusterCIDRs: o.localCIDRs,
+    localByInterface: o.localByInterface,
+    nodeName: o.nodeName,
+    nodeZone: o.nodeZone,
+    nodeIPs: o.nodeIPs,
+  };
+}
+
 /** kube-proxy's localhost NodePort address (IPv4 only, as kube-proxy's iptables mode). */
 export const LOCALHOST4 = '127.0.0.1';
 

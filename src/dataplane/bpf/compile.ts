@@ -29,7 +29,7 @@
 
 import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../model/types.ts';
 import type { FrontendVerdicts, Verdict, VerdictOptions } from '../../model/verdict.ts';
-import { isPort, nodePortIPs, servicePortFrontends, type NodePortIPs } from '../frontends.ts';
+import { type FrontendOptions, isPort, nodePortIPs, servicePortFrontends, type NodePortIPs, verdictOptions } from '../frontends.ts';
 import type { Problem } from '../types.ts';
 import { canonicalIP, formatIPv4, hasLeadingZero, parseIPv4 } from '../../util/ip.ts';
 import { BPF_GAPS, gapProblems } from '../capabilities.ts';
@@ -54,19 +54,7 @@ import { MAGLEV_DEFAULT_M } from './maglev.ts';
 import { backendKey4, backendKeyOf, compareBackendKeys, l4Key } from './state.ts';
 import type { BackendAddr, BackendKey, CompileIndex, DesiredScope, DesiredService, DesiredState, FrontendKey, L4Addr } from './state.ts';
 
-export interface CompileOptions {
-  /** kube-proxy's masqueradeAll: masquerade every connection to a ClusterIP. */
-  readonly masqueradeAll: boolean;
-  /** Local-traffic detector by CIDR: --cluster-cidr (ClusterCIDR) or the Node's podCIDRs (NodeCIDR); empty: none. */
-  readonly localCIDRs: readonly string[];
-  /** Local-traffic detector by interface (BridgeInterface, InterfaceNamePrefix): pods in both families. */
-  readonly localByInterface: boolean;
-  readonly nodeName: string;
-  readonly nodeZone: string | null;
-  /** This node's addresses, both families: NodePort frontends, and the source-range exception. */
-  readonly nodeIPs: readonly string[];
-  /** --nodeport-addresses as CIDRs; empty: every node address. */
-  readonly nodePortAddresses: readonly string[];
+export interface CompileOptions extends FrontendOptions {
   /** --bpf-lb-algorithm: the backend choice of Services without the lb-algorithm annotation. */
   readonly lbAlgorithm: 'random' | 'maglev';
   /** --bpf-maglev-table-size: entries of each Maglev table (a prime). */
@@ -261,14 +249,7 @@ interface Context {
 function context(o: CompileOptions): Context {
   return {
     key: optionsKey(o),
-    verdict: {
-      masqueradeAll: o.masqueradeAll,
-      clusterCIDRs: o.localCIDRs,
-      localByInterface: o.localByInterface,
-      nodeName: o.nodeName,
-      nodeZone: o.nodeZone,
-      nodeIPs: o.nodeIPs,
-    },
+    verdict: verdictOptions(o),
     nodePortIPs: nodePortIPs(o.nodeIPs, o.nodePortAddresses, o.localhostNodePorts === true),
     lbAlgorithm: o.lbAlgorithm,
     maglevTableSize: o.maglevTableSize,

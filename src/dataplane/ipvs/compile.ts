@@ -28,23 +28,13 @@ import type { EndpointInfo, ProxySnapshot, ServicePortInfo } from '../../model/t
 import type { Verdict, VerdictOptions } from '../../model/verdict.ts';
 import { canonicalIP, familyOf } from '../../util/ip.ts';
 import { gapProblems, IPVS_GAPS } from '../capabilities.ts';
-import { isPort, nodePortIPs, servicePortFrontends, type NodePortIPs } from '../frontends.ts';
+import { type FrontendOptions, isPort, nodePortIPs, servicePortFrontends, type NodePortIPs, verdictOptions } from '../frontends.ts';
 import type { Problem } from '../types.ts';
 import { type DesiredVirtual, realKey, type RealKey, type VirtualKey, virtualKey } from './state.ts';
 
-export interface IpvsCompileOptions {
+export interface IpvsCompileOptions extends FrontendOptions {
   /** --ipvs-scheduler; kube-proxy's default is rr. */
   readonly scheduler: string;
-  readonly masqueradeAll: boolean;
-  /** The local-traffic detector by CIDR; empty: none. */
-  readonly localCIDRs: readonly string[];
-  readonly localByInterface: boolean;
-  readonly nodeName: string;
-  readonly nodeZone: string | null;
-  /** This node's addresses: NodePort virtual services. */
-  readonly nodeIPs: readonly string[];
-  /** --nodeport-addresses as CIDRs; empty: every node address. */
-  readonly nodePortAddresses: readonly string[];
 }
 
 export function ipvsCompileOptions(o: Partial<IpvsCompileOptions> = {}): IpvsCompileOptions {
@@ -147,14 +137,7 @@ function context(o: IpvsCompileOptions): Context {
   return {
     key: JSON.stringify([o.scheduler, o.masqueradeAll, o.localCIDRs, o.localByInterface, o.nodeName, o.nodeZone, o.nodeIPs, o.nodePortAddresses]),
     scheduler: o.scheduler,
-    verdict: {
-      masqueradeAll: o.masqueradeAll,
-      clusterCIDRs: o.localCIDRs,
-      localByInterface: o.localByInterface,
-      nodeName: o.nodeName,
-      nodeZone: o.nodeZone,
-      nodeIPs: o.nodeIPs,
-    },
+    verdict: verdictOptions(o),
     // kube-proxy's IPVS mode has no localhost NodePorts.
     nodePortIPs: nodePortIPs(o.nodeIPs, o.nodePortAddresses, false),
   };
